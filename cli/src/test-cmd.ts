@@ -1,0 +1,19 @@
+import { spawn } from "node:child_process";
+import { ensureFerretDb, ensureNatsServer, defaultToolsDir } from "@fleet/shared/infra";
+import type { CliContext } from "./infra.js";
+
+/** Builds the server binaries the suite needs (unless given URLs), then runs `npm test`. */
+export async function testCmd(ctx: CliContext, args: string[], root: string): Promise<number> {
+  const tools = defaultToolsDir();
+  const started = Date.now();
+  await Promise.all([
+    ctx.env.NATS_URL ? undefined : ensureNatsServer(tools, ctx.out),
+    ctx.env.MONGODB_URI ? undefined : ensureFerretDb(tools, ctx.out),
+  ]);
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn("npm", ["test", ...(args.length ? ["--", ...args] : [])], { cwd: root, stdio: "inherit" });
+    child.once("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+  });
+  ctx.out(`fleet test finished in ${((Date.now() - started) / 1000).toFixed(1)} s with exit code ${code}`);
+  return code;
+}

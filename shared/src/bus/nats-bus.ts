@@ -1,0 +1,138 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import {
+  CONSUMERS,
+  EVENTS,
+  streamName,
+  subjectFor,
+  type ConsumerEvent,
+  type ConsumerName,
+  type EventKind,
+  type EventOf,
+} from "../contracts/index.js";
+import { FleetError, errorMessage } from "../errors/index.js";
+import type { Logger } from "../log/index.js";
+import { DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
+import { startConsumeLoop } from "./consume.js";
+import type { Bus, ConsumeOptions, DeadLetterSink, PublishOptions, PublishResult, Subscription } from "./port.js";
+import { consumerName, DEFAULT_TUNING, provision, type ConsumerTuning } from "./provision.js";
+
+export interface NatsBusConfig {
+  servers: string | string[];
+  /** Prefix of every subject, stream and durable; "" in production. */
+  namespace: string;
+  /** Connection name shown by the server (e.g. "spawner-<pid>"). */
+  name: string;
+  user?: string;
+  pass?: string;
+  tuning?: Partial<ConsumerTuning>;
+  backoff?: BackoffOptions;
+  publishTimeoutMs?: number;
+}
+
+export interface NatsBusDeps {
+  logger: Logger;
+  /** Where terminated and exhausted messages are recorded. */
+  deadLetters?: DeadLetterSink;
+}
+
+class NatsBus implements Bus {
+  private readonly subs = new Set<Subscription>();
+  private closing: Promise<void> | undefined;
+  private readonly tuning: ConsumerTuning;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly config: NatsBusConfig,
+    private readonly deps: NatsBusDeps,
+  ) {
+    this.tuning = { ...DEFAULT_TUNING, ...config.tuning };
+  }
+
+  async provision(): Promise<void> {
+    await provision(this.jsm, this.config.namespace, this.tuning);
+  }
+
+  async publish<K extends EventKind>(kind: K, msg: EventOf<K>, options: PublishOptions = {}): Promise<PublishResult> {
+    const spec = EVENTS[kind];
+    const parsed = spec.schema.safeParse(msg);
+    if (!parsed.success) {
+      throw new FleetError("bad_input", `refusing to publish an invalid ${spec.subject}: ${parsed.error.message}`);
+    }
+    const body = parsed.data as EventOf<K>;
+    const sessionId = (body as { sessionId: string }).sessionId;
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, v);
+    try {
+      const ack = await this.js.publish(subjectFor(this.config.namespace, kind, sessionId), JSON.stringify(body), {
+        msgID: options.msgId ?? (spec.msgId as (m: EventOf<K>) => string)(body),
+        headers: h,
+        timeout: this.config.publishTimeoutMs ?? 5_000,
+      });
+      return { seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      throw new FleetError("bus_unavailable", `publish to ${spec.subject} failed: ${errorMessage(err)}`, { retryable: true, cause: err });
+    }
+  }
+
+  consume<C extends ConsumerName>(consumer: C, options: ConsumeOptions<ConsumerEvent<C>>): Subscription {
+    const spec = CONSUMERS[consumer];
+    const sub = startConsumeLoop(
+      {
+        nc: this.nc,
+        js: this.js,
+        jsm: this.jsm,
+        stream: streamName(this.config.namespace, spec.stream),
+        durable: consumerName(this.config.namespace, consumer),
+        schema: EVENTS[spec.event].schema as never,
+        maxDeliver: this.tuning.maxDeliver,
+        backoff: this.config.backoff ?? DEFAULT_BACKOFF,
+        logger: this.deps.logger,
+        ...(this.deps.deadLetters ? { deadLetters: this.deps.deadLetters } : {}),
+      },
+      options,
+    );
+    this.subs.add(sub);
+    return sub;
+  }
+
+  async ping(): Promise<void> {
+    await this.nc.rtt();
+  }
+
+  close(deadlineMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all([...this.subs].map((s) => s.stop(deadlineMs)));
+      await this.nc.drain().catch(() => this.nc.close());
+    })();
+    return this.closing;
+  }
+}
+
+/** Connects (retrying in the background if the server goes away later) and returns the Bus. */
+export async function connectBus(config: NatsBusConfig, deps: NatsBusDeps): Promise<Bus> {
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: config.servers,
+      name: config.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...(config.user ? { user: config.user, pass: config.pass ?? "" } : {}),
+    });
+  } catch (err) {
+    throw new FleetError("bus_unavailable", `cannot reach NATS at ${String(config.servers)}: ${errorMessage(err)}`, {
+      retryable: true,
+      cause: err,
+    });
+  }
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect") deps.logger.warn({ status: s.type }, "nats connection status");
+    }
+  })();
+  const jsm = await jetstreamManager(nc);
+  return new NatsBus(nc, jetstream(nc), jsm, config, deps);
+}

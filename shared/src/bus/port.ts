@@ -1,0 +1,60 @@
+import type { ConsumerEvent, ConsumerName, DeadLetter, EventKind, EventOf } from "../contracts/index.js";
+
+export interface PublishOptions {
+  /** Overrides the catalog's deterministic Nats-Msg-Id. */
+  msgId?: string;
+  /** Extra headers, e.g. W3C traceparent. */
+  headers?: Record<string, string>;
+}
+
+export interface PublishResult {
+  seq: number;
+  /** True when the server dropped it as a duplicate of a message with the same Nats-Msg-Id. */
+  duplicate: boolean;
+}
+
+export interface MessageContext {
+  subject: string;
+  /** Stream sequence. */
+  seq: number;
+  /** 1 on first delivery. */
+  deliveryCount: number;
+  headers: Record<string, string>;
+  /** Tells the server the work goes on, resetting the ack deadline. */
+  working(): void;
+  /** Aborted when the instance shuts down and this message's time is up. */
+  signal: AbortSignal;
+}
+
+export type Handler<T> = (msg: T, ctx: MessageContext) => Promise<void>;
+
+export interface ConsumeOptions<T> {
+  handler: Handler<T>;
+  /** Messages processed at once by this instance. */
+  maxInFlight?: number;
+  /** When set, `working()` is sent on this interval while the handler runs. */
+  heartbeatMs?: number;
+}
+
+export interface Subscription {
+  /** Stop taking work, wait for in-flight handlers up to `deadlineMs`, release the rest (nak). */
+  stop(deadlineMs?: number): Promise<void>;
+  /** Number of handlers running now. */
+  readonly inFlight: number;
+}
+
+export interface DeadLetterSink {
+  recordDead(letter: DeadLetter): Promise<void>;
+}
+
+/** The fleet's view of the bus; no driver type crosses it. */
+export interface Bus {
+  /** Creates or updates streams and durable consumers; safe to call from every instance at start. */
+  provision(): Promise<void>;
+  publish<K extends EventKind>(kind: K, msg: EventOf<K>, options?: PublishOptions): Promise<PublishResult>;
+  consume<C extends ConsumerName>(consumer: C, options: ConsumeOptions<ConsumerEvent<C>>): Subscription;
+  /** Resolves when the server answers a round trip. */
+  ping(): Promise<void>;
+  /** Stops subscriptions, drains the connection. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,152 @@
+import type { z } from "zod";
+import {
+  SessionCancelled,
+  SessionCompleted,
+  SessionFailed,
+  SessionLog,
+  SessionRequested,
+  SessionRunning,
+} from "./events.js";
+
+/**
+ * The bus contract: every subject, its stream, its schema and how its Nats-Msg-Id is formed.
+ * Subjects are public (outside systems publish and subscribe to them); a namespace prefix exists
+ * only so that tests and benchmarks can share one server without seeing each other.
+ */
+export type StreamKey = "work" | "events" | "logs";
+
+export interface StreamSpec {
+  key: StreamKey;
+  /** Name without namespace. */
+  name: string;
+  description: string;
+  retention: "workqueue" | "limits";
+  maxAgeMs: number;
+  maxMsgsPerSubject?: number;
+  duplicateWindowMs: number;
+}
+
+export const STREAMS: Record<StreamKey, StreamSpec> = {
+  work: {
+    key: "work",
+    name: "FLEET_WORK",
+    description: "work for the stages: each message is taken by one instance of one stage",
+    retention: "workqueue",
+    maxAgeMs: 7 * 24 * 3600_000,
+    duplicateWindowMs: 10 * 60_000,
+  },
+  events: {
+    key: "events",
+    name: "FLEET_EVENTS",
+    description: "terminal events and cancel requests, readable by any number of durable consumers",
+    retention: "limits",
+    maxAgeMs: 7 * 24 * 3600_000,
+    duplicateWindowMs: 10 * 60_000,
+  },
+  logs: {
+    key: "logs",
+    name: "FLEET_LOGS",
+    description: "progress lines, one subject per session",
+    retention: "limits",
+    maxAgeMs: 24 * 3600_000,
+    maxMsgsPerSubject: 100_000,
+    duplicateWindowMs: 2 * 60_000,
+  },
+};
+
+export interface EventSpec<S extends z.ZodType> {
+  /** Subject without namespace; `*` stands for the session id (logs only). */
+  subject: string;
+  stream: StreamKey;
+  schema: S;
+  /** Nats-Msg-Id: the same logical message always gets the same id, so a retried publish is dropped. */
+  msgId(msg: z.infer<S>): string;
+  description: string;
+}
+
+function spec<S extends z.ZodType>(s: EventSpec<S>): EventSpec<S> {
+  return s;
+}
+
+export const EVENTS = {
+  requested: spec({
+    subject: "session.requested",
+    stream: "work",
+    schema: SessionRequested,
+    msgId: (m) => `requested:${m.sessionId}`,
+    description: "run a prompt in a new sandbox (api or outside system -> spawner)",
+  }),
+  running: spec({
+    subject: "session.running",
+    stream: "work",
+    schema: SessionRunning,
+    msgId: (m) => `running:${m.sessionId}:${m.attempt}`,
+    description: "the agent has the prompt; watch it (spawner -> poller)",
+  }),
+  log: spec({
+    subject: "session.log.*",
+    stream: "logs",
+    schema: SessionLog,
+    msgId: (m) => `log:${m.sessionId}:${m.seq}`,
+    description: "one progress line (poller -> viewers)",
+  }),
+  completed: spec({
+    subject: "session.completed",
+    stream: "events",
+    schema: SessionCompleted,
+    msgId: (m) => `ended:${m.sessionId}`,
+    description: "the session completed (terminal)",
+  }),
+  failed: spec({
+    subject: "session.failed",
+    stream: "events",
+    schema: SessionFailed,
+    msgId: (m) => `ended:${m.sessionId}`,
+    description: "the session failed (terminal)",
+  }),
+  cancelled: spec({
+    subject: "session.cancelled",
+    stream: "events",
+    schema: SessionCancelled,
+    msgId: (m) => `cancelled:${m.sessionId}`,
+    description: "cancel a session (api or outside system -> watchdog); the document ends as cancelled",
+  }),
+} as const;
+
+export type EventKind = keyof typeof EVENTS;
+export type EventOf<K extends EventKind> = z.infer<(typeof EVENTS)[K]["schema"]>;
+
+/** Durable pull consumers of the fleet's own stages. */
+export const CONSUMERS = {
+  spawner: { stream: "work", event: "requested" },
+  poller: { stream: "work", event: "running" },
+  watchdog: { stream: "events", event: "cancelled" },
+} as const satisfies Record<string, { stream: StreamKey; event: EventKind }>;
+export type ConsumerName = keyof typeof CONSUMERS;
+
+/** Subject of a message in a namespace; logs take the session id as their last token. */
+export function subjectFor(namespace: string, kind: EventKind, sessionId?: string): string {
+  const base = EVENTS[kind].subject;
+  const concrete = base.endsWith(".*") ? `${base.slice(0, -1)}${sessionId ?? "*"}` : base;
+  return namespace ? `${namespace}.${concrete}` : concrete;
+}
+
+/** The filter that covers all subjects of a kind (for logs: every session). */
+export function subjectFilter(namespace: string, kind: EventKind): string {
+  const base = EVENTS[kind].subject;
+  const filter = base.endsWith(".*") ? `${base.slice(0, -1)}>` : base;
+  return namespace ? `${namespace}.${filter}` : filter;
+}
+
+export function streamName(namespace: string, key: StreamKey): string {
+  const base = STREAMS[key].name;
+  return namespace ? `${namespace.toUpperCase().replace(/-/g, "_")}_${base}` : base;
+}
+
+export function streamSubjects(namespace: string, key: StreamKey): string[] {
+  return (Object.keys(EVENTS) as EventKind[])
+    .filter((k) => EVENTS[k].stream === key)
+    .map((k) => subjectFilter(namespace, k));
+}
+
+export type ConsumerEvent<C extends ConsumerName> = EventOf<(typeof CONSUMERS)[C]["event"]>;

@@ -1,0 +1,68 @@
+import { describe, expect, it } from "vitest";
+import {
+  CONSUMERS,
+  EVENTS,
+  FileSpec,
+  SessionId,
+  SessionRequested,
+  jsonSchemas,
+  streamName,
+  streamSubjects,
+  subjectFilter,
+  subjectFor,
+  type EventKind,
+} from "./index.js";
+
+const valid = { v: 1, sessionId: "abc-1", projectId: "proj", prompt: "do it", requestedAt: 1 };
+
+describe("contracts", () => {
+  it("fills request defaults and rejects unknown fields and other versions", () => {
+    const parsed = SessionRequested.parse(valid);
+    expect(parsed.config.timeoutMs).toBe(600_000);
+    expect(parsed.files).toEqual([]);
+    expect(SessionRequested.safeParse({ ...valid, extra: 1 }).success).toBe(false);
+    expect(SessionRequested.safeParse({ ...valid, v: 2 }).success).toBe(false);
+    expect(SessionRequested.safeParse({ ...valid, prompt: "" }).success).toBe(false);
+  });
+
+  it("accepts session ids that are one subject token, nothing else", () => {
+    for (const ok of ["a", "ses_123", "A-b_C9"]) expect(SessionId.safeParse(ok).success).toBe(true);
+    for (const bad of ["", "a.b", "a b", "*", ">", "-lead", "x".repeat(129)]) expect(SessionId.safeParse(bad).success).toBe(false);
+  });
+
+  it("rejects file paths that escape the workspace", () => {
+    for (const path of ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\..\\b", "a\0b"]) {
+      expect(FileSpec.safeParse({ path, content: "" }).success, path).toBe(false);
+    }
+    expect(FileSpec.parse({ path: "src/a.ts", content: "x" }).encoding).toBe("utf8");
+  });
+
+  it("names subjects, filters and streams with and without a namespace", () => {
+    expect(subjectFor("", "requested")).toBe("session.requested");
+    expect(subjectFor("", "log", "s1")).toBe("session.log.s1");
+    expect(subjectFilter("", "log")).toBe("session.log.>");
+    expect(subjectFor("t1", "completed")).toBe("t1.session.completed");
+    expect(streamName("", "work")).toBe("FLEET_WORK");
+    expect(streamName("t-1", "logs")).toBe("T_1_FLEET_LOGS");
+    expect(streamSubjects("", "events").sort()).toEqual(["session.cancelled", "session.completed", "session.failed"]);
+  });
+
+  it("keeps work subjects and terminal events in different streams", () => {
+    expect(EVENTS.requested.stream).toBe("work");
+    expect(EVENTS.running.stream).toBe("work");
+    for (const k of ["completed", "failed", "cancelled"] as const) expect(EVENTS[k].stream).toBe("events");
+    // A work queue allows one consumer per subject: each work subject has exactly one fleet consumer.
+    const workConsumers = Object.values(CONSUMERS).filter((c) => c.stream === "work").map((c) => c.event);
+    expect(new Set(workConsumers).size).toBe(workConsumers.length);
+  });
+
+  it("exports a JSON Schema for every message, carrying the version field", () => {
+    const schemas = jsonSchemas();
+    for (const kind of Object.keys(EVENTS) as EventKind[]) {
+      const s = schemas[`session.${kind}`] as { properties: Record<string, { const?: number }>; required: string[] };
+      expect(s.properties.v?.const, kind).toBe(1);
+      expect(s.required).toContain("v");
+    }
+    expect(Object.keys(schemas)).toContain("document.session");
+  });
+});

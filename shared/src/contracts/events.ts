@@ -1,0 +1,81 @@
+import { z } from "zod";
+import { CardId, ErrorInfo, FileSpec, LIMITS, Millis, ProjectId, SessionConfig, SessionId, schemaVersion } from "./common.js";
+import { LogKind } from "./session.js";
+
+/** Published by the api or by any outside system: run this prompt. */
+export const SessionRequested = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    projectId: ProjectId,
+    cardId: CardId.optional(),
+    prompt: z.string().min(1).max(LIMITS.promptChars),
+    config: SessionConfig.default(() => SessionConfig.parse({})),
+    files: z.array(FileSpec).max(LIMITS.files).default([]),
+    requestedAt: Millis,
+  })
+  .strict();
+export type SessionRequested = z.infer<typeof SessionRequested>;
+
+/** Published by the spawner once the prompt is with the agent. */
+export const SessionRunning = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    projectId: ProjectId,
+    sandboxId: z.string().min(1),
+    sandboxHost: z.string().optional(),
+    agentSessionId: z.string().min(1),
+    attempt: z.number().int().nonnegative(),
+    at: Millis,
+  })
+  .strict();
+export type SessionRunning = z.infer<typeof SessionRunning>;
+
+/** One progress line on session.log.<sessionId>; seq is 1-based and gap-free per session. */
+export const SessionLog = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    seq: z.number().int().positive(),
+    at: Millis,
+    kind: LogKind,
+    line: z.string().max(LIMITS.logLineChars),
+  })
+  .strict();
+export type SessionLog = z.infer<typeof SessionLog>;
+
+export const SessionCompleted = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    projectId: ProjectId,
+    at: Millis,
+    executionMs: z.number().nonnegative().optional(),
+    response: z.string().max(4_000).describe("the final response, cut to 4000 chars; the full one is in the document"),
+    toolCalls: z.number().int().nonnegative(),
+  })
+  .strict();
+export type SessionCompleted = z.infer<typeof SessionCompleted>;
+
+export const SessionFailed = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    projectId: ProjectId,
+    at: Millis,
+    error: ErrorInfo,
+  })
+  .strict();
+export type SessionFailed = z.infer<typeof SessionFailed>;
+
+/** A request to cancel (from the api or an outside system); the watchdog carries it out. */
+export const SessionCancelled = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    at: Millis,
+    reason: z.string().max(500).optional(),
+  })
+  .strict();
+export type SessionCancelled = z.infer<typeof SessionCancelled>;

@@ -1,0 +1,162 @@
+import { z } from "zod";
+import { CardId, ErrorInfo, Millis, ProjectId, SessionConfig, SessionId } from "./common.js";
+
+export const SESSION_STATUSES = ["pending", "running", "completed", "failed", "cancelled"] as const;
+export const SessionStatus = z.enum(SESSION_STATUSES);
+export type SessionStatus = z.infer<typeof SessionStatus>;
+
+export const TERMINAL_STATUSES = ["completed", "failed", "cancelled"] as const satisfies readonly SessionStatus[];
+export const ACTIVE_STATUSES = ["pending", "running"] as const satisfies readonly SessionStatus[];
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
+
+export function isTerminal(status: SessionStatus): status is TerminalStatus {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+/** The finer step inside `pending` / `running`; the last one stays on a terminal document. */
+export const SessionPhase = z.enum([
+  "queued",
+  "admitted",
+  "sandbox_creating",
+  "restoring",
+  "server_starting",
+  "prompting",
+  "running",
+  "collecting",
+]);
+export type SessionPhase = z.infer<typeof SessionPhase>;
+
+export const ToolCall = z.object({
+  id: z.string().optional(),
+  name: z.string(),
+  status: z.string().optional(),
+  input: z.unknown().optional(),
+  output: z.string().optional(),
+  startedAt: Millis.optional(),
+  endedAt: Millis.optional(),
+});
+
+export const Todo = z.object({
+  content: z.string(),
+  status: z.string(),
+  priority: z.string().optional(),
+});
+
+export const FileDiff = z.object({
+  file: z.string(),
+  before: z.string().optional(),
+  after: z.string().optional(),
+  additions: z.number().int().optional(),
+  deletions: z.number().int().optional(),
+});
+
+export const Artifact = z.object({
+  path: z.string(),
+  content: z.string().optional(),
+  kind: z.string().optional(),
+});
+
+export const SessionOutput = z.object({
+  response: z.string().default(""),
+  thinking: z.string().default(""),
+  toolCalls: z.array(ToolCall).default([]),
+  todos: z.array(Todo).default([]),
+  diffs: z.array(FileDiff).default([]),
+  artifacts: z.array(Artifact).default([]),
+});
+export type SessionOutput = z.infer<typeof SessionOutput>;
+
+/** Duration of each setup step in ms, as the spawner measured it. */
+export const SetupTimings = z.object({
+  queuedMs: z.number().nonnegative().optional(),
+  sandboxCreateMs: z.number().nonnegative().optional(),
+  restoreMs: z.number().nonnegative().optional(),
+  serverStartMs: z.number().nonnegative().optional(),
+  authMs: z.number().nonnegative().optional(),
+  sessionCreateMs: z.number().nonnegative().optional(),
+  promptSendMs: z.number().nonnegative().optional(),
+  totalMs: z.number().nonnegative().optional(),
+});
+export type SetupTimings = z.infer<typeof SetupTimings>;
+
+export const SessionMetrics = z.object({
+  setup: SetupTimings.default({}),
+  executionMs: z.number().nonnegative().optional(),
+  counts: z
+    .object({
+      messages: z.number().int().nonnegative().default(0),
+      toolCalls: z.number().int().nonnegative().default(0),
+      logLines: z.number().int().nonnegative().default(0),
+    })
+    .default({ messages: 0, toolCalls: 0, logLines: 0 }),
+  usage: z
+    .object({
+      tokensIn: z.number().nonnegative().default(0),
+      tokensOut: z.number().nonnegative().default(0),
+      cost: z.number().nonnegative().default(0),
+      sandboxSeconds: z.number().nonnegative().default(0),
+    })
+    .default({ tokensIn: 0, tokensOut: 0, cost: 0, sandboxSeconds: 0 }),
+});
+export type SessionMetrics = z.infer<typeof SessionMetrics>;
+
+export const SandboxRef = z.object({
+  id: z.string().min(1),
+  provider: z.string().min(1),
+  host: z.string().optional(),
+});
+
+/** The session document as stored (MongoDB `sessions`, `_id` = id) and served by the api. */
+export const Session = z.object({
+  id: SessionId,
+  projectId: ProjectId,
+  cardId: CardId.optional(),
+  prompt: z.string(),
+  config: SessionConfig,
+  status: SessionStatus,
+  phase: SessionPhase,
+  queuePosition: z.number().int().nonnegative().optional(),
+  sandbox: SandboxRef.optional(),
+  agentSessionId: z.string().optional(),
+  attempt: z.number().int().nonnegative(),
+  output: SessionOutput.optional(),
+  error: ErrorInfo.optional(),
+  metrics: SessionMetrics,
+  createdAt: Millis,
+  updatedAt: Millis,
+  startedAt: Millis.optional(),
+  completedAt: Millis.optional(),
+  deadlineAt: Millis,
+});
+export type Session = z.infer<typeof Session>;
+
+/** What a caller supplies to create a session; the store fills in the rest. */
+export const NewSession = Session.pick({ id: true, projectId: true, cardId: true, prompt: true, config: true }).extend({
+  createdAt: Millis.optional(),
+});
+export type NewSession = z.input<typeof NewSession>;
+
+/** One line of a session's progress, stored in `session_logs` keyed by (sessionId, seq). */
+export const LogKind = z.enum(["system", "tool", "text", "thinking", "status", "error"]);
+export const LogLine = z.object({
+  sessionId: SessionId,
+  seq: z.number().int().positive(),
+  at: Millis,
+  kind: LogKind.default("system"),
+  line: z.string().max(2_000),
+});
+export type LogLine = z.infer<typeof LogLine>;
+
+/** A bus message that was terminated (malformed, permanent failure) or exhausted max_deliver. */
+export const DeadLetter = z.object({
+  id: z.string(),
+  stream: z.string(),
+  consumer: z.string(),
+  subject: z.string(),
+  seq: z.number().int().nonnegative(),
+  reason: z.string().max(4_000),
+  excerpt: z.string().max(1_000),
+  deliveries: z.number().int().nonnegative(),
+  at: Millis,
+});
+export type DeadLetter = z.infer<typeof DeadLetter>;

@@ -1,0 +1,58 @@
+/**
+ * One error type for the whole fleet. `code` is stable and machine-readable, `retryable` tells a
+ * handler whether to nak with backoff (true) or terminate (false), `cause` keeps the original.
+ */
+export type ErrorCode =
+  | "bad_input"
+  | "not_found"
+  | "conflict"
+  | "invalid_transition"
+  | "config"
+  | "bus_unavailable"
+  | "store_unavailable"
+  | "infra"
+  | "sandbox"
+  | "agent"
+  | "timeout"
+  | "cancelled"
+  | "stalled"
+  | "rate_limited"
+  | "internal";
+
+export interface FleetErrorOptions {
+  retryable?: boolean;
+  cause?: unknown;
+  details?: unknown;
+}
+
+export class FleetError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: FleetErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "FleetError";
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.details = options.details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; retryable: boolean } {
+    return { code: this.code, message: this.message, retryable: this.retryable };
+  }
+}
+
+export function isFleetError(err: unknown): err is FleetError {
+  return err instanceof FleetError;
+}
+
+/** Unknown errors are treated as retryable: max_deliver bounds the retries and dead-letters the rest. */
+export function isRetryable(err: unknown): boolean {
+  return isFleetError(err) ? err.retryable : true;
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return typeof err === "string" ? err : JSON.stringify(err);
+}

@@ -1,0 +1,165 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { FleetError } from "../errors/index.js";
+import { defaultToolsDir } from "./paths.js";
+import { isAlive, stopPid, type ManagedProcess } from "./process.js";
+import { dockerAnswers, pingMongo, startFerretDb, startMongoContainer, startNatsServer } from "./servers.js";
+import { ensureFerretDb, ensureNatsServer, type Progress } from "./tools.js";
+
+export interface InfraOptions {
+  /** Where server data and logs go. */
+  dataDir: string;
+  /** Use this NATS server or cluster instead of starting one. */
+  natsUrl?: string | undefined;
+  /** Use this MongoDB instead of starting one. */
+  mongoUri?: string | undefined;
+  /** Passed through to decide whether testcontainers may be used. */
+  dockerHost?: string | undefined;
+  /** "off" skips the Docker probe (FerretDB is used when no MONGODB_URI is given). */
+  docker?: "auto" | "off";
+  toolsDir?: string;
+  /** Servers outlive this process (for `./fleet infra up`). */
+  persistent?: boolean;
+  progress?: Progress;
+}
+
+export type StoreKind = "external" | "container" | "ferretdb";
+
+export interface Infra {
+  natsUrl: string;
+  mongoUri: string;
+  nats: "external" | "local";
+  store: StoreKind;
+  dataDir: string;
+  processes: Array<{ name: string; pid: number; logFile: string }>;
+  containerId?: string;
+  /** Stops what this call started (SIGTERM, then SIGKILL after the bound). Idempotent. */
+  stop(): Promise<void>;
+}
+
+async function startStore(opts: InfraOptions, toolsDir: string, progress: Progress) {
+  if (opts.mongoUri) return { url: opts.mongoUri, kind: "external" as const };
+  if (opts.docker !== "off" && (await dockerAnswers(opts.dockerHost))) {
+    progress("starting a mongo:7 container (Docker answered)");
+    const c = await startMongoContainer();
+    return { url: c.url, kind: "container" as const, container: c };
+  }
+  const binary = await ensureFerretDb(toolsDir, progress);
+  const s = await startFerretDb({ binary, dataDir: opts.dataDir, persistent: opts.persistent ?? false });
+  return { url: s.url, kind: "ferretdb" as const, process: s.process };
+}
+
+async function startBus(opts: InfraOptions, toolsDir: string, progress: Progress) {
+  if (opts.natsUrl) return { url: opts.natsUrl, kind: "external" as const };
+  const binary = await ensureNatsServer(toolsDir, progress);
+  const s = await startNatsServer({ binary, dataDir: opts.dataDir, persistent: opts.persistent ?? false });
+  return { url: s.url, kind: "local" as const, process: s.process };
+}
+
+/** Starts (or adopts) NATS with JetStream and a MongoDB-protocol store, ready to use. */
+export async function startInfra(opts: InfraOptions): Promise<Infra> {
+  const progress = opts.progress ?? (() => {});
+  const toolsDir = opts.toolsDir ?? defaultToolsDir();
+  mkdirSync(opts.dataDir, { recursive: true });
+  mkdirSync(toolsDir, { recursive: true });
+  const [bus, store] = await Promise.allSettled([startBus(opts, toolsDir, progress), startStore(opts, toolsDir, progress)]);
+  const started: ManagedProcess[] = [];
+  if (bus.status === "fulfilled" && bus.value.process) started.push(bus.value.process);
+  if (store.status === "fulfilled" && "process" in store.value && store.value.process) started.push(store.value.process);
+  const container = store.status === "fulfilled" && "container" in store.value ? store.value.container : undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await Promise.all(started.map((p) => p.stop()));
+      await container?.stop();
+    })();
+    return stopping;
+  };
+  if (bus.status === "rejected" || store.status === "rejected") {
+    await stop();
+    throw bus.status === "rejected" ? bus.reason : (store as PromiseRejectedResult).reason;
+  }
+  return {
+    natsUrl: bus.value.url,
+    mongoUri: store.value.url,
+    nats: bus.value.kind,
+    store: store.value.kind,
+    dataDir: opts.dataDir,
+    processes: started.map((p) => ({ name: p.name, pid: p.pid, logFile: p.logFile })),
+    ...(container ? { containerId: container.containerId } : {}),
+    stop,
+  };
+}
+
+const InfraState = z.object({
+  natsUrl: z.string(),
+  mongoUri: z.string(),
+  nats: z.enum(["external", "local"]),
+  store: z.enum(["external", "container", "ferretdb"]),
+  dataDir: z.string(),
+  processes: z.array(z.object({ name: z.string(), pid: z.number().int(), logFile: z.string() })),
+  containerId: z.string().optional(),
+  startedAt: z.number(),
+});
+export type InfraState = z.infer<typeof InfraState>;
+
+function stateFile(dir: string): string {
+  return join(dir, "infra.json");
+}
+
+export function writeInfraState(dir: string, infra: Infra): InfraState {
+  const { stop: _stop, ...rest } = infra;
+  const state: InfraState = { ...rest, startedAt: Date.now() };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(stateFile(dir), `${JSON.stringify(state, null, 2)}\n`);
+  return state;
+}
+
+export function readInfraState(dir: string): InfraState | undefined {
+  const file = stateFile(dir);
+  if (!existsSync(file)) return undefined;
+  const parsed = InfraState.safeParse(JSON.parse(readFileSync(file, "utf8")));
+  if (!parsed.success) throw new FleetError("infra", `${file} is not a valid infra state file; delete it and retry`);
+  return parsed.data;
+}
+
+export interface InfraHealth {
+  state: InfraState;
+  processes: Array<{ name: string; pid: number; alive: boolean }>;
+  natsReady: boolean;
+  storeReady: boolean;
+}
+
+export async function infraStatus(dir: string): Promise<InfraHealth | undefined> {
+  const state = readInfraState(dir);
+  if (!state) return undefined;
+  const { connect } = await import("@nats-io/transport-node");
+  const natsReady = await connect({ servers: state.natsUrl, reconnect: false, timeout: 1_000 }).then(
+    (nc) => nc.close().then(() => true),
+    () => false,
+  );
+  const storeReady = await pingMongo(state.mongoUri).then(
+    () => true,
+    () => false,
+  );
+  return {
+    state,
+    processes: state.processes.map((p) => ({ name: p.name, pid: p.pid, alive: isAlive(p.pid) })),
+    natsReady,
+    storeReady,
+  };
+}
+
+/** Stops what `./fleet infra up` started and forgets it. */
+export async function stopInfraFromState(dir: string): Promise<InfraState | undefined> {
+  const state = readInfraState(dir);
+  if (!state) return undefined;
+  await Promise.all(state.processes.map((p) => stopPid(p.pid)));
+  if (state.containerId) {
+    await new Promise<void>((resolve) => execFile("docker", ["rm", "-f", state.containerId as string], () => resolve()));
+  }
+  rmSync(stateFile(dir), { force: true });
+  return state;
+}

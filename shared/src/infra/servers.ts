@@ -1,0 +1,158 @@
+import { mkdirSync } from "node:fs";
+import { request } from "node:http";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { MongoClient } from "mongodb";
+import { FleetError, errorMessage } from "../errors/index.js";
+import { freePort } from "./ports.js";
+import { logTail, startProcess, type ManagedProcess } from "./process.js";
+
+export interface ServerStart {
+  binary: string;
+  dataDir: string;
+  persistent: boolean;
+  readyTimeoutMs?: number;
+}
+
+export interface StartedServer {
+  url: string;
+  process: ManagedProcess;
+}
+
+async function waitReady(proc: ManagedProcess, what: string, timeoutMs: number, probe: () => Promise<void>): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < until) {
+    if (!proc.running) {
+      throw new FleetError("infra", `${what} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`);
+    }
+    try {
+      await probe();
+      return;
+    } catch (err) {
+      last = errorMessage(err);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await proc.stop();
+  throw new FleetError("infra", `${what} did not become ready in ${timeoutMs} ms (${last}); see ${proc.logFile}`);
+}
+
+/** nats-server with JetStream (file storage) on a free loopback port; ready once JetStream answers. */
+export async function startNatsServer(opts: ServerStart): Promise<StartedServer> {
+  const dir = join(opts.dataDir, "nats");
+  mkdirSync(dir, { recursive: true });
+  for (let tries = 1; ; tries++) {
+    const port = await freePort();
+    const proc = startProcess({
+      name: "nats-server",
+      command: opts.binary,
+      args: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "jetstream"), "-n", `fleet-${port}`],
+      logFile: join(opts.dataDir, "nats-server.log"),
+      persistent: opts.persistent,
+    });
+    const url = `nats://127.0.0.1:${port}`;
+    try {
+      await waitReady(proc, "nats-server", opts.readyTimeoutMs ?? 20_000, async () => {
+        const nc = await connect({ servers: url, reconnect: false, timeout: 1_000 });
+        try {
+          const jsm = await jetstreamManager(nc);
+          await jsm.getAccountInfo();
+        } finally {
+          await nc.close();
+        }
+      });
+      return { url, process: proc };
+    } catch (err) {
+      // The free port may have been taken between our probe and the server's bind: try another.
+      if (tries >= 3) throw err;
+    }
+  }
+}
+
+/** FerretDB (SQLite backend, one file per database) on a free loopback port; ready once it answers ping. */
+export async function startFerretDb(opts: ServerStart): Promise<StartedServer> {
+  const dir = join(opts.dataDir, "ferretdb");
+  mkdirSync(dir, { recursive: true });
+  for (let tries = 1; ; tries++) {
+    const port = await freePort();
+    const proc = startProcess({
+      name: "ferretdb",
+      command: opts.binary,
+      args: [
+        "--handler=sqlite",
+        `--sqlite-url=file:${dir}/`,
+        `--listen-addr=127.0.0.1:${port}`,
+        `--state-dir=${dir}`,
+        "--debug-addr=-",
+        "--telemetry=disable",
+        "--log-level=warn",
+      ],
+      env: { ...process.env, FERRETDB_TELEMETRY: "disable", DO_NOT_TRACK: "1" },
+      logFile: join(opts.dataDir, "ferretdb.log"),
+      persistent: opts.persistent,
+    });
+    const url = `mongodb://127.0.0.1:${port}/`;
+    try {
+      await waitReady(proc, "FerretDB", opts.readyTimeoutMs ?? 20_000, () => pingMongo(url));
+      return { url, process: proc };
+    } catch (err) {
+      if (tries >= 3) throw err;
+    }
+  }
+}
+
+export async function pingMongo(url: string, timeoutMs = 1_000): Promise<void> {
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: timeoutMs, connectTimeoutMS: timeoutMs });
+  try {
+    await client.connect();
+    await client.db("admin").command({ ping: 1 });
+  } finally {
+    await client.close();
+  }
+}
+
+/** True when a Docker engine answers on its socket (or DOCKER_HOST is set, which testcontainers will try). */
+export function dockerAnswers(dockerHost: string | undefined): Promise<boolean> {
+  if (dockerHost) return Promise.resolve(true);
+  const socketPath = "/var/run/docker.sock";
+  if (!existsSync(socketPath)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: "/_ping", timeout: 1_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+export interface StartedContainer {
+  url: string;
+  containerId: string;
+  stop(): Promise<void>;
+}
+
+/** A mongo:7 container through testcontainers (loaded only when a Docker engine answers). */
+export async function startMongoContainer(): Promise<StartedContainer> {
+  const { GenericContainer, Wait } = await import("testcontainers");
+  const container = await new GenericContainer("mongo:7")
+    .withExposedPorts(27017)
+    .withWaitStrategy(Wait.forLogMessage(/Waiting for connections/))
+    .start();
+  const url = `mongodb://${container.getHost()}:${container.getMappedPort(27017)}/`;
+  await pingMongo(url, 10_000);
+  return {
+    url,
+    containerId: container.getId(),
+    stop: async () => {
+      await container.stop();
+    },
+  };
+}

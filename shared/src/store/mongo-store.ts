@@ -1,0 +1,320 @@
+import { MongoBulkWriteError, MongoClient, MongoServerError, type Collection, type Db, type Filter } from "mongodb";
+import {
+  ACTIVE_STATUSES,
+  DeadLetter,
+  LogLine,
+  NewSession,
+  Session,
+  isTerminal,
+  type SessionStatus,
+} from "../contracts/index.js";
+import { FleetError, errorMessage } from "../errors/index.js";
+import type { Logger } from "../log/index.js";
+import { decodeCursor, encodeCursor } from "./cursor.js";
+import type { CreateResult, Page, SessionPatch, SessionStore, TransitionRequest } from "./port.js";
+import { applyTransitions, transitionId, transitionIds, type TransitionDoc } from "./transitions.js";
+
+export interface MongoStoreConfig {
+  uri: string;
+  database: string;
+  /** Server selection bound: how long an operation waits for an unreachable server before failing. */
+  serverSelectionTimeoutMs?: number;
+  appName?: string;
+}
+
+type SessionDoc = Omit<Session, "id"> & { _id: string };
+type LogDoc = LogLine & { _id: string };
+type DeadDoc = Omit<DeadLetter, "id"> & { _id: string };
+
+const DUPLICATE_KEY = 11000;
+
+function toSession(doc: SessionDoc | null): Session | null {
+  if (!doc) return null;
+  const { _id, ...rest } = doc;
+  return Session.parse({ id: _id, ...rest });
+}
+
+/** Store errors become FleetErrors; network trouble is retryable so handlers back off. */
+function wrap(op: string, err: unknown): FleetError {
+  if (err instanceof FleetError) return err;
+  const retryable = !(err instanceof MongoServerError) || err.hasErrorLabel("RetryableWriteError");
+  return new FleetError("store_unavailable", `store ${op} failed: ${errorMessage(err)}`, { retryable, cause: err });
+}
+
+function logId(sessionId: string, seq: number): string {
+  return `${sessionId}:${String(seq).padStart(10, "0")}`;
+}
+
+/**
+ * SessionStore over MongoDB or FerretDB. Uses only what both support: single-document atomic
+ * updates (findOneAndUpdate with a status filter), unique indexes, unordered insertMany, sorted
+ * range queries. No transactions, no change streams, no partial indexes.
+ */
+export class MongoSessionStore implements SessionStore {
+  private readonly db: Db;
+  private readonly sessions: Collection<SessionDoc>;
+  private readonly logLines: Collection<LogDoc>;
+  private readonly dead: Collection<DeadDoc>;
+  private readonly transitions: Collection<TransitionDoc>;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly client: MongoClient,
+    config: MongoStoreConfig,
+    private readonly logger: Logger,
+  ) {
+    this.db = client.db(config.database);
+    this.sessions = this.db.collection<SessionDoc>("sessions");
+    this.logLines = this.db.collection<LogDoc>("session_logs");
+    this.dead = this.db.collection<DeadDoc>("dead_letters");
+    this.transitions = this.db.collection<TransitionDoc>("session_transitions");
+  }
+
+  static async connect(config: MongoStoreConfig, logger: Logger): Promise<MongoSessionStore> {
+    const client = new MongoClient(config.uri, {
+      serverSelectionTimeoutMS: config.serverSelectionTimeoutMs ?? 10_000,
+      appName: config.appName ?? "fleet",
+      retryWrites: true,
+    });
+    try {
+      await client.connect();
+    } catch (err) {
+      throw new FleetError("store_unavailable", `cannot reach the store: ${errorMessage(err)}`, { retryable: true, cause: err });
+    }
+    return new MongoSessionStore(client, config, logger);
+  }
+
+  async init(): Promise<void> {
+    try {
+      await this.sessions.createIndexes([
+        { key: { projectId: 1, createdAt: -1, _id: -1 }, name: "by_project" },
+        { key: { cardId: 1, status: 1, createdAt: -1 }, name: "by_card" },
+        { key: { status: 1, deadlineAt: 1 }, name: "by_deadline" },
+      ]);
+      await this.logLines.createIndex({ sessionId: 1, seq: 1 }, { unique: true, name: "session_seq" });
+      await this.dead.createIndex({ at: -1 }, { name: "by_time" });
+      await this.transitions.createIndex({ sessionId: 1 }, { name: "by_session" });
+    } catch (err) {
+      throw wrap("init", err);
+    }
+  }
+
+  async create(input: NewSession, now = Date.now()): Promise<CreateResult> {
+    const parsed = NewSession.parse(input);
+    const createdAt = parsed.createdAt ?? now;
+    const doc: SessionDoc = {
+      _id: parsed.id,
+      projectId: parsed.projectId,
+      ...(parsed.cardId ? { cardId: parsed.cardId } : {}),
+      prompt: parsed.prompt,
+      config: parsed.config,
+      status: "pending",
+      phase: "queued",
+      attempt: 0,
+      metrics: Session.shape.metrics.parse({}),
+      createdAt,
+      updatedAt: createdAt,
+      deadlineAt: createdAt + parsed.config.timeoutMs,
+    };
+    try {
+      const res = await this.sessions.updateOne({ _id: doc._id }, { $setOnInsert: doc }, { upsert: true });
+      const stored = await this.get(doc._id);
+      if (!stored) throw new FleetError("internal", `session ${doc._id} vanished after create`);
+      return { session: stored, created: res.upsertedCount === 1 };
+    } catch (err) {
+      // Two creators racing on one id: the loser's upsert hits the unique _id; the winner's doc stands.
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) {
+        const stored = await this.get(doc._id);
+        if (stored) return { session: stored, created: false };
+      }
+      throw wrap("create", err);
+    }
+  }
+
+  async get(id: string): Promise<Session | null> {
+    try {
+      const [doc, records] = await Promise.all([
+        this.sessions.findOne({ _id: id }),
+        this.transitions.find({ _id: { $in: transitionIds(id) } }).toArray(),
+      ]);
+      const session = toSession(doc);
+      return session ? this.reconcile(session, records) : null;
+    } catch (err) {
+      throw wrap("get", err);
+    }
+  }
+
+  /** Applies the transition records to a document read from the cache, repairing the cache if stale. */
+  private reconcile(session: Session, records: readonly TransitionDoc[]): Session {
+    const { session: current, stale } = applyTransitions(session, records);
+    if (stale) {
+      const { id: _id, ...fields } = current;
+      void this.sessions
+        .updateOne({ _id: current.id }, { $set: fields })
+        .catch((err: unknown) => this.logger.warn({ err: errorMessage(err), sessionId: current.id }, "status cache repair failed"));
+    }
+    return current;
+  }
+
+  /** Re-checks documents found by a query on the cached status against their transition records. */
+  private async reconcileMany(docs: readonly SessionDoc[]): Promise<Session[]> {
+    if (docs.length === 0) return [];
+    const records = await this.transitions.find({ sessionId: { $in: docs.map((d) => d._id) } }).toArray();
+    const bySession = new Map<string, TransitionDoc[]>();
+    for (const r of records) bySession.set(r.sessionId, [...(bySession.get(r.sessionId) ?? []), r]);
+    return docs.map((d) => this.reconcile(toSession(d) as Session, bySession.get(d._id) ?? []));
+  }
+
+  async transition(id: string, request: TransitionRequest): Promise<Session | null> {
+    if (request.from.some((s) => isTerminal(s))) {
+      throw new FleetError("invalid_transition", `terminal statuses cannot be left (from ${request.from.join(",")})`);
+    }
+    if (request.from.includes(request.to)) {
+      throw new FleetError("invalid_transition", `a transition must change the status (${request.to})`);
+    }
+    const current = await this.get(id);
+    if (!current || !request.from.includes(current.status)) return null;
+    const now = Date.now();
+    const set: TransitionDoc["set"] = { ...request.set, updatedAt: now };
+    if (isTerminal(request.to)) set.completedAt ??= now;
+    try {
+      await this.transitions.insertOne({ _id: transitionId(id, current.status), sessionId: id, from: current.status, to: request.to, at: now, set });
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return null;
+      throw wrap("transition", err);
+    }
+    const next: Session = { ...current, ...set, status: request.to };
+    const { id: _id, ...fields } = next;
+    try {
+      await this.sessions.updateOne({ _id: id }, { $set: fields });
+    } catch (err) {
+      // The record is written, so the transition stands; the cache is repaired on the next read.
+      this.logger.warn({ err: errorMessage(err), sessionId: id }, "status cache update failed after a transition");
+    }
+    return next;
+  }
+
+  async patch(id: string, set: SessionPatch, whenStatus: readonly SessionStatus[] = ACTIVE_STATUSES): Promise<boolean> {
+    if ("status" in set) throw new FleetError("invalid_transition", "status changes go through transition()");
+    const current = await this.get(id);
+    if (!current || !whenStatus.includes(current.status)) return false;
+    try {
+      const res = await this.sessions.updateOne({ _id: id, status: current.status }, { $set: { ...set, updatedAt: Date.now() } });
+      return res.matchedCount === 1;
+    } catch (err) {
+      throw wrap("patch", err);
+    }
+  }
+
+  async listByProject(projectId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<Session>> {
+    const limit = Math.min(Math.max(options.limit ?? 20, 1), 200);
+    const filter: Filter<SessionDoc> = { projectId };
+    if (options.cursor) {
+      const c = decodeCursor(options.cursor);
+      filter.$or = [{ createdAt: { $lt: c.createdAt } }, { createdAt: c.createdAt, _id: { $lt: c.id } }];
+    }
+    try {
+      const docs = await this.sessions.find(filter).sort({ createdAt: -1, _id: -1 }).limit(limit + 1).toArray();
+      const items = await this.reconcileMany(docs.slice(0, limit));
+      const last = items.at(-1);
+      return docs.length > limit && last ? { items, nextCursor: encodeCursor(last.createdAt, last.id) } : { items };
+    } catch (err) {
+      throw wrap("list", err);
+    }
+  }
+
+  async activeForCard(cardId: string): Promise<Session | null> {
+    try {
+      const docs = await this.sessions.find({ cardId, status: { $in: [...ACTIVE_STATUSES] } }).sort({ createdAt: -1 }).limit(20).toArray();
+      const active = (await this.reconcileMany(docs)).filter((s) => !isTerminal(s.status));
+      return active[0] ?? null;
+    } catch (err) {
+      throw wrap("activeForCard", err);
+    }
+  }
+
+  async pastDeadline(now: number, limit = 100): Promise<Session[]> {
+    try {
+      const docs = await this.sessions
+        .find({ status: { $in: [...ACTIVE_STATUSES] }, deadlineAt: { $lt: now } })
+        .sort({ deadlineAt: 1 })
+        .limit(limit)
+        .toArray();
+      return (await this.reconcileMany(docs)).filter((s) => !isTerminal(s.status));
+    } catch (err) {
+      throw wrap("pastDeadline", err);
+    }
+  }
+
+  async appendLogs(lines: readonly LogLine[]): Promise<{ inserted: number }> {
+    if (lines.length === 0) return { inserted: 0 };
+    const docs = lines.map((l) => ({ _id: logId(l.sessionId, l.seq), ...LogLine.parse(l) }));
+    try {
+      const res = await this.logLines.insertMany(docs, { ordered: false });
+      return { inserted: res.insertedCount };
+    } catch (err) {
+      if (err instanceof MongoBulkWriteError) {
+        const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+        if (errors.every((e) => e.code === DUPLICATE_KEY)) return { inserted: err.result.insertedCount };
+      }
+      throw wrap("appendLogs", err);
+    }
+  }
+
+  async logs(sessionId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogLine[]> {
+    const limit = Math.min(Math.max(options.limit ?? 1_000, 1), 10_000);
+    try {
+      const docs = await this.logLines
+        .find({ sessionId, seq: { $gt: options.afterSeq ?? 0 } })
+        .sort({ seq: 1 })
+        .limit(limit)
+        .toArray();
+      return docs.map(({ _id, ...line }) => LogLine.parse(line));
+    } catch (err) {
+      throw wrap("logs", err);
+    }
+  }
+
+  async lastLogSeq(sessionId: string): Promise<number> {
+    try {
+      const doc = await this.logLines.find({ sessionId }).sort({ seq: -1 }).limit(1).next();
+      return doc?.seq ?? 0;
+    } catch (err) {
+      throw wrap("lastLogSeq", err);
+    }
+  }
+
+  async recordDead(letter: DeadLetter): Promise<void> {
+    const { id, ...rest } = DeadLetter.parse(letter);
+    try {
+      // The same message may be reported by a handler and by the server's advisory: keep the first.
+      await this.dead.updateOne({ _id: id }, { $setOnInsert: rest }, { upsert: true });
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return;
+      throw wrap("recordDead", err);
+    }
+  }
+
+  async deadLetters(options: { limit?: number } = {}): Promise<DeadLetter[]> {
+    try {
+      const docs = await this.dead.find({}).sort({ at: -1 }).limit(options.limit ?? 100).toArray();
+      return docs.map(({ _id, ...rest }) => DeadLetter.parse({ id: _id, ...rest }));
+    } catch (err) {
+      throw wrap("deadLetters", err);
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.db.command({ ping: 1 });
+    } catch (err) {
+      throw wrap("ping", err);
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.client.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, "store close failed"));
+    return this.closing;
+  }
+}
+

@@ -1,0 +1,50 @@
+import type { DeadLetter, LogLine, NewSession, Session, SessionStatus } from "../contracts/index.js";
+import type { DeadLetterSink } from "../bus/index.js";
+
+/** Fields a caller may set; `status` changes only through `transition`, `id` never. */
+export type SessionPatch = Partial<Omit<Session, "id" | "status" | "createdAt" | "projectId">>;
+
+export interface TransitionRequest {
+  /** Statuses the document must be in for the change to win; terminal statuses are refused. */
+  from: readonly SessionStatus[];
+  to: SessionStatus;
+  set?: SessionPatch;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque; pass back to get the next page. Absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface CreateResult {
+  session: Session;
+  /** False when a session with this id already existed (the stored one is returned unchanged). */
+  created: boolean;
+}
+
+export interface SessionStore extends DeadLetterSink {
+  /** Creates indexes; safe to run from every instance at start. */
+  init(): Promise<void>;
+  create(input: NewSession, now?: number): Promise<CreateResult>;
+  get(id: string): Promise<Session | null>;
+  /** Compare-and-set on status; returns the updated document if this call won, else null. */
+  transition(id: string, request: TransitionRequest): Promise<Session | null>;
+  /** Sets fields while the status is one of `whenStatus` (default: pending or running). */
+  patch(id: string, set: SessionPatch, whenStatus?: readonly SessionStatus[]): Promise<boolean>;
+  /** Newest first; stable under concurrent inserts. */
+  listByProject(projectId: string, options?: { limit?: number; cursor?: string }): Promise<Page<Session>>;
+  /** The pending or running session of a card, newest first. */
+  activeForCard(cardId: string): Promise<Session | null>;
+  /** Active sessions whose deadline has passed, oldest deadline first. */
+  pastDeadline(now: number, limit?: number): Promise<Session[]>;
+  /** Stores lines once each; lines already stored (same sessionId and seq) are skipped, not errors. */
+  appendLogs(lines: readonly LogLine[]): Promise<{ inserted: number }>;
+  /** Lines with seq > afterSeq in order. */
+  logs(sessionId: string, options?: { afterSeq?: number; limit?: number }): Promise<LogLine[]>;
+  /** Highest stored seq, 0 when none. */
+  lastLogSeq(sessionId: string): Promise<number>;
+  deadLetters(options?: { limit?: number }): Promise<DeadLetter[]>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,72 @@
+import { randomBytes } from "node:crypto";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { MongoClient } from "mongodb";
+import { inject } from "vitest";
+import {
+  STREAMS,
+  connectBus,
+  createLogger,
+  streamName,
+  MongoSessionStore,
+  type Bus,
+  type NatsBusConfig,
+  type StreamKey,
+} from "../../shared/src/index.js";
+
+export const logger = createLogger({ name: "test", level: (process.env.TEST_LOG_LEVEL as "silent") ?? "silent" });
+
+/** A namespace unique to this test file (and call), so files can run in parallel on one server. */
+export function uniqueNamespace(prefix = "t"): string {
+  return `${prefix}${randomBytes(4).toString("hex")}`;
+}
+
+export async function openStore(database: string): Promise<MongoSessionStore> {
+  const store = await MongoSessionStore.connect({ uri: inject("mongoUri"), database, serverSelectionTimeoutMs: 5_000 }, logger);
+  await store.init();
+  return store;
+}
+
+export async function openBus(
+  namespace: string,
+  options: { store?: MongoSessionStore; name?: string; config?: Partial<NatsBusConfig> } = {},
+): Promise<Bus> {
+  const bus = await connectBus(
+    { servers: inject("natsUrl"), namespace, name: options.name ?? `test-${namespace}`, ...options.config },
+    { logger, ...(options.store ? { deadLetters: options.store } : {}) },
+  );
+  return bus;
+}
+
+/** Deletes the namespace's streams and drops its database. */
+export async function cleanup(namespace: string, database?: string): Promise<void> {
+  const nc = await connect({ servers: inject("natsUrl") });
+  const jsm = await jetstreamManager(nc);
+  for (const key of Object.keys(STREAMS) as StreamKey[]) {
+    await jsm.streams.delete(streamName(namespace, key)).catch(() => undefined);
+  }
+  await nc.close();
+  if (database) {
+    const client = new MongoClient(inject("mongoUri"));
+    await client.db(database).dropDatabase().catch(() => undefined);
+    await client.close();
+  }
+}
+
+/** Polls until `check` returns a truthy value or the bound passes. */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_000, intervalMs = 25): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`condition not met in ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
