@@ -26,6 +26,9 @@ function request(sessionId: string, prompt = "hello"): SessionRequested {
   };
 }
 
+// Every instance of a deployment provisions with the same tuning; so do the test's instances.
+const tuning = { tuning: { ackWaitMs: 2_000, maxDeliver: 3 }, backoff: { baseMs: 50, maxMs: 200 } };
+
 describe("bus on a real nats-server", () => {
   let ns: string;
   let store: MongoSessionStore;
@@ -35,7 +38,7 @@ describe("bus on a real nats-server", () => {
   beforeAll(async () => {
     ns = uniqueNamespace("bus");
     store = await openStore(ns);
-    bus = await openBus(ns, { store, config: { tuning: { ackWaitMs: 2_000, maxDeliver: 3 }, backoff: { baseMs: 50, maxMs: 200 } } });
+    bus = await openBus(ns, { store, config: tuning });
     await bus.provision();
     raw = await connect({ servers: inject("natsUrl") });
   });
@@ -48,7 +51,7 @@ describe("bus on a real nats-server", () => {
   });
 
   it("provisioning twice (and concurrently) is harmless and leaves one set of streams", async () => {
-    const other = await openBus(ns);
+    const other = await openBus(ns, { config: tuning });
     await Promise.all([bus.provision(), other.provision(), bus.provision()]);
     await other.close();
     const jsm = await jetstreamManager(raw);
@@ -137,8 +140,32 @@ describe("bus on a real nats-server", () => {
     await sub.stop();
   });
 
+  it("records a message as dead when its holders never answer and max_deliver runs out", async () => {
+    const deliveries: number[] = [];
+    // A handler that hangs without heartbeats stands for a crashed holder: only ack_wait (2 s) ends each try.
+    const sub = bus.consume("poller", {
+      handler: (m, ctx) => {
+        if (m.sessionId !== "silent") return Promise.resolve();
+        deliveries.push(ctx.deliveryCount);
+        return new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
+      },
+    });
+    await bus.publish("running", { v: 1, sessionId: "silent", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
+    const dead = await eventually(async () => (await store.deadLetters()).find((d) => d.excerpt.includes('"silent"')), 15_000);
+    expect(dead.reason).toMatch(/exhausted 3 deliveries without an answer/);
+    expect(dead.subject).toBe(subjectFor(ns, "running"));
+    expect(deliveries).toEqual([1, 2, 3]);
+    // The exhausted message is removed from the work queue.
+    const jsm = await jetstreamManager(raw);
+    await eventually(async () => {
+      const ci = await jsm.consumers.info(streamName(ns, "work"), consumerName(ns, "poller"));
+      return ci.num_pending === 0;
+    });
+    await sub.stop(100);
+  }, 30_000);
+
   it("shares one durable between two competing consumers, each message to exactly one", async () => {
-    const otherBus = await openBus(ns, { name: "second-instance" });
+    const otherBus = await openBus(ns, { name: "second-instance", config: tuning });
     const got = new Map<string, string[]>();
     const mk = (who: string) => async (m: SessionRequested) => {
       got.set(m.sessionId, [...(got.get(m.sessionId) ?? []), who]);
@@ -195,7 +222,7 @@ describe("bus on a real nats-server", () => {
   });
 
   it("on stop, releases unfinished work to another instance at once", async () => {
-    const otherBus = await openBus(ns, { name: "taker" });
+    const otherBus = await openBus(ns, { name: "taker", config: tuning });
     const taken: Array<{ who: string; delivery: number }> = [];
     let aborted = false;
     const slow = bus.consume("spawner", {

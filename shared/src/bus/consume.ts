@@ -13,7 +13,10 @@ export interface ConsumeLoopDeps<T> {
   stream: string;
   durable: string;
   schema: z.ZodType<T>;
+  /** Used until the consumer's own max_deliver is read from the server. */
   maxDeliver: number;
+  /** The stream is a work queue: a message that ran out of deliveries is removed once recorded. */
+  workQueue: boolean;
   backoff: BackoffOptions;
   deadLetters?: DeadLetterSink;
   logger: Logger;
@@ -40,6 +43,8 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
   let stopping = false;
   let current: ConsumerMessages | undefined;
   let wake: (() => void) | undefined;
+  // The server's max_deliver decides when retries end; instances must agree with it, not with their own config.
+  let maxDeliver = deps.maxDeliver;
   const advisory = watchMaxDeliveries(deps, log);
 
   const settle = (entry: InFlight, action: () => void): void => {
@@ -90,12 +95,12 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
     } catch (err) {
       if (entry.released) return;
       const reason = errorMessage(err);
-      if (isRetryable(err) && msg.info.deliveryCount < deps.maxDeliver) {
+      if (isRetryable(err) && msg.info.deliveryCount < maxDeliver) {
         const delay = backoffMs(msg.info.deliveryCount, deps.backoff);
         log.warn({ seq: msg.seq, delivery: msg.info.deliveryCount, delay, err: reason }, "handler failed; retrying");
         msg.nak(delay);
       } else {
-        const why = isRetryable(err) ? `exhausted ${deps.maxDeliver} deliveries: ${reason}` : reason;
+        const why = isRetryable(err) ? `exhausted ${maxDeliver} deliveries: ${reason}` : reason;
         log.error({ seq: msg.seq, delivery: msg.info.deliveryCount, err: reason }, "handler failed for good; dead-lettering");
         await recordDead(msg, why);
         msg.term(why.slice(0, 200));
@@ -129,7 +134,11 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
     let failures = 0;
     while (!stopping) {
       try {
-        consumer ??= await deps.js.consumers.get(deps.stream, deps.durable);
+        if (!consumer) {
+          consumer = await deps.js.consumers.get(deps.stream, deps.durable);
+          const configured = (await consumer.info(true)).config.max_deliver;
+          if (configured && configured > 0) maxDeliver = configured;
+        }
         const free = maxInFlight - inFlight.size;
         if (free <= 0) {
           await waitForSlot();
@@ -220,7 +229,7 @@ function watchMaxDeliveries<T>(deps: ConsumeLoopDeps<T>, log: Logger): CoreSubsc
           deliveries: advisory.deliveries,
           at: Date.now(),
         });
-        if (stored) await deps.jsm.streams.deleteMessage(deps.stream, advisory.stream_seq, false).catch(() => undefined);
+        if (stored && deps.workQueue) await deps.jsm.streams.deleteMessage(deps.stream, advisory.stream_seq, false).catch(() => undefined);
       })().catch((e: unknown) => log.error({ err: errorMessage(e) }, "could not record max-deliveries advisory"));
     },
   });

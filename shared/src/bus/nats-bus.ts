@@ -3,6 +3,7 @@ import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/t
 import {
   CONSUMERS,
   EVENTS,
+  STREAMS,
   streamName,
   subjectFor,
   type ConsumerEvent,
@@ -88,6 +89,7 @@ class NatsBus implements Bus {
         durable: consumerName(this.config.namespace, consumer),
         schema: EVENTS[spec.event].schema as never,
         maxDeliver: this.tuning.maxDeliver,
+        workQueue: STREAMS[spec.stream].retention === "workqueue",
         backoff: this.config.backoff ?? DEFAULT_BACKOFF,
         logger: this.deps.logger,
         ...(this.deps.deadLetters ? { deadLetters: this.deps.deadLetters } : {}),

@@ -20,10 +20,12 @@ export const CardId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/).de
 /** Epoch milliseconds. */
 export const Millis = z.number().int().nonnegative();
 
-export const ErrorInfo = z.object({
-  code: z.string().min(1).max(64),
-  message: z.string().max(4_000),
-});
+export const ErrorInfo = z
+  .object({
+    code: z.string().min(1).max(64),
+    message: z.string().max(4_000),
+  })
+  .strict();
 export type ErrorInfo = z.infer<typeof ErrorInfo>;
 
 export const LIMITS = {

@@ -13,8 +13,13 @@ export function jsonSchemas(): Record<string, unknown> {
       ...z.toJSONSchema(e.schema, { io: "input", unrepresentable: "any" }),
     };
   }
-  out["document.session"] = z.toJSONSchema(Session, { io: "output", unrepresentable: "any" });
-  out["document.log-line"] = z.toJSONSchema(LogLine, { io: "output", unrepresentable: "any" });
-  out["document.dead-letter"] = z.toJSONSchema(DeadLetter, { io: "output", unrepresentable: "any" });
+  const documents = {
+    "document.session": [Session, "session document (MongoDB collection sessions, _id = id)"],
+    "document.log-line": [LogLine, "log line (MongoDB collection session_logs, unique by sessionId and seq)"],
+    "document.dead-letter": [DeadLetter, "dead bus message (MongoDB collection dead_letters)"],
+  } as const;
+  for (const [name, [schema, title]] of Object.entries(documents)) {
+    out[name] = { title, ...z.toJSONSchema(schema, { io: "output", unrepresentable: "any" }) };
+  }
   return out;
 }

@@ -46,9 +46,9 @@ function logId(sessionId: string, seq: number): string {
 }
 
 /**
- * SessionStore over MongoDB or FerretDB. Uses only what both support: single-document atomic
- * updates (findOneAndUpdate with a status filter), unique indexes, unordered insertMany, sorted
- * range queries. No transactions, no change streams, no partial indexes.
+ * SessionStore over MongoDB or FerretDB. Uses only what both support and what both make atomic:
+ * inserts against unique keys (status transitions, see transitions.ts; log lines; dead letters),
+ * unordered insertMany, sorted range queries. No transactions, no change streams, no partial indexes.
  */
 export class MongoSessionStore implements SessionStore {
   private readonly db: Db;
