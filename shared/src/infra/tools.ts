@@ -49,6 +49,7 @@ export async function ensureNatsServer(toolsDir: string, progress: Progress = ()
   progress(`building nats-server ${NATS_SERVER_VERSION} with go install (first run only)`);
   const env = await goEnv();
   // Build into a private GOBIN and rename, so a concurrent run never sees half a binary.
+  mkdirSync(toolsDir, { recursive: true });
   const staging = mkdtempSync(join(toolsDir, ".build-nats-"));
   try {
     await go(["install", `github.com/nats-io/nats-server/v2@${NATS_SERVER_VERSION}`], { ...env, GOBIN: staging });
