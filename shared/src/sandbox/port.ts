@@ -1,0 +1,87 @@
+import { z } from "zod";
+
+/**
+ * Where an agent server runs. Adapters: `local` (a process group on this host, registered on disk)
+ * and `e2b` (cloud sandboxes). No driver type crosses this port.
+ */
+
+/** Labels every fleet sandbox carries, so a reaper can list them and match them to sessions. */
+export const SandboxMetadata = z.object({
+  fleet: z.string().min(1),
+  sessionId: z.string().min(1),
+  projectId: z.string().min(1),
+  attempt: z.string().regex(/^\d+$/),
+});
+export type SandboxMetadata = z.infer<typeof SandboxMetadata>;
+
+export interface SandboxCreateSpec {
+  metadata: SandboxMetadata;
+  /** Environment of every process started in the sandbox (on top of the provider's minimal one). */
+  envs: Record<string, string>;
+  /** Hard limit: the provider ends the sandbox after this, whether or not the fleet is still there. */
+  timeoutMs: number;
+}
+
+export interface SandboxFile {
+  /** Relative to the workspace; the provider refuses anything that would land outside it. */
+  path: string;
+  content: Uint8Array | string;
+}
+
+export interface CommandSpec {
+  command: string;
+  args: string[];
+  envs?: Record<string, string>;
+  /** Relative to the workspace (default: the workspace). */
+  cwd?: string;
+}
+
+export interface CommandResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  readonly provider: string;
+  /** Absolute path of the workspace inside the sandbox (a git repository). */
+  readonly workspace: string;
+  /** Absolute path of the sandbox user's home (HOME; XDG folders live below it). */
+  readonly home: string;
+  /** The port an agent server should listen on inside the sandbox. */
+  readonly agentPort: number;
+  /** Writes files through the provider's file API (never a shell), relative to the workspace or the home. */
+  writeFiles(files: readonly SandboxFile[], options?: { base?: "workspace" | "home" }): Promise<void>;
+  /** Null when the file does not exist. */
+  readFile(path: string): Promise<Uint8Array | null>;
+  /** Runs to completion (bounded) and returns its output. */
+  run(command: CommandSpec, options?: { timeoutMs?: number }): Promise<CommandResult>;
+  /** Starts a long-running process (the agent server); its output goes to the sandbox's log. */
+  startBackground(command: CommandSpec): Promise<{ pid: number }>;
+  /** Base URL (scheme, host, port) at which `port` inside the sandbox is reachable from the fleet. */
+  url(port: number): string;
+  isAlive(): Promise<boolean>;
+  /** Ends the sandbox and everything in it. Idempotent. */
+  kill(): Promise<void>;
+}
+
+export interface SandboxSummary {
+  id: string;
+  provider: string;
+  metadata: Record<string, string>;
+  startedAt: number;
+  /** When the provider's hard timeout ends it. */
+  endAt?: number;
+}
+
+export interface SandboxProvider {
+  readonly name: string;
+  create(spec: SandboxCreateSpec): Promise<Sandbox>;
+  /** Re-attaches to a sandbox created earlier (by any process); null when it is gone. */
+  connect(id: string): Promise<Sandbox | null>;
+  /** Sandboxes alive now whose metadata contains every given key/value. */
+  list(filter?: Partial<Record<string, string>>): Promise<SandboxSummary[]>;
+  /** Ends a sandbox by id; true when it was alive. Idempotent. */
+  kill(id: string): Promise<boolean>;
+}
