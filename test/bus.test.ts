@@ -164,6 +164,28 @@ describe("bus on a real nats-server", () => {
     await sub.stop(100);
   }, 30_000);
 
+  it("follows one session's log lines: history first, then live, and nothing of other sessions", async () => {
+    const line = (sessionId: string, seq: number) => ({ v: 1 as const, sessionId, seq, at: seq, kind: "tool" as const, line: `l${seq}` });
+    await bus.publish("log", line("follow-me", 1));
+    await bus.publish("log", line("someone-else", 1));
+    await bus.publish("log", line("follow-me", 2));
+    const stop = new AbortController();
+    const seen: number[] = [];
+    const reading = (async () => {
+      for await (const l of bus.followLogs("follow-me", stop.signal)) {
+        expect(l.sessionId).toBe("follow-me");
+        seen.push(l.seq);
+        if (seen.length === 3) stop.abort();
+      }
+    })();
+    await eventually(() => seen.length === 2);
+    await bus.publish("log", line("follow-me", 3));
+    await reading;
+    expect(seen).toEqual([1, 2, 3]);
+    expect(await bus.lastLogSeq("follow-me")).toBe(3);
+    expect(await bus.lastLogSeq("never-logged")).toBe(0);
+  });
+
   it("shares one durable between two competing consumers, each message to exactly one", async () => {
     const otherBus = await openBus(ns, { name: "second-instance", config: tuning });
     const got = new Map<string, string[]>();

@@ -19,6 +19,14 @@ describe(`session store on a real ${inject("storeKind")}`, () => {
     await cleanup(db, db);
   });
 
+  it("can be initialised again by every instance that starts", async () => {
+    await store.init();
+    const second = await openStore(db);
+    await Promise.all([second.init(), store.init()]);
+    await second.ping();
+    await second.close();
+  });
+
   it("creates idempotently on the session id and fills the defaults", async () => {
     const a = await store.create({ id: "s-create", projectId: "p", prompt: "x", config }, 1_000);
     const b = await store.create({ id: "s-create", projectId: "other", prompt: "y", config }, 2_000);
@@ -159,6 +167,24 @@ describe(`session store on a real ${inject("storeKind")}`, () => {
     const ids = late.map((s) => s.id);
     expect(ids).toContain("card-old");
     expect(ids).not.toContain("card-new");
+  });
+
+  it("grants a claim to exactly one of many racing callers", async () => {
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.claim("s-claim/spawn:1", `owner-${i}`)));
+    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(await store.claim("s-claim/spawn:2", "x")).toBe(true);
+  });
+
+  it("merges a card's saved files across sessions and drops deleted ones", async () => {
+    const f = (path: string, content: string, sessionId: string) => ({ cardId: "card-files", path, content, encoding: "utf8" as const, sessionId, savedAt: 1 });
+    await store.saveCardFiles("card-files", [f("a.txt", "1", "s1"), f("dir/b.txt", "2", "s1")]);
+    await store.saveCardFiles("card-files", [f("a.txt", "1b", "s2"), f("c.txt", "3", "s2")], ["dir/b.txt"]);
+    const files = await store.cardFiles("card-files");
+    expect(files.map((x) => [x.path, x.content, x.sessionId])).toEqual([
+      ["a.txt", "1b", "s2"],
+      ["c.txt", "3", "s2"],
+    ]);
+    expect(await store.cardFiles("other-card")).toEqual([]);
   });
 
   it("records a dead letter once even when reported twice", async () => {

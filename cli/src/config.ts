@@ -6,5 +6,9 @@ export const CliEnv = z.object({
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
   DOCKER_HOST: z.string().optional(),
   FLEET_HOME: z.string().min(1).optional().describe("where ./fleet keeps state and logs (default <root>/.fleet)"),
+  FLEET_API_URL: z.url().optional().describe("the api for submit, logs, ls, show (default: the one ./fleet up started)"),
+  FLEET_MODEL_URL: z.url().optional().describe("an OpenAI-compatible model endpoint; unset: the scripted model server"),
+  FLEET_MODEL: z.string().min(1).optional(),
+  FLEET_MODEL_API_KEY: z.string().min(1).optional(),
 });
 export type CliEnv = z.infer<typeof CliEnv>;

@@ -5,9 +5,19 @@ import { repoRoot } from "@fleet/shared/infra";
 import { CliEnv } from "./config.js";
 import { infraDown, infraEnv, infraStatusCmd, infraUp, type CliContext } from "./infra.js";
 import { testCmd } from "./test-cmd.js";
+import { demoCmd } from "./demo.js";
+import { downCmd, upCmd } from "./fleet.js";
+import { logsCmd, lsCmd, showCmd, submitCmd } from "./sessions.js";
 
 const USAGE = `usage: ./fleet <command>
 
+  demo           start everything on the embedded defaults, run one session end to end, stop
+  up             start the infrastructure, the model (scripted unless FLEET_MODEL_URL) and the services
+  down           stop what 'up' started
+  submit "..."   submit a session: [--project p] [--card c] [--file local[=path]] [--tool t] [-f]
+  logs [-f] ID   a session's log lines (-f follows them live)
+  ls             sessions of a project: [--project p] [--limit n]
+  show ID        a session's state, result and timing breakdown
   infra up       start NATS (JetStream) and the store in the background; print their URLs
   infra down     stop what 'infra up' started
   infra status   show whether they run and answer
@@ -40,6 +50,20 @@ async function main(argv: string[]): Promise<number> {
       }
     case "test":
       return testCmd(ctx, sub === undefined ? [] : [sub, ...rest], root);
+    case "demo":
+      return demoCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
+    case "up":
+      return upCmd(ctx);
+    case "down":
+      return downCmd(ctx);
+    case "submit":
+      return submitCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
+    case "logs":
+      return logsCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
+    case "ls":
+      return lsCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
+    case "show":
+      return showCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
     case undefined:
     case "help":
     case "--help":

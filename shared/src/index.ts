@@ -5,3 +5,6 @@ export * from "./log/index.js";
 export * from "./lifecycle/index.js";
 export * from "./bus/index.js";
 export * from "./store/index.js";
+export * from "./sandbox/port.js";
+export * from "./agent/port.js";
+export * from "./sessions/index.js";

@@ -1,8 +1,17 @@
-import { baseEnv } from "@fleet/shared";
+import { agentEnv, baseEnv, sandboxEnv } from "@fleet/shared";
 import { z } from "zod";
 
-export const PollerConfig = baseEnv.extend({
-  /** Sessions this instance watches at once. */
-  POLLER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(500),
-});
+export const PollerConfig = baseEnv
+  .extend(sandboxEnv.shape)
+  .extend(agentEnv.shape)
+  .extend({
+    /** Sessions this instance watches at once. */
+    POLLER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(500),
+    /** Safety-net status check while the event stream is quiet or cut. */
+    POLLER_STATUS_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
+    /** How long an unreachable agent is tolerated before the session fails. */
+    POLLER_UNREACHABLE_MS: z.coerce.number().int().min(1_000).max(600_000).default(15_000),
+    /** Port of the /metrics endpoint; 0 turns it off. */
+    POLLER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
+  });
 export type PollerConfig = z.infer<typeof PollerConfig>;

@@ -1,8 +1,16 @@
-import { baseEnv } from "@fleet/shared";
+import { agentEnv, baseEnv, modelEnv, sandboxEnv } from "@fleet/shared";
 import { z } from "zod";
 
-export const SpawnerConfig = baseEnv.extend({
-  /** Sessions this instance sets up at once; each holds a sandbox that is starting. */
-  SPAWNER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000).default(4),
-});
+export const SpawnerConfig = baseEnv
+  .extend(sandboxEnv.shape)
+  .extend(agentEnv.shape)
+  .extend(modelEnv.shape)
+  .extend({
+    /** Sessions this instance sets up at once; each holds a sandbox that is starting. */
+    SPAWNER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000).default(4),
+    /** How long an agent server may take to answer its health route. */
+    FLEET_AGENT_READY_MS: z.coerce.number().int().min(1_000).max(600_000).default(90_000),
+    /** Port of the /metrics endpoint; 0 turns it off. */
+    SPAWNER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
+  });
 export type SpawnerConfig = z.infer<typeof SpawnerConfig>;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { CommandSpec } from "../sandbox/port.js";
+import type { CommandSpec, SandboxFile } from "../sandbox/port.js";
 
 /**
  * An agent server reached over HTTP. Adapter: OpenCode 1.x (`agent/opencode`). Everything the
@@ -122,5 +122,7 @@ export interface AgentLaunchOptions {
 export interface AgentRuntime {
   readonly name: string;
   launchCommand(options: AgentLaunchOptions): CommandSpec;
+  /** Files to place under the sandbox home before the server starts (paths relative to the home). */
+  homeFiles(): SandboxFile[];
   connect(endpoint: AgentEndpoint): AgentClient;
 }

@@ -85,6 +85,7 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
       subject: msg.subject,
       seq: msg.seq,
       deliveryCount: msg.info.deliveryCount,
+      finalDelivery: msg.info.deliveryCount >= maxDeliver,
       headers: headersOf(msg),
       working: () => msg.working(),
       signal: entry.abort.signal,

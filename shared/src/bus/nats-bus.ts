@@ -1,9 +1,10 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import {
   CONSUMERS,
   EVENTS,
   STREAMS,
+  SessionLog,
   streamName,
   subjectFor,
   type ConsumerEvent,
@@ -98,6 +99,40 @@ class NatsBus implements Bus {
     );
     this.subs.add(sub);
     return sub;
+  }
+
+  async *followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog> {
+    if (signal.aborted) return;
+    const consumer = await this.js.consumers.get(streamName(this.config.namespace, "logs"), {
+      filter_subjects: [subjectFor(this.config.namespace, "log", sessionId)],
+      deliver_policy: DeliverPolicy.All,
+    });
+    const messages = await consumer.consume();
+    const stop = (): void => void messages.stop();
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const m of messages) {
+        const parsed = SessionLog.safeParse(m.json());
+        // A line that breaks the contract is not shown; the store keeps the record.
+        if (parsed.success) yield parsed.data;
+      }
+    } finally {
+      signal.removeEventListener("abort", stop);
+      stop();
+    }
+  }
+
+  async lastLogSeq(sessionId: string): Promise<number> {
+    try {
+      const m = await this.jsm.streams.getMessage(streamName(this.config.namespace, "logs"), {
+        last_by_subj: subjectFor(this.config.namespace, "log", sessionId),
+      });
+      const parsed = m ? SessionLog.safeParse(m.json()) : undefined;
+      return parsed?.success ? parsed.data.seq : 0;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === 10037) return 0;
+      throw new FleetError("bus_unavailable", `cannot read the log stream: ${errorMessage(err)}`, { retryable: true, cause: err });
+    }
   }
 
   async ping(): Promise<void> {

@@ -1,4 +1,4 @@
-import type { ConsumerEvent, ConsumerName, DeadLetter, EventKind, EventOf } from "../contracts/index.js";
+import type { ConsumerEvent, ConsumerName, DeadLetter, EventKind, EventOf, SessionLog } from "../contracts/index.js";
 
 export interface PublishOptions {
   /** Overrides the catalog's deterministic Nats-Msg-Id. */
@@ -19,6 +19,8 @@ export interface MessageContext {
   seq: number;
   /** 1 on first delivery. */
   deliveryCount: number;
+  /** No redelivery follows if this one fails (max_deliver reached): settle the work for good. */
+  finalDelivery: boolean;
   headers: Record<string, string>;
   /** Tells the server the work goes on, resetting the ack deadline. */
   working(): void;
@@ -53,6 +55,13 @@ export interface Bus {
   provision(): Promise<void>;
   publish<K extends EventKind>(kind: K, msg: EventOf<K>, options?: PublishOptions): Promise<PublishResult>;
   consume<C extends ConsumerName>(consumer: C, options: ConsumeOptions<ConsumerEvent<C>>): Subscription;
+  /**
+   * One session's log lines as the stream holds them, from the first, then live as they come
+   * (an ordered consumer: no ack, no durable state). Ends when `signal` aborts.
+   */
+  followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog>;
+  /** The seq of the last line of a session the log stream holds (0 when none). */
+  lastLogSeq(sessionId: string): Promise<number>;
   /** Resolves when the server answers a round trip. */
   ping(): Promise<void>;
   /** Stops subscriptions, drains the connection. Idempotent. */

@@ -49,3 +49,35 @@ export function loadConfigOrExit<S extends z.ZodType>(schema: S, env: Record<str
     process.exit(1);
   }
 }
+
+/** Where sandboxes run. */
+export const sandboxEnv = z.object({
+  SANDBOX_PROVIDER: z.enum(["local", "e2b"]).default("local"),
+  /** Local provider: where sandboxes live and are registered (shared by every fleet process on the host). */
+  FLEET_SANDBOX_DIR: z.string().min(1).default("/tmp/fleet-sandboxes"),
+  FLEET_SANDBOX_ISOLATION: z.enum(["auto", "bubblewrap", "none"]).default("auto"),
+  E2B_API_KEY: z.string().min(1).optional(),
+  E2B_TEMPLATE: z.string().min(1).default("opencode"),
+  /** The agent server binary (local provider); default: the one shipped in node_modules. */
+  OPENCODE_BIN: z.string().min(1).optional(),
+  /** Label on every sandbox of this fleet, so fleets sharing a provider account never reap each other. */
+  FLEET_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default("fleet"),
+});
+export type SandboxEnv = z.infer<typeof sandboxEnv>;
+
+/** Secret from which each session's agent password is derived (shared by spawner, poller, watchdog). */
+export const agentEnv = z.object({
+  FLEET_AGENT_SECRET: z.string().min(32, "at least 32 characters, e.g. from: openssl rand -base64 32"),
+});
+
+/** The model the agents talk to: any OpenAI-compatible endpoint. */
+export const modelEnv = z.object({
+  FLEET_MODEL_URL: z.url({ protocol: /^https?$/ }),
+  FLEET_MODEL: z.string().min(1).max(200).default("scripted-demo"),
+  FLEET_MODEL_API_KEY: z.string().min(1).default("none"),
+  /** Comma-separated model ids tried after FLEET_MODEL. */
+  FLEET_FALLBACK_MODELS: z
+    .string()
+    .default("")
+    .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
+});

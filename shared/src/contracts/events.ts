@@ -41,6 +41,7 @@ export const SessionLog = z
     at: Millis,
     kind: LogKind,
     line: z.string().max(LIMITS.logLineChars),
+    key: z.string().max(300).optional(),
   })
   .strict();
 export type SessionLog = z.infer<typeof SessionLog>;

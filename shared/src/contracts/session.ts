@@ -118,6 +118,8 @@ export const Session = z.object({
   queuePosition: z.number().int().nonnegative().optional(),
   sandbox: SandboxRef.optional(),
   agentSessionId: z.string().optional(),
+  /** The user message that carried the prompt; the agent's diff is taken since it. */
+  agentMessageId: z.string().optional(),
   attempt: z.number().int().nonnegative(),
   output: SessionOutput.optional(),
   error: ErrorInfo.optional(),
@@ -144,8 +146,21 @@ export const LogLine = z.object({
   at: Millis,
   kind: LogKind.default("system"),
   line: z.string().max(2_000),
+  /** What the line reports (e.g. `tool:<partId>:completed`), so a poller resuming after a crash skips it. */
+  key: z.string().max(300).optional(),
 });
 export type LogLine = z.infer<typeof LogLine>;
+
+/** A file a card's session changed, restored into the card's next session. */
+export const CardFile = z.object({
+  cardId: CardId,
+  path: z.string(),
+  content: z.string(),
+  encoding: z.enum(["utf8", "base64"]).default("utf8"),
+  sessionId: SessionId,
+  savedAt: Millis,
+});
+export type CardFile = z.infer<typeof CardFile>;
 
 /** A bus message that was terminated (malformed, permanent failure) or exhausted max_deliver. */
 export const DeadLetter = z.object({

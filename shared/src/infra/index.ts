@@ -5,3 +5,4 @@ export { startProcess, stopPid, isAlive, logTail, type ManagedProcess, type Proc
 export { freePort } from "./ports.js";
 export { repoRoot, defaultToolsDir } from "./paths.js";
 export { pingMongo, dockerAnswers } from "./servers.js";
+export { startService, type FleetProcessOptions, type RunningService, type ServiceName } from "./services.js";

@@ -76,12 +76,24 @@ export function startProcess(spec: ProcessSpec): ManagedProcess {
   };
 }
 
+/**
+ * True while the process runs. A zombie counts as gone: where PID 1 does not reap orphans (some
+ * containers), an ended process that `./fleet infra up` left behind stays a zombie forever, and
+ * `kill(pid, 0)` would call it alive.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    // No /proc (not Linux): the signal check above is all there is.
+    return true;
   }
 }
 

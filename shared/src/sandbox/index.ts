@@ -1,1 +1,5 @@
 export * from "./port.js";
+export { relativeSegments, checkEnvs } from "./paths.js";
+export { shellQuote, shellCommand } from "./shell.js";
+export * from "./local/index.js";
+export * from "./e2b/index.js";

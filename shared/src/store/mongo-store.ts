@@ -1,6 +1,7 @@
 import { MongoBulkWriteError, MongoClient, MongoServerError, type Collection, type Db, type Filter } from "mongodb";
 import {
   ACTIVE_STATUSES,
+  CardFile,
   DeadLetter,
   LogLine,
   NewSession,
@@ -25,6 +26,8 @@ export interface MongoStoreConfig {
 type SessionDoc = Omit<Session, "id"> & { _id: string };
 type LogDoc = LogLine & { _id: string };
 type DeadDoc = Omit<DeadLetter, "id"> & { _id: string };
+type ClaimDoc = { _id: string; owner: string; at: number };
+type CardFileDoc = CardFile & { _id: string };
 
 const DUPLICATE_KEY = 11000;
 
@@ -56,6 +59,8 @@ export class MongoSessionStore implements SessionStore {
   private readonly logLines: Collection<LogDoc>;
   private readonly dead: Collection<DeadDoc>;
   private readonly transitions: Collection<TransitionDoc>;
+  private readonly claims: Collection<ClaimDoc>;
+  private readonly cardFileDocs: Collection<CardFileDoc>;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -68,6 +73,8 @@ export class MongoSessionStore implements SessionStore {
     this.logLines = this.db.collection<LogDoc>("session_logs");
     this.dead = this.db.collection<DeadDoc>("dead_letters");
     this.transitions = this.db.collection<TransitionDoc>("session_transitions");
+    this.claims = this.db.collection<ClaimDoc>("claims");
+    this.cardFileDocs = this.db.collection<CardFileDoc>("card_files");
   }
 
   static async connect(config: MongoStoreConfig, logger: Logger): Promise<MongoSessionStore> {
@@ -86,14 +93,14 @@ export class MongoSessionStore implements SessionStore {
 
   async init(): Promise<void> {
     try {
-      await this.sessions.createIndexes([
-        { key: { projectId: 1, createdAt: -1, _id: -1 }, name: "by_project" },
-        { key: { cardId: 1, status: 1, createdAt: -1 }, name: "by_card" },
-        { key: { status: 1, deadlineAt: 1 }, name: "by_deadline" },
-      ]);
+      // One at a time: FerretDB 1.24 panics on a createIndexes naming several indexes that exist.
+      await this.sessions.createIndex({ projectId: 1, createdAt: -1, _id: -1 }, { name: "by_project" });
+      await this.sessions.createIndex({ cardId: 1, status: 1, createdAt: -1 }, { name: "by_card" });
+      await this.sessions.createIndex({ status: 1, deadlineAt: 1 }, { name: "by_deadline" });
       await this.logLines.createIndex({ sessionId: 1, seq: 1 }, { unique: true, name: "session_seq" });
       await this.dead.createIndex({ at: -1 }, { name: "by_time" });
       await this.transitions.createIndex({ sessionId: 1 }, { name: "by_session" });
+      await this.cardFileDocs.createIndex({ cardId: 1, path: 1 }, { name: "by_card" });
     } catch (err) {
       throw wrap("init", err);
     }
@@ -224,10 +231,13 @@ export class MongoSessionStore implements SessionStore {
   }
 
   async activeForCard(cardId: string): Promise<Session | null> {
+    return (await this.activeSessionsForCard(cardId))[0] ?? null;
+  }
+
+  async activeSessionsForCard(cardId: string): Promise<Session[]> {
     try {
-      const docs = await this.sessions.find({ cardId, status: { $in: [...ACTIVE_STATUSES] } }).sort({ createdAt: -1 }).limit(20).toArray();
-      const active = (await this.reconcileMany(docs)).filter((s) => !isTerminal(s.status));
-      return active[0] ?? null;
+      const docs = await this.sessions.find({ cardId, status: { $in: [...ACTIVE_STATUSES] } }).sort({ createdAt: -1, _id: -1 }).limit(50).toArray();
+      return (await this.reconcileMany(docs)).filter((s) => !isTerminal(s.status));
     } catch (err) {
       throw wrap("activeForCard", err);
     }
@@ -301,6 +311,35 @@ export class MongoSessionStore implements SessionStore {
       return docs.map(({ _id, ...rest }) => DeadLetter.parse({ id: _id, ...rest }));
     } catch (err) {
       throw wrap("deadLetters", err);
+    }
+  }
+
+  async claim(key: string, owner: string): Promise<boolean> {
+    try {
+      await this.claims.insertOne({ _id: key, owner, at: Date.now() });
+      return true;
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return false;
+      throw wrap("claim", err);
+    }
+  }
+
+  async saveCardFiles(cardId: string, files: readonly CardFile[], deleted: readonly string[] = []): Promise<void> {
+    const docs = files.map((f) => ({ _id: `${cardId}:${f.path}`, ...CardFile.parse(f) }));
+    try {
+      if (deleted.length) await this.cardFileDocs.deleteMany({ _id: { $in: deleted.map((p) => `${cardId}:${p}`) } });
+      for (const doc of docs) await this.cardFileDocs.replaceOne({ _id: doc._id }, doc, { upsert: true });
+    } catch (err) {
+      throw wrap("saveCardFiles", err);
+    }
+  }
+
+  async cardFiles(cardId: string): Promise<CardFile[]> {
+    try {
+      const docs = await this.cardFileDocs.find({ cardId }).sort({ path: 1 }).toArray();
+      return docs.map(({ _id, ...f }) => CardFile.parse(f));
+    } catch (err) {
+      throw wrap("cardFiles", err);
     }
   }
 

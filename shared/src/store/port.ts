@@ -1,4 +1,4 @@
-import type { DeadLetter, LogLine, NewSession, Session, SessionStatus } from "../contracts/index.js";
+import type { CardFile, DeadLetter, LogLine, NewSession, Session, SessionStatus } from "../contracts/index.js";
 import type { DeadLetterSink } from "../bus/index.js";
 
 /** Fields a caller may set; `status` changes only through `transition`, `id` never. */
@@ -34,8 +34,10 @@ export interface SessionStore extends DeadLetterSink {
   patch(id: string, set: SessionPatch, whenStatus?: readonly SessionStatus[]): Promise<boolean>;
   /** Newest first; stable under concurrent inserts. */
   listByProject(projectId: string, options?: { limit?: number; cursor?: string }): Promise<Page<Session>>;
-  /** The pending or running session of a card, newest first. */
+  /** The newest pending or running session of a card. */
   activeForCard(cardId: string): Promise<Session | null>;
+  /** All pending or running sessions of a card, newest first. */
+  activeSessionsForCard(cardId: string): Promise<Session[]>;
   /** Active sessions whose deadline has passed, oldest deadline first. */
   pastDeadline(now: number, limit?: number): Promise<Session[]>;
   /** Stores lines once each; lines already stored (same sessionId and seq) are skipped, not errors. */
@@ -45,6 +47,14 @@ export interface SessionStore extends DeadLetterSink {
   /** Highest stored seq, 0 when none. */
   lastLogSeq(sessionId: string): Promise<number>;
   deadLetters(options?: { limit?: number }): Promise<DeadLetter[]>;
+  /**
+   * Takes a named claim (e.g. `<sessionId>/spawn:2`) once: true for the one caller that got it.
+   * A unique insert, so it is atomic on every backend.
+   */
+  claim(key: string, owner: string): Promise<boolean>;
+  /** Merges what a card's session changed into the card's saved files: upserts `files`, drops `deleted`. */
+  saveCardFiles(cardId: string, files: readonly CardFile[], deleted?: readonly string[]): Promise<void>;
+  cardFiles(cardId: string): Promise<CardFile[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

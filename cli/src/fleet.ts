@@ -1,0 +1,107 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FleetError } from "@fleet/shared";
+import { isAlive, logTail, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/shared/infra";
+import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.js";
+import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
+import { readInfraState } from "@fleet/shared/infra";
+
+/** The secret agent passwords are derived from; made once per FLEET_HOME and kept private. */
+export function agentSecret(home: string): string {
+  const file = join(home, "agent-secret");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  mkdirSync(home, { recursive: true });
+  const secret = randomBytes(32).toString("base64url");
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return secret;
+}
+
+/** The scripted model server as its own process; resolves with its base URL. */
+export async function startModelProcess(logDir: string, persistent: boolean, scenario = "demo"): Promise<{ url: string; process: ManagedProcess }> {
+  mkdirSync(logDir, { recursive: true });
+  const proc = startProcess({
+    name: "scripted-model",
+    command: process.execPath,
+    args: [join(repoRoot(), "shared", "dist", "model", "main.js"), "--port", "0", "--scenario-name", scenario],
+    logFile: join(logDir, "scripted-model.log"),
+    persistent,
+  });
+  const until = Date.now() + 15_000;
+  while (Date.now() < until) {
+    const m = existsSync(proc.logFile) ? /listening on (http\S+)/.exec(readFileSync(proc.logFile, "utf8")) : null;
+    if (m?.[1]) return { url: m[1], process: proc };
+    if (!proc.running) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await proc.stop();
+  throw new FleetError("infra", `the scripted model server did not start; its log ends with:\n${logTail(proc.logFile)}`);
+}
+
+export function modelEnvFor(ctx: CliContext): Record<string, string> {
+  return {
+    ...(ctx.env.FLEET_MODEL ? { FLEET_MODEL: ctx.env.FLEET_MODEL } : {}),
+    ...(ctx.env.FLEET_MODEL_API_KEY ? { FLEET_MODEL_API_KEY: ctx.env.FLEET_MODEL_API_KEY } : {}),
+  };
+}
+
+const SERVICES: ServiceName[] = ["api", "spawner", "poller", "watchdog"];
+
+/** `./fleet up`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each service. */
+export async function upCmd(ctx: CliContext): Promise<number> {
+  const existing = readFleetState(ctx.home);
+  if (existing && existing.processes.every((p) => isAlive(p.pid))) {
+    ctx.out(`the fleet is already up: api ${existing.apiUrl}`);
+    return 0;
+  }
+  if (existing) await downServices(ctx);
+  await infraUp(ctx);
+  const infra = readInfraState(infraDir(ctx));
+  if (!infra) throw new FleetError("infra", "infrastructure state missing after infra up");
+  const logDir = join(ctx.home, "logs");
+  mkdirSync(logDir, { recursive: true });
+  const started: Array<{ name: string; pid: number; logFile: string }> = [];
+  let modelUrl = ctx.env.FLEET_MODEL_URL;
+  if (!modelUrl) {
+    const model = await startModelProcess(logDir, true);
+    started.push({ name: "scripted-model", pid: model.process.pid, logFile: model.process.logFile });
+    modelUrl = model.url;
+    ctx.out(`scripted model server: ${modelUrl}`);
+  }
+  let apiUrl = "";
+  for (const name of SERVICES) {
+    const s = await startService(name, {
+      natsUrl: infra.natsUrl,
+      mongoUri: infra.mongoUri,
+      dataDir: logDir,
+      agentSecret: agentSecret(ctx.home),
+      modelUrl,
+      persistent: true,
+      env: { ...modelEnvFor(ctx), FLEET_SANDBOX_DIR: join(ctx.home, "sandboxes") },
+    });
+    started.push({ name, pid: s.process.pid, logFile: s.process.logFile });
+    if (s.url) apiUrl = s.url;
+    ctx.out(`${name.padEnd(8)} pid ${s.process.pid}  log ${s.process.logFile}`);
+  }
+  writeFleetState(ctx.home, { apiUrl, modelUrl, processes: started, startedAt: Date.now() });
+  ctx.out(`the fleet is up: api ${apiUrl}`);
+  ctx.out(`try: ./fleet submit -f "write a hello file"`);
+  return 0;
+}
+
+async function downServices(ctx: CliContext): Promise<void> {
+  const state = readFleetState(ctx.home);
+  if (!state) return;
+  // Services first, so none of them sees its bus or store vanish while it still works.
+  await Promise.all(state.processes.filter((p) => p.name !== "scripted-model").map((p) => stopPid(p.pid, 15_000)));
+  await Promise.all(state.processes.filter((p) => p.name === "scripted-model").map((p) => stopPid(p.pid)));
+  clearFleetState(ctx.home);
+  ctx.out(`stopped ${state.processes.map((p) => p.name).join(", ")}`);
+}
+
+/** `./fleet down`: everything `up` started. */
+export async function downCmd(ctx: CliContext): Promise<number> {
+  await downServices(ctx);
+  return infraDown(ctx);
+}

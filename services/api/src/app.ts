@@ -1,0 +1,64 @@
+import swagger from "@fastify/swagger";
+import { FleetError, type Bus, type Logger, type SessionStore } from "@fleet/shared";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { Registry } from "prom-client";
+import { healthRoutes } from "./routes/health.js";
+import { logRoutes } from "./routes/logs.js";
+import { sessionRoutes } from "./routes/sessions.js";
+
+export interface ApiDeps {
+  store: SessionStore;
+  bus: Bus;
+  logger: Logger;
+  registry: Registry;
+  /** Largest request body accepted, in bytes. */
+  bodyLimit?: number;
+}
+
+const STATUS: Partial<Record<FleetError["code"], number>> = {
+  bad_input: 400,
+  not_found: 404,
+  conflict: 409,
+  rate_limited: 429,
+  bus_unavailable: 503,
+  store_unavailable: 503,
+};
+
+/** Builds the HTTP app (no I/O until `listen`). */
+export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimit ?? 8 * 1024 * 1024 });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: { title: "session fleet api", version: "1.0.0", description: "Create, follow and query agent sessions." },
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      return reply.code(400).send({ error: { code: "bad_input", message: `invalid request: ${err.message}`, issues: err.validation } });
+    }
+    if (err instanceof FleetError) {
+      const status = STATUS[err.code] ?? 500;
+      if (status >= 500) req.log.error({ err: err.message, code: err.code }, "request failed");
+      return reply.code(status).send({ error: { code: err.code, message: err.message } });
+    }
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) {
+      return reply.code(status).send({ error: { code: "bad_request", message: (err as Error).message } });
+    }
+    req.log.error({ err }, "request failed");
+    return reply.code(500).send({ error: { code: "internal", message: "internal error" } });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` } }));
+
+  await app.register(sessionRoutes({ store: deps.store, bus: deps.bus }));
+  await app.register(logRoutes({ store: deps.store, bus: deps.bus }));
+  await app.register(healthRoutes({ store: deps.store, bus: deps.bus, registry: deps.registry }));
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

@@ -1,0 +1,172 @@
+import { createHash } from "node:crypto";
+import { FleetError, SCHEMA_VERSION, SessionConfig, Session, isTerminal, type Bus, type SessionStore } from "@fleet/shared";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import {
+  Accepted,
+  ActiveSession,
+  CancelBody,
+  CardParams,
+  CreateSessionBody,
+  CreateSessionHeaders,
+  Details,
+  ErrorBody,
+  IdParams,
+  ListQuery,
+  Metrics,
+  SessionPage,
+} from "../schemas.js";
+
+export interface SessionRoutesDeps {
+  store: SessionStore;
+  bus: Bus;
+}
+
+/** A retried submit with the same Idempotency-Key names the same session. */
+function sessionIdFor(body: CreateSessionBody, idempotencyKey: string | undefined): string {
+  if (body.sessionId) return body.sessionId;
+  if (idempotencyKey) return `ses-${createHash("sha256").update(`${body.projectId}\0${idempotencyKey}`).digest("base64url").slice(0, 32).replace(/^[-_]/, "x")}`;
+  return `ses-${crypto.randomUUID()}`;
+}
+
+async function mustGet(store: SessionStore, id: string): Promise<Session> {
+  const s = await store.get(id);
+  if (!s) throw new FleetError("not_found", `no session ${id}`);
+  return s;
+}
+
+export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod => async (app) => {
+  const { store, bus } = deps;
+
+  app.post(
+    "/v1/sessions",
+    {
+      schema: {
+        summary: "Create a session (or return the one this Idempotency-Key or sessionId already made)",
+        body: CreateSessionBody,
+        headers: CreateSessionHeaders,
+        response: { 202: Accepted, 400: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      const id = sessionIdFor(b, req.headers["idempotency-key"]);
+      const config = SessionConfig.parse({
+        ...(b.model ? { model: b.model } : {}),
+        ...(b.fallbackModels ? { fallbackModels: b.fallbackModels } : {}),
+        ...(b.maxTokens ? { maxTokens: b.maxTokens } : {}),
+        ...(b.tools ? { tools: b.tools } : {}),
+        ...(b.systemPrompt ? { systemPrompt: b.systemPrompt } : {}),
+        ...(b.timeoutMs ? { timeoutMs: b.timeoutMs } : {}),
+      });
+      const now = Date.now();
+      const { session } = await store.create({ id, projectId: b.projectId, ...(b.cardId ? { cardId: b.cardId } : {}), prompt: b.prompt, config }, now);
+      if (session.projectId !== b.projectId) throw new FleetError("conflict", `session ${id} belongs to another project`);
+      // Published on every submit: a client retrying after a crash between create and publish
+      // repairs it, and the Nats-Msg-Id keeps the request from being queued twice.
+      if (session.status === "pending") {
+        await bus.publish("requested", {
+          v: SCHEMA_VERSION,
+          sessionId: id,
+          projectId: session.projectId,
+          ...(session.cardId ? { cardId: session.cardId } : {}),
+          prompt: session.prompt,
+          config: session.config,
+          files: b.files ?? [],
+          requestedAt: session.createdAt,
+        });
+      }
+      return reply.code(202).send({ sessionId: id, status: session.status });
+    },
+  );
+
+  app.post(
+    "/v1/sessions/:id/cancel",
+    {
+      schema: {
+        summary: "Cancel a session in whatever phase it is; the watchdog ends it and kills its sandbox",
+        params: IdParams,
+        body: CancelBody.optional(),
+        response: { 202: Accepted, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const session = await mustGet(store, req.params.id);
+      if (isTerminal(session.status)) throw new FleetError("conflict", `session ${session.id} already ended (${session.status})`);
+      await bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId: session.id, at: Date.now(), ...(req.body?.reason ? { reason: req.body.reason } : {}) });
+      return reply.code(202).send({ sessionId: session.id, status: session.status });
+    },
+  );
+
+  app.get(
+    "/v1/sessions/:id",
+    { schema: { summary: "A session document", params: IdParams, response: { 200: Session, 404: ErrorBody } } },
+    async (req) => mustGet(store, req.params.id),
+  );
+
+  app.get(
+    "/v1/sessions",
+    { schema: { summary: "A project's sessions, newest first", querystring: ListQuery, response: { 200: SessionPage, 400: ErrorBody } } },
+    async (req) => store.listByProject(req.query.projectId, { limit: req.query.limit, ...(req.query.cursor ? { cursor: req.query.cursor } : {}) }),
+  );
+
+  app.get(
+    "/v1/sessions/:id/details",
+    { schema: { summary: "Log lines and the session's results", params: IdParams, response: { 200: Details, 404: ErrorBody } } },
+    async (req) => {
+      const session = await mustGet(store, req.params.id);
+      const logs = await store.logs(session.id, { limit: 10_000 });
+      const o = session.output;
+      return {
+        session,
+        logs,
+        response: o?.response ?? "",
+        thinking: o?.thinking ?? "",
+        toolCalls: o?.toolCalls ?? [],
+        todos: o?.todos ?? [],
+        diffs: o?.diffs ?? [],
+        artifacts: o?.artifacts ?? [],
+      };
+    },
+  );
+
+  app.get(
+    "/v1/sessions/:id/metrics",
+    { schema: { summary: "Setup breakdown and execution metrics", params: IdParams, response: { 200: Metrics, 404: ErrorBody } } },
+    async (req) => {
+      const s = await mustGet(store, req.params.id);
+      const setup = Object.fromEntries(Object.entries(s.metrics.setup).filter((e): e is [string, number] => typeof e[1] === "number"));
+      const setupMs = setup.totalMs ?? 0;
+      const executionMs = s.metrics.executionMs ?? 0;
+      const totalMs = setupMs + executionMs;
+      const pct = (v: number): number => (totalMs > 0 ? Math.round((v / totalMs) * 1_000) / 10 : 0);
+      const order = ["queuedMs", "sandboxCreateMs", "restoreMs", "serverStartMs", "authMs", "sessionCreateMs", "promptSendMs"];
+      return {
+        sessionId: s.id,
+        status: s.status,
+        setup,
+        setupMs,
+        executionMs,
+        totalMs,
+        setupPercent: pct(setupMs),
+        executionPercent: pct(executionMs),
+        counts: s.metrics.counts,
+        usage: s.metrics.usage,
+        steps: [
+          ...order.filter((k) => setup[k] !== undefined).map((k) => ({ step: k.replace(/Ms$/, ""), ms: setup[k] as number })),
+          ...(s.metrics.executionMs !== undefined ? [{ step: "execution", ms: executionMs }] : []),
+        ],
+      };
+    },
+  );
+
+  app.get(
+    "/v1/cards/:cardId/active-session",
+    { schema: { summary: "The card's active session with its latest log lines", params: CardParams, response: { 200: ActiveSession, 404: ErrorBody } } },
+    async (req) => {
+      const session = await store.activeForCard(req.params.cardId);
+      if (!session) throw new FleetError("not_found", `card ${req.params.cardId} has no active session`);
+      const last = await store.lastLogSeq(session.id);
+      return { session, logs: await store.logs(session.id, { afterSeq: Math.max(0, last - 20) }) };
+    },
+  );
+};

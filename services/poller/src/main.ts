@@ -1,0 +1,35 @@
+import { loadConfigOrExit, onSignals } from "@fleet/shared";
+import { serveMetrics } from "@fleet/shared/metrics";
+import { createAgentRuntime, createSandboxProvider, startRuntime } from "@fleet/shared/service";
+import { createPoller } from "./app.js";
+import { PollerConfig } from "./config.js";
+
+const config = loadConfigOrExit(PollerConfig, process.env);
+const rt = await startRuntime("poller", config);
+const poller = createPoller(
+  {
+    store: rt.store,
+    bus: rt.bus,
+    provider: await createSandboxProvider(config, rt.logger),
+    runtime: await createAgentRuntime(config, rt.logger),
+    logger: rt.logger,
+    metrics: rt.metrics,
+    settings: {
+      agentSecret: config.FLEET_AGENT_SECRET,
+      statusIntervalMs: config.POLLER_STATUS_INTERVAL_MS,
+      unreachableMs: config.POLLER_UNREACHABLE_MS,
+    },
+  },
+  { maxInFlight: config.POLLER_MAX_IN_FLIGHT },
+);
+// A watch lasts as long as its session, so waiting for it is pointless: release it at once (the
+// next poller re-attaches); only a result collection already under way gets a moment to finish.
+rt.closer.add("consumer", () => poller.stop(Math.min(config.FLEET_SHUTDOWN_MS, 2_000)));
+if (config.POLLER_METRICS_PORT) {
+  const server = await serveMetrics(rt.metrics.registry, config.POLLER_METRICS_PORT);
+  rt.closer.add("metrics", () => new Promise<void>((r) => server.close(() => r())));
+}
+onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);
+poller.start();
+rt.logger.info({ maxInFlight: config.POLLER_MAX_IN_FLIGHT }, "poller started");
+process.stdout.write("poller ready\n");

@@ -1,0 +1,238 @@
+import {
+  FleetError,
+  agentFinished,
+  agentPassword,
+  endSession,
+  errorMessage,
+  extractOutput,
+  extractUsage,
+  isTerminal,
+  toolLines,
+  type AgentClient,
+  type AgentMessage,
+  type AgentPart,
+  type AgentRuntime,
+  type Bus,
+  type Logger,
+  type MessageContext,
+  type Sandbox,
+  type SandboxProvider,
+  type Session,
+  type SessionRunning,
+  type SessionStore,
+} from "@fleet/shared";
+import type { FleetMetrics } from "@fleet/shared/metrics";
+import { SessionLogWriter, saveCardFiles } from "@fleet/shared/sessions";
+
+export interface WatchSettings {
+  agentSecret: string;
+  /** Safety-net status check interval, for when the event stream is cut. */
+  statusIntervalMs: number;
+  /** How long the agent may be unreachable before the session fails. */
+  unreachableMs: number;
+}
+
+export interface WatchDeps {
+  store: SessionStore;
+  bus: Bus;
+  provider: SandboxProvider;
+  runtime: AgentRuntime;
+  logger: Logger;
+  metrics: FleetMetrics;
+  settings: WatchSettings;
+}
+
+/**
+ * session.running -> watch the agent until the session ends. A redelivery (another poller after a
+ * crash) re-attaches to the same agent and continues the log where the stored lines end.
+ */
+export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: MessageContext): Promise<void> {
+  const session = await deps.store.get(msg.sessionId);
+  if (!session) throw new FleetError("not_found", `no session ${msg.sessionId}`);
+  if (session.attempt !== msg.attempt) return;
+  if (isTerminal(session.status)) {
+    if (session.sandbox) await deps.provider.kill(session.sandbox.id).catch(() => undefined);
+    return;
+  }
+  const sandbox = await deps.provider.connect(msg.sandboxId);
+  if (!sandbox) {
+    await fail(deps, session, "sandbox_lost", `sandbox ${msg.sandboxId} is gone`);
+    return;
+  }
+  const client = deps.runtime.connect({
+    baseUrl: msg.sandboxHost ?? sandbox.url(sandbox.agentPort),
+    password: agentPassword(deps.settings.agentSecret, session.id, session.attempt),
+  });
+  const writer = await SessionLogWriter.open(deps, session.id);
+  deps.logger.info({ sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq }, "watching session");
+  await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
+}
+
+async function fail(deps: WatchDeps, session: Session, code: string, message: string): Promise<void> {
+  const ended = await endSession(deps, session.id, { status: "failed", error: { code, message } });
+  if (ended) deps.metrics.sessionsEnded.inc({ status: "failed", code });
+}
+
+class Watch {
+  private readonly stop = new AbortController();
+  private finishing = false;
+  private sawBusy = false;
+  private unreachableSince: number | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly deps: WatchDeps,
+    private readonly session: Session,
+    private readonly agentSessionId: string,
+    private readonly sandbox: Sandbox,
+    private readonly client: AgentClient,
+    private readonly writer: SessionLogWriter,
+    shutdown: AbortSignal,
+  ) {
+    this.log = deps.logger.child({ sessionId: session.id, sandboxId: sandbox.id });
+    shutdown.addEventListener("abort", () => this.stop.abort(), { once: true });
+  }
+
+  async run(): Promise<void> {
+    const events = this.followEvents();
+    try {
+      while (!this.stop.signal.aborted) {
+        await this.tick();
+        await sleep(this.deps.settings.statusIntervalMs, this.stop.signal);
+      }
+    } finally {
+      this.stop.abort();
+      await events;
+    }
+  }
+
+  /** Real-time progress; after a reconnect, what was missed is rebuilt from the messages. */
+  private async followEvents(): Promise<void> {
+    for (let connection = 0; !this.stop.signal.aborted; connection++) {
+      try {
+        if (connection > 0) await this.reconcile(await this.client.messages(this.agentSessionId));
+        for await (const ev of this.client.events(this.stop.signal)) {
+          if (ev.type === "part" && ev.part.sessionId === this.agentSessionId) await this.onPart(ev.part);
+          else if (ev.type === "status" && ev.sessionId === this.agentSessionId && ev.status === "busy") this.sawBusy = true;
+          else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) void this.tick();
+        }
+      } catch (err) {
+        if (!this.stop.signal.aborted) this.log.debug({ err: errorMessage(err) }, "event stream broke; reconnecting");
+      }
+      await sleep(300, this.stop.signal);
+    }
+  }
+
+  private async onPart(part: AgentPart): Promise<void> {
+    if (part.kind !== "tool") return;
+    const lines = toolLines(part, this.sandbox.workspace).filter((l) => !this.writer.has(l.key));
+    if (lines.length) {
+      await this.writer.append(lines);
+      this.deps.metrics.logLines.inc(lines.length);
+    }
+  }
+
+  private async reconcile(messages: readonly AgentMessage[]): Promise<void> {
+    for (const m of messages) for (const p of m.parts) await this.onPart(p);
+  }
+
+  /** The safety net: is the session still ours, is the agent reachable, is it done? */
+  private async tick(): Promise<void> {
+    if (this.finishing || this.stop.signal.aborted) return;
+    const current = await this.deps.store.get(this.session.id);
+    if (!current || isTerminal(current.status)) {
+      // Ended elsewhere (cancel, deadline): make sure the sandbox goes with it.
+      await this.deps.provider.kill(this.sandbox.id).catch(() => undefined);
+      this.stop.abort();
+      return;
+    }
+    let busy: boolean;
+    try {
+      const status = await this.client.status();
+      busy = status[this.agentSessionId] !== undefined;
+      if (busy) this.sawBusy = true;
+      this.unreachableSince = undefined;
+    } catch (err) {
+      await this.onUnreachable(err);
+      return;
+    }
+    if (busy) return;
+    // Absent from the status map means idle, or not started yet: only finished messages decide.
+    const messages = await this.client.messages(this.agentSessionId).catch(() => undefined);
+    if (messages && agentFinished(messages)) await this.finish(messages);
+  }
+
+  private async onUnreachable(err: unknown): Promise<void> {
+    this.unreachableSince ??= Date.now();
+    if (!(await this.sandbox.isAlive().catch(() => false))) {
+      await this.end(() => fail(this.deps, this.session, "sandbox_lost", "the sandbox ended under the agent"));
+    } else if (Date.now() - this.unreachableSince > this.deps.settings.unreachableMs) {
+      await this.end(() => fail(this.deps, this.session, "agent_unreachable", `agent server unreachable for ${Math.round(this.deps.settings.unreachableMs / 1000)} s: ${errorMessage(err)}`));
+    }
+  }
+
+  private async end(action: () => Promise<void>): Promise<void> {
+    if (this.finishing) return;
+    this.finishing = true;
+    try {
+      await action();
+    } finally {
+      this.stop.abort();
+    }
+  }
+
+  private finish(messages: AgentMessage[]): Promise<void> {
+    return this.end(async () => {
+      const { store, metrics } = this.deps;
+      await store.patch(this.session.id, { phase: "collecting" });
+      const messageId = (await store.get(this.session.id))?.agentMessageId;
+      const [todos, diffs] = await Promise.all([
+        this.client.todos(this.agentSessionId).catch(() => []),
+        messageId ? this.client.diff(this.agentSessionId, messageId).catch(() => []) : Promise.resolve([]),
+      ]);
+      await this.reconcile(messages);
+      const output = extractOutput(messages, todos, diffs);
+      const usage = extractUsage(messages);
+      const executionMs = Date.now() - (this.session.startedAt ?? Date.now());
+      const sandboxSeconds = (Date.now() - this.session.createdAt - (this.session.metrics.setup.queuedMs ?? 0)) / 1000;
+      await this.writer.append([
+        { kind: "system", key: "end:summary", line: `Finished in ${(executionMs / 1000).toFixed(1)} s: ${output.toolCalls.length} tool call(s), ${messages.length} message(s)` },
+      ]);
+      const failure = messages.filter((m) => m.role === "assistant").at(-1)?.error;
+      const metricsSet = {
+        metrics: {
+          ...this.session.metrics,
+          executionMs,
+          counts: { messages: messages.length, toolCalls: output.toolCalls.length, logLines: this.writer.seq },
+          usage: { ...usage, sandboxSeconds },
+        },
+      };
+      if (this.session.cardId && !failure) await saveCardFiles(store, this.session.cardId, this.session.id, diffs);
+      const ended = failure
+        ? await endSession(this.deps, this.session.id, { status: "failed", error: { code: "agent", message: `${failure.name}: ${failure.message}`.slice(0, 2_000) } }, { ...metricsSet, output })
+        : await endSession(this.deps, this.session.id, { status: "completed", output }, metricsSet);
+      if (ended) {
+        const project = this.session.projectId;
+        metrics.sessionsEnded.inc({ status: ended.status, code: failure ? "agent" : "" });
+        metrics.tokens.inc({ project, direction: "in" }, usage.tokensIn);
+        metrics.tokens.inc({ project, direction: "out" }, usage.tokensOut);
+        metrics.cost.inc({ project }, usage.cost);
+        metrics.sandboxSeconds.inc({ project }, sandboxSeconds);
+        metrics.executionSeconds.observe(executionMs / 1000);
+      }
+    });
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,238 @@
+import {
+  FleetError,
+  SCHEMA_VERSION,
+  agentPassword,
+  buildPromptText,
+  endSession,
+  errorMessage,
+  isRetryable,
+  isTerminal,
+  type AgentClient,
+  type AgentRuntime,
+  type Bus,
+  type FileSpec,
+  type Logger,
+  type MessageContext,
+  type ModelSettings,
+  type Sandbox,
+  type SandboxProvider,
+  type Session,
+  type SessionRequested,
+  type SessionStore,
+  type SetupTimings,
+} from "@fleet/shared";
+import { SessionLogWriter } from "@fleet/shared/sessions";
+import type { FleetMetrics } from "@fleet/shared/metrics";
+import { waitHealthy } from "./health.js";
+import { asCardFiles, workspaceChanges } from "@fleet/shared/sessions";
+
+export interface SpawnSettings {
+  fleet: string;
+  instanceId: string;
+  agentSecret: string;
+  model: ModelSettings;
+  agentReadyMs: number;
+}
+
+export interface SpawnDeps {
+  store: SessionStore;
+  bus: Bus;
+  provider: SandboxProvider;
+  runtime: AgentRuntime;
+  logger: Logger;
+  metrics: FleetMetrics;
+  settings: SpawnSettings;
+}
+
+/** Thrown when the session ended (cancelled, timed out) while it was being set up. */
+class Superseded extends Error {}
+
+/**
+ * session.requested -> a running agent with the prompt, then session.running. Idempotent: a
+ * repeated request for a session already set up changes nothing; a redelivery after a crash takes
+ * a new attempt, replacing the sandbox the crashed attempt recorded.
+ */
+export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ctx: MessageContext): Promise<void> {
+  const { store } = deps;
+  const { session } = await store.create(
+    { id: req.sessionId, projectId: req.projectId, ...(req.cardId ? { cardId: req.cardId } : {}), prompt: req.prompt, config: req.config },
+    req.requestedAt,
+  );
+  const log = deps.logger.child({ sessionId: session.id });
+  if (session.status === "running") return republishRunning(deps, session);
+  if (isTerminal(session.status)) return;
+  // A first delivery of a request whose session already has an attempt is a duplicate request:
+  // the delivery that owns the attempt carries on; only a redelivery takes over.
+  if (ctx.deliveryCount === 1 && session.attempt > 0) return;
+  const attempt = session.attempt + 1;
+  if (!(await store.claim(`${session.id}/spawn:${attempt}`, deps.settings.instanceId))) return;
+  log.info({ attempt, delivery: ctx.deliveryCount }, "setting up session");
+  if (session.cardId) await supersedeCardSessions(deps, session);
+  if (session.sandbox) await deps.provider.kill(session.sandbox.id);
+
+  const timings: SetupTimings = { queuedMs: Math.max(0, Date.now() - session.createdAt) };
+  let sandbox: Sandbox | undefined;
+  try {
+    await guard(store.patch(session.id, { attempt, phase: "admitted" }));
+    const writer = await SessionLogWriter.open(deps, session.id);
+    sandbox = await createSandbox(deps, session, attempt, timings);
+    await writer.append([{ kind: "system", key: `setup:${attempt}:sandbox`, line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})` }]);
+    const restored = await restoreFiles(deps, session, sandbox, req.files, timings);
+    if (restored > 0) await writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]);
+    const client = await startAgent(deps, session, sandbox, attempt, timings);
+    await writer.append([{ kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` }]);
+    const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
+    timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
+    const running = await store.transition(session.id, {
+      from: ["pending"],
+      to: "running",
+      set: {
+        phase: "running",
+        startedAt: Date.now(),
+        agentSessionId,
+        agentMessageId: messageId,
+        sandbox: { id: sandbox.id, provider: sandbox.provider, host: sandbox.url(sandbox.agentPort) },
+        metrics: { ...session.metrics, setup: timings },
+      },
+    });
+    if (!running) throw new Superseded();
+    await writer.append([{ kind: "system", key: `setup:${attempt}:prompt`, line: `Prompt sent; setup took ${ms(timings.totalMs)}` }]);
+    for (const [step, value] of Object.entries(timings)) if (value !== undefined) deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
+    await republishRunning(deps, running);
+  } catch (err) {
+    if (err instanceof Superseded) {
+      log.info("session ended during setup; sandbox released");
+      if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
+      return;
+    }
+    if (isRetryable(err) && !ctx.finalDelivery) {
+      // Released for another try; the next attempt replaces this sandbox.
+      if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
+      throw err;
+    }
+    const code = err instanceof FleetError ? err.code : "internal";
+    log.warn({ code, err: errorMessage(err) }, "setup failed");
+    await endSession(deps, session.id, { status: "failed", error: { code, message: errorMessage(err).slice(0, 2_000) } }, { metrics: { ...session.metrics, setup: timings } });
+    deps.metrics.sessionsEnded.inc({ status: "failed", code });
+  }
+}
+
+async function republishRunning(deps: SpawnDeps, s: Session): Promise<void> {
+  if (!s.sandbox || !s.agentSessionId) return;
+  await deps.bus.publish("running", {
+    v: SCHEMA_VERSION,
+    sessionId: s.id,
+    projectId: s.projectId,
+    sandboxId: s.sandbox.id,
+    ...(s.sandbox.host ? { sandboxHost: s.sandbox.host } : {}),
+    agentSessionId: s.agentSessionId,
+    attempt: s.attempt,
+    at: Date.now(),
+  });
+}
+
+/**
+ * The original's rule: a new session for a card ends the card's older active sessions first. What
+ * such a session's agent has changed so far is saved to the card before its sandbox goes, so the
+ * new session starts from it rather than from older files.
+ */
+async function supersedeCardSessions(deps: SpawnDeps, session: Session): Promise<void> {
+  const active = await deps.store.activeSessionsForCard(session.cardId as string);
+  for (const other of active) {
+    if (other.id === session.id || other.createdAt > session.createdAt) continue;
+    await handOverFiles(deps, other).catch((err: unknown) =>
+      deps.logger.warn({ sessionId: other.id, err: errorMessage(err) }, "could not save the superseded session's files"),
+    );
+    await endSession(deps, other.id, { status: "cancelled", reason: `superseded by session ${session.id} for card ${session.cardId}` });
+  }
+}
+
+async function handOverFiles(deps: SpawnDeps, other: Session): Promise<void> {
+  if (!other.sandbox || !other.cardId) return;
+  const sandbox = await deps.provider.connect(other.sandbox.id);
+  if (!sandbox) return;
+  const changes = await workspaceChanges(sandbox);
+  await deps.store.saveCardFiles(other.cardId, asCardFiles(other.cardId, other.id, changes), changes.deleted);
+}
+
+/** A patch that did not apply means the session is no longer active: stop setting it up. */
+async function guard(applied: Promise<boolean>): Promise<void> {
+  if (!(await applied)) throw new Superseded();
+}
+
+async function createSandbox(deps: SpawnDeps, session: Session, attempt: number, timings: SetupTimings): Promise<Sandbox> {
+  await guard(deps.store.patch(session.id, { phase: "sandbox_creating" }));
+  const started = Date.now();
+  const sandbox = await deps.provider.create({
+    metadata: { fleet: deps.settings.fleet, sessionId: session.id, projectId: session.projectId, attempt: String(attempt) },
+    envs: {},
+    // The provider's own limit outlives the session's deadline a little, as a backstop to the watchdog.
+    timeoutMs: Math.max(60_000, session.deadlineAt - Date.now() + 60_000),
+  });
+  timings.sandboxCreateMs = Date.now() - started;
+  // Recorded at once, so a reaper or a later attempt can find it whatever happens next.
+  const recorded = await deps.store.patch(session.id, { sandbox: { id: sandbox.id, provider: sandbox.provider }, phase: "restoring" });
+  if (!recorded) {
+    await deps.provider.kill(sandbox.id);
+    throw new Superseded();
+  }
+  return sandbox;
+}
+
+async function restoreFiles(deps: SpawnDeps, session: Session, sandbox: Sandbox, files: readonly FileSpec[], timings: SetupTimings): Promise<number> {
+  const started = Date.now();
+  const saved = session.cardId ? await deps.store.cardFiles(session.cardId) : [];
+  // Files sent with the request win over the card's saved files of the same path.
+  const byPath = new Map<string, { path: string; content: Uint8Array | string }>();
+  for (const f of [...saved, ...files]) byPath.set(f.path, { path: f.path, content: f.encoding === "base64" ? Buffer.from(f.content, "base64") : f.content });
+  if (byPath.size > 0) await sandbox.writeFiles([...byPath.values()]);
+  await sandbox.writeFiles(deps.runtime.homeFiles(), { base: "home" });
+  // A baseline commit, so the agent's diff shows its own changes and not the restored files.
+  await sandbox.run({ command: "git", args: ["add", "-A"] }, { timeoutMs: 30_000 });
+  await sandbox.run({ command: "git", args: ["commit", "-q", "--allow-empty", "-m", "restored files"] }, { timeoutMs: 30_000 });
+  timings.restoreMs = Date.now() - started;
+  return byPath.size;
+}
+
+async function startAgent(deps: SpawnDeps, session: Session, sandbox: Sandbox, attempt: number, timings: SetupTimings): Promise<AgentClient> {
+  await guard(deps.store.patch(session.id, { phase: "server_starting" }));
+  const started = Date.now();
+  const password = agentPassword(deps.settings.agentSecret, session.id, attempt);
+  const model: ModelSettings = {
+    ...deps.settings.model,
+    models: unique([session.config.model ?? deps.settings.model.models[0] ?? "default", ...session.config.fallbackModels, ...deps.settings.model.models]),
+    ...(session.config.maxTokens ? { maxTokens: session.config.maxTokens } : {}),
+  };
+  await sandbox.startBackground(deps.runtime.launchCommand({ port: sandbox.agentPort, password, workspace: sandbox.workspace, model }));
+  const client = deps.runtime.connect({ baseUrl: sandbox.url(sandbox.agentPort), password });
+  await waitHealthy(client, sandbox, deps.settings.agentReadyMs);
+  timings.serverStartMs = Date.now() - started;
+  return client;
+}
+
+async function sendPrompt(deps: SpawnDeps, session: Session, client: AgentClient, timings: SetupTimings): Promise<{ agentSessionId: string; messageId: string }> {
+  await guard(deps.store.patch(session.id, { phase: "prompting" }));
+  let started = Date.now();
+  const [agentSession] = await Promise.all([
+    client.createSession(`session ${session.id}`),
+    // The password is checked on every route; a status call proves it before the prompt goes out.
+    client.status().then(() => void (timings.authMs = Date.now() - started)),
+  ]);
+  timings.sessionCreateMs = Date.now() - started;
+  started = Date.now();
+  const { messageId } = await client.prompt(agentSession.id, {
+    text: buildPromptText(session.prompt, session.config.tools),
+    ...(session.config.systemPrompt ? { system: session.config.systemPrompt } : {}),
+    model: session.config.model ?? deps.settings.model.models[0] ?? "default",
+  });
+  timings.promptSendMs = Date.now() - started;
+  return { agentSessionId: agentSession.id, messageId };
+}
+
+function unique(xs: readonly string[]): string[] {
+  return [...new Set(xs)];
+}
+
+function ms(v: number | undefined): string {
+  return v === undefined ? "?" : `${(v / 1000).toFixed(1)} s`;
+}

@@ -1,0 +1,40 @@
+import { errorMessage, isTerminal, type EndDeps } from "@fleet/shared";
+
+export interface ReapOptions {
+  fleet: string;
+  graceMs: number;
+}
+
+/**
+ * Lists the provider's sandboxes of this fleet and kills those whose session has ended, is unknown,
+ * is past its deadline, or has moved on to a later attempt. Young sandboxes are spared: their
+ * spawner may not have recorded them yet.
+ */
+export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()): Promise<string[]> {
+  const killed: string[] = [];
+  for (const sb of await deps.provider.list({ fleet: options.fleet })) {
+    if (now - sb.startedAt < options.graceMs && (sb.endAt === undefined || sb.endAt > now)) continue;
+    const sessionId = sb.metadata.sessionId;
+    const session = sessionId ? await deps.store.get(sessionId) : null;
+    const why = !session
+      ? "unknown session"
+      : isTerminal(session.status)
+        ? `session ${session.status}`
+        : session.deadlineAt < now
+          ? "session past its deadline"
+          : String(session.attempt) !== sb.metadata.attempt
+            ? `attempt ${sb.metadata.attempt} replaced by ${session.attempt}`
+            : sb.endAt !== undefined && sb.endAt < now
+              ? "sandbox past its own timeout"
+              : undefined;
+    if (!why) continue;
+    try {
+      await deps.provider.kill(sb.id);
+      killed.push(sb.id);
+      deps.logger.info({ sandboxId: sb.id, sessionId, reason: why }, "reaped sandbox");
+    } catch (err) {
+      deps.logger.warn({ sandboxId: sb.id, err: errorMessage(err) }, "could not reap sandbox");
+    }
+  }
+  return killed;
+}

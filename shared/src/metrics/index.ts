@@ -1,0 +1,59 @@
+import { createServer, type Server } from "node:http";
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** The fleet's Prometheus metrics; each service registers the same names and fills what it does. */
+export interface FleetMetrics {
+  registry: Registry;
+  setupStep: Histogram<"step">;
+  sessionsEnded: Counter<"status" | "code">;
+  tokens: Counter<"project" | "direction">;
+  cost: Counter<"project">;
+  sandboxSeconds: Counter<"project">;
+  logLines: Counter;
+  executionSeconds: Histogram;
+}
+
+export function createMetrics(service: string): FleetMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    setupStep: new Histogram({
+      name: "fleet_setup_step_seconds",
+      help: "Duration of each session setup step (sandbox_create, restore, server_start, auth, session_create, prompt_send, total)",
+      labelNames: ["step"],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64],
+      registers: [registry],
+    }),
+    sessionsEnded: new Counter({ name: "fleet_sessions_ended_total", help: "Sessions ended, by status and error code", labelNames: ["status", "code"], registers: [registry] }),
+    tokens: new Counter({ name: "fleet_tokens_total", help: "Model tokens as the agent reported them", labelNames: ["project", "direction"], registers: [registry] }),
+    cost: new Counter({ name: "fleet_cost_total", help: "Model cost as the agent reported it", labelNames: ["project"], registers: [registry] }),
+    sandboxSeconds: new Counter({ name: "fleet_sandbox_seconds_total", help: "Seconds sandboxes were alive", labelNames: ["project"], registers: [registry] }),
+    logLines: new Counter({ name: "fleet_log_lines_total", help: "Session log lines written", registers: [registry] }),
+    executionSeconds: new Histogram({
+      name: "fleet_execution_seconds",
+      help: "Agent execution time from prompt to result",
+      buckets: [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [registry],
+    }),
+  };
+}
+
+/** A bare /metrics endpoint for services without an HTTP server of their own. */
+export function serveMetrics(registry: Registry, port: number, host = "127.0.0.1"): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { "content-type": registry.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

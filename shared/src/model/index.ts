@@ -1,0 +1,3 @@
+export * from "./scenario.js";
+export { startScriptedModel, type ScriptedModel, type ScriptedModelOptions } from "./server.js";
+export { SCENARIOS, scenarioByName, DEMO_FILE, DEMO_TODOS, TEXT_ONLY_ANSWER } from "./scenarios/index.js";

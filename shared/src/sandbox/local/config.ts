@@ -1,0 +1,82 @@
+import { existsSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
+import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
+import { z } from "zod";
+import { FleetError } from "../../errors/index.js";
+
+const Port = z.number().int().min(1024).max(65535);
+
+export const LocalSandboxConfig = z.object({
+  /** Shared by every fleet process on the host: the registry lives here. */
+  rootDir: z.string().min(1),
+  /** Agent ports come from here. Keep it outside the ephemeral range: OpenCode exits when its port is taken. */
+  portRange: z.tuple([Port, Port]).refine(([lo, hi]) => lo <= hi, "portRange must be [low, high]").default([20000, 29999]),
+  isolation: z.enum(["auto", "bubblewrap", "none"]).default("auto"),
+  /** When set, this instance only lists (and so only reaps) sandboxes labelled with this fleet. */
+  fleet: z.string().min(1).optional(),
+  /** PATH inside sandboxes. Default: the system directories plus the directory of the running node. */
+  path: z.string().min(1).optional(),
+  lang: z.string().min(1).default("C.UTF-8"),
+  /** Grace between SIGTERM and SIGKILL when a sandbox is killed. */
+  killGraceMs: z.number().int().min(0).max(60_000).default(2_000),
+  /** Per stream cap on what run() captures; the rest is dropped and flagged. */
+  maxOutputBytes: z.number().int().min(1024).default(1024 * 1024),
+  /** Refuse (retryably) to create more than this many live sandboxes in rootDir. */
+  maxSandboxes: z.number().int().min(1).optional(),
+});
+export type LocalSandboxConfig = z.input<typeof LocalSandboxConfig>;
+
+export interface ResolvedLocalConfig extends Omit<z.output<typeof LocalSandboxConfig>, "path"> {
+  path: string;
+  timeoutBin: string;
+  gitBin: string;
+  bwrapBin: string | undefined;
+}
+
+const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export function findBinary(name: string, path: string): string | undefined {
+  for (const dir of path.split(delimiter)) {
+    if (!dir || !isAbsolute(dir)) continue;
+    const candidate = join(dir, name);
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * Validates the config slice and resolves what every sandbox needs from the host once: the real
+ * root folder (bubblewrap mounts by path, so symlinks must be gone) and absolute tool paths.
+ */
+export function resolveLocalConfig(input: LocalSandboxConfig): ResolvedLocalConfig {
+  const parsed = LocalSandboxConfig.safeParse(input);
+  if (!parsed.success) {
+    throw new FleetError("config", `local sandbox provider: ${z.prettifyError(parsed.error)}`, { retryable: false });
+  }
+  const cfg = parsed.data;
+  const path = cfg.path ?? [...new Set([dirname(process.execPath), ...SYSTEM_PATH.split(delimiter)])].join(delimiter);
+  const toolPath = `${path}${delimiter}${SYSTEM_PATH}`;
+  const timeoutBin = findBinary("timeout", toolPath);
+  const gitBin = findBinary("git", toolPath);
+  if (!timeoutBin) throw new FleetError("config", "local sandbox provider needs coreutils `timeout` on PATH", { retryable: false });
+  if (!gitBin) throw new FleetError("config", "local sandbox provider needs `git` on PATH", { retryable: false });
+  let rootDir: string;
+  try {
+    mkdirSync(resolve(cfg.rootDir), { recursive: true, mode: 0o700 });
+    rootDir = realpathSync(resolve(cfg.rootDir));
+  } catch (err) {
+    throw new FleetError("config", `local sandbox provider: cannot use rootDir ${cfg.rootDir}`, { retryable: false, cause: err });
+  }
+  // A tmpfs over rootDir hides it from sandboxes: over "/" that would hide everything.
+  if (rootDir === "/") throw new FleetError("config", "local sandbox provider: rootDir must not be /", { retryable: false });
+  return { ...cfg, rootDir, path, timeoutBin, gitBin, bwrapBin: findBinary("bwrap", toolPath) };
+}
+
+/** The kernel's ephemeral port range, when readable: outgoing connections take ports from it. */
+export function ephemeralPortRange(): [number, number] | undefined {
+  try {
+    const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8"));
+    return m ? [Number(m[1]), Number(m[2])] : undefined;
+  } catch {
+    return undefined;
+  }
+}

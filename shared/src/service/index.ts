@@ -1,0 +1,37 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { connectBus, type Bus } from "../bus/index.js";
+import type { BaseEnv } from "../config/index.js";
+import { createCloser, type Closer } from "../lifecycle/index.js";
+import { createLogger, safeUrl, type Logger } from "../log/index.js";
+import { createMetrics, type FleetMetrics } from "../metrics/index.js";
+import { MongoSessionStore, type SessionStore } from "../store/index.js";
+
+export interface ServiceRuntime {
+  name: string;
+  instanceId: string;
+  logger: Logger;
+  store: SessionStore;
+  bus: Bus;
+  metrics: FleetMetrics;
+  closer: Closer;
+}
+
+/**
+ * What every service's main.ts needs first: a logger, the store (indexes ensured), the bus (streams
+ * and consumers provisioned, dead letters going to the store), and one closer that undoes it all.
+ */
+export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceRuntime> {
+  const instanceId = `${name}-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const logger = createLogger({ name, level: env.LOG_LEVEL });
+  const closer = createCloser((step, err) => logger.error({ step, err }, "shutdown step failed"));
+  const store = await MongoSessionStore.connect({ uri: env.MONGODB_URI, database: env.FLEET_DB, appName: name }, logger);
+  closer.add("store", () => store.close());
+  await store.init();
+  const bus = await connectBus({ servers: env.NATS_URL, namespace: env.FLEET_NAMESPACE, name: instanceId }, { logger, deadLetters: store });
+  closer.add("bus", () => bus.close());
+  await bus.provision();
+  logger.info({ nats: env.NATS_URL, store: safeUrl(env.MONGODB_URI), db: env.FLEET_DB, namespace: env.FLEET_NAMESPACE }, `${name} connected`);
+  return { name, instanceId, logger, store, bus, metrics: createMetrics(name), closer };
+}
+export { createAgentRuntime, createSandboxProvider } from "./providers.js";

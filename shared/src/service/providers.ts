@@ -1,0 +1,25 @@
+import { FleetError } from "../errors/index.js";
+import type { AgentRuntime } from "../agent/port.js";
+import type { SandboxEnv } from "../config/index.js";
+import type { Logger } from "../log/index.js";
+import type { SandboxProvider } from "../sandbox/port.js";
+
+/**
+ * The sandbox provider the config names. The E2B SDK is loaded only when it is the one chosen, so
+ * services on the local provider never pay for it.
+ */
+export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Promise<SandboxProvider> {
+  if (env.SANDBOX_PROVIDER === "e2b") {
+    if (!env.E2B_API_KEY) throw new FleetError("config", "SANDBOX_PROVIDER=e2b needs E2B_API_KEY");
+    const { E2BSandboxProvider } = await import("../sandbox/e2b/index.js");
+    return new E2BSandboxProvider({ apiKey: env.E2B_API_KEY, template: env.E2B_TEMPLATE }, logger);
+  }
+  const { LocalSandboxProvider } = await import("../sandbox/local/index.js");
+  return new LocalSandboxProvider({ rootDir: env.FLEET_SANDBOX_DIR, isolation: env.FLEET_SANDBOX_ISOLATION, fleet: env.FLEET_NAME }, logger);
+}
+
+/** The agent server kind; OpenCode 1.x is the one the fleet runs today. */
+export async function createAgentRuntime(env: SandboxEnv, logger: Logger): Promise<AgentRuntime> {
+  const { opencodeRuntime } = await import("../agent/opencode/index.js");
+  return opencodeRuntime({ ...(env.OPENCODE_BIN ? { binary: env.OPENCODE_BIN } : {}), logger });
+}

@@ -1,0 +1,92 @@
+import type { Bus } from "../bus/index.js";
+import { LIMITS, SCHEMA_VERSION, type LogLine } from "../contracts/index.js";
+import { errorMessage } from "../errors/index.js";
+import type { Logger } from "../log/index.js";
+import type { SessionStore } from "../store/index.js";
+
+export interface NewLine {
+  kind: LogLine["kind"];
+  line: string;
+  /** Identity of what the line reports; a line whose key was written before is skipped. */
+  key?: string;
+}
+
+export interface SessionLogDeps {
+  store: SessionStore;
+  bus: Bus;
+  logger: Logger;
+}
+
+const MAX_STORED_SCAN = 10_000;
+
+/**
+ * The writer of one session's log lines: sequence numbers 1, 2, 3… with no gap, each line stored
+ * (idempotent on sessionId+seq) before it is published (deduplicated on its Nats-Msg-Id). Opened by
+ * whichever stage owns the session; a writer opened after a crash continues from the stored lines.
+ */
+export class SessionLogWriter {
+  private chain: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly deps: SessionLogDeps,
+    readonly sessionId: string,
+    private lastSeq: number,
+    private readonly keys: Set<string>,
+  ) {}
+
+  static async open(deps: SessionLogDeps, sessionId: string): Promise<SessionLogWriter> {
+    const stored = await deps.store.logs(sessionId, { limit: MAX_STORED_SCAN });
+    const keys = new Set(stored.flatMap((l) => (l.key ? [l.key] : [])));
+    const last = stored.at(-1)?.seq ?? 0;
+    const writer = new SessionLogWriter(deps, sessionId, last, keys);
+    // The previous owner may have stored its last lines without publishing them: publish exactly
+    // those, so a plain subscriber sees every line once.
+    const published = await deps.bus.lastLogSeq(sessionId);
+    await writer.publish(stored.filter((l) => l.seq > published));
+    return writer;
+  }
+
+  get seq(): number {
+    return this.lastSeq;
+  }
+
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
+
+  /** Appends in call order; resolves once the lines are stored. */
+  append(lines: readonly NewLine[]): Promise<void> {
+    const run = this.chain.then(() => this.write(lines));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async write(lines: readonly NewLine[]): Promise<void> {
+    const fresh = lines.filter((l) => !l.key || !this.keys.has(l.key));
+    if (fresh.length === 0) return;
+    const at = Date.now();
+    const docs: LogLine[] = fresh.map((l, i) => ({
+      sessionId: this.sessionId,
+      seq: this.lastSeq + i + 1,
+      at,
+      kind: l.kind,
+      line: l.line.length > LIMITS.logLineChars ? `${l.line.slice(0, LIMITS.logLineChars - 12)} [truncated]` : l.line,
+      ...(l.key ? { key: l.key } : {}),
+    }));
+    await this.deps.store.appendLogs(docs);
+    this.lastSeq += docs.length;
+    for (const l of fresh) if (l.key) this.keys.add(l.key);
+    await this.publish(docs);
+  }
+
+  private async publish(docs: readonly LogLine[]): Promise<void> {
+    // Stored lines are the record; a line that fails to publish is still served from the store.
+    await Promise.all(
+      docs.map((d) =>
+        this.deps.bus
+          .publish("log", { v: SCHEMA_VERSION, sessionId: d.sessionId, seq: d.seq, at: d.at, kind: d.kind, line: d.line, ...(d.key ? { key: d.key } : {}) })
+          .catch((err: unknown) => this.deps.logger.warn({ sessionId: d.sessionId, seq: d.seq, err: errorMessage(err) }, "log line not published")),
+      ),
+    );
+  }
+}

@@ -1,0 +1,222 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { SCHEMA_VERSION, SessionConfig, subjectFor, type Session } from "../shared/src/index.js";
+import { DEMO_FILE, DEMO_TODOS, SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
+import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { api, readSse, startTestFleet, type TestFleet } from "./support/fleet.js";
+
+/** Card scenarios: the first writes notes and then thinks for a long time; the second reads them. */
+const NOTES = "notes from the first session\n";
+const cardScenarios = {
+  "card-first": {
+    name: "card-first",
+    turns: [
+      { type: "tools" as const, calls: [{ name: "write", arguments: { filePath: "notes.txt", content: NOTES } }] },
+      { type: "text" as const, text: "Still thinking…", delayMs: 60_000 },
+    ],
+  },
+  "card-second": {
+    name: "card-second",
+    turns: [
+      { type: "tools" as const, calls: [{ name: "bash", arguments: { command: "cat notes.txt" } }] },
+      { type: "text" as const, text: "Read the notes." },
+    ],
+  },
+};
+
+describe("sessions end to end: api, spawners and pollers as processes, real OpenCode", () => {
+  let model: ScriptedModel;
+  let fleet: TestFleet;
+  let nc: NatsConnection;
+  let ns: string;
+  const store = () => openStore(ns);
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("e2e");
+    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, byModel: { ...SCENARIOS, ...cardScenarios }, logger });
+    fleet = await startTestFleet({
+      namespace: ns,
+      modelUrl: model.url,
+      env: { SPAWNER_MAX_IN_FLIGHT: "1", POLLER_STATUS_INTERVAL_MS: "500" },
+      services: [["api"], ["spawner"], ["spawner"], ["poller"], ["poller"]],
+    });
+    nc = await connect({ servers: inject("natsUrl") });
+  }, 120_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await nc?.close();
+    await model?.close();
+    await cleanup(ns, ns);
+  });
+
+  async function sandboxGone(sessionId: string): Promise<void> {
+    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
+    await eventually(async () => (await provider.list({ sessionId })).length === 0, 15_000);
+  }
+
+  it("runs a session submitted over HTTP and one published raw on the bus, with their tools really run", async () => {
+    const rawId = `raw-${ns}`;
+    // A plain subscriber, as another system would follow a session.
+    const plain: Array<{ seq: number; line: string }> = [];
+    const sub = nc.subscribe(subjectFor(ns, "log", rawId), { callback: (_e, m) => void plain.push(m.json<{ seq: number; line: string }>()) });
+
+    const posted = await api<{ sessionId: string; status: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", prompt: "write a greeting", model: "demo" });
+    expect(posted.status).toBe(202);
+    const httpId = posted.body.sessionId;
+    const js = (await import("@nats-io/jetstream")).jetstream(nc);
+    await js.publish(
+      subjectFor(ns, "requested"),
+      JSON.stringify({ v: SCHEMA_VERSION, sessionId: rawId, projectId: "p-e2e", prompt: "write a greeting", config: { model: "demo" }, requestedAt: Date.now() }),
+      { msgID: `requested:${rawId}` },
+    );
+
+    // The file exists in the sandbox while the session still runs.
+    let seenInSandbox: string | undefined;
+    const sse = await readSse(fleet, httpId, (l) => {
+      if (l.line.startsWith("✓ Write") && seenInSandbox === undefined) {
+        const s = readFileSync(join(fleet.dir, "poller-0.log"), "utf8") + readFileSync(join(fleet.dir, "poller-1.log"), "utf8");
+        const sandboxId = new RegExp(`"sessionId":"${httpId}","sandboxId":"([^"]+)"`).exec(s)?.[1];
+        const file = sandboxId ? join(fleet.sandboxDir, sandboxId, "workspace", DEMO_FILE.path) : "";
+        seenInSandbox = existsSync(file) ? readFileSync(file, "utf8") : "";
+      }
+    });
+    expect(sse.end.status).toBe("completed");
+    expect(seenInSandbox).toBe(DEMO_FILE.content);
+    const seqs = sse.lines.map((l) => l.seq);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    expect(sse.lines.some((l) => l.line === "✓ Bash cat hello.txt")).toBe(true);
+
+    const details = await api<{ session: Session; logs: Array<{ seq: number }>; response: string; diffs: Array<{ file: string; after?: string }>; todos: unknown[] }>(fleet, "GET", `/v1/sessions/${httpId}/details`);
+    expect(details.body.response).toContain("Done.");
+    expect(details.body.diffs.find((d) => d.file === DEMO_FILE.path)?.after).toBe(DEMO_FILE.content);
+    expect(details.body.todos).toHaveLength(DEMO_TODOS.length);
+    expect(details.body.logs.map((l) => l.seq)).toEqual(seqs);
+    const metrics = await api<{ steps: Array<{ step: string }>; executionMs: number; setupMs: number; counts: { toolCalls: number }; usage: { tokensIn: number } }>(fleet, "GET", `/v1/sessions/${httpId}/metrics`);
+    expect(metrics.body.steps.map((s) => s.step)).toEqual(expect.arrayContaining(["sandboxCreate", "restore", "serverStart", "sessionCreate", "promptSend", "execution"]));
+    expect(metrics.body.executionMs).toBeGreaterThan(0);
+    expect(metrics.body.counts.toolCalls).toBe(3);
+    expect(metrics.body.usage.tokensIn).toBeGreaterThan(0);
+    await sandboxGone(httpId);
+
+    const raw = await eventually(async () => {
+      const r = await api<Session>(fleet, "GET", `/v1/sessions/${rawId}`);
+      return r.body.status === "completed" ? r.body : undefined;
+    }, 90_000);
+    expect(raw.output?.diffs.find((d) => d.file === DEMO_FILE.path)?.after).toBe(DEMO_FILE.content);
+    const stored = await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${rawId}/logs`);
+    await eventually(() => plain.length === stored.body.lines.length);
+    expect(plain).toEqual(stored.body.lines.map((l) => expect.objectContaining({ seq: l.seq, line: l.line })));
+    sub.unsubscribe();
+    await sandboxGone(rawId);
+  }, 180_000);
+
+  it("starts one sandbox for a duplicated session.requested", async () => {
+    const id = `dup-${ns}`;
+    const js = (await import("@nats-io/jetstream")).jetstream(nc);
+    const body = JSON.stringify({ v: SCHEMA_VERSION, sessionId: id, projectId: "p-e2e", prompt: "answer", config: { model: "text-only" }, requestedAt: Date.now() });
+    // Two ids, so the server's deduplication does not hide the second copy: the fleet must.
+    await js.publish(subjectFor(ns, "requested"), body, { msgID: `a-${id}` });
+    await js.publish(subjectFor(ns, "requested"), body, { msgID: `b-${id}` });
+    const done = await eventually(async () => {
+      const r = await api<Session>(fleet, "GET", `/v1/sessions/${id}`);
+      return r.body.status === "completed" ? r.body : undefined;
+    }, 90_000);
+    expect(done.attempt).toBe(1);
+    const logs = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`);
+    expect(logs.body.lines.filter((l) => l.line.startsWith("Sandbox "))).toHaveLength(1);
+    await sandboxGone(id);
+  }, 120_000);
+
+  it("cancels a card's running session for its new one, which starts from the first one's files", async () => {
+    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", cardId: "card-1", prompt: "take notes", model: "card-first" });
+    const firstId = first.body.sessionId;
+    await eventually(async () => {
+      const l = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${firstId}/logs`);
+      return l.body.lines.some((x) => x.line.startsWith("✓ Write notes.txt"));
+    }, 90_000);
+    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", cardId: "card-1", prompt: "read notes", model: "card-second" });
+    const secondId = second.body.sessionId;
+    const done = await eventually(async () => {
+      const r = await api<Session>(fleet, "GET", `/v1/sessions/${secondId}`);
+      return r.body.status === "completed" || r.body.status === "failed" ? r.body : undefined;
+    }, 90_000);
+    expect(done.status).toBe("completed");
+    expect(done.output?.toolCalls.find((t) => t.name === "bash")?.output).toContain(NOTES.trim());
+    const firstDoc = await api<Session>(fleet, "GET", `/v1/sessions/${firstId}`);
+    expect(firstDoc.body.status).toBe("cancelled");
+    expect(firstDoc.body.error?.message).toContain(secondId);
+    await sandboxGone(firstId);
+    await sandboxGone(secondId);
+  }, 180_000);
+
+  it("shares the work between two spawners and two pollers, no session handled twice", async () => {
+    const ids = await Promise.all(
+      [1, 2].map(async (i) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-share", prompt: `answer ${i}`, model: "text-only" })).body.sessionId),
+    );
+    for (const id of ids) {
+      await eventually(async () => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body.status === "completed", 120_000);
+    }
+    // Every session of this file: claimed by exactly one spawner attempt, watched by exactly one poller.
+    const s = await store();
+    const all = (await s.listByProject("p-e2e", { limit: 50 })).items.concat((await s.listByProject("p-share", { limit: 50 })).items);
+    await s.close();
+    const pollerLogs = fleet.logsOf("poller");
+    const hasLine = (log: string, id: string, msg: string) => log.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes(msg));
+    const watchers = (id: string) => pollerLogs.filter((log) => hasLine(log, id, "watching session"));
+    for (const x of all.filter((x) => x.status === "completed")) {
+      expect(x.attempt, x.id).toBe(1);
+      expect(watchers(x.id), x.id).toHaveLength(1);
+    }
+    const spawnerLogs = fleet.logsOf("spawner");
+    const setUpBy = (id: string) => spawnerLogs.filter((log) => hasLine(log, id, "setting up session"));
+    for (const x of all.filter((x) => x.status === "completed")) expect(setUpBy(x.id), x.id).toHaveLength(1);
+    // Both instances of each stage took part.
+    expect(spawnerLogs.every((log) => log.includes("setting up session"))).toBe(true);
+    expect(pollerLogs.every((log) => log.includes("watching session"))).toBe(true);
+  }, 240_000);
+});
+
+describe("an agent server that never becomes healthy", () => {
+  let model: ScriptedModel;
+  let fleet: TestFleet;
+  let ns: string;
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("e2ehang");
+    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, logger });
+    // A stand-in binary that runs but never serves: the spawner must give up, not wait for the deadline.
+    const dir = mkdtempSync(join(tmpdir(), "fleet-hang-"));
+    const bin = join(dir, "opencode");
+    writeFileSync(bin, "#!/bin/sh\nexec sleep 300\n", { mode: 0o755 });
+    fleet = await startTestFleet({
+      namespace: ns,
+      modelUrl: model.url,
+      env: { OPENCODE_BIN: bin, FLEET_AGENT_READY_MS: "3000" },
+      services: [["api"], ["spawner"], ["poller"]],
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await model?.close();
+    await cleanup(ns, ns);
+  });
+
+  it("fails the session with a clear reason and removes its sandbox", async () => {
+    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-hang", prompt: "hello" });
+    const failed = await eventually(async () => {
+      const r = await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`);
+      return r.body.status === "failed" ? r.body : undefined;
+    }, 60_000);
+    expect(failed.error).toEqual({ code: "agent", message: "agent server did not become healthy within 3 s" });
+    expect(failed.phase).toBe("server_starting");
+    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
+    await eventually(async () => (await provider.list({ sessionId: body.sessionId })).length === 0, 15_000);
+  }, 90_000);
+});

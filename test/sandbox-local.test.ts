@@ -1,0 +1,146 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { afterAll, describe, expect, it } from "vitest";
+import { isProcessRunning, LOCAL_BASE_ENV, LocalSandboxProvider, type SandboxMetadata } from "../shared/src/sandbox/index.js";
+import { logger } from "./support/fixtures.js";
+import { describeSandboxProviderConformance } from "./support/sandbox-conformance.js";
+
+const root = mkdtempSync(join(tmpdir(), "fleet-sandboxes-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** Runs sandbox-creator.mjs (over shared/dist: build first), waits for its report, then SIGKILLs it. */
+async function crashCreator(rootDir: string, isolation: string, metadata: SandboxMetadata): Promise<{ sandboxId: string; pid: number }> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, "support", "sandbox-creator.mjs"), rootDir, isolation, JSON.stringify(metadata)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout }).once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`creator exited ${code} before reporting`)));
+  });
+  const report = JSON.parse(line) as { sandboxId?: string; pid?: number; error?: string };
+  if (!report.sandboxId || !report.pid) throw new Error(`creator failed: ${report.error}`);
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGKILL");
+  await exited;
+  return { sandboxId: report.sandboxId, pid: report.pid };
+}
+
+const bubblewrap = new LocalSandboxProvider({ rootDir: join(root, "probe"), isolation: "auto" }, logger).isolation === "bubblewrap";
+const modes = bubblewrap ? (["none", "bubblewrap"] as const) : (["none"] as const);
+
+for (const isolation of modes) {
+  const rootDir = join(root, isolation);
+  describeSandboxProviderConformance(`local (${isolation})`, {
+    makeProvider: () => new LocalSandboxProvider({ rootDir, isolation }, logger),
+    baseEnv: LOCAL_BASE_ENV,
+    processRunning: isProcessRunning,
+    crashCreator: (metadata) => crashCreator(rootDir, isolation, metadata),
+  });
+}
+
+describe("local sandbox provider specifics", () => {
+  const rootDir = join(root, "specifics");
+  const provider = new LocalSandboxProvider({ rootDir, isolation: "none" }, logger);
+  const metadata = (sessionId: string): SandboxMetadata => ({ fleet: "specifics", sessionId, projectId: "p", attempt: "1" });
+
+  it("registers each sandbox in sandbox.json with the agent port, deadline and process groups", async () => {
+    const s = await provider.create({ metadata: metadata("reg"), envs: { TOKEN: "t0ps3cret" }, timeoutMs: 30_000 });
+    const { pid } = await s.startBackground({ command: "sleep", args: ["30"] });
+    const record = JSON.parse(readFileSync(join(provider.rootDir, s.id, "sandbox.json"), "utf8"));
+    expect(record).toMatchObject({ id: s.id, provider: "local", agentPort: s.agentPort, isolation: "none", metadata: metadata("reg") });
+    expect(record.endAt - record.startedAt).toBe(30_000);
+    expect(record.processes.map((p: { pgid: number }) => p.pgid)).toEqual([pid]);
+    expect(readFileSync(join(provider.rootDir, s.id, "sandbox.json"), "utf8")).not.toContain("t0ps3cret");
+    expect(s.agentPort).toBeGreaterThanOrEqual(20000);
+    expect(s.agentPort).toBeLessThanOrEqual(29999);
+    expect(readdirSync(join(provider.rootDir, s.id)).sort()).toEqual(["envs.json", "home", "logs", "sandbox.json", "tmp", "workspace"]);
+    await provider.kill(s.id);
+  });
+
+  it("gives concurrent sandboxes distinct agent ports", async () => {
+    const all = await Promise.all([1, 2, 3, 4].map((i) => provider.create({ metadata: metadata(`ports${i}`), envs: {}, timeoutMs: 30_000 })));
+    expect(new Set(all.map((s) => s.agentPort)).size).toBe(4);
+    for (const s of all) await provider.kill(s.id);
+  });
+
+  it("skips damaged registry records with a warning instead of failing the whole list", async () => {
+    const s = await provider.create({ metadata: metadata("damaged"), envs: {}, timeoutMs: 30_000 });
+    writeFileSync(join(provider.rootDir, s.id, "sandbox.json"), "{ not json");
+    expect((await provider.list({ fleet: "specifics" })).map((x) => x.id)).not.toContain(s.id);
+    expect(await provider.kill(s.id)).toBe(false);
+    expect(readdirSync(provider.rootDir)).not.toContain(s.id);
+  });
+
+  it("sends background output to the sandbox's logs folder", async () => {
+    const s = await provider.create({ metadata: metadata("logs"), envs: {}, timeoutMs: 30_000 });
+    await s.startBackground({ command: "sh", args: ["-c", "echo to-out; echo to-err >&2"] });
+    const logs = join(provider.rootDir, s.id, "logs");
+    await new Promise((r) => setTimeout(r, 300));
+    const [file] = readdirSync(logs);
+    expect(readFileSync(join(logs, file as string), "utf8")).toMatch(/to-out\n|to-err\n/);
+    await provider.kill(s.id);
+  });
+
+  it("bounds run() by its timeout and caps captured output", async () => {
+    const small = new LocalSandboxProvider({ rootDir, isolation: "none", maxOutputBytes: 1024 }, logger);
+    const s = await small.create({ metadata: metadata("bounds"), envs: {}, timeoutMs: 30_000 });
+    const started = Date.now();
+    await expect(s.run({ command: "sleep", args: ["20"] }, { timeoutMs: 300 })).rejects.toMatchObject({ code: "sandbox", retryable: true });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const big = await s.run({ command: "head", args: ["-c", "100000", "/dev/zero"] });
+    expect(big.stdout.length).toBeLessThan(1100);
+    expect(big.stdout).toContain("more bytes not captured");
+    await small.kill(s.id);
+  });
+
+  it("also ends processes that left their process group", async () => {
+    const s = await provider.create({ metadata: metadata("setsid"), envs: {}, timeoutMs: 30_000 });
+    await s.run({ command: "sh", args: ["-c", "setsid sleep 40 > /dev/null 2>&1 & echo $! > escaped.pid"] });
+    const escaped = Number(new TextDecoder().decode((await s.readFile("escaped.pid")) ?? undefined));
+    expect(isProcessRunning(escaped)).toBe(true);
+    await provider.kill(s.id);
+    expect(isProcessRunning(escaped)).toBe(false);
+  });
+
+  it("scopes listing to its fleet when configured, and refuses other fleets' metadata", async () => {
+    const scoped = new LocalSandboxProvider({ rootDir, isolation: "none", fleet: "specifics-b" }, logger);
+    const mine = await scoped.create({ metadata: { ...metadata("scoped"), fleet: "specifics-b" }, envs: {}, timeoutMs: 30_000 });
+    const theirs = await provider.create({ metadata: metadata("scoped"), envs: {}, timeoutMs: 30_000 });
+    expect((await scoped.list({ sessionId: "scoped" })).map((s) => s.id)).toEqual([mine.id]);
+    await expect(scoped.create({ metadata: metadata("x"), envs: {}, timeoutMs: 1_000 })).rejects.toMatchObject({ retryable: false });
+    await provider.kill(mine.id);
+    await provider.kill(theirs.id);
+  });
+
+  it("refuses bad create specs as non-retryable", async () => {
+    await expect(provider.create({ metadata: { ...metadata("bad"), attempt: "one" }, envs: {}, timeoutMs: 1_000 })).rejects.toMatchObject({ retryable: false });
+    await expect(provider.create({ metadata: metadata("bad"), envs: { "A=B": "x" }, timeoutMs: 1_000 })).rejects.toMatchObject({ retryable: false });
+    await expect(provider.create({ metadata: metadata("bad"), envs: {}, timeoutMs: -5 })).rejects.toMatchObject({ retryable: false });
+  });
+});
+
+describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
+  const rootDir = join(root, "bwrap-specifics");
+  const provider = new LocalSandboxProvider({ rootDir, isolation: "bubblewrap" }, logger);
+  const metadata = (sessionId: string): SandboxMetadata => ({ fleet: "bwrap", sessionId, projectId: "p", attempt: "1" });
+
+  it("hides other sandboxes and the registry, and keeps the rest of the filesystem read-only", async () => {
+    const a = await provider.create({ metadata: metadata("a"), envs: {}, timeoutMs: 30_000 });
+    const b = await provider.create({ metadata: metadata("b"), envs: {}, timeoutMs: 30_000 });
+    await b.writeFiles([{ path: "secret.txt", content: "b's" }]);
+    const ls = await a.run({ command: "ls", args: ["-A", provider.rootDir] });
+    expect(ls.stdout.trim()).toBe(a.id);
+    const own = await a.run({ command: "ls", args: ["-A", join(provider.rootDir, a.id)] });
+    expect(own.stdout.trim().split("\n").sort()).toEqual(["home", "tmp", "workspace"]);
+    expect((await a.run({ command: "cat", args: [join(b.workspace, "secret.txt")] })).exitCode).not.toBe(0);
+    expect((await a.run({ command: "touch", args: ["/usr/fleet-write-test"] })).exitCode).not.toBe(0);
+    expect((await a.run({ command: "sh", args: ["-c", 'touch "$TMPDIR/ok" "$HOME/ok" ok'] })).exitCode).toBe(0);
+    const ps = await a.run({ command: "sh", args: ["-c", "ls /proc | grep -c '^[0-9]'"] });
+    expect(Number(ps.stdout.trim())).toBeLessThan(6);
+    await provider.kill(a.id);
+    await provider.kill(b.id);
+  });
+});

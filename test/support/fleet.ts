@@ -1,0 +1,104 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inject } from "vitest";
+import { startService, type RunningService, type ServiceName } from "../../shared/src/infra/index.js";
+
+export interface TestFleet {
+  namespace: string;
+  database: string;
+  dir: string;
+  sandboxDir: string;
+  agentSecret: string;
+  apiUrl: string;
+  services: RunningService[];
+  add(name: ServiceName, env?: Record<string, string>): Promise<RunningService>;
+  /** Every service log, concatenated. */
+  logsOf(name: ServiceName): string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The fleet's services as separate processes, on the run's shared nats-server and store, in a
+ * namespace and database of their own.
+ */
+export async function startTestFleet(options: { namespace: string; modelUrl: string; env?: Record<string, string>; services: Array<[ServiceName, Record<string, string>?]> }): Promise<TestFleet> {
+  const dir = mkdtempSync(join(tmpdir(), `fleet-e2e-${options.namespace}-`));
+  const sandboxDir = join(dir, "sandboxes");
+  const agentSecret = randomBytes(32).toString("base64url");
+  const services: RunningService[] = [];
+  const counts = new Map<ServiceName, number>();
+  const add = async (name: ServiceName, env: Record<string, string> = {}): Promise<RunningService> => {
+    const index = counts.get(name) ?? 0;
+    counts.set(name, index + 1);
+    const s = await startService(
+      name,
+      {
+        natsUrl: inject("natsUrl"),
+        mongoUri: inject("mongoUri"),
+        dataDir: dir,
+        agentSecret,
+        modelUrl: options.modelUrl,
+        namespace: options.namespace,
+        database: options.namespace,
+        env: { FLEET_SANDBOX_DIR: sandboxDir, LOG_LEVEL: "info", FLEET_SHUTDOWN_MS: "3000", ...options.env, ...env },
+        readyTimeoutMs: 60_000,
+      },
+      index,
+    );
+    services.push(s);
+    return s;
+  };
+  for (const [name, env] of options.services) await add(name, env);
+  const api = services.find((s) => s.name === "api");
+  return {
+    namespace: options.namespace,
+    database: options.namespace,
+    dir,
+    sandboxDir,
+    agentSecret,
+    apiUrl: api?.url ?? "",
+    services,
+    add,
+    logsOf: (name) => services.filter((s) => s.name === name).map((s) => readFileSync(s.process.logFile, "utf8")),
+    stop: async () => {
+      await Promise.all(services.map((s) => s.process.stop(10_000)));
+    },
+  };
+}
+
+export async function api<T>(fleet: TestFleet, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
+  const res = await fetch(new URL(path, fleet.apiUrl), {
+    method,
+    headers: { ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** Reads the api's server-sent log stream of a session until its `end` event. */
+export async function readSse(fleet: TestFleet, sessionId: string, onLine?: (l: { seq: number; line: string }) => void): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {
+  const res = await fetch(new URL(`/v1/sessions/${sessionId}/logs`, fleet.apiUrl), { headers: { accept: "text/event-stream" } });
+  if (!res.body) throw new Error("no body");
+  const lines: Array<{ seq: number; line: string }> = [];
+  let buffer = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body) {
+    buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+    let cut: number;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (!data) continue;
+      if (event === "end") return { lines, end: JSON.parse(data) as { status: string } };
+      const l = JSON.parse(data) as { seq: number; line: string };
+      lines.push(l);
+      onLine?.(l);
+    }
+  }
+  throw new Error("log stream ended without an end event");
+}
