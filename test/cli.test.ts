@@ -2,16 +2,16 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 
 const root = join(import.meta.dirname, "..");
 const home = mkdtempSync(join(tmpdir(), "fleet-cli-test-"));
 
-function fleet(args: string[], env: NodeJS.ProcessEnv = {}) {
+function fleet(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 60_000) {
   const r = spawnSync(process.execPath, [join(root, "cli", "dist", "main.js"), ...args], {
     env: { ...process.env, FLEET_HOME: home, ...env },
     encoding: "utf8",
-    timeout: 60_000,
+    timeout,
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -47,4 +47,18 @@ describe("./fleet command line", () => {
     expect(fleet(["infra", "down"]).out).toMatch(/stopped nats-server \(\d+\), ferretdb \(\d+\)/);
     expect(fleet(["infra", "status"]).code).toBe(1);
   });
+});
+
+describe("./fleet demo", () => {
+  it("runs one session end to end on the embedded defaults and stops what it started", () => {
+    // The run's servers stand in for the ones demo would start, as NATS_URL / MONGODB_URI allow.
+    const r = fleet(["demo"], { NATS_URL: inject("natsUrl"), MONGODB_URI: inject("mongoUri") }, 180_000);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/session completed in [\d.]+ s end to end/);
+    expect(r.out).toContain("✓ Write hello.txt");
+    expect(r.out).toContain("Done. hello.txt now says: Hello from the session fleet!");
+    expect(r.out).toMatch(/serverStart\s+[\d.]+ s/);
+    expect(r.out).toContain("hello.txt (+1 -0)");
+  }, 200_000);
 });

@@ -1,0 +1,146 @@
+import type { FastifyInstance } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApi } from "../services/api/src/app.js";
+import { SessionLogWriter, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
+import { createMetrics } from "../shared/src/metrics/index.js";
+import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
+
+describe("api over a real bus and store", () => {
+  let ns: string;
+  let store: MongoSessionStore;
+  let bus: Bus;
+  let app: FastifyInstance;
+  let base: string;
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("api");
+    store = await openStore(ns);
+    bus = await openBus(ns, { store });
+    await bus.provision();
+    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
+    base = await app.listen({ host: "127.0.0.1", port: 0 });
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await bus.close();
+    await store.close();
+    await cleanup(ns, ns);
+  });
+
+  const call = async <T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+      ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, headers: res.headers };
+  };
+
+  it("answers a submit with 202 and the same session for a repeated Idempotency-Key", async () => {
+    const first = await call<{ sessionId: string; status: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi" }, { "idempotency-key": "k-1" });
+    const again = await call<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi" }, { "idempotency-key": "k-1" });
+    const other = await call<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi" }, { "idempotency-key": "k-2" });
+    expect(first).toMatchObject({ status: 202, body: { status: "pending" } });
+    expect(again.body.sessionId).toBe(first.body.sessionId);
+    expect(other.body.sessionId).not.toBe(first.body.sessionId);
+    const chosen = await call<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi", sessionId: "my-own-id" });
+    expect(chosen.body.sessionId).toBe("my-own-id");
+    const stored = await call<Session>("GET", "/v1/sessions/my-own-id");
+    expect(stored.body).toMatchObject({ id: "my-own-id", projectId: "p1", status: "pending", phase: "queued" });
+  });
+
+  it("rejects bad input with 400 and the zod issues, storing nothing", async () => {
+    const cases: Array<[unknown, string]> = [
+      ["{not json", "bad_request"],
+      [{ prompt: "x" }, "bad_input"],
+      [{ projectId: "p1", prompt: "" }, "bad_input"],
+      [{ projectId: "p1", prompt: "x", extra: true }, "bad_input"],
+      [{ projectId: "p1", prompt: "x", files: [{ path: "../etc/passwd", content: "" }] }, "bad_input"],
+      [{ projectId: "p1", prompt: "x", files: [{ path: "/abs", content: "" }] }, "bad_input"],
+      [{ projectId: "p1", prompt: "x", sessionId: "has.dot" }, "bad_input"],
+      [{ projectId: "p1", prompt: "x", timeoutMs: 5 }, "bad_input"],
+    ];
+    for (const [body, code] of cases) {
+      const r = await call<{ error: { code: string; message: string; issues?: unknown[] } }>("POST", "/v1/sessions", body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error.code).toBe(code);
+      if (code === "bad_input") expect(r.body.error.issues?.length).toBeGreaterThan(0);
+    }
+    expect((await store.listByProject("p1", { limit: 100 })).items.map((s) => s.id).sort()).toHaveLength(3);
+    expect((await call("GET", "/v1/sessions/nope")).status).toBe(404);
+    expect((await call("GET", "/v1/sessions?projectId=")).status).toBe(400);
+    expect((await call("GET", "/v1/nowhere")).status).toBe(404);
+  });
+
+  it("lists a project's sessions page by page", async () => {
+    for (let i = 0; i < 5; i++) await call("POST", "/v1/sessions", { projectId: "paged", prompt: `p${i}`, sessionId: `pg-${i}` });
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page: { body: { items: Session[]; nextCursor?: string } } = await call("GET", `/v1/sessions?projectId=paged&limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+      seen.push(...page.body.items.map((s) => s.id));
+      cursor = page.body.nextCursor;
+    } while (cursor);
+    expect(seen.sort()).toEqual(["pg-0", "pg-1", "pg-2", "pg-3", "pg-4"]);
+  });
+
+  it("serves a card's active session with its latest lines", async () => {
+    await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "card-s", cardId: "card-9" });
+    const writer = await SessionLogWriter.open({ store, bus, logger }, "card-s");
+    await writer.append([{ kind: "system", line: "one" }, { kind: "system", line: "two" }]);
+    const r = await call<{ session: Session; logs: Array<{ line: string }> }>("GET", "/v1/cards/card-9/active-session");
+    expect(r.body.session.id).toBe("card-s");
+    expect(r.body.logs.map((l) => l.line)).toEqual(["one", "two"]);
+    expect((await call("GET", "/v1/cards/card-none/active-session")).status).toBe(404);
+  });
+
+  it("streams log lines as server-sent events, resumes after Last-Event-ID and ends with the session", async () => {
+    await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "sse-1" });
+    const writer = await SessionLogWriter.open({ store, bus, logger }, "sse-1");
+    await writer.append([1, 2, 3].map((i) => ({ kind: "system" as const, line: `line ${i}` })));
+    const res = await fetch(`${base}/v1/sessions/sse-1/logs`, { headers: { accept: "text/event-stream", "last-event-id": "1" } });
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const text = (async () => {
+      let all = "";
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) all += Buffer.from(chunk).toString();
+      return all;
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    await writer.append([{ kind: "tool", line: "line 4 (live)" }]);
+    await new Promise((r) => setTimeout(r, 300));
+    await store.transition("sse-1", { from: ["pending"], to: "completed", set: { output: { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] } } });
+    const body = await text;
+    const ids = [...body.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(ids).toEqual([2, 3, 4]);
+    expect(body).toContain('"line":"line 4 (live)"');
+    expect(body).toMatch(/event: end\ndata: \{"status":"completed","lastSeq":4\}/);
+    const json = await call<{ lines: Array<{ seq: number }> }>("GET", "/v1/sessions/sse-1/logs?afterSeq=2");
+    expect(json.body.lines.map((l) => l.seq)).toEqual([3, 4]);
+  });
+
+  it("publishes a cancel request for an active session and refuses one for an ended session", async () => {
+    await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "to-cancel" });
+    const seen: string[] = [];
+    const sub = bus.consume("watchdog", { handler: async (m) => void seen.push(m.sessionId) });
+    const r = await call("POST", "/v1/sessions/to-cancel/cancel", { reason: "user asked" });
+    expect(r.status).toBe(202);
+    await eventually(() => seen.includes("to-cancel"));
+    await sub.stop();
+    expect((await call("POST", "/v1/sessions/sse-1/cancel", {})).status).toBe(409);
+    expect((await call("POST", "/v1/sessions/none/cancel", {})).status).toBe(404);
+  });
+
+  it("reports readiness, metrics and its OpenAPI document", async () => {
+    expect(await call("GET", "/readyz")).toMatchObject({ status: 200, body: { ok: true, bus: true, store: true } });
+    expect((await call("GET", "/healthz")).status).toBe(200);
+    const metrics = await fetch(`${base}/metrics`).then((r) => r.text());
+    expect(metrics).toContain("fleet_setup_step_seconds");
+    const spec = await call<{ openapi: string; paths: Record<string, unknown> }>("GET", "/openapi.json");
+    expect(spec.body.openapi).toBe("3.1.0");
+    expect(Object.keys(spec.body.paths)).toEqual(
+      expect.arrayContaining(["/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/details", "/v1/sessions/{id}/metrics", "/v1/sessions/{id}/logs", "/v1/cards/{cardId}/active-session", "/v1/sessions/{id}/cancel"]),
+    );
+  });
+});
