@@ -11,13 +11,13 @@ export interface Poller {
  * for as long as it watches the session; if this instance dies, the message goes to another one
  * after the ack deadline and that one re-attaches.
  */
-export function createPoller(deps: WatchDeps, options: { maxInFlight: number }): Poller {
+export function createPoller(deps: WatchDeps, options: { maxInFlight: number; heartbeatMs: number }): Poller {
   let sub: Subscription | undefined;
   return {
     start() {
       sub ??= deps.bus.consume("poller", {
         maxInFlight: options.maxInFlight,
-        heartbeatMs: 5_000,
+        heartbeatMs: options.heartbeatMs,
         handler: (msg, ctx) => handleRunning(deps, msg, ctx),
       });
     },

@@ -11,6 +11,10 @@ export const PollerConfig = baseEnv
     POLLER_STATUS_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
     /** How long an unreachable agent is tolerated before the session fails. */
     POLLER_UNREACHABLE_MS: z.coerce.number().int().min(1_000).max(600_000).default(15_000),
+    /** A busy agent silent for this long is stuck: abort, kill its process, fail the session `stalled`. */
+    POLLER_QUIET_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(180_000),
+    /** Bound on each escalation step. */
+    POLLER_ESCALATION_STEP_MS: z.coerce.number().int().min(500).max(120_000).default(5_000),
     /** Port of the /metrics endpoint; 0 turns it off. */
     POLLER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   });

@@ -18,9 +18,11 @@ const poller = createPoller(
       agentSecret: config.FLEET_AGENT_SECRET,
       statusIntervalMs: config.POLLER_STATUS_INTERVAL_MS,
       unreachableMs: config.POLLER_UNREACHABLE_MS,
+      quietMs: config.POLLER_QUIET_MS,
+      escalationStepMs: config.POLLER_ESCALATION_STEP_MS,
     },
   },
-  { maxInFlight: config.POLLER_MAX_IN_FLIGHT },
+  { maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: rt.heartbeatMs },
 );
 // A watch lasts as long as its session, so waiting for it is pointless: release it at once (the
 // next poller re-attaches); only a result collection already under way gets a moment to finish.
@@ -31,5 +33,5 @@ if (config.POLLER_METRICS_PORT) {
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);
 poller.start();
-rt.logger.info({ maxInFlight: config.POLLER_MAX_IN_FLIGHT }, "poller started");
+rt.logger.info({ maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: rt.heartbeatMs }, "poller started");
 process.stdout.write("poller ready\n");

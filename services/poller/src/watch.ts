@@ -30,6 +30,10 @@ export interface WatchSettings {
   statusIntervalMs: number;
   /** How long the agent may be unreachable before the session fails. */
   unreachableMs: number;
+  /** A busy agent with no new event or part for this long is stuck: escalate and fail `stalled`. */
+  quietMs: number;
+  /** How long each escalation step (abort, kill the agent process) is given to make the agent idle. */
+  escalationStepMs: number;
 }
 
 export interface WatchDeps {
@@ -78,6 +82,8 @@ class Watch {
   private finishing = false;
   private sawBusy = false;
   private unreachableSince: number | undefined;
+  private lastActivity = Date.now();
+  private partsSeen = 0;
   private readonly log: Logger;
 
   constructor(
@@ -112,6 +118,9 @@ class Watch {
       try {
         if (connection > 0) await this.reconcile(await this.client.messages(this.agentSessionId));
         for await (const ev of this.client.events(this.stop.signal)) {
+          if (ev.type !== "heartbeat" && ("sessionId" in ev ? ev.sessionId === this.agentSessionId : ev.type === "part" && ev.part.sessionId === this.agentSessionId)) {
+            this.lastActivity = Date.now();
+          }
           if (ev.type === "part" && ev.part.sessionId === this.agentSessionId) await this.onPart(ev.part);
           else if (ev.type === "status" && ev.sessionId === this.agentSessionId && ev.status === "busy") this.sawBusy = true;
           else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) void this.tick();
@@ -156,7 +165,10 @@ class Watch {
       await this.onUnreachable(err);
       return;
     }
-    if (busy) return;
+    if (busy) {
+      if (Date.now() - this.lastActivity > this.deps.settings.quietMs) await this.onQuiet();
+      return;
+    }
     // Absent from the status map means idle, or not started yet: only finished messages decide.
     const messages = await this.client.messages(this.agentSessionId).catch(() => undefined);
     if (messages && agentFinished(messages)) await this.finish(messages);
@@ -169,6 +181,48 @@ class Watch {
     } else if (Date.now() - this.unreachableSince > this.deps.settings.unreachableMs) {
       await this.end(() => fail(this.deps, this.session, "agent_unreachable", `agent server unreachable for ${Math.round(this.deps.settings.unreachableMs / 1000)} s: ${errorMessage(err)}`));
     }
+  }
+
+  /**
+   * Busy and silent past the quiet period. Agent servers are known to hang and to ignore abort, so
+   * each step gets a bound: abort the agent session, then kill the agent process, then the session
+   * fails `stalled` and its sandbox is killed with it.
+   */
+  private async onQuiet(): Promise<void> {
+    // Progress may have come while the event stream was cut: the messages tell.
+    const parts = await this.client
+      .messages(this.agentSessionId)
+      .then((ms) => ms.reduce((n, m) => n + m.parts.length, 0))
+      .catch(() => this.partsSeen);
+    if (parts !== this.partsSeen) {
+      this.partsSeen = parts;
+      this.lastActivity = Date.now();
+      return;
+    }
+    const quiet = Math.round((Date.now() - this.lastActivity) / 1000);
+    const tried: string[] = [];
+    const idleWithin = async (ms: number): Promise<boolean> => {
+      const until = Date.now() + ms;
+      while (Date.now() < until) {
+        const status = await this.client.status().catch(() => undefined);
+        if (status && status[this.agentSessionId] === undefined) return true;
+        await sleep(250, this.stop.signal);
+      }
+      return false;
+    };
+    await this.end(async () => {
+      this.log.warn({ quietSeconds: quiet }, "agent stuck; escalating");
+      await this.client.abort(this.agentSessionId).catch(() => undefined);
+      const aborted = await idleWithin(this.deps.settings.escalationStepMs);
+      tried.push(`abort (${aborted ? "went idle" : "no effect"})`);
+      const pid = (await this.deps.store.get(this.session.id))?.sandbox?.agentPid;
+      if (!aborted && pid) {
+        const r = await this.sandbox.run({ command: "kill", args: ["-KILL", String(pid)] }, { timeoutMs: this.deps.settings.escalationStepMs }).catch(() => undefined);
+        tried.push(`kill agent process ${pid} (${r?.exitCode === 0 ? "killed" : "not reachable"})`);
+      }
+      tried.push("sandbox killed");
+      await fail(this.deps, this.session, "stalled", `agent busy with no progress for ${quiet} s; tried: ${tried.join(", ")}`);
+    });
   }
 
   private async end(action: () => Promise<void>): Promise<void> {

@@ -7,14 +7,14 @@ export interface Spawner {
 }
 
 /** The spawner stage: consumes session.requested, at most `maxInFlight` setups at once. */
-export function createSpawner(deps: SpawnDeps, options: { maxInFlight: number }): Spawner {
+export function createSpawner(deps: SpawnDeps, options: { maxInFlight: number; heartbeatMs: number }): Spawner {
   let sub: Subscription | undefined;
   return {
     start() {
       sub ??= deps.bus.consume("spawner", {
         maxInFlight: options.maxInFlight,
         // Setup can take longer than the ack deadline on a loaded machine.
-        heartbeatMs: 5_000,
+        heartbeatMs: options.heartbeatMs,
         handler: (msg, ctx) => handleRequested(deps, msg, ctx),
       });
     },

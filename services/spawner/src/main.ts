@@ -23,7 +23,7 @@ const spawner = createSpawner(
       agentReadyMs: config.FLEET_AGENT_READY_MS,
     },
   },
-  { maxInFlight: config.SPAWNER_MAX_IN_FLIGHT },
+  { maxInFlight: config.SPAWNER_MAX_IN_FLIGHT, heartbeatMs: rt.heartbeatMs },
 );
 // Registered after the bus, so it runs before it: stop taking work, then drain the connection.
 rt.closer.add("consumer", () => spawner.stop(config.FLEET_SHUTDOWN_MS));

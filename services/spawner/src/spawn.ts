@@ -79,7 +79,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     await writer.append([{ kind: "system", key: `setup:${attempt}:sandbox`, line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})` }]);
     const restored = await restoreFiles(deps, session, sandbox, req.files, timings);
     if (restored > 0) await writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]);
-    const client = await startAgent(deps, session, sandbox, attempt, timings);
+    const { client, pid } = await startAgent(deps, session, sandbox, attempt, timings);
     await writer.append([{ kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` }]);
     const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
     timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
@@ -91,7 +91,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
         startedAt: Date.now(),
         agentSessionId,
         agentMessageId: messageId,
-        sandbox: { id: sandbox.id, provider: sandbox.provider, host: sandbox.url(sandbox.agentPort) },
+        sandbox: { id: sandbox.id, provider: sandbox.provider, host: sandbox.url(sandbox.agentPort), agentPid: pid },
         metrics: { ...session.metrics, setup: timings },
       },
     });
@@ -194,7 +194,7 @@ async function restoreFiles(deps: SpawnDeps, session: Session, sandbox: Sandbox,
   return byPath.size;
 }
 
-async function startAgent(deps: SpawnDeps, session: Session, sandbox: Sandbox, attempt: number, timings: SetupTimings): Promise<AgentClient> {
+async function startAgent(deps: SpawnDeps, session: Session, sandbox: Sandbox, attempt: number, timings: SetupTimings): Promise<{ client: AgentClient; pid: number }> {
   await guard(deps.store.patch(session.id, { phase: "server_starting" }));
   const started = Date.now();
   const password = agentPassword(deps.settings.agentSecret, session.id, attempt);
@@ -203,11 +203,11 @@ async function startAgent(deps: SpawnDeps, session: Session, sandbox: Sandbox, a
     models: unique([session.config.model ?? deps.settings.model.models[0] ?? "default", ...session.config.fallbackModels, ...deps.settings.model.models]),
     ...(session.config.maxTokens ? { maxTokens: session.config.maxTokens } : {}),
   };
-  await sandbox.startBackground(deps.runtime.launchCommand({ port: sandbox.agentPort, password, workspace: sandbox.workspace, model }));
+  const { pid } = await sandbox.startBackground(deps.runtime.launchCommand({ port: sandbox.agentPort, password, workspace: sandbox.workspace, model }));
   const client = deps.runtime.connect({ baseUrl: sandbox.url(sandbox.agentPort), password });
   await waitHealthy(client, sandbox, deps.settings.agentReadyMs);
   timings.serverStartMs = Date.now() - started;
-  return client;
+  return { client, pid };
 }
 
 async function sendPrompt(deps: SpawnDeps, session: Session, client: AgentClient, timings: SetupTimings): Promise<{ agentSessionId: string; messageId: string }> {

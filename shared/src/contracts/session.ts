@@ -104,6 +104,8 @@ export const SandboxRef = z.object({
   id: z.string().min(1),
   provider: z.string().min(1),
   host: z.string().optional(),
+  /** The agent server's process inside the sandbox, so a stuck agent can be killed on its own. */
+  agentPid: z.number().int().positive().optional(),
 });
 
 /** The session document as stored (MongoDB `sessions`, `_id` = id) and served by the api. */

@@ -15,6 +15,8 @@ export interface ServiceRuntime {
   bus: Bus;
   metrics: FleetMetrics;
   closer: Closer;
+  /** Interval of progress heartbeats for long work: well inside the ack deadline. */
+  heartbeatMs: number;
 }
 
 /**
@@ -28,10 +30,13 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
   const store = await MongoSessionStore.connect({ uri: env.MONGODB_URI, database: env.FLEET_DB, appName: name }, logger);
   closer.add("store", () => store.close());
   await store.init();
-  const bus = await connectBus({ servers: env.NATS_URL, namespace: env.FLEET_NAMESPACE, name: instanceId }, { logger, deadLetters: store });
+  const bus = await connectBus(
+    { servers: env.NATS_URL, namespace: env.FLEET_NAMESPACE, name: instanceId, tuning: { ackWaitMs: env.FLEET_ACK_WAIT_MS, maxDeliver: env.FLEET_MAX_DELIVER } },
+    { logger, deadLetters: store },
+  );
   closer.add("bus", () => bus.close());
   await bus.provision();
   logger.info({ nats: env.NATS_URL, store: safeUrl(env.MONGODB_URI), db: env.FLEET_DB, namespace: env.FLEET_NAMESPACE }, `${name} connected`);
-  return { name, instanceId, logger, store, bus, metrics: createMetrics(name), closer };
+  return { name, instanceId, logger, store, bus, metrics: createMetrics(name), closer, heartbeatMs: Math.max(250, Math.floor(env.FLEET_ACK_WAIT_MS / 4)) };
 }
 export { createAgentRuntime, createSandboxProvider } from "./providers.js";

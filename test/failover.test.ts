@@ -1,0 +1,178 @@
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Session } from "../shared/src/index.js";
+import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { LocalSandboxProvider, isProcessRunning } from "../shared/src/sandbox/local/index.js";
+import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+
+/** Several short steps, so a session runs long enough to lose a process in the middle of it. */
+const steps: ScenarioInput = {
+  name: "steps",
+  turns: [
+    ...[1, 2, 3, 4, 5].map((i) => ({ type: "tools" as const, calls: [{ name: "bash", arguments: { command: `sleep 1; echo step ${i}` } }] })),
+    { type: "text" as const, text: "All steps done." },
+  ],
+};
+
+describe("control and failover with real processes", () => {
+  let model: ScriptedModel;
+  let fleet: TestFleet;
+  let ns: string;
+  let provider: LocalSandboxProvider;
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("fo");
+    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, byModel: { ...SCENARIOS, steps }, logger });
+    fleet = await startTestFleet({
+      namespace: ns,
+      modelUrl: model.url,
+      env: {
+        FLEET_ACK_WAIT_MS: "4000",
+        POLLER_STATUS_INTERVAL_MS: "500",
+        POLLER_QUIET_MS: "8000",
+        POLLER_ESCALATION_STEP_MS: "1500",
+        WATCHDOG_INTERVAL_MS: "500",
+        REAPER_INTERVAL_MS: "1000",
+        REAPER_GRACE_MS: "2000",
+      },
+      services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
+    });
+    provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
+  }, 120_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await model?.close();
+    await cleanup(ns, ns);
+  });
+
+  const submit = async (body: Record<string, unknown>) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-fo", prompt: "go", ...body })).body.sessionId;
+  const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
+  const ended = (id: string, timeoutMs = 90_000) =>
+    eventually(async () => {
+      const s = await get(id);
+      return ["completed", "failed", "cancelled"].includes(s.status) ? s : undefined;
+    }, timeoutMs);
+  const running = (id: string) => eventually(async () => ((await get(id)).status === "running" ? get(id) : undefined), 90_000);
+  const noSandbox = (id: string) => eventually(async () => (await provider.list({ sessionId: id })).length === 0, 15_000);
+  /** The terminal state holds: a while later nothing has rewritten it. */
+  const stays = async (s: Session) => {
+    await sleep(1_500);
+    const again = await get(s.id);
+    expect({ status: again.status, error: again.error, completedAt: again.completedAt }).toEqual({ status: s.status, error: s.error, completedAt: s.completedAt });
+  };
+
+  it("cancels a running session over HTTP: cancelled, sandbox killed, and it stays cancelled", async () => {
+    const id = await submit({ model: "slow" });
+    await running(id);
+    expect((await api(fleet, "POST", `/v1/sessions/${id}/cancel`, { reason: "changed my mind" })).status).toBe(202);
+    const s = await ended(id, 20_000);
+    expect(s.status).toBe("cancelled");
+    expect(s.error).toEqual({ code: "cancelled", message: "changed my mind" });
+    await noSandbox(id);
+    await stays(s);
+  }, 120_000);
+
+  it("fails a session past its deadline with code timeout", async () => {
+    const id = await submit({ model: "slow", timeoutMs: 10_000 });
+    const s = await ended(id, 40_000);
+    expect(s.status).toBe("failed");
+    expect(s.error?.code).toBe("timeout");
+    expect(s.completedAt! - s.createdAt).toBeLessThan(13_000);
+    await noSandbox(id);
+    await stays(s);
+  }, 120_000);
+
+  it("escalates a stuck agent and fails it as stalled, well before its deadline", async () => {
+    const id = await submit({ model: "stuck" });
+    const s = await ended(id, 60_000);
+    expect(s.status).toBe("failed");
+    expect(s.error?.code).toBe("stalled");
+    expect(s.error?.message).toMatch(/agent busy with no progress for \d+ s; tried: abort \((went idle|no effect)\)/);
+    expect(s.completedAt! - (s.startedAt ?? 0)).toBeLessThan(30_000);
+    await noSandbox(id);
+  }, 120_000);
+
+  it("fails within seconds when the sandbox dies under the agent", async () => {
+    const id = await submit({ model: "slow" });
+    const s = await running(id);
+    const pid = s.sandbox?.agentPid as number;
+    expect(isProcessRunning(pid)).toBe(true);
+    process.kill(pid, "SIGKILL");
+    const killedAt = Date.now();
+    const done = await ended(id, 30_000);
+    expect(done.status).toBe("failed");
+    expect(done.error?.code).toBe("sandbox_lost");
+    expect(Date.now() - killedAt).toBeLessThan(10_000);
+    await noSandbox(id);
+  }, 120_000);
+
+  it("a poller killed with SIGKILL mid-watch: another takes over, no log line lost or doubled", async () => {
+    const id = await submit({ model: "steps" });
+    await running(id);
+    await eventually(async () => (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) => l.line.includes("step 1")), 30_000);
+    const owner = fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id));
+    expect(owner).toBeDefined();
+    process.kill(owner!.process.pid, "SIGKILL");
+    const s = await ended(id, 90_000);
+    expect(s.status).toBe("completed");
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
+    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
+    expect(new Set(toolLines).size).toBe(toolLines.length);
+    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    expect(s.output?.response).toBe("All steps done.");
+    // The survivor resumed after the stored lines.
+    expect(fleet.logsOf("poller").join("\n")).toMatch(new RegExp(`"sessionId":"${id}".*"delivery":2.*watching session`));
+    await noSandbox(id);
+    await fleet.add("poller");
+  }, 150_000);
+
+  it("a spawner killed with SIGKILL mid-spawn: another replaces its sandbox and the session completes once", async () => {
+    const second = await fleet.add("spawner");
+    const first = fleet.services.find((x) => x.name === "spawner" && x !== second)!;
+    // Hold the second spawner back until the first owns the request.
+    process.kill(second.process.pid, "SIGSTOP");
+    const id = await submit({ model: "text-only" });
+    const s1 = await eventually(async () => {
+      const s = await get(id);
+      return s.sandbox && s.phase !== "queued" ? s : undefined;
+    }, 30_000);
+    process.kill(first.process.pid, "SIGKILL");
+    process.kill(second.process.pid, "SIGCONT");
+    const s = await ended(id, 90_000);
+    expect(s.status).toBe("completed");
+    expect(s.attempt).toBe(2);
+    expect(s.sandbox?.id).not.toBe(s1.sandbox?.id);
+    expect(await provider.connect(s1.sandbox!.id)).toBeNull();
+    await noSandbox(id);
+  }, 150_000);
+
+  it("reaps sandboxes whose session is unknown or ended", async () => {
+    const orphan = await provider.create({ metadata: { fleet: "fleet", sessionId: "no-such-session", projectId: "p", attempt: "1" }, envs: {}, timeoutMs: 60_000 });
+    await orphan.startBackground({ command: "sleep", args: ["60"] });
+    await eventually(async () => (await provider.connect(orphan.id)) === null, 15_000);
+  }, 30_000);
+
+  it("keeps the first terminal state when cancel races completion and the watchdog fires twice", async () => {
+    const store = await openStore(ns);
+    try {
+      const id = await submit({ model: "text-only" });
+      const s = await ended(id, 90_000);
+      expect(s.status).toBe("completed");
+      // Late cancel, a second deadline pass, a duplicate completion: none changes anything.
+      await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {});
+      expect(await store.transition(id, { from: ["pending", "running"], to: "failed", set: { error: { code: "timeout", message: "late" } } })).toBeNull();
+      await stays(s);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+});
+
+function hasWatchLine(file: string, id: string): boolean {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .some((l) => l.includes(`"sessionId":"${id}"`) && l.includes("watching session"));
+}
