@@ -6,8 +6,12 @@ export const SpawnerConfig = baseEnv
   .extend(agentEnv.shape)
   .extend(modelEnv.shape)
   .extend({
-    /** Sessions this instance sets up at once; each holds a sandbox that is starting. */
-    SPAWNER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000).default(4),
+    /** Requests this instance holds at once: setting up, or waiting in the admission queue. */
+    SPAWNER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000).default(16),
+    /** Sandboxes running at once across the fleet (about 4 per 2 cores for local OpenCode); 0 = no cap. */
+    FLEET_MAX_SANDBOXES: z.coerce.number().int().min(0).max(100_000).default(4),
+    /** Sandboxes running at once per project; 0 = no cap. */
+    FLEET_MAX_SANDBOXES_PER_PROJECT: z.coerce.number().int().min(0).max(100_000).default(0),
     /** How long an agent server may take to answer its health route. */
     FLEET_AGENT_READY_MS: z.coerce.number().int().min(1_000).max(600_000).default(90_000),
     /** Port of the /metrics endpoint; 0 turns it off. */

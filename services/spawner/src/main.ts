@@ -16,6 +16,7 @@ const spawner = createSpawner(
     logger: rt.logger,
     metrics: rt.metrics,
     settings: {
+      admission: { global: config.FLEET_MAX_SANDBOXES, perProject: config.FLEET_MAX_SANDBOXES_PER_PROJECT, pollMs: 500 },
       fleet: config.FLEET_NAME,
       instanceId: rt.instanceId,
       agentSecret: config.FLEET_AGENT_SECRET,

@@ -23,10 +23,12 @@ import {
 } from "@fleet/shared";
 import { SessionLogWriter } from "@fleet/shared/sessions";
 import type { FleetMetrics } from "@fleet/shared/metrics";
+import { admit, type AdmissionLimits } from "./admission.js";
 import { waitHealthy } from "./health.js";
 import { asCardFiles, workspaceChanges } from "@fleet/shared/sessions";
 
 export interface SpawnSettings {
+  admission: AdmissionLimits;
   fleet: string;
   instanceId: string;
   agentSecret: string;
@@ -73,7 +75,9 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   const timings: SetupTimings = { queuedMs: Math.max(0, Date.now() - session.createdAt) };
   let sandbox: Sandbox | undefined;
   try {
-    await guard(store.patch(session.id, { attempt, phase: "admitted" }));
+    await admit(store, session, deps.settings.admission, ctx);
+    timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
+    await guard(store.patch(session.id, { attempt, phase: "admitted", queuePosition: 0 }));
     const writer = await SessionLogWriter.open(deps, session.id);
     sandbox = await createSandbox(deps, session, attempt, timings);
     await writer.append([{ kind: "system", key: `setup:${attempt}:sandbox`, line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})` }]);
@@ -100,7 +104,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     for (const [step, value] of Object.entries(timings)) if (value !== undefined) deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
     await republishRunning(deps, running);
   } catch (err) {
-    if (err instanceof Superseded) {
+    if (err instanceof Superseded || (err instanceof FleetError && err.code === "cancelled" && !err.retryable)) {
       log.info("session ended during setup; sandbox released");
       if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
       return;

@@ -1,6 +1,6 @@
 import { endSession, errorMessage, type EndDeps, type Subscription } from "@fleet/shared";
 import { enforceDeadlines } from "./deadlines.js";
-import { reap, type ReapOptions } from "./reaper.js";
+import { reap, sweepSlots, type ReapOptions } from "./reaper.js";
 
 export interface WatchdogOptions extends ReapOptions {
   intervalMs: number;
@@ -31,7 +31,10 @@ export function createWatchdog(deps: EndDeps, options: WatchdogOptions): Watchdo
         },
       });
       const tickDeadlines = guarded("deadline check", () => enforceDeadlines(deps));
-      const tickReaper = guarded("reaper", () => reap(deps, options));
+      const tickReaper = guarded("reaper", async () => {
+        await reap(deps, options);
+        await sweepSlots(deps);
+      });
       tickReaper();
       timers.push(setInterval(tickDeadlines, options.intervalMs), setInterval(tickReaper, options.reaperIntervalMs));
     },

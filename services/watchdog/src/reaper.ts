@@ -38,3 +38,19 @@ export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()
   }
   return killed;
 }
+
+/** Frees admission slots still held by sessions that ended (or never existed), e.g. after a crash. */
+export async function sweepSlots(deps: EndDeps): Promise<number> {
+  let freed = 0;
+  const seen = new Set<string>();
+  for (const slot of await deps.store.heldSlots()) {
+    if (seen.has(slot.sessionId)) continue;
+    seen.add(slot.sessionId);
+    const s = await deps.store.get(slot.sessionId);
+    if (!s || isTerminal(s.status)) {
+      await deps.store.releaseSlots(slot.sessionId);
+      freed += 1;
+    }
+  }
+  return freed;
+}

@@ -47,6 +47,8 @@ export async function endSession(deps: EndDeps, sessionId: string, outcome: EndO
       await deps.bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId, at, ...(outcome.reason ? { reason: outcome.reason.slice(0, 500) } : {}) });
     }
   }
+  // Its admission slots go back at once, so the next queued session can start.
+  await deps.store.releaseSlots(sessionId).catch((err: unknown) => deps.logger.warn({ sessionId, err: errorMessage(err) }, "slot release failed"));
   const sandboxId = session?.sandbox?.id;
   if (sandboxId) {
     await deps.provider.kill(sandboxId).catch((err: unknown) => {

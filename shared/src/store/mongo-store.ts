@@ -27,6 +27,7 @@ type SessionDoc = Omit<Session, "id"> & { _id: string };
 type LogDoc = LogLine & { _id: string };
 type DeadDoc = Omit<DeadLetter, "id"> & { _id: string };
 type ClaimDoc = { _id: string; owner: string; at: number };
+type SlotDoc = { _id: string; scope: string; sessionId: string; at: number };
 type CardFileDoc = CardFile & { _id: string };
 
 const DUPLICATE_KEY = 11000;
@@ -60,6 +61,7 @@ export class MongoSessionStore implements SessionStore {
   private readonly dead: Collection<DeadDoc>;
   private readonly transitions: Collection<TransitionDoc>;
   private readonly claims: Collection<ClaimDoc>;
+  private readonly slots: Collection<SlotDoc>;
   private readonly cardFileDocs: Collection<CardFileDoc>;
   private closing: Promise<void> | undefined;
 
@@ -74,6 +76,7 @@ export class MongoSessionStore implements SessionStore {
     this.dead = this.db.collection<DeadDoc>("dead_letters");
     this.transitions = this.db.collection<TransitionDoc>("session_transitions");
     this.claims = this.db.collection<ClaimDoc>("claims");
+    this.slots = this.db.collection<SlotDoc>("slots");
     this.cardFileDocs = this.db.collection<CardFileDoc>("card_files");
   }
 
@@ -97,10 +100,13 @@ export class MongoSessionStore implements SessionStore {
       await this.sessions.createIndex({ projectId: 1, createdAt: -1, _id: -1 }, { name: "by_project" });
       await this.sessions.createIndex({ cardId: 1, status: 1, createdAt: -1 }, { name: "by_card" });
       await this.sessions.createIndex({ status: 1, deadlineAt: 1 }, { name: "by_deadline" });
+      await this.sessions.createIndex({ status: 1, phase: 1, createdAt: 1 }, { name: "by_queue" });
       await this.logLines.createIndex({ sessionId: 1, seq: 1 }, { unique: true, name: "session_seq" });
       await this.dead.createIndex({ at: -1 }, { name: "by_time" });
       await this.transitions.createIndex({ sessionId: 1 }, { name: "by_session" });
       await this.cardFileDocs.createIndex({ cardId: 1, path: 1 }, { name: "by_card" });
+      await this.slots.createIndex({ sessionId: 1 }, { name: "by_session" });
+      await this.slots.createIndex({ scope: 1 }, { name: "by_scope" });
     } catch (err) {
       throw wrap("init", err);
     }
@@ -321,6 +327,60 @@ export class MongoSessionStore implements SessionStore {
     } catch (err) {
       if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return false;
       throw wrap("claim", err);
+    }
+  }
+
+  async acquireSlot(scope: string, capacity: number, sessionId: string): Promise<boolean> {
+    try {
+      if (await this.slots.findOne({ scope, sessionId })) return true;
+      for (let n = 0; n < capacity; n++) {
+        try {
+          await this.slots.insertOne({ _id: `${scope}#${n}`, scope, sessionId, at: Date.now() });
+          return true;
+        } catch (err) {
+          if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err;
+        }
+      }
+      return false;
+    } catch (err) {
+      throw wrap("acquireSlot", err);
+    }
+  }
+
+  async slotsInUse(scope: string): Promise<number> {
+    try {
+      return await this.slots.countDocuments({ scope });
+    } catch (err) {
+      throw wrap("slotsInUse", err);
+    }
+  }
+
+  async releaseSlots(sessionId: string): Promise<void> {
+    try {
+      await this.slots.deleteMany({ sessionId });
+    } catch (err) {
+      throw wrap("releaseSlots", err);
+    }
+  }
+
+  async heldSlots(): Promise<Array<{ scope: string; sessionId: string }>> {
+    try {
+      return (await this.slots.find({}).limit(10_000).toArray()).map((d) => ({ scope: d.scope, sessionId: d.sessionId }));
+    } catch (err) {
+      throw wrap("heldSlots", err);
+    }
+  }
+
+  async queuePosition(session: { id: string; createdAt: number }): Promise<number> {
+    try {
+      const earlier = await this.sessions
+        .find({ status: "pending", phase: "queued", queuePosition: { $exists: true }, $or: [{ createdAt: { $lt: session.createdAt } }, { createdAt: session.createdAt, _id: { $lt: session.id } }] })
+        .project({ _id: 1 })
+        .limit(10_000)
+        .toArray();
+      return earlier.length;
+    } catch (err) {
+      throw wrap("queuePosition", err);
     }
   }
 

@@ -53,6 +53,22 @@ export interface SessionStore extends DeadLetterSink {
    */
   claim(key: string, owner: string): Promise<boolean>;
   /** Merges what a card's session changed into the card's saved files: upserts `files`, drops `deleted`. */
+  /**
+   * Takes one of `capacity` slots of a scope (e.g. "global", "project:p1") for a session; true when
+   * it holds one (already holding counts). Unique keys make it atomic on every backend.
+   */
+  acquireSlot(scope: string, capacity: number, sessionId: string): Promise<boolean>;
+  /** Slots of a scope in use now. */
+  slotsInUse(scope: string): Promise<number>;
+  /** Frees every slot the session holds. Idempotent. */
+  releaseSlots(sessionId: string): Promise<void>;
+  /** Every held slot, for the sweep that frees those of ended sessions. */
+  heldSlots(): Promise<Array<{ scope: string; sessionId: string }>>;
+  /**
+   * How many sessions waiting for admission (queued, with a queue position) were created before
+   * this one: its place in the queue. Requests not yet picked up do not hold anyone back.
+   */
+  queuePosition(session: { id: string; createdAt: number }): Promise<number>;
   saveCardFiles(cardId: string, files: readonly CardFile[], deleted?: readonly string[]): Promise<void>;
   cardFiles(cardId: string): Promise<CardFile[]>;
   ping(): Promise<void>;
