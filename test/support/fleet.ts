@@ -23,7 +23,14 @@ export interface TestFleet {
  * The fleet's services as separate processes, on the run's shared nats-server and store, in a
  * namespace and database of their own.
  */
-export async function startTestFleet(options: { namespace: string; modelUrl: string; env?: Record<string, string>; services: Array<[ServiceName, Record<string, string>?]> }): Promise<TestFleet> {
+export async function startTestFleet(options: {
+  namespace: string;
+  modelUrl: string;
+  /** Servers of the test's own; default: the run's shared ones. */
+  infra?: { natsUrl: string; mongoUri: string };
+  env?: Record<string, string>;
+  services: Array<[ServiceName, Record<string, string>?]>;
+}): Promise<TestFleet> {
   const dir = mkdtempSync(join(tmpdir(), `fleet-e2e-${options.namespace}-`));
   const sandboxDir = join(dir, "sandboxes");
   const agentSecret = randomBytes(32).toString("base64url");
@@ -35,8 +42,8 @@ export async function startTestFleet(options: { namespace: string; modelUrl: str
     const s = await startService(
       name,
       {
-        natsUrl: inject("natsUrl"),
-        mongoUri: inject("mongoUri"),
+        natsUrl: options.infra?.natsUrl ?? inject("natsUrl"),
+        mongoUri: options.infra?.mongoUri ?? inject("mongoUri"),
         dataDir: dir,
         agentSecret,
         modelUrl: options.modelUrl,

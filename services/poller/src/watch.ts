@@ -123,7 +123,10 @@ class Watch {
           }
           if (ev.type === "part" && ev.part.sessionId === this.agentSessionId) await this.onPart(ev.part);
           else if (ev.type === "status" && ev.sessionId === this.agentSessionId && ev.status === "busy") this.sawBusy = true;
-          else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) void this.tick();
+          else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) {
+            // The loop's own tick reports failures; this early one only saves waiting for it.
+            void this.tick().catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, "early completion check failed"));
+          }
         }
       } catch (err) {
         if (!this.stop.signal.aborted) this.log.debug({ err: errorMessage(err) }, "event stream broke; reconnecting");
@@ -148,7 +151,14 @@ class Watch {
   /** The safety net: is the session still ours, is the agent reachable, is it done? */
   private async tick(): Promise<void> {
     if (this.finishing || this.stop.signal.aborted) return;
-    const current = await this.deps.store.get(this.session.id);
+    let current: Session | null;
+    try {
+      current = await this.deps.store.get(this.session.id);
+    } catch (err) {
+      // The store is away: the agent goes on regardless, so keep watching and look again next tick.
+      this.log.warn({ err: errorMessage(err) }, "store unavailable; still watching");
+      return;
+    }
     if (!current || isTerminal(current.status)) {
       // Ended elsewhere (cancel, deadline): make sure the sandbox goes with it.
       await this.deps.provider.kill(this.sandbox.id).catch(() => undefined);

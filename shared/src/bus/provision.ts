@@ -17,7 +17,7 @@ export interface ConsumerTuning {
   maxAckPending: number;
 }
 
-export const DEFAULT_TUNING: ConsumerTuning = { ackWaitMs: 30_000, maxDeliver: 5, maxAckPending: 10_000 };
+export const DEFAULT_TUNING: ConsumerTuning = { ackWaitMs: 30_000, maxDeliver: 10, maxAckPending: 10_000 };
 
 export function consumerName(namespace: string, name: ConsumerName): string {
   return namespace ? `${namespace}_${name}` : name;

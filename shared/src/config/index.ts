@@ -29,7 +29,7 @@ export const baseEnv = busEnv.extend(storeEnv.shape).extend({
   /** How long a message may go without an ack or a progress heartbeat before another instance gets it. */
   FLEET_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
   /** Deliveries of one message before it is dead-lettered. */
-  FLEET_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(5),
+  FLEET_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(10),
 });
 
 export type BaseEnv = z.infer<typeof baseEnv>;

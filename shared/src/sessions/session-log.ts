@@ -26,6 +26,7 @@ const MAX_STORED_SCAN = 10_000;
  */
 export class SessionLogWriter {
   private chain: Promise<void> = Promise.resolve();
+  private unsure = false;
 
   private constructor(
     private readonly deps: SessionLogDeps,
@@ -62,6 +63,7 @@ export class SessionLogWriter {
   }
 
   private async write(lines: readonly NewLine[]): Promise<void> {
+    if (this.unsure) await this.resync();
     const fresh = lines.filter((l) => !l.key || !this.keys.has(l.key));
     if (fresh.length === 0) return;
     const at = Date.now();
@@ -73,10 +75,24 @@ export class SessionLogWriter {
       line: l.line.length > LIMITS.logLineChars ? `${l.line.slice(0, LIMITS.logLineChars - 12)} [truncated]` : l.line,
       ...(l.key ? { key: l.key } : {}),
     }));
-    await this.deps.store.appendLogs(docs);
+    try {
+      await this.deps.store.appendLogs(docs);
+    } catch (err) {
+      // The write may or may not have landed: read the store again before the next one.
+      this.unsure = true;
+      throw err;
+    }
     this.lastSeq += docs.length;
     for (const l of fresh) if (l.key) this.keys.add(l.key);
     await this.publish(docs);
+  }
+
+  private async resync(): Promise<void> {
+    const stored = await this.deps.store.logs(this.sessionId, { afterSeq: this.lastSeq, limit: MAX_STORED_SCAN });
+    for (const l of stored) if (l.key) this.keys.add(l.key);
+    this.lastSeq = stored.at(-1)?.seq ?? this.lastSeq;
+    this.unsure = false;
+    await this.publish(stored);
   }
 
   private async publish(docs: readonly LogLine[]): Promise<void> {

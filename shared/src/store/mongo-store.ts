@@ -271,7 +271,12 @@ export class MongoSessionStore implements SessionStore {
     } catch (err) {
       if (err instanceof MongoBulkWriteError) {
         const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-        if (errors.every((e) => e.code === DUPLICATE_KEY)) return { inserted: err.result.insertedCount };
+        if (errors.every((e) => e.code === DUPLICATE_KEY)) {
+          // Only a line that is really there counts as stored: a store going down mid-batch has been
+          // seen to answer with duplicate-key errors for lines it then did not keep.
+          const present = await this.logLines.countDocuments({ _id: { $in: docs.map((d) => d._id) } }).catch(() => -1);
+          if (present === docs.length) return { inserted: err.result.insertedCount };
+        }
       }
       throw wrap("appendLogs", err);
     }

@@ -1,0 +1,154 @@
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SessionConfig, type Session } from "../shared/src/index.js";
+import { defaultToolsDir, ensureFerretDb, ensureNatsServer, freePort, pingMongo, startProcess, type ManagedProcess } from "../shared/src/infra/index.js";
+import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { MongoSessionStore } from "../shared/src/store/index.js";
+import { eventually, logger, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+
+const steps: ScenarioInput = {
+  name: "steps",
+  turns: [
+    ...[1, 2, 3, 4, 5, 6].map((i) => ({ type: "tools" as const, calls: [{ name: "bash", arguments: { command: `sleep 1; echo step ${i}` } }] })),
+    { type: "text" as const, text: "All steps done." },
+  ],
+};
+
+/** A server of this file's own, restartable on the same port and data. */
+class Restartable {
+  private proc: ManagedProcess | undefined;
+  constructor(
+    private readonly name: string,
+    private readonly command: string,
+    private readonly args: string[],
+    private readonly logFile: string,
+    private readonly ready: () => Promise<void>,
+  ) {}
+  async start(): Promise<void> {
+    this.proc = startProcess({ name: this.name, command: this.command, args: this.args, logFile: this.logFile });
+    await eventually(async () => (await this.ready().then(() => true)), 20_000, 100);
+  }
+  async stop(): Promise<void> {
+    await this.proc?.stop();
+  }
+}
+
+describe("the fleet rides out a restarted nats-server, a store outage and a shutdown", () => {
+  let dir: string;
+  let nats: Restartable;
+  let ferret: Restartable;
+  let natsUrl: string;
+  let mongoUri: string;
+  let model: ScriptedModel;
+  let fleet: TestFleet;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "fleet-resilience-"));
+    const tools = defaultToolsDir();
+    const [natsBin, ferretBin] = await Promise.all([ensureNatsServer(tools), ensureFerretDb(tools)]);
+    const [np, fp] = [await freePort(), await freePort()];
+    natsUrl = `nats://127.0.0.1:${np}`;
+    mongoUri = `mongodb://127.0.0.1:${fp}/`;
+    const { connect } = await import("@nats-io/transport-node");
+    nats = new Restartable("nats", natsBin, ["-a", "127.0.0.1", "-p", String(np), "-js", "-sd", join(dir, "js")], join(dir, "nats.log"), async () => {
+      const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 500 });
+      await nc.close();
+    });
+    ferret = new Restartable(
+      "ferretdb",
+      ferretBin,
+      ["--handler=sqlite", `--sqlite-url=file:${join(dir, "fdb")}/`, `--listen-addr=127.0.0.1:${fp}`, `--state-dir=${join(dir, "fdb")}`, "--debug-addr=-", "--telemetry=disable", "--log-level=error"],
+      join(dir, "ferretdb.log"),
+      () => pingMongo(mongoUri, 500),
+    );
+    mkdirSync(join(dir, "fdb"), { recursive: true });
+    await Promise.all([nats.start(), ferret.start()]);
+    model = await startScriptedModel({ port: 0, scenario: steps, byModel: { ...SCENARIOS, steps }, logger });
+    fleet = await startTestFleet({
+      namespace: uniqueNamespace("res"),
+      modelUrl: model.url,
+      infra: { natsUrl, mongoUri },
+      env: { FLEET_ACK_WAIT_MS: "6000", POLLER_STATUS_INTERVAL_MS: "500", FLEET_SHUTDOWN_MS: "5000" },
+      services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await model?.close();
+    await nats?.stop();
+    await ferret?.stop();
+  });
+
+  const submit = async (body: Record<string, unknown> = {}) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-res", prompt: "go", model: "steps", ...body })).body.sessionId;
+  const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
+  const lineCount = async (id: string) => (await api<{ lines: unknown[] }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.length;
+  const completes = async (id: string) => {
+    const s = await eventually(async () => {
+      const d = await get(id).catch(() => undefined);
+      return d && ["completed", "failed", "cancelled"].includes(d.status) ? d : undefined;
+    }, 120_000, 250);
+    expect(s.status).toBe("completed");
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
+    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+    for (const i of [1, 2, 3, 4, 5, 6]) expect(lines.filter((l) => l.line.includes(`echo step ${i}`))).toHaveLength(2);
+    return s;
+  };
+
+  it("completes a session in flight across a nats-server restart", async () => {
+    const id = await submit();
+    await eventually(async () => (await lineCount(id)) >= 5, 60_000);
+    await nats.stop();
+    await sleep(2_000);
+    await nats.start();
+    await completes(id);
+    // The services reconnected on their own: a new session runs too.
+    const next = await submit({ model: "text-only" });
+    await eventually(async () => (await get(next)).status === "completed", 90_000);
+  }, 180_000);
+
+  it("completes a session in flight across 10 s without the store", async () => {
+    const id = await submit();
+    await eventually(async () => (await lineCount(id)) >= 5, 60_000);
+    await ferret.stop();
+    await sleep(10_000);
+    await ferret.start();
+    await completes(id);
+  }, 180_000);
+
+  it("a poller stopped with SIGTERM exits 0 and hands its session over at once", async () => {
+    const id = await submit();
+    await eventually(async () => (await lineCount(id)) >= 5, 60_000);
+    const owner = fleet.services.find((s) => s.name === "poller" && s.process.running && watchedBy(s.process.logFile, id));
+    expect(owner).toBeDefined();
+    const stoppedAt = Date.now();
+    owner!.process.stop(20_000);
+    expect(await owner!.process.exited).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(6_000);
+    // Released with a nak: the other poller resumes well before the 6 s ack deadline would pass.
+    await eventually(() => fleet.services.some((s) => s.name === "poller" && s !== owner && watchedBy(s.process.logFile, id, 2)), 5_000, 100);
+    await completes(id);
+    await fleet.add("poller");
+  }, 180_000);
+
+  it("a submit retried after the api died between storing and publishing yields one session", async () => {
+    // As if the api stored the document and died before publishing: the client's retry repairs it.
+    const store = await MongoSessionStore.connect({ uri: mongoUri, database: fleet.database }, logger);
+    await store.create({ id: "crashed-submit", projectId: "p-res", prompt: "go", config: SessionConfig.parse({ model: "text-only" }) });
+    await store.close();
+    const retried = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-res", prompt: "go", model: "text-only", sessionId: "crashed-submit" });
+    expect(retried.body.sessionId).toBe("crashed-submit");
+    const s = await eventually(async () => ((await get("crashed-submit")).status === "completed" ? get("crashed-submit") : undefined), 90_000);
+    expect(s.attempt).toBe(1);
+    const page = await api<{ items: Session[] }>(fleet, "GET", "/v1/sessions?projectId=p-res&limit=200");
+    expect(page.body.items.filter((x) => x.id === "crashed-submit")).toHaveLength(1);
+  }, 120_000);
+});
+
+function watchedBy(file: string, id: string, delivery?: number): boolean {
+  const text = readFileSync(file, "utf8");
+  return text.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes("watching session") && (delivery === undefined || l.includes(`"delivery":${delivery}`)));
+}
