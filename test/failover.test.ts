@@ -74,6 +74,17 @@ describe("control and failover with real processes", () => {
     await stays(s);
   }, 120_000);
 
+  it("cancels a session mid-setup: the spawner stops, its sandbox goes, and it never becomes running", async () => {
+    const id = await submit({ model: "demo" });
+    await eventually(async () => ["server_starting", "restoring"].includes((await get(id)).phase), 30_000, 20);
+    expect((await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {})).status).toBe(202);
+    const s = await ended(id, 20_000);
+    expect(s.status).toBe("cancelled");
+    expect(s.startedAt).toBeUndefined();
+    await noSandbox(id);
+    await stays(s);
+  }, 120_000);
+
   it("fails a session past its deadline with code timeout", async () => {
     const id = await submit({ model: "slow", timeoutMs: 10_000 });
     const s = await ended(id, 40_000);

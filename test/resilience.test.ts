@@ -134,6 +134,18 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
     await fleet.add("poller");
   }, 180_000);
 
+  it("every idle service stops on SIGTERM with exit 0 within its shutdown bound", async () => {
+    const extra = await Promise.all((["api", "spawner", "poller", "watchdog"] as const).map((n) => fleet.add(n)));
+    await Promise.all(
+      extra.map(async (s) => {
+        const t = Date.now();
+        void s.process.stop(20_000);
+        expect(await s.process.exited, s.name).toBe(0);
+        expect(Date.now() - t, s.name).toBeLessThan(7_000);
+      }),
+    );
+  }, 120_000);
+
   it("a submit retried after the api died between storing and publishing yields one session", async () => {
     // As if the api stored the document and died before publishing: the client's retry repairs it.
     const store = await MongoSessionStore.connect({ uri: mongoUri, database: fleet.database }, logger);

@@ -115,9 +115,13 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       throw err;
     }
     const code = err instanceof FleetError ? err.code : "internal";
-    log.warn({ code, err: errorMessage(err) }, "setup failed");
-    await endSession(deps, session.id, { status: "failed", error: { code, message: errorMessage(err).slice(0, 2_000) } }, { metrics: { ...session.metrics, setup: timings } });
+    const exhausted = isRetryable(err);
+    const message = exhausted ? `gave up after ${ctx.deliveryCount} attempts: ${errorMessage(err)}` : errorMessage(err);
+    log.warn({ code, attempt, err: message }, "setup failed");
+    await endSession(deps, session.id, { status: "failed", error: { code, message: message.slice(0, 2_000) } }, { metrics: { ...session.metrics, setup: timings } });
     deps.metrics.sessionsEnded.inc({ status: "failed", code });
+    // A request that ran out of retries is also recorded with the dead messages.
+    if (exhausted) throw new FleetError(code, message);
   }
 }
 
