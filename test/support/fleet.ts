@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inject } from "vitest";
+import { ApiClient } from "../../cli/src/client.js";
 import { startService, type RunningService, type ServiceName } from "../../shared/src/infra/index.js";
 
 export interface TestFleet {
@@ -87,25 +88,12 @@ export async function api<T>(fleet: TestFleet, method: string, path: string, bod
 
 /** Reads the api's server-sent log stream of a session until its `end` event. */
 export async function readSse(fleet: TestFleet, sessionId: string, onLine?: (l: { seq: number; line: string }) => void): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {
-  const res = await fetch(new URL(`/v1/sessions/${sessionId}/logs`, fleet.apiUrl), { headers: { accept: "text/event-stream" } });
-  if (!res.body) throw new Error("no body");
   const lines: Array<{ seq: number; line: string }> = [];
-  let buffer = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body) {
-    buffer += decoder.decode(chunk as Uint8Array, { stream: true });
-    let cut: number;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (!data) continue;
-      if (event === "end") return { lines, end: JSON.parse(data) as { status: string } };
-      const l = JSON.parse(data) as { seq: number; line: string };
-      lines.push(l);
-      onLine?.(l);
-    }
+  for await (const ev of new ApiClient(fleet.apiUrl).follow(sessionId)) {
+    if (ev.event === "end") return { lines, end: ev.data as { status: string } };
+    const l = ev.data as { seq: number; line: string };
+    lines.push(l);
+    onLine?.(l);
   }
   throw new Error("log stream ended without an end event");
 }

@@ -1,25 +1,10 @@
-import type { Subscription } from "@fleet/shared";
+import { createStage, type Stage } from "@fleet/shared/service";
 import { handleRequested, type SpawnDeps } from "./spawn.js";
 
-export interface Spawner {
-  start(): void;
-  stop(deadlineMs: number): Promise<void>;
-}
-
-/** The spawner stage: consumes session.requested, at most `maxInFlight` setups at once. */
-export function createSpawner(deps: SpawnDeps, options: { maxInFlight: number; heartbeatMs: number }): Spawner {
-  let sub: Subscription | undefined;
-  return {
-    start() {
-      sub ??= deps.bus.consume("spawner", {
-        maxInFlight: options.maxInFlight,
-        // Setup can take longer than the ack deadline on a loaded machine.
-        heartbeatMs: options.heartbeatMs,
-        handler: (msg, ctx) => handleRequested(deps, msg, ctx),
-      });
-    },
-    async stop(deadlineMs) {
-      await sub?.stop(deadlineMs);
-    },
-  };
+/**
+ * The spawner stage: consumes session.requested. Each request is held, with progress heartbeats,
+ * while it waits for admission and while its sandbox and agent are set up.
+ */
+export function createSpawner(deps: SpawnDeps, options: { maxInFlight: number; heartbeatMs: number }): Stage {
+  return createStage(deps.bus, "spawner", (msg, ctx) => handleRequested(deps, msg, ctx), options);
 }

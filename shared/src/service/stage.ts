@@ -1,0 +1,25 @@
+import type { Bus, Handler, Subscription } from "../bus/index.js";
+import type { ConsumerEvent, ConsumerName } from "../contracts/index.js";
+
+export interface Stage {
+  start(): void;
+  stop(deadlineMs: number): Promise<void>;
+}
+
+/** A pipeline stage: one durable consumer, started once, stopped by releasing what it holds. */
+export function createStage<C extends ConsumerName>(
+  bus: Bus,
+  consumer: C,
+  handler: Handler<ConsumerEvent<C>>,
+  options: { maxInFlight: number; heartbeatMs?: number },
+): Stage {
+  let sub: Subscription | undefined;
+  return {
+    start() {
+      sub ??= bus.consume(consumer, { handler, maxInFlight: options.maxInFlight, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}) });
+    },
+    async stop(deadlineMs) {
+      await sub?.stop(deadlineMs);
+    },
+  };
+}
