@@ -104,7 +104,8 @@ class NatsBus implements Bus {
   async *followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog> {
     if (signal.aborted) return;
     const consumer = await this.js.consumers.get(streamName(this.config.namespace, "logs"), {
-      filter_subjects: [subjectFor(this.config.namespace, "log", sessionId)],
+      // A single filter (not a list) puts it in the create subject, where NATS permissions can check it.
+      filter_subjects: subjectFor(this.config.namespace, "log", sessionId),
       deliver_policy: DeliverPolicy.All,
     });
     const messages = await consumer.consume();

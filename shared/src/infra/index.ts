@@ -6,3 +6,4 @@ export { freePort } from "./ports.js";
 export { repoRoot, defaultToolsDir } from "./paths.js";
 export { pingMongo, dockerAnswers } from "./servers.js";
 export { startService, type FleetProcessOptions, type RunningService, type ServiceName } from "./services.js";
+export { natsAuthConfig, generateNatsUsers, rolePermissions, type NatsRole, type NatsUser, type NatsPermissions } from "./nats-auth.js";
