@@ -9,6 +9,7 @@ import {
   subjectFor,
   type ConsumerEvent,
   type ConsumerName,
+  type EventInput,
   type EventKind,
   type EventOf,
 } from "../contracts/index.js";
@@ -57,7 +58,7 @@ class NatsBus implements Bus {
     await provision(this.jsm, this.config.namespace, this.tuning);
   }
 
-  async publish<K extends EventKind>(kind: K, msg: EventOf<K>, options: PublishOptions = {}): Promise<PublishResult> {
+  async publish<K extends EventKind>(kind: K, msg: EventInput<K>, options: PublishOptions = {}): Promise<PublishResult> {
     const spec = EVENTS[kind];
     const parsed = spec.schema.safeParse(msg);
     if (!parsed.success) {

@@ -1,4 +1,4 @@
-import type { ConsumerEvent, ConsumerName, DeadLetter, EventKind, EventOf, SessionLog } from "../contracts/index.js";
+import type { ConsumerEvent, ConsumerName, DeadLetter, EventInput, EventKind, SessionLog } from "../contracts/index.js";
 
 export interface PublishOptions {
   /** Overrides the catalog's deterministic Nats-Msg-Id. */
@@ -53,7 +53,7 @@ export interface DeadLetterSink {
 export interface Bus {
   /** Creates or updates streams and durable consumers; safe to call from every instance at start. */
   provision(): Promise<void>;
-  publish<K extends EventKind>(kind: K, msg: EventOf<K>, options?: PublishOptions): Promise<PublishResult>;
+  publish<K extends EventKind>(kind: K, msg: EventInput<K>, options?: PublishOptions): Promise<PublishResult>;
   consume<C extends ConsumerName>(consumer: C, options: ConsumeOptions<ConsumerEvent<C>>): Subscription;
   /**
    * One session's log lines as the stream holds them, from the first, then live as they come

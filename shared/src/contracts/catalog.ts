@@ -115,6 +115,8 @@ export const EVENTS = {
 
 export type EventKind = keyof typeof EVENTS;
 export type EventOf<K extends EventKind> = z.infer<(typeof EVENTS)[K]["schema"]>;
+/** What a publisher may hand over: defaults (config, files) are filled in before it is sent. */
+export type EventInput<K extends EventKind> = z.input<(typeof EVENTS)[K]["schema"]>;
 
 /** Durable pull consumers of the fleet's own stages. */
 export const CONSUMERS = {
