@@ -62,3 +62,32 @@ describe("./fleet demo", () => {
     expect(r.out).toContain("hello.txt (+1 -0)");
   }, 200_000);
 });
+
+describe("./fleet up, submit, logs, ls, show, down", () => {
+  it("runs a session on a fleet whose nats-server gives each service only its own subjects", () => {
+    const own = mkdtempSync(join(tmpdir(), "fleet-cli-up-"));
+    const env = { FLEET_HOME: own };
+    try {
+      const up = fleet(["up"], env, 120_000);
+      expect(up.code, up.err).toBe(0);
+      expect(up.out).toContain("NATS user for outside systems: fleet-outside");
+      const submitted = fleet(["submit", "-f", "--project", "cli", "write a greeting"], env, 120_000);
+      expect(submitted.code, submitted.err).toBe(0);
+      expect(submitted.out).toContain("✓ Write hello.txt");
+      const id = /^(ses-\S+) pending/m.exec(submitted.out)?.[1] as string;
+      expect(submitted.out).toContain(`session ${id} completed`);
+      expect(fleet(["ls", "--project", "cli"], env).out).toContain(id);
+      const shown = fleet(["show", id], env);
+      expect(shown.out).toContain("Done. hello.txt now says");
+      expect(shown.out).toMatch(/serverStart\s+[\d.]+ s/);
+      expect(fleet(["logs", id], env).out).toContain("✓ Bash cat hello.txt");
+      // The server requires users (up would have failed otherwise); the outside role is handed out.
+      const env2 = fleet(["infra", "env"], env).out;
+      expect(env2).toContain("NATS_USER='fleet-outside'");
+    } finally {
+      const down = fleet(["down"], env, 60_000);
+      expect(down.out).toMatch(/stopped .*api.*spawner.*poller.*watchdog/);
+      rmSync(own, { recursive: true, force: true });
+    }
+  }, 240_000);
+});

@@ -28,6 +28,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
     natsUrl: ctx.env.NATS_URL,
     mongoUri: ctx.env.MONGODB_URI,
     dockerHost: ctx.env.DOCKER_HOST,
+    natsAuth: true,
     progress: step,
   });
   try {
@@ -46,6 +47,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
         dataDir: join(dir, "logs"),
         agentSecret: agentSecret(ctx.home),
         modelUrl,
+        ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
         env: { ...modelEnvFor(ctx), FLEET_SANDBOX_DIR: join(dir, "sandboxes"), FLEET_DB: "fleet-demo" },
       });
       owned.push(s.process);

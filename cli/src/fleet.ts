@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FleetError } from "@fleet/shared";
-import { isAlive, logTail, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/shared/infra";
+import { isAlive, logTail, ownLog, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/shared/infra";
 import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.js";
 import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
 import { readInfraState } from "@fleet/shared/infra";
@@ -30,7 +30,7 @@ export async function startModelProcess(logDir: string, persistent: boolean, sce
   });
   const until = Date.now() + 15_000;
   while (Date.now() < until) {
-    const m = existsSync(proc.logFile) ? /listening on (http\S+)/.exec(readFileSync(proc.logFile, "utf8")) : null;
+    const m = /listening on (http\S+)/.exec(ownLog(proc));
     if (m?.[1]) return { url: m[1], process: proc };
     if (!proc.running) break;
     await new Promise((r) => setTimeout(r, 50));
@@ -78,6 +78,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
       agentSecret: agentSecret(ctx.home),
       modelUrl,
       persistent: true,
+      ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
       env: { ...modelEnvFor(ctx), FLEET_SANDBOX_DIR: join(ctx.home, "sandboxes") },
     });
     started.push({ name, pid: s.process.pid, logFile: s.process.logFile });

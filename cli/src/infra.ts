@@ -13,9 +13,11 @@ export function infraDir(ctx: CliContext): string {
   return join(ctx.home, "infra");
 }
 
-function printExports(ctx: CliContext, natsUrl: string, mongoUri: string): void {
+function printExports(ctx: CliContext, natsUrl: string, mongoUri: string, users?: ReadonlyArray<{ role: string; user: string; password: string }>): void {
   ctx.out(`  NATS_URL=${natsUrl}`);
   ctx.out(`  MONGODB_URI=${safeUrl(mongoUri)}`);
+  const outside = users?.find((u) => u.role === "outside");
+  if (outside) ctx.out(`  NATS user for outside systems: ${outside.user} (password in ${join(infraDir(ctx), "infra.json")})`);
   ctx.out(`use them with: eval "$(./fleet infra env)"`);
 }
 
@@ -24,7 +26,7 @@ export async function infraUp(ctx: CliContext): Promise<number> {
   const existing = readInfraState(dir);
   if (existing && existing.processes.every((p) => isAlive(p.pid))) {
     ctx.out(`infrastructure already running (since ${new Date(existing.startedAt).toISOString()})`);
-    printExports(ctx, existing.natsUrl, existing.mongoUri);
+    printExports(ctx, existing.natsUrl, existing.mongoUri, existing.natsUsers);
     return 0;
   }
   if (existing) await stopInfraFromState(dir);
@@ -34,11 +36,12 @@ export async function infraUp(ctx: CliContext): Promise<number> {
     natsUrl: ctx.env.NATS_URL,
     mongoUri: ctx.env.MONGODB_URI,
     dockerHost: ctx.env.DOCKER_HOST,
+    natsAuth: true,
     progress: (m) => ctx.out(m),
   });
   writeInfraState(dir, infra);
   ctx.out(`infrastructure up: nats ${infra.nats}, store ${infra.store}; data and logs in ${dir}`);
-  printExports(ctx, infra.natsUrl, infra.mongoUri);
+  printExports(ctx, infra.natsUrl, infra.mongoUri, infra.natsUsers);
   return 0;
 }
 
@@ -69,5 +72,8 @@ export function infraEnv(ctx: CliContext): number {
   }
   ctx.out(`export NATS_URL='${state.natsUrl}'`);
   ctx.out(`export MONGODB_URI='${state.mongoUri}'`);
+  const outside = state.natsUsers?.find((u) => u.role === "outside");
+  // The outside role: publish requests, read logs and results (what another system would get).
+  if (outside) ctx.out(`export NATS_USER='${outside.user}' NATS_PASSWORD='${outside.password}'`);
   return 0;
 }

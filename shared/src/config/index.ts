@@ -15,6 +15,9 @@ export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trac
 
 export const busEnv = z.object({
   NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  /** This service's NATS user and password, when the server requires them (see docs/bus.md). */
+  NATS_USER: z.string().min(1).optional(),
+  NATS_PASSWORD: z.string().min(1).optional(),
   FLEET_NAMESPACE: namespace,
 });
 

@@ -7,6 +7,7 @@ import { defaultToolsDir } from "./paths.js";
 import { isAlive, stopPid, type ManagedProcess } from "./process.js";
 import { dockerAnswers, pingMongo, startFerretDb, startMongoContainer, startNatsServer } from "./servers.js";
 import { ensureFerretDb, ensureNatsServer, type Progress } from "./tools.js";
+import { generateNatsUsers, natsAuthConfig, type NatsUser } from "./nats-auth.js";
 
 export interface InfraOptions {
   /** Where server data and logs go. */
@@ -22,6 +23,8 @@ export interface InfraOptions {
   toolsDir?: string;
   /** Servers outlive this process (for `./fleet infra up`). */
   persistent?: boolean;
+  /** A local nats-server requires per-role users (see nats-auth.ts); ignored for a given NATS_URL. */
+  natsAuth?: boolean;
   progress?: Progress;
 }
 
@@ -35,6 +38,8 @@ export interface Infra {
   dataDir: string;
   processes: Array<{ name: string; pid: number; logFile: string }>;
   containerId?: string;
+  /** Per-role NATS users when the local server requires them. */
+  natsUsers?: NatsUser[];
   /** Stops what this call started (SIGTERM, then SIGKILL after the bound). Idempotent. */
   stop(): Promise<void>;
 }
@@ -54,8 +59,15 @@ async function startStore(opts: InfraOptions, toolsDir: string, progress: Progre
 async function startBus(opts: InfraOptions, toolsDir: string, progress: Progress) {
   if (opts.natsUrl) return { url: opts.natsUrl, kind: "external" as const };
   const binary = await ensureNatsServer(toolsDir, progress);
-  const s = await startNatsServer({ binary, dataDir: opts.dataDir, persistent: opts.persistent ?? false });
-  return { url: s.url, kind: "local" as const, process: s.process };
+  const users = opts.natsAuth ? generateNatsUsers() : undefined;
+  const probe = users?.find((u) => u.role === "spawner");
+  const s = await startNatsServer({
+    binary,
+    dataDir: opts.dataDir,
+    persistent: opts.persistent ?? false,
+    ...(users && probe ? { auth: { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } } } : {}),
+  });
+  return { url: s.url, kind: "local" as const, process: s.process, users };
 }
 
 /** Starts (or adopts) NATS with JetStream and a MongoDB-protocol store, ready to use. */
@@ -89,6 +101,7 @@ export async function startInfra(opts: InfraOptions): Promise<Infra> {
     dataDir: opts.dataDir,
     processes: started.map((p) => ({ name: p.name, pid: p.pid, logFile: p.logFile })),
     ...(container ? { containerId: container.containerId } : {}),
+    ...("users" in bus.value && bus.value.users ? { natsUsers: bus.value.users } : {}),
     stop,
   };
 }
@@ -101,6 +114,7 @@ const InfraState = z.object({
   dataDir: z.string(),
   processes: z.array(z.object({ name: z.string(), pid: z.number().int(), logFile: z.string() })),
   containerId: z.string().optional(),
+  natsUsers: z.array(z.object({ role: z.enum(["api", "spawner", "poller", "watchdog", "outside"]), user: z.string(), password: z.string() })).optional(),
   startedAt: z.number(),
 });
 export type InfraState = z.infer<typeof InfraState>;
@@ -113,7 +127,8 @@ export function writeInfraState(dir: string, infra: Infra): InfraState {
   const { stop: _stop, ...rest } = infra;
   const state: InfraState = { ...rest, startedAt: Date.now() };
   mkdirSync(dir, { recursive: true });
-  writeFileSync(stateFile(dir), `${JSON.stringify(state, null, 2)}\n`);
+  // Owner-only: it holds the NATS users' passwords.
+  writeFileSync(stateFile(dir), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   return state;
 }
 
@@ -136,7 +151,8 @@ export async function infraStatus(dir: string): Promise<InfraHealth | undefined>
   const state = readInfraState(dir);
   if (!state) return undefined;
   const { connect } = await import("@nats-io/transport-node");
-  const natsReady = await connect({ servers: state.natsUrl, reconnect: false, timeout: 1_000 }).then(
+  const probe = state.natsUsers?.find((u) => u.role === "spawner");
+  const natsReady = await connect({ servers: state.natsUrl, reconnect: false, timeout: 1_000, ...(probe ? { user: probe.user, pass: probe.password } : {}) }).then(
     (nc) => nc.close().then(() => true),
     () => false,
   );

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
 
 export interface ProcessSpec {
   name: string;
@@ -16,6 +16,8 @@ export interface ManagedProcess {
   name: string;
   pid: number;
   logFile: string;
+  /** Size of the log file before this process started: what it wrote begins here. */
+  logOffset: number;
   /** Resolves with the exit code (or signal name) when the process ends. */
   exited: Promise<number | string>;
   readonly running: boolean;
@@ -31,6 +33,7 @@ function hasPdeathsig(): boolean {
 }
 
 export function startProcess(spec: ProcessSpec): ManagedProcess {
+  const logOffset = existsSync(spec.logFile) ? statSync(spec.logFile).size : 0;
   const fd = openSync(spec.logFile, "a");
   const persistent = spec.persistent ?? false;
   const [command, args] =
@@ -62,6 +65,7 @@ export function startProcess(spec: ProcessSpec): ManagedProcess {
     name: spec.name,
     pid,
     logFile: spec.logFile,
+    logOffset,
     exited,
     get running() {
       return running;
@@ -120,4 +124,10 @@ export async function stopPid(pid: number, graceMs = 5_000): Promise<void> {
 export function logTail(file: string, lines = 20): string {
   if (!existsSync(file)) return "";
   return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+/** What a process wrote to its log since it started (earlier runs may share the file). */
+export function ownLog(proc: Pick<ManagedProcess, "logFile" | "logOffset">): string {
+  if (!existsSync(proc.logFile)) return "";
+  return readFileSync(proc.logFile).subarray(proc.logOffset).toString("utf8");
 }

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -14,6 +14,13 @@ export interface ServerStart {
   dataDir: string;
   persistent: boolean;
   readyTimeoutMs?: number;
+}
+
+export interface NatsAuthStart {
+  /** The `authorization` block of the server config. */
+  config: string;
+  /** Credentials the readiness probe uses. */
+  probe: { user: string; pass: string };
 }
 
 export interface StartedServer {
@@ -41,22 +48,28 @@ async function waitReady(proc: ManagedProcess, what: string, timeoutMs: number, 
 }
 
 /** nats-server with JetStream (file storage) on a free loopback port; ready once JetStream answers. */
-export async function startNatsServer(opts: ServerStart): Promise<StartedServer> {
+export async function startNatsServer(opts: ServerStart & { auth?: NatsAuthStart }): Promise<StartedServer> {
   const dir = join(opts.dataDir, "nats");
   mkdirSync(dir, { recursive: true });
+  const confArgs: string[] = [];
+  if (opts.auth) {
+    const conf = join(dir, "auth.conf");
+    writeFileSync(conf, opts.auth.config, { mode: 0o600 });
+    confArgs.push("-c", conf);
+  }
   for (let tries = 1; ; tries++) {
     const port = await freePort();
     const proc = startProcess({
       name: "nats-server",
       command: opts.binary,
-      args: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "jetstream"), "-n", `fleet-${port}`],
+      args: [...confArgs, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "jetstream"), "-n", `fleet-${port}`],
       logFile: join(opts.dataDir, "nats-server.log"),
       persistent: opts.persistent,
     });
     const url = `nats://127.0.0.1:${port}`;
     try {
       await waitReady(proc, "nats-server", opts.readyTimeoutMs ?? 20_000, async () => {
-        const nc = await connect({ servers: url, reconnect: false, timeout: 1_000 });
+        const nc = await connect({ servers: url, reconnect: false, timeout: 1_000, ...(opts.auth ? opts.auth.probe : {}) });
         try {
           const jsm = await jetstreamManager(nc);
           await jsm.getAccountInfo();

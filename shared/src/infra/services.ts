@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { FleetError } from "../errors/index.js";
 import { repoRoot } from "./paths.js";
 import { freePort } from "./ports.js";
-import { logTail, startProcess, type ManagedProcess } from "./process.js";
+import { logTail, ownLog, startProcess, type ManagedProcess } from "./process.js";
 
 export type ServiceName = "api" | "spawner" | "poller" | "watchdog";
 
@@ -20,6 +20,8 @@ export interface FleetProcessOptions {
   env?: Record<string, string>;
   /** Outlive the starter (for `./fleet up`); otherwise they die with it. */
   persistent?: boolean;
+  /** NATS users by role, when the server requires them; each service gets its own. */
+  natsUsers?: ReadonlyArray<{ role: string; user: string; password: string }>;
   readyTimeoutMs?: number;
 }
 
@@ -35,7 +37,7 @@ async function waitForReadyLine(proc: ManagedProcess, name: ServiceName, timeout
   const until = Date.now() + timeoutMs;
   const pattern = name === "api" ? /api listening on (\S+)/ : new RegExp(`^${name} ready`, "m");
   while (Date.now() < until) {
-    const text = existsSync(proc.logFile) ? readFileSync(proc.logFile, "utf8") : "";
+    const text = ownLog(proc);
     const m = pattern.exec(text);
     if (m) return m[1];
     if (!proc.running) throw new FleetError("infra", `${name} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`);
@@ -63,6 +65,7 @@ export async function startService(name: ServiceName, options: FleetProcessOptio
     FLEET_SANDBOX_DIR: join(options.dataDir, "sandboxes"),
     LOG_LEVEL: "info",
     ...(name === "api" ? { API_PORT: String(await freePort()) } : {}),
+    ...natsCredentials(options.natsUsers, name),
     ...options.env,
   };
   const proc = startProcess({
@@ -76,4 +79,9 @@ export async function startService(name: ServiceName, options: FleetProcessOptio
   });
   const url = await waitForReadyLine(proc, name, options.readyTimeoutMs ?? 30_000);
   return { name, process: proc, ...(url ? { url } : {}) };
+}
+
+function natsCredentials(users: FleetProcessOptions["natsUsers"], role: ServiceName): Record<string, string> {
+  const u = users?.find((x) => x.role === role);
+  return u ? { NATS_USER: u.user, NATS_PASSWORD: u.password } : {};
 }

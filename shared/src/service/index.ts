@@ -31,7 +31,13 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
   closer.add("store", () => store.close());
   await store.init();
   const bus = await connectBus(
-    { servers: env.NATS_URL, namespace: env.FLEET_NAMESPACE, name: instanceId, tuning: { ackWaitMs: env.FLEET_ACK_WAIT_MS, maxDeliver: env.FLEET_MAX_DELIVER } },
+    {
+      servers: env.NATS_URL,
+      namespace: env.FLEET_NAMESPACE,
+      name: instanceId,
+      ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? "" } : {}),
+      tuning: { ackWaitMs: env.FLEET_ACK_WAIT_MS, maxDeliver: env.FLEET_MAX_DELIVER },
+    },
     { logger, deadLetters: store },
   );
   closer.add("bus", () => bus.close());
