@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApi } from "../services/api/src/app.js";
-import { SessionLogWriter, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
+import { SessionLogWriter, newApiKey, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
 
@@ -11,14 +11,18 @@ describe("api over a real bus and store", () => {
   let bus: Bus;
   let app: FastifyInstance;
   let base: string;
+  let key: string;
 
   beforeAll(async () => {
     ns = uniqueNamespace("api");
     store = await openStore(ns);
     bus = await openBus(ns, { store });
     await bus.provision();
-    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
+    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry, submitsPerMinute: 1_000 });
     base = await app.listen({ host: "127.0.0.1", port: 0 });
+    const admin = newApiKey(["*"], "admin");
+    await store.saveApiKey(admin.record);
+    key = admin.key;
   });
 
   afterAll(async () => {
@@ -31,7 +35,7 @@ describe("api over a real bus and store", () => {
   const call = async <T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(`${base}${path}`, {
       method,
-      headers: { ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
       ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
     });
     const text = await res.text();
@@ -100,7 +104,7 @@ describe("api over a real bus and store", () => {
     await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "sse-1" });
     const writer = await SessionLogWriter.open({ store, bus, logger }, "sse-1");
     await writer.append([1, 2, 3].map((i) => ({ kind: "system" as const, line: `line ${i}` })));
-    const res = await fetch(`${base}/v1/sessions/sse-1/logs`, { headers: { accept: "text/event-stream", "last-event-id": "1" } });
+    const res = await fetch(`${base}/v1/sessions/sse-1/logs`, { headers: { authorization: `Bearer ${key}`, accept: "text/event-stream", "last-event-id": "1" } });
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     const text = (async () => {
       let all = "";
@@ -142,5 +146,52 @@ describe("api over a real bus and store", () => {
     expect(Object.keys(spec.body.paths)).toEqual(
       expect.arrayContaining(["/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/details", "/v1/sessions/{id}/metrics", "/v1/sessions/{id}/logs", "/v1/cards/{cardId}/active-session", "/v1/sessions/{id}/cancel"]),
     );
+  });
+
+  it("asks every /v1 route for a key, and a key reaches only its own projects", async () => {
+    const bare = async (path: string, headers: Record<string, string> = {}, method = "GET", body?: unknown) => {
+      const r = await fetch(`${base}${path}`, { method, headers: { ...headers, ...(body ? { "content-type": "application/json" } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      return { status: r.status, body: (await r.json()) as { error?: { code: string } } };
+    };
+    expect((await bare("/v1/sessions/my-own-id")).status).toBe(401);
+    expect((await bare("/v1/sessions/my-own-id", { authorization: "Bearer fk_0000000000000000_" + "x".repeat(43) })).status).toBe(401);
+    expect((await bare("/v1/sessions/my-own-id", { authorization: `Bearer ${key}x` })).status).toBe(401);
+    expect((await bare("/healthz")).status).toBe(200);
+    const other = newApiKey(["other-project"], "other");
+    await store.saveApiKey(other.record);
+    const as = { authorization: `Bearer ${other.key}` };
+    // p1's session is invisible to a key for another project: the same 404 as a missing one.
+    expect(await bare("/v1/sessions/my-own-id", as)).toEqual({ status: 404, body: { error: { code: "not_found", message: "no session my-own-id" } } });
+    expect((await bare("/v1/sessions/my-own-id/logs", as)).status).toBe(404);
+    expect((await bare("/v1/sessions/my-own-id/details", as)).status).toBe(404);
+    expect((await bare("/v1/sessions/my-own-id/cancel", as, "POST", {})).status).toBe(404);
+    expect((await bare("/v1/cards/card-9/active-session", as)).status).toBe(404);
+    expect((await bare("/v1/sessions?projectId=p1", as)).status).toBe(403);
+    expect((await bare("/v1/sessions", as, "POST", { projectId: "p1", prompt: "x" })).status).toBe(403);
+    expect((await bare("/v1/sessions", as, "POST", { projectId: "other-project", prompt: "x", sessionId: "mine" })).status).toBe(202);
+    expect((await bare("/v1/sessions/mine", { "x-api-key": other.key })).status).toBe(200);
+    // A revoked key stops working (after the short cache).
+    await store.revokeApiKey(other.record.id);
+    await eventually(async () => (await bare("/v1/sessions/mine", as)).status === 401, 10_000, 250);
+  });
+
+  it("limits submits per key with 429 and Retry-After", async () => {
+    const limited = await createApi({ store, bus, logger, registry: createMetrics("api").registry, submitsPerMinute: 2 });
+    const url = await limited.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      const post = () =>
+        fetch(`${url}/v1/sessions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ projectId: "p1", prompt: "x" }) });
+      expect((await post()).status).toBe(202);
+      expect((await post()).status).toBe(202);
+      const third = await post();
+      expect(third.status).toBe(429);
+      expect(Number(third.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(((await third.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+      // Reads are not limited.
+      const read = await fetch(`${url}/v1/sessions?projectId=p1`, { headers: { authorization: `Bearer ${key}` } });
+      expect(read.status).toBe(200);
+    } finally {
+      await limited.close();
+    }
   });
 });

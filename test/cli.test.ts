@@ -81,6 +81,13 @@ describe("./fleet up, submit, logs, ls, show, down", () => {
       expect(shown.out).toContain("Done. hello.txt now says");
       expect(shown.out).toMatch(/serverStart\s+[\d.]+ s/);
       expect(fleet(["logs", id], env).out).toContain("✓ Bash cat hello.txt");
+      expect(up.out).toMatch(/development API key \(all projects; also in .*\): fk_[a-f0-9]{16}_/);
+      const made = fleet(["keys", "create", "--project", "cli", "--label", "ci"], env);
+      const keyId = /^key ([a-f0-9]{16}) for cli/m.exec(made.out)?.[1] as string;
+      expect(keyId).toBeDefined();
+      expect(fleet(["keys", "ls"], env).out).toMatch(new RegExp(`${keyId}  active .* cli  ci`));
+      expect(fleet(["keys", "revoke", keyId], env).out).toContain(`revoked ${keyId}`);
+      expect(fleet(["keys", "ls"], env).out).toMatch(new RegExp(`${keyId}  revoked`));
       // The server requires users (up would have failed otherwise); the outside role is handed out.
       const env2 = fleet(["infra", "env"], env).out;
       expect(env2).toContain("NATS_USER='fleet-outside'");

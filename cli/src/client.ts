@@ -2,14 +2,21 @@ import { FleetError } from "@fleet/shared";
 
 /** A small client of the fleet's HTTP api for the CLI. */
 export class ApiClient {
-  constructor(readonly baseUrl: string) {}
+  constructor(
+    readonly baseUrl: string,
+    private readonly apiKey?: string,
+  ) {}
+
+  private auth(): Record<string, string> {
+    return this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {};
+  }
 
   async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     let res: Response;
     try {
       res = await fetch(new URL(path, this.baseUrl), {
         method,
-        headers: { ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+        headers: { ...this.auth(), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
     } catch (err) {
@@ -27,7 +34,7 @@ export class ApiClient {
   /** Server-sent events of a session's log, until the `end` event or the signal. */
   async *follow(sessionId: string, signal?: AbortSignal): AsyncIterable<{ event: string; id?: string; data: unknown }> {
     const res = await fetch(new URL(`/v1/sessions/${encodeURIComponent(sessionId)}/logs`, this.baseUrl), {
-      headers: { accept: "text/event-stream" },
+      headers: { ...this.auth(), accept: "text/event-stream" },
       ...(signal ? { signal } : {}),
     });
     if (!res.ok || !res.body) throw new FleetError("not_found", `cannot follow ${sessionId}: ${res.status} ${await res.text()}`);

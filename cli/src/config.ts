@@ -6,6 +6,8 @@ export const CliEnv = z.object({
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
   DOCKER_HOST: z.string().optional(),
   FLEET_HOME: z.string().min(1).optional().describe("where ./fleet keeps state and logs (default <root>/.fleet)"),
+  FLEET_API_KEY: z.string().min(1).optional().describe("the API key for submit, logs, ls, show (default: the development key of ./fleet up)"),
+  FLEET_DB: z.string().regex(/^[A-Za-z0-9_-]{1,63}$/).optional(),
   FLEET_API_URL: z.url().optional().describe("the api for submit, logs, ls, show (default: the one ./fleet up started)"),
   FLEET_MODEL_URL: z.url().optional().describe("an OpenAI-compatible model endpoint; unset: the scripted model server"),
   FLEET_MODEL: z.string().min(1).optional(),

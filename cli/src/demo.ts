@@ -1,12 +1,13 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Session } from "@fleet/shared";
+import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
 import { startInfra, startService, type ManagedProcess } from "@fleet/shared/infra";
 import { ApiClient } from "./client.js";
 import { agentSecret, modelEnvFor, startModelProcess } from "./fleet.js";
 import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
 import type { CliContext } from "./infra.js";
+import { createKey } from "./keys.js";
 
 const DEMO_PROMPT = "Create hello.txt with a short greeting, show its content with cat, and keep a todo list of the two steps.";
 
@@ -54,7 +55,9 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
       if (s.url) apiUrl = s.url;
     }
     step(`api, spawner, poller and watchdog running; api at ${apiUrl}`);
-    const api = new ApiClient(apiUrl);
+    const store = await MongoSessionStore.connect({ uri: infra.mongoUri, database: "fleet-demo" }, createLogger({ name: "demo", level: "warn" }));
+    const { key } = await createKey(store, ["demo"], "demo").finally(() => store.close());
+    const api = new ApiClient(apiUrl, key);
     const submitted = Date.now();
     const { sessionId } = await api.request<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "demo", prompt: values.prompt });
     step(`submitted session ${sessionId}`);

@@ -5,6 +5,7 @@ import { FleetError } from "@fleet/shared";
 import { isAlive, logTail, ownLog, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/shared/infra";
 import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.js";
 import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
+import { createKey, keyFile, openStoreFor, saveDevKey } from "./keys.js";
 import { readInfraState } from "@fleet/shared/infra";
 
 /** The secret agent passwords are derived from; made once per FLEET_HOME and kept private. */
@@ -86,7 +87,11 @@ export async function upCmd(ctx: CliContext): Promise<number> {
     ctx.out(`${name.padEnd(8)} pid ${s.process.pid}  log ${s.process.logFile}`);
   }
   writeFleetState(ctx.home, { apiUrl, modelUrl, processes: started, startedAt: Date.now() });
+  const store = await openStoreFor(ctx);
+  const dev = await createKey(store, ["*"], "local development").finally(() => store.close());
+  saveDevKey(ctx, dev.key);
   ctx.out(`the fleet is up: api ${apiUrl}`);
+  ctx.out(`development API key (all projects; also in ${keyFile(ctx)}): ${dev.key}`);
   ctx.out(`try: ./fleet submit -f "write a hello file"`);
   return 0;
 }

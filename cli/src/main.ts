@@ -8,6 +8,7 @@ import { testCmd } from "./test-cmd.js";
 import { demoCmd } from "./demo.js";
 import { downCmd, upCmd } from "./fleet.js";
 import { logsCmd, lsCmd, showCmd, submitCmd } from "./sessions.js";
+import { keysCmd } from "./keys.js";
 
 const USAGE = `usage: ./fleet <command>
 
@@ -18,6 +19,8 @@ const USAGE = `usage: ./fleet <command>
   logs [-f] ID   a session's log lines (-f follows them live)
   ls             sessions of a project: [--project p] [--limit n]
   show ID        a session's state, result and timing breakdown
+  keys create --project P [--project Q] [--label L] | keys revoke ID | keys ls
+                 API keys scoped to projects (* = all); stored hashed, shown once
   infra up       start NATS (JetStream) and the store in the background; print their URLs
   infra down     stop what 'infra up' started
   infra status   show whether they run and answer
@@ -64,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
       return lsCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
     case "show":
       return showCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
+    case "keys":
+      return keysCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
     case undefined:
     case "help":
     case "--help":

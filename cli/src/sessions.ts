@@ -5,11 +5,12 @@ import { ApiClient } from "./client.js";
 import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
 import type { CliContext } from "./infra.js";
 import { readFleetState } from "./fleet-state.js";
+import { cliApiKey } from "./keys.js";
 
 function client(ctx: CliContext): ApiClient {
   const url = ctx.env.FLEET_API_URL ?? readFleetState(ctx.home)?.apiUrl;
   if (!url) throw new FleetError("config", "no api to talk to: start the fleet with ./fleet up, or set FLEET_API_URL");
-  return new ApiClient(url);
+  return new ApiClient(url, cliApiKey(ctx));
 }
 
 /** `./fleet submit "prompt" [--project p] [--card c] [--file path[=dest]]… [--follow]` */

@@ -8,3 +8,4 @@ export * from "./store/index.js";
 export * from "./sandbox/port.js";
 export * from "./agent/port.js";
 export * from "./sessions/index.js";
+export * from "./auth/index.js";

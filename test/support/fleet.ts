@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { inject } from "vitest";
 import { ApiClient } from "../../cli/src/client.js";
 import { startService, type RunningService, type ServiceName } from "../../shared/src/infra/index.js";
+import { MongoSessionStore, createLogger, newApiKey } from "../../shared/src/index.js";
 
 export interface TestFleet {
   namespace: string;
@@ -13,6 +14,8 @@ export interface TestFleet {
   sandboxDir: string;
   agentSecret: string;
   apiUrl: string;
+  /** A key for all projects, made in the fleet's database. */
+  apiKey: string;
   services: RunningService[];
   add(name: ServiceName, env?: Record<string, string>): Promise<RunningService>;
   /** Every service log, concatenated. */
@@ -60,6 +63,10 @@ export async function startTestFleet(options: {
   };
   for (const [name, env] of options.services) await add(name, env);
   const api = services.find((s) => s.name === "api");
+  const keyStore = await MongoSessionStore.connect({ uri: options.infra?.mongoUri ?? inject("mongoUri"), database: options.namespace }, createLogger({ name: "test", level: "silent" }));
+  const { key: apiKey, record } = newApiKey(["*"], "tests");
+  await keyStore.saveApiKey(record);
+  await keyStore.close();
   return {
     namespace: options.namespace,
     database: options.namespace,
@@ -67,6 +74,7 @@ export async function startTestFleet(options: {
     sandboxDir,
     agentSecret,
     apiUrl: api?.url ?? "",
+    apiKey,
     services,
     add,
     logsOf: (name) => services.filter((s) => s.name === name).map((s) => readFileSync(s.process.logFile, "utf8")),
@@ -79,7 +87,7 @@ export async function startTestFleet(options: {
 export async function api<T>(fleet: TestFleet, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
   const res = await fetch(new URL(path, fleet.apiUrl), {
     method,
-    headers: { ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+    headers: { authorization: `Bearer ${fleet.apiKey}`, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
@@ -89,7 +97,7 @@ export async function api<T>(fleet: TestFleet, method: string, path: string, bod
 /** Reads the api's server-sent log stream of a session until its `end` event. */
 export async function readSse(fleet: TestFleet, sessionId: string, onLine?: (l: { seq: number; line: string }) => void): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {
   const lines: Array<{ seq: number; line: string }> = [];
-  for await (const ev of new ApiClient(fleet.apiUrl).follow(sessionId)) {
+  for await (const ev of new ApiClient(fleet.apiUrl, fleet.apiKey).follow(sessionId)) {
     if (ev.event === "end") return { lines, end: ev.data as { status: string } };
     const l = ev.data as { seq: number; line: string };
     lines.push(l);

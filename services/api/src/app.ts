@@ -1,8 +1,10 @@
+import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import { FleetError, type Bus, type Logger, type SessionStore } from "@fleet/shared";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Registry } from "prom-client";
+import { installAuth, type AuthOptions } from "./auth.js";
 import { healthRoutes } from "./routes/health.js";
 import { logRoutes } from "./routes/logs.js";
 import { sessionRoutes } from "./routes/sessions.js";
@@ -12,6 +14,10 @@ export interface ApiDeps {
   bus: Bus;
   logger: Logger;
   registry: Registry;
+  /** API keys ("keys", the default) or none ("off", for a trusted network only). */
+  auth?: AuthOptions;
+  /** Submits per minute per API key. */
+  submitsPerMinute?: number;
   /** Largest request body accepted, in bytes. */
   bodyLimit?: number;
 }
@@ -20,6 +26,8 @@ const STATUS: Partial<Record<FleetError["code"], number>> = {
   bad_input: 400,
   not_found: 404,
   conflict: 409,
+  unauthorized: 401,
+  forbidden: 403,
   rate_limited: 429,
   bus_unavailable: 503,
   store_unavailable: 503,
@@ -48,6 +56,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       return reply.code(status).send({ error: { code: err.code, message: err.message } });
     }
     const status = (err as { statusCode?: number }).statusCode;
+    if (status === 429) return reply.code(429).send({ error: { code: "rate_limited", message: (err as Error).message } });
     if (status && status >= 400 && status < 500) {
       return reply.code(status).send({ error: { code: "bad_request", message: (err as Error).message } });
     }
@@ -56,7 +65,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` } }));
 
-  await app.register(sessionRoutes({ store: deps.store, bus: deps.bus }));
+  await app.register(rateLimit, { global: false });
+  installAuth(app, deps.store, deps.auth ?? { mode: "keys" });
+  await app.register(sessionRoutes({ store: deps.store, bus: deps.bus, submitsPerMinute: deps.submitsPerMinute ?? 60 }));
   await app.register(logRoutes({ store: deps.store, bus: deps.bus }));
   await app.register(healthRoutes({ store: deps.store, bus: deps.bus, registry: deps.registry }));
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());

@@ -5,7 +5,14 @@ import { ApiConfig } from "./config.js";
 
 const config = loadConfigOrExit(ApiConfig, process.env);
 const rt = await startRuntime("api", config);
-const app = await createApi({ store: rt.store, bus: rt.bus, logger: rt.logger, registry: rt.metrics.registry });
+const app = await createApi({
+  store: rt.store,
+  bus: rt.bus,
+  logger: rt.logger,
+  registry: rt.metrics.registry,
+  auth: { mode: config.API_AUTH },
+  submitsPerMinute: config.API_SUBMITS_PER_MINUTE,
+});
 rt.closer.add("http", () => app.close());
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);
 const address = await app.listen({ host: config.API_HOST, port: config.API_PORT });

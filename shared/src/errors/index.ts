@@ -17,6 +17,8 @@ export type ErrorCode =
   | "cancelled"
   | "stalled"
   | "rate_limited"
+  | "unauthorized"
+  | "forbidden"
   | "internal";
 
 export interface FleetErrorOptions {

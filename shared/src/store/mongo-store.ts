@@ -10,6 +10,7 @@ import {
   type SessionStatus,
 } from "../contracts/index.js";
 import { FleetError, errorMessage } from "../errors/index.js";
+import { ApiKeyRecord } from "../auth/index.js";
 import type { Logger } from "../log/index.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { CreateResult, Page, SessionPatch, SessionStore, TransitionRequest } from "./port.js";
@@ -28,6 +29,7 @@ type LogDoc = LogLine & { _id: string };
 type DeadDoc = Omit<DeadLetter, "id"> & { _id: string };
 type ClaimDoc = { _id: string; owner: string; at: number };
 type SlotDoc = { _id: string; scope: string; sessionId: string; at: number };
+type KeyDoc = Omit<ApiKeyRecord, "id"> & { _id: string };
 type CardFileDoc = CardFile & { _id: string };
 
 const DUPLICATE_KEY = 11000;
@@ -62,6 +64,7 @@ export class MongoSessionStore implements SessionStore {
   private readonly transitions: Collection<TransitionDoc>;
   private readonly claims: Collection<ClaimDoc>;
   private readonly slots: Collection<SlotDoc>;
+  private readonly keys: Collection<KeyDoc>;
   private readonly cardFileDocs: Collection<CardFileDoc>;
   private closing: Promise<void> | undefined;
 
@@ -77,6 +80,7 @@ export class MongoSessionStore implements SessionStore {
     this.transitions = this.db.collection<TransitionDoc>("session_transitions");
     this.claims = this.db.collection<ClaimDoc>("claims");
     this.slots = this.db.collection<SlotDoc>("slots");
+    this.keys = this.db.collection<KeyDoc>("api_keys");
     this.cardFileDocs = this.db.collection<CardFileDoc>("card_files");
   }
 
@@ -332,6 +336,43 @@ export class MongoSessionStore implements SessionStore {
     } catch (err) {
       if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return false;
       throw wrap("claim", err);
+    }
+  }
+
+  async saveApiKey(record: ApiKeyRecord): Promise<void> {
+    const { id, ...rest } = ApiKeyRecord.parse(record);
+    try {
+      await this.keys.insertOne({ _id: id, ...rest });
+    } catch (err) {
+      throw wrap("saveApiKey", err);
+    }
+  }
+
+  async apiKey(id: string): Promise<ApiKeyRecord | null> {
+    try {
+      const doc = await this.keys.findOne({ _id: id });
+      if (!doc) return null;
+      const { _id, ...rest } = doc;
+      return ApiKeyRecord.parse({ id: _id, ...rest });
+    } catch (err) {
+      throw wrap("apiKey", err);
+    }
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    try {
+      return (await this.keys.find({}).sort({ createdAt: 1 }).toArray()).map(({ _id, ...rest }) => ApiKeyRecord.parse({ id: _id, ...rest }));
+    } catch (err) {
+      throw wrap("listApiKeys", err);
+    }
+  }
+
+  async revokeApiKey(id: string): Promise<boolean> {
+    try {
+      const res = await this.keys.updateOne({ _id: id, revokedAt: { $exists: false } }, { $set: { revokedAt: Date.now() } });
+      return res.matchedCount === 1;
+    } catch (err) {
+      throw wrap("revokeApiKey", err);
     }
   }
 

@@ -1,4 +1,5 @@
 import type { CardFile, DeadLetter, LogLine, NewSession, Session, SessionStatus } from "../contracts/index.js";
+import type { ApiKeyRecord } from "../auth/index.js";
 import type { DeadLetterSink } from "../bus/index.js";
 
 /** Fields a caller may set; `status` changes only through `transition`, `id` never. */
@@ -69,6 +70,11 @@ export interface SessionStore extends DeadLetterSink {
    * this one: its place in the queue. Requests not yet picked up do not hold anyone back.
    */
   queuePosition(session: { id: string; createdAt: number }): Promise<number>;
+  saveApiKey(record: ApiKeyRecord): Promise<void>;
+  apiKey(id: string): Promise<ApiKeyRecord | null>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** True when the key existed and was active. */
+  revokeApiKey(id: string): Promise<boolean>;
   saveCardFiles(cardId: string, files: readonly CardFile[], deleted?: readonly string[]): Promise<void>;
   cardFiles(cardId: string): Promise<CardFile[]>;
   ping(): Promise<void>;

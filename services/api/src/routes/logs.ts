@@ -1,5 +1,6 @@
 import { FleetError, isTerminal, type Bus, type LogLine, type SessionStore } from "@fleet/shared";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { reaches } from "../auth.js";
 import { ErrorBody, IdParams, LogsBody, LogsQuery } from "../schemas.js";
 
 export interface LogRoutesDeps {
@@ -22,7 +23,7 @@ export const logRoutes = (deps: LogRoutesDeps): FastifyPluginAsyncZod => async (
     },
     async (req, reply) => {
       const session = await deps.store.get(req.params.id);
-      if (!session) throw new FleetError("not_found", `no session ${req.params.id}`);
+      if (!session || !reaches(req, session.projectId)) throw new FleetError("not_found", `no session ${req.params.id}`);
       const follow = req.query.follow === "1" || req.query.follow === "true" || (req.headers.accept ?? "").includes("text/event-stream");
       if (!follow) return { sessionId: session.id, lines: await deps.store.logs(session.id, { afterSeq: req.query.afterSeq, limit: req.query.limit }) };
       const lastEventId = Number(req.headers["last-event-id"] ?? Number.NaN);

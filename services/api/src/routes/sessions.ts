@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import { FleetError, SCHEMA_VERSION, SessionConfig, Session, isTerminal, type Bus, type SessionStore } from "@fleet/shared";
+import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { reaches } from "../auth.js";
 import {
   Accepted,
   ActiveSession,
@@ -19,6 +21,7 @@ import {
 export interface SessionRoutesDeps {
   store: SessionStore;
   bus: Bus;
+  submitsPerMinute: number;
 }
 
 /** A retried submit with the same Idempotency-Key names the same session. */
@@ -28,10 +31,15 @@ function sessionIdFor(body: CreateSessionBody, idempotencyKey: string | undefine
   return `ses-${crypto.randomUUID()}`;
 }
 
-async function mustGet(store: SessionStore, id: string): Promise<Session> {
+/** Another project's session answers exactly like a missing one, so ids cannot be probed. */
+async function mustGet(store: SessionStore, id: string, req: FastifyRequest): Promise<Session> {
   const s = await store.get(id);
-  if (!s) throw new FleetError("not_found", `no session ${id}`);
+  if (!s || !reaches(req, s.projectId)) throw new FleetError("not_found", `no session ${id}`);
   return s;
+}
+
+function mustReach(req: FastifyRequest, projectId: string): void {
+  if (!reaches(req, projectId)) throw new FleetError("forbidden", `this API key does not reach project ${projectId}`);
 }
 
 export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod => async (app) => {
@@ -44,11 +52,15 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         summary: "Create a session (or return the one this Idempotency-Key or sessionId already made)",
         body: CreateSessionBody,
         headers: CreateSessionHeaders,
-        response: { 202: Accepted, 400: ErrorBody },
+        response: { 202: Accepted, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 429: ErrorBody },
+      },
+      config: {
+        rateLimit: { max: deps.submitsPerMinute, timeWindow: 60_000, keyGenerator: (req: FastifyRequest) => req.apiKey?.id ?? req.ip },
       },
     },
     async (req, reply) => {
       const b = req.body;
+      mustReach(req, b.projectId);
       const id = sessionIdFor(b, req.headers["idempotency-key"]);
       const config = SessionConfig.parse({
         ...(b.model ? { model: b.model } : {}),
@@ -60,7 +72,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
       });
       const now = Date.now();
       const { session } = await store.create({ id, projectId: b.projectId, ...(b.cardId ? { cardId: b.cardId } : {}), prompt: b.prompt, config }, now);
-      if (session.projectId !== b.projectId) throw new FleetError("conflict", `session ${id} belongs to another project`);
+      if (session.projectId !== b.projectId) throw new FleetError(reaches(req, session.projectId) ? "conflict" : "not_found", reaches(req, session.projectId) ? `session ${id} belongs to another project` : `no session ${id}`);
       // Published on every submit: a client retrying after a crash between create and publish
       // repairs it, and the Nats-Msg-Id keeps the request from being queued twice.
       if (session.status === "pending") {
@@ -90,7 +102,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
       },
     },
     async (req, reply) => {
-      const session = await mustGet(store, req.params.id);
+      const session = await mustGet(store, req.params.id, req);
       if (isTerminal(session.status)) throw new FleetError("conflict", `session ${session.id} already ended (${session.status})`);
       await bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId: session.id, at: Date.now(), ...(req.body?.reason ? { reason: req.body.reason } : {}) });
       return reply.code(202).send({ sessionId: session.id, status: session.status });
@@ -100,20 +112,23 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
   app.get(
     "/v1/sessions/:id",
     { schema: { summary: "A session document", params: IdParams, response: { 200: Session, 404: ErrorBody } } },
-    async (req) => mustGet(store, req.params.id),
+    async (req) => mustGet(store, req.params.id, req),
   );
 
   app.get(
     "/v1/sessions",
     { schema: { summary: "A project's sessions, newest first", querystring: ListQuery, response: { 200: SessionPage, 400: ErrorBody } } },
-    async (req) => store.listByProject(req.query.projectId, { limit: req.query.limit, ...(req.query.cursor ? { cursor: req.query.cursor } : {}) }),
+    async (req) => {
+      mustReach(req, req.query.projectId);
+      return store.listByProject(req.query.projectId, { limit: req.query.limit, ...(req.query.cursor ? { cursor: req.query.cursor } : {}) });
+    },
   );
 
   app.get(
     "/v1/sessions/:id/details",
     { schema: { summary: "Log lines and the session's results", params: IdParams, response: { 200: Details, 404: ErrorBody } } },
     async (req) => {
-      const session = await mustGet(store, req.params.id);
+      const session = await mustGet(store, req.params.id, req);
       const logs = await store.logs(session.id, { limit: 10_000 });
       const o = session.output;
       return {
@@ -133,7 +148,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
     "/v1/sessions/:id/metrics",
     { schema: { summary: "Setup breakdown and execution metrics", params: IdParams, response: { 200: Metrics, 404: ErrorBody } } },
     async (req) => {
-      const s = await mustGet(store, req.params.id);
+      const s = await mustGet(store, req.params.id, req);
       const setup = Object.fromEntries(Object.entries(s.metrics.setup).filter((e): e is [string, number] => typeof e[1] === "number"));
       const setupMs = setup.totalMs ?? 0;
       const executionMs = s.metrics.executionMs ?? 0;
@@ -164,7 +179,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
     { schema: { summary: "The card's active session with its latest log lines", params: CardParams, response: { 200: ActiveSession, 404: ErrorBody } } },
     async (req) => {
       const session = await store.activeForCard(req.params.cardId);
-      if (!session) throw new FleetError("not_found", `card ${req.params.cardId} has no active session`);
+      if (!session || !reaches(req, session.projectId)) throw new FleetError("not_found", `card ${req.params.cardId} has no active session`);
       const last = await store.lastLogSeq(session.id);
       return { session, logs: await store.logs(session.id, { afterSeq: Math.max(0, last - 20) }) };
     },
