@@ -1,7 +1,11 @@
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApi } from "../services/api/src/app.js";
-import { SessionLogWriter, newApiKey, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SessionConfig, SessionLogWriter, mintCallbackToken, newApiKey, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
+import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
 
@@ -192,6 +196,46 @@ describe("api over a real bus and store", () => {
       expect(read.status).toBe(200);
     } finally {
       await limited.close();
+    }
+  });
+
+  it("lets a sandbox complete its own running session with its callback token, and nothing else", async () => {
+    const tokens = { keys: [{ kid: "k1", secret: "s".repeat(40) }] };
+    const dir = mkdtempSync(join(tmpdir(), "fleet-cb-"));
+    const withCallbacks = await createApi({
+      store,
+      bus,
+      logger,
+      registry: createMetrics("api").registry,
+      callbacks: { tokens, provider: new LocalSandboxProvider({ rootDir: dir }, logger) },
+    });
+    const url = await withCallbacks.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      await store.create({ id: "cb-1", projectId: "p1", prompt: "x", config: SessionConfig.parse({}) });
+      await store.patch("cb-1", { attempt: 1 });
+      await store.transition("cb-1", { from: ["pending"], to: "running", set: { startedAt: Date.now() } });
+      const complete = (token: string | undefined, body: unknown = { response: "done from inside" }) =>
+        fetch(`${url}/v1/callbacks/sessions/cb-1/complete`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+          body: JSON.stringify(body),
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { status?: string; error?: { code: string } } }));
+      expect((await complete(undefined)).status).toBe(401);
+      expect((await complete(key)).status).toBe(401);
+      expect((await complete(await mintCallbackToken({ keys: [{ kid: "k1", secret: "t".repeat(40) }] }, "cb-1", 1))).status).toBe(401);
+      expect((await complete(await mintCallbackToken(tokens, "cb-other", 1))).status).toBe(401);
+      expect((await complete(await mintCallbackToken(tokens, "cb-1", 2))).status).toBe(409);
+      const good = await mintCallbackToken(tokens, "cb-1", 1);
+      expect((await complete(good, { response: "x", extra: 1 })).status).toBe(400);
+      expect((await store.get("cb-1"))?.status).toBe("running");
+      expect(await complete(good)).toEqual({ status: 200, body: { sessionId: "cb-1", status: "completed" } });
+      expect((await store.get("cb-1"))?.output?.response).toBe("done from inside");
+      // The same compare-and-set as the poller's: a second completion changes nothing.
+      expect((await complete(good, { response: "again" })).status).toBe(409);
+      expect((await store.get("cb-1"))?.output?.response).toBe("done from inside");
+    } finally {
+      await withCallbacks.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -12,7 +12,17 @@ import { api, readSse, startTestFleet, type TestFleet } from "./support/fleet.js
 
 /** Card scenarios: the first writes notes and then thinks for a long time; the second reads them. */
 const NOTES = "notes from the first session\n";
+/** The agent completes its own session through the callback route, with the token its sandbox got. */
+const CALLBACK_SCRIPT =
+  "fetch(process.env.FLEET_CALLBACK_URL + '/complete', { method: 'POST', headers: { authorization: 'Bearer ' + process.env.FLEET_CALLBACK_TOKEN, 'content-type': 'application/json' }, body: JSON.stringify({ response: 'completed by callback' }) }).then((r) => console.log('callback', r.status))";
 const cardScenarios = {
+  callback: {
+    name: "callback",
+    turns: [
+      { type: "tools" as const, calls: [{ name: "bash", arguments: { command: `node -e "${CALLBACK_SCRIPT}"` } }] },
+      { type: "text" as const, text: "Waiting.", delayMs: 30_000 },
+    ],
+  },
   "card-first": {
     name: "card-first",
     turns: [
@@ -115,6 +125,18 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     sub.unsubscribe();
     await sandboxGone(rawId);
   }, 180_000);
+
+  it("lets the agent complete its own session through a signed callback from inside its sandbox", async () => {
+    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", prompt: "call back", model: "callback" });
+    const done = await eventually(async () => {
+      const r = (await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`)).body;
+      return ["completed", "failed", "cancelled"].includes(r.status) ? r : undefined;
+    }, 90_000);
+    expect(done.status).toBe("completed");
+    expect(done.output?.response).toBe("completed by callback");
+    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
+    await eventually(async () => (await provider.list({ sessionId: body.sessionId })).length === 0, 20_000);
+  }, 120_000);
 
   it("starts one sandbox for a duplicated session.requested", async () => {
     const id = `dup-${ns}`;

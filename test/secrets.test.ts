@@ -4,6 +4,7 @@ import { MongoClient } from "mongodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { agentPassword, type Session } from "../shared/src/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import { cleanup, eventually, logger, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
 
@@ -12,7 +13,11 @@ const MODEL_KEY = "sk-fleet-test-MODELKEY-7f3a9c";
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const p = join(dir, name);
-    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+    try {
+      return statSync(p).isDirectory() ? filesUnder(p) : [p];
+    } catch {
+      return []; // removed while we looked
+    }
   });
 }
 
@@ -44,12 +49,17 @@ describe("secrets never reach logs or stored documents", () => {
       const s = (await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`)).body;
       return s.status === "completed" ? s : undefined;
     }, 90_000);
+    // The sandbox goes right after the session ends; look once it is gone.
+    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
+    await eventually(async () => (await provider.list({ sessionId: done.id })).length === 0, 15_000);
     const password = agentPassword(fleet.agentSecret, done.id, done.attempt);
     const secrets = {
       "model api key": MODEL_KEY,
       "agent secret": fleet.agentSecret,
       "agent password": password,
       "agent basic auth": Buffer.from(`opencode:${password}`).toString("base64"),
+      "callback signing key": fleet.callbackKeys.split(":")[1] as string,
+      "api key": fleet.apiKey,
     };
     // Every service log (at trace level) and every file the fleet left on disk.
     const haystacks: Array<[string, string]> = filesUnder(fleet.dir).map((f) => [f, readFileSync(f, "latin1")]);

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
 import { startInfra, startService, type ManagedProcess } from "@fleet/shared/infra";
 import { ApiClient } from "./client.js";
-import { agentSecret, modelEnvFor, startModelProcess } from "./fleet.js";
+import { agentSecret, callbackKeys, modelEnvFor, startModelProcess } from "./fleet.js";
 import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
 import type { CliContext } from "./infra.js";
 import { createKey } from "./keys.js";
@@ -42,6 +42,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
     }
     let apiUrl = "";
     for (const name of ["api", "spawner", "poller", "watchdog"] as const) {
+      const callbacks = { FLEET_CALLBACK_KEYS: callbackKeys(ctx.home), ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}) };
       const s = await startService(name, {
         natsUrl: infra.natsUrl,
         mongoUri: infra.mongoUri,
@@ -49,7 +50,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
         agentSecret: agentSecret(ctx.home),
         modelUrl,
         ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-        env: { ...modelEnvFor(ctx), FLEET_SANDBOX_DIR: join(dir, "sandboxes"), FLEET_DB: "fleet-demo" },
+        env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: join(dir, "sandboxes"), FLEET_DB: "fleet-demo" },
       });
       owned.push(s.process);
       if (s.url) apiUrl = s.url;

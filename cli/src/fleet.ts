@@ -19,6 +19,16 @@ export function agentSecret(home: string): string {
   return secret;
 }
 
+/** Keys that sign sandbox callback tokens (`kid:secret`); made once per FLEET_HOME. */
+export function callbackKeys(home: string): string {
+  const file = join(home, "callback-keys");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  mkdirSync(home, { recursive: true });
+  const keys = `k1:${randomBytes(32).toString("base64url")}`;
+  writeFileSync(file, `${keys}\n`, { mode: 0o600 });
+  return keys;
+}
+
 /** The scripted model server as its own process; resolves with its base URL. */
 export async function startModelProcess(logDir: string, persistent: boolean, scenario = "demo"): Promise<{ url: string; process: ManagedProcess }> {
   mkdirSync(logDir, { recursive: true });
@@ -72,6 +82,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
   }
   let apiUrl = "";
   for (const name of SERVICES) {
+    const callbacks = { FLEET_CALLBACK_KEYS: callbackKeys(ctx.home), ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}) };
     const s = await startService(name, {
       natsUrl: infra.natsUrl,
       mongoUri: infra.mongoUri,
@@ -80,7 +91,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
       modelUrl,
       persistent: true,
       ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-      env: { ...modelEnvFor(ctx), FLEET_SANDBOX_DIR: join(ctx.home, "sandboxes") },
+      env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: join(ctx.home, "sandboxes") },
     });
     started.push({ name, pid: s.process.pid, logFile: s.process.logFile });
     if (s.url) apiUrl = s.url;

@@ -13,6 +13,8 @@ export interface TestFleet {
   dir: string;
   sandboxDir: string;
   agentSecret: string;
+  /** Signing keys of sandbox callback tokens (`kid:secret`). */
+  callbackKeys: string;
   apiUrl: string;
   /** A key for all projects, made in the fleet's database. */
   apiKey: string;
@@ -38,6 +40,8 @@ export async function startTestFleet(options: {
   const dir = mkdtempSync(join(tmpdir(), `fleet-e2e-${options.namespace}-`));
   const sandboxDir = join(dir, "sandboxes");
   const agentSecret = randomBytes(32).toString("base64url");
+  const callbackKeys = `k1:${randomBytes(32).toString("base64url")}`;
+  let apiUrl = "";
   const services: RunningService[] = [];
   const counts = new Map<ServiceName, number>();
   const add = async (name: ServiceName, env: Record<string, string> = {}): Promise<RunningService> => {
@@ -53,12 +57,21 @@ export async function startTestFleet(options: {
         modelUrl: options.modelUrl,
         namespace: options.namespace,
         database: options.namespace,
-        env: { FLEET_SANDBOX_DIR: sandboxDir, LOG_LEVEL: "info", FLEET_SHUTDOWN_MS: "3000", ...options.env, ...env },
+        env: {
+          FLEET_SANDBOX_DIR: sandboxDir,
+          LOG_LEVEL: "info",
+          FLEET_SHUTDOWN_MS: "3000",
+          FLEET_CALLBACK_KEYS: callbackKeys,
+          ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
+          ...options.env,
+          ...env,
+        },
         readyTimeoutMs: 60_000,
       },
       index,
     );
     services.push(s);
+    if (s.url && !apiUrl) apiUrl = s.url;
     return s;
   };
   for (const [name, env] of options.services) await add(name, env);
@@ -73,6 +86,7 @@ export async function startTestFleet(options: {
     dir,
     sandboxDir,
     agentSecret,
+    callbackKeys,
     apiUrl: api?.url ?? "",
     apiKey,
     services,

@@ -1,10 +1,11 @@
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
-import { FleetError, type Bus, type Logger, type SessionStore } from "@fleet/shared";
+import { FleetError, type Bus, type CallbackTokenConfig, type Logger, type SandboxProvider, type SessionStore } from "@fleet/shared";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Registry } from "prom-client";
 import { installAuth, type AuthOptions } from "./auth.js";
+import { callbackRoutes } from "./routes/callbacks.js";
 import { healthRoutes } from "./routes/health.js";
 import { logRoutes } from "./routes/logs.js";
 import { sessionRoutes } from "./routes/sessions.js";
@@ -18,6 +19,8 @@ export interface ApiDeps {
   auth?: AuthOptions;
   /** Submits per minute per API key. */
   submitsPerMinute?: number;
+  /** Sandbox callbacks: on when signing keys and the sandbox provider are given. */
+  callbacks?: { tokens: CallbackTokenConfig; provider: SandboxProvider };
   /** Largest request body accepted, in bytes. */
   bodyLimit?: number;
 }
@@ -69,6 +72,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   installAuth(app, deps.store, deps.auth ?? { mode: "keys" });
   await app.register(sessionRoutes({ store: deps.store, bus: deps.bus, submitsPerMinute: deps.submitsPerMinute ?? 60 }));
   await app.register(logRoutes({ store: deps.store, bus: deps.bus }));
+  if (deps.callbacks) {
+    await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens }));
+  }
   await app.register(healthRoutes({ store: deps.store, bus: deps.bus, registry: deps.registry }));
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;

@@ -18,7 +18,8 @@ export function installAuth(app: FastifyInstance, store: SessionStore, options: 
   if (options.mode === "off") return;
   const cache = new Map<string, { record: ApiKeyRecord; until: number }>();
   app.addHook("onRequest", async (req) => {
-    if (!req.url.startsWith("/v1/")) return;
+    // Sandbox callbacks carry their own session-scoped token instead of an API key.
+    if (!req.url.startsWith("/v1/") || req.url.startsWith("/v1/callbacks/")) return;
     const header = req.headers.authorization;
     const key = header?.startsWith("Bearer ") ? header.slice(7).trim() : (req.headers["x-api-key"] as string | undefined);
     const id = key ? apiKeyId(key) : undefined;

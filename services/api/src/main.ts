@@ -1,5 +1,5 @@
 import { loadConfigOrExit, onSignals } from "@fleet/shared";
-import { startRuntime } from "@fleet/shared/service";
+import { createSandboxProvider, startRuntime } from "@fleet/shared/service";
 import { createApi } from "./app.js";
 import { ApiConfig } from "./config.js";
 
@@ -12,6 +12,9 @@ const app = await createApi({
   registry: rt.metrics.registry,
   auth: { mode: config.API_AUTH },
   submitsPerMinute: config.API_SUBMITS_PER_MINUTE,
+  ...(config.FLEET_CALLBACK_KEYS
+    ? { callbacks: { tokens: { keys: config.FLEET_CALLBACK_KEYS }, provider: await createSandboxProvider(config, rt.logger) } }
+    : {}),
 });
 rt.closer.add("http", () => app.close());
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);

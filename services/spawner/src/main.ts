@@ -17,6 +17,7 @@ const spawner = createSpawner(
     metrics: rt.metrics,
     settings: {
       admission: { global: config.FLEET_MAX_SANDBOXES, perProject: config.FLEET_MAX_SANDBOXES_PER_PROJECT, pollMs: 500 },
+      ...(config.FLEET_CALLBACK_KEYS && config.FLEET_CALLBACK_URL ? { callbacks: { tokens: { keys: config.FLEET_CALLBACK_KEYS }, url: config.FLEET_CALLBACK_URL } } : {}),
       fleet: config.FLEET_NAME,
       instanceId: rt.instanceId,
       agentSecret: config.FLEET_AGENT_SECRET,

@@ -7,7 +7,9 @@ import {
   errorMessage,
   isRetryable,
   isTerminal,
+  mintCallbackToken,
   type AgentClient,
+  type CallbackTokenConfig,
   type AgentRuntime,
   type Bus,
   type FileSpec,
@@ -29,6 +31,8 @@ import { asCardFiles, workspaceChanges } from "@fleet/shared/sessions";
 
 export interface SpawnSettings {
   admission: AdmissionLimits;
+  /** When set, each sandbox gets a short-lived token to call back about its own session. */
+  callbacks?: { tokens: CallbackTokenConfig; url: string };
   fleet: string;
   instanceId: string;
   agentSecret: string;
@@ -171,9 +175,15 @@ async function guard(applied: Promise<boolean>): Promise<void> {
 async function createSandbox(deps: SpawnDeps, session: Session, attempt: number, timings: SetupTimings): Promise<Sandbox> {
   await guard(deps.store.patch(session.id, { phase: "sandbox_creating" }));
   const started = Date.now();
+  const cb = deps.settings.callbacks;
   const sandbox = await deps.provider.create({
     metadata: { fleet: deps.settings.fleet, sessionId: session.id, projectId: session.projectId, attempt: String(attempt) },
-    envs: {},
+    envs: cb
+      ? {
+          FLEET_CALLBACK_URL: `${cb.url.replace(/\/$/, "")}/v1/callbacks/sessions/${session.id}`,
+          FLEET_CALLBACK_TOKEN: await mintCallbackToken({ ...cb.tokens, ttlSeconds: Math.ceil((session.deadlineAt - Date.now()) / 1000) + 300 }, session.id, attempt),
+        }
+      : {},
     // The provider's own limit outlives the session's deadline a little, as a backstop to the watchdog.
     timeoutMs: Math.max(60_000, session.deadlineAt - Date.now() + 60_000),
   });

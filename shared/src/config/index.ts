@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { FleetError } from "../errors/index.js";
+import { CallbackKeys } from "../auth/callback-tokens.js";
 
 /**
  * Config pieces shared by every service. Each service composes its own schema from these and calls
@@ -87,4 +88,10 @@ export const modelEnv = z.object({
     .string()
     .default("")
     .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
+});
+
+/** Sandbox callbacks: signing keys (`kid:secret,…`, the first signs) and the URL sandboxes call. */
+export const callbackEnv = z.object({
+  FLEET_CALLBACK_KEYS: CallbackKeys.optional(),
+  FLEET_CALLBACK_URL: z.url().optional(),
 });
