@@ -4,7 +4,7 @@ import { createApi } from "../services/api/src/app.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SessionConfig, SessionLogWriter, mintCallbackToken, newApiKey, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
+import { LIMITS, SessionConfig, SessionLogWriter, mintCallbackToken, newApiKey, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
 import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
@@ -238,4 +238,21 @@ describe("api over a real bus and store", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("refuses a request too big for one bus message, storing nothing", async () => {
+    const files = Array.from({ length: 3 }, (_, i) => ({ path: `big-${i}.txt`, content: "x".repeat(400_000) }));
+    const r = await call<{ error: { code: string; message: string } }>("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "too-big", files });
+    expect(r.status).toBe(400);
+    expect(r.body.error.message).toMatch(/one request may carry at most 900000/);
+    expect(await store.get("too-big")).toBeNull();
+  });
+
+  it("caps the lines one session may write, ending with a marker", async () => {
+    const writer = await SessionLogWriter.open({ store, bus, logger }, "flood");
+    await writer.append(Array.from({ length: LIMITS.logLinesPerSession + 10 }, (_, i) => ({ kind: "tool" as const, line: `l${i}` })));
+    await writer.append([{ kind: "tool", line: "one more" }]);
+    expect(await store.lastLogSeq("flood")).toBe(LIMITS.logLinesPerSession);
+    const last = await store.logs("flood", { afterSeq: LIMITS.logLinesPerSession - 2 });
+    expect(last.map((l) => l.line)).toEqual([`l${LIMITS.logLinesPerSession - 2}`, `[log truncated: more than ${LIMITS.logLinesPerSession} lines; the rest is not kept]`]);
+  }, 60_000);
 });

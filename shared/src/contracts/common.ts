@@ -34,6 +34,10 @@ export const LIMITS = {
   files: 200,
   fileBytes: 1_000_000,
   filesTotalBytes: 5_000_000,
+  /** A session.requested message must fit NATS's default max_payload (1 MiB) with room for headers. */
+  requestMessageBytes: 900_000,
+  /** Lines one session may write; past it one marker line says the rest was dropped. */
+  logLinesPerSession: 5_000,
   logLineChars: 2_000,
   timeoutMsMin: 10_000,
   timeoutMsMax: 4 * 60 * 60 * 1000,

@@ -64,7 +64,13 @@ export class SessionLogWriter {
 
   private async write(lines: readonly NewLine[]): Promise<void> {
     if (this.unsure) await this.resync();
-    const fresh = lines.filter((l) => !l.key || !this.keys.has(l.key));
+    let fresh = lines.filter((l) => !l.key || !this.keys.has(l.key));
+    // One session cannot flood the store or the stream: past the cap, one marker and then nothing.
+    const room = LIMITS.logLinesPerSession - this.lastSeq;
+    if (room <= 0) return;
+    if (fresh.length >= room) {
+      fresh = [...fresh.slice(0, room - 1), { kind: "system", line: `[log truncated: more than ${LIMITS.logLinesPerSession} lines; the rest is not kept]`, key: "log:truncated" }];
+    }
     if (fresh.length === 0) return;
     const at = Date.now();
     const docs: LogLine[] = fresh.map((l, i) => ({

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { FleetError, SCHEMA_VERSION, SessionConfig, Session, isTerminal, type Bus, type SessionStore } from "@fleet/shared";
+import { FleetError, LIMITS, SCHEMA_VERSION, SessionConfig, Session, isTerminal, type Bus, type SessionStore } from "@fleet/shared";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
@@ -70,6 +70,11 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         ...(b.systemPrompt ? { systemPrompt: b.systemPrompt } : {}),
         ...(b.timeoutMs ? { timeoutMs: b.timeoutMs } : {}),
       });
+      // Checked before anything is stored: the request must fit in one bus message.
+      const size = Buffer.byteLength(JSON.stringify({ prompt: b.prompt, config, files: b.files ?? [] }));
+      if (size > LIMITS.requestMessageBytes) {
+        throw new FleetError("bad_input", `prompt and files take ${size} bytes; one request may carry at most ${LIMITS.requestMessageBytes} (send fewer or smaller files)`);
+      }
       const now = Date.now();
       const { session } = await store.create({ id, projectId: b.projectId, ...(b.cardId ? { cardId: b.cardId } : {}), prompt: b.prompt, config }, now);
       if (session.projectId !== b.projectId) throw new FleetError(reaches(req, session.projectId) ? "conflict" : "not_found", reaches(req, session.projectId) ? `session ${id} belongs to another project` : `no session ${id}`);
