@@ -11,17 +11,13 @@ import {
   type AgentClient,
   type AgentMessage,
   type AgentPart,
-  type AgentRuntime,
-  type Bus,
   type Logger,
   type MessageContext,
   type Sandbox,
-  type SandboxProvider,
   type Session,
   type SessionRunning,
-  type SessionStore,
 } from "@fleet/shared";
-import type { FleetMetrics } from "@fleet/shared/metrics";
+import type { StageDeps } from "@fleet/shared/service";
 import { SessionLogWriter, saveCardFiles } from "@fleet/shared/sessions";
 
 export interface WatchSettings {
@@ -36,15 +32,7 @@ export interface WatchSettings {
   escalationStepMs: number;
 }
 
-export interface WatchDeps {
-  store: SessionStore;
-  bus: Bus;
-  provider: SandboxProvider;
-  runtime: AgentRuntime;
-  logger: Logger;
-  metrics: FleetMetrics;
-  settings: WatchSettings;
-}
+export type WatchDeps = StageDeps<WatchSettings>;
 
 /**
  * session.running -> watch the agent until the session ends. A redelivery (another poller after a
@@ -80,7 +68,6 @@ async function fail(deps: WatchDeps, session: Session, code: string, message: st
 class Watch {
   private readonly stop = new AbortController();
   private finishing = false;
-  private sawBusy = false;
   private unreachableSince: number | undefined;
   private lastActivity = Date.now();
   private partsSeen = 0;
@@ -122,7 +109,6 @@ class Watch {
             this.lastActivity = Date.now();
           }
           if (ev.type === "part" && ev.part.sessionId === this.agentSessionId) await this.onPart(ev.part);
-          else if (ev.type === "status" && ev.sessionId === this.agentSessionId && ev.status === "busy") this.sawBusy = true;
           else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) {
             // The loop's own tick reports failures; this early one only saves waiting for it.
             void this.tick().catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, "early completion check failed"));
@@ -169,7 +155,6 @@ class Watch {
     try {
       const status = await this.client.status();
       busy = status[this.agentSessionId] !== undefined;
-      if (busy) this.sawBusy = true;
       this.unreachableSince = undefined;
     } catch (err) {
       await this.onUnreachable(err);

@@ -10,22 +10,17 @@ import {
   mintCallbackToken,
   type AgentClient,
   type CallbackTokenConfig,
-  type AgentRuntime,
-  type Bus,
   type FileSpec,
-  type Logger,
   type MessageContext,
   type ModelSettings,
   type Sandbox,
-  type SandboxProvider,
   type Session,
   type SessionRequested,
-  type SessionStore,
   type SetupTimings,
 } from "@fleet/shared";
 import { SessionLogWriter } from "@fleet/shared/sessions";
-import type { FleetMetrics } from "@fleet/shared/metrics";
 import { admit, type AdmissionLimits } from "./admission.js";
+import type { StageDeps } from "@fleet/shared/service";
 import { waitHealthy } from "./health.js";
 import { asCardFiles, workspaceChanges } from "@fleet/shared/sessions";
 
@@ -40,15 +35,7 @@ export interface SpawnSettings {
   agentReadyMs: number;
 }
 
-export interface SpawnDeps {
-  store: SessionStore;
-  bus: Bus;
-  provider: SandboxProvider;
-  runtime: AgentRuntime;
-  logger: Logger;
-  metrics: FleetMetrics;
-  settings: SpawnSettings;
-}
+export type SpawnDeps = StageDeps<SpawnSettings>;
 
 /** Thrown when the session ended (cancelled, timed out) while it was being set up. */
 class Superseded extends Error {}

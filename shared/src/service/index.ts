@@ -46,4 +46,4 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
   return { name, instanceId, logger, store, bus, metrics: createMetrics(name), closer, heartbeatMs: Math.max(250, Math.floor(env.FLEET_ACK_WAIT_MS / 4)) };
 }
 export { createAgentRuntime, createSandboxProvider } from "./providers.js";
-export { createStage, type Stage } from "./stage.js";
+export { createStage, type Stage, type StageDeps } from "./stage.js";

@@ -1,5 +1,15 @@
+import type { AgentRuntime } from "../agent/port.js";
 import type { Bus, Handler, Subscription } from "../bus/index.js";
+import type { FleetMetrics } from "../metrics/index.js";
+import type { EndDeps } from "../sessions/index.js";
 import type { ConsumerEvent, ConsumerName } from "../contracts/index.js";
+
+/** What a session stage (spawner, poller) works with: the ending deps, the agent kind, metrics, its settings. */
+export interface StageDeps<S> extends EndDeps {
+  runtime: AgentRuntime;
+  metrics: FleetMetrics;
+  settings: S;
+}
 
 export interface Stage {
   start(): void;

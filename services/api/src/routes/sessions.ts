@@ -77,7 +77,10 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
       }
       const now = Date.now();
       const { session } = await store.create({ id, projectId: b.projectId, ...(b.cardId ? { cardId: b.cardId } : {}), prompt: b.prompt, config }, now);
-      if (session.projectId !== b.projectId) throw new FleetError(reaches(req, session.projectId) ? "conflict" : "not_found", reaches(req, session.projectId) ? `session ${id} belongs to another project` : `no session ${id}`);
+      if (session.projectId !== b.projectId) {
+        // Only a key that reaches the other project may learn the id is taken there.
+        throw reaches(req, session.projectId) ? new FleetError("conflict", `session ${id} belongs to another project`) : new FleetError("not_found", `no session ${id}`);
+      }
       // Published on every submit: a client retrying after a crash between create and publish
       // repairs it, and the Nats-Msg-Id keeps the request from being queued twice.
       if (session.status === "pending") {
