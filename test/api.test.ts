@@ -220,6 +220,21 @@ describe("api over a real bus and store", () => {
           headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
           body: JSON.stringify(body),
         }).then(async (r) => ({ status: r.status, body: (await r.json()) as { status?: string; error?: { code: string } } }));
+      const push = (token: string | undefined, body: unknown = { lines: [{ line: "hello" }] }) =>
+        fetch(`${url}/v1/callbacks/sessions/cb-1/events`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+          body: JSON.stringify(body),
+        });
+      expect((await push(undefined)).status).toBe(401);
+      expect((await push(await mintCallbackToken(tokens, "cb-other", 1))).status).toBe(401);
+      expect((await push(await mintCallbackToken(tokens, "cb-1", 1), { lines: [] })).status).toBe(400);
+      expect((await push(await mintCallbackToken(tokens, "cb-1", 1), { lines: [{ line: "x".repeat(LIMITS.logLineChars + 1) }] })).status).toBe(400);
+      // No poller watches cb-1: the caller is told to come back, and nothing is stored.
+      const unwatched = await push(await mintCallbackToken(tokens, "cb-1", 1));
+      expect(unwatched.status).toBe(503);
+      expect(unwatched.headers.get("retry-after")).toBe("1");
+      expect(await store.lastLogSeq("cb-1")).toBe(0);
       expect((await complete(undefined)).status).toBe(401);
       expect((await complete(key)).status).toBe(401);
       expect((await complete(await mintCallbackToken({ keys: [{ kid: "k1", secret: "t".repeat(40) }] }, "cb-1", 1))).status).toBe(401);

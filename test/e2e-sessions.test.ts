@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -12,10 +12,28 @@ import { api, readSse, startTestFleet, type TestFleet } from "./support/fleet.js
 
 /** Card scenarios: the first writes notes and then thinks for a long time; the second reads them. */
 const NOTES = "notes from the first session\n";
-/** The agent completes its own session through the callback route, with the token its sandbox got. */
-const CALLBACK_SCRIPT =
-  "fetch(process.env.FLEET_CALLBACK_URL + '/complete', { method: 'POST', headers: { authorization: 'Bearer ' + process.env.FLEET_CALLBACK_TOKEN, 'content-type': 'application/json' }, body: JSON.stringify({ response: 'completed by callback' }) }).then((r) => console.log('callback', r.status))";
+/**
+ * The agent pushes a progress line (twice, as a retry would) and then completes its own session
+ * through the callback routes, with the token its sandbox got. 503 means no poller watches yet.
+ */
+const CALLBACK_SCRIPT = [
+  "const h = { authorization: 'Bearer ' + process.env.FLEET_CALLBACK_TOKEN, 'content-type': 'application/json' };",
+  "const post = async (p, b) => { for (let i = 0; i < 40; i++) { const r = await fetch(process.env.FLEET_CALLBACK_URL + p, { method: 'POST', headers: h, body: JSON.stringify(b) }); if (r.status !== 503) return r.status; await new Promise((f) => setTimeout(f, 250)); } return 503; };",
+  "const ev = { lines: [{ kind: 'text', line: 'pushed from the sandbox', key: 'p1' }] };",
+  "(async () => console.log('callback', await post('/events', ev), await post('/events', ev), await post('/complete', { response: 'completed by callback' })))();",
+].join(" ");
+/** A host folder the agent links into its workspace, to try to escape through the card's next session. */
+const OUTSIDE = mkdtempSync(join(tmpdir(), "fleet-outside-"));
+const HOST_SECRET = "host secret that must stay on the host";
+writeFileSync(join(OUTSIDE, "secret.txt"), HOST_SECRET);
 const cardScenarios = {
+  "card-symlink": {
+    name: "card-symlink",
+    turns: [
+      { type: "tools" as const, calls: [{ name: "bash", arguments: { command: `ln -s ${OUTSIDE} escape && ln -s ${OUTSIDE}/secret.txt leak.txt` } }] },
+      { type: "text" as const, text: "Linked." },
+    ],
+  },
   callback: {
     name: "callback",
     turns: [
@@ -126,7 +144,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     await sandboxGone(rawId);
   }, 180_000);
 
-  it("lets the agent complete its own session through a signed callback from inside its sandbox", async () => {
+  it("lets the agent push progress (kept once on retry) and complete its own session through signed callbacks", async () => {
     const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", prompt: "call back", model: "callback" });
     const done = await eventually(async () => {
       const r = (await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`)).body;
@@ -134,6 +152,9 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     }, 90_000);
     expect(done.status).toBe("completed");
     expect(done.output?.response).toBe("completed by callback");
+    const logs = await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${body.sessionId}/logs`);
+    expect(logs.body.lines.filter((l) => l.line === "pushed from the sandbox")).toHaveLength(1);
+    expect(logs.body.lines.map((l) => l.seq)).toEqual(logs.body.lines.map((_, i) => i + 1));
     const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
     await eventually(async () => (await provider.list({ sessionId: body.sessionId })).length === 0, 20_000);
   }, 120_000);
@@ -175,6 +196,36 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     expect(firstDoc.body.error?.message).toContain(secondId);
     await sandboxGone(firstId);
     await sandboxGone(secondId);
+  }, 180_000);
+
+  it("lets no symlink a session left carry files out of the workspace or host files into the card", async () => {
+    const ended = async (id: string) =>
+      eventually(async () => {
+        const r = (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
+        return ["completed", "failed", "cancelled"].includes(r.status) ? r : undefined;
+      }, 90_000);
+    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", cardId: "card-link", prompt: "link", model: "card-symlink" });
+    const linked = await ended(first.body.sessionId);
+    expect(linked.status).toBe("completed");
+    expect(linked.output?.toolCalls.find((t) => t.name === "bash")?.status).toBe("completed");
+    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-e2e",
+      cardId: "card-link",
+      prompt: "answer",
+      model: "text-only",
+      files: [{ path: "escape/pwned.txt", content: "written through a link" }, { path: "leak.txt", content: "overwrite" }],
+    });
+    const done = await ended(second.body.sessionId);
+    // Either the files land inside the new workspace or the session fails saying why; never outside.
+    console.log(`symlink escape attempt: second session ${done.status}${done.error ? ` (${done.error.message})` : ""}`);
+    if (done.status !== "completed") expect(done.error?.message).toMatch(/escape|leak|symlink|outside|exists|directory/i);
+    expect(readdirSync(OUTSIDE)).toEqual(["secret.txt"]);
+    expect(readFileSync(join(OUTSIDE, "secret.txt"), "utf8")).toBe(HOST_SECRET);
+    const s = await store();
+    const saved = await s.cardFiles("card-link");
+    await s.close();
+    expect(saved.map((f) => f.content).join("\n")).not.toContain(HOST_SECRET);
+    await sandboxGone(second.body.sessionId);
   }, 180_000);
 
   it("shares the work between two spawners and two pollers, no session handled twice", async () => {

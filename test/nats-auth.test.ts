@@ -8,6 +8,7 @@ import { SCHEMA_VERSION, streamName, subjectFor } from "../shared/src/index.js";
 import { defaultToolsDir, ensureNatsServer, freePort, generateNatsUsers, natsAuthConfig, startProcess, type ManagedProcess, type NatsUser } from "../shared/src/infra/index.js";
 import { eventually, logger } from "./support/fixtures.js";
 import { connectBus } from "../shared/src/bus/index.js";
+import { progressSubject } from "../shared/src/contracts/index.js";
 
 describe("NATS authorization: each user only its subjects", () => {
   let server: ManagedProcess;
@@ -93,5 +94,26 @@ describe("NATS authorization: each user only its subjects", () => {
     await expect(api.publish(subjectFor("", "running"), "{}")).rejects.toThrow();
     const watchdog = jetstream(await as("watchdog"), { timeout: 2_000 });
     await expect(watchdog.publish(subjectFor("", "requested"), request("w"))).rejects.toThrow();
+  });
+
+  it("lets the api ask the poller for sandbox progress, and nobody else answer or ask", async () => {
+    const busAs = async (role: NatsUser["role"]) => {
+      const u = users.find((x) => x.role === role)!;
+      return connectBus({ servers: url, namespace: "", name: role, user: u.user, pass: u.password }, { logger });
+    };
+    const [api, poller, outside] = [await busAs("api"), await busAs("poller"), await as("outside")];
+    try {
+      const served = poller.serveProgress("s-1", async (p) => ({ ok: true, stored: p.lines.length, seq: 7 }));
+      const msg = { v: SCHEMA_VERSION, sessionId: "s-1", attempt: 1, lines: [{ kind: "text" as const, line: "hi" }] };
+      await eventually(async () => (await api.sendProgress(msg, 1_000).catch(() => undefined))?.ok === true, 10_000, 100);
+      expect(await api.sendProgress(msg, 1_000)).toEqual({ ok: true, stored: 1, seq: 7 });
+      // An outside system may neither ask nor listen on progress subjects.
+      await expect(outside.request(progressSubject("", "s-1"), JSON.stringify(msg), { timeout: 1_000 })).rejects.toThrow();
+      served.stop();
+      await expect(api.sendProgress(msg, 1_000)).rejects.toThrow(/no poller watches/);
+    } finally {
+      await api.close();
+      await poller.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
-import { FleetError, type Bus, type CallbackTokenConfig, type Logger, type SandboxProvider, type SessionStore } from "@fleet/shared";
+import { FleetError, type Bus, type CallbackTokenConfig, type KnownProjects, type Logger, type SandboxProvider, type SessionStore } from "@fleet/shared";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Registry } from "prom-client";
@@ -21,6 +21,8 @@ export interface ApiDeps {
   submitsPerMinute?: number;
   /** Sandbox callbacks: on when signing keys and the sandbox provider are given. */
   callbacks?: { tokens: CallbackTokenConfig; provider: SandboxProvider };
+  /** Projects this fleet serves (default: any). */
+  projects?: KnownProjects;
   /** Largest request body accepted, in bytes. */
   bodyLimit?: number;
 }
@@ -56,6 +58,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (err instanceof FleetError) {
       const status = STATUS[err.code] ?? 500;
       if (status >= 500) req.log.error({ err: err.message, code: err.code }, "request failed");
+      if (status === 503) void reply.header("retry-after", "1");
       return reply.code(status).send({ error: { code: err.code, message: err.message } });
     }
     const status = (err as { statusCode?: number }).statusCode;
@@ -70,7 +73,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(rateLimit, { global: false });
   installAuth(app, deps.store, deps.auth ?? { mode: "keys" });
-  await app.register(sessionRoutes({ store: deps.store, bus: deps.bus, submitsPerMinute: deps.submitsPerMinute ?? 60 }));
+  await app.register(sessionRoutes({ store: deps.store, bus: deps.bus, submitsPerMinute: deps.submitsPerMinute ?? 60, ...(deps.projects ? { projects: deps.projects } : {}) }));
   await app.register(logRoutes({ store: deps.store, bus: deps.bus }));
   if (deps.callbacks) {
     await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens }));

@@ -1,7 +1,7 @@
-import { baseEnv, callbackEnv, sandboxEnv } from "@fleet/shared";
+import { baseEnv, callbackEnv, projectsEnv, sandboxEnv } from "@fleet/shared";
 import { z } from "zod";
 
-export const ApiConfig = baseEnv.extend(sandboxEnv.shape).extend(callbackEnv.shape).extend({
+export const ApiConfig = baseEnv.extend(sandboxEnv.shape).extend(callbackEnv.shape).extend(projectsEnv.shape).extend({
   API_HOST: z.string().min(1).default("127.0.0.1"),
   API_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   /** "keys": every /v1 route needs an API key (./fleet keys create); "off": a trusted network only. */

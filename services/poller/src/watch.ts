@@ -13,8 +13,10 @@ import {
   type AgentPart,
   type Logger,
   type MessageContext,
+  type ProgressReply,
   type Sandbox,
   type Session,
+  type SessionProgress,
   type SessionRunning,
 } from "@fleet/shared";
 import type { StageDeps } from "@fleet/shared/service";
@@ -57,7 +59,22 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
   });
   const writer = await SessionLogWriter.open(deps, session.id);
   deps.logger.info({ sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq }, "watching session");
-  await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
+  // Progress pushed from inside the sandbox reaches this writer, so the log keeps one writer.
+  const progress = deps.bus.serveProgress(session.id, (p) => storeProgress(writer, session, p));
+  try {
+    await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
+  } finally {
+    progress.stop();
+  }
+}
+
+async function storeProgress(writer: SessionLogWriter, session: Session, p: SessionProgress): Promise<ProgressReply> {
+  if (p.attempt !== session.attempt) return { ok: false, code: "conflict", message: `session ${session.id} is on attempt ${session.attempt}, not ${p.attempt}` };
+  // Keys live apart from the poller's own, so a sandbox cannot hide the fleet's lines.
+  const lines = p.lines.map((l) => ({ kind: l.kind, line: l.line, ...(l.key ? { key: `cb:${l.key}` } : {}) }));
+  const before = writer.seq;
+  await writer.append(lines);
+  return { ok: true, stored: writer.seq - before, seq: writer.seq };
 }
 
 async function fail(deps: WatchDeps, session: Session, code: string, message: string): Promise<void> {

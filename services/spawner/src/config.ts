@@ -1,4 +1,4 @@
-import { agentEnv, baseEnv, callbackEnv, modelEnv, sandboxEnv } from "@fleet/shared";
+import { agentEnv, baseEnv, callbackEnv, modelEnv, projectsEnv, sandboxEnv } from "@fleet/shared";
 import { z } from "zod";
 
 export const SpawnerConfig = baseEnv
@@ -6,6 +6,7 @@ export const SpawnerConfig = baseEnv
   .extend(agentEnv.shape)
   .extend(modelEnv.shape)
   .extend(callbackEnv.shape)
+  .extend(projectsEnv.shape)
   .extend({
     /** Requests this instance holds at once: setting up, or waiting in the admission queue. */
     SPAWNER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000).default(16),

@@ -6,11 +6,13 @@ import {
   endSession,
   errorMessage,
   isRetryable,
+  isKnownProject,
   isTerminal,
   mintCallbackToken,
   type AgentClient,
   type CallbackTokenConfig,
   type FileSpec,
+  type KnownProjects,
   type MessageContext,
   type ModelSettings,
   type Sandbox,
@@ -29,6 +31,8 @@ export interface SpawnSettings {
   /** When set, each sandbox gets a short-lived token to call back about its own session. */
   callbacks?: { tokens: CallbackTokenConfig; url: string };
   fleet: string;
+  /** Projects this fleet serves; a request for another is dead-lettered, storing nothing. */
+  projects: KnownProjects;
   instanceId: string;
   agentSecret: string;
   model: ModelSettings;
@@ -47,6 +51,9 @@ class Superseded extends Error {}
  */
 export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ctx: MessageContext): Promise<void> {
   const { store } = deps;
+  if (!isKnownProject(deps.settings.projects, req.projectId)) {
+    throw new FleetError("bad_input", `unknown project ${req.projectId}: this fleet serves ${String(deps.settings.projects)}`);
+  }
   const { session } = await store.create(
     { id: req.sessionId, projectId: req.projectId, ...(req.cardId ? { cardId: req.cardId } : {}), prompt: req.prompt, config: req.config },
     req.requestedAt,

@@ -3,6 +3,7 @@ import type { NatsConnection, Subscription as CoreSubscription } from "@nats-io/
 import type { z } from "zod";
 import type { Logger } from "../log/index.js";
 import { errorMessage, isRetryable } from "../errors/index.js";
+import { LIMITS } from "../contracts/index.js";
 import { backoffMs, type BackoffOptions } from "./backoff.js";
 import type { ConsumeOptions, DeadLetterSink, MessageContext, Subscription } from "./port.js";
 
@@ -72,6 +73,10 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
     const { msg } = entry;
     let body: T;
     try {
+      // Checked before parsing: a message past the documented limit is refused whatever it holds.
+      if (msg.data.length > LIMITS.requestMessageBytes) {
+        throw new Error(`oversized: ${msg.data.length} bytes, at most ${LIMITS.requestMessageBytes}`);
+      }
       body = deps.schema.parse(msg.json());
     } catch (err) {
       const reason = `malformed message: ${errorMessage(err).slice(0, 1_000)}`;

@@ -1,10 +1,13 @@
 import { DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { RequestError, TimeoutError, connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import {
   CONSUMERS,
   EVENTS,
   STREAMS,
+  ProgressReply,
   SessionLog,
+  SessionProgress,
+  progressSubject,
   streamName,
   subjectFor,
   type ConsumerEvent,
@@ -121,6 +124,44 @@ class NatsBus implements Bus {
     } finally {
       signal.removeEventListener("abort", stop);
       stop();
+    }
+  }
+
+  serveProgress(sessionId: string, handler: (msg: SessionProgress) => Promise<ProgressReply>): { stop(): void } {
+    const answer = async (data: string): Promise<ProgressReply> => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(data);
+      } catch {
+        return { ok: false, code: "bad_input", message: "not JSON" };
+      }
+      const parsed = SessionProgress.safeParse(raw);
+      if (!parsed.success || parsed.data.sessionId !== sessionId) {
+        return { ok: false, code: "bad_input", message: parsed.success ? "session id does not match the subject" : parsed.error.message };
+      }
+      return handler(parsed.data).catch((err: unknown) => ({ ok: false as const, code: "unavailable" as const, message: errorMessage(err) }));
+    };
+    const sub = this.nc.subscribe(progressSubject(this.config.namespace, sessionId), {
+      callback: (err, m) => {
+        if (err) return;
+        void answer(m.string()).then((reply) => m.respond(JSON.stringify(reply)));
+      },
+    });
+    return { stop: () => sub.unsubscribe() };
+  }
+
+  async sendProgress(msg: SessionProgress, timeoutMs = 5_000): Promise<ProgressReply> {
+    const body = SessionProgress.parse(msg);
+    try {
+      const m = await this.nc.request(progressSubject(this.config.namespace, body.sessionId), JSON.stringify(body), { timeout: timeoutMs });
+      const reply = ProgressReply.safeParse(m.json());
+      if (!reply.success) throw new FleetError("internal", `a malformed progress reply: ${reply.error.message}`);
+      return reply.data;
+    } catch (err) {
+      if (err instanceof FleetError) throw err;
+      const nobody = err instanceof RequestError && err.isNoResponders();
+      const message = nobody ? "no poller watches this session right now" : err instanceof TimeoutError ? `no answer within ${timeoutMs} ms` : errorMessage(err);
+      throw new FleetError("bus_unavailable", `progress not delivered: ${message}`, { retryable: true, cause: err });
     }
   }
 

@@ -1,4 +1,4 @@
-import type { ConsumerEvent, ConsumerName, DeadLetter, EventInput, EventKind, SessionLog } from "../contracts/index.js";
+import type { ConsumerEvent, ConsumerName, DeadLetter, EventInput, EventKind, ProgressReply, SessionLog, SessionProgress } from "../contracts/index.js";
 
 export interface PublishOptions {
   /** Overrides the catalog's deterministic Nats-Msg-Id. */
@@ -60,6 +60,16 @@ export interface Bus {
    * (an ordered consumer: no ack, no durable state). Ends when `signal` aborts.
    */
   followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog>;
+  /**
+   * Answers progress requests for one session (the stage that owns its log writer calls this).
+   * Requests that break the contract are answered `bad_input` without reaching the handler.
+   */
+  serveProgress(sessionId: string, handler: (msg: SessionProgress) => Promise<ProgressReply>): { stop(): void };
+  /**
+   * Asks the owner of a session to store progress lines. Throws a retryable `bus_unavailable` when
+   * nobody watches the session now or no answer comes within `timeoutMs`.
+   */
+  sendProgress(msg: SessionProgress, timeoutMs?: number): Promise<ProgressReply>;
   /** The seq of the last line of a session the log stream holds (0 when none). */
   lastLogSeq(sessionId: string): Promise<number>;
   /** Resolves when the server answers a round trip. */

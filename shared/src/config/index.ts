@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { FleetError } from "../errors/index.js";
 import { CallbackKeys } from "../auth/callback-tokens.js";
+import { ProjectId } from "../contracts/common.js";
 
 /**
  * Config pieces shared by every service. Each service composes its own schema from these and calls
@@ -37,6 +38,23 @@ export const baseEnv = busEnv.extend(storeEnv.shape).extend({
 });
 
 export type BaseEnv = z.infer<typeof baseEnv>;
+
+/**
+ * The projects this fleet serves: a comma-separated list, or `*` (the default) for any. A request
+ * for another project is refused by the api (404) and dead-lettered by the spawner.
+ */
+export const projectsEnv = z.object({
+  FLEET_PROJECTS: z
+    .string()
+    .default("*")
+    .transform((v) => (v.trim() === "*" ? "*" : v.split(",").map((p) => p.trim()).filter(Boolean)))
+    .pipe(z.union([z.literal("*"), z.array(ProjectId).min(1, "name at least one project, or * for any")])),
+});
+export type KnownProjects = z.infer<typeof projectsEnv>["FLEET_PROJECTS"];
+
+export function isKnownProject(known: KnownProjects, projectId: string): boolean {
+  return known === "*" || known.includes(projectId);
+}
 
 export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
   const result = schema.safeParse(env);

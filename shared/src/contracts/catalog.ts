@@ -152,3 +152,9 @@ export function streamSubjects(namespace: string, key: StreamKey): string[] {
 }
 
 export type ConsumerEvent<C extends ConsumerName> = EventOf<(typeof CONSUMERS)[C]["event"]>;
+
+/** Where the poller watching a session answers progress requests (core NATS, no stream). */
+export function progressSubject(namespace: string, sessionId: string): string {
+  const subject = `session.progress.${sessionId}`;
+  return namespace ? `${namespace}.${subject}` : subject;
+}

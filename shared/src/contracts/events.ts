@@ -80,3 +80,33 @@ export const SessionCancelled = z
   })
   .strict();
 export type SessionCancelled = z.infer<typeof SessionCancelled>;
+
+/**
+ * Progress pushed from inside a sandbox (POST /v1/callbacks/sessions/:id/events). Not a stream
+ * message: the api asks whichever poller watches the session right now (core request/reply on
+ * session.progress.<sessionId>), so the session's log keeps one writer and one gap-free sequence.
+ */
+export const ProgressLine = z
+  .object({
+    kind: LogKind.default("text"),
+    line: z.string().min(1).max(LIMITS.logLineChars),
+    key: z.string().min(1).max(200).optional().describe("identity of the line: a retried line with the same key is kept once"),
+  })
+  .strict();
+export type ProgressLine = z.infer<typeof ProgressLine>;
+
+export const SessionProgress = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    attempt: z.number().int().nonnegative(),
+    lines: z.array(ProgressLine).min(1).max(100),
+  })
+  .strict();
+export type SessionProgress = z.infer<typeof SessionProgress>;
+
+export const ProgressReply = z.discriminatedUnion("ok", [
+  z.object({ ok: z.literal(true), stored: z.number().int().nonnegative(), seq: z.number().int().nonnegative() }).strict(),
+  z.object({ ok: z.literal(false), code: z.enum(["conflict", "bad_input", "unavailable"]), message: z.string() }).strict(),
+]);
+export type ProgressReply = z.infer<typeof ProgressReply>;

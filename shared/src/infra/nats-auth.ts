@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { streamName, subjectFilter, subjectFor, type EventKind } from "../contracts/index.js";
+import { progressSubject, streamName, subjectFilter, subjectFor, type EventKind } from "../contracts/index.js";
 
 /**
  * NATS users for the fleet, each allowed only the subjects it needs. Fleet services manage
@@ -52,9 +52,13 @@ export function rolePermissions(role: NatsRole, namespace = ""): NatsPermissions
     poller: ["log", "completed", "failed", "cancelled"],
     watchdog: ["failed", "cancelled", "completed"],
   };
+  // Sandbox progress: the api asks, the poller watching the session answers on the asker's inbox.
+  const progress = progressSubject(namespace, "*");
+  const extraPublish = role === "api" ? [progress] : role === "poller" ? [inbox] : [];
+  const extraSubscribe = role === "poller" ? [progress] : [];
   return {
-    publish: { allow: [...own[role].map(s), "$JS.API.>", "$JS.ACK.>", "$JS.FC.>"] },
-    subscribe: { allow: [inbox, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"] },
+    publish: { allow: [...own[role].map(s), ...extraPublish, "$JS.API.>", "$JS.ACK.>", "$JS.FC.>"] },
+    subscribe: { allow: [inbox, ...extraSubscribe, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"] },
   };
 }
 

@@ -1,10 +1,24 @@
-import { FileDiff, FleetError, SessionId, Todo, endSession, verifyCallbackToken, type CallbackTokenConfig, type EndDeps } from "@fleet/shared";
+import {
+  FileDiff,
+  FleetError,
+  ProgressLine,
+  SCHEMA_VERSION,
+  SessionId,
+  Todo,
+  endSession,
+  verifyCallbackToken,
+  type CallbackTokenConfig,
+  type EndDeps,
+  type Session,
+} from "@fleet/shared";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { Accepted, ErrorBody } from "../schemas.js";
 
 export interface CallbackRoutesDeps extends EndDeps {
   tokens: CallbackTokenConfig;
+  /** How long the watching poller has to store pushed progress before the call answers 503. */
+  progressTimeoutMs?: number;
 }
 
 const CompleteBody = z
@@ -16,29 +30,69 @@ const CompleteBody = z
   })
   .strict();
 
+const EventsBody = z.object({ lines: z.array(ProgressLine).min(1).max(100) }).strict();
+
+const EventsStored = z.object({
+  sessionId: SessionId,
+  stored: z.number().int().nonnegative().describe("lines newly stored (a retried line with a known key is not stored twice)"),
+  seq: z.number().int().nonnegative().describe("the session's last log sequence number after this call"),
+});
+
+const AUTH_HEADER = z.object({ authorization: z.string().optional().describe("Bearer <callback token>") });
+
 /**
  * Calls from inside a sandbox, by session id (never by scanning): authorised only by the session's
- * short-lived callback token. A completion goes through the same compare-and-set as the poller's.
+ * short-lived callback token. A completion goes through the same compare-and-set as the poller's;
+ * progress goes to the poller watching the session, which owns the session's log.
  */
 export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod => async (app) => {
+  /** The running session the token was minted for, or the 4xx that says why not. */
+  const authorise = async (authorization: string | undefined, sessionId: string): Promise<Session> => {
+    const header = authorization ?? "";
+    if (!header.startsWith("Bearer ")) throw new FleetError("unauthorized", "a callback token is required (Authorization: Bearer <token>)");
+    const { attempt } = await verifyCallbackToken(deps.tokens, header.slice(7).trim(), sessionId);
+    const session = await deps.store.get(sessionId);
+    if (!session) throw new FleetError("not_found", `no session ${sessionId}`);
+    if (session.attempt !== attempt) throw new FleetError("conflict", `the token is for attempt ${attempt}; the session is on attempt ${session.attempt}`);
+    if (session.status !== "running") throw new FleetError("conflict", `session ${session.id} is ${session.status}`);
+    return session;
+  };
+
+  app.post(
+    "/v1/callbacks/sessions/:id/events",
+    {
+      schema: {
+        summary: "Push progress lines of a running session from inside its sandbox (Authorization: Bearer <callback token>)",
+        params: z.object({ id: SessionId }),
+        headers: AUTH_HEADER,
+        body: EventsBody,
+        response: { 200: EventsStored, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (req) => {
+      const session = await authorise(req.headers.authorization, req.params.id);
+      const reply = await deps.bus.sendProgress({ v: SCHEMA_VERSION, sessionId: session.id, attempt: session.attempt, lines: req.body.lines }, deps.progressTimeoutMs);
+      if (!reply.ok) {
+        if (reply.code === "unavailable") throw new FleetError("bus_unavailable", `progress not stored: ${reply.message}`, { retryable: true });
+        throw new FleetError(reply.code, reply.message);
+      }
+      return { sessionId: session.id, stored: reply.stored, seq: reply.seq };
+    },
+  );
+
   app.post(
     "/v1/callbacks/sessions/:id/complete",
     {
       schema: {
         summary: "Complete a running session from inside its sandbox (Authorization: Bearer <callback token>)",
         params: z.object({ id: SessionId }),
+        headers: AUTH_HEADER,
         body: CompleteBody,
         response: { 200: Accepted, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
     },
     async (req) => {
-      const header = req.headers.authorization ?? "";
-      if (!header.startsWith("Bearer ")) throw new FleetError("unauthorized", "a callback token is required (Authorization: Bearer <token>)");
-      const { attempt } = await verifyCallbackToken(deps.tokens, header.slice(7).trim(), req.params.id);
-      const session = await deps.store.get(req.params.id);
-      if (!session) throw new FleetError("not_found", `no session ${req.params.id}`);
-      if (session.attempt !== attempt) throw new FleetError("conflict", `the token is for attempt ${attempt}; the session is on attempt ${session.attempt}`);
-      if (session.status !== "running") throw new FleetError("conflict", `session ${session.id} is ${session.status}`);
+      const session = await authorise(req.headers.authorization, req.params.id);
       const b = req.body;
       const ended = await endSession(
         deps,

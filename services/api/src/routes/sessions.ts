@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { FleetError, LIMITS, SCHEMA_VERSION, SessionConfig, Session, isTerminal, type Bus, type SessionStore } from "@fleet/shared";
+import { FleetError, LIMITS, SCHEMA_VERSION, SessionConfig, Session, isKnownProject, isTerminal, type Bus, type KnownProjects, type SessionStore } from "@fleet/shared";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
@@ -22,6 +22,8 @@ export interface SessionRoutesDeps {
   store: SessionStore;
   bus: Bus;
   submitsPerMinute: number;
+  /** Projects this fleet serves (default: any). */
+  projects?: KnownProjects;
 }
 
 /** A retried submit with the same Idempotency-Key names the same session. */
@@ -61,6 +63,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
     async (req, reply) => {
       const b = req.body;
       mustReach(req, b.projectId);
+      if (!isKnownProject(deps.projects ?? "*", b.projectId)) throw new FleetError("not_found", `no project ${b.projectId} in this fleet`);
       const id = sessionIdFor(b, req.headers["idempotency-key"]);
       const config = SessionConfig.parse({
         ...(b.model ? { model: b.model } : {}),

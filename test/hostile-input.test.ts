@@ -1,0 +1,92 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { LIMITS, SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
+import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+
+/**
+ * Bad input against a running fleet that serves one project: each refusal is a clear 4xx (HTTP) or
+ * a dead letter (bus), nothing is stored for it, and a good session afterwards still completes.
+ */
+describe("hostile input against a running fleet", () => {
+  let model: ScriptedModel;
+  let fleet: TestFleet;
+  let nc: NatsConnection;
+  let ns: string;
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("hostile");
+    model = await startScriptedModel({ port: 0, scenario: SCENARIOS["text-only"] as ScenarioInput, byModel: SCENARIOS, logger });
+    fleet = await startTestFleet({
+      namespace: ns,
+      modelUrl: model.url,
+      env: { FLEET_PROJECTS: "p-known", POLLER_STATUS_INTERVAL_MS: "500" },
+      services: [["api"], ["spawner"], ["poller"]],
+    });
+    nc = await connect({ servers: inject("natsUrl") });
+  }, 120_000);
+
+  afterAll(async () => {
+    await nc?.close();
+    await fleet?.stop();
+    await model?.close();
+    await cleanup(ns, ns);
+  });
+
+  it("answers each bad submit with a clear 4xx and stores nothing for it", async () => {
+    const cases: Array<[string, unknown, number, RegExp]> = [
+      ["unknown project", { projectId: "p-other", prompt: "x", sessionId: "h-proj" }, 404, /no project p-other/],
+      ["prompt over the limit", { projectId: "p-known", prompt: "x".repeat(LIMITS.promptChars + 1), sessionId: "h-prompt" }, 400, /prompt/],
+      ["file over the limit", { projectId: "p-known", prompt: "x", sessionId: "h-file", files: [{ path: "big.bin", content: "x".repeat(LIMITS.fileBytes + 1) }] }, 400, /content|file/],
+      ["too many files", { projectId: "p-known", prompt: "x", sessionId: "h-many", files: Array.from({ length: LIMITS.files + 1 }, (_, i) => ({ path: `f${i}`, content: "" })) }, 400, /files/],
+      ["traversal", { projectId: "p-known", prompt: "x", sessionId: "h-up", files: [{ path: "a/../../etc/x", content: "" }] }, 400, /path/],
+      ["absolute path", { projectId: "p-known", prompt: "x", sessionId: "h-abs", files: [{ path: "/etc/passwd", content: "" }] }, 400, /path/],
+    ];
+    for (const [what, body, status, message] of cases) {
+      const r = await api<{ error: { message: string } }>(fleet, "POST", "/v1/sessions", body);
+      expect(r.status, what).toBe(status);
+      expect(r.body.error.message, what).toMatch(message);
+    }
+    const store = await openStore(ns);
+    try {
+      for (const [, body] of cases) expect(await store.get((body as { sessionId: string }).sessionId)).toBeNull();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("dead-letters bus requests for an unknown project or past the size limit, and still runs a good one", async () => {
+    const js = jetstream(nc);
+    const request = (sessionId: string, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ v: SCHEMA_VERSION, sessionId, projectId: "p-known", prompt: "x", requestedAt: Date.now(), config: { model: "text-only" }, ...extra });
+    await js.publish(subjectFor(ns, "requested"), request("b-unknown", { projectId: "p-other" }), { msgID: "b-unknown" });
+    // Valid against the schema (two files under the per-file limit) but past the one-message limit.
+    const half = "y".repeat(Math.ceil(LIMITS.requestMessageBytes / 2));
+    await js.publish(subjectFor(ns, "requested"), request("b-big", { files: [{ path: "a.txt", content: half }, { path: "b.txt", content: half }] }), { msgID: "b-big" });
+    await js.publish(subjectFor(ns, "requested"), request("b-good"), { msgID: "b-good" });
+
+    const store = await openStore(ns);
+    try {
+      const dead = await eventually(async () => {
+        const d = await store.deadLetters({ limit: 10 });
+        return d.length >= 2 ? d : undefined;
+      }, 30_000);
+      const reasons = Object.fromEntries(dead.map((d) => [d.excerpt.includes("b-unknown") ? "unknown" : d.excerpt.includes("b-big") ? "big" : "other", d.reason]));
+      expect(reasons.unknown).toMatch(/unknown project p-other/);
+      expect(reasons.big).toMatch(/oversized: \d+ bytes, at most 900000/);
+      expect(await store.get("b-unknown")).toBeNull();
+      expect(await store.get("b-big")).toBeNull();
+      const good = await eventually(async () => {
+        const s: Session | null = await store.get("b-good");
+        return s && ["completed", "failed"].includes(s.status) ? s : undefined;
+      }, 90_000);
+      expect(good.status).toBe("completed");
+      expect(await store.deadLetters({ limit: 10 })).toHaveLength(2);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+});
