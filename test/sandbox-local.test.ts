@@ -127,6 +127,24 @@ describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
   const provider = new LocalSandboxProvider({ rootDir, isolation: "bubblewrap" }, logger);
   const metadata = (sessionId: string): SandboxMetadata => ({ fleet: "bwrap", sessionId, projectId: "p", attempt: "1" });
 
+  it("shows only the system folders read-only: not the fleet's data, home folders or other sandboxes", async () => {
+    const s = await provider.create({ metadata: metadata("view"), envs: {}, timeoutMs: 30_000 });
+    // This repository (the fleet's data, .tools and node_modules) and the host's home folders are absent.
+    const probe = async (p: string) => (await s.run({ command: "sh", args: ["-c", `test -e "${p}" && echo present || echo absent`] })).stdout.trim();
+    expect(await probe(process.cwd())).toBe("absent");
+    expect(await probe(join(process.cwd(), "package.json"))).toBe("absent");
+    expect(await probe("/root")).toBe("absent");
+    expect(await probe("/home")).toBe("absent");
+    expect(await probe("/usr/bin/git")).toBe("present");
+    // The host's /tmp is replaced by a private one.
+    const marker = join(tmpdir(), `fleet-host-marker-${process.pid}`);
+    writeFileSync(marker, "host");
+    expect(await probe(marker)).toBe("absent");
+    rmSync(marker);
+    expect((await s.run({ command: "git", args: ["--version"] })).exitCode).toBe(0);
+    await provider.kill(s.id);
+  });
+
   it("hides other sandboxes and the registry, and keeps the rest of the filesystem read-only", async () => {
     const a = await provider.create({ metadata: metadata("a"), envs: {}, timeoutMs: 30_000 });
     const b = await provider.create({ metadata: metadata("b"), envs: {}, timeoutMs: 30_000 });

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { FleetError } from "../../errors/index.js";
+import { hostView, type HostView } from "./isolation.js";
 
 const Port = z.number().int().min(1024).max(65535);
 
@@ -16,6 +17,8 @@ export const LocalSandboxConfig = z.object({
   /** PATH inside sandboxes. Default: the system directories plus the directory of the running node. */
   path: z.string().min(1).optional(),
   lang: z.string().min(1).default("C.UTF-8"),
+  /** Host folders sandboxes may read under bubblewrap, besides the system ones and those on PATH. */
+  readable: z.array(z.string().min(1)).default([]),
   /** Grace between SIGTERM and SIGKILL when a sandbox is killed. */
   killGraceMs: z.number().int().min(0).max(60_000).default(2_000),
   /** Per stream cap on what run() captures; the rest is dropped and flagged. */
@@ -30,6 +33,8 @@ export interface ResolvedLocalConfig extends Omit<z.output<typeof LocalSandboxCo
   timeoutBin: string;
   gitBin: string;
   bwrapBin: string | undefined;
+  /** What a sandbox sees of the host under bubblewrap. */
+  view: HostView;
 }
 
 const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -68,7 +73,8 @@ export function resolveLocalConfig(input: LocalSandboxConfig): ResolvedLocalConf
   }
   // A tmpfs over rootDir hides it from sandboxes: over "/" that would hide everything.
   if (rootDir === "/") throw new FleetError("config", "local sandbox provider: rootDir must not be /", { retryable: false });
-  return { ...cfg, rootDir, path, timeoutBin, gitBin, bwrapBin: findBinary("bwrap", toolPath) };
+  const readable = cfg.readable.map((p) => resolve(p));
+  return { ...cfg, readable, rootDir, path, timeoutBin, gitBin, bwrapBin: findBinary("bwrap", toolPath), view: hostView(path, readable) };
 }
 
 /** The kernel's ephemeral port range, when readable: outgoing connections take ports from it. */

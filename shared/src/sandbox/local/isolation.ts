@@ -1,4 +1,6 @@
 import { spawnSync } from "node:child_process";
+import { existsSync, lstatSync, readlinkSync, realpathSync } from "node:fs";
+import { delimiter, dirname, isAbsolute } from "node:path";
 import { FleetError } from "../../errors/index.js";
 import type { SandboxLayout } from "./registry.js";
 
@@ -42,14 +44,46 @@ export function chooseIsolation(requested: "auto" | "bubblewrap" | "none", bwrap
   return works ? "bubblewrap" : "none";
 }
 
+/** What a sandbox sees of the host: system folders read-only, symlinked ones as the same links. */
+export type HostView = Array<{ kind: "ro"; path: string } | { kind: "symlink"; target: string; path: string }>;
+
+const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];
+
 /**
- * The argv that runs a command as the sandbox. Under bubblewrap the whole filesystem is read-only,
- * rootDir is covered by an empty tmpfs (other sandboxes' folders, registry and secrets vanish) and
- * only this sandbox's workspace, home and tmp come back, writable, at the same paths.
+ * The host view for sandboxes: the system folders, the folders on the sandbox PATH and `readable`
+ * (read-only), and nothing else: no home folders, no /srv, /var, /opt or /work, so neither the
+ * fleet's data and secrets nor other users' files are there to read.
+ */
+export function hostView(path: string, readable: readonly string[] = []): HostView {
+  const view: HostView = [];
+  const covered = (p: string) => view.some((v) => p === v.path || p.startsWith(`${v.path}/`));
+  for (const dir of SYSTEM_DIRS) {
+    try {
+      const st = lstatSync(dir);
+      if (st.isSymbolicLink()) view.push({ kind: "symlink", target: readlinkSync(dir), path: dir });
+      else if (st.isDirectory()) view.push({ kind: "ro", path: dir });
+    } catch {
+      // Not on this host.
+    }
+  }
+  for (const dir of [...path.split(delimiter), ...readable]) {
+    if (!isAbsolute(dir) || !existsSync(dir)) continue;
+    const real = realpathSync(dir);
+    if (!covered(dir) && !covered(real)) view.push({ kind: "ro", path: real });
+  }
+  return view;
+}
+
+/**
+ * The argv that runs a command as the sandbox. Under bubblewrap the root is empty but for the host
+ * view (read-only), a private /tmp and this sandbox's workspace, home and tmp (writable, at the
+ * same paths). Other sandboxes, the registry and everything outside the view are not there. An
+ * absolute command outside the view brings its package folder (two levels up), read-only.
  */
 export function isolatedArgv(
   mode: IsolationMode,
   bwrapBin: string | undefined,
+  view: HostView,
   rootDir: string,
   layout: SandboxLayout,
   cwd: string,
@@ -57,6 +91,12 @@ export function isolatedArgv(
   args: readonly string[],
 ): string[] {
   if (mode === "none" || !bwrapBin) return [command, ...args];
+  const mounts = view.flatMap((v) => (v.kind === "ro" ? ["--ro-bind", v.path, v.path] : ["--symlink", v.target, v.path]));
+  if (isAbsolute(command) && !view.some((v) => command.startsWith(`${v.path}/`))) {
+    const pkg = dirname(dirname(command));
+    mounts.push("--ro-bind", pkg, pkg);
+  }
   const binds = [layout.workspace, layout.home, layout.tmp].flatMap((p) => ["--bind", p, p]);
-  return [bwrapBin, "--ro-bind", "/", "/", "--tmpfs", rootDir, ...binds, ...NAMESPACE_FLAGS, "--chdir", cwd, "--", command, ...args];
+  // rootDir goes under a tmpfs too, in case the view covers it: other sandboxes must not show.
+  return [bwrapBin, ...mounts, "--tmpfs", "/tmp", "--tmpfs", rootDir, ...binds, ...NAMESPACE_FLAGS, "--chdir", cwd, "--", command, ...args];
 }

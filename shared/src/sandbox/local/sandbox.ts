@@ -88,7 +88,7 @@ export class LocalSandbox implements Sandbox {
       throw err instanceof FleetError ? err : goneError(this.id, err);
     });
     const env = sandboxEnv(config, layout, this.id, cwd, await readEnvs(layout, this.id), cmdEnvs);
-    const inner = isolatedArgv(isolation, config.bwrapBin, config.rootDir, layout, cwd, command.command, command.args);
+    const inner = isolatedArgv(isolation, config.bwrapBin, config.view, config.rootDir, layout, cwd, command.command, command.args);
     return { argv: [...timeoutArgs(config.timeoutBin, limitMs), ...inner], cwd, env };
   }
 
