@@ -1,3 +1,5 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { z } from "zod";
 import { FleetError } from "../errors/index.js";
 import { CallbackKeys } from "../auth/callback-tokens.js";
@@ -78,16 +80,34 @@ export function loadConfigOrExit<S extends z.ZodType>(schema: S, env: Record<str
 
 /** Where sandboxes run. */
 export const sandboxEnv = z.object({
-  SANDBOX_PROVIDER: z.enum(["local", "e2b"]).default("local"),
+  /** `simulated` is for benchmarks only: no real sandbox or agent (see the FLEET_SIM_* settings). */
+  SANDBOX_PROVIDER: z.enum(["local", "e2b", "simulated"]).default("local"),
   /** Local provider: where sandboxes live and are registered (shared by every fleet process on the host). */
   FLEET_SANDBOX_DIR: z.string().min(1).default("/tmp/fleet-sandboxes"),
   FLEET_SANDBOX_ISOLATION: z.enum(["auto", "bubblewrap", "none"]).default("auto"),
+  /** Host folders local sandboxes may read under bubblewrap besides the system ones (colon-separated). */
+  FLEET_SANDBOX_READABLE: z
+    .string()
+    .default("")
+    .transform((v) => v.split(":").filter(Boolean))
+    .pipe(z.array(z.string().startsWith("/", "absolute paths only"))),
   E2B_API_KEY: z.string().min(1).optional(),
   E2B_TEMPLATE: z.string().min(1).default("opencode"),
   /** The agent server binary (local provider); default: the one shipped in node_modules. */
   OPENCODE_BIN: z.string().min(1).optional(),
   /** Label on every sandbox of this fleet, so fleets sharing a provider account never reap each other. */
   FLEET_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default("fleet"),
+  /**
+   * SANDBOX_PROVIDER=simulated, for benchmarks only. State directory of the simulated sandboxes,
+   * shared by every fleet process on the host and read by the benchmark afterwards.
+   */
+  FLEET_SIM_DIR: z.string().min(1).default(join(tmpdir(), "fleet-sim")),
+  /** Simulated: time each sandbox create takes. */
+  FLEET_SIM_CREATE_MS: z.coerce.number().int().min(0).max(600_000).default(0),
+  /** Simulated: tool events of each scripted agent run (fixed per sandbox when the spawner creates it). */
+  FLEET_SIM_EVENTS: z.coerce.number().int().min(0).max(1_000).default(5),
+  /** Simulated: spacing of those events; 0 emits them all at once, so the agent is idle at its prompt. */
+  FLEET_SIM_EVENT_MS: z.coerce.number().int().min(0).max(3_600_000).default(0),
 });
 export type SandboxEnv = z.infer<typeof sandboxEnv>;
 

@@ -25,6 +25,8 @@ export interface InfraOptions {
   persistent?: boolean;
   /** A local nats-server requires per-role users (see nats-auth.ts); ignored for a given NATS_URL. */
   natsAuth?: boolean;
+  /** Serve the local servers' own counters on these loopback ports (benchmarks read them). */
+  monitor?: { nats: number; store: number };
   progress?: Progress;
 }
 
@@ -52,7 +54,7 @@ async function startStore(opts: InfraOptions, toolsDir: string, progress: Progre
     return { url: c.url, kind: "container" as const, container: c };
   }
   const binary = await ensureFerretDb(toolsDir, progress);
-  const s = await startFerretDb({ binary, dataDir: opts.dataDir, persistent: opts.persistent ?? false });
+  const s = await startFerretDb({ binary, dataDir: opts.dataDir, persistent: opts.persistent ?? false, ...(opts.monitor ? { monitorPort: opts.monitor.store } : {}) });
   return { url: s.url, kind: "ferretdb" as const, process: s.process };
 }
 
@@ -65,6 +67,7 @@ async function startBus(opts: InfraOptions, toolsDir: string, progress: Progress
     binary,
     dataDir: opts.dataDir,
     persistent: opts.persistent ?? false,
+    ...(opts.monitor ? { monitorPort: opts.monitor.nats } : {}),
     ...(users && probe ? { auth: { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } } } : {}),
   });
   return { url: s.url, kind: "local" as const, process: s.process, users };

@@ -14,6 +14,8 @@ export interface ServerStart {
   dataDir: string;
   persistent: boolean;
   readyTimeoutMs?: number;
+  /** Serve the server's own counters on this loopback port (nats: /varz; FerretDB: /debug/metrics). */
+  monitorPort?: number;
 }
 
 export interface NatsAuthStart {
@@ -62,7 +64,7 @@ export async function startNatsServer(opts: ServerStart & { auth?: NatsAuthStart
     const proc = startProcess({
       name: "nats-server",
       command: opts.binary,
-      args: [...confArgs, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "jetstream"), "-n", `fleet-${port}`],
+      args: [...confArgs, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "jetstream"), "-n", `fleet-${port}`, ...(opts.monitorPort ? ["-m", String(opts.monitorPort)] : [])],
       logFile: join(opts.dataDir, "nats-server.log"),
       persistent: opts.persistent,
     });
@@ -99,7 +101,7 @@ export async function startFerretDb(opts: ServerStart): Promise<StartedServer> {
         `--sqlite-url=file:${dir}/`,
         `--listen-addr=127.0.0.1:${port}`,
         `--state-dir=${dir}`,
-        "--debug-addr=-",
+        `--debug-addr=${opts.monitorPort ? `127.0.0.1:${opts.monitorPort}` : "-"}`,
         "--telemetry=disable",
         "--log-level=warn",
       ],

@@ -6,20 +6,38 @@ import type { SandboxProvider } from "../sandbox/port.js";
 
 /**
  * The sandbox provider the config names. The E2B SDK is loaded only when it is the one chosen, so
- * services on the local provider never pay for it.
+ * services on the local provider never pay for it. `simulated` (benchmarks only) has no sandboxes
+ * at all, see shared/src/simulated.
  */
 export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Promise<SandboxProvider> {
+  if (env.SANDBOX_PROVIDER === "simulated") {
+    const { SimulatedSandboxProvider } = await import("../simulated/index.js");
+    return new SimulatedSandboxProvider(
+      { dir: env.FLEET_SIM_DIR, createMs: env.FLEET_SIM_CREATE_MS, events: env.FLEET_SIM_EVENTS, eventMs: env.FLEET_SIM_EVENT_MS, fleet: env.FLEET_NAME },
+      logger,
+    );
+  }
   if (env.SANDBOX_PROVIDER === "e2b") {
     if (!env.E2B_API_KEY) throw new FleetError("config", "SANDBOX_PROVIDER=e2b needs E2B_API_KEY");
     const { E2BSandboxProvider } = await import("../sandbox/e2b/index.js");
     return new E2BSandboxProvider({ apiKey: env.E2B_API_KEY, template: env.E2B_TEMPLATE }, logger);
   }
   const { LocalSandboxProvider } = await import("../sandbox/local/index.js");
-  return new LocalSandboxProvider({ rootDir: env.FLEET_SANDBOX_DIR, isolation: env.FLEET_SANDBOX_ISOLATION, fleet: env.FLEET_NAME }, logger);
+  return new LocalSandboxProvider(
+    { rootDir: env.FLEET_SANDBOX_DIR, isolation: env.FLEET_SANDBOX_ISOLATION, readable: env.FLEET_SANDBOX_READABLE, fleet: env.FLEET_NAME },
+    logger,
+  );
 }
 
-/** The agent server kind; OpenCode 1.x is the one the fleet runs today. */
+/**
+ * The agent server kind; OpenCode 1.x is the one the fleet runs today. Simulated sandboxes cannot
+ * run it, so they always come with the simulated agent (benchmarks only).
+ */
 export async function createAgentRuntime(env: SandboxEnv, logger: Logger): Promise<AgentRuntime> {
+  if (env.SANDBOX_PROVIDER === "simulated") {
+    const { simulatedRuntime } = await import("../simulated/index.js");
+    return simulatedRuntime({ dir: env.FLEET_SIM_DIR });
+  }
   const { opencodeRuntime } = await import("../agent/opencode/index.js");
   return opencodeRuntime({ ...(env.OPENCODE_BIN ? { binary: env.OPENCODE_BIN } : {}), logger });
 }

@@ -1,0 +1,10 @@
+/**
+ * SIMULATED sandboxes and agent, for benchmarks only (SANDBOX_PROVIDER=simulated): they let a
+ * benchmark push thousands of sessions a second through the real api, spawner, poller and watchdog
+ * without sandboxes or OpenCode. Correctness tests and real runs keep the local (or e2b) provider
+ * and a real OpenCode.
+ */
+export { SimulatedSandboxProvider, SimulatedSandbox, SimulatedSandboxConfig, simulatedUrl, sandboxIdOfUrl, SIM_AGENT_PORT, SIM_HOME, SIM_WORKSPACE } from "./sandbox.js";
+export { simulatedRuntime, SimulatedAgentClient, type SimulatedRuntimeConfig } from "./agent.js";
+export { agentSessionIdFor, scriptedMessages, toolPart } from "./script.js";
+export { readSimulatedState, readAllSimulatedStates, simulatedIdleAt, type SimulatedState } from "./state.js";

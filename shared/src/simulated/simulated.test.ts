@@ -1,0 +1,231 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { AgentClient, AgentEvent } from "../agent/port.js";
+import { loadConfig, sandboxEnv } from "../config/index.js";
+import { FleetError } from "../errors/index.js";
+import { createLogger } from "../log/index.js";
+import type { SandboxMetadata } from "../sandbox/port.js";
+import { createAgentRuntime, createSandboxProvider } from "../service/providers.js";
+import { agentFinished, extractOutput, extractUsage } from "../sessions/extract.js";
+import { toolLines } from "../sessions/log-lines.js";
+import { SimulatedSandboxProvider, readAllSimulatedStates, readSimulatedState, simulatedIdleAt, simulatedRuntime, type SimulatedSandbox } from "./index.js";
+
+const logger = createLogger({ name: "test", level: "silent" });
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function stateDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "fleet-sim-test-"));
+  dirs.push(d);
+  return d;
+}
+
+let n = 0;
+const meta = (over: Partial<SandboxMetadata> = {}): SandboxMetadata => ({ fleet: "simtest", sessionId: `s-${++n}`, projectId: "p1", attempt: "1", ...over });
+
+async function collect(client: AgentClient, until: (e: AgentEvent) => boolean, timeoutMs = 5_000): Promise<Array<{ at: number; event: AgentEvent }>> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  const out: Array<{ at: number; event: AgentEvent }> = [];
+  for await (const event of client.events(signal)) {
+    out.push({ at: Date.now(), event });
+    if (until(event)) break;
+  }
+  return out;
+}
+
+async function prompted(dir: string, options: { events?: number; eventMs?: number } = {}): Promise<{ sandbox: SimulatedSandbox; client: AgentClient; sessionId: string }> {
+  const provider = new SimulatedSandboxProvider({ dir, fleet: "simtest", ...options }, logger);
+  const sandbox = await provider.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 });
+  const client = simulatedRuntime({ dir }).connect({ baseUrl: sandbox.url(sandbox.agentPort), password: "x" });
+  expect(await client.health(1_000)).toBe(true);
+  const { id } = await client.createSession("t");
+  expect(await client.status()).toEqual({});
+  await client.prompt(id, { text: "go", model: "m" });
+  return { sandbox, client, sessionId: id };
+}
+
+describe("SimulatedSandboxProvider", () => {
+  it("shares sandboxes across instances through the state directory: connect, list, kill, isAlive", async () => {
+    const dir = stateDir();
+    const a = new SimulatedSandboxProvider({ dir, fleet: "simtest" }, logger);
+    const b = new SimulatedSandboxProvider({ dir, fleet: "simtest" }, logger);
+    const other = new SimulatedSandboxProvider({ dir, fleet: "otherfleet" }, logger);
+    const m1 = meta();
+    const s1 = await a.create({ metadata: m1, envs: { A: "1" }, timeoutMs: 60_000 });
+    const s2 = await a.create({ metadata: meta({ projectId: "p2" }), envs: {}, timeoutMs: 60_000 });
+    expect(s1.id).toMatch(/^sim-[0-9a-f]{16}$/);
+    expect(s1.provider).toBe("simulated");
+    expect(s1.url(4096)).toBe(`sim://${s1.id}:4096`);
+
+    const seen = await b.connect(s1.id);
+    expect(seen?.id).toBe(s1.id);
+    expect(await seen?.isAlive()).toBe(true);
+    expect((await b.list()).map((s) => s.id)).toEqual([s1.id, s2.id]);
+    expect((await b.list({ projectId: "p2" })).map((s) => s.id)).toEqual([s2.id]);
+    const [summary] = await b.list({ sessionId: m1.sessionId });
+    expect(summary).toMatchObject({ id: s1.id, provider: "simulated", metadata: m1 });
+    expect(summary?.endAt).toBe((summary?.startedAt ?? 0) + 60_000);
+    expect(await other.list()).toEqual([]);
+
+    expect(await b.kill(s1.id)).toBe(true);
+    expect(await b.kill(s1.id)).toBe(false);
+    expect(await s1.isAlive()).toBe(false);
+    expect(await a.connect(s1.id)).toBeNull();
+    expect((await a.list()).map((s) => s.id)).toEqual([s2.id]);
+    await s2.kill();
+    expect(await a.list()).toEqual([]);
+
+    // Ended sandboxes stay readable for a benchmark's report.
+    const ended = await readSimulatedState(dir, s1.id);
+    expect(ended).toMatchObject({ id: s1.id, alive: false, metadata: m1 });
+    expect(ended?.killedAt).toBeGreaterThanOrEqual(ended?.createdAt ?? Infinity);
+    const all = await readAllSimulatedStates(dir);
+    expect(all.states.map((s) => s.id)).toEqual([s1.id, s2.id]);
+    expect(all.unreadable).toEqual([]);
+    expect(await a.kill("not-an-id")).toBe(false);
+    expect(await a.connect("../x")).toBeNull();
+  });
+
+  it("refuses bad specs and spends the configured create time", async () => {
+    const dir = stateDir();
+    const p = new SimulatedSandboxProvider({ dir, fleet: "simtest", createMs: 120 }, logger);
+    const refused = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e);
+    expect(await refused(p.create({ metadata: meta({ fleet: "else" }), envs: {}, timeoutMs: 1_000 }))).toBeInstanceOf(FleetError);
+    expect(await refused(p.create({ metadata: { ...meta(), attempt: "x" }, envs: {}, timeoutMs: 1_000 }))).toBeInstanceOf(FleetError);
+    expect(await refused(p.create({ metadata: meta(), envs: {}, timeoutMs: 0 }))).toBeInstanceOf(FleetError);
+    expect(await refused(p.create({ metadata: meta(), envs: { "BAD-NAME": "1" }, timeoutMs: 1_000 }))).toBeInstanceOf(FleetError);
+    const started = Date.now();
+    await p.create({ metadata: meta(), envs: {}, timeoutMs: 1_000 });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(115);
+  });
+
+  it("answers file and command calls cheaply, keeping written files on the object", async () => {
+    const p = new SimulatedSandboxProvider({ dir: stateDir() }, logger);
+    const sb = await p.create({ metadata: meta(), envs: {}, timeoutMs: 1_000 });
+    await sb.writeFiles([{ path: "a/b.txt", content: "hi" }]);
+    await sb.writeFiles([{ path: "cfg", content: new Uint8Array([1]) }], { base: "home" });
+    expect(Buffer.from((await sb.readFile("a/./b.txt")) ?? []).toString()).toBe("hi");
+    expect(await sb.readFile("cfg")).toBeNull();
+    expect(await sb.readFile("missing")).toBeNull();
+    await expect(sb.writeFiles([{ path: "../escape", content: "x" }])).rejects.toBeInstanceOf(FleetError);
+    expect(await sb.run({ command: "git", args: ["status", "--porcelain=v1", "-z"] })).toEqual({ exitCode: 0, stdout: "", stderr: "" });
+    expect((await sb.startBackground({ command: "true", args: [] })).pid).toBeGreaterThan(0);
+  });
+});
+
+describe("simulated agent", () => {
+  it("plays its scripted tool events at their times, then goes idle at promptedAt + N × interval", async () => {
+    const dir = stateDir();
+    const { sandbox, client, sessionId } = await prompted(dir, { events: 3, eventMs: 60 });
+    const state = await readSimulatedState(dir, sandbox.id);
+    const promptedAt = state?.promptedAt ?? 0;
+    expect(promptedAt).toBeGreaterThan(0);
+    const idleAt = simulatedIdleAt(state ?? { events: 0, eventMs: 0 });
+    expect(idleAt).toBe(promptedAt + 180);
+
+    expect(await client.status()).toEqual({ [sessionId]: "busy" });
+    const busy = await client.messages(sessionId);
+    expect(agentFinished(busy)).toBe(false);
+
+    const events = await collect(client, (e) => e.type === "idle");
+    const parts = events.filter((e) => e.event.type === "part");
+    expect(parts).toHaveLength(3);
+    parts.forEach((p, i) => {
+      expect(p.at).toBeGreaterThanOrEqual(promptedAt + (i + 1) * 60);
+      expect(p.at).toBeLessThan(promptedAt + (i + 1) * 60 + 150);
+    });
+    const idle = events.at(-1);
+    expect(idle?.event).toEqual({ type: "idle", sessionId });
+    expect(idle?.at).toBeGreaterThanOrEqual(idleAt ?? Infinity);
+    expect(events[0]?.event).toEqual({ type: "status", sessionId, status: "busy" });
+
+    const part = parts[0]?.event;
+    if (part?.type !== "part" || part.part.kind !== "tool") throw new Error("expected a tool part");
+    expect(part.part).toMatchObject({ tool: "bash", status: "completed", input: { command: "echo simulated step 1" }, sessionId });
+    expect(toolLines(part.part).map((l) => l.line)).toEqual(["▸ Bash echo simulated step 1", "✓ Bash echo simulated step 1"]);
+
+    expect(await client.status()).toEqual({});
+    const messages = await client.messages(sessionId);
+    expect(messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(messages[1]).toMatchObject({ finish: "stop", completedAt: idleAt });
+    expect(agentFinished(messages)).toBe(true);
+    const output = extractOutput(messages, await client.todos(sessionId), await client.diff(sessionId, "m"));
+    expect(output.toolCalls).toHaveLength(3);
+    expect(output.response).toContain("3 tool call(s)");
+    expect(extractUsage(messages).tokensIn).toBeGreaterThan(0);
+  });
+
+  it("emits everything at once with no interval, and a later client in another 'process' sees the same run", async () => {
+    const dir = stateDir();
+    const { sandbox, client, sessionId } = await prompted(dir, { events: 5, eventMs: 0 });
+    expect(await client.status()).toEqual({});
+    const late = simulatedRuntime({ dir }).connect({ baseUrl: `sim://${sandbox.id}:4096`, password: "x" });
+    const events = await collect(late, (e) => e.type === "idle", 1_000);
+    expect(events.map((e) => e.event.type)).toEqual(["part", "part", "part", "part", "part", "status", "idle"]);
+    expect(await late.messages(sessionId)).toEqual(await client.messages(sessionId));
+  });
+
+  it("an event stream opened before the prompt waits for it", async () => {
+    const dir = stateDir();
+    const provider = new SimulatedSandboxProvider({ dir, events: 2 }, logger);
+    const sandbox = await provider.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 });
+    const runtime = simulatedRuntime({ dir });
+    const watcher = runtime.connect({ baseUrl: sandbox.url(4096), password: "x" });
+    const pending = collect(watcher, (e) => e.type === "idle");
+    await new Promise((r) => setTimeout(r, 150));
+    const spawner = runtime.connect({ baseUrl: sandbox.url(4096), password: "x" });
+    await spawner.prompt((await spawner.createSession("t")).id, { text: "go", model: "m" });
+    expect((await pending).filter((e) => e.event.type === "part")).toHaveLength(2);
+  });
+
+  it("abort ends the run at once; the idle time recorded is the abort's", async () => {
+    const dir = stateDir();
+    const { sandbox, client, sessionId } = await prompted(dir, { events: 10, eventMs: 100 });
+    const stream = collect(client, (e) => e.type === "idle");
+    await new Promise((r) => setTimeout(r, 250));
+    await client.abort(sessionId);
+    const events = await stream;
+    expect(events.filter((e) => e.event.type === "part").length).toBeLessThan(4);
+    expect(events.map((e) => e.event.type).slice(-3)).toEqual(["error", "status", "idle"]);
+    expect(await client.status()).toEqual({});
+    const messages = await client.messages(sessionId);
+    expect(agentFinished(messages)).toBe(true);
+    expect(messages[1]?.error?.name).toBe("MessageAbortedError");
+    const state = await readSimulatedState(dir, sandbox.id);
+    expect(simulatedIdleAt(state ?? { events: 0, eventMs: 0 })).toBe(state?.abortedAt);
+    expect((state?.abortedAt ?? 0) - (state?.promptedAt ?? 0)).toBeLessThan(1_000);
+  });
+
+  it("is unreachable once its sandbox is killed, and a prompt cannot bring the sandbox back", async () => {
+    const dir = stateDir();
+    const { sandbox, client, sessionId } = await prompted(dir, { events: 2, eventMs: 10_000 });
+    await sandbox.kill();
+    await expect(client.status()).rejects.toMatchObject({ code: "agent", retryable: true });
+    const fresh = simulatedRuntime({ dir }).connect({ baseUrl: sandbox.url(4096), password: "x" });
+    await expect(fresh.prompt(sessionId, { text: "again", model: "m" })).rejects.toMatchObject({ code: "agent" });
+    expect(await new SimulatedSandboxProvider({ dir }, logger).connect(sandbox.id)).toBeNull();
+    await expect(client.messages("other-session")).rejects.toMatchObject({ code: "not_found" });
+    expect(() => simulatedRuntime({ dir }).connect({ baseUrl: "http://127.0.0.1:1", password: "x" })).toThrow(FleetError);
+  });
+});
+
+describe("SANDBOX_PROVIDER=simulated", () => {
+  it("is read from the environment and picks the simulated provider and agent together", async () => {
+    const dir = stateDir();
+    const env = loadConfig(sandboxEnv, { SANDBOX_PROVIDER: "simulated", FLEET_SIM_DIR: dir, FLEET_SIM_EVENTS: "2", FLEET_SIM_EVENT_MS: "10", FLEET_SIM_CREATE_MS: "0" });
+    expect(env).toMatchObject({ FLEET_SIM_DIR: dir, FLEET_SIM_EVENTS: 2, FLEET_SIM_EVENT_MS: 10, FLEET_SIM_CREATE_MS: 0 });
+    expect(loadConfig(sandboxEnv, {})).toMatchObject({ FLEET_SIM_EVENTS: 5, FLEET_SIM_EVENT_MS: 0, FLEET_SIM_CREATE_MS: 0 });
+    expect(() => loadConfig(sandboxEnv, { FLEET_SIM_EVENTS: "-1" })).toThrow(/FLEET_SIM_EVENTS/);
+    const provider = await createSandboxProvider(env, logger);
+    const runtime = await createAgentRuntime(env, logger);
+    expect([provider.name, runtime.name]).toEqual(["simulated", "simulated"]);
+    expect(runtime.homeFiles()).toEqual([]);
+    const sandbox = await provider.create({ metadata: meta({ fleet: "fleet" }), envs: {}, timeoutMs: 1_000 });
+    const state = await readSimulatedState(dir, sandbox.id);
+    expect(state).toMatchObject({ events: 2, eventMs: 10, alive: true });
+  });
+});

@@ -1,0 +1,96 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../cli/src/client.js";
+import type { Session } from "../shared/src/index.js";
+import { SimulatedSandboxProvider, readSimulatedState, simulatedIdleAt } from "../shared/src/simulated/index.js";
+import { cleanup, eventually, logger, uniqueNamespace } from "./support/fixtures.js";
+import { startTestFleet, type TestFleet } from "./support/fleet.js";
+
+const SESSIONS = 20;
+const EVENTS = 4;
+const EVENT_MS = 25;
+
+/**
+ * The simulated provider and agent (benchmarks only) behind the real api, spawner, poller and
+ * watchdog processes: sessions go all the way through, and no simulated sandbox outlives them.
+ */
+describe("simulated sandboxes and agent through the real services", () => {
+  let fleet: TestFleet;
+  let ns: string;
+  let simDir: string;
+  let provider: SimulatedSandboxProvider;
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("sim");
+    simDir = mkdtempSync(join(tmpdir(), "fleet-sim-e2e-"));
+    provider = new SimulatedSandboxProvider({ dir: simDir }, logger);
+    fleet = await startTestFleet({
+      namespace: ns,
+      // The spawner's config requires a model URL; the simulated agent never calls it.
+      modelUrl: "http://127.0.0.1:9/v1",
+      env: {
+        SANDBOX_PROVIDER: "simulated",
+        FLEET_SIM_DIR: simDir,
+        FLEET_SIM_EVENTS: String(EVENTS),
+        FLEET_SIM_EVENT_MS: String(EVENT_MS),
+        FLEET_MAX_SANDBOXES: "0",
+        REAPER_INTERVAL_MS: "500",
+        REAPER_GRACE_MS: "200",
+      },
+      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await cleanup(ns, ns);
+    if (simDir) rmSync(simDir, { recursive: true, force: true });
+  });
+
+  it(`completes ${SESSIONS} sessions with the scripted log lines, leaving no sandbox alive`, async () => {
+    const client = new ApiClient(fleet.apiUrl, fleet.apiKey);
+    const started = Date.now();
+    const ids = await Promise.all(
+      Array.from({ length: SESSIONS }, async (_, i) => (await client.request<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p-sim", prompt: `task ${i}` })).sessionId),
+    );
+    const done = await Promise.all(
+      ids.map((id) =>
+        eventually(async () => {
+          const s = await client.request<Session>("GET", `/v1/sessions/${id}`);
+          return ["completed", "failed", "cancelled"].includes(s.status) ? s : undefined;
+        }, 60_000, 100),
+      ),
+    );
+    console.log(`simulated: ${SESSIONS} sessions submitted and ended in ${Date.now() - started} ms`);
+    for (const s of done) {
+      expect(s.status, `${s.id}: ${s.error?.message ?? ""}`).toBe("completed");
+      expect(s.attempt).toBe(1);
+      expect(s.sandbox?.provider).toBe("simulated");
+      expect(s.output?.toolCalls).toHaveLength(EVENTS);
+      const { lines } = await client.request<{ lines: Array<{ seq: number; line: string }> }>("GET", `/v1/sessions/${s.id}/logs`);
+      expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+      const steps = Array.from({ length: EVENTS }, (_, i) => `echo simulated step ${i + 1}`);
+      expect(lines.filter((l) => l.line.startsWith("✓ Bash")).map((l) => l.line)).toEqual(steps.map((c) => `✓ Bash ${c}`));
+      expect(lines.filter((l) => l.line.startsWith("▸ Bash")).map((l) => l.line)).toEqual(steps.map((c) => `▸ Bash ${c}`));
+      expect(lines.some((l) => l.line.startsWith(`Sandbox ${s.sandbox?.id} ready (simulated`))).toBe(true);
+      expect(lines.at(-1)?.line).toMatch(new RegExp(`^Finished in .*: ${EVENTS} tool call\\(s\\), 2 message\\(s\\)$`));
+
+      // What a benchmark reads afterwards: when the agent went idle, against when the fleet recorded the end.
+      const state = await readSimulatedState(simDir, s.sandbox?.id ?? "");
+      expect(state?.alive).toBe(false);
+      const idleAt = simulatedIdleAt(state ?? { events: 0, eventMs: 0 });
+      expect(idleAt).toBe((state?.promptedAt ?? 0) + EVENTS * EVENT_MS);
+      expect(s.completedAt).toBeGreaterThanOrEqual(idleAt ?? Infinity);
+    }
+    await eventually(async () => (await provider.list()).length === 0, 10_000);
+  }, 120_000);
+
+  it("lets the watchdog in its own process list and reap a simulated sandbox of no session", async () => {
+    const orphan = await provider.create({ metadata: { fleet: "fleet", sessionId: `unknown-${ns}`, projectId: "p-sim", attempt: "1" }, envs: {}, timeoutMs: 60_000 });
+    expect(await orphan.isAlive()).toBe(true);
+    await eventually(async () => !(await orphan.isAlive()), 15_000, 100);
+    expect(fleet.logsOf("watchdog").join("\n")).toContain(orphan.id);
+  }, 30_000);
+});
