@@ -152,6 +152,45 @@ describe("api over a real bus and store", () => {
     );
   });
 
+  it("declares keys, every error status and the event stream in its OpenAPI document", async () => {
+    type Op = { security?: unknown[]; responses: Record<string, { content?: Record<string, unknown> }> };
+    const spec = (await call<{ components: { securitySchemes: Record<string, unknown> }; paths: Record<string, Record<string, Op>> }>("GET", "/openapi.json")).body;
+    expect(Object.keys(spec.components.securitySchemes).sort()).toEqual(["bearerKey", "headerKey"]);
+    for (const [path, ops] of Object.entries(spec.paths)) {
+      if (!path.startsWith("/v1/") || path.startsWith("/v1/callbacks/")) continue;
+      for (const [method, op] of Object.entries(ops)) {
+        expect(op.security, `${method} ${path}`).toEqual([{ bearerKey: [] }, { headerKey: [] }]);
+        expect(Object.keys(op.responses), `${method} ${path}`).toEqual(expect.arrayContaining(["400", "401", "503"]));
+      }
+    }
+    expect(Object.keys(spec.paths["/v1/sessions/{id}/logs"]?.get?.responses["200"]?.content ?? {})).toEqual(["application/json", "text/event-stream"]);
+  });
+
+  it("answers 405 with Allow for a method a known path does not have, and 404 for an unknown path", async () => {
+    const auth = { authorization: `Bearer ${key}` };
+    const session = await fetch(`${base}/v1/sessions/my-own-id`, { method: "DELETE", headers: auth });
+    expect(session.status).toBe(405);
+    expect(session.headers.get("allow")).toBe("GET, HEAD");
+    expect(((await session.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
+    // QUERY carries a body; without this it would be refused for its missing content type instead.
+    const list = await fetch(`${base}/v1/sessions`, { method: "QUERY", headers: auth });
+    expect(list.status).toBe(405);
+    expect(list.headers.get("allow")).toBe("GET, HEAD, POST");
+    expect((await fetch(`${base}/healthz`, { method: "PUT" })).status).toBe(405);
+    expect((await fetch(`${base}/v1/nowhere`, { method: "DELETE", headers: auth })).status).toBe(404);
+  });
+
+  it("opens a log stream at once, before the session has any line", async () => {
+    await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "sse-quiet" });
+    const aborted = new AbortController();
+    const started = Date.now();
+    const res = await fetch(`${base}/v1/sessions/sse-quiet/logs?follow=1`, { headers: { authorization: `Bearer ${key}` }, signal: aborted.signal });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    expect(Date.now() - started).toBeLessThan(5_000);
+    aborted.abort();
+  });
+
   it("asks every /v1 route for a key, and a key reaches only its own projects", async () => {
     const bare = async (path: string, headers: Record<string, string> = {}, method = "GET", body?: unknown) => {
       const r = await fetch(`${base}${path}`, { method, headers: { ...headers, ...(body ? { "content-type": "application/json" } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });

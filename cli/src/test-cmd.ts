@@ -1,8 +1,12 @@
 import { spawn, spawnSync } from "node:child_process";
 import { ensureFerretDb, ensureNatsServer, defaultToolsDir } from "@fleet/shared/infra";
 import type { CliContext } from "./infra.js";
+import { ensureSchemathesis } from "./schemathesis.js";
 
-/** Builds the server binaries the suite needs (unless given URLs), then runs `npm test`. */
+/**
+ * Builds the server binaries the suite needs (unless given URLs), installs bubblewrap and the API
+ * fuzzer (schemathesis, into .tools/venv), then runs `npm test`.
+ */
 export async function testCmd(ctx: CliContext, args: string[], root: string): Promise<number> {
   const tools = defaultToolsDir();
   const started = Date.now();
@@ -11,6 +15,8 @@ export async function testCmd(ctx: CliContext, args: string[], root: string): Pr
     ctx.env.MONGODB_URI ? undefined : ensureFerretDb(tools, ctx.out),
   ]);
   ensureBubblewrap(ctx);
+  // Without it test/schemathesis.test.ts fails (saying so); the rest of the suite still runs.
+  ensureSchemathesis(tools, ctx.out);
   const code = await new Promise<number>((resolve) => {
     const child = spawn("npm", ["test", ...(args.length ? ["--", ...args] : [])], { cwd: root, stdio: "inherit" });
     child.once("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0)));

@@ -5,10 +5,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Registry } from "prom-client";
 import { installAuth, type AuthOptions } from "./auth.js";
+import { installMethodNotAllowed } from "./methods.js";
 import { callbackRoutes } from "./routes/callbacks.js";
 import { healthRoutes } from "./routes/health.js";
 import { logRoutes } from "./routes/logs.js";
 import { sessionRoutes } from "./routes/sessions.js";
+import { SECURITY_SCHEMES } from "./schemas.js";
 
 export interface ApiDeps {
   store: SessionStore;
@@ -47,6 +49,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     openapi: {
       openapi: "3.1.0",
       info: { title: "session fleet api", version: "1.0.0", description: "Create, follow and query agent sessions." },
+      components: { securitySchemes: SECURITY_SCHEMES },
     },
     transform: jsonSchemaTransform,
   });
@@ -71,6 +74,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` } }));
 
+  installMethodNotAllowed(app);
   await app.register(rateLimit, { global: false });
   installAuth(app, deps.store, deps.auth ?? { mode: "keys" });
   await app.register(sessionRoutes({ store: deps.store, bus: deps.bus, submitsPerMinute: deps.submitsPerMinute ?? 60, ...(deps.projects ? { projects: deps.projects } : {}) }));

@@ -1,7 +1,7 @@
 import { FleetError, isTerminal, type Bus, type LogLine, type SessionStore } from "@fleet/shared";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
-import { ErrorBody, IdParams, LogsBody, LogsQuery } from "../schemas.js";
+import { API_KEY_SECURITY, IdParams, LogsQuery, LogsResponse, V1_ERRORS, errors } from "../schemas.js";
 
 export interface LogRoutesDeps {
   store: SessionStore;
@@ -18,7 +18,8 @@ export const logRoutes = (deps: LogRoutesDeps): FastifyPluginAsyncZod => async (
         summary: "Log lines as JSON; with Accept: text/event-stream or ?follow=1, history then live lines as server-sent events until the session ends (Last-Event-ID resumes)",
         params: IdParams,
         querystring: LogsQuery,
-        response: { 200: LogsBody, 404: ErrorBody },
+        security: API_KEY_SECURITY,
+        response: { 200: LogsResponse, ...errors(...V1_ERRORS, 404) },
       },
     },
     async (req, reply) => {
@@ -37,6 +38,7 @@ export const logRoutes = (deps: LogRoutesDeps): FastifyPluginAsyncZod => async (
 
 interface Sink {
   writeHead(status: number, headers: Record<string, string>): unknown;
+  flushHeaders(): void;
   write(chunk: string): boolean;
   end(): void;
   readonly writableEnded: boolean;
@@ -51,6 +53,9 @@ async function streamLogs(deps: LogRoutesDeps, sessionId: string, after: number,
   const closed = new AbortController();
   req.once("close", () => closed.abort());
   res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
+  // Sent at once: a session with no lines yet would otherwise leave the client without even the
+  // status line until the first keep-alive, and clients time out waiting for it.
+  res.flushHeaders();
   let last = after;
   const send = (l: Pick<LogLine, "seq" | "at" | "kind" | "line">): void => {
     if (l.seq <= last || res.writableEnded) return;

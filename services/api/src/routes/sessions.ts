@@ -4,18 +4,21 @@ import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
 import {
+  API_KEY_SECURITY,
   Accepted,
   ActiveSession,
+  BODY_ERRORS,
   CancelBody,
   CardParams,
   CreateSessionBody,
   CreateSessionHeaders,
   Details,
-  ErrorBody,
   IdParams,
   ListQuery,
   Metrics,
   SessionPage,
+  V1_ERRORS,
+  errors,
 } from "../schemas.js";
 
 export interface SessionRoutesDeps {
@@ -54,7 +57,9 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         summary: "Create a session (or return the one this Idempotency-Key or sessionId already made)",
         body: CreateSessionBody,
         headers: CreateSessionHeaders,
-        response: { 202: Accepted, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 429: ErrorBody },
+        security: API_KEY_SECURITY,
+        // 404 and 409: the id is taken in another project (404 when this key cannot see that project).
+        response: { 202: Accepted, ...errors(...V1_ERRORS, ...BODY_ERRORS, 403, 404, 409, 429) },
       },
       config: {
         rateLimit: { max: deps.submitsPerMinute, timeWindow: 60_000, keyGenerator: (req: FastifyRequest) => req.apiKey?.id ?? req.ip },
@@ -109,7 +114,8 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         summary: "Cancel a session in whatever phase it is; the watchdog ends it and kills its sandbox",
         params: IdParams,
         body: CancelBody.optional(),
-        response: { 202: Accepted, 404: ErrorBody, 409: ErrorBody },
+        security: API_KEY_SECURITY,
+        response: { 202: Accepted, ...errors(...V1_ERRORS, ...BODY_ERRORS, 404, 409) },
       },
     },
     async (req, reply) => {
@@ -122,13 +128,20 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
 
   app.get(
     "/v1/sessions/:id",
-    { schema: { summary: "A session document", params: IdParams, response: { 200: Session, 404: ErrorBody } } },
+    { schema: { summary: "A session document", params: IdParams, security: API_KEY_SECURITY, response: { 200: Session, ...errors(...V1_ERRORS, 404) } } },
     async (req) => mustGet(store, req.params.id, req),
   );
 
   app.get(
     "/v1/sessions",
-    { schema: { summary: "A project's sessions, newest first", querystring: ListQuery, response: { 200: SessionPage, 400: ErrorBody } } },
+    {
+      schema: {
+        summary: "A project's sessions, newest first",
+        querystring: ListQuery,
+        security: API_KEY_SECURITY,
+        response: { 200: SessionPage, ...errors(...V1_ERRORS, 403) },
+      },
+    },
     async (req) => {
       mustReach(req, req.query.projectId);
       return store.listByProject(req.query.projectId, { limit: req.query.limit, ...(req.query.cursor ? { cursor: req.query.cursor } : {}) });
@@ -137,7 +150,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
 
   app.get(
     "/v1/sessions/:id/details",
-    { schema: { summary: "Log lines and the session's results", params: IdParams, response: { 200: Details, 404: ErrorBody } } },
+    { schema: { summary: "Log lines and the session's results", params: IdParams, security: API_KEY_SECURITY, response: { 200: Details, ...errors(...V1_ERRORS, 404) } } },
     async (req) => {
       const session = await mustGet(store, req.params.id, req);
       const logs = await store.logs(session.id, { limit: 10_000 });
@@ -157,7 +170,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
 
   app.get(
     "/v1/sessions/:id/metrics",
-    { schema: { summary: "Setup breakdown and execution metrics", params: IdParams, response: { 200: Metrics, 404: ErrorBody } } },
+    { schema: { summary: "Setup breakdown and execution metrics", params: IdParams, security: API_KEY_SECURITY, response: { 200: Metrics, ...errors(...V1_ERRORS, 404) } } },
     async (req) => {
       const s = await mustGet(store, req.params.id, req);
       const setup = Object.fromEntries(Object.entries(s.metrics.setup).filter((e): e is [string, number] => typeof e[1] === "number"));
@@ -187,7 +200,14 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
 
   app.get(
     "/v1/cards/:cardId/active-session",
-    { schema: { summary: "The card's active session with its latest log lines", params: CardParams, response: { 200: ActiveSession, 404: ErrorBody } } },
+    {
+      schema: {
+        summary: "The card's active session with its latest log lines",
+        params: CardParams,
+        security: API_KEY_SECURITY,
+        response: { 200: ActiveSession, ...errors(...V1_ERRORS, 404) },
+      },
+    },
     async (req) => {
       const session = await store.activeForCard(req.params.cardId);
       if (!session || !reaches(req, session.projectId)) throw new FleetError("not_found", `card ${req.params.cardId} has no active session`);
