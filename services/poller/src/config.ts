@@ -9,6 +9,8 @@ export const PollerConfig = baseEnv
     POLLER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(500),
     /** Safety-net status check while the event stream is quiet or cut. */
     POLLER_STATUS_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
+    /** How often each watch re-reads its session from the store (a backstop for ends decided elsewhere). */
+    POLLER_STORE_CHECK_MS: z.coerce.number().int().min(50).max(600_000).default(2_000),
     /** How long an unreachable agent is tolerated before the session fails. */
     POLLER_UNREACHABLE_MS: z.coerce.number().int().min(1_000).max(600_000).default(15_000),
     /** A busy agent silent for this long is stuck: abort, kill its process, fail the session `stalled`. */

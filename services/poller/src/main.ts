@@ -17,6 +17,7 @@ const poller = createPoller(
     settings: {
       agentSecret: config.FLEET_AGENT_SECRET,
       statusIntervalMs: config.POLLER_STATUS_INTERVAL_MS,
+      storeCheckMs: config.POLLER_STORE_CHECK_MS,
       unreachableMs: config.POLLER_UNREACHABLE_MS,
       quietMs: config.POLLER_QUIET_MS,
       escalationStepMs: config.POLLER_ESCALATION_STEP_MS,

@@ -26,6 +26,12 @@ export interface WatchSettings {
   agentSecret: string;
   /** Safety-net status check interval, for when the event stream is cut. */
   statusIntervalMs: number;
+  /**
+   * How often a watch re-reads its session from the store to notice an end decided elsewhere
+   * (cancel, deadline). Those also kill the sandbox themselves, so this is a backstop, kept apart
+   * from the agent status check so that watching many sessions costs the store little.
+   */
+  storeCheckMs: number;
   /** How long the agent may be unreachable before the session fails. */
   unreachableMs: number;
   /** A busy agent with no new event or part for this long is stuck: escalate and fail `stalled`. */
@@ -88,6 +94,7 @@ class Watch {
   private unreachableSince: number | undefined;
   private lastActivity = Date.now();
   private partsSeen = 0;
+  private storeCheckedAt = 0;
   private readonly log: Logger;
 
   constructor(
@@ -154,19 +161,22 @@ class Watch {
   /** The safety net: is the session still ours, is the agent reachable, is it done? */
   private async tick(): Promise<void> {
     if (this.finishing || this.stop.signal.aborted) return;
-    let current: Session | null;
-    try {
-      current = await this.deps.store.get(this.session.id);
-    } catch (err) {
-      // The store is away: the agent goes on regardless, so keep watching and look again next tick.
-      this.log.warn({ err: errorMessage(err) }, "store unavailable; still watching");
-      return;
-    }
-    if (!current || isTerminal(current.status)) {
-      // Ended elsewhere (cancel, deadline): make sure the sandbox goes with it.
-      await this.deps.provider.kill(this.sandbox.id).catch(() => undefined);
-      this.stop.abort();
-      return;
+    if (Date.now() - this.storeCheckedAt >= this.deps.settings.storeCheckMs) {
+      let current: Session | null;
+      try {
+        current = await this.deps.store.get(this.session.id);
+      } catch (err) {
+        // The store is away: the agent goes on regardless, so keep watching and look again next tick.
+        this.log.warn({ err: errorMessage(err) }, "store unavailable; still watching");
+        return;
+      }
+      this.storeCheckedAt = Date.now();
+      if (!current || isTerminal(current.status)) {
+        // Ended elsewhere (cancel, deadline): make sure the sandbox goes with it.
+        await this.deps.provider.kill(this.sandbox.id).catch(() => undefined);
+        this.stop.abort();
+        return;
+      }
     }
     let busy: boolean;
     try {
@@ -250,8 +260,8 @@ class Watch {
   private finish(messages: AgentMessage[]): Promise<void> {
     return this.end(async () => {
       const { store, metrics } = this.deps;
-      await store.patch(this.session.id, { phase: "collecting" });
-      const messageId = (await store.get(this.session.id))?.agentMessageId;
+      // Straight to the terminal write: a "collecting" phase would cost a store write per session.
+      const messageId = this.session.agentMessageId;
       const [todos, diffs] = await Promise.all([
         this.client.todos(this.agentSessionId).catch(() => []),
         messageId ? this.client.diff(this.agentSessionId, messageId).catch(() => []) : Promise.resolve([]),

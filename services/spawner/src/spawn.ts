@@ -75,7 +75,9 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   try {
     await admit(store, session, deps.settings.admission, ctx);
     timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
-    await guard(store.patch(session.id, { attempt, phase: "admitted", queuePosition: 0 }));
+    // Each store write counts (on FerretDB's SQLite backend an update scans its collection):
+    // admission and the start of sandbox creation are one write.
+    await guard(store.patch(session.id, { attempt, phase: "sandbox_creating", queuePosition: 0 }));
     const writer = await SessionLogWriter.open(deps, session.id);
     sandbox = await createSandbox(deps, session, attempt, timings);
     await writer.append([{ kind: "system", key: `setup:${attempt}:sandbox`, line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})` }]);
@@ -167,7 +169,6 @@ async function guard(applied: Promise<boolean>): Promise<void> {
 }
 
 async function createSandbox(deps: SpawnDeps, session: Session, attempt: number, timings: SetupTimings): Promise<Sandbox> {
-  await guard(deps.store.patch(session.id, { phase: "sandbox_creating" }));
   const started = Date.now();
   const cb = deps.settings.callbacks;
   const sandbox = await deps.provider.create({
@@ -223,7 +224,7 @@ async function startAgent(deps: SpawnDeps, session: Session, sandbox: Sandbox, a
 }
 
 async function sendPrompt(deps: SpawnDeps, session: Session, client: AgentClient, timings: SetupTimings): Promise<{ agentSessionId: string; messageId: string }> {
-  await guard(deps.store.patch(session.id, { phase: "prompting" }));
+  // No write of its own for "prompting": it takes a few milliseconds, and the running transition follows.
   let started = Date.now();
   const [agentSession] = await Promise.all([
     client.createSession(`session ${session.id}`),

@@ -28,6 +28,8 @@ export const busEnv = z.object({
 export const storeEnv = z.object({
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").default("mongodb://127.0.0.1:27017/"),
   FLEET_DB: z.string().regex(/^[A-Za-z0-9_-]{1,63}$/).default("fleet"),
+  /** Connections each service opens to the store at most; more requests wait in the driver, in order. */
+  FLEET_STORE_POOL: z.coerce.number().int().min(1).max(1_000).default(8),
 });
 
 export const baseEnv = busEnv.extend(storeEnv.shape).extend({
@@ -108,6 +110,8 @@ export const sandboxEnv = z.object({
   FLEET_SIM_EVENTS: z.coerce.number().int().min(0).max(1_000).default(5),
   /** Simulated: spacing of those events; 0 emits them all at once, so the agent is idle at its prompt. */
   FLEET_SIM_EVENT_MS: z.coerce.number().int().min(0).max(3_600_000).default(0),
+  /** Simulated: `off` keeps the agent's event stream silent, as if cut (pollers then rely on status checks). */
+  FLEET_SIM_EVENT_STREAM: z.enum(["on", "off"]).default("on"),
 });
 export type SandboxEnv = z.infer<typeof sandboxEnv>;
 

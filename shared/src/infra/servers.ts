@@ -98,7 +98,11 @@ export async function startFerretDb(opts: ServerStart): Promise<StartedServer> {
       command: opts.binary,
       args: [
         "--handler=sqlite",
-        `--sqlite-url=file:${dir}/`,
+        // Writes take SQLite's write lock when they begin, so its busy timeout applies (a deferred
+        // transaction upgrading under contention fails at once with SQLITE_BUSY). synchronous=normal
+        // with WAL: a commit survives the process, not a power cut, like JetStream's file store,
+        // which also leaves fsync to its sync interval.
+        `--sqlite-url=file:${dir}/?_txlock=immediate&_pragma=synchronous(normal)`,
         `--listen-addr=127.0.0.1:${port}`,
         `--state-dir=${dir}`,
         `--debug-addr=${opts.monitorPort ? `127.0.0.1:${opts.monitorPort}` : "-"}`,

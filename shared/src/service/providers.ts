@@ -36,7 +36,7 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
 export async function createAgentRuntime(env: SandboxEnv, logger: Logger): Promise<AgentRuntime> {
   if (env.SANDBOX_PROVIDER === "simulated") {
     const { simulatedRuntime } = await import("../simulated/index.js");
-    return simulatedRuntime({ dir: env.FLEET_SIM_DIR });
+    return simulatedRuntime({ dir: env.FLEET_SIM_DIR, eventStream: env.FLEET_SIM_EVENT_STREAM === "on" });
   }
   const { opencodeRuntime } = await import("../agent/opencode/index.js");
   return opencodeRuntime({ ...(env.OPENCODE_BIN ? { binary: env.OPENCODE_BIN } : {}), logger });

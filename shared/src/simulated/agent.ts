@@ -22,6 +22,8 @@ const PROMPT_POLL_MS = 50;
 export interface SimulatedRuntimeConfig {
   /** The simulated sandboxes' state directory (FLEET_SIM_DIR), the same as the provider's. */
   dir: string;
+  /** False: the event stream stays silent (as if cut), so only the poller's status checks see the end. */
+  eventStream?: boolean;
 }
 
 /**
@@ -41,7 +43,7 @@ export function simulatedRuntime(config: SimulatedRuntimeConfig): AgentRuntime {
       return [];
     },
     connect(endpoint: AgentEndpoint): AgentClient {
-      return new SimulatedAgentClient(endpoint, config.dir);
+      return new SimulatedAgentClient(endpoint, config.dir, config.eventStream ?? true);
     },
   };
 }
@@ -60,6 +62,7 @@ export class SimulatedAgentClient implements AgentClient {
   constructor(
     endpoint: AgentEndpoint,
     private readonly dir: string,
+    private readonly eventStream = true,
   ) {
     const id = sandboxIdOfUrl(endpoint.baseUrl);
     if (!id) throw new FleetError("agent", `not a simulated agent address: ${endpoint.baseUrl}`, { retryable: false });
@@ -92,6 +95,10 @@ export class SimulatedAgentClient implements AgentClient {
   }
 
   async *events(signal: AbortSignal): AsyncIterable<AgentEvent> {
+    if (!this.eventStream) {
+      while (await this.pause(Number.POSITIVE_INFINITY, signal));
+      return;
+    }
     let state = await this.current();
     while (state.promptedAt === undefined) {
       if (!(await this.pause(PROMPT_POLL_MS, signal))) return;

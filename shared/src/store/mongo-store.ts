@@ -17,6 +17,8 @@ import type { CreateResult, Page, SessionPatch, SessionStore, TransitionRequest 
 import { applyTransitions, transitionId, transitionIds, type TransitionDoc } from "./transitions.js";
 
 export interface MongoStoreConfig {
+  /** Connections to the store at most (the driver's maxPoolSize); the driver's default when unset. */
+  maxPoolSize?: number;
   uri: string;
   database: string;
   /** Server selection bound: how long an operation waits for an unreachable server before failing. */
@@ -41,9 +43,15 @@ function toSession(doc: SessionDoc | null): Session | null {
 }
 
 /** Store errors become FleetErrors; network trouble is retryable so handlers back off. */
+/**
+ * Server answers that say the request itself is wrong; anything else (network, a busy or locked
+ * backend, an internal error) may pass, and the bus's bounded redelivery retries it.
+ */
+const PERMANENT_CODES = new Set([2, 9, 13, 14, 18, 121, 11000]);
+
 function wrap(op: string, err: unknown): FleetError {
   if (err instanceof FleetError) return err;
-  const retryable = !(err instanceof MongoServerError) || err.hasErrorLabel("RetryableWriteError");
+  const retryable = !(err instanceof MongoServerError) || err.hasErrorLabel("RetryableWriteError") || !PERMANENT_CODES.has(Number(err.code));
   return new FleetError("store_unavailable", `store ${op} failed: ${errorMessage(err)}`, { retryable, cause: err });
 }
 
@@ -89,6 +97,9 @@ export class MongoSessionStore implements SessionStore {
       serverSelectionTimeoutMS: config.serverSelectionTimeoutMs ?? 10_000,
       appName: config.appName ?? "fleet",
       retryWrites: true,
+      // A bounded pool queues requests in the driver (in order) rather than in the store, where
+      // a single-writer backend such as FerretDB on SQLite lets waiting writers starve.
+      ...(config.maxPoolSize ? { maxPoolSize: config.maxPoolSize } : {}),
     });
     try {
       await client.connect();
@@ -150,12 +161,11 @@ export class MongoSessionStore implements SessionStore {
 
   async get(id: string): Promise<Session | null> {
     try {
-      const [doc, records] = await Promise.all([
-        this.sessions.findOne({ _id: id }),
-        this.transitions.find({ _id: { $in: transitionIds(id) } }).toArray(),
-      ]);
+      // Lookups by _id only: the one filter every backend serves from its primary key (FerretDB's
+      // SQLite backend evaluates any other filter, $in included, by scanning the collection).
+      const [doc, ...records] = await Promise.all([this.sessions.findOne({ _id: id }), ...transitionIds(id).map((t) => this.transitions.findOne({ _id: t }))]);
       const session = toSession(doc);
-      return session ? this.reconcile(session, records) : null;
+      return session ? this.reconcile(session, records.filter((r): r is TransitionDoc => r !== null)) : null;
     } catch (err) {
       throw wrap("get", err);
     }
@@ -216,7 +226,9 @@ export class MongoSessionStore implements SessionStore {
     const current = await this.get(id);
     if (!current || !whenStatus.includes(current.status)) return false;
     try {
-      const res = await this.sessions.updateOne({ _id: id, status: current.status }, { $set: { ...set, updatedAt: Date.now() } });
+      // By _id alone (a primary-key write everywhere). A status change racing this patch cannot be
+      // lost: transitions are their own records, and the cached status is repaired on read.
+      const res = await this.sessions.updateOne({ _id: id }, { $set: { ...set, updatedAt: Date.now() } });
       return res.matchedCount === 1;
     } catch (err) {
       throw wrap("patch", err);
@@ -286,9 +298,17 @@ export class MongoSessionStore implements SessionStore {
     }
   }
 
+  /** Whether line `seq` of a session is stored: one primary-key lookup. */
+  private async hasLine(sessionId: string, seq: number): Promise<boolean> {
+    return (await this.logLines.findOne({ _id: logId(sessionId, seq) }, { projection: { _id: 1 } })) !== null;
+  }
+
   async logs(sessionId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogLine[]> {
     const limit = Math.min(Math.max(options.limit ?? 1_000, 1), 10_000);
     try {
+      // Lines are gap-free, so "nothing after afterSeq" (a new session, a follower that is up to
+      // date) is answered by one key lookup instead of a query over the session's lines.
+      if (!(await this.hasLine(sessionId, (options.afterSeq ?? 0) + 1))) return [];
       const docs = await this.logLines
         .find({ sessionId, seq: { $gt: options.afterSeq ?? 0 } })
         .sort({ seq: 1 })
@@ -302,8 +322,20 @@ export class MongoSessionStore implements SessionStore {
 
   async lastLogSeq(sessionId: string): Promise<number> {
     try {
-      const doc = await this.logLines.find({ sessionId }).sort({ seq: -1 }).limit(1).next();
-      return doc?.seq ?? 0;
+      // Gap-free from 1: double until a line is missing, then halve the interval (key lookups only).
+      if (!(await this.hasLine(sessionId, 1))) return 0;
+      let lo = 1;
+      let hi = 2;
+      while (await this.hasLine(sessionId, hi)) {
+        lo = hi;
+        hi *= 2;
+      }
+      while (hi - lo > 1) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (await this.hasLine(sessionId, mid)) lo = mid;
+        else hi = mid;
+      }
+      return lo;
     } catch (err) {
       throw wrap("lastLogSeq", err);
     }

@@ -46,6 +46,14 @@ const AUTH_HEADER = z.object({ authorization: z.string().optional().describe("Be
  * progress goes to the poller watching the session, which owns the session's log.
  */
 export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod => async (app) => {
+  /** The token is checked before the body, so a caller without one learns nothing of the schema. */
+  const tokenFirst = async (req: { headers: { authorization?: string | undefined }; params: unknown }): Promise<void> => {
+    const header = req.headers.authorization ?? "";
+    if (!header.startsWith("Bearer ")) throw new FleetError("unauthorized", "a callback token is required (Authorization: Bearer <token>)");
+    const id = (req.params as { id?: unknown }).id;
+    await verifyCallbackToken(deps.tokens, header.slice(7).trim(), typeof id === "string" ? id : "");
+  };
+
   /** The running session the token was minted for, or the 4xx that says why not. */
   const authorise = async (authorization: string | undefined, sessionId: string): Promise<Session> => {
     const header = authorization ?? "";
@@ -61,6 +69,7 @@ export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod 
   app.post(
     "/v1/callbacks/sessions/:id/events",
     {
+      preValidation: tokenFirst,
       schema: {
         summary: "Push progress lines of a running session from inside its sandbox (Authorization: Bearer <callback token>)",
         params: z.object({ id: SessionId }),
@@ -83,6 +92,7 @@ export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod 
   app.post(
     "/v1/callbacks/sessions/:id/complete",
     {
+      preValidation: tokenFirst,
       schema: {
         summary: "Complete a running session from inside its sandbox (Authorization: Bearer <callback token>)",
         params: z.object({ id: SessionId }),

@@ -29,7 +29,9 @@ describe("isolation", () => {
     expect(argv.slice(-3)).toEqual(["--", "node", "-v"]);
     // A binary outside the view brings its own package folder, read-only.
     const opencode = isolatedArgv("bubblewrap", "/usr/bin/bwrap", view, "/srv/sbx", layout, layout.workspace, "/app/node_modules/oc-linux/bin/oc", []);
-    expect(opencode.join(" ")).toContain("--ro-bind /app/node_modules/oc-linux /app/node_modules/oc-linux");
+    expect(opencode.join(" ")).toContain("--tmpfs /srv/sbx --ro-bind /app/node_modules/oc-linux /app/node_modules/oc-linux");
+    const loose = isolatedArgv("bubblewrap", "/usr/bin/bwrap", view, "/srv/sbx", layout, layout.workspace, "/tmp/tools-1/agent", []);
+    expect(loose.join(" ")).toContain("--tmpfs /srv/sbx --ro-bind /tmp/tools-1 /tmp/tools-1");
   });
 
   it("builds the host view from the system folders, PATH and extra readable folders, never /", () => {

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readlinkSync, realpathSync } from "node:fs";
-import { delimiter, dirname, isAbsolute } from "node:path";
+import { basename, delimiter, dirname, isAbsolute } from "node:path";
 import { FleetError } from "../../errors/index.js";
 import type { SandboxLayout } from "./registry.js";
 
@@ -78,7 +78,8 @@ export function hostView(path: string, readable: readonly string[] = []): HostVi
  * The argv that runs a command as the sandbox. Under bubblewrap the root is empty but for the host
  * view (read-only), a private /tmp and this sandbox's workspace, home and tmp (writable, at the
  * same paths). Other sandboxes, the registry and everything outside the view are not there. An
- * absolute command outside the view brings its package folder (two levels up), read-only.
+ * absolute command outside the view brings its folder, read-only (its package folder when it sits
+ * in a `bin` folder).
  */
 export function isolatedArgv(
   mode: IsolationMode,
@@ -92,11 +93,14 @@ export function isolatedArgv(
 ): string[] {
   if (mode === "none" || !bwrapBin) return [command, ...args];
   const mounts = view.flatMap((v) => (v.kind === "ro" ? ["--ro-bind", v.path, v.path] : ["--symlink", v.target, v.path]));
+  // Mounted after the tmpfs folders, so a command kept under /tmp stays visible.
+  const own: string[] = [];
   if (isAbsolute(command) && !view.some((v) => command.startsWith(`${v.path}/`))) {
-    const pkg = dirname(dirname(command));
-    mounts.push("--ro-bind", pkg, pkg);
+    const dir = dirname(command);
+    const pkg = basename(dir) === "bin" ? dirname(dir) : dir;
+    own.push("--ro-bind", pkg, pkg);
   }
   const binds = [layout.workspace, layout.home, layout.tmp].flatMap((p) => ["--bind", p, p]);
   // rootDir goes under a tmpfs too, in case the view covers it: other sandboxes must not show.
-  return [bwrapBin, ...mounts, "--tmpfs", "/tmp", "--tmpfs", rootDir, ...binds, ...NAMESPACE_FLAGS, "--chdir", cwd, "--", command, ...args];
+  return [bwrapBin, ...mounts, "--tmpfs", "/tmp", "--tmpfs", rootDir, ...own, ...binds, ...NAMESPACE_FLAGS, "--chdir", cwd, "--", command, ...args];
 }
