@@ -4,8 +4,8 @@ import type { CliContext } from "./infra.js";
 import { ensureSchemathesis } from "./schemathesis.js";
 
 /**
- * Builds the server binaries the suite needs (unless given URLs), installs bubblewrap and the API
- * fuzzer (schemathesis, into .tools/venv), then runs `npm test`.
+ * Builds the server binaries the suite needs (unless given URLs), installs bubblewrap, redis-server
+ * and the API fuzzer (schemathesis, into .tools/venv), then runs `npm test`.
  */
 export async function testCmd(ctx: CliContext, args: string[], root: string): Promise<number> {
   const tools = defaultToolsDir();
@@ -14,7 +14,7 @@ export async function testCmd(ctx: CliContext, args: string[], root: string): Pr
     ctx.env.NATS_URL ? undefined : ensureNatsServer(tools, ctx.out),
     ctx.env.MONGODB_URI ? undefined : ensureFerretDb(tools, ctx.out),
   ]);
-  ensureBubblewrap(ctx);
+  ensureDebianPackages(ctx);
   // Without it test/schemathesis.test.ts fails (saying so); the rest of the suite still runs.
   ensureSchemathesis(tools, ctx.out);
   const code = await new Promise<number>((resolve) => {
@@ -26,22 +26,31 @@ export async function testCmd(ctx: CliContext, args: string[], root: string): Pr
 }
 
 /**
- * The local sandbox provider isolates agents with bubblewrap when it is installed; the suite tests
- * that mode only where it exists. As root with apt, install it (once); otherwise say it is missing.
+ * Debian packages the suite uses: bubblewrap (the local sandbox provider isolates agents with it
+ * when installed; the suite tests that mode only where it exists) and redis-server (the BullMQ
+ * peer of the benchmarks; its test fails without it). As root with apt, install the missing ones
+ * (once); otherwise say what is missing.
  */
-function ensureBubblewrap(ctx: CliContext): void {
-  const has = (): boolean => spawnSync("bwrap", ["--version"], { stdio: "ignore" }).status === 0;
-  if (has()) return;
+const DEBIAN_PACKAGES = [
+  { name: "bubblewrap", probe: ["bwrap", "--version"], without: "sandbox isolation tests run in plain mode only" },
+  { name: "redis-server", probe: ["redis-server", "--version"], without: "test/bench-peer.test.ts (the BullMQ peer) fails" },
+] as const;
+
+function ensureDebianPackages(ctx: CliContext): void {
+  const has = (probe: readonly string[]): boolean => spawnSync(probe[0] as string, probe.slice(1), { stdio: "ignore" }).status === 0;
+  const missing = DEBIAN_PACKAGES.filter((p) => !has(p.probe));
+  if (missing.length === 0) return;
   const canApt = process.getuid?.() === 0 && spawnSync("apt-get", ["--version"], { stdio: "ignore" }).status === 0;
   if (!canApt) {
-    ctx.out("bubblewrap not found (Debian package bubblewrap): sandbox isolation tests run in plain mode only");
+    for (const p of missing) ctx.out(`${p.name} not found (Debian package ${p.name}): ${p.without}`);
     return;
   }
-  ctx.out("installing bubblewrap for sandbox isolation (apt-get)");
+  const names = missing.map((p) => p.name);
+  ctx.out(`installing ${names.join(", ")} (apt-get)`);
   const quiet = { stdio: "ignore" as const, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } };
-  if (spawnSync("apt-get", ["install", "-y", "-q", "bubblewrap"], quiet).status !== 0) {
+  if (spawnSync("apt-get", ["install", "-y", "-q", ...names], quiet).status !== 0) {
     spawnSync("apt-get", ["update", "-q"], quiet);
-    spawnSync("apt-get", ["install", "-y", "-q", "bubblewrap"], quiet);
+    spawnSync("apt-get", ["install", "-y", "-q", ...names], quiet);
   }
-  if (!has()) ctx.out("could not install bubblewrap: sandbox isolation tests run in plain mode only");
+  for (const p of missing) if (!has(p.probe)) ctx.out(`could not install ${p.name}: ${p.without}`);
 }

@@ -94,7 +94,8 @@ class Watch {
   private unreachableSince: number | undefined;
   private lastActivity = Date.now();
   private partsSeen = 0;
-  private storeCheckedAt = 0;
+  /** The watch starts from a session just read. */
+  private storeCheckedAt = Date.now();
   private readonly log: Logger;
 
   constructor(

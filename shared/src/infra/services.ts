@@ -23,6 +23,8 @@ export interface FleetProcessOptions {
   /** NATS users by role, when the server requires them; each service gets its own. */
   natsUsers?: ReadonlyArray<{ role: string; user: string; password: string }>;
   readyTimeoutMs?: number;
+  /** Extra node flags before the script (e.g. --cpu-prof for a profile). */
+  nodeArgs?: string[];
 }
 
 export interface RunningService {
@@ -71,7 +73,7 @@ export async function startService(name: ServiceName, options: FleetProcessOptio
   const proc = startProcess({
     name: `${name}-${index}`,
     command: process.execPath,
-    args: [main],
+    args: [...(options.nodeArgs ?? []), main],
     env,
     cwd: root,
     logFile: join(options.dataDir, `${name}-${index}.log`),

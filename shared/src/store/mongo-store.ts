@@ -14,7 +14,7 @@ import { ApiKeyRecord } from "../auth/index.js";
 import type { Logger } from "../log/index.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { CreateResult, Page, SessionPatch, SessionStore, TransitionRequest } from "./port.js";
-import { applyTransitions, transitionId, transitionIds, type TransitionDoc } from "./transitions.js";
+import { applyTransitions, lastTransition, transitionId, transitionIds, type TransitionDoc } from "./transitions.js";
 
 export interface MongoStoreConfig {
   /** Connections to the store at most (the driver's maxPoolSize); the driver's default when unset. */
@@ -223,8 +223,13 @@ export class MongoSessionStore implements SessionStore {
 
   async patch(id: string, set: SessionPatch, whenStatus: readonly SessionStatus[] = ACTIVE_STATUSES): Promise<boolean> {
     if ("status" in set) throw new FleetError("invalid_transition", "status changes go through transition()");
-    const current = await this.get(id);
-    if (!current || !whenStatus.includes(current.status)) return false;
+    // The status from the transition records alone (two key lookups); the update says whether the
+    // document exists.
+    const records = await Promise.all(transitionIds(id).map((t) => this.transitions.findOne({ _id: t }))).catch((err: unknown) => {
+      throw wrap("patch", err);
+    });
+    const status = lastTransition(records.filter((r): r is TransitionDoc => r !== null))?.to ?? "pending";
+    if (!whenStatus.includes(status)) return false;
     try {
       // By _id alone (a primary-key write everywhere). A status change racing this patch cannot be
       // lost: transitions are their own records, and the cached status is repaired on read.

@@ -1,0 +1,86 @@
+/**
+ * `npm run bench [-- --quick] [-- --only B1,B3]`: starts the real nats-server and store, measures
+ * their raw limits, then runs the fleet's services as separate processes (simulated sandboxes and
+ * agent for load; local sandboxes and OpenCode for B6) and the BullMQ peer, prints one table and
+ * writes bench/results/<time>.json (and latest.json, and the plot as SVG).
+ */
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { repoRoot } from "@fleet/shared/infra";
+import { measureBaselines } from "./baselines.js";
+import { startBenchInfra } from "./env.js";
+import { plotSvg } from "./plot.js";
+import { b1, b2, b3, b4, b5, b6, b7, type Ctx, type PeerRunner } from "./scenarios.js";
+import { renderTable, type Results } from "./table.js";
+import { progress, round } from "./util.js";
+
+const ALL = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"] as const;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, "no-peer": { type: "boolean", default: false }, profile: { type: "boolean", default: false } } });
+  const only = new Set((values.only ?? ALL.join(",")).split(",").map((s) => s.trim().toUpperCase()));
+  for (const s of only) if (!(ALL as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}; choose from ${ALL.join(", ")}`);
+  const quick = values.quick;
+  const begin = Date.now();
+  const log = progress(begin);
+  const root = repoRoot();
+  const dataDir = join(root, ".fleet", "bench");
+  rmSync(dataDir, { recursive: true, force: true });
+
+  log(`${quick ? "quick" : "full"} run of ${[...only].join(", ")} on ${cpus().length} cores, ${round(totalmem() / 2 ** 30)} GiB`);
+  const b = await startBenchInfra(dataDir, log);
+  let peer: { run: PeerRunner; stop(): Promise<void> } | undefined;
+  const results: Results = {
+    startedAt: new Date(begin).toISOString(),
+    mode: quick ? "quick" : "full",
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: round(totalmem() / 2 ** 30), node: process.version, store: b.infra.store, bus: "nats-server (local, file storage)" },
+    baselines: undefined as never,
+  };
+  try {
+    log("raw baselines: JetStream publish and consume, store findOneAndUpdate and insertMany");
+    results.baselines = await measureBaselines(b, quick ? 20_000 : 100_000);
+    log(`  publish ${round(results.baselines.jsPublish)} msg/s, consume ${round(results.baselines.jsConsume)} msg/s, findOneAndUpdate ${round(results.baselines.findOneAndUpdate)} op/s, insertMany ${round(results.baselines.insertManyDocs)} docs/s`);
+    if (!values["no-peer"] && (only.has("B1") || only.has("B2"))) {
+      log("starting Redis for the BullMQ peer");
+      const { startPeer } = await import("./peer.js");
+      peer = await startPeer(b, join(dataDir, "peer"));
+    }
+    const ctx: Ctx = { b, quick, log, baselines: results.baselines, ...(values.profile ? { profileDir: join(dataDir, "profiles") } : {}) };
+    if (only.has("B1")) results.b1 = await b1(ctx, peer?.run);
+    if (only.has("B2")) {
+      const best = results.b1?.reduce((a, r) => (r.sessionsPerSecond > a.sessionsPerSecond ? r : a));
+      results.b2 = await b2(ctx, best?.sessionsPerSecond ?? 100, best?.instances ?? 1, peer?.run);
+    }
+    if (only.has("B3")) results.b3 = await b3(ctx);
+    if (only.has("B4")) results.b4 = await b4(ctx);
+    if (only.has("B5")) results.b5 = await b5(ctx);
+    if (only.has("B6")) results.b6 = await b6(ctx);
+    if (only.has("B7")) results.b7 = await b7(ctx);
+  } finally {
+    await peer?.stop();
+    await b.stop();
+  }
+  results.seconds = round((Date.now() - begin) / 1000);
+  const outDir = join(root, "bench", "results");
+  mkdirSync(outDir, { recursive: true });
+  const stamp = results.startedAt.replace(/[:.]/g, "-");
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  writeFileSync(join(outDir, `${stamp}-${results.mode}.json`), json);
+  writeFileSync(join(outDir, `latest-${results.mode}.json`), json);
+  if (results.b1 || results.b2) {
+    const svg = plotSvg(results.b1 ?? [], results.b2 ?? [], `session fleet, ${results.mode} run ${results.startedAt} on ${results.machine.cpus} cores (${results.machine.cpuModel})`);
+    writeFileSync(join(outDir, `latest-${results.mode}.svg`), svg);
+  }
+  process.stdout.write(`${renderTable(results)}\n`);
+  log(`done in ${results.seconds} s; results in bench/results/latest-${results.mode}.json`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

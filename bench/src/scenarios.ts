@@ -1,0 +1,488 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { createLogger, subjectFor } from "@fleet/shared";
+import { startService } from "@fleet/shared/infra";
+import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/shared/model";
+import type { Baselines } from "./baselines.js";
+import { serverCounters, sessionTimes, startBenchFleet, waitEnded, type BenchFleet, type BenchInfra } from "./env.js";
+import { cpuSeconds, percentile, round, rssBytes, sleep, spread, until, type Spread } from "./util.js";
+
+export interface Ctx {
+  b: BenchInfra;
+  quick: boolean;
+  /** Folder for V8 CPU profiles of the services B6 starts (node --cpu-prof), when set. */
+  profileDir?: string;
+  log: (line: string) => void;
+  baselines: Baselines;
+}
+
+let runs = 0;
+const ns = (name: string): string => `bench-${name}-${process.pid.toString(36)}-${(runs++).toString(36)}`;
+
+/** Publishes `n` requests as fast as the bus takes them; returns each session's request time. */
+async function flood(fleet: BenchFleet, prefix: string, n: number, extra: Record<string, unknown> = {}): Promise<Map<string, number>> {
+  const at = new Map<string, number>();
+  for (let i = 0; i < n; i += 500) {
+    await Promise.all(
+      Array.from({ length: Math.min(500, n - i) }, (_, j) => {
+        const id = `${prefix}-${i + j}`;
+        at.set(id, Date.now());
+        return fleet.request(id, extra);
+      }),
+    );
+  }
+  return at;
+}
+
+/** Publishes at `rate` sessions/s for `seconds`; returns each session's request time. */
+async function paced(fleet: BenchFleet, prefix: string, rate: number, seconds: number): Promise<Map<string, number>> {
+  const at = new Map<string, number>();
+  const start = Date.now();
+  const total = Math.max(1, Math.round(rate * seconds));
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((Date.now() - start) / 1000) * rate) + 1);
+    const batch: Promise<void>[] = [];
+    for (; sent < due; sent++) {
+      const id = `${prefix}-${sent}`;
+      at.set(id, Date.now());
+      batch.push(fleet.request(id));
+    }
+    await Promise.all(batch);
+    await sleep(Math.max(1, Math.min(10, 1000 / rate)));
+  }
+  return at;
+}
+
+const fastPoller = { POLLER_MAX_IN_FLIGHT: "20000", POLLER_STATUS_INTERVAL_MS: "1000" };
+
+// ---------------------------------------------------------------------------------------------
+// B1 throughput at saturation, and the BullMQ peer on the same work
+
+export interface B1Row {
+  instances: number;
+  sessions: number;
+  failed: number;
+  sessionsPerSecond: number;
+  busMsgsPerSession: number;
+  storeOpsPerSession: number;
+  opsPerSecond: number;
+  efficiency: number;
+  peerSessionsPerSecond?: number;
+  ratioToPeer?: number;
+}
+
+export type PeerRunner = (instances: number, sessions: number, opts: { createMs: number; events: number; eventMs: number; ratePerSecond?: number }) => Promise<{ sessionsPerSecond: number; latencies?: Record<string, Spread> }>;
+
+export async function b1(ctx: Ctx, peer: PeerRunner | undefined): Promise<B1Row[]> {
+  const n = ctx.quick ? 100 : 1_000;
+  // Per-operation baselines only: an insertMany call carries 100 documents, so it is not one operation.
+  const slowest = Math.min(ctx.baselines.jsPublish, ctx.baselines.jsConsume, ctx.baselines.findOneAndUpdate);
+  const rows: B1Row[] = [];
+  for (const instances of [1, 2]) {
+    const fleet = await startBenchFleet(ctx.b, { namespace: ns("b1"), spawners: instances, pollers: instances, env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" } });
+    try {
+      ctx.log(`B1 fleet, ${instances} instance(s) per stage: ${n} sessions as fast as they come`);
+      const before = await serverCounters(ctx.b);
+      const t0 = Date.now();
+      const at = await flood(fleet, "b1", n);
+      const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
+      const after = await serverCounters(ctx.b);
+      const seconds = (t1 - t0) / 1000;
+      const failed = await fleet.db.collection("sessions").countDocuments({ status: { $ne: "completed" } });
+      const ops = after.busMsgs - before.busMsgs + (after.storeOps - before.storeOps);
+      const row: B1Row = {
+        instances,
+        sessions: n,
+        failed,
+        sessionsPerSecond: n / seconds,
+        busMsgsPerSession: (after.busMsgs - before.busMsgs) / n,
+        storeOpsPerSession: (after.storeOps - before.storeOps) / n,
+        opsPerSecond: ops / seconds,
+        efficiency: ops / seconds / slowest,
+      };
+      ctx.log(`  ${round(row.sessionsPerSecond)} sessions/s, ${round(row.busMsgsPerSession)} bus msgs + ${round(row.storeOpsPerSession)} store ops per session, efficiency ${round(row.efficiency, 2)}`);
+      if (peer) {
+        ctx.log(`B1 BullMQ peer, ${instances} instance(s) per stage: ${n} sessions`);
+        const p = await peer(instances, n, { createMs: 0, events: 2, eventMs: 0 });
+        row.peerSessionsPerSecond = p.sessionsPerSecond;
+        row.ratioToPeer = row.sessionsPerSecond / p.sessionsPerSecond;
+        ctx.log(`  peer ${round(p.sessionsPerSecond)} sessions/s; fleet/peer ${round(row.ratioToPeer, 2)}`);
+      }
+      rows.push(row);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// B2 added latency per hop at a fraction of B1's maximum
+
+export interface B2Row {
+  loadFraction: number;
+  offeredPerSecond: number;
+  sessions: number;
+  requestToClaimed: Spread;
+  claimedToRunning: Spread;
+  idleToCompleted: Spread;
+  endToEndMinusSimulated: Spread;
+  peer?: Record<string, Spread>;
+}
+
+export async function b2(ctx: Ctx, maxRate: number, instances: number, peer: PeerRunner | undefined): Promise<B2Row[]> {
+  const fractions = ctx.quick ? [0.1, 0.5] : [0.1, 0.25, 0.5, 0.75];
+  const seconds = ctx.quick ? 6 : 20;
+  const rows: B2Row[] = [];
+  for (const f of fractions) {
+    const rate = Math.max(1, maxRate * f);
+    const fleet = await startBenchFleet(ctx.b, { namespace: ns("b2"), spawners: instances, pollers: instances, env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" } });
+    try {
+      ctx.log(`B2 ${Math.round(f * 100)}% of B1's maximum: ${round(rate)} sessions/s for ${seconds} s`);
+      const at = await paced(fleet, "b2", rate, seconds);
+      await waitEnded(fleet, [...at.keys()], 300_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
+      const times = (await sessionTimes(fleet, at)).filter((t) => t.status === "completed");
+      const row: B2Row = {
+        loadFraction: f,
+        offeredPerSecond: rate,
+        sessions: times.length,
+        requestToClaimed: spread(times.map((t) => t.claimedAt - t.requestedAt)),
+        claimedToRunning: spread(times.map((t) => t.runningAt - t.claimedAt)),
+        idleToCompleted: spread(times.map((t) => t.endedAt - t.idleAt)),
+        endToEndMinusSimulated: spread(times.map((t) => t.endedAt - t.requestedAt - (t.idleAt - t.promptedAt))),
+      };
+      ctx.log(`  e2e p50 ${row.endToEndMinusSimulated.p50} ms, p99 ${row.endToEndMinusSimulated.p99} ms over ${row.sessions} sessions`);
+      if (peer) {
+        const p = await peer(instances, Math.round(rate * seconds), { createMs: 0, events: 2, eventMs: 0, ratePerSecond: rate });
+        if (p.latencies) row.peer = p.latencies;
+        ctx.log(`  peer e2e p50 ${p.latencies?.endToEndMinusSimulated?.p50} ms, p99 ${p.latencies?.endToEndMinusSimulated?.p99} ms`);
+      }
+      rows.push(row);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// B3 log pipeline
+
+export interface B3Row {
+  sessions: number;
+  viewersPerSession: number;
+  lines: number;
+  ingestLinesPerSecond: number;
+  storedLinesPerSecond: number;
+  ingestVsRawPublish: number;
+  storedVsRawInsertMany: number;
+  viewerLatency: Spread;
+  eventToViewer: Spread;
+  missing: number;
+}
+
+export async function b3(ctx: Ctx): Promise<B3Row[]> {
+  const events = ctx.quick ? 50 : 100;
+  const eventMs = 2;
+  const cases = ctx.quick ? [[20, 1], [20, 5]] : [[100, 1], [100, 5], [1_000, 1], [1_000, 5]];
+  const rows: B3Row[] = [];
+  for (const [sessions, viewers] of cases as Array<[number, number]>) {
+    const fleet = await startBenchFleet(ctx.b, {
+      namespace: ns("b3"),
+      spawners: 1,
+      pollers: 1,
+      env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: String(events), FLEET_SIM_EVENT_MS: String(eventMs) },
+    });
+    try {
+      ctx.log(`B3 ${sessions} sessions × ${events} tool events (2 lines each), ${viewers} live viewer(s) per session`);
+      const viewerLatency: number[] = [];
+      const arrivals: Array<{ id: string; line: string; arrived: number }> = [];
+      let delivered = 0;
+      let first = Number.POSITIVE_INFINITY;
+      let last = 0;
+      const subs = [];
+      for (let s = 0; s < sessions; s++) {
+        const id = `b3-${s}`;
+        for (let v = 0; v < viewers; v++) {
+          subs.push(
+            ctx.b.nc.subscribe(subjectFor(fleet.namespace, "log", id), {
+              callback: (_err, m) => {
+                const now = Date.now();
+                const body = m.json<{ at: number; line: string }>();
+                delivered++;
+                first = Math.min(first, now);
+                last = Math.max(last, now);
+                if (v === 0) arrivals.push({ id, line: body.line, arrived: now });
+                if (delivered % 7 === 0) viewerLatency.push(now - body.at);
+              },
+            }),
+          );
+        }
+      }
+      await ctx.b.nc.flush();
+      const at = await flood(fleet, "b3", sessions);
+      await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${sessions} ended`));
+      await sleep(500);
+      const storedDocs = await fleet.db.collection<{ at: number }>("session_logs").find({}, { projection: { at: 1 } }).toArray();
+      const storedFirst = Math.min(...storedDocs.map((d) => d.at));
+      const storedLast = Math.max(...storedDocs.map((d) => d.at));
+      for (const s of subs) s.unsubscribe();
+      const times = new Map((await sessionTimes(fleet, at)).map((t) => [t.id, t]));
+      const eventToViewer: number[] = [];
+      for (const a of arrivals) {
+        const step = /simulated step (\d+)/.exec(a.line);
+        const t = times.get(a.id);
+        if (step && t && a.line.startsWith("✓")) eventToViewer.push(a.arrived - (t.promptedAt + Number(step[1]) * eventMs));
+      }
+      const lines = storedDocs.length;
+      const ingest = arrivals.length / Math.max(0.001, (last - first) / 1000);
+      const stored = lines / Math.max(0.001, (storedLast - storedFirst) / 1000);
+      const row: B3Row = {
+        sessions,
+        viewersPerSession: viewers,
+        lines,
+        ingestLinesPerSecond: ingest,
+        storedLinesPerSecond: stored,
+        ingestVsRawPublish: ingest / ctx.baselines.jsPublish,
+        storedVsRawInsertMany: stored / ctx.baselines.insertManyDocs,
+        viewerLatency: spread(viewerLatency),
+        eventToViewer: spread(eventToViewer),
+        missing: lines * viewers - delivered,
+      };
+      ctx.log(`  ${lines} lines: ${round(ingest)} lines/s to viewers, ${round(stored)} lines/s stored, viewer p99 ${row.viewerLatency.p99} ms, event→viewer p99 ${row.eventToViewer.p99} ms, missing ${row.missing}`);
+      rows.push(row);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// B4 completion detection, with the agent's event stream and with it cut
+
+export interface B4Row {
+  eventStream: "on" | "off";
+  statusIntervalMs: number;
+  sessions: number;
+  idleToCompleted: Spread;
+  withinTwiceInterval: number;
+}
+
+export async function b4(ctx: Ctx): Promise<B4Row[]> {
+  const n = ctx.quick ? 30 : 200;
+  const interval = 1_000;
+  const rows: B4Row[] = [];
+  for (const stream of ["on", "off"] as const) {
+    const fleet = await startBenchFleet(ctx.b, {
+      namespace: ns("b4"),
+      spawners: 1,
+      pollers: 1,
+      env: { ...fastPoller, POLLER_STATUS_INTERVAL_MS: String(interval), FLEET_SIM_EVENTS: "3", FLEET_SIM_EVENT_MS: "300", FLEET_SIM_EVENT_STREAM: stream },
+    });
+    try {
+      ctx.log(`B4 completion detection, event stream ${stream}, status check every ${interval} ms: ${n} sessions at 10/s`);
+      const at = await paced(fleet, "b4", 10, n / 10);
+      await waitEnded(fleet, [...at.keys()], 120_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
+      const times = (await sessionTimes(fleet, at)).filter((t) => t.status === "completed");
+      const lag = times.map((t) => t.endedAt - t.idleAt);
+      const row: B4Row = { eventStream: stream, statusIntervalMs: interval, sessions: times.length, idleToCompleted: spread(lag), withinTwiceInterval: lag.filter((l) => l <= 2 * interval).length / Math.max(1, lag.length) };
+      ctx.log(`  idle → completed stored: p50 ${row.idleToCompleted.p50} ms, p99 ${row.idleToCompleted.p99} ms`);
+      rows.push(row);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// B5 poller memory per watched session, and over a soak
+
+export interface B5Row {
+  sessions: number;
+  idleRssMb: number;
+  watchingRssMb: number;
+  bytesPerSession: number;
+  soakSeconds: number;
+  soakSamplesMb: number[];
+  growthAfterWarmupPct: number;
+}
+
+export async function b5(ctx: Ctx): Promise<B5Row[]> {
+  const sizes = ctx.quick ? [200] : [1_000, 10_000];
+  const soak = ctx.quick ? 20 : 600;
+  const rows: B5Row[] = [];
+  for (const n of sizes) {
+    const fleet = await startBenchFleet(ctx.b, {
+      namespace: ns("b5"),
+      spawners: 1,
+      pollers: 1,
+      // Agents that stay busy for an hour: the poller watches every session for the whole soak.
+      env: { ...fastPoller, POLLER_STATUS_INTERVAL_MS: "5000", POLLER_STORE_CHECK_MS: "30000", SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2", FLEET_SIM_EVENT_MS: "3600000" },
+    });
+    try {
+      const [poller] = fleet.pids("poller") as [number];
+      await sleep(1_000);
+      const idle = rssBytes(poller);
+      ctx.log(`B5 poller memory: ${n} watched sessions (idle poller ${round(idle / 2 ** 20)} MB)`);
+      const at = await flood(fleet, "b5", n);
+      // Every session running (read by id, oldest first: no collection scans while the poller works).
+      const ids = [...at.keys()];
+      const sessions = fleet.db.collection<{ _id: string; status: string }>("sessions");
+      let ready = 0;
+      await until(
+        "every session running",
+        async () => {
+          while (ready < ids.length && (await sessions.findOne({ _id: ids[ready] as string }, { projection: { status: 1 } }))?.status === "running") ready++;
+          return ready >= ids.length;
+        },
+        ctx.quick ? 240_000 : 3_600_000,
+        200,
+      );
+      // Warm-up: let every watch reach its steady state before the first sample.
+      await sleep(5_000);
+      const samples: number[] = [];
+      const end = Date.now() + soak * 1000;
+      while (Date.now() < end) {
+        samples.push(rssBytes(poller));
+        if (samples.length % 6 === 1) ctx.log(`  rss ${round(samples.at(-1)! / 2 ** 20)} MB`);
+        await sleep(ctx.quick ? 2_000 : 10_000);
+      }
+      const mean = samples.reduce((a, v) => a + v, 0) / samples.length;
+      const half = Math.floor(samples.length / 2);
+      const firstHalf = samples.slice(0, half).reduce((a, v) => a + v, 0) / Math.max(1, half);
+      const secondHalf = samples.slice(half).reduce((a, v) => a + v, 0) / Math.max(1, samples.length - half);
+      const row: B5Row = {
+        sessions: n,
+        idleRssMb: idle / 2 ** 20,
+        watchingRssMb: mean / 2 ** 20,
+        bytesPerSession: (mean - idle) / n,
+        soakSeconds: soak,
+        soakSamplesMb: samples.map((s) => round(s / 2 ** 20)),
+        growthAfterWarmupPct: ((secondHalf - firstHalf) / firstHalf) * 100,
+      };
+      ctx.log(`  ${round(row.bytesPerSession / 1024)} KB per watched session; second half vs first half of the soak ${round(row.growthAfterWarmupPct, 2)}%`);
+      rows.push(row);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// B6 the real agent: local sandboxes and OpenCode
+
+export interface B6Result {
+  sessions: number;
+  setupMs: Record<string, number>;
+  requestToFirstToolMs: number;
+  endToEndMs: number;
+  fleetCpuSecondsPerSession: number;
+  fleetShareOfEndToEnd: number;
+}
+
+export async function b6(ctx: Ctx): Promise<B6Result> {
+  const n = ctx.quick ? 1 : 3;
+  const logger = createLogger({ name: "bench-model", level: "silent" });
+  const model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, byModel: SCENARIOS, logger });
+  const namespace = ns("b6");
+  const dir = join(ctx.b.dataDir, namespace);
+  const common = {
+    natsUrl: ctx.b.infra.natsUrl,
+    mongoUri: ctx.b.infra.mongoUri,
+    dataDir: dir,
+    agentSecret: randomBytes(32).toString("base64url"),
+    modelUrl: model.url,
+    namespace,
+    database: namespace,
+    readyTimeoutMs: 60_000,
+    env: {
+      LOG_LEVEL: "warn",
+      POLLER_STATUS_INTERVAL_MS: "500",
+      FLEET_SHUTDOWN_MS: "2000",
+    },
+    ...(ctx.profileDir ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${ctx.profileDir}`] } : {}),
+  };
+  const services = [await startService("spawner", common, 0), await startService("poller", common, 0)];
+  const db = ctx.b.mongo.db(namespace);
+  try {
+    ctx.log(`B6 real agent: ${n} session(s) with local sandboxes and OpenCode on the scripted model`);
+    const rows: Array<{ setup: Record<string, number>; firstTool: number; e2e: number; cpu: number }> = [];
+    for (let i = 0; i < n; i++) {
+      const id = `b6-${i}`;
+      const cpu0 = services.reduce((a, s) => a + cpuSeconds(s.process.pid), 0);
+      const requestedAt = Date.now();
+      await ctx.b.js.publish(subjectFor(namespace, "requested"), JSON.stringify({ v: 1, sessionId: id, projectId: "bench", prompt: "demo", requestedAt, config: { model: "demo" } }), { msgID: `requested:${id}` });
+      const doc = await until(
+        `session ${id} to end`,
+        async () => {
+          const d = await db.collection<{ _id: string; status: string; completedAt?: number; metrics?: { setup?: Record<string, number> } }>("sessions").findOne({ _id: id });
+          return d && ["completed", "failed"].includes(d.status) ? d : undefined;
+        },
+        180_000,
+        100,
+      );
+      const cpu1 = services.reduce((a, s) => a + cpuSeconds(s.process.pid), 0);
+      ctx.log(`  CPU by service: ${services.map((s) => `${s.name} ${round(cpuSeconds(s.process.pid), 2)} s`).join(", ")} (since start)`);
+      const firstTool = await db.collection<{ at: number; kind: string }>("session_logs").find({ sessionId: id, kind: "tool" }).sort({ seq: 1 }).limit(1).next();
+      if (doc.status !== "completed") throw new Error(`B6 session ${id} ${doc.status}`);
+      rows.push({ setup: doc.metrics?.setup ?? {}, firstTool: (firstTool?.at ?? Number.NaN) - requestedAt, e2e: (doc.completedAt ?? Date.now()) - requestedAt, cpu: cpu1 - cpu0 });
+      ctx.log(`  ${id}: first tool call after ${rows.at(-1)!.firstTool} ms, end to end ${rows.at(-1)!.e2e} ms, fleet CPU ${round(cpu1 - cpu0, 2)} s`);
+    }
+    const med = (xs: number[]) => percentile(xs, 50);
+    const keys = Object.keys(rows[0]?.setup ?? {});
+    return {
+      sessions: n,
+      setupMs: Object.fromEntries(keys.map((k) => [k, med(rows.map((r) => r.setup[k] ?? 0))])),
+      requestToFirstToolMs: med(rows.map((r) => r.firstTool)),
+      endToEndMs: med(rows.map((r) => r.e2e)),
+      fleetCpuSecondsPerSession: med(rows.map((r) => r.cpu)),
+      fleetShareOfEndToEnd: med(rows.map((r) => r.cpu / (r.e2e / 1000))),
+    };
+  } finally {
+    await Promise.all(services.map((s) => s.process.stop()));
+    await model.close();
+    await db.dropDatabase().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// B7 scale-out of spawners with a 200 ms create
+
+export interface B7Row {
+  spawners: number;
+  sessions: number;
+  sessionsPerSecond: number;
+  speedup: number;
+}
+
+export async function b7(ctx: Ctx): Promise<B7Row[]> {
+  const n = ctx.quick ? 40 : 240;
+  // One create at a time per spawner, so one instance stays well under what the store can take and
+  // the figure shows the spawners' own scale-out.
+  const perInstance = 1;
+  const rows: B7Row[] = [];
+  for (const spawners of [1, 2, 4]) {
+    const fleet = await startBenchFleet(ctx.b, {
+      namespace: ns("b7"),
+      spawners,
+      pollers: 1,
+      env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: String(perInstance), FLEET_SIM_CREATE_MS: "200", FLEET_SIM_EVENTS: "1" },
+    });
+    try {
+      ctx.log(`B7 ${spawners} spawner(s), ${perInstance} creates at a time each, 200 ms per create: ${n} sessions`);
+      const t0 = Date.now();
+      const at = await flood(fleet, "b7", n);
+      const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
+      const rate = n / ((t1 - t0) / 1000);
+      rows.push({ spawners, sessions: n, sessionsPerSecond: rate, speedup: rate / (rows[0]?.sessionsPerSecond ?? rate) });
+      ctx.log(`  ${round(rate)} sessions/s (${round(rows.at(-1)!.speedup, 2)}× one spawner)`);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,83 @@
+import type { Baselines } from "./baselines.js";
+import type { B1Row, B2Row, B3Row, B4Row, B5Row, B6Result, B7Row } from "./scenarios.js";
+import { round } from "./util.js";
+
+export interface Results {
+  startedAt: string;
+  mode: "quick" | "full";
+  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; store: string; bus: string };
+  baselines: Baselines;
+  b1?: B1Row[];
+  b2?: B2Row[];
+  b3?: B3Row[];
+  b4?: B4Row[];
+  b5?: B5Row[];
+  b6?: B6Result;
+  b7?: B7Row[];
+  seconds?: number;
+}
+
+type Row = [figure: string, value: string, target: string, verdict: string];
+
+const ok = (pass: boolean | undefined): string => (pass === undefined ? "" : pass ? "met" : "MISSED");
+const ms = (v: number): string => (Number.isFinite(v) ? `${round(v, 1)} ms` : "n/a");
+
+/** The run as one table: each figure, its target and whether it was met. */
+export function renderTable(r: Results): string {
+  const rows: Row[] = [];
+  const base = r.baselines;
+  rows.push(["raw JetStream async publish (file)", `${round(base.jsPublish)} msg/s`, "baseline", ""]);
+  rows.push(["raw JetStream pull consume + ack", `${round(base.jsConsume)} msg/s`, "baseline", ""]);
+  rows.push(["raw store findOneAndUpdate (16 at once)", `${round(base.findOneAndUpdate)} op/s`, "baseline", ""]);
+  rows.push(["raw store insertMany (100 per call)", `${round(base.insertManyDocs)} docs/s`, "baseline", ""]);
+  for (const b of r.b1 ?? []) {
+    rows.push([`B1 ${b.instances}/stage sessions/s`, `${round(b.sessionsPerSecond)} (${b.failed} not completed)`, ">= 1000 where the store allows", ""]);
+    rows.push([`B1 ${b.instances}/stage ops per session`, `${round(b.busMsgsPerSession)} bus + ${round(b.storeOpsPerSession)} store`, "", ""]);
+    rows.push([`B1 ${b.instances}/stage efficiency`, `${round(b.efficiency, 2)}`, ">= 0.5", ok(b.efficiency >= 0.5)]);
+    if (b.ratioToPeer !== undefined) rows.push([`B1 ${b.instances}/stage fleet / BullMQ peer`, `${round(b.ratioToPeer, 2)} (peer ${round(b.peerSessionsPerSecond ?? 0)}/s)`, ">= 1.0", ok(b.ratioToPeer >= 1)]);
+  }
+  for (const b of r.b2 ?? []) {
+    const at = `B2 @${Math.round(b.loadFraction * 100)}% (${round(b.offeredPerSecond)}/s)`;
+    for (const [name, s] of [["request→claimed", b.requestToClaimed], ["claimed→running", b.claimedToRunning], ["idle→completed", b.idleToCompleted]] as const) {
+      rows.push([`${at} ${name} p50/p99`, `${ms(s.p50)} / ${ms(s.p99)}`, "<= 1 / 5 ms", ok(s.p50 <= 1 && s.p99 <= 5)]);
+    }
+    const e = b.endToEndMinusSimulated;
+    rows.push([`${at} end to end p50/p99`, `${ms(e.p50)} / ${ms(e.p99)}`, "<= 5 / 20 ms", ok(e.p50 <= 5 && e.p99 <= 20)]);
+    const pe = b.peer?.endToEndMinusSimulated;
+    if (pe) rows.push([`${at} BullMQ peer end to end p50/p99`, `${ms(pe.p50)} / ${ms(pe.p99)}`, "reference", ""]);
+  }
+  for (const b of r.b3 ?? []) {
+    const at = `B3 ${b.sessions} sessions × ${b.viewersPerSession} viewer(s)`;
+    rows.push([`${at} to viewers`, `${round(b.ingestLinesPerSecond)} lines/s = ${round(b.ingestVsRawPublish, 2)}× raw publish`, ">= 0.5×", ok(b.ingestVsRawPublish >= 0.5)]);
+    rows.push([`${at} stored`, `${round(b.storedLinesPerSecond)} lines/s = ${round(b.storedVsRawInsertMany, 2)}× raw insertMany`, ">= 0.5×", ok(b.storedVsRawInsertMany >= 0.5)]);
+    rows.push([`${at} viewer p99`, ms(b.viewerLatency.p99), "<= 50 ms", ok(b.viewerLatency.p99 <= 50)]);
+    rows.push([`${at} event→viewer (stored) p99`, ms(b.eventToViewer.p99), "<= 1000 ms", ok(b.eventToViewer.p99 <= 1000)]);
+  }
+  for (const b of r.b4 ?? []) {
+    const at = `B4 idle→completed, event stream ${b.eventStream}`;
+    const target = b.eventStream === "on" ? "p99 <= 50 ms" : `<= 2 × ${b.statusIntervalMs} ms`;
+    const pass = b.eventStream === "on" ? b.idleToCompleted.p99 <= 50 : b.idleToCompleted.max <= 2 * b.statusIntervalMs;
+    rows.push([`${at} p50/p99`, `${ms(b.idleToCompleted.p50)} / ${ms(b.idleToCompleted.p99)} (max ${ms(b.idleToCompleted.max)})`, target, ok(pass)]);
+  }
+  if (r.b4) rows.push(["B4 reference: the original's 30 s poll", "15000 ms mean / 30000 ms worst", "", ""]);
+  for (const b of r.b5 ?? []) {
+    rows.push([`B5 poller memory, ${b.sessions} watched`, `${round(b.bytesPerSession / 1024, 1)} KB/session (${round(b.watchingRssMb)} MB rss)`, "<= 20 KB", ok(b.bytesPerSession <= 20 * 1024)]);
+    rows.push([`B5 soak ${b.soakSeconds} s, 2nd half vs 1st`, `${round(b.growthAfterWarmupPct, 2)}%`, "flat (< 5%)", ok(Math.abs(b.growthAfterWarmupPct) < 5)]);
+  }
+  if (r.b6) {
+    const s = r.b6;
+    rows.push(["B6 setup (median)", Object.entries(s.setupMs).map(([k, v]) => `${k.replace(/Ms$/, "")} ${round(v, 0)}`).join(", "), "", ""]);
+    rows.push(["B6 request → first tool call", ms(s.requestToFirstToolMs), "", ""]);
+    rows.push(["B6 end to end", ms(s.endToEndMs), "", ""]);
+    rows.push(["B6 fleet CPU per session", `${round(s.fleetCpuSecondsPerSession, 2)} s`, "", ""]);
+    rows.push(["B6 fleet CPU / end-to-end time", `${round(s.fleetShareOfEndToEnd * 100, 2)}%`, "<= 2%", ok(s.fleetShareOfEndToEnd <= 0.02)]);
+  }
+  for (const b of r.b7 ?? []) {
+    const target = b.spawners === 2 ? ">= 1.8×" : b.spawners === 4 ? ">= 3.2×" : "";
+    const pass = b.spawners === 2 ? b.speedup >= 1.8 : b.spawners === 4 ? b.speedup >= 3.2 : undefined;
+    rows.push([`B7 ${b.spawners} spawner(s), 200 ms create`, `${round(b.sessionsPerSecond)} sessions/s = ${round(b.speedup, 2)}×`, target, ok(pass)]);
+  }
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ["figure", "value", "target", ""][i]!.length));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(["figure", "value", "target", "verdict"]), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
