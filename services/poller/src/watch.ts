@@ -96,6 +96,8 @@ class Watch {
   private partsSeen = 0;
   /** The watch starts from a session just read. */
   private storeCheckedAt = Date.now();
+  /** A log write failed: the next tick rebuilds the lines from the agent's messages. */
+  private reconcileNeeded = false;
   private readonly log: Logger;
 
   constructor(
@@ -133,7 +135,14 @@ class Watch {
           if (ev.type !== "heartbeat" && ("sessionId" in ev ? ev.sessionId === this.agentSessionId : ev.type === "part" && ev.part.sessionId === this.agentSessionId)) {
             this.lastActivity = Date.now();
           }
-          if (ev.type === "part" && ev.part.sessionId === this.agentSessionId) await this.onPart(ev.part);
+          if (ev.type === "part" && ev.part.sessionId === this.agentSessionId) {
+            // Not awaited: parts arriving while a write is in flight go out in the next one (the
+            // writer batches and keeps their order). A failed write is made good from the messages.
+            this.onPart(ev.part).catch((err: unknown) => {
+              this.reconcileNeeded = true;
+              this.log.debug({ err: errorMessage(err) }, "log lines not stored yet; they are rebuilt from the messages");
+            });
+          }
           else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) {
             // The loop's own tick reports failures; this early one only saves waiting for it.
             void this.tick().catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, "early completion check failed"));
@@ -156,12 +165,22 @@ class Watch {
   }
 
   private async reconcile(messages: readonly AgentMessage[]): Promise<void> {
-    for (const m of messages) for (const p of m.parts) await this.onPart(p);
+    this.reconcileNeeded = false;
+    await Promise.all(messages.flatMap((m) => m.parts.map((p) => this.onPart(p))));
   }
 
   /** The safety net: is the session still ours, is the agent reachable, is it done? */
   private async tick(): Promise<void> {
     if (this.finishing || this.stop.signal.aborted) return;
+    if (this.reconcileNeeded) {
+      await this.client
+        .messages(this.agentSessionId)
+        .then((ms) => this.reconcile(ms))
+        .catch((err: unknown) => {
+          this.reconcileNeeded = true;
+          this.log.debug({ err: errorMessage(err) }, "log lines not rebuilt yet");
+        });
+    }
     if (Date.now() - this.storeCheckedAt >= this.deps.settings.storeCheckMs) {
       let current: Session | null;
       try {

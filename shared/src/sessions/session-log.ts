@@ -25,7 +25,9 @@ const MAX_STORED_SCAN = 10_000;
  * whichever stage owns the session; a writer opened after a crash continues from the stored lines.
  */
 export class SessionLogWriter {
-  private chain: Promise<void> = Promise.resolve();
+  /** Lines waiting for the next write, with the callers waiting for them. */
+  private pending: Array<{ lines: readonly NewLine[]; done: () => void; failed: (err: unknown) => void }> = [];
+  private writing = false;
   private unsure = false;
 
   private constructor(
@@ -55,16 +57,43 @@ export class SessionLogWriter {
     return this.keys.has(key);
   }
 
-  /** Appends in call order; resolves once the lines are stored. */
+  /**
+   * Appends in call order; resolves once the lines are stored. Appends made while a write is in
+   * flight go out together in the next one (one insertMany, one round of publishes), so a busy
+   * session costs the store a write per batch, not per line.
+   */
   append(lines: readonly NewLine[]): Promise<void> {
-    const run = this.chain.then(() => this.write(lines));
-    this.chain = run.catch(() => undefined);
-    return run;
+    return new Promise<void>((done, failed) => {
+      this.pending.push({ lines, done, failed });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        await this.write(batch.flatMap((b) => b.lines));
+        for (const b of batch) b.done();
+      } catch (err) {
+        for (const b of batch) b.failed(err);
+      }
+    }
+    this.writing = false;
   }
 
   private async write(lines: readonly NewLine[]): Promise<void> {
     if (this.unsure) await this.resync();
-    let fresh = lines.filter((l) => !l.key || !this.keys.has(l.key));
+    // A key seen before, or earlier in this batch, is skipped.
+    const seen = new Set<string>();
+    let fresh = lines.filter((l) => {
+      if (!l.key) return true;
+      if (this.keys.has(l.key) || seen.has(l.key)) return false;
+      seen.add(l.key);
+      return true;
+    });
     // One session cannot flood the store or the stream: past the cap, one marker and then nothing.
     const room = LIMITS.logLinesPerSession - this.lastSeq;
     if (room <= 0) return;
