@@ -48,6 +48,7 @@ export function renderTable(r: Results): string {
   }
   for (const b of r.b3 ?? []) {
     const at = `B3 ${b.sessions} sessions × ${b.viewersPerSession} viewer(s)`;
+    rows.push([`${at} emitted by the agents`, `${round(b.offeredLinesPerSecond)} lines/s`, "", ""]);
     rows.push([`${at} to viewers`, `${round(b.ingestLinesPerSecond)} lines/s = ${round(b.ingestVsRawPublish, 2)}× raw publish`, ">= 0.5×", ok(b.ingestVsRawPublish >= 0.5)]);
     rows.push([`${at} stored`, `${round(b.storedLinesPerSecond)} lines/s = ${round(b.storedVsRawInsertMany, 2)}× raw insertMany`, ">= 0.5×", ok(b.storedVsRawInsertMany >= 0.5)]);
     rows.push([`${at} viewer p99`, ms(b.viewerLatency.p99), "<= 50 ms", ok(b.viewerLatency.p99 <= 50)]);
