@@ -187,7 +187,7 @@ export interface B3Row {
 export async function b3(ctx: Ctx): Promise<B3Row[]> {
   const events = 100;
   const eventMs = 1;
-  const cases = ctx.quick ? [[50, 1], [50, 5]] : [[100, 1], [100, 5], [1_000, 1], [1_000, 5]];
+  const cases = ctx.quick ? [[30, 1], [30, 5]] : [[100, 1], [100, 5], [1_000, 1], [1_000, 5]];
   const rows: B3Row[] = [];
   for (const [sessions, viewers] of cases as Array<[number, number]>) {
     const fleet = await startBenchFleet(ctx.b, {
