@@ -5,9 +5,9 @@ import { setTimeout as delay } from "node:timers/promises";
 import { z } from "zod";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
-import { checkEnvs, relativeSegments } from "../sandbox/paths.js";
+import { relativeSegments } from "../sandbox/paths.js";
+import { checkCreateSpec } from "../sandbox/spec.js";
 import {
-  SandboxMetadata,
   type CommandResult,
   type CommandSpec,
   type Sandbox,
@@ -42,7 +42,6 @@ export const SIM_HOME = "/simulated/home";
 export const SIM_AGENT_PORT = 4096;
 /** What startBackground reports: there is no process, but the port promises a positive pid. */
 export const SIM_PID = 1;
-const MAX_TIMEOUT_MS = 7 * 24 * 3_600_000;
 
 export class SimulatedSandboxProvider implements SandboxProvider {
   readonly name = "simulated";
@@ -67,20 +66,12 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   }
 
   async create(spec: SandboxCreateSpec): Promise<SimulatedSandbox> {
-    const metadata = SandboxMetadata.safeParse(spec.metadata);
-    if (!metadata.success) throw new FleetError("sandbox", `invalid sandbox metadata: ${z.prettifyError(metadata.error)}`, { retryable: false });
-    if (this.config.fleet && metadata.data.fleet !== this.config.fleet) {
-      throw new FleetError("sandbox", `sandbox metadata names fleet ${metadata.data.fleet}, this provider serves ${this.config.fleet}`, { retryable: false });
-    }
-    if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0 || spec.timeoutMs > MAX_TIMEOUT_MS) {
-      throw new FleetError("sandbox", `invalid sandbox timeoutMs ${spec.timeoutMs}`, { retryable: false });
-    }
-    checkEnvs(spec.envs, "sandbox envs");
+    const { metadata } = checkCreateSpec(spec, this.config.fleet);
     await this.ensureFolders();
     if (this.config.createMs > 0) await delay(this.config.createMs);
     const id = `sim-${randomBytes(8).toString("hex")}`;
     const createdAt = Date.now();
-    const line = createdLine({ id, createdAt, endAt: createdAt + spec.timeoutMs, metadata: { ...metadata.data }, events: this.config.events, eventMs: this.config.eventMs });
+    const line = createdLine({ id, createdAt, endAt: createdAt + spec.timeoutMs, metadata: { ...metadata }, events: this.config.events, eventMs: this.config.eventMs });
     try {
       await writeFile(livePath(this.dir, id), line, { flag: "wx" });
     } catch (err) {

@@ -2,11 +2,10 @@ import { execFile } from "node:child_process";
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { z } from "zod";
 import { FleetError, errorMessage } from "../../errors/index.js";
 import type { Logger } from "../../log/index.js";
-import { checkEnvs } from "../paths.js";
-import { SandboxMetadata, type SandboxCreateSpec, type SandboxProvider, type SandboxSummary } from "../port.js";
+import { type SandboxCreateSpec, type SandboxProvider, type SandboxSummary } from "../port.js";
+import { checkCreateSpec } from "../spec.js";
 import { ephemeralPortRange, resolveLocalConfig, type LocalSandboxConfig, type ResolvedLocalConfig } from "./config.js";
 import { chooseIsolation, type IsolationMode } from "./isolation.js";
 import { pickPort } from "./ports.js";
@@ -15,7 +14,6 @@ import { LOCAL_ID, layoutOf, newSandboxId, readRecord, writeEnvs, writeRecord, t
 import { LocalSandbox } from "./sandbox.js";
 
 const run = promisify(execFile);
-const MAX_TIMEOUT_MS = 7 * 24 * 3_600_000;
 
 /**
  * Sandboxes as detached process groups on this host, each in its own folder below rootDir and
@@ -55,15 +53,7 @@ export class LocalSandboxProvider implements SandboxProvider {
   }
 
   async create(spec: SandboxCreateSpec): Promise<LocalSandbox> {
-    const metadata = SandboxMetadata.safeParse(spec.metadata);
-    if (!metadata.success) throw new FleetError("sandbox", `invalid sandbox metadata: ${z.prettifyError(metadata.error)}`, { retryable: false });
-    if (this.config.fleet && metadata.data.fleet !== this.config.fleet) {
-      throw new FleetError("sandbox", `sandbox metadata names fleet ${metadata.data.fleet}, this provider serves ${this.config.fleet}`, { retryable: false });
-    }
-    if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0 || spec.timeoutMs > MAX_TIMEOUT_MS) {
-      throw new FleetError("sandbox", `invalid sandbox timeoutMs ${spec.timeoutMs}`, { retryable: false });
-    }
-    const envs = checkEnvs(spec.envs, "sandbox envs");
+    const { metadata, envs } = checkCreateSpec(spec, this.config.fleet);
     const records = await this.records();
     if (this.config.maxSandboxes !== undefined && records.filter((r) => recordAlive(r)).length >= this.config.maxSandboxes) {
       throw new FleetError("sandbox", `local sandbox capacity reached (${this.config.maxSandboxes})`, { retryable: true });
@@ -82,7 +72,7 @@ export class LocalSandboxProvider implements SandboxProvider {
         version: 1,
         id,
         provider: "local",
-        metadata: { ...metadata.data },
+        metadata: { ...metadata },
         startedAt,
         endAt: startedAt + spec.timeoutMs,
         agentPort: port,
