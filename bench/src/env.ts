@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { MongoClient, type Db } from "mongodb";
-import { SCHEMA_VERSION, subjectFor } from "@fleet/shared";
+import { SCHEMA_VERSION, STREAMS, streamName, subjectFor, type StreamKey } from "@fleet/shared";
 import { freePort, startInfra, startService, type Infra, type RunningService, type ServiceName } from "@fleet/shared/infra";
 import { readAllSimulatedStates, simulatedIdleAt } from "@fleet/shared/simulated";
 import { sleep } from "./util.js";
@@ -132,7 +132,7 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
       await Promise.all(services.map((s) => s.process.stop()));
       await db.dropDatabase().catch(() => undefined);
       const jsm = await b.js.jetstreamManager();
-      for await (const s of jsm.streams.list()) if (s.config.name.startsWith(`${spec.namespace.toUpperCase().replace(/-/g, "_")}_`)) await jsm.streams.delete(s.config.name);
+      for (const key of Object.keys(STREAMS) as StreamKey[]) await jsm.streams.delete(streamName(spec.namespace, key)).catch(() => undefined);
     },
   };
 }

@@ -42,13 +42,13 @@ function toSession(doc: SessionDoc | null): Session | null {
   return Session.parse({ id: _id, ...rest });
 }
 
-/** Store errors become FleetErrors; network trouble is retryable so handlers back off. */
 /**
  * Server answers that say the request itself is wrong; anything else (network, a busy or locked
  * backend, an internal error) may pass, and the bus's bounded redelivery retries it.
  */
 const PERMANENT_CODES = new Set([2, 9, 13, 14, 18, 121, 11000]);
 
+/** Store errors become FleetErrors, retryable unless the server said the request is wrong. */
 function wrap(op: string, err: unknown): FleetError {
   if (err instanceof FleetError) return err;
   const retryable = !(err instanceof MongoServerError) || err.hasErrorLabel("RetryableWriteError") || !PERMANENT_CODES.has(Number(err.code));
@@ -163,12 +163,18 @@ export class MongoSessionStore implements SessionStore {
     try {
       // Lookups by _id only: the one filter every backend serves from its primary key (FerretDB's
       // SQLite backend evaluates any other filter, $in included, by scanning the collection).
-      const [doc, ...records] = await Promise.all([this.sessions.findOne({ _id: id }), ...transitionIds(id).map((t) => this.transitions.findOne({ _id: t }))]);
+      const [doc, records] = await Promise.all([this.sessions.findOne({ _id: id }), this.transitionRecords(id)]);
       const session = toSession(doc);
-      return session ? this.reconcile(session, records.filter((r): r is TransitionDoc => r !== null)) : null;
+      return session ? this.reconcile(session, records) : null;
     } catch (err) {
       throw wrap("get", err);
     }
+  }
+
+  /** The session's transition records, each read by its key (the lookup every backend serves from its primary key). */
+  private async transitionRecords(id: string): Promise<TransitionDoc[]> {
+    const records = await Promise.all(transitionIds(id).map((t) => this.transitions.findOne({ _id: t })));
+    return records.filter((r): r is TransitionDoc => r !== null);
   }
 
   /** Applies the transition records to a document read from the cache, repairing the cache if stale. */
@@ -225,10 +231,10 @@ export class MongoSessionStore implements SessionStore {
     if ("status" in set) throw new FleetError("invalid_transition", "status changes go through transition()");
     // The status from the transition records alone (two key lookups); the update says whether the
     // document exists.
-    const records = await Promise.all(transitionIds(id).map((t) => this.transitions.findOne({ _id: t }))).catch((err: unknown) => {
+    const records = await this.transitionRecords(id).catch((err: unknown) => {
       throw wrap("patch", err);
     });
-    const status = lastTransition(records.filter((r): r is TransitionDoc => r !== null))?.to ?? "pending";
+    const status = lastTransition(records)?.to ?? "pending";
     if (!whenStatus.includes(status)) return false;
     try {
       // By _id alone (a primary-key write everywhere). A status change racing this patch cannot be

@@ -46,19 +46,22 @@ const AUTH_HEADER = z.object({ authorization: z.string().optional().describe("Be
  * progress goes to the poller watching the session, which owns the session's log.
  */
 export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod => async (app) => {
+  /** The attempt each request's token was minted for, from the check that runs before validation. */
+  const attempts = new WeakMap<object, number>();
+
   /** The token is checked before the body, so a caller without one learns nothing of the schema. */
   const tokenFirst = async (req: { headers: { authorization?: string | undefined }; params: unknown }): Promise<void> => {
     const header = req.headers.authorization ?? "";
     if (!header.startsWith("Bearer ")) throw new FleetError("unauthorized", "a callback token is required (Authorization: Bearer <token>)");
     const id = (req.params as { id?: unknown }).id;
-    await verifyCallbackToken(deps.tokens, header.slice(7).trim(), typeof id === "string" ? id : "");
+    const { attempt } = await verifyCallbackToken(deps.tokens, header.slice(7).trim(), typeof id === "string" ? id : "");
+    attempts.set(req, attempt);
   };
 
-  /** The running session the token was minted for, or the 4xx that says why not. */
-  const authorise = async (authorization: string | undefined, sessionId: string): Promise<Session> => {
-    const header = authorization ?? "";
-    if (!header.startsWith("Bearer ")) throw new FleetError("unauthorized", "a callback token is required (Authorization: Bearer <token>)");
-    const { attempt } = await verifyCallbackToken(deps.tokens, header.slice(7).trim(), sessionId);
+  /** The running session the request's token was minted for, or the 4xx that says why not. */
+  const authorise = async (req: object, sessionId: string): Promise<Session> => {
+    const attempt = attempts.get(req);
+    if (attempt === undefined) throw new FleetError("unauthorized", "a callback token is required (Authorization: Bearer <token>)");
     const session = await deps.store.get(sessionId);
     if (!session) throw new FleetError("not_found", `no session ${sessionId}`);
     if (session.attempt !== attempt) throw new FleetError("conflict", `the token is for attempt ${attempt}; the session is on attempt ${session.attempt}`);
@@ -79,7 +82,7 @@ export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod 
       },
     },
     async (req) => {
-      const session = await authorise(req.headers.authorization, req.params.id);
+      const session = await authorise(req, req.params.id);
       const reply = await deps.bus.sendProgress({ v: SCHEMA_VERSION, sessionId: session.id, attempt: session.attempt, lines: req.body.lines }, deps.progressTimeoutMs);
       if (!reply.ok) {
         if (reply.code === "unavailable") throw new FleetError("bus_unavailable", `progress not stored: ${reply.message}`, { retryable: true });
@@ -102,7 +105,7 @@ export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod 
       },
     },
     async (req) => {
-      const session = await authorise(req.headers.authorization, req.params.id);
+      const session = await authorise(req, req.params.id);
       const b = req.body;
       const ended = await endSession(
         deps,
