@@ -66,6 +66,8 @@ export interface FleetSpec {
   api?: boolean;
   /** Environment for every service (simulated settings, caps). */
   env: Record<string, string>;
+  /** Extra node flags for the pollers (a heap snapshot on a signal, a CPU profile). */
+  pollerNodeArgs?: string[];
 }
 
 export interface BenchFleet {
@@ -114,7 +116,7 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
     order.map((name) => {
       const i = counts.get(name) ?? 0;
       counts.set(name, i + 1);
-      return startService(name, common, i);
+      return startService(name, name === "poller" && spec.pollerNodeArgs ? { ...common, nodeArgs: spec.pollerNodeArgs } : common, i);
     }),
   );
   const db = b.mongo.db(spec.namespace);

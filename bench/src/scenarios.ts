@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger, subjectFor } from "@fleet/shared";
-import { startService } from "@fleet/shared/infra";
+import { freePort, startService } from "@fleet/shared/infra";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/shared/model";
 import type { Baselines } from "./baselines.js";
 import { serverCounters, sessionTimes, startBenchFleet, waitEnded, type BenchFleet, type BenchInfra } from "./env.js";
@@ -309,38 +310,81 @@ export async function b4(ctx: Ctx): Promise<B4Row[]> {
 
 export interface B5Row {
   sessions: number;
-  idleRssMb: number;
+  /** Mean resident memory over the measuring window, and the idle poller's. */
   watchingRssMb: number;
+  idleRssMb: number;
+  /** (watching - idle) / sessions: includes what the heap kept from setting the watches up. */
   bytesPerSession: number;
+  /** Growth from the previous size / the sessions added: what one more watched session costs. */
+  marginalBytesPerSession?: number;
+  /** JS heap per session: the lowest heap-used sample of the window, an upper bound on the live heap. */
+  heapBytesPerSession: number;
+}
+
+export interface B5Result {
+  rows: B5Row[];
   soakSeconds: number;
   soakSamplesMb: number[];
   growthAfterWarmupPct: number;
 }
 
-export async function b5(ctx: Ctx): Promise<B5Row[]> {
-  const sizes = ctx.quick ? [200] : [1_000, 10_000];
+/**
+ * One poller watches more and more sessions whose simulated agents stay busy (quick: 200 then 500;
+ * full: 1,000 then 10,000); after each step its memory is sampled, then the largest step soaks.
+ */
+export async function b5(ctx: Ctx): Promise<B5Result> {
+  const sizes = ctx.quick ? [200, 500] : [1_000, 10_000];
   const soak = ctx.quick ? 20 : 600;
-  const rows: B5Row[] = [];
-  for (const n of sizes) {
-    const fleet = await startBenchFleet(ctx.b, {
-      namespace: ns("b5"),
-      spawners: 1,
-      pollers: 1,
-      // Agents that stay busy for an hour: the poller watches every session for the whole soak.
-      env: { ...fastPoller, POLLER_STATUS_INTERVAL_MS: "5000", POLLER_STORE_CHECK_MS: "30000", SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2", FLEET_SIM_EVENT_MS: "3600000" },
-    });
-    try {
-      const [poller] = fleet.pids("poller") as [number];
-      await sleep(1_000);
-      const idle = rssBytes(poller);
-      ctx.log(`B5 poller memory: ${n} watched sessions (idle poller ${round(idle / 2 ** 20)} MB)`);
-      const at = await flood(fleet, "b5", n);
+  const metricsPort = await freePort();
+  const fleet = await startBenchFleet(ctx.b, {
+    namespace: ns("b5"),
+    spawners: 1,
+    pollers: 1,
+    // Agents that stay busy for an hour: the poller watches every session for the whole soak.
+    env: {
+      ...fastPoller,
+      // The safety-net checks cost store reads and agent calls per session but hardly memory: at
+      // these intervals 10,000 watches stay within what the store serves while more are set up.
+      POLLER_STATUS_INTERVAL_MS: "30000",
+      POLLER_STORE_CHECK_MS: "300000",
+      POLLER_METRICS_PORT: String(metricsPort),
+      SPAWNER_MAX_IN_FLIGHT: "256",
+      FLEET_SIM_EVENTS: "2",
+      FLEET_SIM_EVENT_MS: "3600000",
+    },
+    // With --profile the poller writes heap snapshots on a signal (see heapSnapshot).
+    ...(ctx.profileDir ? { pollerNodeArgs: ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${ctx.profileDir}`] } : {}),
+  });
+  try {
+    const [poller] = fleet.pids("poller") as [number];
+    /** rss and heap used every second: the median rss, and the lowest heap (nearest to what is live). */
+    const sample = async (seconds: number, onSample?: (rss: number) => void): Promise<{ rss: number; heap: number; samples: number[] }> => {
+      const rss: number[] = [];
+      const heap: number[] = [];
+      for (const end = Date.now() + seconds * 1000; Date.now() < end; await sleep(1_000)) {
+        rss.push(rssBytes(poller));
+        heap.push(await heapUsed(metricsPort));
+        onSample?.(rss.length);
+      }
+      return { rss: percentile(rss, 50), heap: Math.min(...heap), samples: rss };
+    };
+    await sleep(1_000);
+    const idle = await sample(5);
+    ctx.log(`B5 poller memory: watching ${sizes.join(" then ")} sessions (idle poller ${round(idle.rss / 2 ** 20)} MB rss, ${round(idle.heap / 2 ** 20)} MB heap)`);
+    if (ctx.profileDir) {
+      ctx.log(`  heap snapshot of the idle poller: ${await heapSnapshot(poller, ctx.profileDir)}`);
+      ctx.log("  (with --profile the snapshots' own memory stays in the poller's rss: compare the snapshots, not these figures)");
+    }
+    const sessions = fleet.db.collection<{ _id: string; status: string }>("sessions");
+    const rows: B5Row[] = [];
+    let previous = { n: 0, rss: idle.rss };
+    let soakSamples: number[] = [];
+    for (const n of sizes) {
+      const ids = [...(await flood(fleet, `b5-${n}`, n - previous.n)).keys()];
       // Every session running (read by id, oldest first: no collection scans while the poller works).
-      const ids = [...at.keys()];
-      const sessions = fleet.db.collection<{ _id: string; status: string }>("sessions");
       let ready = 0;
       await until(
-        "every session running",
+        `${n} sessions running`,
         async () => {
           while (ready < ids.length && (await sessions.findOne({ _id: ids[ready] as string }, { projection: { status: 1 } }))?.status === "running") ready++;
           return ready >= ids.length;
@@ -348,35 +392,72 @@ export async function b5(ctx: Ctx): Promise<B5Row[]> {
         ctx.quick ? 240_000 : 3_600_000,
         200,
       );
-      // Warm-up: let every watch reach its steady state before the first sample.
-      await sleep(5_000);
-      const samples: number[] = [];
-      const end = Date.now() + soak * 1000;
-      while (Date.now() < end) {
-        samples.push(rssBytes(poller));
-        if (samples.length % 6 === 1) ctx.log(`  rss ${round(samples.at(-1)! / 2 ** 20)} MB`);
-        await sleep(ctx.quick ? 2_000 : 10_000);
-      }
-      const mean = samples.reduce((a, v) => a + v, 0) / samples.length;
-      const half = Math.floor(samples.length / 2);
-      const firstHalf = samples.slice(0, half).reduce((a, v) => a + v, 0) / Math.max(1, half);
-      const secondHalf = samples.slice(half).reduce((a, v) => a + v, 0) / Math.max(1, samples.length - half);
+      // Settle: every watch at its steady state, and the heap the setup burst grew given back (V8
+      // shrinks it once allocation slows; sampled straight away, rss was up to 70 MB higher).
+      await sleep(ctx.quick ? 10_000 : 30_000);
+      // The largest size is measured over the soak itself.
+      const last = n === sizes.at(-1);
+      const at = await sample(last ? soak : ctx.quick ? 5 : 30, (i) => {
+        if (last && i % 30 === 1) ctx.log(`  soak: rss ${round(rssBytes(poller) / 2 ** 20)} MB`);
+      });
+      if (last) soakSamples = at.samples;
       const row: B5Row = {
         sessions: n,
-        idleRssMb: idle / 2 ** 20,
-        watchingRssMb: mean / 2 ** 20,
-        bytesPerSession: (mean - idle) / n,
-        soakSeconds: soak,
-        soakSamplesMb: samples.map((s) => round(s / 2 ** 20)),
-        growthAfterWarmupPct: ((secondHalf - firstHalf) / firstHalf) * 100,
+        watchingRssMb: at.rss / 2 ** 20,
+        idleRssMb: idle.rss / 2 ** 20,
+        bytesPerSession: (at.rss - idle.rss) / n,
+        heapBytesPerSession: (at.heap - idle.heap) / n,
+        ...(previous.n ? { marginalBytesPerSession: (at.rss - previous.rss) / (n - previous.n) } : {}),
       };
-      ctx.log(`  ${round(row.bytesPerSession / 1024)} KB per watched session; second half vs first half of the soak ${round(row.growthAfterWarmupPct, 2)}%`);
+      ctx.log(
+        `  ${n} watched: ${round(row.watchingRssMb)} MB rss, ${round(row.bytesPerSession / 1024)} KB rss and at most ${round(row.heapBytesPerSession / 1024)} KB heap per session` +
+          (row.marginalBytesPerSession !== undefined ? `; ${round(row.marginalBytesPerSession / 1024)} KB rss per session added` : ""),
+      );
       rows.push(row);
-    } finally {
-      await fleet.stop();
+      previous = { n, rss: at.rss };
     }
+    const mean = (xs: number[]): number => xs.reduce((a, v) => a + v, 0) / Math.max(1, xs.length);
+    const half = Math.floor(soakSamples.length / 2);
+    const growth = ((mean(soakSamples.slice(half)) - mean(soakSamples.slice(0, half))) / mean(soakSamples.slice(0, half))) * 100;
+    ctx.log(`  soak ${soak} s at ${previous.n} watched: second half vs first half ${round(growth, 2)}%`);
+    if (ctx.profileDir) ctx.log(`  heap snapshot of the watching poller: ${await heapSnapshot(poller, ctx.profileDir)}`);
+    return { rows, soakSeconds: soak, soakSamplesMb: soakSamples.map((v) => round(v / 2 ** 20)), growthAfterWarmupPct: growth };
+  } finally {
+    await fleet.stop();
   }
-  return rows;
+}
+
+/** The poller's JS heap in use, from its Prometheus metrics (prom-client's default gauges). */
+async function heapUsed(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  if (!m) throw new Error("the poller's metrics have no nodejs_heap_size_used_bytes");
+  return Number(m[1]);
+}
+
+/** Signals a process started with --heapsnapshot-signal=SIGUSR2 and waits for its snapshot file. */
+async function heapSnapshot(pid: number, dir: string): Promise<string> {
+  const mine = (): string[] => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".heapsnapshot") && f.includes(`.${pid}.`)) : []);
+  mkdirSync(dir, { recursive: true });
+  const before = new Set(mine());
+  process.kill(pid, "SIGUSR2");
+  let file = "";
+  let size = -1;
+  await until(
+    "the heap snapshot",
+    async () => {
+      file = mine().find((f) => !before.has(f)) ?? "";
+      if (!file) return false;
+      // Written in one go by the process: done when its size stops changing.
+      const now = statSync(join(dir, file)).size;
+      const done = now > 0 && now === size;
+      size = now;
+      return done;
+    },
+    120_000,
+    1_000,
+  );
+  return join(dir, file);
 }
 
 // ---------------------------------------------------------------------------------------------
