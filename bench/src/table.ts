@@ -69,6 +69,7 @@ export function renderTable(r: Results): string {
       }
     }
     rows.push([`B5 soak ${r.b5.soakSeconds} s, 2nd half vs 1st`, `${round(r.b5.growthAfterWarmupPct, 2)}%`, "no growth (< +5%)", ok(r.b5.growthAfterWarmupPct < 5)]);
+    rows.push([`B5 poller CPU while watching (agents silent)`, `${round(r.b5.cpuMsPerWatchedMinute, 2)} ms per session-minute`, "", ""]);
   }
   if (r.b6) {
     const s = r.b6;
