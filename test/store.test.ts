@@ -138,6 +138,24 @@ describe(`session store on a real ${inject("storeKind")}`, () => {
     expect(await store.lastLogSeq("nobody")).toBe(0);
   });
 
+  it("reads any run of log lines whole and in order, short ones by key and long ones by query", async () => {
+    const line = (sessionId: string, seq: number): LogLine => ({ sessionId, seq, at: seq, kind: "system", line: `${sessionId} ${seq}` });
+    // Lengths around the key-read rounds (1, then 3, then 12 lines) and past them (the query).
+    for (const n of [0, 1, 2, 4, 5, 16, 17, 40]) {
+      const id = `s-run-${n}`;
+      await store.appendLogs(Array.from({ length: n }, (_, i) => line(id, i + 1)));
+      expect((await store.logs(id)).map((l) => l.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+      for (const afterSeq of [1, 3, 15]) {
+        const expected = Array.from({ length: Math.max(0, n - afterSeq) }, (_, i) => afterSeq + 1 + i);
+        expect((await store.logs(id, { afterSeq })).map((l) => l.seq)).toEqual(expected);
+        expect((await store.logs(id, { afterSeq, limit: 2 })).map((l) => l.seq)).toEqual(expected.slice(0, 2));
+        expect((await store.logs(id, { afterSeq, limit: 20 })).map((l) => l.seq)).toEqual(expected.slice(0, 20));
+      }
+    }
+    // Another session's lines never leak in, whichever way they are read.
+    expect((await store.logs("s-run-40", { afterSeq: 39 })).map((l) => l.line)).toEqual(["s-run-40 40"]);
+  });
+
   it("paginates a project's sessions newest first, stable under inserts", async () => {
     for (let i = 0; i < 7; i++) {
       // Two sessions share each timestamp, so the id must break ties.

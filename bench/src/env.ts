@@ -48,14 +48,18 @@ const HANDSHAKE = new Set(["hello", "isMaster", "ismaster", "ping", "buildInfo",
  * pulls, API calls) and data commands FerretDB served (find, insert, update, delete, findAndModify,
  * aggregate, count, getMore, createIndexes…; connection handshakes excluded).
  */
-export async function serverCounters(b: BenchInfra): Promise<{ busMsgs: number; storeOps: number }> {
+export async function serverCounters(b: BenchInfra): Promise<{ busMsgs: number; storeOps: number; storeOpsByCommand: Record<string, number> }> {
   const varz = (await (await fetch(`http://127.0.0.1:${b.monitor.nats}/varz`)).json()) as { in_msgs: number };
   const metrics = await (await fetch(`http://127.0.0.1:${b.monitor.store}/debug/metrics`)).text();
   let storeOps = 0;
+  const storeOpsByCommand: Record<string, number> = {};
   for (const m of metrics.matchAll(/^ferretdb_client_requests_total\{command="([^"]+)",opcode="[^"]+"\} (\d+)/gm)) {
-    if (!HANDSHAKE.has(m[1] as string)) storeOps += Number(m[2]);
+    const command = m[1] as string;
+    if (HANDSHAKE.has(command)) continue;
+    storeOps += Number(m[2]);
+    storeOpsByCommand[command] = (storeOpsByCommand[command] ?? 0) + Number(m[2]);
   }
-  return { busMsgs: varz.in_msgs, storeOps };
+  return { busMsgs: varz.in_msgs, storeOps, storeOpsByCommand };
 }
 
 export interface FleetSpec {
@@ -144,6 +148,9 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
  * was seen ended. Sessions are read by id, from the oldest one not seen ended, so a poll costs about
  * one key lookup (a count over the collection would be a scan on FerretDB and slow the fleet down).
  */
+/** Store reads the harness itself made while waiting (B1 takes them out of the fleet's count). */
+export const harnessReads = { count: 0 };
+
 export async function waitEnded(fleet: BenchFleet, ids: readonly string[], timeoutMs: number, onProgress?: (ended: number) => void): Promise<number> {
   const end = Date.now() + timeoutMs;
   const sessions = fleet.db.collection<{ _id: string; status: string }>("sessions");
@@ -151,6 +158,7 @@ export async function waitEnded(fleet: BenchFleet, ids: readonly string[], timeo
   let i = 0;
   while (i < ids.length) {
     const doc = await sessions.findOne({ _id: ids[i] as string }, { projection: { status: 1 } });
+    harnessReads.count++;
     if (doc && ["completed", "failed", "cancelled"].includes(doc.status)) {
       i++;
       continue;

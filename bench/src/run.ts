@@ -2,11 +2,12 @@
  * `npm run bench [-- --quick] [-- --only B1,B3]`: starts the real nats-server and store, measures
  * their raw limits, then runs the fleet's services as separate processes (simulated sandboxes and
  * agent for load; local sandboxes and OpenCode for B6) and the BullMQ peer, prints one table and
- * writes bench/results/<time>.json (and latest.json, and the plot as SVG).
+ * writes bench/results/<time>-<mode>.json (and latest-<mode>.json, and the plot as SVG). Runs of
+ * some scenarios only, or with --profile, write to .fleet/bench-results instead.
  */
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { repoRoot } from "@fleet/shared/infra";
 import { measureBaselines } from "./baselines.js";
@@ -63,7 +64,9 @@ async function main(): Promise<void> {
     await b.stop();
   }
   results.seconds = round((Date.now() - begin) / 1000);
-  const outDir = join(root, "bench", "results");
+  // A run of some scenarios (or with profiling, which slows them) is kept apart from the record.
+  const complete = only.size === ALL.length && !values.profile;
+  const outDir = complete ? join(root, "bench", "results") : join(root, ".fleet", "bench-results");
   mkdirSync(outDir, { recursive: true });
   const stamp = results.startedAt.replace(/[:.]/g, "-");
   const json = `${JSON.stringify(results, null, 2)}\n`;
@@ -74,7 +77,7 @@ async function main(): Promise<void> {
     writeFileSync(join(outDir, `latest-${results.mode}.svg`), svg);
   }
   process.stdout.write(`${renderTable(results)}\n`);
-  log(`done in ${results.seconds} s; results in bench/results/latest-${results.mode}.json`);
+  log(`done in ${results.seconds} s; results in ${relative(root, outDir)}/latest-${results.mode}.json`);
 }
 
 main().then(

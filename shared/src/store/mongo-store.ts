@@ -55,6 +55,13 @@ function wrap(op: string, err: unknown): FleetError {
   return new FleetError("store_unavailable", `store ${op} failed: ${errorMessage(err)}`, { retryable, cause: err });
 }
 
+/** How many log lines `logs` reads by key, round by round, before it queries for the rest. */
+const KEY_READ_ROUNDS = [1, 3, 12] as const;
+
+function withoutId<T extends { _id: unknown }>({ _id, ...rest }: T): Omit<T, "_id"> {
+  return rest;
+}
+
 function logId(sessionId: string, seq: number): string {
   return `${sessionId}:${String(seq).padStart(10, "0")}`;
 }
@@ -316,16 +323,26 @@ export class MongoSessionStore implements SessionStore {
 
   async logs(sessionId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogLine[]> {
     const limit = Math.min(Math.max(options.limit ?? 1_000, 1), 10_000);
+    const after = options.afterSeq ?? 0;
     try {
-      // Lines are gap-free, so "nothing after afterSeq" (a new session, a follower that is up to
-      // date) is answered by one key lookup instead of a query over the session's lines.
-      if (!(await this.hasLine(sessionId, (options.afterSeq ?? 0) + 1))) return [];
-      const docs = await this.logLines
-        .find({ sessionId, seq: { $gt: options.afterSeq ?? 0 } })
+      // Lines are gap-free and keyed by their seq, so the next few (the common reads: a follower
+      // that is up to date or nearly, a watch taking over a session that has only its setup lines)
+      // are read by key, in rounds of 1, 3 and 12 until one is missing. Only a longer run uses the
+      // (sessionId, seq) query, which some stores serve by scanning every session's lines.
+      const found: LogLine[] = [];
+      for (const round of KEY_READ_ROUNDS) {
+        const seqs = Array.from({ length: Math.min(round, limit - found.length) }, (_, i) => after + found.length + 1 + i);
+        const docs = await Promise.all(seqs.map((seq) => this.logLines.findOne({ _id: logId(sessionId, seq) })));
+        const missing = docs.findIndex((d) => d === null);
+        for (const d of missing < 0 ? docs : docs.slice(0, missing)) if (d) found.push(LogLine.parse(withoutId(d)));
+        if (missing >= 0 || found.length >= limit) return found;
+      }
+      const rest = await this.logLines
+        .find({ sessionId, seq: { $gt: after + found.length } })
         .sort({ seq: 1 })
-        .limit(limit)
+        .limit(limit - found.length)
         .toArray();
-      return docs.map(({ _id, ...line }) => LogLine.parse(line));
+      return [...found, ...rest.map((d) => LogLine.parse(withoutId(d)))];
     } catch (err) {
       throw wrap("logs", err);
     }
