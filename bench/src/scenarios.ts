@@ -6,7 +6,7 @@ import { freePort, startService } from "@fleet/shared/infra";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/shared/model";
 import type { Baselines } from "./baselines.js";
 import { harnessReads, serverCounters, sessionTimes, startBenchFleet, waitEnded, type BenchFleet, type BenchInfra } from "./env.js";
-import { cpuSeconds, percentile, round, rssBytes, sleep, spread, until, type Spread } from "./util.js";
+import { cpuSeconds, maxOf, minOf, percentile, round, rssBytes, sleep, spread, until, type Spread } from "./util.js";
 
 export interface Ctx {
   b: BenchInfra;
@@ -241,8 +241,8 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
       await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${sessions} ended`));
       await sleep(500);
       const storedDocs = await fleet.db.collection<{ at: number }>("session_logs").find({}, { projection: { at: 1 } }).toArray();
-      const storedFirst = Math.min(...storedDocs.map((d) => d.at));
-      const storedLast = Math.max(...storedDocs.map((d) => d.at));
+      const storedFirst = minOf(storedDocs.map((d) => d.at));
+      const storedLast = maxOf(storedDocs.map((d) => d.at));
       for (const s of subs) s.unsubscribe();
       const times = new Map((await sessionTimes(fleet, at)).map((t) => [t.id, t]));
       const eventToViewer: number[] = [];
@@ -253,8 +253,8 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
       }
       const lines = storedDocs.length;
       const allTimes = [...times.values()];
-      const emitFrom = Math.min(...allTimes.map((t) => t.promptedAt));
-      const emitTo = Math.max(...allTimes.map((t) => t.idleAt));
+      const emitFrom = minOf(allTimes.map((t) => t.promptedAt));
+      const emitTo = maxOf(allTimes.map((t) => t.idleAt));
       const offered = (allTimes.length * events * 2) / Math.max(0.001, (emitTo - emitFrom) / 1000);
       const ingest = arrivals.length / Math.max(0.001, (last - first) / 1000);
       const stored = lines / Math.max(0.001, (storedLast - storedFirst) / 1000);
@@ -381,7 +381,7 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
         heap.push(await heapUsed(metricsPort));
         onSample?.(rss.length);
       }
-      return { rss: percentile(rss, 50), heap: Math.min(...heap), samples: rss };
+      return { rss: percentile(rss, 50), heap: minOf(heap), samples: rss };
     };
     await sleep(1_000);
     const idle = await sample(5);

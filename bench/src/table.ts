@@ -1,3 +1,6 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Baselines } from "./baselines.js";
 import type { B1Row, B2Row, B3Row, B4Row, B5Result, B6Result, B7Row } from "./scenarios.js";
 import { round } from "./util.js";
@@ -24,6 +27,19 @@ const ms = (v: number): string => (Number.isFinite(v) ? `${round(v, 1)} ms` : "n
 
 /** The run as one table: each figure, its target and whether it was met. */
 export function renderTable(r: Results): string {
+  const rows = tableRows(r);
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ["figure", "value", "target", ""][i]!.length));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(["figure", "value", "target", "verdict"]), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** The same table in Markdown, for docs/benchmarks.md (`node bench/dist/src/table.js <results.json>`). */
+export function renderMarkdown(r: Results): string {
+  const cell = (c: string): string => c.replace(/\|/g, "\\|");
+  return ["| Figure | Value | Target | Verdict |", "|---|---|---|---|", ...tableRows(r).map((row) => `| ${row.map(cell).join(" | ")} |`)].join("\n");
+}
+
+function tableRows(r: Results): Row[] {
   const rows: Row[] = [];
   const base = r.baselines;
   rows.push(["raw JetStream async publish (file)", `${round(base.jsPublish)} msg/s`, "baseline", ""]);
@@ -32,7 +48,8 @@ export function renderTable(r: Results): string {
   rows.push(["raw store insertMany (100 per call)", `${round(base.insertManyDocs)} docs/s`, "baseline", ""]);
   for (const b of r.b1 ?? []) {
     rows.push([`B1 ${b.instances}/stage sessions/s`, `${round(b.sessionsPerSecond)} (${b.failed} not completed)`, ">= 1000 where the store allows", ""]);
-    rows.push([`B1 ${b.instances}/stage ops per session`, `${round(b.busMsgsPerSession)} bus + ${round(b.storeOpsPerSession)} store`, "", ""]);
+    const byCommand = Object.entries(b.storeOpsByCommandPerSession ?? {}).map(([c, v]) => `${c} ${round(v)}`).join(", ");
+    rows.push([`B1 ${b.instances}/stage ops per session`, `${round(b.busMsgsPerSession)} bus + ${round(b.storeOpsPerSession)} store${byCommand ? ` (${byCommand})` : ""}`, "", ""]);
     rows.push([`B1 ${b.instances}/stage efficiency`, `${round(b.efficiency, 2)}`, ">= 0.5", ok(b.efficiency >= 0.5)]);
     if (b.ratioToPeer !== undefined) rows.push([`B1 ${b.instances}/stage fleet / BullMQ peer`, `${round(b.ratioToPeer, 2)} (peer ${round(b.peerSessionsPerSecond ?? 0)}/s)`, ">= 1.0", ok(b.ratioToPeer >= 1)]);
   }
@@ -84,7 +101,12 @@ export function renderTable(r: Results): string {
     const pass = b.spawners === 2 ? b.speedup >= 1.8 : b.spawners === 4 ? b.speedup >= 3.2 : undefined;
     rows.push([`B7 ${b.spawners} spawner(s), 200 ms create`, `${round(b.sessionsPerSecond)} sessions/s = ${round(b.speedup, 2)}×`, target, ok(pass)]);
   }
-  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ["figure", "value", "target", ""][i]!.length));
-  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
-  return [line(["figure", "value", "target", "verdict"]), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+  return rows;
+}
+
+// Run as a script: print a results file's table in Markdown.
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  const file = process.argv[2];
+  if (!file) throw new Error("usage: node bench/dist/src/table.js <bench/results/….json>");
+  process.stdout.write(`${renderMarkdown(JSON.parse(readFileSync(file, "utf8")) as Results)}\n`);
 }

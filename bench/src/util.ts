@@ -18,7 +18,7 @@ export interface Spread {
 }
 
 export function spread(values: readonly number[]): Spread {
-  return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: values.length ? Math.max(...values) : Number.NaN };
+  return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: maxOf(values) };
 }
 
 /** Progress on stderr, one line per step, with the time since the run began. */
@@ -54,3 +54,7 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
 }
 
 export const round = (v: number, digits = 1): number => (Number.isFinite(v) ? Math.round(v * 10 ** digits) / 10 ** digits : v);
+
+/** Math.min/Math.max over arrays of any length (spreading 200,000 values overflows the stack); NaN when empty. */
+export const minOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (v < a ? v : a)) : Number.NaN);
+export const maxOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (v > a ? v : a)) : Number.NaN);
