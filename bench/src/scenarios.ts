@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { createLogger, subjectFor } from "@fleet/shared";
+import { LIMITS, createLogger, subjectFor } from "@fleet/shared";
 import { freePort, startService } from "@fleet/shared/infra";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/shared/model";
 import type { Baselines } from "./baselines.js";
@@ -393,10 +393,13 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
     const sessions = fleet.db.collection<{ _id: string; status: string }>("sessions");
     const rows: B5Row[] = [];
     let previous = { n: 0, rss: idle.rss };
+    const watched: string[] = [];
     let soakSamples: number[] = [];
     let cpuMsPerWatchedMinute = Number.NaN;
     for (const n of sizes) {
-      const ids = [...(await flood(fleet, `b5-${n}`, n - previous.n)).keys()];
+      // The longest deadline a session may have: the default (10 minutes) would end them mid-soak.
+      const ids = [...(await flood(fleet, `b5-${n}`, n - previous.n, { config: { timeoutMs: LIMITS.timeoutMsMax } })).keys()];
+      watched.push(...ids);
       // Every session running (read by id, oldest first: no collection scans while the poller works).
       let ready = 0;
       await until(
@@ -437,6 +440,10 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
       rows.push(row);
       previous = { n, rss: at.rss };
     }
+    // Every session must still be watched at the end, or the soak measured fewer watches than it says.
+    let notRunning = 0;
+    for (const id of watched) if ((await sessions.findOne({ _id: id }, { projection: { status: 1 } }))?.status !== "running") notRunning++;
+    if (notRunning > 0) throw new Error(`B5: ${notRunning} of ${watched.length} sessions were no longer running at the end of the soak`);
     const mean = (xs: number[]): number => xs.reduce((a, v) => a + v, 0) / Math.max(1, xs.length);
     const half = Math.floor(soakSamples.length / 2);
     const growth = ((mean(soakSamples.slice(half)) - mean(soakSamples.slice(0, half))) / mean(soakSamples.slice(0, half))) * 100;
