@@ -362,6 +362,8 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
       // these intervals 10,000 watches stay within what the store serves while more are set up.
       POLLER_STATUS_INTERVAL_MS: "30000",
       POLLER_STORE_CHECK_MS: "300000",
+      // Silent agents for the whole run: past the default 3 minutes the poller rightly fails them as stalled.
+      POLLER_QUIET_MS: "3600000",
       POLLER_METRICS_PORT: String(metricsPort),
       SPAWNER_MAX_IN_FLIGHT: "256",
       FLEET_SIM_EVENTS: "2",

@@ -42,6 +42,8 @@ export interface WatchSettings {
 
 export type WatchDeps = StageDeps<WatchSettings>;
 
+type WatchedSession = Omit<Session, "prompt">;
+
 /**
  * session.running -> watch the agent until the session ends. A redelivery (another poller after a
  * crash) re-attaches to the same agent and continues the log where the stored lines end.
@@ -63,18 +65,21 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
     baseUrl: msg.sandboxHost ?? sandbox.url(sandbox.agentPort),
     password: agentPassword(deps.settings.agentSecret, session.id, session.attempt),
   });
+  // What the watch keeps for the session's whole life: the document without its prompt, which may
+  // be large and is not needed again (memory per watched session, B5).
+  const { prompt: _prompt, ...watched } = session;
   const writer = await SessionLogWriter.open(deps, session.id);
   deps.logger.info({ sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq }, "watching session");
   // Progress pushed from inside the sandbox reaches this writer, so the log keeps one writer.
-  const progress = deps.bus.serveProgress(session.id, (p) => storeProgress(writer, session, p));
+  const progress = deps.bus.serveProgress(session.id, (p) => storeProgress(writer, watched, p));
   try {
-    await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
+    await new Watch(deps, watched, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
   } finally {
     progress.stop();
   }
 }
 
-async function storeProgress(writer: SessionLogWriter, session: Session, p: SessionProgress): Promise<ProgressReply> {
+async function storeProgress(writer: SessionLogWriter, session: WatchedSession, p: SessionProgress): Promise<ProgressReply> {
   if (p.attempt !== session.attempt) return { ok: false, code: "conflict", message: `session ${session.id} is on attempt ${session.attempt}, not ${p.attempt}` };
   // Keys live apart from the poller's own, so a sandbox cannot hide the fleet's lines.
   const lines = p.lines.map((l) => ({ kind: l.kind, line: l.line, ...(l.key ? { key: `cb:${l.key}` } : {}) }));
@@ -83,7 +88,7 @@ async function storeProgress(writer: SessionLogWriter, session: Session, p: Sess
   return { ok: true, stored: writer.seq - before, seq: writer.seq };
 }
 
-async function fail(deps: WatchDeps, session: Session, code: string, message: string): Promise<void> {
+async function fail(deps: WatchDeps, session: WatchedSession, code: string, message: string): Promise<void> {
   const ended = await endSession(deps, session.id, { status: "failed", error: { code, message } });
   if (ended) deps.metrics.sessionsEnded.inc({ status: "failed", code });
 }
@@ -102,7 +107,7 @@ class Watch {
 
   constructor(
     private readonly deps: WatchDeps,
-    private readonly session: Session,
+    private readonly session: WatchedSession,
     private readonly agentSessionId: string,
     private readonly sandbox: Sandbox,
     private readonly client: AgentClient,
