@@ -66,14 +66,19 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
     password: agentPassword(deps.settings.agentSecret, session.id, session.attempt),
   });
   // What the watch keeps for the session's whole life: the document without its prompt, which may
-  // be large and is not needed again (memory per watched session, B5).
+  // be large and is not needed again (memory per watched session, B5). Returned, not awaited, so
+  // this frame (which holds the whole document) is not kept suspended for the watch's life.
   const { prompt: _prompt, ...watched } = session;
+  return watch(deps, watched, msg, sandbox, client, ctx);
+}
+
+async function watch(deps: WatchDeps, session: WatchedSession, msg: SessionRunning, sandbox: Sandbox, client: AgentClient, ctx: MessageContext): Promise<void> {
   const writer = await SessionLogWriter.open(deps, session.id);
   deps.logger.info({ sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq }, "watching session");
   // Progress pushed from inside the sandbox reaches this writer, so the log keeps one writer.
-  const progress = deps.bus.serveProgress(session.id, (p) => storeProgress(writer, watched, p));
+  const progress = deps.bus.serveProgress(session.id, (p) => storeProgress(writer, session, p));
   try {
-    await new Watch(deps, watched, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
+    await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
   } finally {
     progress.stop();
   }
