@@ -1,10 +1,11 @@
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
-import { FleetError, type Bus, type CallbackTokenConfig, type KnownProjects, type Logger, type SandboxProvider, type SessionStore } from "@fleet/shared";
+import { type Bus, type CallbackTokenConfig, type KnownProjects, type Logger, type SandboxProvider, type SessionStore } from "@fleet/shared";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
-import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Registry } from "prom-client";
 import { installAuth, type AuthOptions } from "./auth.js";
+import { frameworkOptions, installErrors } from "./errors.js";
 import { installMethodNotAllowed } from "./methods.js";
 import { callbackRoutes } from "./routes/callbacks.js";
 import { healthRoutes } from "./routes/health.js";
@@ -29,20 +30,9 @@ export interface ApiDeps {
   bodyLimit?: number;
 }
 
-const STATUS: Partial<Record<FleetError["code"], number>> = {
-  bad_input: 400,
-  not_found: 404,
-  conflict: 409,
-  unauthorized: 401,
-  forbidden: 403,
-  rate_limited: 429,
-  bus_unavailable: 503,
-  store_unavailable: 503,
-};
-
 /** Builds the HTTP app (no I/O until `listen`). */
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
-  const app: FastifyInstance = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimit ?? 8 * 1024 * 1024 });
+  const app: FastifyInstance = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimit ?? 8 * 1024 * 1024, ...frameworkOptions });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   await app.register(swagger, {
@@ -54,26 +44,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     transform: jsonSchemaTransform,
   });
 
-  app.setErrorHandler((err, req, reply) => {
-    if (hasZodFastifySchemaValidationErrors(err)) {
-      return reply.code(400).send({ error: { code: "bad_input", message: `invalid request: ${err.message}`, issues: err.validation } });
-    }
-    if (err instanceof FleetError) {
-      const status = STATUS[err.code] ?? 500;
-      if (status >= 500) req.log.error({ err: err.message, code: err.code }, "request failed");
-      if (status === 503) void reply.header("retry-after", "1");
-      return reply.code(status).send({ error: { code: err.code, message: err.message } });
-    }
-    const status = (err as { statusCode?: number }).statusCode;
-    if (status === 429) return reply.code(429).send({ error: { code: "rate_limited", message: (err as Error).message } });
-    if (status && status >= 400 && status < 500) {
-      return reply.code(status).send({ error: { code: "bad_request", message: (err as Error).message } });
-    }
-    req.log.error({ err }, "request failed");
-    return reply.code(500).send({ error: { code: "internal", message: "internal error" } });
-  });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0]}` } }));
-
+  installErrors(app);
   installMethodNotAllowed(app);
   await app.register(rateLimit, { global: false });
   installAuth(app, deps.store, deps.auth ?? { mode: "keys" });
@@ -83,6 +54,6 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens }));
   }
   await app.register(healthRoutes({ store: deps.store, bus: deps.bus, registry: deps.registry }));
-  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/openapi.json", { schema: { hide: true }, config: { access: "public" } }, async () => app.swagger());
   return app;
 }

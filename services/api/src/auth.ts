@@ -1,7 +1,19 @@
 import { FleetError, apiKeyId, keyReaches, verifyApiKey, type ApiKeyRecord, type SessionStore } from "@fleet/shared";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 
+/**
+ * Who may call a route, declared by the route itself (`config: { access }`):
+ * - `key`: an API key (Authorization: Bearer <key> or X-Api-Key);
+ * - `callback`: a session's callback token, which the route checks itself (routes/callbacks.ts);
+ * - `public`: anyone (health, metrics, the OpenAPI document).
+ */
+export type Access = "key" | "callback" | "public";
+const ACCESS: ReadonlySet<unknown> = new Set<Access>(["key", "callback", "public"]);
+
 declare module "fastify" {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
   interface FastifyRequest {
     apiKey?: ApiKeyRecord;
   }
@@ -13,30 +25,55 @@ export interface AuthOptions {
   cacheMs?: number;
 }
 
-/** Every /v1 route needs a key (Authorization: Bearer <key> or X-Api-Key); health, metrics and the spec do not. */
+/**
+ * Access is decided on the route the router matched, never on the URL as sent: the router decodes
+ * and matches `/%761/sessions` as `/v1/sessions`, so any check on the raw URL can be walked around.
+ * A route that declares no access cannot be registered, and one that somehow has none is refused.
+ * Call before any route is registered, so that every route passes the check.
+ */
 export function installAuth(app: FastifyInstance, store: SessionStore, options: AuthOptions): void {
-  if (options.mode === "off") return;
-  const cache = new Map<string, { record: ApiKeyRecord; until: number }>();
+  app.addHook("onRoute", (route) => {
+    if (!ACCESS.has(route.config?.access)) {
+      throw new Error(`route ${String(route.method)} ${route.url} declares no access: give it config.access ("key", "callback" or "public")`);
+    }
+  });
+  const verify = keyVerifier(store, options.cacheMs ?? 5_000);
   app.addHook("onRequest", async (req) => {
-    // Sandbox callbacks carry their own session-scoped token instead of an API key.
-    if (!req.url.startsWith("/v1/") || req.url.startsWith("/v1/callbacks/")) return;
+    // No route matched: the not-found handler answers 404 (or 405) and says nothing else.
+    if (req.is404) return;
+    const access = req.routeOptions.config.access;
+    switch (access) {
+      case "public":
+      case "callback":
+        return;
+      case "key":
+        if (options.mode === "keys") req.apiKey = await verify(req);
+        return;
+      default:
+        throw new FleetError("unauthorized", "this route declares no access");
+    }
+  });
+}
+
+function keyVerifier(store: SessionStore, cacheMs: number): (req: FastifyRequest) => Promise<ApiKeyRecord> {
+  const cache = new Map<string, { record: ApiKeyRecord; until: number }>();
+  return async (req) => {
     const header = req.headers.authorization;
-    const key = header?.startsWith("Bearer ") ? header.slice(7).trim() : (req.headers["x-api-key"] as string | undefined);
+    const xApiKey = req.headers["x-api-key"];
+    const key = header?.startsWith("Bearer ") ? header.slice(7).trim() : typeof xApiKey === "string" ? xApiKey : undefined;
     const id = key ? apiKeyId(key) : undefined;
     if (!key || !id) throw new FleetError("unauthorized", "an API key is required (Authorization: Bearer <key>)");
     const now = Date.now();
-    let record = cache.get(key);
-    if (!record || record.until < now) {
-      const stored = await store.apiKey(id);
-      if (!stored || !verifyApiKey(key, stored)) {
-        cache.delete(key);
-        throw new FleetError("unauthorized", "unknown or revoked API key");
-      }
-      record = { record: stored, until: now + (options.cacheMs ?? 5_000) };
-      cache.set(key, record);
+    const cached = cache.get(key);
+    if (cached && cached.until >= now) return cached.record;
+    const stored = await store.apiKey(id);
+    if (!stored || !verifyApiKey(key, stored)) {
+      cache.delete(key);
+      throw new FleetError("unauthorized", "unknown or revoked API key");
     }
-    req.apiKey = record.record;
-  });
+    cache.set(key, { record: stored, until: now + cacheMs });
+    return stored;
+  };
 }
 
 /** True when the request may act on this project (always, with auth off). */

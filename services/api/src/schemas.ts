@@ -40,8 +40,10 @@ export function errors<const C extends number>(...codes: C[]): Record<C, typeof 
   return Object.fromEntries(codes.map((c) => [c, ErrorBody])) as Record<C, typeof ErrorBody>;
 }
 
-/** What every /v1 route can answer: bad path, query or body (400), no key (401), bus or store down (503). */
-export const V1_ERRORS = [400, 401, 503] as const;
+/** What any route can meet before it runs: a URL or path parameter too long (414), a request head over 16 KiB (431). */
+export const FRAMEWORK_ERRORS = [414, 431] as const;
+/** What every /v1 route can answer: bad path, query or body (400), no key (401), bus or store down (503), and the framework's refusals. */
+export const V1_ERRORS = [400, 401, 503, ...FRAMEWORK_ERRORS] as const;
 /** A JSON body route also meets fastify's own refusals: too large (413), not JSON (415). */
 export const BODY_ERRORS = [413, 415] as const;
 

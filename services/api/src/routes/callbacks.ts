@@ -13,7 +13,7 @@ import {
 } from "@fleet/shared";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { Accepted, ErrorBody } from "../schemas.js";
+import { Accepted, FRAMEWORK_ERRORS, errors } from "../schemas.js";
 
 export interface CallbackRoutesDeps extends EndDeps {
   tokens: CallbackTokenConfig;
@@ -73,12 +73,13 @@ export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod 
     "/v1/callbacks/sessions/:id/events",
     {
       preValidation: tokenFirst,
+      config: { access: "callback" },
       schema: {
         summary: "Push progress lines of a running session from inside its sandbox (Authorization: Bearer <callback token>)",
         params: z.object({ id: SessionId }),
         headers: AUTH_HEADER,
         body: EventsBody,
-        response: { 200: EventsStored, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+        response: { 200: EventsStored, ...errors(400, 401, 404, 409, 413, 415, 503, ...FRAMEWORK_ERRORS) },
       },
     },
     async (req) => {
@@ -96,12 +97,13 @@ export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod 
     "/v1/callbacks/sessions/:id/complete",
     {
       preValidation: tokenFirst,
+      config: { access: "callback" },
       schema: {
         summary: "Complete a running session from inside its sandbox (Authorization: Bearer <callback token>)",
         params: z.object({ id: SessionId }),
         headers: AUTH_HEADER,
         body: CompleteBody,
-        response: { 200: Accepted, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+        response: { 200: Accepted, ...errors(400, 401, 404, 409, 413, 415, ...FRAMEWORK_ERRORS) },
       },
     },
     async (req) => {

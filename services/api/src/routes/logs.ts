@@ -21,6 +21,7 @@ export const logRoutes = (deps: LogRoutesDeps): FastifyPluginAsyncZod => async (
         security: API_KEY_SECURITY,
         response: { 200: LogsResponse, ...errors(...V1_ERRORS, 404) },
       },
+      config: { access: "key" },
     },
     async (req, reply) => {
       const session = await deps.store.get(req.params.id);

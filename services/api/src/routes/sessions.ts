@@ -62,6 +62,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         response: { 202: Accepted, ...errors(...V1_ERRORS, ...BODY_ERRORS, 403, 404, 409, 429) },
       },
       config: {
+        access: "key",
         rateLimit: { max: deps.submitsPerMinute, timeWindow: 60_000, keyGenerator: (req: FastifyRequest) => req.apiKey?.id ?? req.ip },
       },
     },
@@ -117,6 +118,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         security: API_KEY_SECURITY,
         response: { 202: Accepted, ...errors(...V1_ERRORS, ...BODY_ERRORS, 404, 409) },
       },
+      config: { access: "key" },
     },
     async (req, reply) => {
       const session = await mustGet(store, req.params.id, req);
@@ -128,7 +130,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
 
   app.get(
     "/v1/sessions/:id",
-    { schema: { summary: "A session document", params: IdParams, security: API_KEY_SECURITY, response: { 200: Session, ...errors(...V1_ERRORS, 404) } } },
+    { schema: { summary: "A session document", params: IdParams, security: API_KEY_SECURITY, response: { 200: Session, ...errors(...V1_ERRORS, 404) } }, config: { access: "key" } },
     async (req) => mustGet(store, req.params.id, req),
   );
 
@@ -141,6 +143,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         security: API_KEY_SECURITY,
         response: { 200: SessionPage, ...errors(...V1_ERRORS, 403) },
       },
+      config: { access: "key" },
     },
     async (req) => {
       mustReach(req, req.query.projectId);
@@ -150,7 +153,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
 
   app.get(
     "/v1/sessions/:id/details",
-    { schema: { summary: "Log lines and the session's results", params: IdParams, security: API_KEY_SECURITY, response: { 200: Details, ...errors(...V1_ERRORS, 404) } } },
+    { schema: { summary: "Log lines and the session's results", params: IdParams, security: API_KEY_SECURITY, response: { 200: Details, ...errors(...V1_ERRORS, 404) } }, config: { access: "key" } },
     async (req) => {
       const session = await mustGet(store, req.params.id, req);
       const logs = await store.logs(session.id, { limit: 10_000 });
@@ -170,7 +173,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
 
   app.get(
     "/v1/sessions/:id/metrics",
-    { schema: { summary: "Setup breakdown and execution metrics", params: IdParams, security: API_KEY_SECURITY, response: { 200: Metrics, ...errors(...V1_ERRORS, 404) } } },
+    { schema: { summary: "Setup breakdown and execution metrics", params: IdParams, security: API_KEY_SECURITY, response: { 200: Metrics, ...errors(...V1_ERRORS, 404) } }, config: { access: "key" } },
     async (req) => {
       const s = await mustGet(store, req.params.id, req);
       const setup = Object.fromEntries(Object.entries(s.metrics.setup).filter((e): e is [string, number] => typeof e[1] === "number"));
@@ -207,6 +210,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         security: API_KEY_SECURITY,
         response: { 200: ActiveSession, ...errors(...V1_ERRORS, 404) },
       },
+      config: { access: "key" },
     },
     async (req) => {
       const session = await store.activeForCard(req.params.cardId);
