@@ -141,8 +141,34 @@ export function subjectFilter(namespace: string, kind: EventKind): string {
 }
 
 export function streamName(namespace: string, key: StreamKey): string {
-  const base = STREAMS[key].name;
+  return namespacedStream(namespace, STREAMS[key].name);
+}
+
+function namespacedStream(namespace: string, base: string): string {
   return namespace ? `${namespace.toUpperCase().replace(/-/g, "_")}_${base}` : base;
+}
+
+/**
+ * The one stream of the outside account (docs/bus.md, Authorization), where outside systems keep
+ * their own consumers. It captures what the fleet exports to that account as it is published, plus
+ * the outside's own requests: a push consumer may not deliver into its own stream's subjects, so
+ * holding session.requested keeps every consumer of the feed from delivering into the fleet. It
+ * never acks (a publisher's ack comes from FLEET_WORK), and one age and per-subject cap serve all:
+ * 7 days like the events, 100 000 per subject like a session's log.
+ */
+export const FEED = {
+  name: "FLEET_FEED",
+  description: "the fleet's events and logs for outside systems, and their own requests",
+  kinds: ["completed", "failed", "log", "requested"],
+  maxAgeMs: STREAMS.events.maxAgeMs,
+  maxMsgsPerSubject: 100_000,
+  /** Every event and log line fits; a larger request is forwarded to the fleet but not copied here. */
+  maxMsgBytes: 64 * 1024,
+  duplicateWindowMs: STREAMS.events.duplicateWindowMs,
+} as const satisfies { kinds: readonly EventKind[] } & Record<string, unknown>;
+
+export function feedStreamName(namespace: string): string {
+  return namespacedStream(namespace, FEED.name);
 }
 
 export function streamSubjects(namespace: string, key: StreamKey): string[] {
