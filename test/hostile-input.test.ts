@@ -23,11 +23,14 @@ describe("hostile input against a running fleet", () => {
     fleet = await startTestFleet({
       namespace: ns,
       modelUrl: model.url,
-      env: { FLEET_PROJECTS: "p-known", POLLER_STATUS_INTERVAL_MS: "500" },
+      env: { FLEET_PROJECTS: "p-known,p-b", POLLER_STATUS_INTERVAL_MS: "500" },
       services: [["api"], ["spawner"], ["poller"]],
     });
     nc = await connect({ servers: inject("natsUrl") });
   }, 120_000);
+
+  const request = (sessionId: string, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ v: SCHEMA_VERSION, sessionId, projectId: "p-known", prompt: "x", requestedAt: Date.now(), config: { model: "text-only" }, ...extra });
 
   afterAll(async () => {
     await nc?.close();
@@ -60,8 +63,6 @@ describe("hostile input against a running fleet", () => {
 
   it("dead-letters bus requests for an unknown project or past the size limit, and still runs a good one", async () => {
     const js = jetstream(nc);
-    const request = (sessionId: string, extra: Record<string, unknown> = {}) =>
-      JSON.stringify({ v: SCHEMA_VERSION, sessionId, projectId: "p-known", prompt: "x", requestedAt: Date.now(), config: { model: "text-only" }, ...extra });
     await js.publish(subjectFor(ns, "requested"), request("b-unknown", { projectId: "p-other" }), { msgID: "b-unknown" });
     // Valid against the schema (two files under the per-file limit) but past the one-message limit.
     const half = "y".repeat(Math.ceil(LIMITS.requestMessageBytes / 2));
@@ -89,4 +90,37 @@ describe("hostile input against a running fleet", () => {
       await store.close();
     }
   }, 120_000);
+
+  it("dead-letters a bus request naming another project's session, running or ended, and leaves that session as it was", async () => {
+    const js = jetstream(nc);
+    const store = await openStore(ns);
+    // A session id is global: a request of project p-b must not reach p-known's session of that id.
+    const claim = (when: string) => js.publish(subjectFor(ns, "requested"), request("b-owned", { projectId: "p-b", prompt: `take it ${when}` }), { msgID: `claim:${when}` });
+    const refused = (when: string) =>
+      eventually(async () => (await store.deadLetters({ limit: 20 })).find((d) => d.excerpt.includes(`take it ${when}`)), 30_000);
+    const kept = (s: Session) => ({ projectId: s.projectId, prompt: s.prompt, config: s.config, attempt: s.attempt, sandbox: s.sandbox, createdAt: s.createdAt, deadlineAt: s.deadlineAt });
+    try {
+      await js.publish(subjectFor(ns, "requested"), request("b-owned", { config: { model: "slow" } }), { msgID: "requested:b-owned" });
+      const running = await eventually(async () => {
+        const s = await store.get("b-owned");
+        return s?.status === "running" ? s : undefined;
+      }, 90_000);
+      await claim("running");
+      expect((await refused("running")).reason).toMatch(/session b-owned exists for another project: a request of project p-b cannot use its id/);
+      const during = await store.get("b-owned");
+      expect(during && kept(during)).toEqual(kept(running));
+      expect(during?.status).toBe("running");
+
+      const ended = await eventually(async () => {
+        const s = await store.get("b-owned");
+        return s && ["completed", "failed"].includes(s.status) ? s : undefined;
+      }, 120_000);
+      expect(ended.projectId).toBe("p-known");
+      await claim("ended");
+      expect((await refused("ended")).reason).toMatch(/exists for another project/);
+      expect(await store.get("b-owned")).toEqual(ended);
+    } finally {
+      await store.close();
+    }
+  }, 240_000);
 });

@@ -58,6 +58,12 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     { id: req.sessionId, projectId: req.projectId, ...(req.cardId ? { cardId: req.cardId } : {}), prompt: req.prompt, config: req.config },
     req.requestedAt,
   );
+  // Session ids are global and chosen by the submitter: a request of another project must neither
+  // set up, republish nor learn anything of this one (the create changed nothing of it). The reason
+  // does not name the owner's project.
+  if (session.projectId !== req.projectId) {
+    throw new FleetError("bad_input", `session ${req.sessionId} exists for another project: a request of project ${req.projectId} cannot use its id`);
+  }
   const log = deps.logger.child({ sessionId: session.id });
   if (session.status === "running") return republishRunning(deps, session);
   if (isTerminal(session.status)) return;
