@@ -6,6 +6,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fast
 import type { Registry } from "prom-client";
 import { installAuth, type AuthOptions } from "./auth.js";
 import { frameworkOptions, installErrors } from "./errors.js";
+import { createFollowers, type FollowerCaps } from "./follow/index.js";
 import { installMethodNotAllowed } from "./methods.js";
 import { callbackRoutes } from "./routes/callbacks.js";
 import { healthRoutes } from "./routes/health.js";
@@ -28,6 +29,8 @@ export interface ApiDeps {
   projects?: KnownProjects;
   /** Largest request body accepted, in bytes. */
   bodyLimit?: number;
+  /** Open log streams per API key and per process (default 50 and 1,000); more are refused with 429. */
+  followers?: Partial<FollowerCaps>;
 }
 
 /** Builds the HTTP app (no I/O until `listen`). */
@@ -49,7 +52,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(rateLimit, { global: false });
   installAuth(app, deps.store, deps.auth ?? { mode: "keys" });
   await app.register(sessionRoutes({ store: deps.store, bus: deps.bus, submitsPerMinute: deps.submitsPerMinute ?? 60, ...(deps.projects ? { projects: deps.projects } : {}) }));
-  await app.register(logRoutes({ store: deps.store, bus: deps.bus }));
+  const followers = createFollowers({ store: deps.store, bus: deps.bus, logger: deps.logger, registry: deps.registry, ...(deps.followers ? { caps: deps.followers } : {}) });
+  // Open streams would hold close() until their sessions end: end them first (clients resume elsewhere).
+  app.addHook("preClose", async () => followers.hub.close());
+  await app.register(logRoutes({ store: deps.store, followers }));
   if (deps.callbacks) {
     await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens }));
   }

@@ -56,7 +56,8 @@ export function installAuth(app: FastifyInstance, store: SessionStore, options: 
 }
 
 function keyVerifier(store: SessionStore, cacheMs: number): (req: FastifyRequest) => Promise<ApiKeyRecord> {
-  const cache = new Map<string, { record: ApiKeyRecord; until: number }>();
+  // The check itself is cached, so a crowd of requests with one new key costs one store read.
+  const cache = new Map<string, { check: Promise<ApiKeyRecord>; until: number }>();
   return async (req) => {
     const header = req.headers.authorization;
     const xApiKey = req.headers["x-api-key"];
@@ -65,14 +66,16 @@ function keyVerifier(store: SessionStore, cacheMs: number): (req: FastifyRequest
     if (!key || !id) throw new FleetError("unauthorized", "an API key is required (Authorization: Bearer <key>)");
     const now = Date.now();
     const cached = cache.get(key);
-    if (cached && cached.until >= now) return cached.record;
-    const stored = await store.apiKey(id);
-    if (!stored || !verifyApiKey(key, stored)) {
-      cache.delete(key);
-      throw new FleetError("unauthorized", "unknown or revoked API key");
-    }
-    cache.set(key, { record: stored, until: now + cacheMs });
-    return stored;
+    if (cached && cached.until >= now) return cached.check;
+    const check = store.apiKey(id).then((stored) => {
+      if (!stored || !verifyApiKey(key, stored)) throw new FleetError("unauthorized", "unknown or revoked API key");
+      return stored;
+    });
+    const entry = { check, until: now + cacheMs };
+    cache.set(key, entry);
+    // A refused or failed check is not kept: the next request asks the store again.
+    check.catch(() => cache.get(key) === entry && cache.delete(key));
+    return check;
   };
 }
 

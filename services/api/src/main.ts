@@ -12,6 +12,7 @@ const app = await createApi({
   registry: rt.metrics.registry,
   auth: { mode: config.API_AUTH },
   submitsPerMinute: config.API_SUBMITS_PER_MINUTE,
+  followers: { perKey: config.API_FOLLOWERS_PER_KEY, perProcess: config.API_FOLLOWERS_MAX },
   projects: config.FLEET_PROJECTS,
   ...(config.FLEET_CALLBACK_KEYS
     ? { callbacks: { tokens: { keys: config.FLEET_CALLBACK_KEYS }, provider: await createSandboxProvider(config, rt.logger) } }
