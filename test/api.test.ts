@@ -59,6 +59,33 @@ describe("api over a real bus and store", () => {
     expect(stored.body).toMatchObject({ id: "my-own-id", projectId: "p1", status: "pending", phase: "queued" });
   });
 
+  it("answers 422 for a reused Idempotency-Key with a different request, and changes nothing", async () => {
+    const body = { projectId: "p-idem", prompt: "first", model: "m1", tools: ["bash"] };
+    const first = await call<{ sessionId: string }>("POST", "/v1/sessions", body, { "idempotency-key": "k-422" });
+    expect(first.status).toBe(202);
+    const changes: Array<[Record<string, unknown>, string]> = [
+      [{ prompt: "second" }, "prompt"],
+      [{ model: "m2" }, "model"],
+      [{ tools: ["bash", "write"] }, "tools"],
+      [{ timeoutMs: 60_000 }, "timeoutMs"],
+      [{ cardId: "card-x" }, "cardId"],
+      [{ systemPrompt: "be brief" }, "systemPrompt"],
+    ];
+    for (const [change, field] of changes) {
+      const r = await call<{ error: { code: string; message: string } }>("POST", "/v1/sessions", { ...body, ...change }, { "idempotency-key": "k-422" });
+      expect(r.status, field).toBe(422);
+      expect(r.body).toEqual({ error: { code: "idempotency_key_reused", message: expect.stringContaining(field) } });
+    }
+    // The same request again still answers the first session; a new key makes a new one.
+    const again = await call<{ sessionId: string }>("POST", "/v1/sessions", { tools: ["bash"], model: "m1", prompt: "first", projectId: "p-idem" }, { "idempotency-key": "k-422" });
+    expect(again).toMatchObject({ status: 202, body: { sessionId: first.body.sessionId } });
+    expect((await call("POST", "/v1/sessions", { ...body, prompt: "second" }, { "idempotency-key": "k-423" })).status).toBe(202);
+    expect((await store.get(first.body.sessionId))?.prompt).toBe("first");
+    expect((await store.listByProject("p-idem", { limit: 10 })).items).toHaveLength(2);
+    const spec = await call<{ paths: Record<string, Record<string, { responses: Record<string, unknown> }>> }>("GET", "/openapi.json");
+    expect(Object.keys(spec.body.paths["/v1/sessions"]?.post?.responses ?? {})).toContain("422");
+  });
+
   it("rejects bad input with 400 and the zod issues, storing nothing", async () => {
     const cases: Array<[unknown, string]> = [
       ["{not json", "bad_request"],

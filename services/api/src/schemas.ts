@@ -19,7 +19,12 @@ export const CreateSessionBody = z
 export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
 
 export const CreateSessionHeaders = z.object({
-  "idempotency-key": z.string().min(1).max(200).optional(),
+  "idempotency-key": z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe("names the session (with the project): a retry with the same key and request answers the same session; the same key with a different request answers 422"),
 });
 
 export const Accepted = z.object({ sessionId: SessionId, status: SessionStatus });

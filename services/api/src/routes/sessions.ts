@@ -1,8 +1,8 @@
-import { createHash } from "node:crypto";
-import { FleetError, LIMITS, SCHEMA_VERSION, SessionConfig, Session, isKnownProject, isTerminal, type Bus, type KnownProjects, type SessionStore } from "@fleet/shared";
+import { FleetError, LIMITS, SCHEMA_VERSION, Session, isKnownProject, isTerminal, type Bus, type KnownProjects, type SessionStore } from "@fleet/shared";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
+import { configOf, mustBeSameRequest, sessionIdFor } from "../idempotency.js";
 import {
   API_KEY_SECURITY,
   Accepted,
@@ -29,13 +29,6 @@ export interface SessionRoutesDeps {
   projects?: KnownProjects;
 }
 
-/** A retried submit with the same Idempotency-Key names the same session. */
-function sessionIdFor(body: CreateSessionBody, idempotencyKey: string | undefined): string {
-  if (body.sessionId) return body.sessionId;
-  if (idempotencyKey) return `ses-${createHash("sha256").update(`${body.projectId}\0${idempotencyKey}`).digest("base64url").slice(0, 32).replace(/^[-_]/, "x")}`;
-  return `ses-${crypto.randomUUID()}`;
-}
-
 /** Another project's session answers exactly like a missing one, so ids cannot be probed. */
 async function mustGet(store: SessionStore, id: string, req: FastifyRequest): Promise<Session> {
   const s = await store.get(id);
@@ -59,7 +52,8 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         headers: CreateSessionHeaders,
         security: API_KEY_SECURITY,
         // 404 and 409: the id is taken in another project (404 when this key cannot see that project).
-        response: { 202: Accepted, ...errors(...V1_ERRORS, ...BODY_ERRORS, 403, 404, 409, 429) },
+        // 422: the Idempotency-Key was first used with a different request.
+        response: { 202: Accepted, ...errors(...V1_ERRORS, ...BODY_ERRORS, 403, 404, 409, 422, 429) },
       },
       config: {
         access: "key",
@@ -71,25 +65,19 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
       mustReach(req, b.projectId);
       if (!isKnownProject(deps.projects ?? "*", b.projectId)) throw new FleetError("not_found", `no project ${b.projectId} in this fleet`);
       const id = sessionIdFor(b, req.headers["idempotency-key"]);
-      const config = SessionConfig.parse({
-        ...(b.model ? { model: b.model } : {}),
-        ...(b.fallbackModels ? { fallbackModels: b.fallbackModels } : {}),
-        ...(b.maxTokens ? { maxTokens: b.maxTokens } : {}),
-        ...(b.tools ? { tools: b.tools } : {}),
-        ...(b.systemPrompt ? { systemPrompt: b.systemPrompt } : {}),
-        ...(b.timeoutMs ? { timeoutMs: b.timeoutMs } : {}),
-      });
+      const config = configOf(b);
       // Checked before anything is stored: the request must fit in one bus message.
       const size = Buffer.byteLength(JSON.stringify({ prompt: b.prompt, config, files: b.files ?? [] }));
       if (size > LIMITS.requestMessageBytes) {
         throw new FleetError("bad_input", `prompt and files take ${size} bytes; one request may carry at most ${LIMITS.requestMessageBytes} (send fewer or smaller files)`);
       }
       const now = Date.now();
-      const { session } = await store.create({ id, projectId: b.projectId, ...(b.cardId ? { cardId: b.cardId } : {}), prompt: b.prompt, config }, now);
+      const { session, created } = await store.create({ id, projectId: b.projectId, ...(b.cardId ? { cardId: b.cardId } : {}), prompt: b.prompt, config }, now);
       if (session.projectId !== b.projectId) {
         // Only a key that reaches the other project may learn the id is taken there.
         throw reaches(req, session.projectId) ? new FleetError("conflict", `session ${id} belongs to another project`) : new FleetError("not_found", `no session ${id}`);
       }
+      if (!created && req.headers["idempotency-key"] !== undefined) mustBeSameRequest(session, b, config);
       // Published on every submit: a client retrying after a crash between create and publish
       // repairs it, and the Nats-Msg-Id keeps the request from being queued twice.
       if (session.status === "pending") {
