@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -9,6 +9,8 @@ import { logger } from "./support/fixtures.js";
 import { describeSandboxProviderConformance } from "./support/sandbox-conformance.js";
 
 const root = mkdtempSync(join(tmpdir(), "fleet-sandboxes-"));
+// Sandbox users must be able to search their way to their own folders.
+chmodSync(root, 0o711);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Runs sandbox-creator.mjs (over shared/dist: build first), waits for its report, then SIGKILLs it. */
@@ -28,7 +30,8 @@ async function crashCreator(rootDir: string, isolation: string, metadata: Sandbo
   return { sandboxId: report.sandboxId, pid: report.pid };
 }
 
-const bubblewrap = new LocalSandboxProvider({ rootDir: join(root, "probe"), isolation: "auto" }, logger).isolation === "bubblewrap";
+const isolationProblem = new LocalSandboxProvider({ rootDir: join(root, "probe"), isolation: "bubblewrap" }, logger).isolationProblem;
+const bubblewrap = isolationProblem === undefined;
 const modes = bubblewrap ? (["none", "bubblewrap"] as const) : (["none"] as const);
 
 for (const isolation of modes) {
@@ -56,7 +59,7 @@ describe("local sandbox provider specifics", () => {
     expect(readFileSync(join(provider.rootDir, s.id, "sandbox.json"), "utf8")).not.toContain("t0ps3cret");
     expect(s.agentPort).toBeGreaterThanOrEqual(20000);
     expect(s.agentPort).toBeLessThanOrEqual(29999);
-    expect(readdirSync(join(provider.rootDir, s.id)).sort()).toEqual(["envs.json", "home", "logs", "sandbox.json", "tmp", "workspace"]);
+    expect(readdirSync(join(provider.rootDir, s.id)).sort()).toEqual(["bridge", "envs.json", "home", "logs", "sandbox.json", "tmp", "workspace"]);
     await provider.kill(s.id);
   });
 

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
 import { startInfra, startService, type ManagedProcess } from "@fleet/shared/infra";
+import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 import { ApiClient } from "./client.js";
 import { agentSecret, callbackKeys, modelEnvFor, startModelProcess } from "./fleet.js";
 import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
@@ -19,6 +20,7 @@ const DEMO_PROMPT = "Create hello.txt with a short greeting, show its content wi
 export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { prompt: { type: "string", default: DEMO_PROMPT }, keep: { type: "boolean", default: false } } });
   const dir = join(ctx.home, "demo");
+  const sandboxes = reachableSandboxRoot(join(dir, "sandboxes"));
   rmSync(dir, { recursive: true, force: true });
   const started = Date.now();
   const step = (m: string): void => ctx.out(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${m}`);
@@ -50,7 +52,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
         agentSecret: agentSecret(ctx.home),
         modelUrl,
         ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-        env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: join(dir, "sandboxes"), FLEET_DB: "fleet-demo" },
+        env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: sandboxes, FLEET_DB: "fleet-demo" },
       });
       owned.push(s.process);
       if (s.url) apiUrl = s.url;
@@ -79,7 +81,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
     step("stopping");
     for (const p of owned.reverse()) await p.stop(10_000);
     await infra.stop();
-    if (!values.keep) rmSync(join(dir, "sandboxes"), { recursive: true, force: true });
+    if (!values.keep) rmSync(sandboxes, { recursive: true, force: true });
     step(`done; logs in ${join(dir, "logs")}`);
   }
 }

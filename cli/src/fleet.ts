@@ -7,6 +7,7 @@ import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.
 import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
 import { createKey, keyFile, openStoreFor, saveDevKey } from "./keys.js";
 import { readInfraState } from "@fleet/shared/infra";
+import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 
 /** The secret agent passwords are derived from; made once per FLEET_HOME and kept private. */
 export function agentSecret(home: string): string {
@@ -91,7 +92,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
       modelUrl,
       persistent: true,
       ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-      env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: join(ctx.home, "sandboxes") },
+      env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: reachableSandboxRoot(join(ctx.home, "sandboxes")) },
     });
     started.push({ name, pid: s.process.pid, logFile: s.process.logFile });
     if (s.url) apiUrl = s.url;

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inject } from "vitest";
@@ -38,6 +38,8 @@ export async function startTestFleet(options: {
   services: Array<[ServiceName, Record<string, string>?]>;
 }): Promise<TestFleet> {
   const dir = mkdtempSync(join(tmpdir(), `fleet-e2e-${options.namespace}-`));
+  // Searchable, so that sandbox users reach their folders in <dir>/sandboxes (its files stay private).
+  chmodSync(dir, 0o711);
   const sandboxDir = join(dir, "sandboxes");
   const agentSecret = randomBytes(32).toString("base64url");
   const callbackKeys = `k1:${randomBytes(32).toString("base64url")}`;

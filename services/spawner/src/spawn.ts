@@ -187,6 +187,8 @@ async function createSandbox(deps: SpawnDeps, session: Session, attempt: number,
       : {},
     // The provider's own limit outlives the session's deadline a little, as a backstop to the watchdog.
     timeoutMs: Math.max(60_000, session.deadlineAt - Date.now() + 60_000),
+    // All the network an isolated sandbox gets: its model endpoint and the fleet's callback url.
+    egress: [deps.settings.model.baseUrl, ...(cb ? [cb.url] : [])],
   });
   timings.sandboxCreateMs = Date.now() - started;
   // Recorded at once, so a reaper or a later attempt can find it whatever happens next.

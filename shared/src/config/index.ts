@@ -86,7 +86,8 @@ export const sandboxEnv = z.object({
   SANDBOX_PROVIDER: z.enum(["local", "e2b", "simulated"]).default("local"),
   /** Local provider: where sandboxes live and are registered (shared by every fleet process on the host). */
   FLEET_SANDBOX_DIR: z.string().min(1).default("/tmp/fleet-sandboxes"),
-  FLEET_SANDBOX_ISOLATION: z.enum(["auto", "bubblewrap", "none"]).default("auto"),
+  /** "none" runs agents unisolated, as the fleet's user on the host's network: development only. */
+  FLEET_SANDBOX_ISOLATION: z.enum(["bubblewrap", "none"]).default("bubblewrap"),
   /** Host folders local sandboxes may read under bubblewrap besides the system ones (colon-separated). */
   FLEET_SANDBOX_READABLE: z
     .string()

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { FleetError } from "../errors/index.js";
+import { reachableSandboxRoot } from "../sandbox/local/config.js";
 import { repoRoot } from "./paths.js";
 import { freePort } from "./ports.js";
 import { logTail, ownLog, startProcess, type ManagedProcess } from "./process.js";
@@ -64,7 +65,7 @@ export async function startService(name: ServiceName, options: FleetProcessOptio
     FLEET_NAMESPACE: options.namespace ?? "",
     FLEET_AGENT_SECRET: options.agentSecret,
     FLEET_MODEL_URL: options.modelUrl,
-    FLEET_SANDBOX_DIR: join(options.dataDir, "sandboxes"),
+    FLEET_SANDBOX_DIR: reachableSandboxRoot(join(options.dataDir, "sandboxes")),
     LOG_LEVEL: "info",
     ...(name === "api" ? { API_PORT: String(await freePort()) } : {}),
     ...natsCredentials(options.natsUsers, name),

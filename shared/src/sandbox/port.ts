@@ -20,6 +20,12 @@ export interface SandboxCreateSpec {
   envs: Record<string, string>;
   /** Hard limit: the provider ends the sandbox after this, whether or not the fleet is still there. */
   timeoutMs: number;
+  /**
+   * Endpoints (URLs) the sandbox's processes need: the model server or gateway, the fleet's callback
+   * url. A provider that isolates networks lets these through and nothing else; the local provider
+   * reaches only endpoints on the host's loopback, at the same port inside the sandbox.
+   */
+  egress?: readonly string[];
 }
 
 export interface SandboxFile {

@@ -1,8 +1,10 @@
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { FleetError } from "../../errors/index.js";
-import { hostView, type HostView } from "./isolation.js";
+import { hostView, untraversable, type HostView, type IsolationTools } from "./isolation.js";
 
 const Port = z.number().int().min(1024).max(65535);
 
@@ -11,7 +13,17 @@ export const LocalSandboxConfig = z.object({
   rootDir: z.string().min(1),
   /** Agent ports come from here. Keep it outside the ephemeral range: OpenCode exits when its port is taken. */
   portRange: z.tuple([Port, Port]).refine(([lo, hi]) => lo <= hi, "portRange must be [low, high]").default([20000, 29999]),
-  isolation: z.enum(["auto", "bubblewrap", "none"]).default("auto"),
+  /**
+   * "bubblewrap": every sandbox is its own user in its own namespaces under a seccomp filter (see
+   * isolation.ts); where that cannot work, creating a sandbox fails saying why. "none": agents run
+   * as the fleet's own user on the host, for development only, and every creation says so loudly.
+   */
+  isolation: z.enum(["bubblewrap", "none"]).default("bubblewrap"),
+  /** Sandbox users come from here: uids no account on the host uses. */
+  uidRange: z
+    .tuple([z.number().int().min(1000), z.number().int().max(4_000_000_000)])
+    .refine(([lo, hi]) => lo <= hi, "uidRange must be [low, high]")
+    .default([3_000_000, 3_999_999]),
   /** When set, this instance only lists (and so only reaps) sandboxes labelled with this fleet. */
   fleet: z.string().min(1).optional(),
   /** PATH inside sandboxes. Default: the system directories plus the directory of the running node. */
@@ -32,7 +44,8 @@ export interface ResolvedLocalConfig extends Omit<z.output<typeof LocalSandboxCo
   path: string;
   timeoutBin: string;
   gitBin: string;
-  bwrapBin: string | undefined;
+  /** Host tools of bubblewrap isolation (undefined when not installed). */
+  tools: IsolationTools;
   /** What a sandbox sees of the host under bubblewrap. */
   view: HostView;
 }
@@ -66,7 +79,8 @@ export function resolveLocalConfig(input: LocalSandboxConfig): ResolvedLocalConf
   if (!gitBin) throw new FleetError("config", "local sandbox provider needs `git` on PATH", { retryable: false });
   let rootDir: string;
   try {
-    mkdirSync(resolve(cfg.rootDir), { recursive: true, mode: 0o700 });
+    // Searchable (not listable) by others: a sandbox's user must reach its own folders below it.
+    mkdirSync(resolve(cfg.rootDir), { recursive: true, mode: 0o711 });
     rootDir = realpathSync(resolve(cfg.rootDir));
   } catch (err) {
     throw new FleetError("config", `local sandbox provider: cannot use rootDir ${cfg.rootDir}`, { retryable: false, cause: err });
@@ -74,7 +88,8 @@ export function resolveLocalConfig(input: LocalSandboxConfig): ResolvedLocalConf
   // A tmpfs over rootDir hides it from sandboxes: over "/" that would hide everything.
   if (rootDir === "/") throw new FleetError("config", "local sandbox provider: rootDir must not be /", { retryable: false });
   const readable = cfg.readable.map((p) => resolve(p));
-  return { ...cfg, readable, rootDir, path, timeoutBin, gitBin, bwrapBin: findBinary("bwrap", toolPath), view: hostView(path, readable) };
+  const tools = { bwrap: findBinary("bwrap", toolPath), setpriv: findBinary("setpriv", toolPath), socat: findBinary("socat", toolPath) };
+  return { ...cfg, readable, rootDir, path, timeoutBin, gitBin, tools, view: hostView(path, readable) };
 }
 
 /** The kernel's ephemeral port range, when readable: outgoing connections take ports from it. */
@@ -85,4 +100,17 @@ export function ephemeralPortRange(): [number, number] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Where sandboxes of a fleet whose data lives in a private folder can go: `preferred` when every
+ * folder above it is searchable by others (a sandbox's own user must reach its folders), else a
+ * folder of the same name's hash under the system's temporary folder.
+ */
+export function reachableSandboxRoot(preferred: string): string {
+  // Folders still to be made are made searchable; only existing ones can stand in the way.
+  let existing = dirname(resolve(preferred));
+  while (!existsSync(existing)) existing = dirname(existing);
+  if (untraversable(existing) === undefined) return preferred;
+  return join(tmpdir(), `fleet-sandboxes-${createHash("sha256").update(resolve(preferred)).digest("hex").slice(0, 12)}`);
 }

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type StdioOptions } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
@@ -79,10 +79,14 @@ function spawnFailed(argv: readonly string[], err: unknown): FleetError {
 }
 
 /** Starts a detached process group appending to `logFile`; resolves with its pid (= its pgid). */
-export function startDetached(argv: readonly string[], opts: { cwd: string; env: Record<string, string>; logFile: string }): Promise<number> {
+export function startDetached(
+  argv: readonly string[],
+  opts: { cwd: string; env: Record<string, string>; logFile: string; extraFd?: number | undefined },
+): Promise<number> {
   const fd = openSync(opts.logFile, "a", 0o640);
   return new Promise<number>((resolve, reject) => {
-    const child = spawn(argv[0] as string, argv.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio: ["ignore", fd, fd] });
+    const stdio: StdioOptions = ["ignore", fd, fd, ...(opts.extraFd === undefined ? [] : [opts.extraFd])];
+    const child = spawn(argv[0] as string, argv.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio });
     child.once("error", (err) => reject(spawnFailed(argv, err)));
     child.once("spawn", () => {
       child.unref();
@@ -119,15 +123,24 @@ export interface BoundedResult extends CommandResult {
 /** Runs a detached process group to completion, capturing (capped) output. */
 export function runBounded(
   argv: readonly string[],
-  opts: { cwd: string; env: Record<string, string>; timeoutMs: number; maxOutputBytes: number; onStart?: (pid: number) => void },
+  opts: {
+    cwd: string;
+    env: Record<string, string>;
+    timeoutMs: number;
+    maxOutputBytes: number;
+    /** Handed to the child as descriptor 3 (the seccomp filter bubblewrap reads). */
+    extraFd?: number | undefined;
+    onStart?: (pid: number) => void;
+  },
 ): Promise<BoundedResult> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const child = spawn(argv[0] as string, argv.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const stdio: StdioOptions = ["ignore", "pipe", "pipe", ...(opts.extraFd === undefined ? [] : [opts.extraFd])];
+    const child = spawn(argv[0] as string, argv.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio });
     const out = new Capped(opts.maxOutputBytes);
     const err = new Capped(opts.maxOutputBytes);
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
+    child.stdout?.on("data", (c: Buffer) => out.push(c));
+    child.stderr?.on("data", (c: Buffer) => err.push(c));
     // Belt and braces: `timeout` inside the group normally ends it first.
     const guard = setTimeout(() => {
       if (child.pid) {

@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { mkdir, open, readlink, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
+import { lchown, mkdir, open, readlink, realpath, stat, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { badPath, relativeSegments } from "../paths.js";
 
@@ -26,7 +26,7 @@ function errno(err: unknown): string {
  * Walks the parent folders of `segments` below `base` (a real path), following links only where
  * they stay inside. Missing folders are created when `create`, else the walk yields null.
  */
-async function parentDir(base: string, original: string, segments: readonly string[], create: boolean): Promise<string | null> {
+async function parentDir(base: string, original: string, segments: readonly string[], create: boolean, owner?: number): Promise<string | null> {
   let dir = base;
   for (const seg of segments.slice(0, -1)) {
     const next = join(dir, seg);
@@ -39,6 +39,7 @@ async function parentDir(base: string, original: string, segments: readonly stri
       if (!create) return null;
       try {
         await mkdir(next, { mode: 0o755 });
+        if (owner !== undefined) await lchown(next, owner, owner);
       } catch (mkErr) {
         if (errno(mkErr) !== "EEXIST") throw mkErr;
       }
@@ -66,9 +67,10 @@ function openError(err: unknown, original: string): unknown {
   return err;
 }
 
-export async function writeInside(base: string, path: string, content: Uint8Array | string): Promise<void> {
+/** `owner`: the uid (and gid) that new files and folders are given, the sandbox's own user. */
+export async function writeInside(base: string, path: string, content: Uint8Array | string, owner?: number): Promise<void> {
   const segments = relativeSegments(path);
-  const dir = (await parentDir(base, path, segments, true)) as string;
+  const dir = (await parentDir(base, path, segments, true, owner)) as string;
   const target = join(dir, segments[segments.length - 1] as string);
   let fh: FileHandle;
   let created = true;
@@ -91,6 +93,7 @@ export async function writeInside(base: string, path: string, content: Uint8Arra
       if (created) await unlink(await readlink(`/proc/self/fd/${fh.fd}`)).catch(() => undefined);
       throw err;
     }
+    if (created && owner !== undefined) await fh.chown(owner, owner);
     await fh.truncate(0);
     await fh.writeFile(content);
   } finally {

@@ -1,6 +1,6 @@
 export { LocalSandboxProvider } from "./provider.js";
 export { LocalSandbox } from "./sandbox.js";
-export { LocalSandboxConfig } from "./config.js";
+export { LocalSandboxConfig, reachableSandboxRoot } from "./config.js";
 export { LOCAL_BASE_ENV } from "./exec.js";
 export { isProcessRunning, MARKER_VAR } from "./procs.js";
 export type { IsolationMode } from "./isolation.js";

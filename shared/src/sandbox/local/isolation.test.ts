@@ -1,36 +1,40 @@
 import { describe, expect, it } from "vitest";
-import { FleetError } from "../../errors/index.js";
-import { chooseIsolation, hostView, isolatedArgv, type HostView } from "./isolation.js";
+import { hostView, isolatedArgv, isolationProblem, type HostView } from "./isolation.js";
 import { layoutOf } from "./registry.js";
 
 describe("isolation", () => {
-  it("falls back to none under auto when bwrap is missing or broken, and refuses when it was required", () => {
-    expect(chooseIsolation("auto", undefined)).toBe("none");
-    expect(chooseIsolation("auto", "/nonexistent/bwrap")).toBe("none");
-    expect(chooseIsolation("none", "/usr/bin/bwrap")).toBe("none");
-    expect(() => chooseIsolation("bubblewrap", undefined)).toThrow(FleetError);
-    expect(() => chooseIsolation("bubblewrap", "/nonexistent/bwrap")).toThrow(/does not work/);
+  const tools = { bwrap: "/usr/bin/bwrap", setpriv: "/usr/bin/setpriv", socat: "/usr/bin/socat" };
+
+  it("names what is missing when bubblewrap isolation cannot work", () => {
+    expect(isolationProblem({ ...tools, bwrap: undefined }, "/tmp", 3_000_000)).toMatch(/bubblewrap is not installed/);
+    expect(isolationProblem({ ...tools, setpriv: undefined }, "/tmp", 3_000_000)).toMatch(/setpriv/);
+    expect(isolationProblem({ ...tools, socat: undefined }, "/tmp", 3_000_000)).toMatch(/socat/);
+    expect(isolationProblem({ ...tools, bwrap: "/nonexistent/bwrap" }, "/tmp", 3_000_000)).toMatch(/bubblewrap cannot|root/);
   });
 
-  it("runs plain without isolation, and under bubblewrap mounts only the host view, a private /tmp and this sandbox's folders", () => {
+  it("runs the command as its own user, in new namespaces, under the filter, seeing only the host view and its own folders", () => {
     const layout = layoutOf("/srv/sbx/lsb-0123456789abcdef");
     const view: HostView = [
       { kind: "ro", path: "/usr" },
       { kind: "symlink", target: "usr/bin", path: "/bin" },
     ];
-    expect(isolatedArgv("none", "/usr/bin/bwrap", view, "/srv/sbx", layout, layout.workspace, "node", ["-v"])).toEqual(["node", "-v"]);
-    const argv = isolatedArgv("bubblewrap", "/usr/bin/bwrap", view, "/srv/sbx", layout, layout.workspace, "node", ["-v"]);
-    expect(argv.slice(0, 11)).toEqual(["/usr/bin/bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--tmpfs", "/tmp", "--tmpfs", "/srv/sbx"]);
+    const binds = { workspace: layout.workspace, home: layout.home, tmp: layout.tmp, bridge: layout.bridge };
+    const base = { tools, view, rootDir: "/srv/sbx", binds, uid: 3_000_123, seccompFd: 3, cwd: layout.workspace };
+    const argv = isolatedArgv({ ...base, command: "node", args: ["-v"] });
+    expect(argv.slice(0, 8)).toEqual(["/usr/bin/setpriv", "--reuid=3000123", "--regid=3000123", "--clear-groups", "--inh-caps=-all", "--no-new-privs", "--", "/usr/bin/bwrap"]);
+    expect(argv.slice(8, 18)).toEqual(["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--tmpfs", "/tmp", "--tmpfs", "/srv/sbx"]);
     expect(argv).not.toContain("/");
     for (const dir of [layout.workspace, layout.home, layout.tmp]) expect(argv.join(" ")).toContain(`--bind ${dir} ${dir}`);
+    expect(argv.join(" ")).toContain(`--bind ${layout.bridge} /run/fleet`);
     expect(argv).not.toContain(layout.logs);
-    expect(argv).toContain("--unshare-pid");
-    expect(argv).not.toContain("--unshare-net");
+    for (const flag of ["--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]) expect(argv).toContain(flag);
+    expect(argv.join(" ")).toContain("--cap-drop ALL");
+    expect(argv.join(" ")).toContain("--seccomp 3");
     expect(argv.slice(-3)).toEqual(["--", "node", "-v"]);
     // A binary outside the view brings its own package folder, read-only.
-    const opencode = isolatedArgv("bubblewrap", "/usr/bin/bwrap", view, "/srv/sbx", layout, layout.workspace, "/app/node_modules/oc-linux/bin/oc", []);
+    const opencode = isolatedArgv({ ...base, command: "/app/node_modules/oc-linux/bin/oc", args: [] });
     expect(opencode.join(" ")).toContain("--tmpfs /srv/sbx --ro-bind /app/node_modules/oc-linux /app/node_modules/oc-linux");
-    const loose = isolatedArgv("bubblewrap", "/usr/bin/bwrap", view, "/srv/sbx", layout, layout.workspace, "/tmp/tools-1/agent", []);
+    const loose = isolatedArgv({ ...base, command: "/tmp/tools-1/agent", args: [] });
     expect(loose.join(" ")).toContain("--tmpfs /srv/sbx --ro-bind /tmp/tools-1 /tmp/tools-1");
   });
 

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -7,11 +8,16 @@ import type { Logger } from "../../log/index.js";
 import { type SandboxCreateSpec, type SandboxProvider, type SandboxSummary } from "../port.js";
 import { checkCreateSpec } from "../spec.js";
 import { ephemeralPortRange, resolveLocalConfig, type LocalSandboxConfig, type ResolvedLocalConfig } from "./config.js";
-import { chooseIsolation, type IsolationMode } from "./isolation.js";
+import { startBridges } from "./host-bridges.js";
+import { isolationProblem, type IsolationMode } from "./isolation.js";
 import { pickPort } from "./ports.js";
 import { CREATING_PREFIX, killLocalSandbox, recordAlive, sweepLeftovers } from "./reap.js";
+import { egressPort } from "./bridges.js";
+import { terminateSandbox } from "./procs.js";
 import { LOCAL_ID, layoutOf, newSandboxId, readRecord, writeEnvs, writeRecord, type RegistryRecord, type SandboxLayout } from "./registry.js";
 import { LocalSandbox } from "./sandbox.js";
+import { sandboxSeccompFilter } from "./seccomp.js";
+import { chownTree, pickUid } from "./users.js";
 
 const run = promisify(execFile);
 
@@ -23,17 +29,28 @@ export class LocalSandboxProvider implements SandboxProvider {
   readonly name = "local";
   /** What isolates sandboxes from the host and each other here: bubblewrap namespaces, or nothing. */
   readonly isolation: IsolationMode;
+  /** Why isolated sandboxes cannot be created on this host (create() refuses, saying so). */
+  readonly isolationProblem: string | undefined;
   readonly rootDir: string;
   private readonly config: ResolvedLocalConfig;
-  /** Ports handed out by this process but not yet visible in a registry record. */
+  private readonly seccompFile: string;
+  /** Ports and uids handed out by this process but not yet visible in a registry record. */
   private readonly pendingPorts = new Set<number>();
+  private readonly pendingUids = new Set<number>();
 
   constructor(config: LocalSandboxConfig, private readonly logger: Logger) {
     this.config = resolveLocalConfig(config);
     this.rootDir = this.config.rootDir;
-    this.isolation = chooseIsolation(this.config.isolation, this.config.bwrapBin);
-    if (this.config.isolation === "auto" && this.isolation === "none") {
-      logger.warn({ rootDir: this.rootDir }, "bubblewrap unavailable: local sandboxes run without isolation");
+    this.isolation = this.config.isolation;
+    this.seccompFile = join(this.rootDir, ".seccomp.bpf");
+    if (this.isolation === "none") {
+      this.isolationProblem = undefined;
+      logger.warn({ rootDir: this.rootDir }, "UNISOLATED local sandboxes (FLEET_SANDBOX_ISOLATION=none): agents run as the fleet's user on the host's network; development only");
+    } else {
+      this.isolationProblem = isolationProblem(this.config.tools, this.rootDir, this.config.uidRange[0]);
+      if (this.isolationProblem) logger.error({ rootDir: this.rootDir, problem: this.isolationProblem }, "local sandboxes cannot be isolated here: creating one will fail");
+      // Not secret, and the same for every sandbox: written once, read by bubblewrap through a descriptor.
+      else writeFileSync(this.seccompFile, sandboxSeccompFilter(), { mode: 0o644 });
     }
     const [lo, hi] = this.config.portRange;
     const ephemeral = ephemeralPortRange();
@@ -47,6 +64,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       config: this.config,
       isolation: this.isolation,
       layout: layoutOf(join(this.rootDir, record.id)),
+      seccompFile: this.seccompFile,
       logger: this.logger,
       kill: (id) => this.kill(id),
     });
@@ -54,6 +72,12 @@ export class LocalSandboxProvider implements SandboxProvider {
 
   async create(spec: SandboxCreateSpec): Promise<LocalSandbox> {
     const { metadata, envs } = checkCreateSpec(spec, this.config.fleet);
+    const isolated = this.isolation === "bubblewrap";
+    if (isolated && this.isolationProblem) {
+      throw new FleetError("config", `cannot isolate a local sandbox: ${this.isolationProblem} (FLEET_SANDBOX_ISOLATION=none runs agents unisolated, for development only)`, { retryable: false });
+    }
+    if (!isolated) this.logger.warn({ sessionId: metadata.sessionId }, "creating an UNISOLATED local sandbox: its agent can reach everything the fleet can");
+    const egress = isolated ? [...new Set((spec.egress ?? []).map(egressPort))] : [];
     const records = await this.records();
     if (this.config.maxSandboxes !== undefined && records.filter((r) => recordAlive(r)).length >= this.config.maxSandboxes) {
       throw new FleetError("sandbox", `local sandbox capacity reached (${this.config.maxSandboxes})`, { retryable: true });
@@ -62,11 +86,18 @@ export class LocalSandboxProvider implements SandboxProvider {
     // Built under a dot-name and renamed into place: a sandbox is registered complete or not at all.
     const staging = layoutOf(join(this.rootDir, `${CREATING_PREFIX}${id}`));
     let port: number | undefined;
+    let uid: number | undefined;
+    const bridges: number[] = [];
     try {
       await this.prepareFolders(staging);
       await this.initGit(staging);
-      port = await pickPort(this.config.portRange, new Set([...records.map((r) => r.agentPort), ...this.pendingPorts]));
+      port = await pickPort(this.config.portRange, new Set([...records.map((r) => r.agentPort), ...this.pendingPorts, ...egress]));
       this.pendingPorts.add(port);
+      if (isolated) {
+        uid = pickUid(this.config.uidRange, new Set([...records.flatMap((r) => (r.uid === undefined ? [] : [r.uid])), ...this.pendingUids]));
+        this.pendingUids.add(uid);
+        for (const dir of [staging.workspace, staging.home, staging.tmp, staging.bridge]) await chownTree(dir, uid);
+      }
       const startedAt = Date.now();
       const record: RegistryRecord = {
         version: 1,
@@ -77,27 +108,38 @@ export class LocalSandboxProvider implements SandboxProvider {
         endAt: startedAt + spec.timeoutMs,
         agentPort: port,
         isolation: this.isolation,
+        ...(uid === undefined ? {} : { uid }),
+        egress,
         processes: [],
       };
+      if (uid !== undefined) {
+        const started = await startBridges(this.config, staging, id, { agentPort: port, egress, uid, endAt: record.endAt });
+        bridges.push(...started.map((p) => p.pgid));
+        record.processes.push(...started);
+      }
       await writeEnvs(staging, envs);
       await writeRecord(staging, record);
       await rename(staging.dir, join(this.rootDir, id));
-      this.logger.info({ sandboxId: id, agentPort: port, isolation: this.isolation, endAt: record.endAt }, "local sandbox created");
+      this.logger.info({ sandboxId: id, agentPort: port, isolation: this.isolation, uid, egress, endAt: record.endAt }, "local sandbox created");
       return this.sandbox(record);
     } catch (err) {
+      if (bridges.length > 0) await terminateSandbox(id, bridges, 0);
       await rm(staging.dir, { recursive: true, force: true }).catch(() => undefined);
       if (err instanceof FleetError) throw err;
       throw new FleetError("sandbox", `cannot create local sandbox: ${errorMessage(err)}`, { retryable: true, cause: err });
     } finally {
       if (port !== undefined) this.pendingPorts.delete(port);
+      if (uid !== undefined) this.pendingUids.delete(uid);
     }
   }
 
   private async prepareFolders(layout: SandboxLayout): Promise<void> {
-    await mkdir(layout.dir, { mode: 0o700 });
-    for (const dir of [layout.workspace, layout.tmp, layout.logs]) await mkdir(dir, { mode: 0o755 });
+    // Searchable by the sandbox's user on the way to its folders; the record, secrets and logs stay the fleet's.
+    await mkdir(layout.dir, { mode: 0o711 });
+    for (const dir of [layout.workspace, layout.tmp, layout.bridge]) await mkdir(dir, { mode: 0o700 });
+    await mkdir(layout.logs, { mode: 0o700 });
     for (const sub of [".config", ".cache", join(".local", "share"), join(".local", "state")]) {
-      await mkdir(join(layout.home, sub), { recursive: true, mode: 0o755 });
+      await mkdir(join(layout.home, sub), { recursive: true, mode: 0o700 });
     }
   }
 

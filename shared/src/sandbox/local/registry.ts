@@ -33,6 +33,10 @@ export const RegistryRecord = z.object({
   endAt: z.number().int(),
   agentPort: z.number().int().min(1).max(65535),
   isolation: z.enum(["bubblewrap", "none"]),
+  /** The sandbox's own user (isolated sandboxes only). */
+  uid: z.number().int().positive().optional(),
+  /** Host loopback ports the sandbox may reach (isolated sandboxes only). */
+  egress: z.array(z.number().int().min(1024).max(65535)).default([]),
   /** Process groups of background processes, so a process that did not start them can end them. */
   processes: z.array(ProcessEntry),
 });
@@ -46,6 +50,8 @@ export interface SandboxLayout {
   home: string;
   tmp: string;
   logs: string;
+  /** Unix sockets joining the sandbox's network namespace to the host (isolated sandboxes only). */
+  bridge: string;
   registry: string;
   envs: string;
 }
@@ -57,6 +63,7 @@ export function layoutOf(dir: string): SandboxLayout {
     home: join(dir, "home"),
     tmp: join(dir, "tmp"),
     logs: join(dir, "logs"),
+    bridge: join(dir, "bridge"),
     registry: join(dir, "sandbox.json"),
     envs: join(dir, "envs.json"),
   };

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from "node:fs";
 import { realpath } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { FleetError, errorMessage } from "../../errors/index.js";
@@ -7,6 +8,7 @@ import type { CommandResult, CommandSpec, Sandbox, SandboxFile } from "../port.j
 import type { ResolvedLocalConfig } from "./config.js";
 import { resolveCwd, runBounded, sandboxEnv, startDetached, timeoutArgs } from "./exec.js";
 import { readInside, writeInside } from "./files.js";
+import { bridgedCommand } from "./bridges.js";
 import { isolatedArgv, type IsolationMode } from "./isolation.js";
 import { terminateSandbox } from "./procs.js";
 import { recordAlive } from "./reap.js";
@@ -18,6 +20,8 @@ export interface LocalSandboxDeps {
   config: ResolvedLocalConfig;
   isolation: IsolationMode;
   layout: SandboxLayout;
+  /** The seccomp filter file isolated commands run under. */
+  seccompFile: string;
   logger: Logger;
   kill: (id: string) => Promise<boolean>;
 }
@@ -64,9 +68,9 @@ export class LocalSandbox implements Sandbox {
   async writeFiles(files: readonly SandboxFile[], options: { base?: "workspace" | "home" } = {}): Promise<void> {
     // Every path is checked before the first write, so one bad path leaves nothing half-restored.
     for (const f of files) relativeSegments(f.path);
-    await this.record();
+    const { uid } = await this.record();
     const base = await this.base(options.base ?? "workspace");
-    for (const f of files) await writeInside(base, f.path, f.content);
+    for (const f of files) await writeInside(base, f.path, f.content, uid);
   }
 
   async readFile(path: string): Promise<Uint8Array | null> {
@@ -75,7 +79,16 @@ export class LocalSandbox implements Sandbox {
     return readInside(await this.base("workspace"), path);
   }
 
-  private async prepare(command: CommandSpec, limitMs: number): Promise<{ argv: string[]; cwd: string; env: Record<string, string> }> {
+  /**
+   * The argv of a sandbox command, and the seccomp filter's descriptor to hand it (isolated only;
+   * the caller closes it once the child has started). Background commands of an isolated sandbox
+   * start the sandbox side of its network bridges first.
+   */
+  private async prepare(
+    command: CommandSpec,
+    limitMs: number,
+    background: boolean,
+  ): Promise<{ argv: string[]; cwd: string; env: Record<string, string>; filterFd?: number }> {
     const { config, layout, isolation } = this.deps;
     const cmdEnvs = checkEnvs(command.envs, "command envs");
     if (typeof command.command !== "string" || command.command.length === 0 || command.command.includes("\0")) {
@@ -87,17 +100,34 @@ export class LocalSandbox implements Sandbox {
     const cwd = await resolveCwd(this.workspace, command.cwd).catch((err: unknown) => {
       throw err instanceof FleetError ? err : goneError(this.id, err);
     });
+    const record = await this.record();
     const env = sandboxEnv(config, layout, this.id, cwd, await readEnvs(layout, this.id), cmdEnvs);
-    const inner = isolatedArgv(isolation, config.bwrapBin, config.view, config.rootDir, layout, cwd, command.command, command.args);
-    return { argv: [...timeoutArgs(config.timeoutBin, limitMs), ...inner], cwd, env };
+    const timeout = timeoutArgs(config.timeoutBin, limitMs);
+    if (isolation === "none" || record.uid === undefined) return { argv: [...timeout, command.command, ...command.args], cwd, env };
+    const inner = background ? bridgedCommand(record.agentPort, record.egress, command.command, command.args) : command;
+    const argv = isolatedArgv({
+      tools: config.tools,
+      view: config.view,
+      rootDir: config.rootDir,
+      binds: { workspace: layout.workspace, home: layout.home, tmp: layout.tmp, bridge: layout.bridge },
+      uid: record.uid,
+      seccompFd: 3,
+      cwd,
+      command: inner.command,
+      args: inner.args,
+      program: command.command,
+    });
+    return { argv: [...timeout, ...argv], cwd, env, filterFd: openSync(this.deps.seccompFile, "r") };
   }
 
   async run(command: CommandSpec, options: { timeoutMs?: number } = {}): Promise<CommandResult> {
     const remaining = await this.remainingMs();
     const wanted = options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS;
     const limit = Math.min(wanted, remaining);
-    const { argv, cwd, env } = await this.prepare(command, limit);
-    const result = await runBounded(argv, { cwd, env, timeoutMs: limit, maxOutputBytes: this.deps.config.maxOutputBytes });
+    const { argv, cwd, env, filterFd } = await this.prepare(command, limit, false);
+    const result = await runBounded(argv, { cwd, env, timeoutMs: limit, maxOutputBytes: this.deps.config.maxOutputBytes, extraFd: filterFd }).finally(() => {
+      if (filterFd !== undefined) closeSync(filterFd);
+    });
     if (result.timedOut) {
       const expired = limit < wanted;
       throw new FleetError(
@@ -111,15 +141,17 @@ export class LocalSandbox implements Sandbox {
 
   async startBackground(command: CommandSpec): Promise<{ pid: number }> {
     const remaining = await this.remainingMs();
-    const { argv, cwd, env } = await this.prepare(command, remaining);
+    const { argv, cwd, env, filterFd } = await this.prepare(command, remaining, true);
     const { layout, logger } = this.deps;
     const seq = (await this.record()).processes.length + 1;
     const log = join(layout.logs, `${seq}-${basename(command.command).replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 40)}.log`);
     let pgid: number;
     try {
-      pgid = await startDetached(argv, { cwd, env, logFile: log });
+      pgid = await startDetached(argv, { cwd, env, logFile: log, extraFd: filterFd });
     } catch (err) {
       throw err instanceof FleetError ? err : goneError(this.id, err);
+    } finally {
+      if (filterFd !== undefined) closeSync(filterFd);
     }
     try {
       await withRecordLock(layout, this.id, async () => {
