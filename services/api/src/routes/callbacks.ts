@@ -103,7 +103,7 @@ export const callbackRoutes = (deps: CallbackRoutesDeps): FastifyPluginAsyncZod 
         params: z.object({ id: SessionId }),
         headers: AUTH_HEADER,
         body: CompleteBody,
-        response: { 200: Accepted, ...errors(400, 401, 404, 409, 413, 415, ...FRAMEWORK_ERRORS) },
+        response: { 200: Accepted, ...errors(400, 401, 404, 409, 413, 415, 503, ...FRAMEWORK_ERRORS) },
       },
     },
     async (req) => {
