@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { LIMITS, SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
-import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
 
 /**
@@ -111,10 +111,13 @@ describe("hostile input against a running fleet", () => {
       expect(during && kept(during)).toEqual(kept(running));
       expect(during?.status).toBe("running");
 
+      // Ended, and settled: nothing writes to it any more (a later write would look like a change).
       const ended = await eventually(async () => {
         const s = await store.get("b-owned");
-        return s && ["completed", "failed"].includes(s.status) ? s : undefined;
-      }, 120_000);
+        if (!s || !["completed", "failed"].includes(s.status)) return undefined;
+        await sleep(1_000);
+        return JSON.stringify(await store.get("b-owned")) === JSON.stringify(s) ? s : undefined;
+      }, 120_000, 200);
       expect(ended.projectId).toBe("p-known");
       await claim("ended");
       expect((await refused("ended")).reason).toMatch(/exists for another project/);
