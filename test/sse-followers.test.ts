@@ -154,6 +154,20 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     }
   });
 
+  it("ends open streams without an end event when the api closes, so clients resume elsewhere", async () => {
+    const closing = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
+    const url = await closing.listen({ host: "127.0.0.1", port: 0 });
+    // s-22 has lines, s-24 has none (both running).
+    const streams = ["s-22", "s-22", "s-24"].map((id) => openStream(url, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${key}` }));
+    expect(await Promise.all(streams.map((s) => s.head))).toEqual([200, 200, 200]);
+    await Promise.all([streams[0]?.until('"seq":40'), streams[1]?.until('"seq":40')]);
+    const started = Date.now();
+    await closing.close();
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(await Promise.all(streams.map((s) => s.ended))).toEqual([true, true, true]);
+    expect(streams.map((s) => s.text().includes("event: end"))).toEqual([false, false, false]);
+  });
+
   it("answers /readyz fast while 200 followers open and follow", { timeout: 60_000 }, async () => {
     const times: number[] = [];
     let probing = true;

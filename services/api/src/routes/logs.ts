@@ -30,7 +30,8 @@ export const logRoutes = (deps: LogRoutesDeps): FastifyPluginAsyncZod => async (
     async (req, reply) => {
       const session = await deps.followers.history.session(req.params.id);
       if (!session || !reaches(req, session.projectId)) throw new FleetError("not_found", `no session ${req.params.id}`);
-      const follow = req.query.follow === "1" || req.query.follow === "true" || (req.headers.accept ?? "").includes("text/event-stream");
+      // HEAD gets the JSON answer's head: a stream it could never read would only hold a place.
+      const follow = req.method !== "HEAD" && (req.query.follow === "1" || req.query.follow === "true" || (req.headers.accept ?? "").includes("text/event-stream"));
       if (!follow) return { sessionId: session.id, lines: await deps.store.logs(session.id, { afterSeq: req.query.afterSeq, limit: req.query.limit }) };
       const release = deps.followers.limits.admit(ownerOf(req));
       const lastEventId = Number(req.headers["last-event-id"] ?? Number.NaN);
