@@ -114,7 +114,7 @@ export class LogHub {
     if (!this.closed && !w.feed && w.followers.size > 0 && this.watched.get(sessionId) === w) this.startFeed(sessionId, w);
   }
 
-  /** One pass over the followed sessions (a few store reads at a time, through the gate), then the next. */
+  /** One pass over the followed sessions (their reads through the gate, so one at a time), then the next. */
   private async checkEnds(): Promise<void> {
     await Promise.all(
       [...this.watched].map(([id, w]) =>
