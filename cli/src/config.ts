@@ -12,5 +12,9 @@ export const CliEnv = z.object({
   FLEET_MODEL_URL: z.url().optional().describe("an OpenAI-compatible model endpoint; unset: the scripted model server"),
   FLEET_MODEL: z.string().min(1).optional(),
   FLEET_MODEL_API_KEY: z.string().min(1).optional(),
+  FLEET_SANDBOX_ISOLATION: z
+    .enum(["bubblewrap", "none"])
+    .optional()
+    .describe("none: agents run unisolated, as the fleet's user on the host's network (development only; default bubblewrap)"),
 });
 export type CliEnv = z.infer<typeof CliEnv>;

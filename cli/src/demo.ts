@@ -5,7 +5,7 @@ import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
 import { startInfra, startService, type ManagedProcess } from "@fleet/shared/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 import { ApiClient } from "./client.js";
-import { agentSecret, callbackKeys, modelEnvFor, startModelProcess } from "./fleet.js";
+import { agentSecret, callbackKeys, ensureSandboxTools, modelEnvFor, startModelProcess } from "./fleet.js";
 import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
 import type { CliContext } from "./infra.js";
 import { createKey } from "./keys.js";
@@ -25,6 +25,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
   const started = Date.now();
   const step = (m: string): void => ctx.out(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${m}`);
   const owned: ManagedProcess[] = [];
+  ensureSandboxTools(ctx);
   step("starting nats-server and the store");
   const infra = await startInfra({
     dataDir: join(dir, "infra"),

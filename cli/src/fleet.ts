@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { join } from "node:path";
 import { FleetError } from "@fleet/shared";
 import { isAlive, logTail, ownLog, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/shared/infra";
+import { ensureDebianPackages, SANDBOX_PACKAGES } from "./debian.js";
 import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.js";
 import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
 import { createKey, keyFile, openStoreFor, saveDevKey } from "./keys.js";
@@ -55,7 +56,14 @@ export function modelEnvFor(ctx: CliContext): Record<string, string> {
   return {
     ...(ctx.env.FLEET_MODEL ? { FLEET_MODEL: ctx.env.FLEET_MODEL } : {}),
     ...(ctx.env.FLEET_MODEL_API_KEY ? { FLEET_MODEL_API_KEY: ctx.env.FLEET_MODEL_API_KEY } : {}),
+    // Passed on so that a developer can choose unisolated sandboxes; the services say so loudly.
+    ...(ctx.env.FLEET_SANDBOX_ISOLATION ? { FLEET_SANDBOX_ISOLATION: ctx.env.FLEET_SANDBOX_ISOLATION } : {}),
   };
+}
+
+/** Bubblewrap and socat, unless the developer chose unisolated sandboxes. */
+export function ensureSandboxTools(ctx: CliContext): void {
+  if (ctx.env.FLEET_SANDBOX_ISOLATION !== "none") ensureDebianPackages(ctx, SANDBOX_PACKAGES);
 }
 
 const SERVICES: ServiceName[] = ["api", "spawner", "poller", "watchdog"];
@@ -68,6 +76,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
     return 0;
   }
   if (existing) await downServices(ctx);
+  ensureSandboxTools(ctx);
   await infraUp(ctx);
   const infra = readInfraState(infraDir(ctx));
   if (!infra) throw new FleetError("infra", "infrastructure state missing after infra up");
