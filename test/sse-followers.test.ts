@@ -70,7 +70,7 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     return { followers: value("fleet_api_log_followers"), feeds: value("fleet_api_log_feeds") };
   };
 
-  it("ends 300 followers dropped at random moments, leaving no follower, feed or pulled consumer", { timeout: 120_000 }, async () => {
+  it("ends 300 followers dropped at random moments, leaving no follower, feed or consumer", { timeout: 120_000 }, async () => {
     const outcomes: Array<Promise<{ id: string; mode: string; endSeen: boolean; closedByServer: boolean }>> = [];
     for (let i = 0; i < 300; i++) {
       const id = (i % 2 === 0 ? running : ended)[rand(20)] as string;
@@ -114,10 +114,10 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     const started = Date.now();
     const settled = await eventually(async () => {
       const s = await state();
-      return s.followers === 0 && s.feeds === 0 && s.pulled === 0 ? s : undefined;
+      return s.followers === 0 && s.feeds === 0 && s.pulled === 0 && s.consumers === 0 ? s : undefined;
     }, 5_000, 100).catch(() => state());
     process.stdout.write(`after 300 drops: ${JSON.stringify(settled)} in ${Date.now() - started} ms\n`);
-    expect({ notEnded, leftOpen, followers: settled.followers, feeds: settled.feeds, pulled: settled.pulled }).toEqual({ notEnded: [], leftOpen: [], followers: 0, feeds: 0, pulled: 0 });
+    expect({ notEnded, leftOpen, ...settled }).toEqual({ notEnded: [], leftOpen: [], followers: 0, feeds: 0, pulled: 0, consumers: 0 });
   });
 
   it("refuses followers past the per-key and per-process caps with 429 in the error shape", async () => {

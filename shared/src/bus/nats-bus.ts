@@ -111,10 +111,14 @@ class NatsBus implements Bus {
       // A single filter (not a list) puts it in the create subject, where NATS permissions can check it.
       filter_subjects: subjectFor(this.config.namespace, "log", sessionId),
       deliver_policy: DeliverPolicy.All,
+      // A follower whose process died leaves its consumer for 30 s, not the server's 5 minutes.
+      inactive_threshold: 30_000,
     });
     const messages = await consumer.consume();
     const stop = (): void => void messages.stop();
     signal.addEventListener("abort", stop, { once: true });
+    // An abort that came while the consumer was being made found no listener.
+    if (signal.aborted) stop();
     try {
       for await (const m of messages) {
         const parsed = SessionLog.safeParse(m.json());
@@ -124,6 +128,8 @@ class NatsBus implements Bus {
     } finally {
       signal.removeEventListener("abort", stop);
       stop();
+      // Gone at once: nothing keeps a server-side consumer for a follower that left.
+      await consumer.delete().catch(() => undefined);
     }
   }
 

@@ -1,13 +1,14 @@
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
 import { FleetError } from "../errors/index.js";
 import { defaultToolsDir } from "./paths.js";
 import { isAlive, stopPid, type ManagedProcess } from "./process.js";
 import { dockerAnswers, pingMongo, startFerretDb, startMongoContainer, startNatsServer } from "./servers.js";
 import { ensureFerretDb, ensureNatsServer, type Progress } from "./tools.js";
-import { generateNatsUsers, natsAuthConfig, type NatsUser } from "./nats-auth.js";
+import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "./nats-auth.js";
 
 export interface InfraOptions {
   /** Where server data and logs go. */
@@ -70,6 +71,16 @@ async function startBus(opts: InfraOptions, toolsDir: string, progress: Progress
     ...(opts.monitor ? { monitorPort: opts.monitor.nats } : {}),
     ...(users && probe ? { auth: { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } } } : {}),
   });
+  if (users && probe) {
+    // Outside systems keep their consumers on the feed in their own account; the fleet makes it.
+    try {
+      const nc = await connect({ servers: s.url, user: probe.user, pass: probe.password });
+      await provisionOutsideFeed(nc).finally(() => nc.close());
+    } catch (err) {
+      await s.process.stop();
+      throw err;
+    }
+  }
   return { url: s.url, kind: "local" as const, process: s.process, users };
 }
 

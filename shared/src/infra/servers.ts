@@ -19,7 +19,7 @@ export interface ServerStart {
 }
 
 export interface NatsAuthStart {
-  /** The `authorization` block of the server config. */
+  /** The `accounts` block of the server config (users, permissions, imports and exports). */
   config: string;
   /** Credentials the readiness probe uses. */
   probe: { user: string; pass: string };
