@@ -17,6 +17,11 @@ import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
  * what shows that it can.
  */
 const portOf = (url: string): number => Number(new URL(url.replace(/^mongodb:/, "http:").replace(/^nats:/, "http:")).port);
+/** The run's store: a port on the host's loopback, or (the embedded FerretDB) a Unix socket. */
+function storeTarget(uri: string): { ports: Record<string, number>; paths: Record<string, string> } {
+  const host = decodeURIComponent(new URL(uri).hostname);
+  return host.startsWith("/") ? { ports: {}, paths: { storeSocket: host } } : { ports: { store: portOf(uri) }, paths: {} };
+}
 const root = mkdtempSync(join(tmpdir(), "fleet-escape-"));
 chmodSync(root, 0o711);
 const hostDrop = mkdtempSync(join(tmpdir(), "fleet-escape-drop-"));
@@ -43,9 +48,11 @@ async function neighbour(provider: LocalSandboxProvider): Promise<Sandbox> {
 }
 
 function targets(provider: LocalSandboxProvider, b: Sandbox, extraPorts: Record<string, number> = {}): ProbeTargets {
+  const store = storeTarget(inject("mongoUri"));
   return {
-    ports: { nats: portOf(inject("natsUrl")), store: portOf(inject("mongoUri")), neighbourAgent: b.agentPort, ...extraPorts },
+    ports: { nats: portOf(inject("natsUrl")), ...store.ports, neighbourAgent: b.agentPort, ...extraPorts },
     paths: {
+      ...store.paths,
       repository: join(process.cwd(), "package.json"),
       neighbourWorkspace: join(b.workspace, "secret.txt"),
       neighbourSecrets: join(provider.rootDir, b.id, "envs.json"),
@@ -72,12 +79,14 @@ describe("a hostile command inside a local sandbox", () => {
     await isolated.kill(b.id);
 
     const open = new LocalSandboxProvider({ rootDir: join(root, "open"), isolation: "none" }, logger);
+    const store0 = storeTarget(inject("mongoUri"));
     const ob = await neighbour(open);
     const oa = await open.create({ metadata: metadata("hostile"), envs: {}, timeoutMs: 120_000 });
     await oa.writeFiles([{ path: "probe.py", content: ESCAPE_PROBE }]);
     const openRun = await oa.run({ command: "python3", args: ["probe.py", JSON.stringify(targets(open, ob))] });
     const found = escapes(parseReport(openRun.stdout + openRun.stderr), process.getuid?.() ?? 0);
-    expect(found).toEqual(expect.arrayContaining(["reached host port nats", "reached host port store", "reached host port neighbourAgent", "wrote a file on the host"]));
+    const storeEscape = "store" in store0.ports ? "reached host port store" : "sees host path storeSocket";
+    expect(found).toEqual(expect.arrayContaining(["reached host port nats", storeEscape, "reached host port neighbourAgent", "wrote a file on the host"]));
     expect(found.length).toBeGreaterThan(8);
     await open.kill(oa.id);
     await open.kill(ob.id);

@@ -1,6 +1,6 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -87,40 +87,49 @@ export async function startNatsServer(opts: ServerStart & { auth?: NatsAuthStart
   }
 }
 
-/** FerretDB (SQLite backend, one file per database) on a free loopback port; ready once it answers ping. */
+/**
+ * FerretDB (SQLite backend, one file per database), ready once it answers ping. It listens on a
+ * Unix socket only, in a folder of the fleet's user: FerretDB on SQLite has no authentication, so
+ * the socket's owner is what decides who may connect (neither other users nor anything without the
+ * host's filesystem, such as a sandbox, can), and no port on the host's loopback serves the store.
+ */
 export async function startFerretDb(opts: ServerStart): Promise<StartedServer> {
   const dir = join(opts.dataDir, "ferretdb");
-  mkdirSync(dir, { recursive: true });
-  for (let tries = 1; ; tries++) {
-    const port = await freePort();
-    const proc = startProcess({
-      name: "ferretdb",
-      command: opts.binary,
-      args: [
-        "--handler=sqlite",
-        // Writes take SQLite's write lock when they begin, so its busy timeout applies (a deferred
-        // transaction upgrading under contention fails at once with SQLITE_BUSY). synchronous=normal
-        // with WAL: a commit survives the process, not a power cut, like JetStream's file store,
-        // which also leaves fsync to its sync interval.
-        `--sqlite-url=file:${dir}/?_txlock=immediate&_pragma=synchronous(normal)`,
-        `--listen-addr=127.0.0.1:${port}`,
-        `--state-dir=${dir}`,
-        `--debug-addr=${opts.monitorPort ? `127.0.0.1:${opts.monitorPort}` : "-"}`,
-        "--telemetry=disable",
-        "--log-level=warn",
-      ],
-      env: { ...process.env, FERRETDB_TELEMETRY: "disable", DO_NOT_TRACK: "1" },
-      logFile: join(opts.dataDir, "ferretdb.log"),
-      persistent: opts.persistent,
-    });
-    const url = `mongodb://127.0.0.1:${port}/`;
-    try {
-      await waitReady(proc, "FerretDB", opts.readyTimeoutMs ?? 20_000, () => pingMongo(url));
-      return { url, process: proc };
-    } catch (err) {
-      if (tries >= 3) throw err;
-    }
-  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const socket = storeSocketPath(dir);
+  rmSync(socket, { force: true });
+  const proc = startProcess({
+    name: "ferretdb",
+    command: opts.binary,
+    args: [
+      "--handler=sqlite",
+      // Writes take SQLite's write lock when they begin, so its busy timeout applies (a deferred
+      // transaction upgrading under contention fails at once with SQLITE_BUSY). synchronous=normal
+      // with WAL: a commit survives the process, not a power cut, like JetStream's file store,
+      // which also leaves fsync to its sync interval.
+      `--sqlite-url=file:${dir}/?_txlock=immediate&_pragma=synchronous(normal)`,
+      "--listen-addr=",
+      `--listen-unix=${socket}`,
+      `--state-dir=${dir}`,
+      `--debug-addr=${opts.monitorPort ? `127.0.0.1:${opts.monitorPort}` : "-"}`,
+      "--telemetry=disable",
+      "--log-level=warn",
+    ],
+    env: { ...process.env, FERRETDB_TELEMETRY: "disable", DO_NOT_TRACK: "1" },
+    logFile: join(opts.dataDir, "ferretdb.log"),
+    persistent: opts.persistent,
+  });
+  const url = `mongodb://${encodeURIComponent(socket)}/`;
+  await waitReady(proc, "FerretDB", opts.readyTimeoutMs ?? 20_000, () => pingMongo(url));
+  return { url, process: proc };
+}
+
+/** Unix socket paths are limited to 107 bytes: a deep data folder gets its socket in a private temporary folder. */
+function storeSocketPath(dir: string): string {
+  const socket = join(dir, "ferretdb.sock");
+  if (Buffer.byteLength(socket) <= 100) return socket;
+  return join(mkdtempSync(join(tmpdir(), "fleet-store-")), "ferretdb.sock");
 }
 
 export async function pingMongo(url: string, timeoutMs = 1_000): Promise<void> {
