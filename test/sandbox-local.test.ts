@@ -3,9 +3,12 @@ import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { once } from "node:events";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { isProcessRunning, LOCAL_BASE_ENV, LocalSandboxProvider, type SandboxMetadata } from "../shared/src/sandbox/index.js";
-import { logger } from "./support/fixtures.js";
+import { eventually, logger } from "./support/fixtures.js";
 import { describeSandboxProviderConformance } from "./support/sandbox-conformance.js";
 
 const root = mkdtempSync(join(tmpdir(), "fleet-sandboxes-"));
@@ -129,6 +132,41 @@ describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
   const rootDir = join(root, "bwrap-specifics");
   const provider = new LocalSandboxProvider({ rootDir, isolation: "bubblewrap" }, logger);
   const metadata = (sessionId: string): SandboxMetadata => ({ fleet: "bwrap", sessionId, projectId: "p", attempt: "1" });
+
+  it("refuses a sandbox it cannot isolate, saying why and what to set, and creates nothing", async () => {
+    // A folder only the fleet's user may search: no sandbox user could reach its folders there.
+    const hidden = mkdtempSync(join(tmpdir(), "fleet-hidden-"));
+    const blocked = new LocalSandboxProvider({ rootDir: join(hidden, "sandboxes") }, logger);
+    expect(blocked.isolationProblem).toMatch(/not searchable by others/);
+    await expect(blocked.create({ metadata: metadata("blocked"), envs: {}, timeoutMs: 30_000 })).rejects.toMatchObject({
+      code: "config",
+      retryable: false,
+      message: expect.stringMatching(/cannot isolate a local sandbox: .*FLEET_SANDBOX_ISOLATION=none/),
+    });
+    expect(readdirSync(join(hidden, "sandboxes"))).toEqual([]);
+    rmSync(hidden, { recursive: true, force: true });
+  });
+
+  it("lets a sandbox reach only loopback endpoints it was given, and refuses any other", async () => {
+    for (const url of ["https://openrouter.ai/api/v1", "http://10.0.0.1:8080/v1", "http://127.0.0.1:80/", "ftp://127.0.0.1:2121/"]) {
+      await expect(provider.create({ metadata: metadata("egress"), envs: {}, timeoutMs: 30_000, egress: [url] })).rejects.toMatchObject({ retryable: false });
+    }
+    const given = createServer((_req, res) => res.end("given")).listen(0, "127.0.0.1");
+    const other = createServer((_req, res) => res.end("other")).listen(0, "127.0.0.1");
+    await Promise.all([once(given, "listening"), once(other, "listening")]);
+    const port = (srv: Server) => (srv.address() as AddressInfo).port;
+    const s = await provider.create({ metadata: metadata("egress"), envs: {}, timeoutMs: 30_000, egress: [`http://127.0.0.1:${port(given)}/v1`] });
+    // Background commands run where the bridges are: the endpoint given is there, at its own port.
+    const fetchTo = (p: number) => `fetch("http://127.0.0.1:${p}/").then(r => r.text(), e => "refused:" + (e.cause?.code ?? e.message)).then(t => require("fs").appendFileSync("seen.txt", t + "\\n"))`;
+    await s.startBackground({ command: process.execPath, args: ["-e", `${fetchTo(port(given))}.then(() => ${fetchTo(port(other))})`] });
+    await eventually(async () => ((await s.readFile("seen.txt")) ? Buffer.from((await s.readFile("seen.txt")) as Uint8Array).toString().split("\n").length > 2 : false), 10_000);
+    const seen = Buffer.from((await s.readFile("seen.txt")) as Uint8Array).toString().trim().split("\n");
+    expect(seen[0]).toBe("given");
+    expect(seen[1]).toMatch(/^refused:/);
+    await provider.kill(s.id);
+    given.close();
+    other.close();
+  });
 
   it("shows only the system folders read-only: not the fleet's data, home folders or other sandboxes", async () => {
     const s = await provider.create({ metadata: metadata("view"), envs: {}, timeoutMs: 30_000 });
