@@ -1,28 +1,20 @@
 import { execFile } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { FleetError, errorMessage } from "../errors/index.js";
+import { applyFerretDbPatch } from "./ferretdb-patch.js";
 
 const run = promisify(execFile);
 
 export const NATS_SERVER_VERSION = "v2.15.2";
 export const FERRETDB_VERSION = "v1.24.2";
-/** The version FerretDB reports once built here: upstream's plus the one change made (see SQLITE_ID_INDEX_FIX). */
-export const FERRETDB_BUILD = `${FERRETDB_VERSION}-fleet.1`;
-
 /**
- * FerretDB 1.24's SQLite backend indexes `_id` as `_ferretdb_sjson->"_id"` but looks documents up by
- * `_ferretdb_sjson->'$._id'`. SQLite reads both as the same JSON path, yet only uses an index for
- * the expression it was built on, so every lookup and update by `_id` scanned the whole table and
- * parsed each row's JSON (the store's CPU profile: 78% in json_extract, slower as collections grow).
- * Written the index's way, the same lookups search the index. Nothing else changes.
+ * The version FerretDB reports once built here: upstream's plus the fleet's changes (see
+ * ferretdb-patch.ts). Bumped with every change to them, so an older binary in the tools folder is
+ * rebuilt; the store adapter refuses a FerretDB older than the build it requires (store/mongo-store.ts).
  */
-const SQLITE_ID_INDEX_FIX = {
-  file: join("internal", "backends", "sqlite", "metadata", "metadata.go"),
-  from: `IDColumn = DefaultColumn + "->'$._id'"`,
-  to: `IDColumn = DefaultColumn + "->'_id'"`,
-};
+export const FERRETDB_BUILD = `${FERRETDB_VERSION}-fleet.2`;
 
 export type Progress = (message: string) => void;
 
@@ -80,7 +72,8 @@ export async function ensureNatsServer(toolsDir: string, progress: Progress = ()
  * FerretDB built from the Go module proxy. Its module embeds build/version/version.txt, which the
  * published module lacks, and a build whose main module is FerretDB panics without it; so the
  * module source is copied out of the module cache, the version file added, and built there, with
- * the one change described at SQLITE_ID_INDEX_FIX.
+ * the fleet's changes (ferretdb-patch.ts: _id lookups on the _id index, and one read-modify-write
+ * command at a time per collection, which gives MongoDB's single-document atomicity).
  */
 export async function ensureFerretDb(toolsDir: string, progress: Progress = () => {}): Promise<string> {
   const bin = join(toolsDir, "bin");
@@ -99,10 +92,7 @@ export async function ensureFerretDb(toolsDir: string, progress: Progress = () =
     cpSync(info.Dir, src, { recursive: true });
     makeWritable(src);
     writeFileSync(join(src, "build", "version", "version.txt"), `${FERRETDB_BUILD}\n`);
-    const fix = join(src, SQLITE_ID_INDEX_FIX.file);
-    const code = readFileSync(fix, "utf8");
-    if (!code.includes(SQLITE_ID_INDEX_FIX.from)) throw new FleetError("infra", `FerretDB ${FERRETDB_VERSION}: ${SQLITE_ID_INDEX_FIX.file} no longer has the line the build changes`);
-    writeFileSync(fix, code.replace(SQLITE_ID_INDEX_FIX.from, SQLITE_ID_INDEX_FIX.to));
+    applyFerretDbPatch(src, FERRETDB_VERSION);
     const out = join(src, "ferretdb.bin");
     await go(["build", "-o", out, "./cmd/ferretdb"], env, src);
     mkdirSync(bin, { recursive: true });
