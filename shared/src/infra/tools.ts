@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { FleetError, errorMessage } from "../errors/index.js";
 import { applyFerretDbPatch } from "./ferretdb-patch.js";
@@ -76,31 +76,47 @@ export async function ensureNatsServer(toolsDir: string, progress: Progress = ()
  * command at a time per collection, which gives MongoDB's single-document atomicity).
  */
 export async function ensureFerretDb(toolsDir: string, progress: Progress = () => {}): Promise<string> {
-  const bin = join(toolsDir, "bin");
-  const target = join(bin, "ferretdb");
+  const target = join(toolsDir, "bin", "ferretdb");
   if ((await versionOf(target))?.includes(FERRETDB_BUILD)) return target;
   progress(`building FerretDB ${FERRETDB_BUILD} from the Go module proxy (first run only)`);
+  await buildFerretDb(toolsDir, target, true);
+  return target;
+}
+
+/**
+ * Upstream FerretDB without the fleet's changes, into `dir` (never the tools' bin, which the fleet
+ * runs): for the tests that show what the changes are for and that the store refuses it.
+ */
+export async function ensureUpstreamFerretDb(dir: string, progress: Progress = () => {}): Promise<string> {
+  const target = join(dir, "ferretdb");
+  if ((await versionOf(target))?.includes(`version: ${FERRETDB_VERSION}\n`)) return target;
+  progress(`building upstream FerretDB ${FERRETDB_VERSION} (unchanged) into ${dir}`);
+  await buildFerretDb(dir, target, false);
+  return target;
+}
+
+async function buildFerretDb(workDir: string, target: string, fleetChanges: boolean): Promise<void> {
   const env = await goEnv();
   const info = JSON.parse(await go(["mod", "download", "-json", `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], env)) as {
     Dir?: string;
     Error?: string;
   };
   if (!info.Dir) throw new FleetError("infra", `could not download FerretDB ${FERRETDB_VERSION}: ${info.Error ?? "no module dir"}`);
-  mkdirSync(toolsDir, { recursive: true });
-  const src = mkdtempSync(join(toolsDir, ".build-ferretdb-"));
+  mkdirSync(workDir, { recursive: true });
+  // Built in a private folder and renamed, so a concurrent run never sees half a binary.
+  const src = mkdtempSync(join(workDir, ".build-ferretdb-"));
   try {
     cpSync(info.Dir, src, { recursive: true });
     makeWritable(src);
-    writeFileSync(join(src, "build", "version", "version.txt"), `${FERRETDB_BUILD}\n`);
-    applyFerretDbPatch(src, FERRETDB_VERSION);
+    writeFileSync(join(src, "build", "version", "version.txt"), `${fleetChanges ? FERRETDB_BUILD : FERRETDB_VERSION}\n`);
+    if (fleetChanges) applyFerretDbPatch(src, FERRETDB_VERSION);
     const out = join(src, "ferretdb.bin");
     await go(["build", "-o", out, "./cmd/ferretdb"], env, src);
-    mkdirSync(bin, { recursive: true });
+    mkdirSync(dirname(target), { recursive: true });
     renameSync(out, target);
   } finally {
     rmSync(src, { recursive: true, force: true });
   }
-  return target;
 }
 
 function makeWritable(dir: string): void {
