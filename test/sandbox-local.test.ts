@@ -147,6 +147,17 @@ describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
     rmSync(hidden, { recursive: true, force: true });
   });
 
+  it("is gone once its agent died, although its network bridges still run", async () => {
+    const s = await provider.create({ metadata: metadata("dies"), envs: {}, timeoutMs: 30_000 });
+    expect(await s.isAlive()).toBe(true);
+    const { pid } = await s.startBackground({ command: "sleep", args: ["30"] });
+    expect(await s.isAlive()).toBe(true);
+    process.kill(-pid, "SIGKILL");
+    await eventually(async () => !(await s.isAlive()), 5_000);
+    expect((await provider.list({ sessionId: "dies" })).map((x) => x.id)).toEqual([s.id]);
+    await provider.kill(s.id);
+  });
+
   it("lets a sandbox reach only loopback endpoints it was given, and refuses any other", async () => {
     for (const url of ["https://openrouter.ai/api/v1", "http://10.0.0.1:8080/v1", "http://127.0.0.1:80/", "ftp://127.0.0.1:2121/"]) {
       await expect(provider.create({ metadata: metadata("egress"), envs: {}, timeoutMs: 30_000, egress: [url] })).rejects.toMatchObject({ retryable: false });

@@ -30,7 +30,7 @@ export async function startBridges(
   const entries: ProcessEntry[] = [];
   const start = async (args: string[], what: string): Promise<void> => {
     const pgid = await startDetached([...timeout, socat, "-lpfleet-bridge", ...args], { cwd: layout.bridge, env, logFile: log });
-    entries.push({ pgid, command: `socat (${what})`, log: "bridges.log", startedAt: Date.now() });
+    entries.push({ pgid, command: `socat (${what})`, log: "bridges.log", startedAt: Date.now(), bridge: true });
   };
   try {
     await start(hostIngressArgs(opts.agentPort), `in :${opts.agentPort}`);

@@ -18,11 +18,15 @@ const KILLING_PREFIX = ".killing-";
 const STALE_CREATING_MS = 10 * 60_000;
 const STALE_KILLING_MS = 30_000;
 
-/** Registered, not past its hard timeout, and either nothing started yet or a started group alive. */
+/**
+ * Registered, not past its hard timeout, and either nothing started yet or a started group alive.
+ * Network bridges do not count: a sandbox whose agent died is gone even while they still run.
+ */
 export function recordAlive(record: RegistryRecord, now = Date.now()): boolean {
   if (now >= record.endAt) return false;
-  if (record.processes.length === 0) return true;
-  return anyGroupAlive(record.id, record.processes.map((p) => p.pgid));
+  const started = record.processes.filter((p) => !p.bridge);
+  if (started.length === 0) return true;
+  return anyGroupAlive(record.id, started.map((p) => p.pgid));
 }
 
 async function finishKill(dir: string, id: string, pgids: number[], graceMs: number, logger: Logger): Promise<void> {

@@ -18,6 +18,8 @@ export function newSandboxId(): string {
 
 export const ProcessEntry = z.object({
   pgid: z.number().int().positive(),
+  /** A host-side network bridge: ended with the sandbox, but not what keeps it alive. */
+  bridge: z.boolean().optional(),
   command: z.string(),
   log: z.string(),
   startedAt: z.number().int(),
