@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { ensureFerretDb, ensureNatsServer, defaultToolsDir } from "@fleet/shared/infra";
+import { join } from "node:path";
+import { ensureFerretDb, ensureNatsServer, ensureUpstreamFerretDb, defaultToolsDir } from "@fleet/shared/infra";
 import type { CliContext } from "./infra.js";
 import { ensureDebianPackages, SANDBOX_PACKAGES, SUITE_PACKAGES } from "./debian.js";
 import { ensureSchemathesis } from "./schemathesis.js";
@@ -15,6 +16,8 @@ export async function testCmd(ctx: CliContext, args: string[], root: string): Pr
     ctx.env.NATS_URL ? undefined : ensureNatsServer(tools, ctx.out),
     ctx.env.MONGODB_URI ? undefined : ensureFerretDb(tools, ctx.out),
   ]);
+  // The conformance suite shows that the store refuses upstream FerretDB: built here, not under a test's clock.
+  await ensureUpstreamFerretDb(join(tools, "upstream"), ctx.out);
   ensureDebianPackages(ctx, [...SANDBOX_PACKAGES, ...SUITE_PACKAGES]);
   // Without it test/schemathesis.test.ts fails (saying so); the rest of the suite still runs.
   ensureSchemathesis(tools, ctx.out);

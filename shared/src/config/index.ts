@@ -30,6 +30,11 @@ export const storeEnv = z.object({
   FLEET_DB: z.string().regex(/^[A-Za-z0-9_-]{1,63}$/).default("fleet"),
   /** Connections each service opens to the store at most; more requests wait in the driver, in order. */
   FLEET_STORE_POOL: z.coerce.number().int().min(1).max(1_000).default(8),
+  /** 1: accept a FerretDB without the fleet's build, whose conditional updates are not atomic (logged loudly). */
+  FLEET_STORE_ALLOW_UNPATCHED: z
+    .enum(["0", "1"])
+    .default("0")
+    .transform((v) => v === "1"),
 });
 
 export const baseEnv = busEnv.extend(storeEnv.shape).extend({

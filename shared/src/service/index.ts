@@ -27,7 +27,7 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
   const instanceId = `${name}-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const logger = createLogger({ name, level: env.LOG_LEVEL });
   const closer = createCloser((step, err) => logger.error({ step, err }, "shutdown step failed"));
-  const store = await MongoSessionStore.connect({ uri: env.MONGODB_URI, database: env.FLEET_DB, appName: name, maxPoolSize: env.FLEET_STORE_POOL }, logger);
+  const store = await MongoSessionStore.connect({ uri: env.MONGODB_URI, database: env.FLEET_DB, appName: name, maxPoolSize: env.FLEET_STORE_POOL, allowUnsafeStore: env.FLEET_STORE_ALLOW_UNPATCHED }, logger);
   closer.add("store", () => store.close());
   await store.init();
   const bus = await connectBus(

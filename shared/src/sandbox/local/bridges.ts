@@ -8,8 +8,8 @@ import { BRIDGE_DIR_INSIDE } from "./isolation.js";
  *   port on the sandbox's own loopback;
  * - out: for each allowed endpoint on the host's loopback (the model server or gateway, the fleet's
  *   callback url), the same port on the sandbox's loopback to that endpoint.
- * The host side runs as the fleet, outside the sandbox; the sandbox side runs inside, as the
- * sandbox, in the agent server's namespaces. Nothing else of the host's network is reachable.
+ * The host side runs outside the sandbox as its user; the sandbox side runs inside, in the agent
+ * server's namespaces. Nothing else of the host's network is reachable.
  */
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
@@ -49,8 +49,8 @@ export function hostIngressArgs(agentPort: number): string[] {
 }
 
 /** Host side of one way out: a socket only the sandbox's user may connect to, forwarded to the endpoint. */
-export function hostEgressArgs(port: number, uid: number): string[] {
-  return [`UNIX-LISTEN:${egressSocket(port)},fork,unlink-early,mode=600,user=${uid},group=${uid}`, `TCP:127.0.0.1:${port}`];
+export function hostEgressArgs(port: number): string[] {
+  return [`UNIX-LISTEN:${egressSocket(port)},fork,unlink-early,mode=600`, `TCP:127.0.0.1:${port}`];
 }
 
 /**

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -49,8 +49,13 @@ export class LocalSandboxProvider implements SandboxProvider {
     } else {
       this.isolationProblem = isolationProblem(this.config.tools, this.rootDir, this.config.uidRange[0]);
       if (this.isolationProblem) logger.error({ rootDir: this.rootDir, problem: this.isolationProblem }, "local sandboxes cannot be isolated here: creating one will fail");
-      // Not secret, and the same for every sandbox: written once, read by bubblewrap through a descriptor.
-      else writeFileSync(this.seccompFile, sandboxSeccompFilter(), { mode: 0o644 });
+      // Not secret, and the same for every sandbox, read by bubblewrap through a descriptor. Every
+      // fleet process writes it; a rename replaces it whole, so no reader ever sees half a filter.
+      else {
+        const tmp = `${this.seccompFile}.${process.pid}.tmp`;
+        writeFileSync(tmp, sandboxSeccompFilter(), { mode: 0o644 });
+        renameSync(tmp, this.seccompFile);
+      }
     }
     const [lo, hi] = this.config.portRange;
     const ephemeral = ephemeralPortRange();
