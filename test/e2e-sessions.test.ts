@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -265,6 +265,8 @@ describe("an agent server that never becomes healthy", () => {
     model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, logger });
     // A stand-in binary that runs but never serves: the spawner must give up, not wait for the deadline.
     const dir = mkdtempSync(join(tmpdir(), "fleet-hang-"));
+    // The sandbox's own user must reach it: it runs in the sandbox like the real agent.
+    chmodSync(dir, 0o755);
     const bin = join(dir, "opencode");
     writeFileSync(bin, "#!/bin/sh\nexec sleep 300\n", { mode: 0o755 });
     fleet = await startTestFleet({

@@ -14,7 +14,9 @@ function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const p = join(dir, name);
     try {
-      return statSync(p).isDirectory() ? filesUnder(p) : [p];
+      const st = statSync(p);
+      // Sockets (a sandbox's bridges) and other special files hold no text to search.
+      return st.isDirectory() ? filesUnder(p) : st.isFile() ? [p] : [];
     } catch {
       return []; // removed while we looked
     }
