@@ -147,6 +147,18 @@ describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
     rmSync(hidden, { recursive: true, force: true });
   });
 
+  it("says so when the sandbox's user cannot reach the program it is to run", async () => {
+    const hidden = mkdtempSync(join(tmpdir(), "fleet-hidden-bin-"));
+    writeFileSync(join(hidden, "agent"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const s = await provider.create({ metadata: metadata("hidden-bin"), envs: {}, timeoutMs: 30_000 });
+    await expect(s.startBackground({ command: join(hidden, "agent"), args: [] })).rejects.toMatchObject({
+      retryable: false,
+      message: expect.stringContaining(`${hidden} is not searchable by others`),
+    });
+    await provider.kill(s.id);
+    rmSync(hidden, { recursive: true, force: true });
+  });
+
   it("is gone once its agent died, although its network bridges still run", async () => {
     const s = await provider.create({ metadata: metadata("dies"), envs: {}, timeoutMs: 30_000 });
     expect(await s.isAlive()).toBe(true);

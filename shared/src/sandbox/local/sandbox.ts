@@ -1,6 +1,6 @@
 import { closeSync, openSync } from "node:fs";
 import { realpath } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, dirname, isAbsolute, join } from "node:path";
 import { FleetError, errorMessage } from "../../errors/index.js";
 import type { Logger } from "../../log/index.js";
 import { checkEnvs, relativeSegments } from "../paths.js";
@@ -9,7 +9,7 @@ import type { ResolvedLocalConfig } from "./config.js";
 import { resolveCwd, runBounded, sandboxEnv, startDetached, timeoutArgs } from "./exec.js";
 import { readInside, writeInside } from "./files.js";
 import { bridgedCommand } from "./bridges.js";
-import { isolatedArgv, type IsolationMode } from "./isolation.js";
+import { isolatedArgv, untraversable, type IsolationMode } from "./isolation.js";
 import { terminateSandbox } from "./procs.js";
 import { recordAlive } from "./reap.js";
 import { goneError, readEnvs, readRecord, withRecordLock, writeRecord, type RegistryRecord, type SandboxLayout } from "./registry.js";
@@ -104,6 +104,11 @@ export class LocalSandbox implements Sandbox {
     const env = sandboxEnv(config, layout, this.id, cwd, await readEnvs(layout, this.id), cmdEnvs);
     const timeout = timeoutArgs(config.timeoutBin, limitMs);
     if (isolation === "none" || record.uid === undefined) return { argv: [...timeout, command.command, ...command.args], cwd, env };
+    // The sandbox's own user starts the program: a folder it cannot search would end it at once.
+    const blocked = isAbsolute(command.command) ? untraversable(dirname(command.command)) : undefined;
+    if (blocked) {
+      throw new FleetError("sandbox", `the sandbox's user cannot reach ${command.command}: ${blocked} is not searchable by others (chmod o+x)`, { retryable: false });
+    }
     const inner = background ? bridgedCommand(record.agentPort, record.egress, command.command, command.args) : command;
     const argv = isolatedArgv({
       tools: config.tools,
