@@ -5,6 +5,7 @@ import { LIMITS, createLogger, subjectFor } from "@fleet/shared";
 import { freePort, startService } from "@fleet/shared/infra";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/shared/model";
 import type { Baselines } from "./baselines.js";
+import { sampleStored } from "./stored.js";
 import { harnessReads, serverCounters, sessionTimes, startBenchFleet, waitEnded, type BenchFleet, type BenchInfra } from "./env.js";
 import { cpuSeconds, maxOf, minOf, percentile, round, rssBytes, sleep, spread, until, type Spread } from "./util.js";
 
@@ -195,7 +196,11 @@ export interface B3Row {
   storedVsRawInsertMany: number;
   viewerLatency: Spread;
   eventToViewer: Spread;
+  /** The agent emitting the event -> its line in the store (when a sampled count first covered it); absent in older runs. */
+  eventToStored?: Spread;
   missing: number;
+  /** Lines a viewer received more than once (same session and seq); absent in older runs. */
+  doubled?: number;
 }
 
 export async function b3(ctx: Ctx): Promise<B3Row[]> {
@@ -213,7 +218,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
     try {
       ctx.log(`B3 ${sessions} sessions × ${events} tool events (2 lines each), ${viewers} live viewer(s) per session`);
       const viewerLatency: number[] = [];
-      const arrivals: Array<{ id: string; line: string; arrived: number }> = [];
+      const arrivals: Array<{ id: string; seq: number; line: string; arrived: number }> = [];
       let delivered = 0;
       let first = Number.POSITIVE_INFINITY;
       let last = 0;
@@ -225,11 +230,11 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
             ctx.b.nc.subscribe(subjectFor(fleet.namespace, "log", id), {
               callback: (_err, m) => {
                 const now = Date.now();
-                const body = m.json<{ at: number; line: string }>();
+                const body = m.json<{ at: number; seq: number; line: string }>();
                 delivered++;
                 first = Math.min(first, now);
                 last = Math.max(last, now);
-                if (v === 0) arrivals.push({ id, line: body.line, arrived: now });
+                if (v === 0) arrivals.push({ id, seq: body.seq, line: body.line, arrived: now });
                 if (delivered % 7 === 0) viewerLatency.push(now - body.at);
               },
             }),
@@ -237,41 +242,57 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
         }
       }
       await ctx.b.nc.flush();
+      const stored = sampleStored(fleet.db.collection("session_logs"));
       const at = await flood(fleet, "b3", sessions);
       await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${sessions} ended`));
       await sleep(500);
-      const storedDocs = await fleet.db.collection<{ at: number }>("session_logs").find({}, { projection: { at: 1 } }).toArray();
-      const storedFirst = minOf(storedDocs.map((d) => d.at));
-      const storedLast = maxOf(storedDocs.map((d) => d.at));
+      // Lines may reach the store after their session ended: wait (bounded) until it holds as many as a viewer saw.
+      const seen = new Set(arrivals.map((a) => `${a.id}:${a.seq}`)).size;
+      for (const end = Date.now() + 120_000; stored.count < seen && Date.now() < end; ) await sleep(100);
+      await sleep(500);
+      await stored.stop();
       for (const s of subs) s.unsubscribe();
       const times = new Map((await sessionTimes(fleet, at)).map((t) => [t.id, t]));
-      const eventToViewer: number[] = [];
-      for (const a of arrivals) {
+      const emittedAt = (a: { id: string; line: string }): number | undefined => {
         const step = /simulated step (\d+)/.exec(a.line);
         const t = times.get(a.id);
-        if (step && t && a.line.startsWith("✓")) eventToViewer.push(a.arrived - (t.promptedAt + Number(step[1]) * eventMs));
-      }
-      const lines = storedDocs.length;
+        return step && t && a.line.startsWith("✓") ? t.promptedAt + Number(step[1]) * eventMs : undefined;
+      };
+      const eventToViewer: number[] = [];
+      const eventToStored: number[] = [];
+      // The k-th line to arrive is taken as the k-th stored: lines are stored in about the order they are published.
+      const byArrival = [...arrivals].sort((x, y) => x.arrived - y.arrived);
+      byArrival.forEach((a, k) => {
+        const emitted = emittedAt(a);
+        if (emitted === undefined) return;
+        eventToViewer.push(a.arrived - emitted);
+        const storedAt = stored.reached(k + 1);
+        if (Number.isFinite(storedAt)) eventToStored.push(storedAt - emitted);
+      });
+      const lines = stored.count;
       const allTimes = [...times.values()];
       const emitFrom = minOf(allTimes.map((t) => t.promptedAt));
       const emitTo = maxOf(allTimes.map((t) => t.idleAt));
       const offered = (allTimes.length * events * 2) / Math.max(0.001, (emitTo - emitFrom) / 1000);
       const ingest = arrivals.length / Math.max(0.001, (last - first) / 1000);
-      const stored = lines / Math.max(0.001, (storedLast - storedFirst) / 1000);
+      const window = stored.window();
+      const storedRate = lines / Math.max(0.001, (window.full - window.first) / 1000);
       const row: B3Row = {
         sessions,
         viewersPerSession: viewers,
         lines,
         ingestLinesPerSecond: ingest,
-        storedLinesPerSecond: stored,
+        storedLinesPerSecond: storedRate,
         offeredLinesPerSecond: offered,
         ingestVsRawPublish: ingest / ctx.baselines.jsPublish,
-        storedVsRawInsertMany: stored / ctx.baselines.insertManyDocs,
+        storedVsRawInsertMany: storedRate / ctx.baselines.insertManyDocs,
         viewerLatency: spread(viewerLatency),
         eventToViewer: spread(eventToViewer),
+        eventToStored: spread(eventToStored),
         missing: lines * viewers - delivered,
+        doubled: arrivals.length - seen,
       };
-      ctx.log(`  ${lines} lines (agents emitted ${round(offered)} lines/s): ${round(ingest)} lines/s to viewers, ${round(stored)} lines/s stored, viewer p99 ${row.viewerLatency.p99} ms, event→viewer p99 ${row.eventToViewer.p99} ms, missing ${row.missing}`);
+      ctx.log(`  ${lines} lines (agents emitted ${round(offered)} lines/s): ${round(ingest)} lines/s to viewers, ${round(storedRate)} lines/s stored, viewer p99 ${row.viewerLatency.p99} ms, event→viewer p99 ${row.eventToViewer.p99} ms, event→stored p99 ${spread(eventToStored).p99} ms, missing ${row.missing}, doubled ${row.doubled}`);
       rows.push(row);
     } finally {
       await fleet.stop();
