@@ -1,4 +1,7 @@
-import { FleetError, isTerminal, type MessageContext, type Session, type SessionStore } from "@fleet/shared";
+import { FleetError, isTerminal, type MessageContext, type Session, type SessionDocStore, type SlotStore } from "@fleet/shared";
+
+/** Admission reads the session and the queue, and takes slots: nothing else of the store. */
+type AdmissionStore = SessionDocStore & SlotStore;
 
 export interface AdmissionLimits {
   /** Sandboxes running at once across the fleet; 0 = no cap. */
@@ -14,7 +17,7 @@ export interface AdmissionLimits {
  * slots. Never fails for a cap: the request's message is held (with progress heartbeats) while the
  * document shows phase `queued` and the queue position.
  */
-export async function admit(store: SessionStore, session: Session, limits: AdmissionLimits, ctx: MessageContext): Promise<void> {
+export async function admit(store: AdmissionStore, session: Session, limits: AdmissionLimits, ctx: MessageContext): Promise<void> {
   const scopes: Array<[string, number]> = [];
   if (limits.global > 0) scopes.push(["global", limits.global]);
   if (limits.perProject > 0) scopes.push([`project:${session.projectId}`, limits.perProject]);
@@ -38,7 +41,7 @@ export async function admit(store: SessionStore, session: Session, limits: Admis
   }
 }
 
-async function takeAll(store: SessionStore, scopes: Array<[string, number]>, sessionId: string): Promise<boolean> {
+async function takeAll(store: AdmissionStore, scopes: Array<[string, number]>, sessionId: string): Promise<boolean> {
   for (const [scope, cap] of scopes) {
     if (!(await store.acquireSlot(scope, cap, sessionId))) {
       await store.releaseSlots(sessionId);

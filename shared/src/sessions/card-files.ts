@@ -1,9 +1,9 @@
 import type { AgentFileDiff } from "../agent/index.js";
 import { RelativePath, type CardFile } from "../contracts/index.js";
-import type { SessionStore } from "../store/index.js";
+import type { CardFileStore } from "../store/index.js";
 
 /** Files the session wrote become the card's saved files, restored into its next session. */
-export async function saveCardFiles(store: SessionStore, cardId: string, sessionId: string, diffs: readonly AgentFileDiff[]): Promise<void> {
+export async function saveCardFiles(store: CardFileStore, cardId: string, sessionId: string, diffs: readonly AgentFileDiff[]): Promise<void> {
   const savedAt = Date.now();
   const files: CardFile[] = [];
   const deleted: string[] = [];

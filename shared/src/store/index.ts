@@ -1,3 +1,16 @@
-export type { CreateResult, Page, SessionPatch, SessionStore, TransitionRequest } from "./port.js";
+export type {
+  ApiKeyStore,
+  CardFileStore,
+  ClaimStore,
+  CreateResult,
+  DeadLetterStore,
+  LogLineStore,
+  Page,
+  SessionDocStore,
+  SessionPatch,
+  SessionStore,
+  SlotStore,
+  TransitionRequest,
+} from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";

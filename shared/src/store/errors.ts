@@ -1,0 +1,32 @@
+import { MongoServerError } from "mongodb";
+import { FleetError, errorMessage } from "../errors/index.js";
+
+/** The server's code for a write that hit a unique key (an _id or a unique index) already taken. */
+export const DUPLICATE_KEY = 11000;
+
+/** A write refused because its unique key is taken: for claims, slots and inserts, "someone else has it". */
+export function isDuplicateKey(err: unknown): boolean {
+  return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
+}
+
+/**
+ * Server answers that say the request itself is wrong; anything else (network, a busy or locked
+ * backend, an internal error) may pass, and the bus's bounded redelivery retries it.
+ */
+const PERMANENT_CODES = new Set([2, 9, 13, 14, 18, 121, DUPLICATE_KEY]);
+
+/** Store errors become FleetErrors, retryable unless the server said the request is wrong. */
+export function wrap(op: string, err: unknown): FleetError {
+  if (err instanceof FleetError) return err;
+  const retryable = !(err instanceof MongoServerError) || err.hasErrorLabel("RetryableWriteError") || !PERMANENT_CODES.has(Number(err.code));
+  return new FleetError("store_unavailable", `store ${op} failed: ${errorMessage(err)}`, { retryable, cause: err });
+}
+
+/** Runs one store call, turning what it throws into a FleetError named after the operation. */
+export async function guarded<T>(op: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw wrap(op, err);
+  }
+}

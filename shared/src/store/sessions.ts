@@ -1,0 +1,191 @@
+import type { Collection, Db, Filter } from "mongodb";
+import { ACTIVE_STATUSES, NewSession, Session, isTerminal, type SessionStatus } from "../contracts/index.js";
+import { FleetError } from "../errors/index.js";
+import { decodeCursor, encodeCursor } from "./cursor.js";
+import { guarded, isDuplicateKey, wrap } from "./errors.js";
+
+/** Fields a caller may set; `status` changes only through `transition`, `id` never. */
+export type SessionPatch = Partial<Omit<Session, "id" | "status" | "createdAt" | "projectId">>;
+
+export interface TransitionRequest {
+  /** Statuses the document must be in for the change to win; terminal statuses are refused. */
+  from: readonly SessionStatus[];
+  to: SessionStatus;
+  set?: SessionPatch;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque; pass back to get the next page. Absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface CreateResult {
+  session: Session;
+  /** False when a session with this id already existed (the stored one is returned unchanged). */
+  created: boolean;
+}
+
+/** The `sessions` collection: one document per session, its status changed only by compare-and-set. */
+export interface SessionDocStore {
+  create(input: NewSession, now?: number): Promise<CreateResult>;
+  get(id: string): Promise<Session | null>;
+  /** Compare-and-set on status; returns the updated document if this call won, else null. */
+  transition(id: string, request: TransitionRequest): Promise<Session | null>;
+  /** Sets only the named fields, while the status is one of `whenStatus` (default: pending or running). */
+  patch(id: string, set: SessionPatch, whenStatus?: readonly SessionStatus[]): Promise<boolean>;
+  /** Newest first; stable under concurrent inserts. */
+  listByProject(projectId: string, options?: { limit?: number; cursor?: string }): Promise<Page<Session>>;
+  /** The newest pending or running session of a card. */
+  activeForCard(cardId: string): Promise<Session | null>;
+  /** All pending or running sessions of a card, newest first. */
+  activeSessionsForCard(cardId: string): Promise<Session[]>;
+  /** Active sessions whose deadline has passed, oldest deadline first. */
+  pastDeadline(now: number, limit?: number): Promise<Session[]>;
+  /**
+   * How many sessions waiting for admission (queued, with a queue position) were created before
+   * this one: its place in the queue. Requests not yet picked up do not hold anyone back.
+   */
+  queuePosition(session: { id: string; createdAt: number }): Promise<number>;
+}
+
+type SessionDoc = Omit<Session, "id"> & { _id: string };
+
+function fromDoc({ _id, ...rest }: SessionDoc): Session {
+  return Session.parse({ id: _id, ...rest });
+}
+
+function toSession(doc: SessionDoc | null): Session | null {
+  return doc ? fromDoc(doc) : null;
+}
+
+/** The fields given a value: a key present but undefined would be stored as null, not left alone. */
+function named<T extends object>(fields: T): Partial<T> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Sessions over MongoDB semantics: every write is one single-document command, conditional on the
+ * status where it must be, so a transition or a patch costs one round trip and returns or reports
+ * what it did. Lookups name the _id wherever they can (the filter every backend serves from its
+ * primary key; the fleet's FerretDB narrows any filter with an _id equality to it).
+ */
+export class MongoSessions implements SessionDocStore {
+  private readonly docs: Collection<SessionDoc>;
+
+  constructor(db: Db) {
+    this.docs = db.collection<SessionDoc>("sessions");
+  }
+
+  async init(): Promise<void> {
+    // One at a time: FerretDB 1.24 panics on a createIndexes naming several indexes that exist.
+    await this.docs.createIndex({ projectId: 1, createdAt: -1, _id: -1 }, { name: "by_project" });
+    await this.docs.createIndex({ cardId: 1, status: 1, createdAt: -1 }, { name: "by_card" });
+    await this.docs.createIndex({ status: 1, deadlineAt: 1 }, { name: "by_deadline" });
+    await this.docs.createIndex({ status: 1, phase: 1, createdAt: 1 }, { name: "by_queue" });
+  }
+
+  async create(input: NewSession, now = Date.now()): Promise<CreateResult> {
+    const parsed = NewSession.parse(input);
+    const createdAt = parsed.createdAt ?? now;
+    const fields: Omit<SessionDoc, "_id"> = {
+      projectId: parsed.projectId,
+      ...(parsed.cardId ? { cardId: parsed.cardId } : {}),
+      prompt: parsed.prompt,
+      config: parsed.config,
+      status: "pending",
+      phase: "queued",
+      attempt: 0,
+      metrics: Session.shape.metrics.parse({}),
+      createdAt,
+      updatedAt: createdAt,
+      deadlineAt: createdAt + parsed.config.timeoutMs,
+    };
+    try {
+      // One round trip: inserts unless the id exists, and answers with the stored document either way.
+      const res = await this.docs.findOneAndUpdate({ _id: parsed.id }, { $setOnInsert: fields }, { upsert: true, returnDocument: "after", includeResultMetadata: true });
+      const session = toSession(res.value);
+      if (!session) throw new FleetError("internal", `session ${parsed.id} missing after its upsert`);
+      return { session, created: res.lastErrorObject?.["updatedExisting"] === false };
+    } catch (err) {
+      // Two creators racing on one id: MongoDB may answer the loser's upsert with a duplicate key.
+      if (isDuplicateKey(err)) {
+        const stored = await this.get(parsed.id);
+        if (stored) return { session: stored, created: false };
+      }
+      throw wrap("create", err);
+    }
+  }
+
+  get(id: string): Promise<Session | null> {
+    return guarded("get", async () => toSession(await this.docs.findOne({ _id: id })));
+  }
+
+  async transition(id: string, request: TransitionRequest): Promise<Session | null> {
+    if (request.from.some((s) => isTerminal(s))) {
+      throw new FleetError("invalid_transition", `terminal statuses cannot be left (from ${request.from.join(",")})`);
+    }
+    if (request.from.includes(request.to)) {
+      throw new FleetError("invalid_transition", `a transition must change the status (${request.to})`);
+    }
+    const now = Date.now();
+    const set = { ...named(request.set ?? {}), status: request.to, updatedAt: now };
+    if (isTerminal(request.to)) set.completedAt ??= now;
+    // The status in the filter is the compare; the store applies filter and update as one, so of
+    // racing callers exactly one matches. No `from` is terminal, so an ended session matches none.
+    return guarded("transition", async () =>
+      toSession(await this.docs.findOneAndUpdate({ _id: id, status: { $in: [...request.from] } }, { $set: set }, { returnDocument: "after" })),
+    );
+  }
+
+  async patch(id: string, set: SessionPatch, whenStatus: readonly SessionStatus[] = ACTIVE_STATUSES): Promise<boolean> {
+    if ("status" in set) throw new FleetError("invalid_transition", "status changes go through transition()");
+    // Only the named fields: a status change or another patch racing this one keeps what it wrote.
+    const res = await guarded("patch", () => this.docs.updateOne({ _id: id, status: { $in: [...whenStatus] } }, { $set: { ...named(set), updatedAt: Date.now() } }));
+    return res.matchedCount === 1;
+  }
+
+  async listByProject(projectId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<Session>> {
+    const limit = Math.min(Math.max(options.limit ?? 20, 1), 200);
+    const filter: Filter<SessionDoc> = { projectId };
+    if (options.cursor) {
+      const c = decodeCursor(options.cursor);
+      filter.$or = [{ createdAt: { $lt: c.createdAt } }, { createdAt: c.createdAt, _id: { $lt: c.id } }];
+    }
+    return guarded("list", async () => {
+      const docs = await this.docs.find(filter).sort({ createdAt: -1, _id: -1 }).limit(limit + 1).toArray();
+      const items = docs.slice(0, limit).map(fromDoc);
+      const last = items.at(-1);
+      return docs.length > limit && last ? { items, nextCursor: encodeCursor(last.createdAt, last.id) } : { items };
+    });
+  }
+
+  async activeForCard(cardId: string): Promise<Session | null> {
+    return (await this.activeOfCard("activeForCard", cardId, 1))[0] ?? null;
+  }
+
+  activeSessionsForCard(cardId: string): Promise<Session[]> {
+    return this.activeOfCard("activeSessionsForCard", cardId, 50);
+  }
+
+  private activeOfCard(op: string, cardId: string, limit: number): Promise<Session[]> {
+    return guarded(op, async () => (await this.docs.find({ cardId, status: { $in: [...ACTIVE_STATUSES] } }).sort({ createdAt: -1, _id: -1 }).limit(limit).toArray()).map(fromDoc));
+  }
+
+  pastDeadline(now: number, limit = 100): Promise<Session[]> {
+    return guarded("pastDeadline", async () =>
+      (await this.docs.find({ status: { $in: [...ACTIVE_STATUSES] }, deadlineAt: { $lt: now } }).sort({ deadlineAt: 1 }).limit(limit).toArray()).map(fromDoc),
+    );
+  }
+
+  async queuePosition(session: { id: string; createdAt: number }): Promise<number> {
+    const earlier = await guarded("queuePosition", () =>
+      this.docs
+        .find({ status: "pending", phase: "queued", queuePosition: { $exists: true }, $or: [{ createdAt: { $lt: session.createdAt } }, { createdAt: session.createdAt, _id: { $lt: session.id } }] })
+        .project({ _id: 1 })
+        .limit(10_000)
+        .toArray(),
+    );
+    return earlier.length;
+  }
+}

@@ -1,0 +1,51 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import type { SlotStore } from "../shared/src/index.js";
+import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+
+describe(`admission slots on a real ${inject("storeKind")}`, () => {
+  let db: string;
+  let slots: SlotStore & { close(): Promise<void> };
+
+  beforeAll(async () => {
+    db = uniqueNamespace("slots");
+    slots = await openStore(db);
+  });
+
+  afterAll(async () => {
+    await slots.close();
+    await cleanup(db, db);
+  });
+
+  it("gives the capacity of a scope to that many of many racing sessions, once each", async () => {
+    const sessions = Array.from({ length: 12 }, (_, i) => `race-${i}`);
+    const got = await Promise.all(sessions.map((s) => slots.acquireSlot("global", 3, s)));
+    const holders = sessions.filter((_, i) => got[i]);
+    expect(holders).toHaveLength(3);
+    expect(await slots.slotsInUse("global")).toBe(3);
+    // Asking again while holding one takes no second slot.
+    const holder = holders[0] as string;
+    expect(await slots.acquireSlot("global", 3, holder)).toBe(true);
+    expect(await slots.slotsInUse("global")).toBe(3);
+    // A freed slot goes to the next session that asks.
+    await slots.releaseSlots(holder);
+    await slots.releaseSlots(holder);
+    expect(await slots.slotsInUse("global")).toBe(2);
+    const waiting = sessions.find((s) => !holders.includes(s)) as string;
+    expect(await slots.acquireSlot("global", 3, waiting)).toBe(true);
+    expect(await slots.acquireSlot("global", 3, holder)).toBe(false);
+  });
+
+  it("keeps scopes apart and lists every held slot, all freed with their session", async () => {
+    expect(await slots.acquireSlot("project:a", 1, "s-a")).toBe(true);
+    expect(await slots.acquireSlot("project:b", 1, "s-b")).toBe(true);
+    expect(await slots.acquireSlot("project:a", 1, "s-b")).toBe(false);
+    expect(await slots.acquireSlot("other", 2, "s-a")).toBe(true);
+    const held = (await slots.heldSlots()).filter((h) => h.scope !== "global");
+    expect(held.map((h) => `${h.scope}=${h.sessionId}`).sort()).toEqual(["other=s-a", "project:a=s-a", "project:b=s-b"]);
+    await slots.releaseSlots("s-a");
+    expect(await slots.slotsInUse("project:a")).toBe(0);
+    expect(await slots.slotsInUse("other")).toBe(0);
+    expect(await slots.slotsInUse("project:b")).toBe(1);
+  });
+});
