@@ -134,8 +134,16 @@ describe("control and failover with real processes", () => {
     expect(new Set(toolLines).size).toBe(toolLines.length);
     for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
     expect(s.output?.response).toBe("All steps done.");
-    // The survivor resumed after the stored lines.
+    // The survivor resumed after the lines in the stream.
     expect(fleet.logsOf("poller").join("\n")).toMatch(new RegExp(`"sessionId":"${id}".*"delivery":2.*watching session`));
+    // The archiver stored them all once, also those the killed poller's archiver held unacknowledged.
+    const store = await openStore(ns);
+    try {
+      await eventually(async () => (await store.lastLogSeq(id)) === lines.length, 30_000, 250);
+      expect((await store.logs(id, { limit: 10_000 })).map((l) => [l.seq, l.line])).toEqual(lines.map((l) => [l.seq, l.line]));
+    } finally {
+      await store.close();
+    }
     await noSandbox(id);
     await fleet.add("poller");
   }, 150_000);

@@ -11,12 +11,13 @@ import { eventually } from "./support/fixtures.js";
  * What the `outside` NATS user (another system) must not do to the fleet, tried on a real server
  * configured by natsAuthConfig: each attempt is checked by its effect, read with a fleet user.
  */
-const durables = (Object.keys(CONSUMERS) as ConsumerName[]).map((role) => ({
-  role,
-  name: consumerName("", role),
-  stream: streamName("", CONSUMERS[role].stream),
-  filter: subjectFilter("", CONSUMERS[role].event),
-  marker: `held-by-${role}`,
+const durables = (Object.keys(CONSUMERS) as ConsumerName[]).map((durable) => ({
+  // The archiver runs in the poller's process, as the poller's user.
+  role: durable === "archiver" ? ("poller" as const) : durable,
+  name: consumerName("", durable),
+  stream: streamName("", CONSUMERS[durable].stream),
+  filter: subjectFilter("", CONSUMERS[durable].event),
+  marker: `held-by-${durable}`,
 }));
 const fleetStreams = (["work", "events", "logs"] as StreamKey[]).map((k) => streamName("", k));
 const ALL_KINDS: EventKind[] = ["requested", "running", "log", "completed", "failed", "cancelled"];
@@ -53,12 +54,13 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     await api.publish("requested", { v: SCHEMA_VERSION, sessionId: "held-by-spawner", projectId: "p", prompt: "x", requestedAt: 1 });
     await api.publish("cancelled", { v: SCHEMA_VERSION, sessionId: "held-by-watchdog", at: 1 });
     await (await srv.busAs("spawner")).publish("running", { v: SCHEMA_VERSION, sessionId: "held-by-poller", projectId: "p", sandboxId: "sb", agentSessionId: "a", attempt: 1, at: 1 });
+    await (await srv.busAs("poller")).publish("log", { v: SCHEMA_VERSION, sessionId: "held-by-archiver", seq: 1, at: 1, kind: "system", line: "held" });
     // The api follows a session's log for a viewer: an ordered consumer of the fleet on the log stream.
     const stop = new AbortController();
     const lines = api.followLogs("s-view", stop.signal)[Symbol.asyncIterator]();
     const next = lines.next();
     const name = await eventually(async () => {
-      for await (const c of fleet.consumers.list(streamName("", "logs"))) return c.name;
+      for await (const c of fleet.consumers.list(streamName("", "logs"))) if (c.name !== consumerName("", "archiver")) return c.name;
       return undefined;
     });
     viewer = { name, stop: () => stop.abort(), next };

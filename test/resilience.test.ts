@@ -2,7 +2,8 @@ import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SessionConfig, type Session } from "../shared/src/index.js";
+import { MongoClient } from "mongodb";
+import { SessionConfig, connectBus, type Session } from "../shared/src/index.js";
 import { defaultToolsDir, ensureFerretDb, ensureNatsServer, freePort, pingMongo, startProcess, type ManagedProcess } from "../shared/src/infra/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
 import { MongoSessionStore } from "../shared/src/store/index.js";
@@ -110,13 +111,35 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
     await eventually(async () => (await get(next)).status === "completed", 90_000);
   }, 180_000);
 
-  it("completes a session in flight across 10 s without the store", async () => {
+  it("completes a session in flight across 10 s without the store: its lines go on reaching the stream, and are all stored once after", async () => {
     const id = await submit();
     await eventually(async () => (await lineCount(id)) >= 5, 60_000);
-    await ferret.stop();
-    await sleep(10_000);
-    await ferret.start();
-    await completes(id);
+    const bus = await connectBus({ servers: natsUrl, namespace: fleet.namespace, name: "resilience-reader" }, { logger });
+    try {
+      const down = Date.now();
+      await ferret.stop();
+      const before = await bus.lastLogSeq(id);
+      // Lines are published first and archived after: without the store, progress still streams.
+      await eventually(async () => (await bus.lastLogSeq(id)) >= before + 3, 9_000, 200);
+      await sleep(Math.max(0, 10_000 - (Date.now() - down)));
+      await ferret.start();
+      await completes(id);
+      // The archiver caught up: the store itself holds every line of the stream, each once.
+      const last = await bus.lastLogSeq(id);
+      const client = await MongoClient.connect(mongoUri);
+      try {
+        const lines = client.db(fleet.database).collection<{ seq: number }>("session_logs");
+        const stored = await eventually(async () => {
+          const seqs = (await lines.find({ sessionId: id }, { projection: { seq: 1 } }).toArray()).map((d) => d.seq).sort((a, b) => a - b);
+          return seqs.length >= last ? seqs : undefined;
+        }, 30_000, 250);
+        expect(stored).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await bus.close();
+    }
   }, 180_000);
 
   it("a poller stopped with SIGTERM exits 0 and hands its session over at once", async () => {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { inject } from "vitest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApi } from "../services/api/src/app.js";
-import { MongoSessionStore, SessionConfig, SessionLogWriter, newApiKey, type Bus } from "../shared/src/index.js";
+import { MongoSessionStore, SessionConfig, SessionLogWriter, consumerName, newApiKey, type Bus } from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { cleanup, eventually, logger, openBus, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { jsonOf, openStream, rawRequest, type OpenStream } from "./support/http.js";
@@ -108,7 +108,8 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     const leftOpen = results.filter((r) => r.endSeen && !r.closedByServer).map((r) => r.id);
     // The api's own count, and the server's: a consumer still pulled is a follow that never ended.
     const state = async () => {
-      const consumers = await streamConsumers(ns, "logs");
+      // The archiver's durable lives on the log stream too; it is not a follow.
+      const consumers = (await streamConsumers(ns, "logs")).filter((c) => c.name !== consumerName(ns, "archiver"));
       return { ...(await gauges()), pulled: consumers.filter((c) => c.waiting > 0).length, consumers: consumers.length };
     };
     const started = Date.now();

@@ -1,7 +1,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { inject } from "vitest";
-import { streamName, type StreamKey } from "../../shared/src/index.js";
+import { streamName, subjectFor, type StreamKey } from "../../shared/src/index.js";
 
 export interface ConsumerState {
   name: string;
@@ -17,6 +17,30 @@ export async function streamConsumers(namespace: string, stream: StreamKey): Pro
     const out: ConsumerState[] = [];
     for await (const ci of jsm.consumers.list(streamName(namespace, stream))) out.push({ name: ci.name, waiting: ci.num_waiting });
     return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** How many messages the namespace's log stream holds for one session (every copy, duplicates included). */
+export async function logMessages(namespace: string, sessionId: string): Promise<number> {
+  const nc = await connect({ servers: inject("natsUrl") });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const subject = subjectFor(namespace, "log", sessionId);
+    const info = await jsm.streams.info(streamName(namespace, "logs"), { subjects_filter: subject });
+    return info.state.subjects?.[subject] ?? 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Removes a session's oldest lines from the log stream, keeping the newest `keep`: what retention does to old lines. */
+export async function expireOldestLines(namespace: string, sessionId: string, keep: number): Promise<void> {
+  const nc = await connect({ servers: inject("natsUrl") });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.purge(streamName(namespace, "logs"), { filter: subjectFor(namespace, "log", sessionId), keep });
   } finally {
     await nc.close();
   }

@@ -55,7 +55,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const followers = createFollowers({ store: deps.store, bus: deps.bus, logger: deps.logger, registry: deps.registry, ...(deps.followers ? { caps: deps.followers } : {}) });
   // Open streams would hold close() until their sessions end: end them first (clients resume elsewhere).
   app.addHook("preClose", async () => followers.hub.close());
-  await app.register(logRoutes({ store: deps.store, followers }));
+  await app.register(logRoutes({ store: deps.store, bus: deps.bus, followers }));
   if (deps.callbacks) {
     await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens }));
   }

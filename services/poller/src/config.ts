@@ -17,6 +17,15 @@ export const PollerConfig = baseEnv
     POLLER_QUIET_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(180_000),
     /** Bound on each escalation step. */
     POLLER_ESCALATION_STEP_MS: z.coerce.number().int().min(500).max(120_000).default(5_000),
+    /** 1: this instance also runs the log archiver (stream -> store), sharing its consumer with every other instance that does. */
+    POLLER_ARCHIVER: z
+      .enum(["0", "1"])
+      .default("1")
+      .transform((v) => v === "1"),
+    /** Most log lines in one archive write (one insertMany). */
+    POLLER_ARCHIVE_BATCH: z.coerce.number().int().min(1).max(5_000).default(500),
+    /** Archive writes under way at once per instance. */
+    POLLER_ARCHIVE_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
     /** Port of the /metrics endpoint; 0 turns it off. */
     POLLER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   });

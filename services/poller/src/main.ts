@@ -1,6 +1,7 @@
 import { loadConfigOrExit, onSignals } from "@fleet/shared";
 import { serveMetrics } from "@fleet/shared/metrics";
 import { createAgentRuntime, createSandboxProvider, startRuntime } from "@fleet/shared/service";
+import { startLogArchiver } from "@fleet/shared/sessions";
 import { createPoller } from "./app.js";
 import { PollerConfig } from "./config.js";
 
@@ -25,6 +26,14 @@ const poller = createPoller(
   },
   { maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: rt.heartbeatMs },
 );
+// Added before the watches so that it closes after them (the closer runs backwards): their last lines are stored too.
+if (config.POLLER_ARCHIVER) {
+  const archiver = startLogArchiver(
+    { bus: rt.bus, store: rt.store, logger: rt.logger, registry: rt.metrics.registry },
+    { maxBatch: config.POLLER_ARCHIVE_BATCH, concurrency: config.POLLER_ARCHIVE_CONCURRENCY, heartbeatMs: rt.heartbeatMs },
+  );
+  rt.closer.add("archiver", () => archiver.stop(Math.min(config.FLEET_SHUTDOWN_MS, 2_000)));
+}
 // A watch lasts as long as its session, so waiting for it is pointless: release it at once (the
 // next poller re-attaches); only a result collection already under way gets a moment to finish.
 rt.closer.add("consumer", () => poller.stop(Math.min(config.FLEET_SHUTDOWN_MS, 2_000)));

@@ -52,22 +52,7 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
     if (!entry.released) action();
   };
 
-  const recordDead = async (msg: JsMsg, reason: string): Promise<void> => {
-    if (!deps.deadLetters) return;
-    await deps.deadLetters
-      .recordDead({
-        id: `${deps.stream}:${msg.seq}`,
-        stream: deps.stream,
-        consumer: deps.durable,
-        subject: msg.subject,
-        seq: msg.seq,
-        reason: reason.slice(0, 4_000),
-        excerpt: msg.string().slice(0, EXCERPT_CHARS),
-        deliveries: msg.info.deliveryCount,
-        at: Date.now(),
-      })
-      .catch((err: unknown) => log.error({ err, seq: msg.seq }, "could not record dead letter"));
-  };
+  const recordDead = (msg: JsMsg, reason: string): Promise<void> => recordDeadMessage(deps, log, msg, reason);
 
   const handle = async (entry: InFlight): Promise<void> => {
     const { msg } = entry;
@@ -200,6 +185,24 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
       return stopped;
     },
   };
+}
+
+/** Records a message given up on (malformed, or failed for good) in the dead-letter sink, if there is one. */
+export async function recordDeadMessage(deps: { stream: string; durable: string; deadLetters?: DeadLetterSink }, log: Logger, msg: JsMsg, reason: string): Promise<void> {
+  if (!deps.deadLetters) return;
+  await deps.deadLetters
+    .recordDead({
+      id: `${deps.stream}:${msg.seq}`,
+      stream: deps.stream,
+      consumer: deps.durable,
+      subject: msg.subject,
+      seq: msg.seq,
+      reason: reason.slice(0, 4_000),
+      excerpt: msg.string().slice(0, EXCERPT_CHARS),
+      deliveries: msg.info.deliveryCount,
+      at: Date.now(),
+    })
+    .catch((err: unknown) => log.error({ err, seq: msg.seq }, "could not record dead letter"));
 }
 
 function headersOf(msg: JsMsg): Record<string, string> {

@@ -1,4 +1,4 @@
-import { DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { RequestError, TimeoutError, connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import {
   CONSUMERS,
@@ -19,8 +19,10 @@ import {
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import { DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
+import { startBatchLoop } from "./batch-consume.js";
 import { startConsumeLoop } from "./consume.js";
-import type { Bus, ConsumeOptions, DeadLetterSink, PublishOptions, PublishResult, Subscription } from "./port.js";
+import { archiveBacklog, followLogs, lastLogSeq, readLogs, type LogStream } from "./logs.js";
+import type { ArchiveBacklog, BatchConsumeOptions, Bus, ConsumeOptions, DeadLetterSink, PublishOptions, PublishResult, Subscription } from "./port.js";
 import { consumerName, DEFAULT_TUNING, provision, type ConsumerTuning } from "./provision.js";
 
 export interface NatsBusConfig {
@@ -46,6 +48,7 @@ class NatsBus implements Bus {
   private readonly subs = new Set<Subscription>();
   private closing: Promise<void> | undefined;
   private readonly tuning: ConsumerTuning;
+  private readonly logStream: LogStream;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -55,6 +58,7 @@ class NatsBus implements Bus {
     private readonly deps: NatsBusDeps,
   ) {
     this.tuning = { ...DEFAULT_TUNING, ...config.tuning };
+    this.logStream = { js, jsm, namespace: config.namespace };
   }
 
   async provision(): Promise<void> {
@@ -105,32 +109,32 @@ class NatsBus implements Bus {
     return sub;
   }
 
-  async *followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog> {
-    if (signal.aborted) return;
-    const consumer = await this.js.consumers.get(streamName(this.config.namespace, "logs"), {
-      // A single filter (not a list) puts it in the create subject, where NATS permissions can check it.
-      filter_subjects: subjectFor(this.config.namespace, "log", sessionId),
-      deliver_policy: DeliverPolicy.All,
-      // A follower whose process died leaves its consumer for 30 s, not the server's 5 minutes.
-      inactive_threshold: 30_000,
-    });
-    const messages = await consumer.consume();
-    const stop = (): void => void messages.stop();
-    signal.addEventListener("abort", stop, { once: true });
-    // An abort that came while the consumer was being made found no listener.
-    if (signal.aborted) stop();
-    try {
-      for await (const m of messages) {
-        const parsed = SessionLog.safeParse(m.json());
-        // A line that breaks the contract is not shown; the store keeps the record.
-        if (parsed.success) yield parsed.data;
-      }
-    } finally {
-      signal.removeEventListener("abort", stop);
-      stop();
-      // Gone at once: nothing keeps a server-side consumer for a follower that left.
-      await consumer.delete().catch(() => undefined);
-    }
+  followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog> {
+    return followLogs(this.logStream, sessionId, signal);
+  }
+
+  readLogs(sessionId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<SessionLog[]> {
+    return readLogs(this.logStream, sessionId, options.afterSeq ?? 0, options.limit ?? 10_000);
+  }
+
+  archiveLogs(options: BatchConsumeOptions<SessionLog>): Subscription {
+    const sub = startBatchLoop(
+      {
+        js: this.js,
+        stream: streamName(this.config.namespace, "logs"),
+        durable: consumerName(this.config.namespace, "archiver"),
+        schema: SessionLog,
+        logger: this.deps.logger,
+        ...(this.deps.deadLetters ? { deadLetters: this.deps.deadLetters } : {}),
+      },
+      options,
+    );
+    this.subs.add(sub);
+    return sub;
+  }
+
+  archiveBacklog(): Promise<ArchiveBacklog> {
+    return archiveBacklog(this.logStream, consumerName(this.config.namespace, "archiver"));
   }
 
   serveProgress(sessionId: string, handler: (msg: SessionProgress) => Promise<ProgressReply>): { stop(): void } {
@@ -171,17 +175,8 @@ class NatsBus implements Bus {
     }
   }
 
-  async lastLogSeq(sessionId: string): Promise<number> {
-    try {
-      const m = await this.jsm.streams.getMessage(streamName(this.config.namespace, "logs"), {
-        last_by_subj: subjectFor(this.config.namespace, "log", sessionId),
-      });
-      const parsed = m ? SessionLog.safeParse(m.json()) : undefined;
-      return parsed?.success ? parsed.data.seq : 0;
-    } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === 10037) return 0;
-      throw new FleetError("bus_unavailable", `cannot read the log stream: ${errorMessage(err)}`, { retryable: true, cause: err });
-    }
+  lastLogSeq(sessionId: string): Promise<number> {
+    return lastLogSeq(this.logStream, sessionId);
   }
 
   async ping(): Promise<void> {

@@ -38,6 +38,25 @@ export interface ConsumeOptions<T> {
   heartbeatMs?: number;
 }
 
+/** Messages taken and settled in batches (the log archiver: one store write for many lines). */
+export interface BatchConsumeOptions<T> {
+  /** Settles a batch; its messages are acknowledged once this resolves, and handed to it again if it throws. */
+  handler: (batch: T[]) => Promise<void>;
+  /** Most messages in one call. */
+  maxBatch: number;
+  /** Calls under way at once: a batch gathers while the previous ones are written. */
+  concurrency?: number;
+  /** `working()` interval for messages held this long (a handler retrying through a store outage). */
+  heartbeatMs: number;
+}
+
+export interface ArchiveBacklog {
+  /** Lines the archiver has not acknowledged: waiting in the stream or held by an instance. */
+  pending: number;
+  /** Age of the oldest of them (0 when none). */
+  oldestAgeMs: number;
+}
+
 export interface Subscription {
   /** Stop taking work, wait for in-flight handlers up to `deadlineMs`, release the rest (nak). */
   stop(deadlineMs?: number): Promise<void>;
@@ -70,8 +89,18 @@ export interface Bus {
    * nobody watches the session now or no answer comes within `timeoutMs`.
    */
   sendProgress(msg: SessionProgress, timeoutMs?: number): Promise<ProgressReply>;
-  /** The seq of the last line of a session the log stream holds (0 when none). */
+  /** The seq of the last line of a session the log stream holds (0 when none): the subject's last message. */
   lastLogSeq(sessionId: string): Promise<number>;
+  /**
+   * One session's lines the log stream holds now with seq > `afterSeq`, in seq order, each once (at
+   * most `limit`, default 10 000). Read from the stream's leader, so a line acknowledged to its
+   * writer is in it. Lines past the stream's retention are not: the store has those.
+   */
+  readLogs(sessionId: string, options?: { afterSeq?: number; limit?: number }): Promise<SessionLog[]>;
+  /** Takes log lines in batches through the archiver's durable consumer, shared by every instance that calls this. */
+  archiveLogs(options: BatchConsumeOptions<SessionLog>): Subscription;
+  /** How far behind the archiver's consumer is (read from the server: the same figure on every instance). */
+  archiveBacklog(): Promise<ArchiveBacklog>;
   /** Resolves when the server answers a round trip. */
   ping(): Promise<void>;
   /** Stops subscriptions, drains the connection. Idempotent. */

@@ -9,7 +9,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { CONSUMERS, STREAMS, streamName, streamSubjects, subjectFilter, type ConsumerName, type StreamKey } from "../contracts/index.js";
+import { CONSUMERS, STREAMS, streamName, streamSubjects, subjectFilter, type ConsumerName, type EventKind, type StreamKey } from "../contracts/index.js";
 
 export interface ConsumerTuning {
   ackWaitMs: number;
@@ -38,13 +38,14 @@ function streamConfig(namespace: string, key: StreamKey): Partial<StreamConfig> 
 }
 
 function consumerConfig(namespace: string, name: ConsumerName, tuning: ConsumerTuning): Partial<ConsumerConfig> & { durable_name: string } {
+  const spec: { event: EventKind; maxDeliver?: number } = CONSUMERS[name];
   return {
     durable_name: consumerName(namespace, name),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    filter_subject: subjectFilter(namespace, CONSUMERS[name].event),
+    filter_subject: subjectFilter(namespace, spec.event),
     ack_wait: nanos(tuning.ackWaitMs),
-    max_deliver: tuning.maxDeliver,
+    max_deliver: spec.maxDeliver ?? tuning.maxDeliver,
     max_ack_pending: tuning.maxAckPending,
   };
 }

@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { LIMITS } from "./common.js";
 import {
   SessionCancelled,
   SessionCompleted,
@@ -46,10 +47,14 @@ export const STREAMS: Record<StreamKey, StreamSpec> = {
   logs: {
     key: "logs",
     name: "FLEET_LOGS",
-    description: "progress lines, one subject per session",
+    description: "progress lines, one subject per session: where lines live first, archived to the store after",
     retention: "limits",
-    maxAgeMs: 24 * 3600_000,
-    maxMsgsPerSubject: 100_000,
+    // A line leaves the stream only by age, and it must not leave before the archiver stored it: 3 days
+    // is the longest session (4 h deadline) plus 68 h of archiver lag (a store down over a weekend).
+    maxAgeMs: 3 * 24 * 3600_000,
+    // Twice the lines one session may write, so a whole session always fits (with room for lines
+    // published again after a failed write), and nothing is discarded for count before it is archived.
+    maxMsgsPerSubject: 2 * LIMITS.logLinesPerSession,
     duplicateWindowMs: 2 * 60_000,
   },
 };
@@ -118,12 +123,16 @@ export type EventOf<K extends EventKind> = z.infer<(typeof EVENTS)[K]["schema"]>
 /** What a publisher may hand over: defaults (config, files) are filled in before it is sent. */
 export type EventInput<K extends EventKind> = z.input<(typeof EVENTS)[K]["schema"]>;
 
-/** Durable pull consumers of the fleet's own stages. */
+/**
+ * Durable pull consumers of the fleet's own stages. `maxDeliver` overrides the fleet's setting:
+ * the archiver's lines are never given up on (-1, unlimited), since a line only waits for the store.
+ */
 export const CONSUMERS = {
   spawner: { stream: "work", event: "requested" },
   poller: { stream: "work", event: "running" },
   watchdog: { stream: "events", event: "cancelled" },
-} as const satisfies Record<string, { stream: StreamKey; event: EventKind }>;
+  archiver: { stream: "logs", event: "log", maxDeliver: -1 },
+} as const satisfies Record<string, { stream: StreamKey; event: EventKind; maxDeliver?: number }>;
 export type ConsumerName = keyof typeof CONSUMERS;
 
 /** Subject of a message in a namespace; logs take the session id as their last token. */

@@ -1,6 +1,5 @@
 import type { Bus } from "../bus/index.js";
-import { LIMITS, SCHEMA_VERSION, type LogLine } from "../contracts/index.js";
-import { errorMessage } from "../errors/index.js";
+import { LIMITS, SCHEMA_VERSION, type LogLine, type SessionLog } from "../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { SessionStore } from "../store/index.js";
 
@@ -17,18 +16,21 @@ export interface SessionLogDeps {
   logger: Logger;
 }
 
-const MAX_STORED_SCAN = 10_000;
+/** Every line one session may have, and a little more: the stream keeps twice that per session. */
+const MAX_SCAN = 2 * LIMITS.logLinesPerSession;
 
 /**
- * The writer of one session's log lines: sequence numbers 1, 2, 3… with no gap, each line stored
- * (idempotent on sessionId+seq) before it is published (deduplicated on its Nats-Msg-Id). Opened by
- * whichever stage owns the session; a writer opened after a crash continues from the stored lines.
+ * The writer of one session's log lines: sequence numbers 1, 2, 3… with no gap, each line published
+ * to the log stream (acknowledged by JetStream, deduplicated on its Nats-Msg-Id `log:<id>:<seq>`);
+ * the archiver stores it afterwards. Opened by whichever stage owns the session; a writer opened
+ * after a crash continues from the stream: its last line's seq and the keys of its lines.
  */
 export class SessionLogWriter {
   /** Lines waiting for the next write, with the callers waiting for them. */
   private pending: Array<{ lines: readonly NewLine[]; done: () => void; failed: (err: unknown) => void }> = [];
   private writing = false;
-  private unsure = false;
+  /** The lines of a write that failed: any of them may be in the stream. The next write settles them first. */
+  private unconfirmed: SessionLog[] = [];
 
   private constructor(
     private readonly deps: SessionLogDeps,
@@ -38,14 +40,12 @@ export class SessionLogWriter {
   ) {}
 
   static async open(deps: SessionLogDeps, sessionId: string): Promise<SessionLogWriter> {
-    const stored = await deps.store.logs(sessionId, { limit: MAX_STORED_SCAN });
-    const keys = new Set(stored.flatMap((l) => (l.key ? [l.key] : [])));
-    const last = stored.at(-1)?.seq ?? 0;
-    const writer = new SessionLogWriter(deps, sessionId, last, keys);
-    // The previous owner may have stored its last lines without publishing them: publish exactly
-    // those, so a plain subscriber sees every line once.
-    const published = await deps.bus.lastLogSeq(sessionId);
-    await writer.publish(stored.filter((l) => l.seq > published));
+    let lines: Array<Pick<LogLine, "seq" | "key">> = await deps.bus.readLogs(sessionId, { limit: MAX_SCAN });
+    // Nothing in the stream: a new session, or (past the stream's retention, or after the stream lost
+    // its data) one whose lines only the store has. Continue after those rather than reuse their seqs.
+    if (lines.length === 0 && (await deps.store.lastLogSeq(sessionId)) > 0) lines = await deps.store.logs(sessionId, { limit: MAX_SCAN });
+    const writer = new SessionLogWriter(deps, sessionId, lines.at(-1)?.seq ?? 0, new Set(lines.flatMap((l) => (l.key ? [l.key] : []))));
+    await writer.fillGaps(lines.map((l) => l.seq));
     return writer;
   }
 
@@ -58,9 +58,8 @@ export class SessionLogWriter {
   }
 
   /**
-   * Appends in call order; resolves once the lines are stored. Appends made while a write is in
-   * flight go out together in the next one (one insertMany, one round of publishes), so a busy
-   * session costs the store a write per batch, not per line.
+   * Appends in call order; resolves once the lines are in the stream. Appends made while a write is
+   * in flight go out together in the next one (one round of publishes).
    */
   append(lines: readonly NewLine[]): Promise<void> {
     return new Promise<void>((done, failed) => {
@@ -85,7 +84,7 @@ export class SessionLogWriter {
   }
 
   private async write(lines: readonly NewLine[]): Promise<void> {
-    if (this.unsure) await this.resync();
+    if (this.unconfirmed.length > 0) await this.settle();
     // A key seen before, or earlier in this batch, is skipped.
     const seen = new Set<string>();
     let fresh = lines.filter((l) => {
@@ -94,7 +93,7 @@ export class SessionLogWriter {
       seen.add(l.key);
       return true;
     });
-    // One session cannot flood the store or the stream: past the cap, one marker and then nothing.
+    // One session cannot flood the stream or the store: past the cap, one marker and then nothing.
     const room = LIMITS.logLinesPerSession - this.lastSeq;
     if (room <= 0) return;
     if (fresh.length >= room) {
@@ -102,7 +101,8 @@ export class SessionLogWriter {
     }
     if (fresh.length === 0) return;
     const at = Date.now();
-    const docs: LogLine[] = fresh.map((l, i) => ({
+    const docs: SessionLog[] = fresh.map((l, i) => ({
+      v: SCHEMA_VERSION,
       sessionId: this.sessionId,
       seq: this.lastSeq + i + 1,
       at,
@@ -111,33 +111,45 @@ export class SessionLogWriter {
       ...(l.key ? { key: l.key } : {}),
     }));
     try {
-      await this.deps.store.appendLogs(docs);
+      // Published together: one connection keeps their order, so the stream holds them in seq order.
+      await Promise.all(docs.map((d) => this.deps.bus.publish("log", d)));
     } catch (err) {
-      // The write may or may not have landed: read the store again before the next one.
-      this.unsure = true;
+      this.unconfirmed = docs;
       throw err;
     }
-    this.lastSeq += docs.length;
-    for (const l of fresh) if (l.key) this.keys.add(l.key);
-    await this.publish(docs);
+    this.confirm(docs);
   }
 
-  private async resync(): Promise<void> {
-    const stored = await this.deps.store.logs(this.sessionId, { afterSeq: this.lastSeq, limit: MAX_STORED_SCAN });
-    for (const l of stored) if (l.key) this.keys.add(l.key);
-    this.lastSeq = stored.at(-1)?.seq ?? this.lastSeq;
-    this.unsure = false;
-    await this.publish(stored);
+  private confirm(docs: readonly SessionLog[]): void {
+    for (const d of docs) if (d.key) this.keys.add(d.key);
+    this.lastSeq = Math.max(this.lastSeq, docs.at(-1)?.seq ?? 0);
   }
 
-  private async publish(docs: readonly LogLine[]): Promise<void> {
-    // Stored lines are the record; a line that fails to publish is still served from the store.
-    await Promise.all(
-      docs.map((d) =>
-        this.deps.bus
-          .publish("log", { v: SCHEMA_VERSION, sessionId: d.sessionId, seq: d.seq, at: d.at, kind: d.kind, line: d.line, ...(d.key ? { key: d.key } : {}) })
-          .catch((err: unknown) => this.deps.logger.warn({ sessionId: d.sessionId, seq: d.seq, err: errorMessage(err) }, "log line not published")),
-      ),
-    );
+  /**
+   * After a failed write some of its lines may be in the stream and others not (the ones after a
+   * failed one may have landed). What the stream lacks is published again under the same ids, so
+   * each line is there once and the seqs have no gap; its callers were told it failed and write
+   * again what they still need, which the keys then skip.
+   */
+  private async settle(): Promise<void> {
+    const there = new Set((await this.deps.bus.readLogs(this.sessionId, { afterSeq: this.lastSeq, limit: MAX_SCAN })).map((l) => l.seq));
+    await Promise.all(this.unconfirmed.filter((d) => !there.has(d.seq)).map((d) => this.deps.bus.publish("log", d)));
+    this.confirm(this.unconfirmed);
+    this.unconfirmed = [];
+  }
+
+  /**
+   * A writer that crashed between a failed write and settling it leaves a gap below its last line.
+   * Readers wait for gaps to close, so each is closed with a line saying what happened.
+   */
+  private async fillGaps(seqs: readonly number[]): Promise<void> {
+    const present = new Set(seqs);
+    const missing: SessionLog[] = [];
+    for (let seq = (seqs[0] ?? 1) + 1; seq < this.lastSeq; seq++) {
+      if (!present.has(seq)) missing.push({ v: SCHEMA_VERSION, sessionId: this.sessionId, seq, at: Date.now(), kind: "system", line: "[line lost: its writer stopped before the stream confirmed it]" });
+    }
+    if (missing.length === 0) return;
+    this.deps.logger.warn({ sessionId: this.sessionId, missing: missing.map((m) => m.seq) }, "closing gaps in the session's log");
+    await Promise.all(missing.map((d) => this.deps.bus.publish("log", d)));
   }
 }

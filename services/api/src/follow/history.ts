@@ -1,25 +1,35 @@
-import type { LogLine, Session, SessionStore } from "@fleet/shared";
+import { readLog, type Bus, type LogLine, type Session, type SessionStore } from "@fleet/shared";
 import type { Gate } from "./gate.js";
 
 /**
- * What followers read from the store: one read for every follower that asks the same at the same
- * time (a crowd opening one session's stream costs one read of the session and one of its lines),
- * and lines through the gate.
+ * What followers read: one read for every follower that asks the same at the same time (a crowd
+ * opening one session's stream costs one read of the session and one of its lines). Lines come from
+ * the log stream; the store is read (through the gate) only for lines the stream no longer holds.
  */
 export class History {
   private readonly inFlight = new Map<string, Promise<LogLine[]>>();
   private readonly sessions = new Map<string, Promise<Session | null>>();
+  private readonly sources: Parameters<typeof readLog>[0];
 
   constructor(
     private readonly store: SessionStore,
-    private readonly gate: Gate,
-  ) {}
+    bus: Bus,
+    gate: Gate,
+  ) {
+    this.sources = {
+      bus,
+      store: {
+        logs: (id, options) => gate.run(() => store.logs(id, options)),
+        lastLogSeq: (id) => gate.run(() => store.lastLogSeq(id)),
+      },
+    };
+  }
 
   after(sessionId: string, afterSeq: number): Promise<LogLine[]> {
     const key = `${sessionId}\0${afterSeq}`;
     let read = this.inFlight.get(key);
     if (!read) {
-      read = this.gate.run(() => this.store.logs(sessionId, { afterSeq, limit: 10_000 })).finally(() => this.inFlight.delete(key));
+      read = readLog(this.sources, sessionId, { afterSeq, limit: 10_000 }).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, read);
     }
     return read;

@@ -99,7 +99,7 @@ export class LogHub {
           for (const f of w.followers) f.line(l);
         }
       } catch (err) {
-        // Followers catch up from the store on the next line or at the end; the follow restarts below.
+        // Followers catch up from history on the next line or at the end; the follow restarts below.
         this.deps.logger.debug({ sessionId, err: errorMessage(err) }, "log follow failed");
       } finally {
         feed.done = true;
@@ -131,7 +131,7 @@ export class LogHub {
 }
 
 /**
- * Stops a bus follow. Bus.followLogs (shared/src/bus/nats-bus.ts) starts listening to its signal
+ * Stops a bus follow. Bus.followLogs (shared/src/bus/logs.ts) starts listening to its signal
  * only once its consumer exists and does not look at `aborted` again, so an abort during its setup
  * is never seen and the consumer is pulled for ever: abort once it listens (or the follow ended).
  */

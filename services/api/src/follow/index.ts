@@ -51,5 +51,5 @@ export function createFollowers(deps: FollowersDeps): Followers {
       this.set(hub.liveFeeds);
     },
   });
-  return { limits, hub, history: new History(deps.store, gate) };
+  return { limits, hub, history: new History(deps.store, deps.bus, gate) };
 }

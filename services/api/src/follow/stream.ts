@@ -16,8 +16,9 @@ const MAX_BUFFERED_BYTES = 1 << 20;
 const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" };
 
 /**
- * Serves one log stream: history from the store, then live lines from the hub, then an `end` event
- * once the session has ended and every stored line is out. Resolves when the answer is over,
+ * Serves one log stream: history (from the log stream, and from the store for lines older than the
+ * stream keeps), then live lines from the hub, then an `end` event once the session has ended and
+ * every line is out. Resolves when the answer is over,
  * whichever side ended it; nothing of it is left running then.
  */
 export async function streamLogs(deps: StreamDeps, session: Session, after: number, res: ServerResponse): Promise<void> {
@@ -33,7 +34,7 @@ export async function streamLogs(deps: StreamDeps, session: Session, after: numb
   const open = (): boolean => !res.writableEnded && !res.destroyed;
   let last = after;
   const send = (l: Pick<LogLine, "seq" | "at" | "kind" | "line">): void => {
-    // Lines come from two sources; one out of order is taken from the store instead.
+    // Lines come from two sources (history and the hub); one out of order is read again as history.
     if (l.seq !== last + 1 || !open()) return;
     last = l.seq;
     res.write(`id: ${l.seq}\nevent: log\ndata: ${JSON.stringify({ seq: l.seq, at: l.at, kind: l.kind, line: l.line })}\n\n`);
@@ -50,7 +51,7 @@ export async function streamLogs(deps: StreamDeps, session: Session, after: numb
     res.end();
   };
 
-  // One step at a time, in arrival order; a store failure drops the stream (the client resumes).
+  // One step at a time, in arrival order; a failed history read drops the stream (the client resumes).
   let chain = Promise.resolve();
   const step = (work: () => Promise<void> | void): void => {
     chain = chain.then(work).catch(() => void res.destroy());

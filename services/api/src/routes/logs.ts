@@ -1,4 +1,4 @@
-import { FleetError, type SessionStore } from "@fleet/shared";
+import { FleetError, readLog, type Bus, type SessionStore } from "@fleet/shared";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
@@ -7,6 +7,7 @@ import { API_KEY_SECURITY, IdParams, LogsQuery, LogsResponse, V1_ERRORS, errors 
 
 export interface LogRoutesDeps {
   store: SessionStore;
+  bus: Bus;
   followers: Followers;
 }
 
@@ -32,7 +33,8 @@ export const logRoutes = (deps: LogRoutesDeps): FastifyPluginAsyncZod => async (
       if (!session || !reaches(req, session.projectId)) throw new FleetError("not_found", `no session ${req.params.id}`);
       // HEAD gets the JSON answer's head: a stream it could never read would only hold a place.
       const follow = req.method !== "HEAD" && (req.query.follow === "1" || req.query.follow === "true" || (req.headers.accept ?? "").includes("text/event-stream"));
-      if (!follow) return { sessionId: session.id, lines: await deps.store.logs(session.id, { afterSeq: req.query.afterSeq, limit: req.query.limit }) };
+      // Lines not archived yet are in the stream: both are read, so a client sees every line at once.
+      if (!follow) return { sessionId: session.id, lines: await readLog(deps, session.id, { afterSeq: req.query.afterSeq, limit: req.query.limit }) };
       const release = deps.followers.limits.admit(ownerOf(req));
       const lastEventId = Number(req.headers["last-event-id"] ?? Number.NaN);
       const after = Number.isInteger(lastEventId) && lastEventId >= 0 ? lastEventId : req.query.afterSeq;

@@ -1,4 +1,4 @@
-import { FleetError, LIMITS, SCHEMA_VERSION, Session, isKnownProject, isTerminal, type Bus, type KnownProjects, type SessionStore } from "@fleet/shared";
+import { FleetError, LIMITS, SCHEMA_VERSION, Session, isKnownProject, isTerminal, lastLogLine, readLog, type Bus, type KnownProjects, type SessionStore } from "@fleet/shared";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
@@ -144,7 +144,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
     { schema: { summary: "Log lines and the session's results", params: IdParams, security: API_KEY_SECURITY, response: { 200: Details, ...errors(...V1_ERRORS, 404) } }, config: { access: "key" } },
     async (req) => {
       const session = await mustGet(store, req.params.id, req);
-      const logs = await store.logs(session.id, { limit: 10_000 });
+      const logs = await readLog({ store, bus }, session.id, { limit: 10_000 });
       const o = session.output;
       return {
         session,
@@ -203,8 +203,8 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
     async (req) => {
       const session = await store.activeForCard(req.params.cardId);
       if (!session || !reaches(req, session.projectId)) throw new FleetError("not_found", `card ${req.params.cardId} has no active session`);
-      const last = await store.lastLogSeq(session.id);
-      return { session, logs: await store.logs(session.id, { afterSeq: Math.max(0, last - 20) }) };
+      const last = await lastLogLine({ store, bus }, session.id);
+      return { session, logs: await readLog({ store, bus }, session.id, { afterSeq: Math.max(0, last - 20) }) };
     },
   );
 };

@@ -1,0 +1,188 @@
+import type { FastifyInstance } from "fastify";
+import { MongoClient } from "mongodb";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createApi } from "../services/api/src/app.js";
+import { FleetError, SCHEMA_VERSION, SessionConfig, SessionLogWriter, newApiKey, startLogArchiver, type Bus, type LogLine, type MongoSessionStore } from "../shared/src/index.js";
+import { createMetrics } from "../shared/src/metrics/index.js";
+import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { openStream, rawRequest } from "./support/http.js";
+import { expireOldestLines } from "./support/jetstream.js";
+
+const DONE = { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
+
+describe("log lines live on the bus; the archiver stores them", () => {
+  const ns = uniqueNamespace("lp");
+  let store: MongoSessionStore;
+  let bus: Bus;
+  let app: FastifyInstance;
+  let base: string;
+  let auth: Record<string, string>;
+  let mongo: MongoClient;
+
+  beforeAll(async () => {
+    store = await openStore(ns);
+    bus = await openBus(ns, { store });
+    await bus.provision();
+    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
+    base = await app.listen({ host: "127.0.0.1", port: 0 });
+    const admin = newApiKey(["*"], "admin");
+    await store.saveApiKey(admin.record);
+    auth = { authorization: `Bearer ${admin.key}` };
+    mongo = await MongoClient.connect(inject("mongoUri"));
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await bus.close();
+    await store.close();
+    await mongo.close();
+    await cleanup(ns, ns);
+  });
+
+  const running = async (id: string): Promise<void> => {
+    await store.create({ id, projectId: "p1", prompt: "x", config: SessionConfig.parse({}) });
+    await store.transition(id, { from: ["pending"], to: "running", set: { startedAt: Date.now() } });
+  };
+  const write = async (id: string, n: number, from = 1): Promise<void> => {
+    const writer = await SessionLogWriter.open({ store, bus, logger }, id);
+    for (let i = from; i < from + n; i += 10) await writer.append(Array.from({ length: Math.min(10, from + n - i) }, (_, k) => ({ kind: "tool" as const, line: `line ${i + k}` })));
+  };
+  const getLogs = async (id: string, query = ""): Promise<number[]> => (JSON.parse((await rawRequest(base, "GET", `/v1/sessions/${id}/logs${query}`, { headers: auth })).text) as { lines: LogLine[] }).lines.map((l) => l.seq);
+  /** Documents the store holds for a session: each line once means exactly one per seq. */
+  const storedCopies = (id: string): Promise<number> => mongo.db(ns).collection("session_logs").countDocuments({ sessionId: id });
+  const seqs = (n: number, from = 1): number[] => Array.from({ length: n }, (_, i) => from + i);
+  const sseIds = (text: string): number[] => [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+
+  it("lines reach a live follower, the stream and GET /logs before the store has them; the archiver then stores each once", async () => {
+    await running("live-1");
+    const follower = openStream(base, "/v1/sessions/live-1/logs?follow=1", auth);
+    expect(await follower.head).toBe(200);
+    await write("live-1", 40);
+    await follower.until('"seq":40');
+    expect(sseIds(follower.text())).toEqual(seqs(40));
+    // No archiver runs yet: the store has none of them, and the api still answers with all.
+    expect(await store.lastLogSeq("live-1")).toBe(0);
+    expect(await getLogs("live-1")).toEqual(seqs(40));
+    expect(await getLogs("live-1", "?afterSeq=10&limit=5")).toEqual(seqs(5, 11));
+
+    const archiver = startLogArchiver({ bus, store, logger, registry: new Registry() }, { maxBatch: 16, heartbeatMs: 1_000 });
+    try {
+      await eventually(async () => (await store.lastLogSeq("live-1")) === 40, 10_000, 50);
+      expect(await storedCopies("live-1")).toBe(40);
+      expect((await store.logs("live-1")).map((l) => l.line)).toEqual(seqs(40).map((i) => `line ${i}`));
+      await store.transition("live-1", { from: ["running"], to: "completed", set: { output: DONE } });
+      await follower.until("event: end");
+      expect(follower.text()).toContain('"lastSeq":40');
+      expect(sseIds(follower.text())).toEqual(seqs(40));
+    } finally {
+      follower.drop();
+      await archiver.stop();
+    }
+  });
+
+  it("serves lines older than the stream keeps from the store, the rest from the stream, gap-free", async () => {
+    await running("aged-1");
+    await write("aged-1", 12);
+    // The first eight were archived, then left the stream (what its max age does to old lines).
+    await store.appendLogs(seqs(8).map((seq) => ({ sessionId: "aged-1", seq, at: Date.now(), kind: "tool" as const, line: `line ${seq}` })));
+    await expireOldestLines(ns, "aged-1", 4);
+    expect((await bus.readLogs("aged-1")).map((l) => l.seq)).toEqual(seqs(4, 9));
+    expect(await getLogs("aged-1")).toEqual(seqs(12));
+    expect(await getLogs("aged-1", "?afterSeq=6&limit=4")).toEqual(seqs(4, 7));
+    const follower = openStream(base, "/v1/sessions/aged-1/logs?follow=1", auth);
+    try {
+      await follower.until('"seq":12');
+      expect(sseIds(follower.text())).toEqual(seqs(12));
+    } finally {
+      follower.drop();
+    }
+  });
+
+  it("stores a batch handed over twice once: a write whose answer was lost, and a batch another instance took over", async () => {
+    await write("twice-1", 30);
+    // The write lands but its answer is lost: the archiver writes the same batch again.
+    const calls: number[][] = [];
+    let lose = true;
+    const lossy = startLogArchiver(
+      {
+        bus,
+        logger,
+        registry: new Registry(),
+        store: {
+          appendLogs: async (lines) => {
+            const done = await store.appendLogs(lines);
+            calls.push(lines.filter((l) => l.sessionId === "twice-1").map((l) => l.seq));
+            if (lose && calls.at(-1)?.length) {
+              lose = false;
+              throw new FleetError("store_unavailable", "connection reset before the answer", { retryable: true });
+            }
+            return done;
+          },
+        },
+      },
+      { maxBatch: 100, concurrency: 1, heartbeatMs: 1_000 },
+    );
+    await eventually(async () => (await store.lastLogSeq("twice-1")) === 30 && (await bus.archiveBacklog()).pending === 0, 10_000, 50);
+    await lossy.stop();
+    const withLines = calls.filter((c) => c.length > 0).map((c) => c.join(","));
+    expect(withLines.filter((c) => c === withLines[0])).toHaveLength(2);
+    expect(await storedCopies("twice-1")).toBe(30);
+
+    // An instance writes a batch, then stops before its answer: the batch goes back and another takes it.
+    let answer: () => void = () => undefined;
+    const held = new Promise<void>((r) => (answer = r));
+    const firstSaw: number[] = [];
+    const first = startLogArchiver(
+      { bus, logger, registry: new Registry(), store: { appendLogs: async (lines) => {
+        const done = await store.appendLogs(lines);
+        firstSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
+        await held;
+        return done;
+      } } },
+      { maxBatch: 100, heartbeatMs: 1_000 },
+    );
+    await write("over-1", 20);
+    // Its first batches never answer; the rest wait behind them.
+    await eventually(() => firstSaw.length > 0, 10_000, 50);
+    await first.stop(200);
+    const secondSaw: number[] = [];
+    const second = startLogArchiver(
+      { bus, logger, registry: new Registry(), store: { appendLogs: (lines) => {
+        secondSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
+        return store.appendLogs(lines);
+      } } },
+      { maxBatch: 100, heartbeatMs: 1_000 },
+    );
+    try {
+      await eventually(async () => secondSaw.length >= 20 && (await bus.archiveBacklog()).pending === 0, 10_000, 50);
+      answer();
+      expect([...new Set(secondSaw)].sort((a, b) => a - b)).toEqual(seqs(20));
+      expect(await storedCopies("over-1")).toBe(20);
+      expect((await store.logs("over-1")).map((l) => l.seq)).toEqual(seqs(20));
+    } finally {
+      answer();
+      await second.stop();
+    }
+  });
+
+  it("shows its backlog on /metrics: lines not stored yet and the oldest one's age, both 0 once caught up", async () => {
+    for (let seq = 1; seq <= 5; seq++) await bus.publish("log", { v: SCHEMA_VERSION, sessionId: "backlog-1", seq, at: Date.now(), kind: "system", line: `b${seq}` });
+    await new Promise((r) => setTimeout(r, 1_100));
+    const waiting = await bus.archiveBacklog();
+    expect(waiting.pending).toBe(5);
+    expect(waiting.oldestAgeMs).toBeGreaterThanOrEqual(1_000);
+    const registry = new Registry();
+    const gauge = async (name: string): Promise<number> => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(await registry.metrics())?.[1] ?? Number.NaN);
+    const archiver = startLogArchiver({ bus, store, logger, registry }, { maxBatch: 100, heartbeatMs: 1_000 });
+    try {
+      await eventually(async () => (await gauge("fleet_log_archive_pending")) === 0, 10_000, 100);
+      await new Promise((r) => setTimeout(r, 1_100));
+      expect(await gauge("fleet_log_archive_oldest_seconds")).toBe(0);
+      expect(await gauge("fleet_log_lines_archived_total")).toBeGreaterThanOrEqual(5);
+      expect(await storedCopies("backlog-1")).toBe(5);
+    } finally {
+      await archiver.stop();
+    }
+  });
+});
