@@ -12,7 +12,7 @@ describe("admission caps", () => {
 
   beforeAll(async () => {
     ns = uniqueNamespace("adm");
-    model = await startScriptedModel({ port: 0, scenario: SCENARIOS["text-only"] as ScenarioInput, logger });
+    model = await startScriptedModel({ port: 0, scenario: SCENARIOS["text-only"] as ScenarioInput, byModel: { slow: SCENARIOS.slow as ScenarioInput }, logger });
     fleet = await startTestFleet({
       namespace: ns,
       modelUrl: model.url,
@@ -49,5 +49,24 @@ describe("admission caps", () => {
     // The last one was seen waiting behind the others.
     expect([...(positions.get(ids[2] as string) ?? [])].some((p) => p >= 1)).toBe(true);
     expect(done.every((d) => d.error === undefined)).toBe(true);
+  }, 200_000);
+
+  it("runs a queued request whose spawner stopped while it waited: another spawner takes it over", async () => {
+    const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
+    const submit = async (body: Record<string, unknown>) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-adm", ...body })).body.sessionId;
+    const holder = await submit({ prompt: "hold the slot", model: "slow" });
+    await eventually(async () => (await get(holder)).status === "running", 60_000);
+    const queued = await submit({ prompt: "wait for it" });
+    await eventually(async () => (await get(queued)).phase === "queued", 30_000);
+    // Every spawner goes (each releases what it holds at shutdown); a new one comes.
+    for (const s of fleet.services.filter((x) => x.name === "spawner")) await s.process.stop();
+    await fleet.add("spawner");
+    const done = await eventually(async () => {
+      const d = await get(queued);
+      return d.status !== "pending" && d.status !== "running" ? d : undefined;
+    }, 120_000, 200);
+    expect(done.status).toBe("completed");
+    expect(done.attempt).toBe(1);
+    expect((await get(holder)).status).toBe("completed");
   }, 200_000);
 });

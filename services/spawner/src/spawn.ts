@@ -71,7 +71,11 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   // the delivery that owns the attempt carries on; only a redelivery takes over.
   if (ctx.deliveryCount === 1 && session.attempt > 0) return;
   const attempt = session.attempt + 1;
-  if (!(await store.claim(`${session.id}/spawn:${attempt}`, deps.settings.instanceId))) return;
+  // The claim is per delivery: duplicate requests (each a first delivery) race for one claim, but a
+  // redelivery always gets its own. A redelivery means the holder stopped (crashed, or released the
+  // message at shutdown) possibly before it recorded its attempt, as while queued for admission; a
+  // claim per attempt alone would then be taken for good and the session would wait for its deadline.
+  if (!(await store.claim(`${session.id}/spawn:${attempt}:${ctx.deliveryCount}`, deps.settings.instanceId))) return;
   log.info({ attempt, delivery: ctx.deliveryCount }, "setting up session");
   if (session.cardId) await supersedeCardSessions(deps, session);
   if (session.sandbox) await deps.provider.kill(session.sandbox.id);
