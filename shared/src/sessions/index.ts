@@ -4,7 +4,7 @@ export { toolLabel, toolLines, type ToolLine } from "./log-lines.js";
 export { extractOutput, extractUsage, agentFinished, type Usage } from "./extract.js";
 export { SessionLogWriter, type NewLine, type SessionLogDeps } from "./session-log.js";
 export { startLogArchiver, type LogArchiver, type LogArchiverDeps, type LogArchiverOptions } from "./log-archiver.js";
-export { lastLogLine, readLog, type LogReadDeps } from "./log-read.js";
+export { lastLogSeqOf, readLog, type LogReadDeps } from "./log-read.js";
 export { endSession, type EndDeps, type EndOutcome } from "./end.js";
 export { saveCardFiles } from "./card-files.js";
 export { workspaceChanges, asCardFiles, type WorkspaceChanges } from "./workspace.js";

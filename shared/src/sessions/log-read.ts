@@ -36,7 +36,7 @@ export async function readLog(deps: LogReadDeps, sessionId: string, options: { a
 }
 
 /** The seq of a session's last line: the stream's, or the store's once the stream no longer holds the session. */
-export async function lastLogLine(deps: LogReadDeps, sessionId: string): Promise<number> {
+export async function lastLogSeqOf(deps: LogReadDeps, sessionId: string): Promise<number> {
   const streamed = await deps.bus.lastLogSeq(sessionId).catch(() => 0);
   return streamed > 0 ? streamed : deps.store.lastLogSeq(sessionId);
 }

@@ -1,4 +1,4 @@
-import { FleetError, LIMITS, SCHEMA_VERSION, Session, isKnownProject, isTerminal, lastLogLine, readLog, type Bus, type KnownProjects, type SessionStore } from "@fleet/shared";
+import { FleetError, LIMITS, SCHEMA_VERSION, Session, isKnownProject, isTerminal, lastLogSeqOf, readLog, type Bus, type KnownProjects, type SessionStore } from "@fleet/shared";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
@@ -203,7 +203,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
     async (req) => {
       const session = await store.activeForCard(req.params.cardId);
       if (!session || !reaches(req, session.projectId)) throw new FleetError("not_found", `card ${req.params.cardId} has no active session`);
-      const last = await lastLogLine({ store, bus }, session.id);
+      const last = await lastLogSeqOf({ store, bus }, session.id);
       return { session, logs: await readLog({ store, bus }, session.id, { afterSeq: Math.max(0, last - 20) }) };
     },
   );
