@@ -188,8 +188,13 @@ export interface SessionTimes {
 export async function sessionTimes(fleet: BenchFleet, requestedAt: ReadonlyMap<string, number>): Promise<SessionTimes[]> {
   type Doc = { _id: string; status: string; startedAt?: number; completedAt?: number; sandbox?: { id: string } };
   const docs = await fleet.db.collection<Doc>("sessions").find({}, { projection: { status: 1, startedAt: 1, completedAt: 1, sandbox: 1 } }).toArray();
-  const claims = await fleet.db.collection<{ _id: string; at: number }>("claims").find({ _id: { $regex: "/spawn:1$" } }).toArray();
-  const claimAt = new Map(claims.map((c) => [c._id.replace(/\/spawn:1$/, ""), c.at]));
+  // The first attempt's claims (`<id>/spawn:1:<delivery>`); the earliest is when the session was claimed.
+  const claims = await fleet.db.collection<{ _id: string; at: number }>("claims").find({ _id: { $regex: "/spawn:1:[0-9]+$" } }).toArray();
+  const claimAt = new Map<string, number>();
+  for (const c of claims) {
+    const id = c._id.replace(/\/spawn:1:[0-9]+$/, "");
+    claimAt.set(id, Math.min(c.at, claimAt.get(id) ?? Infinity));
+  }
   const { states } = await readAllSimulatedStates(fleet.simDir);
   const sims = new Map(states.map((s) => [s.id, s]));
   const out: SessionTimes[] = [];
