@@ -1,4 +1,4 @@
-import type { Session } from "@fleet/shared";
+import { isTerminal, type Session } from "@fleet/shared";
 
 export interface MetricsView {
   setupMs: number;
@@ -18,7 +18,7 @@ export function formatLogLine(l: { seq: number; at: number; line: string }): str
 }
 
 export function formatSession(s: Session): string[] {
-  const out = [`session ${s.id}  ${s.status} (${s.phase})  project ${s.projectId}${s.cardId ? `  card ${s.cardId}` : ""}`];
+  const out = [`session ${s.id}  ${statusText(s)}  project ${s.projectId}${s.cardId ? `  card ${s.cardId}` : ""}`];
   if (s.sandbox) out.push(`sandbox ${s.sandbox.id} (${s.sandbox.provider})`);
   if (s.error) out.push(`error   ${s.error.code}: ${s.error.message}`);
   const o = s.output;
@@ -29,6 +29,16 @@ export function formatSession(s: Session): string[] {
     if (o.diffs.length) out.push("", "changed files:", ...o.diffs.map((d) => `  ${d.file} (+${d.additions ?? 0} -${d.deletions ?? 0})`));
   }
   return out;
+}
+
+/**
+ * An ended document keeps the phase it ended in (where a timeout struck, for instance), so shown
+ * as is it would read "completed (running)". Only a session that ended before its agent ran says
+ * where; one that ran shows its status alone.
+ */
+function statusText(s: Session): string {
+  if (!isTerminal(s.status)) return `${s.status} (${s.phase})`;
+  return s.phase === "running" || s.phase === "collecting" ? s.status : `${s.status} (ended during ${s.phase})`;
 }
 
 export function formatMetrics(m: MetricsView): string[] {
