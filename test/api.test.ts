@@ -167,6 +167,21 @@ describe("api over a real bus and store", () => {
     expect((await call("POST", "/v1/sessions/none/cancel", {})).status).toBe(404);
   });
 
+  it("takes a cancel with no body at all, as `curl -X POST` sends it, and documents the body as optional", async () => {
+    for (const [id, init] of [
+      ["bare-cancel", {}],
+      ["empty-json-cancel", { headers: { "content-type": "application/json" }, body: "" }],
+    ] as const) {
+      await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: id });
+      const res = await fetch(`${base}/v1/sessions/${id}/cancel`, { method: "POST", ...init, headers: { authorization: `Bearer ${key}`, ...("headers" in init ? init.headers : {}) } });
+      expect({ id, status: res.status, body: await res.json() }).toEqual({ id, status: 202, body: { sessionId: id, status: "pending" } });
+    }
+    // A body that is there must still be right.
+    expect((await call("POST", "/v1/sessions/bare-cancel/cancel", { reason: 5 })).status).toBe(400);
+    const spec = await call<{ paths: Record<string, { post: { requestBody?: { required?: boolean } } }> }>("GET", "/openapi.json");
+    expect(spec.body.paths["/v1/sessions/{id}/cancel"]?.post.requestBody?.required).not.toBe(true);
+  });
+
   it("reports readiness, metrics and its OpenAPI document", async () => {
     expect(await call("GET", "/readyz")).toMatchObject({ status: 200, body: { ok: true, bus: true, store: true } });
     expect((await call("GET", "/healthz")).status).toBe(200);

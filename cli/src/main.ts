@@ -7,7 +7,7 @@ import { infraDown, infraEnv, infraStatusCmd, infraUp, type CliContext } from ".
 import { testCmd } from "./test-cmd.js";
 import { demoCmd } from "./demo.js";
 import { downCmd, upCmd } from "./fleet.js";
-import { logsCmd, lsCmd, showCmd, submitCmd } from "./sessions.js";
+import { cancelCmd, logsCmd, lsCmd, showCmd, submitCmd } from "./sessions.js";
 import { keysCmd } from "./keys.js";
 
 const USAGE = `usage: ./fleet <command>
@@ -19,6 +19,7 @@ const USAGE = `usage: ./fleet <command>
   logs [-f] ID   a session's log lines (-f follows them live)
   ls             sessions of a project: [--project p] [--limit n]
   show ID        a session's state, result and timing breakdown
+  cancel ID      end a session in whatever phase it is: [--reason r]
   keys create --project P [--project Q] [--label L] | keys revoke ID | keys ls
                  API keys scoped to projects (* = all); stored hashed, shown once
   infra up       start NATS (JetStream) and the store in the background; print their URLs
@@ -67,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
       return lsCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
     case "show":
       return showCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
+    case "cancel":
+      return cancelCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
     case "keys":
       return keysCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
     case undefined:

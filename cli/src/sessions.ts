@@ -93,3 +93,17 @@ export async function showCmd(ctx: CliContext, argv: string[]): Promise<number> 
   for (const l of formatMetrics(m)) ctx.out(l);
   return 0;
 }
+
+/** `./fleet cancel <id> [--reason r]`: asks the fleet to end the session; the watchdog does it. */
+export async function cancelCmd(ctx: CliContext, argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { reason: { type: "string" } } });
+  const id = positionals[0];
+  if (!id || positionals.length > 1) throw new FleetError("bad_input", "usage: ./fleet cancel <session id> [--reason r]");
+  const res = await client(ctx).request<{ sessionId: string; status: string }>(
+    "POST",
+    `/v1/sessions/${encodeURIComponent(id)}/cancel`,
+    values.reason !== undefined ? { reason: values.reason } : undefined,
+  );
+  ctx.out(`cancel requested for ${res.sessionId} (was ${res.status}); ./fleet show ${res.sessionId} tells when it ended`);
+  return 0;
+}

@@ -1,8 +1,10 @@
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import { type Bus, type CallbackTokenConfig, type KnownProjects, type Logger, type SandboxProvider, type SessionStore } from "@fleet/shared";
+import { sessionsEndedCounter } from "@fleet/shared/metrics";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { markOptionalBodies } from "./openapi.js";
 import type { Registry } from "prom-client";
 import { installAuth, type AuthOptions } from "./auth.js";
 import { frameworkOptions, installErrors } from "./errors.js";
@@ -45,6 +47,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       components: { securitySchemes: SECURITY_SCHEMES },
     },
     transform: jsonSchemaTransform,
+    transformObject: markOptionalBodies,
   });
 
   installErrors(app);
@@ -57,7 +60,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook("preClose", async () => followers.hub.close());
   await app.register(logRoutes({ store: deps.store, bus: deps.bus, followers }));
   if (deps.callbacks) {
-    await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens }));
+    // A session completed by its sandbox ends here: counted in the api's /metrics.
+    const metrics = { sessionsEnded: sessionsEndedCounter(deps.registry) };
+    await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens, metrics }));
   }
   await app.register(healthRoutes({ store: deps.store, bus: deps.bus, registry: deps.registry }));
   app.get("/openapi.json", { schema: { hide: true }, config: { access: "public" } }, async () => app.swagger());

@@ -107,6 +107,14 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
         response: { 202: Accepted, ...errors(...V1_ERRORS, ...BODY_ERRORS, 404, 409) },
       },
       config: { access: "key" },
+      // The body is optional: `curl -X POST .../cancel` sends none, or an empty one under a JSON
+      // content type, which fastify's JSON parser would refuse and its validator would see as null.
+      preParsing: async (req) => {
+        if (req.headers["content-length"] === "0" && req.headers["transfer-encoding"] === undefined) delete req.headers["content-type"];
+      },
+      preValidation: async (req) => {
+        req.body ??= {};
+      },
     },
     async (req, reply) => {
       const session = await mustGet(store, req.params.id, req);
