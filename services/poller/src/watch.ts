@@ -7,6 +7,7 @@ import {
   extractOutput,
   extractUsage,
   isTerminal,
+  settleEnded,
   toolLines,
   type AgentClient,
   type AgentMessage,
@@ -53,7 +54,9 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
   if (!session) throw new FleetError("not_found", `no session ${msg.sessionId}`);
   if (session.attempt !== msg.attempt) return;
   if (isTerminal(session.status)) {
-    if (session.sandbox) await deps.provider.kill(session.sandbox.id).catch(() => undefined);
+    // Ended while this message waited (or the poller that ended it died before it published):
+    // its event may still be owed, its slots held and its sandbox alive.
+    await settleEnded(deps, session);
     return;
   }
   const sandbox = await deps.provider.connect(msg.sandboxId);
@@ -94,8 +97,7 @@ async function storeProgress(writer: SessionLogWriter, session: WatchedSession, 
 }
 
 async function fail(deps: WatchDeps, session: WatchedSession, code: string, message: string): Promise<void> {
-  const ended = await endSession(deps, session.id, { status: "failed", error: { code, message } });
-  if (ended) deps.metrics.sessionsEnded.inc({ status: "failed", code });
+  await endSession(deps, session.id, { status: "failed", error: { code, message } });
 }
 
 class Watch {
@@ -202,7 +204,8 @@ class Watch {
       }
       this.storeCheckedAt = Date.now();
       if (!current || isTerminal(current.status)) {
-        // Ended elsewhere (cancel, deadline): make sure the sandbox goes with it.
+        // Ended elsewhere (cancel, deadline): make sure the sandbox goes with it, and its event out.
+        if (current) await settleEnded(this.deps, current);
         await this.deps.provider.kill(this.sandbox.id).catch(() => undefined);
         this.stop.abort();
         return;
@@ -319,7 +322,6 @@ class Watch {
         : await endSession(this.deps, this.session.id, { status: "completed", output }, metricsSet);
       if (ended) {
         const project = this.session.projectId;
-        metrics.sessionsEnded.inc({ status: ended.status, code: failure ? "agent" : "" });
         metrics.tokens.inc({ project, direction: "in" }, usage.tokensIn);
         metrics.tokens.inc({ project, direction: "out" }, usage.tokensOut);
         metrics.cost.inc({ project }, usage.cost);

@@ -9,6 +9,7 @@ import {
   isKnownProject,
   isTerminal,
   mintCallbackToken,
+  settleEnded,
   type AgentClient,
   type CallbackTokenConfig,
   type FileSpec,
@@ -66,7 +67,8 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   }
   const log = deps.logger.child({ sessionId: session.id });
   if (session.status === "running") return republishRunning(deps, session);
-  if (isTerminal(session.status)) return;
+  // An ended session may still owe its event, hold slots or have a sandbox (its ender died midway).
+  if (isTerminal(session.status)) return settleEnded(deps, session);
   // A first delivery of a request whose session already has an attempt is a duplicate request:
   // the delivery that owns the attempt carries on; only a redelivery takes over.
   if (ctx.deliveryCount === 1 && session.attempt > 0) return;
@@ -129,7 +131,6 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     const message = exhausted ? `gave up after ${ctx.deliveryCount} attempts: ${errorMessage(err)}` : errorMessage(err);
     log.warn({ code, attempt, err: message }, "setup failed");
     await endSession(deps, session.id, { status: "failed", error: { code, message: message.slice(0, 2_000) } }, { metrics: { ...session.metrics, setup: timings } });
-    deps.metrics.sessionsEnded.inc({ status: "failed", code });
     // A request that ran out of retries is also recorded with the dead messages.
     if (exhausted) throw new FleetError(code, message);
   }

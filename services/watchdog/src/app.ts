@@ -1,10 +1,13 @@
 import { endSession, errorMessage, type EndDeps, type Subscription } from "@fleet/shared";
+import { payDebts } from "./debts.js";
 import { enforceDeadlines } from "./deadlines.js";
 import { reap, sweepSlots, type ReapOptions } from "./reaper.js";
 
 export interface WatchdogOptions extends ReapOptions {
   intervalMs: number;
   reaperIntervalMs: number;
+  /** A terminal event owed for longer than this is published by the watchdog. */
+  debtGraceMs: number;
 }
 
 export interface Watchdog {
@@ -13,7 +16,7 @@ export interface Watchdog {
 }
 
 /**
- * Deadlines, cancel requests and the orphan reaper. Every action is a compare-and-set or an
+ * Deadlines, cancel requests, owed terminal events and the orphan reaper. Every action is a compare-and-set or an
  * idempotent kill, so any number of instances can run at once.
  */
 export function createWatchdog(deps: EndDeps, options: WatchdogOptions): Watchdog {
@@ -30,7 +33,10 @@ export function createWatchdog(deps: EndDeps, options: WatchdogOptions): Watchdo
           await endSession(deps, msg.sessionId, { status: "cancelled", ...(msg.reason ? { reason: msg.reason } : {}) });
         },
       });
-      const tickDeadlines = guarded("deadline check", () => enforceDeadlines(deps));
+      const tickDeadlines = guarded("deadline check", async () => {
+        await enforceDeadlines(deps);
+        await payDebts(deps, options.debtGraceMs);
+      });
       const tickReaper = guarded("reaper", async () => {
         await reap(deps, options);
         await sweepSlots(deps);

@@ -4,9 +4,13 @@ import { z } from "zod";
 export const WatchdogConfig = baseEnv.extend(sandboxEnv.shape).extend({
   /** How often deadlines are checked. */
   WATCHDOG_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
+  /** A terminal event still owed after this long is published by the watchdog (checked with the deadlines). */
+  WATCHDOG_DEBT_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(3_000),
   /** How often the provider's sandboxes are matched against their sessions. */
   REAPER_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
   /** A sandbox younger than this is left alone by the reaper (its session may not record it yet). */
   REAPER_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(30_000),
+  /** Serves /metrics (timeouts and cancels are counted here) when set. */
+  WATCHDOG_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
 });
 export type WatchdogConfig = z.infer<typeof WatchdogConfig>;

@@ -131,6 +131,11 @@ export const Session = z.object({
   startedAt: Millis.optional(),
   completedAt: Millis.optional(),
   deadlineAt: Millis,
+  /**
+   * The outbox: the terminal event this session still owes outside subscribers. Set by the terminal
+   * transition in the same write, cleared once the bus confirmed the event (docs/guarantees.md §8).
+   */
+  eventOwed: z.object({ kind: z.enum(TERMINAL_STATUSES), at: Millis }).optional(),
 });
 export type Session = z.infer<typeof Session>;
 

@@ -26,7 +26,7 @@ export function createMetrics(service: string): FleetMetrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64],
       registers: [registry],
     }),
-    sessionsEnded: new Counter({ name: "fleet_sessions_ended_total", help: "Sessions ended, by status and error code", labelNames: ["status", "code"], registers: [registry] }),
+    sessionsEnded: sessionsEndedCounter(registry),
     tokens: new Counter({ name: "fleet_tokens_total", help: "Model tokens as the agent reported them", labelNames: ["project", "direction"], registers: [registry] }),
     cost: new Counter({ name: "fleet_cost_total", help: "Model cost as the agent reported it", labelNames: ["project"], registers: [registry] }),
     sandboxSeconds: new Counter({ name: "fleet_sandbox_seconds_total", help: "Seconds sandboxes were alive", labelNames: ["project"], registers: [registry] }),
@@ -38,6 +38,16 @@ export function createMetrics(service: string): FleetMetrics {
       registers: [registry],
     }),
   };
+}
+
+/**
+ * fleet_sessions_ended_total of a registry, registered there if it is not yet: counted once per
+ * session, by the winning terminal transition (endSession), in whichever service that runs.
+ */
+export function sessionsEndedCounter(registry: Registry): Counter<"status" | "code"> {
+  const found = registry.getSingleMetric("fleet_sessions_ended_total");
+  if (found instanceof Counter) return found;
+  return new Counter({ name: "fleet_sessions_ended_total", help: "Sessions ended, by status and error code", labelNames: ["status", "code"], registers: [registry] });
 }
 
 /** A bare /metrics endpoint for services without an HTTP server of their own. */

@@ -5,6 +5,6 @@ export { extractOutput, extractUsage, agentFinished, type Usage } from "./extrac
 export { SessionLogWriter, type NewLine, type SessionLogDeps } from "./session-log.js";
 export { startLogArchiver, type LogArchiver, type LogArchiverDeps, type LogArchiverOptions } from "./log-archiver.js";
 export { lastLogSeqOf, readLog, type LogReadDeps } from "./log-read.js";
-export { endSession, type EndDeps, type EndOutcome } from "./end.js";
+export { endSession, payEvent, settleEnded, type EndDeps, type EndOutcome } from "./end.js";
 export { saveCardFiles } from "./card-files.js";
 export { workspaceChanges, asCardFiles, type WorkspaceChanges } from "./workspace.js";

@@ -79,6 +79,12 @@ export class MongoSessionStore implements SessionStore {
   activeSessionsForCard(cardId: string): Promise<Session[]> {
     return this.sessions.activeSessionsForCard(cardId);
   }
+  settleEvent(id: string): Promise<boolean> {
+    return this.sessions.settleEvent(id);
+  }
+  owedEvents(before: number, limit?: number): Promise<Session[]> {
+    return this.sessions.owedEvents(before, limit);
+  }
   pastDeadline(now: number, limit?: number): Promise<Session[]> {
     return this.sessions.pastDeadline(now, limit);
   }

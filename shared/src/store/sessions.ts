@@ -40,6 +40,13 @@ export interface SessionDocStore {
   activeForCard(cardId: string): Promise<Session | null>;
   /** All pending or running sessions of a card, newest first. */
   activeSessionsForCard(cardId: string): Promise<Session[]>;
+  /**
+   * Clears the terminal event a session owes, once the bus confirmed it; only while that debt is
+   * still recorded. True when this call cleared it.
+   */
+  settleEvent(id: string): Promise<boolean>;
+  /** Sessions whose terminal event is owed since before `before`, oldest debt first. */
+  owedEvents(before: number, limit?: number): Promise<Session[]>;
   /** Active sessions whose deadline has passed, oldest deadline first. */
   pastDeadline(now: number, limit?: number): Promise<Session[]>;
   /**
@@ -83,6 +90,8 @@ export class MongoSessions implements SessionDocStore {
     await this.docs.createIndex({ cardId: 1, status: 1, createdAt: -1 }, { name: "by_card" });
     await this.docs.createIndex({ status: 1, deadlineAt: 1 }, { name: "by_deadline" });
     await this.docs.createIndex({ status: 1, phase: 1, createdAt: 1 }, { name: "by_queue" });
+    // Few documents owe an event at any time; MongoDB serves the watchdog's query from this.
+    await this.docs.createIndex({ "eventOwed.at": 1 }, { name: "by_owed_event" });
   }
 
   async create(input: NewSession, now = Date.now()): Promise<CreateResult> {
@@ -130,7 +139,12 @@ export class MongoSessions implements SessionDocStore {
     }
     const now = Date.now();
     const set = { ...named(request.set ?? {}), status: request.to, updatedAt: now };
-    if (isTerminal(request.to)) set.completedAt ??= now;
+    if (isTerminal(request.to)) {
+      set.completedAt ??= now;
+      // The outbox: the winner of the end also records, in this same write, that its terminal event
+      // is owed, so a bus that is down when the session ends cannot lose the event.
+      set.eventOwed = { kind: request.to, at: now };
+    }
     // The status in the filter is the compare; the store applies filter and update as one, so of
     // racing callers exactly one matches. No `from` is terminal, so an ended session matches none.
     return guarded("transition", async () =>
@@ -170,6 +184,18 @@ export class MongoSessions implements SessionDocStore {
 
   private activeOfCard(op: string, cardId: string, limit: number): Promise<Session[]> {
     return guarded(op, async () => (await this.docs.find({ cardId, status: { $in: [...ACTIVE_STATUSES] } }).sort({ createdAt: -1, _id: -1 }).limit(limit).toArray()).map(fromDoc));
+  }
+
+  async settleEvent(id: string): Promise<boolean> {
+    const res = await guarded("settleEvent", () => this.docs.updateOne({ _id: id, eventOwed: { $exists: true } }, { $unset: { eventOwed: "" } }));
+    return res.modifiedCount === 1;
+  }
+
+  owedEvents(before: number, limit = 100): Promise<Session[]> {
+    // Bounded, and cheap where secondary indexes are not used (FerretDB's SQLite backend scans).
+    return guarded("owedEvents", async () =>
+      (await this.docs.find({ "eventOwed.at": { $lt: before } }).sort({ "eventOwed.at": 1 }).limit(limit).toArray()).map(fromDoc),
+    );
   }
 
   pastDeadline(now: number, limit = 100): Promise<Session[]> {

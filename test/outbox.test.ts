@@ -1,0 +1,162 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AckPolicy, jetstreamManager, jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createWatchdog } from "../services/watchdog/src/app.js";
+import { enforceDeadlines } from "../services/watchdog/src/deadlines.js";
+import { SCHEMA_VERSION, SessionConfig, connectBus, endSession, streamName, subjectFor, type Bus, type EndDeps } from "../shared/src/index.js";
+import { createMetrics, type FleetMetrics } from "../shared/src/metrics/index.js";
+import { defaultToolsDir, ensureNatsServer, freePort } from "../shared/src/infra/index.js";
+import { SimulatedSandboxProvider } from "../shared/src/simulated/index.js";
+import type { MongoSessionStore } from "../shared/src/store/index.js";
+import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { Restartable } from "./support/restartable.js";
+
+const FLEET = "outbox";
+
+/**
+ * The outbox (issue 14, items 1 and 5) on real servers: a nats-server of this file's own, stopped
+ * for 10 s while sessions end, and the run's store. The outside reader is a durable consumer on the
+ * terminal subjects of FLEET_EVENTS (a plain server: the auth server cannot be restarted in place).
+ */
+describe("terminal events are owed in the transition's write and paid after a bus outage", () => {
+  const ns = uniqueNamespace("obx");
+  let dir: string;
+  let nats: Restartable;
+  let url: string;
+  let store: MongoSessionStore;
+  let bus: Bus;
+  let reader: NatsConnection;
+  let metrics: FleetMetrics;
+  let deps: EndDeps;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "fleet-outbox-"));
+    const port = await freePort();
+    url = `nats://127.0.0.1:${port}`;
+    nats = new Restartable("nats-outbox", await ensureNatsServer(defaultToolsDir()), ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")], join(dir, "nats.log"), async () => {
+      await (await connect({ servers: url, reconnect: false, timeout: 500 })).close();
+    });
+    await nats.start();
+    store = await openStore(ns);
+    bus = await connectBus({ servers: url, namespace: ns, name: "outbox", publishTimeoutMs: 1_000 }, { logger });
+    await bus.provision();
+    reader = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    metrics = createMetrics("outbox-test");
+    const provider = new SimulatedSandboxProvider({ dir: join(dir, "sim"), fleet: FLEET, events: 0 }, logger);
+    deps = { store, bus, provider, logger, metrics };
+  }, 60_000);
+
+  afterAll(async () => {
+    await reader?.close().catch(() => undefined);
+    await bus?.close();
+    await store?.close();
+    await nats?.stop();
+    await cleanup(ns, ns).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A running session with a sandbox and an admission slot, as the spawner leaves it. */
+  const running = async (id: string): Promise<void> => {
+    await store.create({ id, projectId: "p-obx", prompt: "go", config: SessionConfig.parse({}) });
+    const sandbox = await deps.provider.create({ metadata: { fleet: FLEET, sessionId: id, projectId: "p-obx", attempt: "1" }, envs: {}, timeoutMs: 600_000 });
+    expect(await store.acquireSlot("global", 100, id)).toBe(true);
+    await store.transition(id, { from: ["pending"], to: "running", set: { attempt: 1, phase: "running", sandbox: { id: sandbox.id, provider: sandbox.provider } } });
+  };
+
+  const terminalEvents = async (js: JetStreamClient, durable: string): Promise<string[]> => {
+    const consumer = await js.consumers.get(streamName(ns, "events"), durable);
+    const seen: string[] = [];
+    for (;;) {
+      const m = await consumer.next({ expires: 1_000 });
+      if (!m) return seen;
+      seen.push(`${m.subject.slice(ns.length + 1)} ${m.json<{ sessionId: string }>().sessionId}`);
+      await m.ackAck();
+    }
+  };
+
+  it("sessions completing, failing, cancelled and timing out while nats-server is down for 10 s: one event each after, slots free, no sandbox left", async () => {
+    const ids = ["done", "fail", "cancel", "late"].map((k) => `${k}-${ns}`);
+    for (const id of ids) await running(id);
+    const [done, fail, cancel, late] = ids as [string, string, string, string];
+    const jsm = await jetstreamManager(reader);
+    const filters = (["completed", "failed", "cancelled"] as const).map((k) => subjectFor(ns, k));
+    await jsm.consumers.add(streamName(ns, "events"), { durable_name: "acme", ack_policy: AckPolicy.Explicit, filter_subjects: filters });
+
+    const down = Date.now();
+    await nats.stop();
+    // As the stages do: the poller ends two, the watchdog one on a cancel request and one at its
+    // deadline. A stage that sees an error carries on (the poller's tick logs it), so errors are kept.
+    const errors: unknown[] = [];
+    const ending = [
+      endSession(deps, done, { status: "completed", output: { response: "ok", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] } }),
+      endSession(deps, fail, { status: "failed", error: { code: "sandbox_lost", message: "gone" } }),
+      endSession(deps, cancel, { status: "cancelled", reason: "user" }),
+    ];
+    for (const r of await Promise.allSettled(ending)) if (r.status === "rejected") errors.push(r.reason);
+    const far = Date.now() + SessionConfig.parse({}).timeoutMs + 60_000;
+    await enforceDeadlines(deps, far).catch((err: unknown) => errors.push(err));
+    for (const id of ids) expect((await store.get(id))?.status, id).not.toMatch(/pending|running/);
+    await sleep(Math.max(0, 10_000 - (Date.now() - down)));
+    await nats.start();
+
+    const watchdog = createWatchdog(deps, { fleet: FLEET, graceMs: 600_000, intervalMs: 500, reaperIntervalMs: 3_600_000, debtGraceMs: 1_000 });
+    watchdog.start();
+    try {
+      const js = jetstream(reader, { timeout: 2_000 });
+      const seen: string[] = [];
+      // Bounded, and what arrived is asserted below (before the outbox: nothing, ever).
+      await eventually(async () => {
+        seen.push(...(await terminalEvents(js, "acme").catch(() => [])));
+        return seen.length >= ids.length;
+      }, 30_000, 200).catch(() => undefined);
+      // Two more payment rounds, and a stage meeting an ended session again: still one event each.
+      await sleep(1_500);
+      await endSession(deps, done, { status: "cancelled", reason: "late" });
+      seen.push(...(await terminalEvents(js, "acme")));
+      expect(seen.sort()).toEqual([`session.cancelled ${cancel}`, `session.completed ${done}`, `session.failed ${fail}`, `session.failed ${late}`].sort());
+      for (const id of ids) expect((await store.get(id))?.eventOwed, id).toBeUndefined();
+      expect(await store.slotsInUse("global")).toBe(0);
+      expect(await deps.provider.list({ fleet: FLEET })).toEqual([]);
+    } finally {
+      await watchdog.stop(1_000);
+    }
+    logger.debug({ errors: errors.length }, "errors seen while the bus was down");
+  }, 90_000);
+
+  it("counts each ended session once, where it ended, by status and error code", async () => {
+    const ids = ["m-done", "m-agent", "m-cancel", "m-late"].map((k) => `${k}-${ns}`);
+    for (const id of ids) await running(id);
+    const [done, agent, cancel, late] = ids as [string, string, string, string];
+    const before = await ended();
+    const output = { response: "ok", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
+    // Two paths racing to end one session (a callback and the poller): one winner, one count.
+    await Promise.all([endSession(deps, done, { status: "completed", output }), endSession(deps, done, { status: "failed", error: { code: "agent", message: "x" } })]);
+    await endSession(deps, agent, { status: "failed", error: { code: "agent", message: "boom" } });
+    const watchdog = createWatchdog(deps, { fleet: FLEET, graceMs: 600_000, intervalMs: 3_600_000, reaperIntervalMs: 3_600_000, debtGraceMs: 1_000 });
+    watchdog.start();
+    try {
+      await bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId: cancel, at: Date.now(), reason: "user" });
+      await eventually(async () => (await store.get(cancel))?.status === "cancelled", 10_000, 50);
+    } finally {
+      await watchdog.stop(1_000);
+    }
+    const far = Date.now() + SessionConfig.parse({}).timeoutMs + 60_000;
+    await Promise.all([enforceDeadlines(deps, far), enforceDeadlines(deps, far)]);
+    expect((await store.get(late))?.error?.code).toBe("timeout");
+    const doneStatus = (await store.get(done))?.status as string;
+    const delta = diff(before, await ended());
+    expect(delta).toEqual({ [`${doneStatus}|${doneStatus === "completed" ? "" : "agent"}`]: 1, "failed|agent": doneStatus === "failed" ? 2 : 1, "cancelled|cancelled": 1, "failed|timeout": 1 });
+  }, 60_000);
+
+  const ended = async (): Promise<Record<string, number>> => {
+    const m = await metrics.sessionsEnded.get();
+    return Object.fromEntries(m.values.map((v) => [`${String(v.labels.status)}|${String(v.labels.code)}`, v.value]));
+  };
+});
+
+function diff(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0));
+}
