@@ -42,6 +42,9 @@ export interface SpawnSettings {
 
 export type SpawnDeps = StageDeps<SpawnSettings>;
 
+/** How far ahead of the fleet's clock a request's requestedAt may be before it is refused as broken. */
+export const MAX_REQUEST_CLOCK_AHEAD_MS = 5 * 60_000;
+
 /** Thrown when the session ended (cancelled, timed out) while it was being set up. */
 class Superseded extends Error {}
 
@@ -55,10 +58,20 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   if (!isKnownProject(deps.settings.projects, req.projectId)) {
     throw new FleetError("bad_input", `unknown project ${req.projectId}: this fleet serves ${String(deps.settings.projects)}`);
   }
-  const { session } = await store.create(
-    { id: req.sessionId, projectId: req.projectId, ...(req.cardId ? { cardId: req.cardId } : {}), prompt: req.prompt, config: req.config },
-    req.requestedAt,
-  );
+  // Another system's clock may be anywhere: its requestedAt is kept as reported, but the session is
+  // created on this process's clock, so a request dated 0 does not time out at once nor jump the
+  // queue. One dated well ahead is a broken publisher: dead-lettered, so someone sees why.
+  if (req.requestedAt > Date.now() + MAX_REQUEST_CLOCK_AHEAD_MS) {
+    throw new FleetError("bad_input", `requestedAt ${new Date(req.requestedAt).toISOString()} is ${Math.round((req.requestedAt - Date.now()) / 1000)} s ahead of the fleet's clock (at most ${MAX_REQUEST_CLOCK_AHEAD_MS / 60_000} min allowed)`);
+  }
+  const { session } = await store.create({
+    id: req.sessionId,
+    projectId: req.projectId,
+    ...(req.cardId ? { cardId: req.cardId } : {}),
+    prompt: req.prompt,
+    config: req.config,
+    requestedAt: req.requestedAt,
+  });
   // Session ids are global and chosen by the submitter: a request of another project must neither
   // set up, republish nor learn anything of this one (the create changed nothing of it). The reason
   // does not name the owner's project.

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { FleetError } from "../errors/index.js";
 import { CallbackKeys } from "../auth/callback-tokens.js";
 import { ProjectId } from "../contracts/common.js";
+import { SimCreateFaults } from "../simulated/faults.js";
 
 /**
  * Config pieces shared by every service. Each service composes its own schema from these and calls
@@ -118,6 +119,11 @@ export const sandboxEnv = z.object({
   FLEET_SIM_EVENT_MS: z.coerce.number().int().min(0).max(3_600_000).default(0),
   /** Simulated: `off` keeps the agent's event stream silent, as if cut (pollers then rely on status checks). */
   FLEET_SIM_EVENT_STREAM: z.enum(["on", "off"]).default("on"),
+  /**
+   * Simulated: sandbox creates that fail on purpose, per project, for tests of provider errors:
+   * `p1=rate_limit:2,p2=transient,p3=permanent` (attempts 1..n fail; permanent ones always).
+   */
+  FLEET_SIM_CREATE_FAULTS: SimCreateFaults,
 });
 export type SandboxEnv = z.infer<typeof sandboxEnv>;
 

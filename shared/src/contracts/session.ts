@@ -126,7 +126,10 @@ export const Session = z.object({
   output: SessionOutput.optional(),
   error: ErrorInfo.optional(),
   metrics: SessionMetrics,
+  /** When the fleet took the request, on its own clock: deadlines and the admission queue count from it. */
   createdAt: Millis,
+  /** When the publisher of a bus request says it asked, as it said it (its clock, not trusted for timing). */
+  requestedAt: Millis.optional(),
   updatedAt: Millis,
   startedAt: Millis.optional(),
   completedAt: Millis.optional(),
@@ -140,7 +143,7 @@ export const Session = z.object({
 export type Session = z.infer<typeof Session>;
 
 /** What a caller supplies to create a session; the store fills in the rest. */
-export const NewSession = Session.pick({ id: true, projectId: true, cardId: true, prompt: true, config: true }).extend({
+export const NewSession = Session.pick({ id: true, projectId: true, cardId: true, prompt: true, config: true, requestedAt: true }).extend({
   createdAt: Millis.optional(),
 });
 export type NewSession = z.input<typeof NewSession>;

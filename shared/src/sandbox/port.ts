@@ -86,7 +86,11 @@ export interface SandboxProvider {
   create(spec: SandboxCreateSpec): Promise<Sandbox>;
   /** Re-attaches to a sandbox created earlier (by any process); null when it is gone. */
   connect(id: string): Promise<Sandbox | null>;
-  /** Sandboxes alive now whose metadata contains every given key/value. */
+  /**
+   * Sandboxes alive now whose metadata contains every given key/value, oldest first: by `startedAt`,
+   * then by id for those started in the same millisecond (`oldestFirst`), so every caller and every
+   * provider gives one order. Not creation order: two creates in one millisecond sort by id.
+   */
   list(filter?: Partial<Record<string, string>>): Promise<SandboxSummary[]>;
   /** Ends a sandbox by id; true when it was alive. Idempotent. */
   kill(id: string): Promise<boolean>;

@@ -1,7 +1,12 @@
 import { z } from "zod";
 import { FleetError } from "../errors/index.js";
 import { checkEnvs } from "./paths.js";
-import { SandboxMetadata, type SandboxCreateSpec } from "./port.js";
+import { SandboxMetadata, type SandboxCreateSpec, type SandboxSummary } from "./port.js";
+
+/** The order `SandboxProvider.list` promises: by start time, ties by id. */
+export function oldestFirst(a: Pick<SandboxSummary, "id" | "startedAt">, b: Pick<SandboxSummary, "id" | "startedAt">): number {
+  return a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
 
 /** The longest hard timeout a provider accepts for one sandbox. */
 export const MAX_SANDBOX_TIMEOUT_MS = 7 * 24 * 3_600_000;

@@ -13,7 +13,14 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
   if (env.SANDBOX_PROVIDER === "simulated") {
     const { SimulatedSandboxProvider } = await import("../simulated/index.js");
     return new SimulatedSandboxProvider(
-      { dir: env.FLEET_SIM_DIR, createMs: env.FLEET_SIM_CREATE_MS, events: env.FLEET_SIM_EVENTS, eventMs: env.FLEET_SIM_EVENT_MS, fleet: env.FLEET_NAME },
+      {
+        dir: env.FLEET_SIM_DIR,
+        createMs: env.FLEET_SIM_CREATE_MS,
+        events: env.FLEET_SIM_EVENTS,
+        eventMs: env.FLEET_SIM_EVENT_MS,
+        fleet: env.FLEET_NAME,
+        createFaults: env.FLEET_SIM_CREATE_FAULTS,
+      },
       logger,
     );
   }

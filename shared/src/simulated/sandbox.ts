@@ -6,7 +6,7 @@ import { z } from "zod";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import { relativeSegments } from "../sandbox/paths.js";
-import { checkCreateSpec } from "../sandbox/spec.js";
+import { checkCreateSpec, oldestFirst } from "../sandbox/spec.js";
 import {
   type CommandResult,
   type CommandSpec,
@@ -16,6 +16,7 @@ import {
   type SandboxProvider,
   type SandboxSummary,
 } from "../sandbox/port.js";
+import { SimCreateFault, createFault } from "./faults.js";
 import { SIM_ID, appendMark, createdLine, endedPath, forEachBounded, isMissing, listJournals, livePath, parseJournal, type SimulatedState } from "./state.js";
 
 /**
@@ -34,6 +35,8 @@ export const SimulatedSandboxConfig = z.object({
   eventMs: z.number().int().min(0).default(0),
   /** When set, create() refuses metadata naming another fleet and list() shows only this fleet's. */
   fleet: z.string().min(1).optional(),
+  /** Creates that fail on purpose (FLEET_SIM_CREATE_FAULTS), for tests of provider errors. */
+  createFaults: z.array(SimCreateFault).default([]),
 });
 export type SimulatedSandboxConfig = z.input<typeof SimulatedSandboxConfig>;
 
@@ -67,6 +70,8 @@ export class SimulatedSandboxProvider implements SandboxProvider {
 
   async create(spec: SandboxCreateSpec): Promise<SimulatedSandbox> {
     const { metadata } = checkCreateSpec(spec, this.config.fleet);
+    const fault = createFault(this.config.createFaults, metadata);
+    if (fault) throw fault;
     await this.ensureFolders();
     if (this.config.createMs > 0) await delay(this.config.createMs);
     const id = `sim-${randomBytes(8).toString("hex")}`;
@@ -112,8 +117,8 @@ export class SimulatedSandboxProvider implements SandboxProvider {
     });
     return found
       .filter((s) => wanted.every(([k, v]) => s.metadata[k] === v))
-      .sort((a, b) => a.createdAt - b.createdAt)
-      .map((s) => ({ id: s.id, provider: this.name, metadata: { ...s.metadata }, startedAt: s.createdAt, endAt: s.endAt }));
+      .map((s) => ({ id: s.id, provider: this.name, metadata: { ...s.metadata }, startedAt: s.createdAt, endAt: s.endAt }))
+      .sort(oldestFirst);
   }
 
   /** One rename from live/ to ended/ decides it: true for the call that made it, false after. */

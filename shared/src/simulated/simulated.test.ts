@@ -49,6 +49,20 @@ async function prompted(dir: string, options: { events?: number; eventMs?: numbe
 }
 
 describe("SimulatedSandboxProvider", () => {
+  it("lists oldest first, and sandboxes started in the same millisecond by id, as the port promises", async () => {
+    const dir = stateDir();
+    const provider = new SimulatedSandboxProvider({ dir, fleet: "simtest" }, logger);
+    // Many at once, so several share a millisecond whatever order the directory gives them back in.
+    const made = await Promise.all(Array.from({ length: 24 }, () => provider.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 })));
+    const listed = await provider.list();
+    expect(listed.map((s) => s.id).sort()).toEqual(made.map((s) => s.id).sort());
+    for (const [i, s] of listed.entries()) {
+      const next = listed[i + 1];
+      if (next) expect(s.startedAt < next.startedAt || (s.startedAt === next.startedAt && s.id < next.id), `${s.id}@${s.startedAt} before ${next.id}@${next.startedAt}`).toBe(true);
+    }
+    expect(listed.some((s, i) => listed[i + 1]?.startedAt === s.startedAt), "no two sandboxes shared a millisecond: the tie order went untested").toBe(true);
+  });
+
   it("shares sandboxes across instances through the state directory: connect, list, kill, isAlive", async () => {
     const dir = stateDir();
     const a = new SimulatedSandboxProvider({ dir, fleet: "simtest" }, logger);
@@ -64,7 +78,8 @@ describe("SimulatedSandboxProvider", () => {
     const seen = await b.connect(s1.id);
     expect(seen?.id).toBe(s1.id);
     expect(await seen?.isAlive()).toBe(true);
-    expect((await b.list()).map((s) => s.id)).toEqual([s1.id, s2.id]);
+    // Two creates may share a millisecond, and then list() orders them by id, not by creation.
+    expect((await b.list()).map((s) => s.id).sort()).toEqual([s1.id, s2.id].sort());
     expect((await b.list({ projectId: "p2" })).map((s) => s.id)).toEqual([s2.id]);
     const [summary] = await b.list({ sessionId: m1.sessionId });
     expect(summary).toMatchObject({ id: s1.id, provider: "simulated", metadata: m1 });
@@ -84,7 +99,7 @@ describe("SimulatedSandboxProvider", () => {
     expect(ended).toMatchObject({ id: s1.id, alive: false, metadata: m1 });
     expect(ended?.killedAt).toBeGreaterThanOrEqual(ended?.createdAt ?? Infinity);
     const all = await readAllSimulatedStates(dir);
-    expect(all.states.map((s) => s.id)).toEqual([s1.id, s2.id]);
+    expect(all.states.map((s) => s.id).sort()).toEqual([s1.id, s2.id].sort());
     expect(all.unreadable).toEqual([]);
     expect(await a.kill("not-an-id")).toBe(false);
     expect(await a.connect("../x")).toBeNull();
@@ -220,6 +235,12 @@ describe("SANDBOX_PROVIDER=simulated", () => {
     expect(env).toMatchObject({ FLEET_SIM_DIR: dir, FLEET_SIM_EVENTS: 2, FLEET_SIM_EVENT_MS: 10, FLEET_SIM_CREATE_MS: 0 });
     expect(loadConfig(sandboxEnv, {})).toMatchObject({ FLEET_SIM_EVENTS: 5, FLEET_SIM_EVENT_MS: 0, FLEET_SIM_CREATE_MS: 0 });
     expect(() => loadConfig(sandboxEnv, { FLEET_SIM_EVENTS: "-1" })).toThrow(/FLEET_SIM_EVENTS/);
+    expect(loadConfig(sandboxEnv, { FLEET_SIM_CREATE_FAULTS: "p1=rate_limit:2, p2=transient,p3=permanent" }).FLEET_SIM_CREATE_FAULTS).toEqual([
+      { projectId: "p1", kind: "rate_limit", attempts: 2 },
+      { projectId: "p2", kind: "transient", attempts: 1 },
+      { projectId: "p3", kind: "permanent", attempts: Number.MAX_SAFE_INTEGER },
+    ]);
+    expect(() => loadConfig(sandboxEnv, { FLEET_SIM_CREATE_FAULTS: "p1=flaky" })).toThrow(/FLEET_SIM_CREATE_FAULTS/);
     const provider = await createSandboxProvider(env, logger);
     const runtime = await createAgentRuntime(env, logger);
     expect([provider.name, runtime.name]).toEqual(["simulated", "simulated"]);

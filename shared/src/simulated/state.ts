@@ -2,6 +2,7 @@ import { constants } from "node:fs";
 import { open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
+import { oldestFirst } from "../sandbox/spec.js";
 
 /**
  * The on-disk record of one simulated sandbox, for benchmarks only. Every fleet process on the host
@@ -150,7 +151,8 @@ export async function readAllSimulatedStates(dir: string): Promise<{ states: Sim
   // A kill racing the scan could list one sandbox twice: the ended record is the later truth.
   const byId = new Map<string, SimulatedState>();
   for (const s of states) if (!byId.has(s.id) || !s.alive) byId.set(s.id, s);
-  return { states: [...byId.values()].sort((a, b) => a.createdAt - b.createdAt), unreadable };
+  // The provider's list() order (oldest first, ties by id), so a report reads the same every run.
+  return { states: [...byId.values()].sort((a, b) => oldestFirst({ id: a.id, startedAt: a.createdAt }, { id: b.id, startedAt: b.createdAt })), unreadable };
 }
 
 /**

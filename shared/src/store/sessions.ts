@@ -102,6 +102,7 @@ export class MongoSessions implements SessionDocStore {
       ...(parsed.cardId ? { cardId: parsed.cardId } : {}),
       prompt: parsed.prompt,
       config: parsed.config,
+      ...(parsed.requestedAt !== undefined ? { requestedAt: parsed.requestedAt } : {}),
       status: "pending",
       phase: "queued",
       attempt: 0,

@@ -5,6 +5,7 @@ import type { Logger } from "../../log/index.js";
 import { checkEnvs, joinPosix } from "../paths.js";
 import { SandboxMetadata, type SandboxCreateSpec, type SandboxProvider, type SandboxSummary } from "../port.js";
 import { shellCommand, shellQuote } from "../shell.js";
+import { oldestFirst } from "../spec.js";
 import { isNotFound, mapE2BError } from "./errors.js";
 import { E2B_WORKSPACE, E2BSandbox } from "./sandbox.js";
 
@@ -135,7 +136,8 @@ export class E2BSandboxProvider implements SandboxProvider {
       const { sandboxId, metadata, startedAt, endAt } = parsed.data;
       out.push({ id: sandboxId, provider: "e2b", metadata, startedAt: startedAt.getTime(), ...(endAt ? { endAt: endAt.getTime() } : {}) });
     }
-    return out;
+    // E2B's pages promise no order; the port does.
+    return out.sort(oldestFirst);
   }
 
   async kill(id: string): Promise<boolean> {

@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { FleetError, errorMessage } from "../../errors/index.js";
 import type { Logger } from "../../log/index.js";
 import { type SandboxCreateSpec, type SandboxProvider, type SandboxSummary } from "../port.js";
-import { checkCreateSpec } from "../spec.js";
+import { checkCreateSpec, oldestFirst } from "../spec.js";
 import { ephemeralPortRange, resolveLocalConfig, type LocalSandboxConfig, type ResolvedLocalConfig } from "./config.js";
 import { startBridges } from "./host-bridges.js";
 import { isolationProblem, type IsolationMode } from "./isolation.js";
@@ -194,8 +194,8 @@ export class LocalSandboxProvider implements SandboxProvider {
     if (this.config.fleet) wanted.push(["fleet", this.config.fleet]);
     return (await this.records())
       .filter((r) => wanted.every(([k, v]) => r.metadata[k] === v))
-      .sort((a, b) => a.startedAt - b.startedAt)
-      .map((r) => ({ id: r.id, provider: "local", metadata: { ...r.metadata }, startedAt: r.startedAt, endAt: r.endAt }));
+      .map((r) => ({ id: r.id, provider: "local", metadata: { ...r.metadata }, startedAt: r.startedAt, endAt: r.endAt }))
+      .sort(oldestFirst);
   }
 
   async kill(id: string): Promise<boolean> {

@@ -1,0 +1,146 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { SCHEMA_VERSION, subjectFor, type MongoSessionStore, type Session } from "../shared/src/index.js";
+import { SimulatedSandboxProvider } from "../shared/src/simulated/index.js";
+import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+
+/** Projects whose sandbox creates the simulated provider fails on purpose (FLEET_SIM_CREATE_FAULTS). */
+const FAULTS = "p-rate=rate_limit:2,p-busy=transient:1,p-denied=permanent,p-stuck=transient:50";
+const ENDED = ["completed", "failed", "cancelled"];
+
+/**
+ * What an outside system and a user meet, through the real api, spawner, poller and watchdog
+ * processes (simulated sandboxes and agent, so no OpenCode is needed): requests published on the bus
+ * with a clock of their own, sandbox creates that fail the way a cloud provider fails, and `./fleet
+ * cancel`.
+ */
+describe("the fleet's clock, provider faults and ./fleet cancel, with real services", () => {
+  let fleet: TestFleet;
+  let ns: string;
+  let simDir: string;
+  let provider: SimulatedSandboxProvider;
+  let nc: NatsConnection;
+  let store: MongoSessionStore;
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("clk");
+    simDir = mkdtempSync(join(tmpdir(), "fleet-sim-faults-"));
+    provider = new SimulatedSandboxProvider({ dir: simDir }, logger);
+    fleet = await startTestFleet({
+      namespace: ns,
+      // The spawner's config requires a model URL; the simulated agent never calls it.
+      modelUrl: "http://127.0.0.1:9/v1",
+      env: {
+        SANDBOX_PROVIDER: "simulated",
+        FLEET_SIM_DIR: simDir,
+        FLEET_SIM_EVENTS: "2",
+        // Long enough for the watchdog (every 500 ms) to see a session whose deadline has passed.
+        FLEET_SIM_EVENT_MS: "1000",
+        FLEET_SIM_CREATE_FAULTS: FAULTS,
+        WATCHDOG_INTERVAL_MS: "500",
+        REAPER_INTERVAL_MS: "500",
+        REAPER_GRACE_MS: "200",
+      },
+      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
+    });
+    nc = await connect({ servers: inject("natsUrl") });
+    store = await openStore(ns);
+  }, 120_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await nc?.close();
+    await store?.close();
+    await cleanup(ns, ns);
+    if (simDir) rmSync(simDir, { recursive: true, force: true });
+  });
+
+  const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
+  const ended = (id: string, timeoutMs = 60_000) =>
+    eventually(async () => {
+      const s = await store.get(id);
+      return s && ENDED.includes(s.status) ? s : undefined;
+    }, timeoutMs, 100);
+  const submit = async (projectId: string) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId, prompt: "go" })).body.sessionId;
+  const publishRequest = (sessionId: string, requestedAt: number) =>
+    jetstream(nc).publish(
+      subjectFor(ns, "requested"),
+      JSON.stringify({ v: SCHEMA_VERSION, sessionId, projectId: "p-bus", prompt: "go", config: { timeoutMs: 120_000 }, requestedAt }),
+      { msgID: `requested:${sessionId}` },
+    );
+
+  it("bases deadline and queue order on when the fleet took a bus request, keeping the publisher's requestedAt", async () => {
+    const id = `epoch-${ns}`;
+    const before = Date.now();
+    await publishRequest(id, 0);
+    const s = await ended(id);
+    expect({ status: s.status, error: s.error }).toEqual({ status: "completed", error: undefined });
+    expect(s.requestedAt).toBe(0);
+    expect(s.createdAt).toBeGreaterThanOrEqual(before);
+    expect(s.createdAt).toBeLessThanOrEqual(Date.now());
+    expect(s.deadlineAt).toBe(s.createdAt + 120_000);
+  }, 90_000);
+
+  it("dead-letters a request dated more than 5 minutes ahead of the fleet's clock, with the reason, storing nothing", async () => {
+    const id = `future-${ns}`;
+    await publishRequest(id, Date.now() + 3_600_000);
+    const dead = await eventually(async () => (await store.deadLetters({ limit: 100 })).find((d) => d.excerpt.includes(id)), 20_000, 100);
+    expect(dead.reason).toMatch(/requestedAt .* ahead of the fleet's clock/);
+    expect(await store.get(id)).toBeNull();
+  }, 30_000);
+
+  it("retries sandbox creates refused for a rate limit or a transient error, with backoff, and the sessions complete", async () => {
+    const [rate, busy] = [await submit("p-rate"), await submit("p-busy")];
+    const [r, b] = await Promise.all([ended(rate), ended(busy)]);
+    expect({ status: r.status, attempt: r.attempt, error: r.error }).toEqual({ status: "completed", attempt: 3, error: undefined });
+    expect({ status: b.status, attempt: b.attempt, error: b.error }).toEqual({ status: "completed", attempt: 2, error: undefined });
+    // Two refusals cost at least the two shortest backoffs (250 ms, then 500 ms) before the third try.
+    expect((r.startedAt ?? 0) - r.createdAt).toBeGreaterThanOrEqual(750);
+    const spawner = fleet.logsOf("spawner").join("\n");
+    expect(spawner).toContain(`429 too many sandboxes being created (project p-rate, attempt 2)`);
+    await eventually(async () => (await provider.list({ sessionId: rate })).length + (await provider.list({ sessionId: busy })).length === 0, 15_000, 100);
+  }, 90_000);
+
+  it("fails a session at once, with a clear code, when its sandbox can never be made", async () => {
+    const id = await submit("p-denied");
+    const s = await ended(id, 30_000);
+    expect(s.status).toBe("failed");
+    expect(s.attempt).toBe(1);
+    expect(s.error?.code).toBe("sandbox");
+    expect(s.error?.message).toMatch(/template not found; creating this sandbox cannot succeed/);
+    expect(await provider.list({ sessionId: id })).toEqual([]);
+  }, 60_000);
+
+  it("cancels with ./fleet cancel ID --reason, and explains its usage", async () => {
+    // Its creates keep failing, so it stays pending while the spawner backs off: a session to cancel.
+    const id = await submit("p-stuck");
+    await eventually(async () => (await get(id)).attempt >= 1, 20_000, 100);
+    const home = mkdtempSync(join(tmpdir(), "fleet-cli-cancel-"));
+    const cli = (args: string[]) => {
+      const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "cli", "dist", "main.js"), ...args], {
+        env: { ...process.env, FLEET_HOME: home, FLEET_API_URL: fleet.apiUrl, FLEET_API_KEY: fleet.apiKey },
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    };
+    try {
+      expect(cli(["help"]).out).toContain("cancel ID");
+      expect(cli(["cancel"])).toMatchObject({ code: 1, err: expect.stringContaining("usage: ./fleet cancel <session id> [--reason r]") });
+      expect(cli(["cancel", "no-such-session"])).toMatchObject({ code: 1, err: expect.stringContaining("404") });
+      const done = cli(["cancel", id, "--reason", "not needed any more"]);
+      expect(done, done.err).toMatchObject({ code: 0, out: expect.stringContaining(`cancel requested for ${id}`) });
+      const s = await ended(id, 20_000);
+      expect({ status: s.status, error: s.error }).toEqual({ status: "cancelled", error: { code: "cancelled", message: "not needed any more" } });
+      expect(cli(["cancel", id])).toMatchObject({ code: 1, err: expect.stringContaining("already ended") });
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
