@@ -176,8 +176,9 @@ describe("api over a real bus and store", () => {
       const res = await fetch(`${base}/v1/sessions/${id}/cancel`, { method: "POST", ...init, headers: { authorization: `Bearer ${key}`, ...("headers" in init ? init.headers : {}) } });
       expect({ id, status: res.status, body: await res.json() }).toEqual({ id, status: 202, body: { sessionId: id, status: "pending" } });
     }
-    // A body that is there must still be right.
+    // A body that is there must still be right, and JSON null is not "no body".
     expect((await call("POST", "/v1/sessions/bare-cancel/cancel", { reason: 5 })).status).toBe(400);
+    expect((await call("POST", "/v1/sessions/bare-cancel/cancel", "null")).status).toBe(400);
     const spec = await call<{ paths: Record<string, { post: { requestBody?: { required?: boolean } } }> }>("GET", "/openapi.json");
     expect(spec.body.paths["/v1/sessions/{id}/cancel"]?.post.requestBody?.required).not.toBe(true);
   });

@@ -36,6 +36,11 @@ async function mustGet(store: SessionStore, id: string, req: FastifyRequest): Pr
   return s;
 }
 
+/** A request that carries no body at all (no length, or length 0, and not chunked). */
+function hasNoBody(req: FastifyRequest): boolean {
+  return (req.headers["content-length"] ?? "0") === "0" && req.headers["transfer-encoding"] === undefined;
+}
+
 function mustReach(req: FastifyRequest, projectId: string): void {
   if (!reaches(req, projectId)) throw new FleetError("forbidden", `this API key does not reach project ${projectId}`);
 }
@@ -109,11 +114,12 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
       config: { access: "key" },
       // The body is optional: `curl -X POST .../cancel` sends none, or an empty one under a JSON
       // content type, which fastify's JSON parser would refuse and its validator would see as null.
+      // Only a body that is not there means `{}`: a JSON `null` is still a wrong body (400).
       preParsing: async (req) => {
-        if (req.headers["content-length"] === "0" && req.headers["transfer-encoding"] === undefined) delete req.headers["content-type"];
+        if (hasNoBody(req)) delete req.headers["content-type"];
       },
       preValidation: async (req) => {
-        req.body ??= {};
+        if (hasNoBody(req)) req.body ??= {};
       },
     },
     async (req, reply) => {
