@@ -52,8 +52,10 @@ describe("E2B error mapping", () => {
     expect([e.code, e.retryable]).toEqual(["config", false]);
   });
 
-  it("maps rate limits, busy service and timeouts to retryable sandbox errors", () => {
-    for (const err of [new RateLimitError("429"), new ServiceBusyError("503"), new TimeoutError("slow")]) {
+  it("maps rate limits to retryable rate_limited errors, busy service and timeouts to retryable sandbox errors", () => {
+    const limited = mapE2BError(new RateLimitError("429"), "create");
+    expect([limited.code, limited.retryable]).toEqual(["rate_limited", true]);
+    for (const err of [new ServiceBusyError("503"), new TimeoutError("slow")]) {
       const e = mapE2BError(err, "create");
       expect([e.code, e.retryable]).toEqual(["sandbox", true]);
     }
@@ -62,7 +64,7 @@ describe("E2B error mapping", () => {
   it("maps HTTP statuses carried by SDK errors", () => {
     const withStatus = (status: number) => Object.assign(new SandboxError(`${status}: x`), { statusCode: status });
     expect(mapE2BError(withStatus(500), "list").retryable).toBe(true);
-    expect(mapE2BError(withStatus(429), "list").retryable).toBe(true);
+    expect([mapE2BError(withStatus(429), "list").code, mapE2BError(withStatus(429), "list").retryable]).toEqual(["rate_limited", true]);
     expect(mapE2BError(withStatus(400), "create").retryable).toBe(false);
     expect(mapE2BError(withStatus(403), "create").code).toBe("config");
     expect(isNotFound(withStatus(404))).toBe(true);

@@ -46,11 +46,13 @@ export function mapE2BError(err: unknown, what: string): FleetError {
   const name = (err as { name?: unknown } | null)?.name;
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
   const message = `E2B ${what} failed: ${errorMessage(err)}`;
-  const fail = (code: "config" | "sandbox", retryable: boolean) => new FleetError(code, message, { retryable, cause: err });
+  const fail = (code: "config" | "sandbox" | "rate_limited", retryable: boolean) => new FleetError(code, message, { retryable, cause: err });
   switch (name) {
     case "AuthenticationError":
       return fail("config", false);
+    // Its own code, so a session that gives up after the retries says the provider's limit was why.
     case "RateLimitError":
+      return fail("rate_limited", true);
     case "ServiceBusyError":
     case "TimeoutError":
       return fail("sandbox", true);
@@ -64,7 +66,8 @@ export function mapE2BError(err: unknown, what: string): FleetError {
   }
   if (typeof status === "number") {
     if (status === 401 || status === 403) return fail("config", false);
-    if (status === 408 || status === 429 || status >= 500) return fail("sandbox", true);
+    if (status === 429) return fail("rate_limited", true);
+    if (status === 408 || status >= 500) return fail("sandbox", true);
     if (status >= 400) return fail("sandbox", false);
   }
   if (isNetworkError(err)) return fail("sandbox", true);
