@@ -144,3 +144,42 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
     }
   }, 60_000);
 });
+
+describe("a provider that keeps refusing for a rate limit, with real services", () => {
+  let fleet: TestFleet;
+  let ns: string;
+  let simDir: string;
+  let store: MongoSessionStore;
+
+  beforeAll(async () => {
+    ns = uniqueNamespace("rl");
+    simDir = mkdtempSync(join(tmpdir(), "fleet-sim-limited-"));
+    fleet = await startTestFleet({
+      namespace: ns,
+      modelUrl: "http://127.0.0.1:9/v1",
+      // Three deliveries, so giving up takes about two backoffs (0.75-1.5 s) rather than minutes.
+      env: { SANDBOX_PROVIDER: "simulated", FLEET_SIM_DIR: simDir, FLEET_SIM_CREATE_FAULTS: "p-limited=rate_limit:99", FLEET_MAX_DELIVER: "3" },
+      services: [["api"], ["spawner"]],
+    });
+    store = await openStore(ns);
+  }, 120_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await store?.close();
+    await cleanup(ns, ns);
+    if (simDir) rmSync(simDir, { recursive: true, force: true });
+  });
+
+  it("fails the session with code rate_limited once the retries are spent, and records the dead request", async () => {
+    const id = (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-limited", prompt: "go" })).body.sessionId;
+    const s = await eventually(async () => {
+      const got = await store.get(id);
+      return got && ENDED.includes(got.status) ? got : undefined;
+    }, 30_000, 100);
+    expect({ status: s.status, code: s.error?.code, attempt: s.attempt }).toEqual({ status: "failed", code: "rate_limited", attempt: 3 });
+    expect(s.error?.message).toMatch(/^gave up after 3 attempts: simulated provider: 429 too many sandboxes being created/);
+    const dead = await eventually(async () => (await store.deadLetters({ limit: 10 })).find((d) => d.excerpt.includes(id)), 10_000, 100);
+    expect(dead.reason).toContain("gave up after 3 attempts");
+  }, 60_000);
+});
