@@ -31,6 +31,15 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
     expect(a.session).toMatchObject({ status: "pending", phase: "queued", attempt: 0, createdAt: 1_000, deadlineAt: 1_000 + config.timeoutMs });
   });
 
+  it("keeps a publisher's requestedAt as sent, and counts the deadline from the store's own create time", async () => {
+    const before = Date.now();
+    const { session } = await sessions.create({ id: "s-requested-at", projectId: "p", prompt: "x", config, requestedAt: 0 });
+    expect(session.requestedAt).toBe(0);
+    expect(session.createdAt).toBeGreaterThanOrEqual(before);
+    expect(session.deadlineAt).toBe(session.createdAt + config.timeoutMs);
+    expect((await sessions.create({ id: "s-no-requested-at", projectId: "p", prompt: "x", config })).session).not.toHaveProperty("requestedAt");
+  });
+
   it("lets concurrent creators of one id agree on one document", async () => {
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => sessions.create({ id: "s-race-create", projectId: "p", prompt: `p${i}`, config })));
     expect(results.filter((r) => r.created)).toHaveLength(1);
