@@ -59,8 +59,9 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     throw new FleetError("bad_input", `unknown project ${req.projectId}: this fleet serves ${String(deps.settings.projects)}`);
   }
   // Another system's clock may be anywhere: its requestedAt is kept as reported, but the session is
-  // created on this process's clock, so a request dated 0 does not time out at once nor jump the
-  // queue. One dated well ahead is a broken publisher: dead-lettered, so someone sees why.
+  // created at the time the stream took the request (the fleet's clock, and the same on every
+  // delivery), so a request dated 0 does not time out at once nor jump the queue. One dated well
+  // ahead is a broken publisher: dead-lettered, so someone sees why.
   if (req.requestedAt > Date.now() + MAX_REQUEST_CLOCK_AHEAD_MS) {
     throw new FleetError("bad_input", `requestedAt ${new Date(req.requestedAt).toISOString()} is ${Math.round((req.requestedAt - Date.now()) / 1000)} s ahead of the fleet's clock (at most ${MAX_REQUEST_CLOCK_AHEAD_MS / 60_000} min allowed)`);
   }
@@ -71,7 +72,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     prompt: req.prompt,
     config: req.config,
     requestedAt: req.requestedAt,
-  });
+  }, ctx.storedAt);
   // Session ids are global and chosen by the submitter: a request of another project must neither
   // set up, republish nor learn anything of this one (the create changed nothing of it). The reason
   // does not name the owner's project.

@@ -75,6 +75,7 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
       subject: msg.subject,
       seq: msg.seq,
       deliveryCount: msg.info.deliveryCount,
+      storedAt: msg.time.getTime(),
       finalDelivery: msg.info.deliveryCount >= maxDeliver,
       headers: headersOf(msg),
       working: () => msg.working(),

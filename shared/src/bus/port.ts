@@ -19,6 +19,11 @@ export interface MessageContext {
   seq: number;
   /** 1 on first delivery. */
   deliveryCount: number;
+  /**
+   * When the stream stored the message (epoch ms, the bus server's clock): the fleet's own time of
+   * taking it, the same on every delivery, whatever time the publisher wrote into the body.
+   */
+  storedAt: number;
   /** No redelivery follows if this one fails (max_deliver reached): settle the work for good. */
   finalDelivery: boolean;
   headers: Record<string, string>;
