@@ -1,0 +1,122 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { mintCallbackToken, streamName, subjectFor, type Session } from "../shared/src/index.js";
+import { defaultToolsDir, ensureNatsServer, freePort } from "../shared/src/infra/index.js";
+import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
+import type { MongoSessionStore } from "../shared/src/store/index.js";
+import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { Restartable } from "./support/restartable.js";
+
+/** Busy long enough that no session ends by itself during the test. */
+const long: ScenarioInput = { name: "long", turns: [{ type: "tools", calls: [{ name: "bash", arguments: { command: "sleep 90" } }] }, { type: "text", text: "Slept." }] };
+
+/**
+ * The outbox with the whole fleet as processes: sessions end while the fleet's nats-server is down
+ * for 10 s, by the paths that need no bus (a sandbox's completion callback to the api, the poller
+ * finding the sandbox dead, the watchdog's deadline). A plain nats-server, restartable in place; the
+ * outside reader is a durable consumer on the terminal subjects of FLEET_EVENTS.
+ */
+describe("terminal events of sessions that end while the bus is down reach an outside consumer once", () => {
+  const ns = uniqueNamespace("obf");
+  let dir: string;
+  let nats: Restartable;
+  let natsUrl: string;
+  let model: ScriptedModel;
+  let fleet: TestFleet;
+  let store: MongoSessionStore;
+  let reader: NatsConnection;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "fleet-outbox-fleet-"));
+    const port = await freePort();
+    natsUrl = `nats://127.0.0.1:${port}`;
+    nats = new Restartable("nats-obf", await ensureNatsServer(defaultToolsDir()), ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")], join(dir, "nats.log"), async () => {
+      await (await connect({ servers: natsUrl, reconnect: false, timeout: 500 })).close();
+    });
+    await nats.start();
+    model = await startScriptedModel({ port: 0, scenario: long, byModel: { ...SCENARIOS, long }, logger });
+    fleet = await startTestFleet({
+      namespace: ns,
+      modelUrl: model.url,
+      infra: { natsUrl, mongoUri: inject("mongoUri") },
+      env: { POLLER_STATUS_INTERVAL_MS: "500", WATCHDOG_INTERVAL_MS: "500", REAPER_INTERVAL_MS: "600000" },
+      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
+    });
+    store = await openStore(ns);
+    reader = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  }, 180_000);
+
+  afterAll(async () => {
+    await reader?.close().catch(() => undefined);
+    await store?.close();
+    await fleet?.stop();
+    await model?.close();
+    await nats?.stop();
+    await cleanup(ns, ns).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const submit = async (body: Record<string, unknown>) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-obf", prompt: "go", model: "long", ...body })).body.sessionId;
+  const get = async (id: string) => (await store.get(id)) as Session;
+
+  it("a callback completion, a dead sandbox and a deadline during a 10 s outage: one event each, slots free, no sandbox", async () => {
+    const jsm = await jetstreamManager(reader);
+    const filters = (["completed", "failed", "cancelled"] as const).map((k) => subjectFor(ns, k));
+    await jsm.consumers.add(streamName(ns, "events"), { durable_name: "acme", ack_policy: AckPolicy.Explicit, filter_subjects: filters });
+    const [done, lost, late] = [await submit({}), await submit({}), await submit({ timeoutMs: 45_000 })];
+    for (const id of [done, lost, late]) await eventually(async () => (await get(id)).status === "running", 60_000, 200);
+    // The bus goes 6 s before the deadline, so the watchdog ends that session during the outage.
+    const { deadlineAt } = await get(late);
+    expect(deadlineAt - Date.now(), "setup took too long for the deadline to fall in the outage").toBeGreaterThan(6_000);
+    await sleep(deadlineAt - 6_000 - Date.now());
+
+    const down = Date.now();
+    await nats.stop();
+    const token = await mintCallbackToken({ keys: [{ kid: "k1", secret: fleet.callbackKeys.split(":")[1] as string }] }, done, 1);
+    const completed = await fetch(new URL(`/v1/callbacks/sessions/${done}/complete`, fleet.apiUrl), {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ response: "done from inside" }),
+    });
+    // Soft: a failure here (before the outbox: 503, the event's publish failed after the write)
+    // should not hide what the outside consumer got.
+    expect.soft(completed.status).toBe(200);
+    process.kill((await get(lost)).sandbox?.agentPid as number, "SIGKILL");
+    const ended = await eventually(async () => {
+      const all = await Promise.all([done, lost, late].map(get));
+      return all.every((s) => ["completed", "failed"].includes(s.status)) ? all : undefined;
+    }, 10_000, 200);
+    await sleep(Math.max(0, 10_000 - (Date.now() - down)));
+    const up = Date.now();
+    await nats.start();
+    // Each ended while the bus was down, so its event could only go out after.
+    for (const s of ended) expect((s.completedAt ?? 0) > down && (s.completedAt ?? 0) < up, s.id).toBe(true);
+    expect(ended.map((s) => `${s.status} ${s.error?.code ?? ""}`)).toEqual(["completed ", "failed sandbox_lost", "failed timeout"]);
+
+    const js = jetstream(reader, { timeout: 2_000 });
+    // The reader reconnects on its own; JetStream answers a moment after the server is up.
+    const consumer = await eventually(() => js.consumers.get(streamName(ns, "events"), "acme").catch(() => undefined), 20_000, 250);
+    const seen: string[] = [];
+    const drain = async () => {
+      for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 })) {
+        seen.push(`${m.subject.slice(ns.length + 1)} ${m.json<{ sessionId: string }>().sessionId}`);
+        await m.ackAck();
+      }
+    };
+    await eventually(async () => (await drain().catch(() => undefined), seen.length >= 3), 30_000, 250).catch(() => undefined);
+    // More watchdog rounds: nothing more comes.
+    await sleep(2_000);
+    await drain();
+    expect.soft(seen.sort()).toEqual([`session.completed ${done}`, `session.failed ${late}`, `session.failed ${lost}`].sort());
+    for (const id of [done, lost, late]) expect((await get(id)).eventOwed, id).toBeUndefined();
+    expect((await store.heldSlots()).filter((s) => [done, lost, late].includes(s.sessionId))).toEqual([]);
+    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
+    for (const id of [done, lost, late]) await eventually(async () => (await provider.list({ sessionId: id })).length === 0, 15_000, 250);
+  }, 180_000);
+});
