@@ -4,12 +4,13 @@ import { join } from "node:path";
 import { AckPolicy, jetstreamManager, jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { handleRunning } from "../services/poller/src/watch.js";
 import { createWatchdog } from "../services/watchdog/src/app.js";
 import { enforceDeadlines } from "../services/watchdog/src/deadlines.js";
 import { SCHEMA_VERSION, SessionConfig, connectBus, endSession, streamName, subjectFor, type Bus, type EndDeps } from "../shared/src/index.js";
 import { createMetrics, type FleetMetrics } from "../shared/src/metrics/index.js";
 import { defaultToolsDir, ensureNatsServer, freePort } from "../shared/src/infra/index.js";
-import { SimulatedSandboxProvider } from "../shared/src/simulated/index.js";
+import { SimulatedSandboxProvider, simulatedRuntime } from "../shared/src/simulated/index.js";
 import type { MongoSessionStore } from "../shared/src/store/index.js";
 import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { Restartable } from "./support/restartable.js";
@@ -102,11 +103,24 @@ describe("terminal events are owed in the transition's write and paid after a bu
     await sleep(Math.max(0, 10_000 - (Date.now() - down)));
     await nats.start();
 
+    // The poller meets one ended session first, on a redelivered session.running: it pays the debt
+    // itself (retried while the bus reconnects), before the watchdog would.
+    const poller = { ...deps, metrics, runtime: simulatedRuntime({ dir: join(dir, "sim") }), settings: { agentSecret: "s", statusIntervalMs: 500, storeCheckMs: 500, unreachableMs: 5_000, quietMs: 60_000, escalationStepMs: 1_000 } };
+    const sandboxId = (await store.get(done))?.sandbox?.id as string;
+    const ctx = { subject: "running", seq: 1, storedAt: Date.now(), deliveryCount: 2, finalDelivery: false, headers: {}, working: () => undefined, signal: new AbortController().signal };
+    const js = jetstream(reader, { timeout: 2_000 });
+    const seen: string[] = [];
+    await eventually(async () => {
+      await handleRunning(poller, { v: SCHEMA_VERSION, sessionId: done, projectId: "p-obx", sandboxId, agentSessionId: "a", attempt: 1, at: Date.now() }, ctx);
+      seen.push(...(await terminalEvents(js, "acme").catch(() => [])));
+      return seen.length > 0;
+    }, 20_000, 250).catch(() => undefined);
+    expect(seen).toEqual([`session.completed ${done}`]);
+    expect((await store.get(done))?.eventOwed).toBeUndefined();
+
     const watchdog = createWatchdog(deps, { fleet: FLEET, graceMs: 600_000, intervalMs: 500, reaperIntervalMs: 3_600_000, debtGraceMs: 1_000 });
     watchdog.start();
     try {
-      const js = jetstream(reader, { timeout: 2_000 });
-      const seen: string[] = [];
       // Bounded, and what arrived is asserted below (before the outbox: nothing, ever).
       await eventually(async () => {
         seen.push(...(await terminalEvents(js, "acme").catch(() => [])));
