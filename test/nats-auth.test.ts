@@ -80,7 +80,9 @@ describe("NATS authorization: each user only its subjects", () => {
   it("keeps each fleet service to its own data subjects", async () => {
     const api = jetstream(await as("api"), { timeout: 2_000 });
     await api.publish(subjectFor("", "cancelled"), JSON.stringify({ v: 1, sessionId: "x", at: 1 }), { msgID: "cancelled:x" });
-    await expect(api.publish(subjectFor("", "completed"), "{}")).rejects.toThrow();
+    // session.completed too: a sandbox's completion callback ends its session in the api.
+    await api.publish(subjectFor("", "completed"), JSON.stringify({ v: 1, sessionId: "x", projectId: "p", at: 1, response: "ok", toolCalls: 0 }), { msgID: "ended:x" });
+    await expect(api.publish(subjectFor("", "failed"), "{}")).rejects.toThrow();
     await expect(api.publish(subjectFor("", "running"), "{}")).rejects.toThrow();
     const watchdog = jetstream(await as("watchdog"), { timeout: 2_000 });
     await expect(watchdog.publish(subjectFor("", "requested"), request("w"))).rejects.toThrow();

@@ -1,11 +1,11 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { mintCallbackToken, streamName, subjectFor, type Session } from "../shared/src/index.js";
-import { defaultToolsDir, ensureNatsServer, freePort } from "../shared/src/infra/index.js";
+import { feedStreamName, mintCallbackToken, subjectFor, type Session } from "../shared/src/index.js";
+import { defaultToolsDir, ensureNatsServer, freePort, generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "../shared/src/infra/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
 import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import type { MongoSessionStore } from "../shared/src/store/index.js";
@@ -19,8 +19,9 @@ const long: ScenarioInput = { name: "long", turns: [{ type: "tools", calls: [{ n
 /**
  * The outbox with the whole fleet as processes: sessions end while the fleet's nats-server is down
  * for 10 s, by the paths that need no bus (a sandbox's completion callback to the api, the poller
- * finding the sandbox dead, the watchdog's deadline). A plain nats-server, restartable in place; the
- * outside reader is a durable consumer on the terminal subjects of FLEET_EVENTS.
+ * finding the sandbox dead, the watchdog's deadline). The nats-server has the launcher's accounts
+ * and users (each service its own role), restartable in place; the outside reader is the outside
+ * role with a durable consumer of its own on the terminal subjects of its feed.
  */
 describe("terminal events of sessions that end while the bus is down reach an outside consumer once", () => {
   const ns = uniqueNamespace("obf");
@@ -36,20 +37,29 @@ describe("terminal events of sessions that end while the bus is down reach an ou
     dir = mkdtempSync(join(tmpdir(), "fleet-outbox-fleet-"));
     const port = await freePort();
     natsUrl = `nats://127.0.0.1:${port}`;
-    nats = new Restartable("nats-obf", await ensureNatsServer(defaultToolsDir()), ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")], join(dir, "nats.log"), async () => {
-      await (await connect({ servers: natsUrl, reconnect: false, timeout: 500 })).close();
+    const users = generateNatsUsers();
+    const user = (role: NatsUser["role"]) => users.find((u) => u.role === role) as NatsUser;
+    const as = (role: NatsUser["role"]) => ({ user: user(role).user, pass: user(role).password });
+    const conf = join(dir, "nats.conf");
+    writeFileSync(conf, `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\n${natsAuthConfig(users, ns)}`, { mode: 0o600 });
+    nats = new Restartable("nats-obf", await ensureNatsServer(defaultToolsDir()), ["-c", conf], join(dir, "nats.log"), async () => {
+      await (await connect({ servers: natsUrl, reconnect: false, timeout: 500, ...as("spawner") })).close();
     });
     await nats.start();
+    const provisioner = await connect({ servers: natsUrl, ...as("spawner") });
+    await provisionOutsideFeed(provisioner, ns);
+    await provisioner.close();
+    const role = (r: NatsUser["role"]): Record<string, string> => ({ NATS_USER: user(r).user, NATS_PASSWORD: user(r).password });
     model = await startScriptedModel({ port: 0, scenario: long, byModel: { ...SCENARIOS, long }, logger });
     fleet = await startTestFleet({
       namespace: ns,
       modelUrl: model.url,
       infra: { natsUrl, mongoUri: inject("mongoUri") },
       env: { POLLER_STATUS_INTERVAL_MS: "500", WATCHDOG_INTERVAL_MS: "500", REAPER_INTERVAL_MS: "600000" },
-      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
+      services: [["api", role("api")], ["spawner", role("spawner")], ["poller", role("poller")], ["watchdog", role("watchdog")]],
     });
     store = await openStore(ns);
-    reader = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    reader = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...as("outside") });
   }, 180_000);
 
   afterAll(async () => {
@@ -66,9 +76,10 @@ describe("terminal events of sessions that end while the bus is down reach an ou
   const get = async (id: string) => (await store.get(id)) as Session;
 
   it("a callback completion, a dead sandbox and a deadline during a 10 s outage: one event each, slots free, no sandbox", async () => {
-    const jsm = await jetstreamManager(reader);
-    const filters = (["completed", "failed", "cancelled"] as const).map((k) => subjectFor(ns, k));
-    await jsm.consumers.add(streamName(ns, "events"), { durable_name: "acme", ack_policy: AckPolicy.Explicit, filter_subjects: filters });
+    const jsm = await jetstreamManager(reader, { checkAPI: false });
+    // What the outside account is lent of the terminal subjects (bus.md, Authorization).
+    const filters = (["completed", "failed"] as const).map((k) => subjectFor(ns, k));
+    await jsm.consumers.add(feedStreamName(ns), { durable_name: "acme", ack_policy: AckPolicy.Explicit, filter_subjects: filters });
     const [done, lost, late] = [await submit({}), await submit({}), await submit({ timeoutMs: 45_000 })];
     for (const id of [done, lost, late]) await eventually(async () => (await get(id)).status === "running", 60_000, 200);
     // The bus goes 6 s before the deadline, so the watchdog ends that session during the outage.
@@ -101,7 +112,7 @@ describe("terminal events of sessions that end while the bus is down reach an ou
 
     const js = jetstream(reader, { timeout: 2_000 });
     // The reader reconnects on its own; JetStream answers a moment after the server is up.
-    const consumer = await eventually(() => js.consumers.get(streamName(ns, "events"), "acme").catch(() => undefined), 20_000, 250);
+    const consumer = await eventually(() => js.consumers.get(feedStreamName(ns), "acme").catch(() => undefined), 20_000, 250);
     const seen: string[] = [];
     const drain = async () => {
       for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 })) {

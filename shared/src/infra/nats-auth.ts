@@ -56,7 +56,8 @@ export function rolePermissions(role: NatsRole, namespace = ""): NatsPermissions
     };
   }
   const own: Record<Exclude<NatsRole, "outside">, EventKind[]> = {
-    api: ["requested", "cancelled"],
+    // The api ends a session its sandbox completes through the callback route, and pays that event.
+    api: ["requested", "cancelled", "completed"],
     spawner: ["running", "log", "failed", "cancelled"],
     poller: ["log", "completed", "failed", "cancelled"],
     watchdog: ["failed", "cancelled", "completed"],
