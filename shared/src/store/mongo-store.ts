@@ -7,6 +7,7 @@ import { MongoApiKeys } from "./api-keys.js";
 import { MongoCardFiles } from "./card-files.js";
 import { MongoClaims } from "./claims.js";
 import { connectStore, type MongoStoreConfig } from "./connection.js";
+import { healWhenStuck } from "./heal.js";
 import { MongoDeadLetters } from "./dead-letters.js";
 import { guarded } from "./errors.js";
 import { MongoLogLines } from "./log-lines.js";
@@ -31,6 +32,7 @@ export class MongoSessionStore implements SessionStore {
   private readonly cardFileDocs: MongoCardFiles;
   private readonly dead: MongoDeadLetters;
   private closing: Promise<void> | undefined;
+  private readonly stopHealing: () => void;
 
   private constructor(
     private readonly client: MongoClient,
@@ -45,6 +47,7 @@ export class MongoSessionStore implements SessionStore {
     this.keys = new MongoApiKeys(this.db);
     this.cardFileDocs = new MongoCardFiles(this.db);
     this.dead = new MongoDeadLetters(this.db);
+    this.stopHealing = healWhenStuck(client, { uri: config.uri }, logger);
   }
 
   static async connect(config: MongoStoreConfig, logger: Logger): Promise<MongoSessionStore> {
@@ -151,6 +154,7 @@ export class MongoSessionStore implements SessionStore {
   }
 
   close(): Promise<void> {
+    this.stopHealing();
     this.closing ??= this.client.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, "store close failed"));
     return this.closing;
   }
