@@ -76,6 +76,6 @@ describe("schemathesis against the running api's /openapi.json", () => {
     mkdirSync(dirname(report), { recursive: true });
     writeFileSync(report, output);
     const cases = /(\d+) generated, (\d+) passed/.exec(output);
-    process.stdout.write(`schemathesis ${SCHEMATHESIS_VERSION} passed in ${seconds} s (${cases ? `${cases[2]} of ${cases[1]} cases` : "no case count"}); report in ${report}\n`);
+    process.stdout.write(`schemathesis ${SCHEMATHESIS_VERSION}: no problem found (${cases ? `${cases[2]} of ${cases[1]} cases` : "no case count"}, ${seconds} s); report in ${report}\n`);
   });
 });
