@@ -4,11 +4,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MongoClient } from "mongodb";
 import { SessionConfig, connectBus, type Session } from "../shared/src/index.js";
-import { defaultToolsDir, ensureFerretDb, ensureNatsServer, freePort, pingMongo, startProcess, type ManagedProcess } from "../shared/src/infra/index.js";
+import { defaultToolsDir, ensureFerretDb, ensureNatsServer, freePort, pingMongo } from "../shared/src/infra/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
 import { MongoSessionStore } from "../shared/src/store/index.js";
 import { eventually, logger, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { Restartable } from "./support/restartable.js";
 
 const steps: ScenarioInput = {
   name: "steps",
@@ -17,25 +18,6 @@ const steps: ScenarioInput = {
     { type: "text" as const, text: "All steps done." },
   ],
 };
-
-/** A server of this file's own, restartable on the same port and data. */
-class Restartable {
-  private proc: ManagedProcess | undefined;
-  constructor(
-    private readonly name: string,
-    private readonly command: string,
-    private readonly args: string[],
-    private readonly logFile: string,
-    private readonly ready: () => Promise<void>,
-  ) {}
-  async start(): Promise<void> {
-    this.proc = startProcess({ name: this.name, command: this.command, args: this.args, logFile: this.logFile });
-    await eventually(async () => (await this.ready().then(() => true)), 20_000, 100);
-  }
-  async stop(): Promise<void> {
-    await this.proc?.stop();
-  }
-}
 
 describe("the fleet rides out a restarted nats-server, a store outage and a shutdown", () => {
   let dir: string;
