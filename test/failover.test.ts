@@ -29,6 +29,7 @@ describe("control and failover with real processes", () => {
       modelUrl: model.url,
       env: {
         FLEET_ACK_WAIT_MS: "4000",
+        FLEET_WATCH_ACK_WAIT_MS: "4000",
         POLLER_STATUS_INTERVAL_MS: "500",
         POLLER_QUIET_MS: "8000",
         POLLER_ESCALATION_STEP_MS: "1500",
@@ -146,6 +147,35 @@ describe("control and failover with real processes", () => {
     }
     await noSandbox(id);
     await fleet.add("poller");
+  }, 150_000);
+
+  it("a poller frozen past its watch's ack wait lets the session go when it wakes: one poller acts on it, no line lost or doubled", async () => {
+    const id = await submit({ model: "steps" });
+    await running(id);
+    await eventually(async () => (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) => l.line.includes("step 1")), 30_000);
+    const owner = fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id));
+    const other = fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner);
+    expect(owner && other).toBeDefined();
+    // A stalled event loop, as far as the bus can tell: no heartbeat, no ack, the socket still open.
+    process.kill(owner!.process.pid, "SIGSTOP");
+    try {
+      await eventually(() => hasWatchLine(other!.process.logFile, id), 20_000, 100);
+    } finally {
+      process.kill(owner!.process.pid, "SIGCONT");
+    }
+    // Awake again, the owner lets go of the session rather than go on watching beside the other one.
+    await eventually(() => readFileSync(owner!.process.logFile, "utf8").includes("heartbeats were not confirmed in time; another instance takes them over"), 10_000, 100);
+    const s = await ended(id, 90_000);
+    expect(s.status).toBe("completed");
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
+    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
+    expect(new Set(toolLines).size).toBe(toolLines.length);
+    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    // The owner wrote nothing for the session after it woke: its last word on it is the watch it started.
+    const ownerLines = readFileSync(owner!.process.logFile, "utf8").split("\n").filter((l) => l.includes(`"sessionId":"${id}"`));
+    expect(ownerLines.filter((l) => l.includes("watching session"))).toHaveLength(1);
+    expect(ownerLines.some((l) => /"level":(40|50)/.test(l) && !l.includes("no longer sure to hold"))).toBe(false);
   }, 150_000);
 
   it("a spawner killed with SIGKILL mid-spawn: another replaces its sandbox and the session completes once", async () => {

@@ -107,7 +107,7 @@ describe("terminal events are owed in the transition's write and paid after a bu
     // itself (retried while the bus reconnects), before the watchdog would.
     const poller = { ...deps, metrics, runtime: simulatedRuntime({ dir: join(dir, "sim") }), settings: { agentSecret: "s", statusIntervalMs: 500, storeCheckMs: 500, unreachableMs: 5_000, quietMs: 60_000, escalationStepMs: 1_000 } };
     const sandboxId = (await store.get(done))?.sandbox?.id as string;
-    const ctx = { subject: "running", seq: 1, storedAt: Date.now(), deliveryCount: 2, finalDelivery: false, headers: {}, working: () => undefined, signal: new AbortController().signal };
+    const ctx = { subject: "running", seq: 1, storedAt: Date.now(), deliveryCount: 2, finalDelivery: false, headers: {}, working: () => undefined, signal: new AbortController().signal, holds: () => true };
     const js = jetstream(reader, { timeout: 2_000 });
     const seen: string[] = [];
     await eventually(async () => {

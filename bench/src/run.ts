@@ -13,11 +13,11 @@ import { repoRoot } from "@fleet/shared/infra";
 import { measureBaselines } from "./baselines.js";
 import { startBenchInfra } from "./env.js";
 import { plotSvg } from "./plot.js";
-import { b1, b2, b3, b4, b5, b6, b7, type Ctx, type PeerRunner } from "./scenarios.js";
+import { b1, b2, b3, b4, b5, b6, b7, b8, type Ctx, type PeerRunner } from "./scenarios.js";
 import { renderTable, type Results } from "./table.js";
 import { progress, round } from "./util.js";
 
-const ALL = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"] as const;
+const ALL = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"] as const;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, "no-peer": { type: "boolean", default: false }, profile: { type: "boolean", default: false } } });
@@ -59,6 +59,7 @@ async function main(): Promise<void> {
     if (only.has("B5")) results.b5 = await b5(ctx);
     if (only.has("B6")) results.b6 = await b6(ctx);
     if (only.has("B7")) results.b7 = await b7(ctx);
+    if (only.has("B8")) results.b8 = await b8(ctx);
   } finally {
     await peer?.stop();
     await b.stop();

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { LIMITS, createLogger, subjectFor } from "@fleet/shared";
 import { freePort, startService } from "@fleet/shared/infra";
@@ -622,6 +622,78 @@ export async function b7(ctx: Ctx): Promise<B7Row[]> {
       const rate = n / ((t1 - t0) / 1000);
       rows.push({ spawners, sessions: n, sessionsPerSecond: rate, speedup: rate / (rows[0]?.sessionsPerSecond ?? rate) });
       ctx.log(`  ${round(rate)} sessions/s (${round(rows.at(-1)!.speedup, 2)}× one spawner)`);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// B8 poller failover: a poller killed with SIGKILL while it watches sessions
+
+export interface B8Row {
+  /** The watch consumer's ack wait (FLEET_WATCH_ACK_WAIT_MS). */
+  watchAckWaitMs: number;
+  /** Sessions the killed poller watched. */
+  sessions: number;
+  /** From the kill to the other poller watching each of them again (its "watching session" line). */
+  reattach: Spread;
+  /** Of them, those not watched again within the run's bound. */
+  notReattached: number;
+  /** Sessions of the run that did not complete. */
+  notCompleted: number;
+}
+
+/** A poller's "watching session" lines: session id -> delivery -> when (its own clock, ISO time). */
+function watchLines(file: string): Map<string, Map<number, number>> {
+  const out = new Map<string, Map<number, number>>();
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line.includes('"msg":"watching session"')) continue;
+    const l = JSON.parse(line) as { sessionId: string; delivery: number; time: string };
+    const byDelivery = out.get(l.sessionId) ?? new Map<number, number>();
+    byDelivery.set(l.delivery, Date.parse(l.time));
+    out.set(l.sessionId, byDelivery);
+  }
+  return out;
+}
+
+export async function b8(ctx: Ctx): Promise<B8Row[]> {
+  const n = ctx.quick ? 20 : 100;
+  const rows: B8Row[] = [];
+  // The default, and the ack wait every message had before watches were held with confirmed heartbeats.
+  for (const watchAckWaitMs of [6_000, 30_000]) {
+    const fleet = await startBenchFleet(ctx.b, {
+      namespace: ns("b8"),
+      spawners: 1,
+      pollers: 2,
+      // Sessions that outlive the kill by far: 60 events, one a second.
+      env: { ...fastPoller, LOG_LEVEL: "info", SPAWNER_MAX_IN_FLIGHT: "64", FLEET_SIM_EVENTS: "60", FLEET_SIM_EVENT_MS: "1000", FLEET_WATCH_ACK_WAIT_MS: String(watchAckWaitMs) },
+    });
+    try {
+      ctx.log(`B8 ack wait ${watchAckWaitMs} ms: ${n} sessions of about 60 s on 2 pollers, then one poller killed (SIGKILL)`);
+      const at = await flood(fleet, "b8", n);
+      const pollers = fleet.services.filter((s) => s.name === "poller");
+      const watchedBy = (): Array<Map<string, Map<number, number>>> => pollers.map((p) => watchLines(p.process.logFile));
+      await until("every session watched", async () => watchedBy().reduce((sum, w) => sum + w.size, 0) >= n, 120_000);
+      const watched = watchedBy();
+      const victim = watched[0]!.size >= watched[1]!.size ? 0 : 1;
+      const survivor = pollers[1 - victim]!;
+      const theirs = [...watched[victim]!.keys()];
+      const killedAt = Date.now();
+      process.kill(pollers[victim]!.process.pid, "SIGKILL");
+      const bound = watchAckWaitMs + 30_000;
+      await until("the killed poller's sessions watched again", async () => theirs.every((id) => (watchLines(survivor.process.logFile).get(id)?.size ?? 0) > 0), bound).catch(() => undefined);
+      const again = watchLines(survivor.process.logFile);
+      const delays = theirs.flatMap((id) => {
+        const t = Math.min(...(again.get(id)?.values() ?? []));
+        return Number.isFinite(t) ? [t - killedAt] : [];
+      });
+      await waitEnded(fleet, [...at.keys()], 180_000, (e) => ctx.log(`  ${e}/${n} ended`));
+      const completed = await fleet.db.collection("sessions").countDocuments({ status: "completed" });
+      rows.push({ watchAckWaitMs, sessions: theirs.length, reattach: spread(delays), notReattached: theirs.length - delays.length, notCompleted: n - completed });
+      const r = rows.at(-1)!;
+      ctx.log(`  ${r.sessions} sessions re-attached after p50 ${round(r.reattach.p50)} ms, max ${round(r.reattach.max)} ms; ${r.notReattached} not re-attached, ${r.notCompleted} not completed`);
     } finally {
       await fleet.stop();
     }

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Baselines } from "./baselines.js";
-import type { B1Row, B2Row, B3Row, B4Row, B5Result, B6Result, B7Row } from "./scenarios.js";
+import type { B1Row, B2Row, B3Row, B4Row, B5Result, B6Result, B7Row, B8Row } from "./scenarios.js";
 import { round } from "./util.js";
 
 export interface Results {
@@ -17,6 +17,7 @@ export interface Results {
   b5?: B5Result;
   b6?: B6Result;
   b7?: B7Row[];
+  b8?: B8Row[];
   seconds?: number;
 }
 
@@ -103,6 +104,12 @@ function tableRows(r: Results): Row[] {
     const target = b.spawners === 2 ? ">= 1.8×" : b.spawners === 4 ? ">= 3.2×" : "";
     const pass = b.spawners === 2 ? b.speedup >= 1.8 : b.spawners === 4 ? b.speedup >= 3.2 : undefined;
     rows.push([`B7 ${b.spawners} spawner(s), 200 ms create`, `${round(b.sessionsPerSecond)} sessions/s = ${round(b.speedup, 2)}×`, target, ok(pass)]);
+  }
+  for (const b of r.b8 ?? []) {
+    const at = `B8 poller SIGKILL, watch ack wait ${round(b.watchAckWaitMs / 1000)} s`;
+    const target = b.watchAckWaitMs === 6_000 ? "< 10 s" : "reference";
+    const pass = b.watchAckWaitMs === 6_000 ? b.reattach.max < 10_000 && b.notReattached === 0 && b.notCompleted === 0 : undefined;
+    rows.push([`${at}: ${b.sessions} sessions re-attached p50/max`, `${ms(b.reattach.p50)} / ${ms(b.reattach.max)} (${b.notReattached} not re-attached, ${b.notCompleted} not completed)`, target, ok(pass)]);
   }
   return rows;
 }

@@ -7,6 +7,7 @@ import { PollerConfig } from "./config.js";
 
 const config = loadConfigOrExit(PollerConfig, process.env);
 const rt = await startRuntime("poller", config);
+const watchHeartbeatMs = Math.max(250, Math.floor(config.FLEET_WATCH_ACK_WAIT_MS / 4));
 const poller = createPoller(
   {
     store: rt.store,
@@ -24,7 +25,8 @@ const poller = createPoller(
       escalationStepMs: config.POLLER_ESCALATION_STEP_MS,
     },
   },
-  { maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: rt.heartbeatMs },
+  // Four heartbeats per watch ack wait: a watch survives a stall of up to two of them.
+  { maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: watchHeartbeatMs },
 );
 // Added before the watches so that it closes after them (the closer runs backwards): their last lines are stored too.
 if (config.POLLER_ARCHIVER) {
@@ -43,5 +45,5 @@ if (config.POLLER_METRICS_PORT) {
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);
 poller.start();
-rt.logger.info({ maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: rt.heartbeatMs }, "poller started");
+rt.logger.info({ maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: watchHeartbeatMs, watchAckWaitMs: config.FLEET_WATCH_ACK_WAIT_MS }, "poller started");
 process.stdout.write("poller ready\n");

@@ -79,9 +79,11 @@ async function watch(deps: WatchDeps, session: WatchedSession, msg: SessionRunni
   const writer = await SessionLogWriter.open(deps, session.id);
   deps.logger.info({ sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq }, "watching session");
   // Progress pushed from inside the sandbox reaches this writer, so the log keeps one writer.
-  const progress = deps.bus.serveProgress(session.id, (p) => storeProgress(writer, session, p));
+  const progress = deps.bus.serveProgress(session.id, (p) =>
+    ctx.holds() ? storeProgress(writer, session, p) : Promise.resolve({ ok: false as const, code: "unavailable" as const, message: "this poller no longer watches the session; retry" }),
+  );
   try {
-    await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx.signal).run();
+    await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx).run();
   } finally {
     progress.stop();
   }
@@ -119,10 +121,25 @@ class Watch {
     private readonly sandbox: Sandbox,
     private readonly client: AgentClient,
     private readonly writer: SessionLogWriter,
-    shutdown: AbortSignal,
+    private readonly ctx: Pick<MessageContext, "signal" | "holds" | "deliveryCount">,
   ) {
     this.log = deps.logger.child({ sessionId: session.id, sandboxId: sandbox.id });
-    shutdown.addEventListener("abort", () => this.stop.abort(), { once: true });
+    // Shutdown, or the hold on the session's message lapsed: either way another poller carries on.
+    ctx.signal.addEventListener("abort", () => this.stop.abort(), { once: true });
+  }
+
+  /**
+   * True once this poller may no longer act on the session: its heartbeats were not confirmed in
+   * time (a stalled event loop, the bus out of reach), so another poller may have it by now. Asked
+   * before every action, since after a stall other callbacks can run before the release timer.
+   */
+  private lost(): boolean {
+    if (this.ctx.holds()) return false;
+    if (!this.stop.signal.aborted) {
+      this.log.warn("no longer sure to hold the session; stopping this watch, another poller takes it over");
+      this.stop.abort();
+    }
+    return true;
   }
 
   async run(): Promise<void> {
@@ -142,7 +159,8 @@ class Watch {
   private async followEvents(): Promise<void> {
     for (let connection = 0; !this.stop.signal.aborted; connection++) {
       try {
-        if (connection > 0) await this.reconcile(await this.client.messages(this.agentSessionId));
+        // A watch taken over from another poller also rebuilds what happened while nobody watched.
+        if (connection > 0 || this.ctx.deliveryCount > 1) await this.reconcile(await this.client.messages(this.agentSessionId));
         for await (const ev of this.client.events(this.stop.signal)) {
           if (ev.type !== "heartbeat" && ("sessionId" in ev ? ev.sessionId === this.agentSessionId : ev.type === "part" && ev.part.sessionId === this.agentSessionId)) {
             this.lastActivity = Date.now();
@@ -168,7 +186,7 @@ class Watch {
   }
 
   private async onPart(part: AgentPart): Promise<void> {
-    if (part.kind !== "tool") return;
+    if (part.kind !== "tool" || this.lost()) return;
     const lines = toolLines(part, this.sandbox.workspace).filter((l) => !this.writer.has(l.key));
     if (lines.length) {
       await this.writer.append(lines);
@@ -183,7 +201,7 @@ class Watch {
 
   /** The safety net: is the session still ours, is the agent reachable, is it done? */
   private async tick(): Promise<void> {
-    if (this.finishing || this.stop.signal.aborted) return;
+    if (this.finishing || this.stop.signal.aborted || this.lost()) return;
     if (this.reconcileNeeded) {
       await this.client
         .messages(this.agentSessionId)
@@ -276,12 +294,13 @@ class Watch {
         tried.push(`kill agent process ${pid} (${r?.exitCode === 0 ? "killed" : "not reachable"})`);
       }
       tried.push("sandbox killed");
+      if (this.lost()) return;
       await fail(this.deps, this.session, "stalled", `agent busy with no progress for ${quiet} s; tried: ${tried.join(", ")}`);
     });
   }
 
   private async end(action: () => Promise<void>): Promise<void> {
-    if (this.finishing) return;
+    if (this.finishing || this.lost()) return;
     this.finishing = true;
     try {
       await action();
@@ -300,6 +319,7 @@ class Watch {
         messageId ? this.client.diff(this.agentSessionId, messageId).catch(() => []) : Promise.resolve([]),
       ]);
       await this.reconcile(messages);
+      if (this.lost()) return;
       const output = extractOutput(messages, todos, diffs);
       const usage = extractUsage(messages);
       const executionMs = Date.now() - (this.session.startedAt ?? Date.now());

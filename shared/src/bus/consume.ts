@@ -28,6 +28,8 @@ interface InFlight {
   abort: AbortController;
   released: boolean;
   done: Promise<void>;
+  /** Exclusive consumers: until when no other instance can have been given this message. */
+  heldUntil: number;
 }
 
 const FETCH_EXPIRES_MS = 2_000;
@@ -47,6 +49,7 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
   // The server's max_deliver decides when retries end; instances must agree with it, not with their own config.
   let maxDeliver = deps.maxDeliver;
   const advisory = watchMaxDeliveries(deps, log);
+  const hold = options.exclusive && options.heartbeatMs ? startHolding(deps, log, inFlight, options.heartbeatMs) : undefined;
 
   const settle = (entry: InFlight, action: () => void): void => {
     if (!entry.released) action();
@@ -70,7 +73,8 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
       settle(entry, () => msg.term(reason.slice(0, 200)));
       return;
     }
-    const heartbeat = options.heartbeatMs ? setInterval(() => msg.working(), options.heartbeatMs) : undefined;
+    // Exclusive consumers heartbeat all their messages together (startHolding).
+    const heartbeat = options.heartbeatMs && !hold ? setInterval(() => msg.working(), options.heartbeatMs) : undefined;
     const ctx: MessageContext = {
       subject: msg.subject,
       seq: msg.seq,
@@ -80,6 +84,7 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
       headers: headersOf(msg),
       working: () => msg.working(),
       signal: entry.abort.signal,
+      holds: hold ? () => !entry.released && Date.now() < entry.heldUntil : () => !entry.released,
     };
     try {
       await options.handler(body, ctx);
@@ -102,8 +107,10 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
     }
   };
 
-  const dispatch = (msg: JsMsg): void => {
-    const entry: InFlight = { msg, abort: new AbortController(), released: false, done: Promise.resolve() };
+  const dispatch = (msg: JsMsg, fetchedAt: number): void => {
+    // The server delivered it after the pull was sent: its ack deadline runs from no earlier than that.
+    const heldUntil = hold ? fetchedAt + hold.holdMs() : Infinity;
+    const entry: InFlight = { msg, abort: new AbortController(), released: false, done: Promise.resolve(), heldUntil };
     inFlight.add(entry);
     entry.done = handle(entry)
       .catch((err: unknown) => log.error({ err }, "unexpected error in message handling"))
@@ -128,18 +135,20 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
       try {
         if (!consumer) {
           consumer = await deps.js.consumers.get(deps.stream, deps.durable);
-          const configured = (await consumer.info(true)).config.max_deliver;
-          if (configured && configured > 0) maxDeliver = configured;
+          const { config } = await consumer.info(true);
+          if (config.max_deliver && config.max_deliver > 0) maxDeliver = config.max_deliver;
+          if (config.ack_wait) hold?.setAckWait(config.ack_wait / 1e6);
         }
         const free = maxInFlight - inFlight.size;
         if (free <= 0) {
           await waitForSlot();
           continue;
         }
+        const fetchedAt = Date.now();
         current = await consumer.fetch({ max_messages: free, expires: FETCH_EXPIRES_MS });
         for await (const msg of current) {
           if (stopping) msg.nak();
-          else dispatch(msg);
+          else dispatch(msg, fetchedAt);
         }
         failures = 0;
       } catch (err) {
@@ -175,17 +184,90 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
           new Promise<boolean>((r) => setTimeout(() => r(true), deadlineMs).unref()),
         ]);
         if (timedOut) {
+          let released = 0;
           for (const entry of inFlight) {
+            // One let go already (its hold lapsed) may be another instance's by now: a nak would take it away.
+            if (entry.released) continue;
             entry.released = true;
             entry.abort.abort(new Error("shutting down"));
             entry.msg.nak();
+            released++;
           }
-          log.warn({ released: inFlight.size }, "released unfinished messages to other instances");
+          log.warn({ released }, "released unfinished messages to other instances");
         }
+        hold?.stop();
       })();
       return stopped;
     },
   };
+}
+
+/**
+ * The heartbeats of an exclusive consumer. Each round sends `working()` for every held message and
+ * then a PING on the same connection: its PONG proves the server has read those heartbeats, so
+ * none of the messages can be redelivered before the round's start plus the ack wait. A message is
+ * held until then minus one heartbeat of margin; past that (the event loop stalled, or the server
+ * was out of reach) it is released before the server could give it to another instance.
+ * A dropped connection releases every message at once: a restarted server may have lost the last
+ * heartbeats it had not written down, and a server this instance cannot reach may be reachable
+ * from another instance.
+ */
+function startHolding(deps: { nc: NatsConnection }, log: Logger, inFlight: Set<InFlight>, heartbeatMs: number) {
+  // Until the consumer's own ack wait is read, nothing is dispatched; this only keeps holdMs() sane.
+  let ackWaitMs = 4 * heartbeatMs;
+  const holdMs = (): number => ackWaitMs - heartbeatMs;
+  const release = (now: number, why = "heartbeats were not confirmed in time"): void => {
+    let released = 0;
+    for (const entry of inFlight) {
+      if (entry.released || now < entry.heldUntil) continue;
+      entry.released = true;
+      entry.abort.abort(new Error("hold lapsed"));
+      released++;
+    }
+    if (released > 0) log.warn({ released, heldForMs: holdMs() }, `released messages: their ${why}; another instance takes them over`);
+  };
+  const round = (): void => {
+    const t = Date.now();
+    // Released first: a heartbeat for a message let go would only delay its redelivery.
+    release(t);
+    const held = [...inFlight].filter((e) => !e.released);
+    if (held.length === 0) return;
+    for (const e of held) e.msg.working();
+    void withTimeout(deps.nc.flush(), ackWaitMs).then(
+      () => {
+        for (const e of held) e.heldUntil = Math.max(e.heldUntil, t + holdMs());
+      },
+      () => undefined,
+    );
+  };
+  const rounds = setInterval(round, heartbeatMs);
+  // Checked more often than heartbeats go out: a lapse is acted on well before the redelivery.
+  const checks = setInterval(() => release(Date.now()), Math.max(50, Math.floor(heartbeatMs / 4)));
+  let stopped = false;
+  void (async () => {
+    // Ends when the connection closes; after stop() it only ignores what comes.
+    for await (const s of deps.nc.status()) if (!stopped && s.type === "disconnect") release(Infinity, "connection to the bus dropped");
+  })();
+  return {
+    holdMs,
+    setAckWait(ms: number): void {
+      if (ms <= 2 * heartbeatMs) log.warn({ ackWaitMs: ms, heartbeatMs }, "ack wait leaves little room for heartbeats; messages will be released often");
+      ackWaitMs = ms;
+    },
+    stop(): void {
+      clearInterval(rounds);
+      clearInterval(checks);
+      stopped = true;
+    },
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("timed out")), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Records a message given up on (malformed, or failed for good) in the dead-letter sink, if there is one. */

@@ -29,8 +29,18 @@ export interface MessageContext {
   headers: Record<string, string>;
   /** Tells the server the work goes on, resetting the ack deadline. */
   working(): void;
-  /** Aborted when the instance shuts down and this message's time is up. */
+  /**
+   * Aborted when the instance shuts down and this message's time is up, or (exclusive consumers)
+   * when this instance can no longer be sure it holds the message.
+   */
   signal: AbortSignal;
+  /**
+   * Exclusive consumers: true while no other instance can have been given this message, i.e. a
+   * heartbeat sent less than an ack wait ago (minus one heartbeat of margin) was confirmed by the
+   * server. Checked before each action, since after a stalled event loop other callbacks may run
+   * before the timer that aborts `signal`. Always true for other consumers.
+   */
+  holds(): boolean;
 }
 
 export type Handler<T> = (msg: T, ctx: MessageContext) => Promise<void>;
@@ -41,6 +51,14 @@ export interface ConsumeOptions<T> {
   maxInFlight?: number;
   /** When set, `working()` is sent on this interval while the handler runs. */
   heartbeatMs?: number;
+  /**
+   * For messages held as long as their work lasts (a session's watch): the heartbeats of all held
+   * messages go out together and each round is confirmed with a round trip to the server. A
+   * message whose last confirmed heartbeat is older than the ack wait minus one heartbeat is
+   * released (its handler aborted, no ack, no nak) before the server can hand it to another
+   * instance, so at most one instance acts on it at a time. Needs `heartbeatMs`.
+   */
+  exclusive?: boolean;
 }
 
 /** Messages taken and settled in batches (the log archiver: one store write for many lines). */

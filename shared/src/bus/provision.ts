@@ -13,11 +13,17 @@ import { CONSUMERS, STREAMS, streamName, streamSubjects, subjectFilter, type Con
 
 export interface ConsumerTuning {
   ackWaitMs: number;
+  /**
+   * Ack wait of the consumers whose messages are held for a session's whole life (the poller's
+   * session.running): how soon another instance takes a session over after its holder died. Short,
+   * since the holder confirms its heartbeats (see `exclusive` in ConsumeOptions).
+   */
+  heldAckWaitMs: number;
   maxDeliver: number;
   maxAckPending: number;
 }
 
-export const DEFAULT_TUNING: ConsumerTuning = { ackWaitMs: 30_000, maxDeliver: 10, maxAckPending: 10_000 };
+export const DEFAULT_TUNING: ConsumerTuning = { ackWaitMs: 30_000, heldAckWaitMs: 6_000, maxDeliver: 10, maxAckPending: 10_000 };
 
 export function consumerName(namespace: string, name: ConsumerName): string {
   return namespace ? `${namespace}_${name}` : name;
@@ -38,13 +44,13 @@ function streamConfig(namespace: string, key: StreamKey): Partial<StreamConfig> 
 }
 
 function consumerConfig(namespace: string, name: ConsumerName, tuning: ConsumerTuning): Partial<ConsumerConfig> & { durable_name: string } {
-  const spec: { event: EventKind; maxDeliver?: number } = CONSUMERS[name];
+  const spec: { event: EventKind; maxDeliver?: number; held?: boolean } = CONSUMERS[name];
   return {
     durable_name: consumerName(namespace, name),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     filter_subject: subjectFilter(namespace, spec.event),
-    ack_wait: nanos(tuning.ackWaitMs),
+    ack_wait: nanos(spec.held ? tuning.heldAckWaitMs : tuning.ackWaitMs),
     max_deliver: spec.maxDeliver ?? tuning.maxDeliver,
     max_ack_pending: tuning.maxAckPending,
   };

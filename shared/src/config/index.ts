@@ -43,6 +43,12 @@ export const baseEnv = busEnv.extend(storeEnv.shape).extend({
   FLEET_SHUTDOWN_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   /** How long a message may go without an ack or a progress heartbeat before another instance gets it. */
   FLEET_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  /**
+   * The same for a session's watch (session.running, held for the session's whole life): how soon
+   * another poller takes a session over after its poller died. Its holder heartbeats every quarter
+   * of it and stops acting on the session when a heartbeat has not been confirmed in time.
+   */
+  FLEET_WATCH_ACK_WAIT_MS: z.coerce.number().int().min(2_000).max(600_000).default(6_000),
   /** Deliveries of one message before it is dead-lettered. */
   FLEET_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(10),
 });

@@ -126,13 +126,14 @@ export type EventInput<K extends EventKind> = z.input<(typeof EVENTS)[K]["schema
 /**
  * Durable pull consumers of the fleet's own stages. `maxDeliver` overrides the fleet's setting:
  * the archiver's lines are never given up on (-1, unlimited), since a line only waits for the store.
+ * `held`: a message held for a session's whole life, with the short ack wait `heldAckWaitMs`.
  */
 export const CONSUMERS = {
   spawner: { stream: "work", event: "requested" },
-  poller: { stream: "work", event: "running" },
+  poller: { stream: "work", event: "running", held: true },
   watchdog: { stream: "events", event: "cancelled" },
   archiver: { stream: "logs", event: "log", maxDeliver: -1 },
-} as const satisfies Record<string, { stream: StreamKey; event: EventKind; maxDeliver?: number }>;
+} as const satisfies Record<string, { stream: StreamKey; event: EventKind; maxDeliver?: number; held?: boolean }>;
 export type ConsumerName = keyof typeof CONSUMERS;
 
 /** Subject of a message in a namespace; logs take the session id as their last token. */

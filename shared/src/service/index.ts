@@ -36,7 +36,7 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
       namespace: env.FLEET_NAMESPACE,
       name: instanceId,
       ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? "" } : {}),
-      tuning: { ackWaitMs: env.FLEET_ACK_WAIT_MS, maxDeliver: env.FLEET_MAX_DELIVER },
+      tuning: { ackWaitMs: env.FLEET_ACK_WAIT_MS, heldAckWaitMs: env.FLEET_WATCH_ACK_WAIT_MS, maxDeliver: env.FLEET_MAX_DELIVER },
     },
     { logger, deadLetters: store },
   );

@@ -21,12 +21,12 @@ export function createStage<C extends ConsumerName>(
   bus: Bus,
   consumer: C,
   handler: Handler<ConsumerEvent<C>>,
-  options: { maxInFlight: number; heartbeatMs?: number },
+  options: { maxInFlight: number; heartbeatMs?: number; exclusive?: boolean },
 ): Stage {
   let sub: Subscription | undefined;
   return {
     start() {
-      sub ??= bus.consume(consumer, { handler, maxInFlight: options.maxInFlight, ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}) });
+      sub ??= bus.consume(consumer, { handler, ...options });
     },
     async stop(deadlineMs) {
       await sub?.stop(deadlineMs);
