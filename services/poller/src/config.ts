@@ -24,6 +24,11 @@ export const PollerConfig = baseEnv
       .transform((v) => v === "1"),
     /** Most log lines in one archive write (one insertMany). */
     POLLER_ARCHIVE_BATCH: z.coerce.number().int().min(1).max(5_000).default(500),
+    /**
+     * How long a short archive batch waits for more lines: fewer, larger store writes (and no later
+     * for viewers, who read the stream). Lines reach the store this much later at most.
+     */
+    POLLER_ARCHIVE_LINGER_MS: z.coerce.number().int().min(0).max(5_000).default(50),
     /** Archive writes under way at once per instance. */
     POLLER_ARCHIVE_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
     /** Port of the /metrics endpoint; 0 turns it off. */

@@ -32,7 +32,7 @@ const poller = createPoller(
 if (config.POLLER_ARCHIVER) {
   const archiver = startLogArchiver(
     { bus: rt.bus, store: rt.store, logger: rt.logger, registry: rt.metrics.registry },
-    { maxBatch: config.POLLER_ARCHIVE_BATCH, concurrency: config.POLLER_ARCHIVE_CONCURRENCY, heartbeatMs: rt.heartbeatMs },
+    { maxBatch: config.POLLER_ARCHIVE_BATCH, concurrency: config.POLLER_ARCHIVE_CONCURRENCY, lingerMs: config.POLLER_ARCHIVE_LINGER_MS, heartbeatMs: rt.heartbeatMs },
   );
   rt.closer.add("archiver", () => archiver.stop(Math.min(config.FLEET_SHUTDOWN_MS, 2_000)));
 }

@@ -14,14 +14,15 @@ export interface AdmissionLimits {
 
 /**
  * Waits, in order of creation, until the session may hold a sandbox under the caps, and takes its
- * slots. Never fails for a cap: the request's message is held (with progress heartbeats) while the
- * document shows phase `queued` and the queue position.
+ * slots; true when it took any (false: no cap configured). Never fails for a cap: the request's
+ * message is held (with progress heartbeats) while the document shows phase `queued` and the queue
+ * position.
  */
-export async function admit(store: AdmissionStore, session: Session, limits: AdmissionLimits, ctx: MessageContext): Promise<void> {
+export async function admit(store: AdmissionStore, session: Session, limits: AdmissionLimits, ctx: MessageContext): Promise<boolean> {
   const scopes: Array<[string, number]> = [];
   if (limits.global > 0) scopes.push(["global", limits.global]);
   if (limits.perProject > 0) scopes.push([`project:${session.projectId}`, limits.perProject]);
-  if (scopes.length === 0) return;
+  if (scopes.length === 0) return false;
   let lastPosition = -1;
   for (;;) {
     if (ctx.signal.aborted) throw new FleetError("cancelled", "shutting down while queued", { retryable: true });
@@ -31,7 +32,7 @@ export async function admit(store: AdmissionStore, session: Session, limits: Adm
     // Only as many of the oldest waiting sessions as there are free slots may try, so a newer
     // request never overtakes an older one.
     const free = Math.min(...(await Promise.all(scopes.map(async ([scope, cap]) => cap - (await store.slotsInUse(scope))))));
-    if (position < free && (await takeAll(store, scopes, session.id))) return;
+    if (position < free && (await takeAll(store, scopes, session.id))) return true;
     if (position !== lastPosition) {
       await store.patch(session.id, { phase: "queued", queuePosition: position });
       lastPosition = position;

@@ -98,13 +98,14 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
 
   const timings: SetupTimings = { queuedMs: Math.max(0, Date.now() - session.createdAt) };
   let sandbox: Sandbox | undefined;
+  let slots = false;
   try {
-    await admit(store, session, deps.settings.admission, ctx);
+    slots = await admit(store, session, deps.settings.admission, ctx);
     timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
-    // Each store write counts (on FerretDB's SQLite backend an update scans its collection):
-    // admission and the start of sandbox creation are one write.
-    await guard(store.patch(session.id, { attempt, phase: "sandbox_creating", queuePosition: 0 }));
-    const writer = await SessionLogWriter.open(deps, session.id);
+    // Each store write counts: admission (with the slots it took) and the start of sandbox creation are one write.
+    await guard(store.patch(session.id, { attempt, phase: "sandbox_creating", queuePosition: 0, ...(slots ? { slotsHeld: true as const } : {}) }));
+    // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
+    const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     sandbox = await createSandbox(deps, session, attempt, timings);
     await writer.append([{ kind: "system", key: `setup:${attempt}:sandbox`, line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})` }]);
     const restored = await restoreFiles(deps, session, sandbox, req.files, timings);
@@ -133,6 +134,8 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     if (err instanceof Superseded || (err instanceof FleetError && err.code === "cancelled" && !err.retryable)) {
       log.info("session ended during setup; sandbox released");
       if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
+      // Its end may have come before the slots were recorded on it, so its ender did not free them.
+      if (slots) await store.releaseSlots(session.id).catch(() => undefined);
       return;
     }
     if (isRetryable(err) && !ctx.finalDelivery) {

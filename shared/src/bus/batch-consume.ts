@@ -53,6 +53,8 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
   let stopping = false;
   let current: ConsumerMessages | undefined;
   let wake: (() => void) | undefined;
+  const lingerMs = Math.max(0, options.lingerMs ?? 0);
+  let lingering: NodeJS.Timeout | undefined;
 
   const heartbeat = setInterval(() => {
     const due = Date.now() - options.heartbeatMs;
@@ -107,6 +109,15 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
 
   const flush = (): void => {
     while (!stopping && waiting.length > 0 && writing.size < concurrency) {
+      // A short batch waits for company, up to the linger of its oldest line.
+      const wait = waiting.length < options.maxBatch ? lingerMs - (Date.now() - (waiting[0] as Held<T>).since) : 0;
+      if (wait > 0) {
+        lingering ??= setTimeout(() => {
+          lingering = undefined;
+          flush();
+        }, wait);
+        return;
+      }
       const batch: Batch<T> = { items: waiting.splice(0, options.maxBatch), released: false, done: Promise.resolve() };
       writing.add(batch);
       batch.done = write(batch)
@@ -181,6 +192,7 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
       stopped ??= (async () => {
         stopping = true;
         clearInterval(heartbeat);
+        clearTimeout(lingering);
         current?.stop();
         wake?.();
         await running;

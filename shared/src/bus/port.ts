@@ -71,6 +71,11 @@ export interface BatchConsumeOptions<T> {
   concurrency?: number;
   /** `working()` interval for messages held this long (a handler retrying through a store outage). */
   heartbeatMs: number;
+  /**
+   * A batch short of `maxBatch` waits until its oldest message is this old before it is written, so
+   * a trickle of messages makes a few large writes rather than many small ones. 0: at once.
+   */
+  lingerMs?: number;
 }
 
 export interface ArchiveBacklog {

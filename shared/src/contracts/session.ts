@@ -139,6 +139,13 @@ export const Session = z.object({
    * transition in the same write, cleared once the bus confirmed the event (docs/guarantees.md §8).
    */
   eventOwed: z.object({ kind: z.enum(TERMINAL_STATUSES), at: Millis }).optional(),
+  /**
+   * The session took admission slots (a cap is configured), recorded with the first setup write:
+   * its end gives them back. Without it no slot is released, so a fleet without caps spends no
+   * store call on it; slots taken by a spawner that died before recording them are freed by the
+   * watchdog's sweep.
+   */
+  slotsHeld: z.literal(true).optional(),
 });
 export type Session = z.infer<typeof Session>;
 

@@ -45,7 +45,9 @@ export async function endSession(deps: EndDeps, sessionId: string, outcome: EndO
  */
 export async function settleEnded(deps: EndDeps, session: Session): Promise<void> {
   if (session.eventOwed) await payEvent(deps, session);
-  await deps.store.releaseSlots(session.id).catch((err: unknown) => deps.logger.warn({ sessionId: session.id, err: errorMessage(err) }, "slot release failed"));
+  if (session.slotsHeld) {
+    await deps.store.releaseSlots(session.id).catch((err: unknown) => deps.logger.warn({ sessionId: session.id, err: errorMessage(err) }, "slot release failed"));
+  }
   const sandboxId = session.sandbox?.id;
   if (sandboxId) {
     await deps.provider.kill(sandboxId).catch((err: unknown) => {

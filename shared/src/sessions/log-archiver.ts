@@ -21,6 +21,8 @@ export interface LogArchiverOptions {
   concurrency?: number;
   /** `working()` interval for lines held through a store outage: well inside the ack deadline. */
   heartbeatMs: number;
+  /** How long a batch short of `maxBatch` waits for more lines before it is written. */
+  lingerMs?: number;
 }
 
 export interface LogArchiver {
@@ -68,6 +70,7 @@ export function startLogArchiver(deps: LogArchiverDeps, options: LogArchiverOpti
     maxBatch: options.maxBatch,
     heartbeatMs: options.heartbeatMs,
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+    ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
     handler: async (lines) => {
       try {
         await deps.store.appendLogs(lines.map(toStored));
