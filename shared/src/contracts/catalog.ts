@@ -101,7 +101,7 @@ export const EVENTS = {
     stream: "events",
     schema: SessionCancel,
     msgId: (m) => `cancel:${m.sessionId}`,
-    description: "cancel a session (api or outside system -> watchdog); session.cancelled follows once it ended so",
+    description: "cancel a session (api or outside system -> watchdog); its end follows on session.cancelled",
   }),
   // The three terminal subjects share one id per session: within its duplicate window the stream
   // keeps one terminal event per session, whichever stage paid it and however often.

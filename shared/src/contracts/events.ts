@@ -91,7 +91,7 @@ export const SessionCancelled = z
     sessionId: SessionId,
     projectId: ProjectId,
     at: Millis,
-    reason: z.string().max(500).optional().describe("why, when the request gave a reason"),
+    reason: z.string().max(500).optional().describe("why: the request's reason, or the fleet's (a session superseded by a newer one of its card)"),
   })
   .strict();
 export type SessionCancelled = z.infer<typeof SessionCancelled>;
