@@ -65,14 +65,14 @@ describe("bus consumers under generated malformed messages", () => {
     const js = jetstream(nc);
     const r = rng(20261124);
     const count = 120;
-    const targets = ["requested", "running", "cancelled"] as const;
+    const targets = ["requested", "running", "cancel"] as const;
     for (let i = 0; i < count; i++) {
       await js.publish(subjectFor(ns, targets[i % 3] as (typeof targets)[number]), malformed(r, i), { msgID: `fuzz-${i}` });
     }
     // Good messages after the flood still go through, on every consumer.
     await bus.publish("requested", { v: SCHEMA_VERSION, sessionId: "good-req", projectId: "p", prompt: "x", requestedAt: 1 });
     await bus.publish("running", { v: SCHEMA_VERSION, sessionId: "good-run", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
-    await bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId: "good-cancel", at: 1 });
+    await bus.publish("cancel", { v: SCHEMA_VERSION, sessionId: "good-cancel", at: 1 });
     await eventually(() => seen.spawner.includes("good-req") && seen.poller.includes("good-run") && seen.watchdog.includes("good-cancel"), 30_000);
     const dead = await eventually(async () => {
       const d = await store.deadLetters({ limit: 1_000 });

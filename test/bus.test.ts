@@ -69,12 +69,17 @@ describe("bus on a real nats-server", () => {
     const again = await bus.publish("completed", { v: 1, sessionId: "dup1", projectId: "p", at: 2, response: "ok", toolCalls: 0 });
     // A failed event for the same session shares the terminal id: one terminal event per session.
     const other = await bus.publish("failed", { v: 1, sessionId: "dup1", projectId: "p", at: 3, error: { code: "x", message: "y" } });
+    const cancelled = await bus.publish("cancelled", { v: 1, sessionId: "dup1", projectId: "p", at: 4 });
     expect(first.duplicate).toBe(false);
     expect(again).toEqual({ seq: first.seq, duplicate: true });
     expect(other.duplicate).toBe(true);
+    expect(cancelled.duplicate).toBe(true);
+    // A cancel request has an id of its own: it neither hides nor is hidden by the session's end.
+    const cancel = await bus.publish("cancel", { v: 1, sessionId: "dup1", at: 5 });
+    expect(cancel.duplicate).toBe(false);
     const jsm = await jetstreamManager(raw);
     const info = await jsm.streams.info(streamName(ns, "events"));
-    expect(info.state.messages).toBe(1);
+    expect(info.state.messages).toBe(2);
   });
 
   it("refuses to publish a message that breaks its schema", async () => {

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Session } from "../shared/src/index.js";
+import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { streamName, subjectFor, type Session } from "../shared/src/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
 import { LocalSandboxProvider, isProcessRunning } from "../shared/src/sandbox/local/index.js";
 import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
@@ -57,6 +59,22 @@ describe("control and failover with real processes", () => {
     }, timeoutMs);
   const running = (id: string) => eventually(async () => ((await get(id)).status === "running" ? get(id) : undefined), 90_000);
   const noSandbox = (id: string) => eventually(async () => (await provider.list({ sessionId: id })).length === 0, 15_000);
+  /** A session's cancel requests and terminal events in the fleet's events stream, in order. */
+  const eventsOf = async (id: string): Promise<string[]> => {
+    const nc = await connect({ servers: inject("natsUrl") });
+    try {
+      const filters = (["cancel", "completed", "failed", "cancelled"] as const).map((k) => subjectFor(ns, k));
+      const consumer = await jetstream(nc).consumers.get(streamName(ns, "events"), { filter_subjects: filters, deliver_policy: DeliverPolicy.All });
+      const seen: string[] = [];
+      for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 })) {
+        const sessionId = m.json<{ sessionId: string }>().sessionId;
+        if (sessionId === id) seen.push(`${m.subject.slice(ns.length + 1)} ${sessionId}`);
+      }
+      return seen;
+    } finally {
+      await nc.close();
+    }
+  };
   /** The terminal state holds: a while later nothing has rewritten it. */
   const stays = async (s: Session) => {
     await sleep(1_500);
@@ -73,6 +91,8 @@ describe("control and failover with real processes", () => {
     expect(s.error).toEqual({ code: "cancelled", message: "changed my mind" });
     await noSandbox(id);
     await stays(s);
+    // On the bus: the api's request on session.cancel, then the one terminal event on session.cancelled.
+    expect(await eventsOf(id)).toEqual([`session.cancel ${id}`, `session.cancelled ${id}`]);
   }, 120_000);
 
   it("cancels a session mid-setup: the spawner stops, its sandbox goes, and it never becomes running", async () => {

@@ -1,7 +1,7 @@
 import { jetstream, jetstreamManager, type DeliveryInfo, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONSUMERS, SCHEMA_VERSION, errorMessage, feedStreamName, streamName, subjectFilter, subjectFor, type ConsumerName, type EventKind, type StreamKey } from "../shared/src/index.js";
+import { CONSUMERS, FEED, SCHEMA_VERSION, errorMessage, feedStreamName, streamName, subjectFilter, subjectFor, type ConsumerName, type EventKind, type StreamKey } from "../shared/src/index.js";
 import { consumerName } from "../shared/src/bus/index.js";
 import { progressSubject } from "../shared/src/contracts/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
@@ -20,7 +20,7 @@ const durables = (Object.keys(CONSUMERS) as ConsumerName[]).map((durable) => ({
   marker: `held-by-${durable}`,
 }));
 const fleetStreams = (["work", "events", "logs"] as StreamKey[]).map((k) => streamName("", k));
-const ALL_KINDS: EventKind[] = ["requested", "running", "log", "completed", "failed", "cancelled"];
+const ALL_KINDS: EventKind[] = ["requested", "cancel", "running", "log", "completed", "failed", "cancelled"];
 
 /** What the server answered, or why nothing came back (permission violation, no responders, timeout). */
 async function ask(nc: NatsConnection, subject: string, body: unknown = ""): Promise<string> {
@@ -52,7 +52,7 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     // One message waiting in each fleet durable, each carrying a marker.
     const api = await srv.busAs("api");
     await api.publish("requested", { v: SCHEMA_VERSION, sessionId: "held-by-spawner", projectId: "p", prompt: "x", requestedAt: 1 });
-    await api.publish("cancelled", { v: SCHEMA_VERSION, sessionId: "held-by-watchdog", at: 1 });
+    await api.publish("cancel", { v: SCHEMA_VERSION, sessionId: "held-by-watchdog", at: 1 });
     await (await srv.busAs("spawner")).publish("running", { v: SCHEMA_VERSION, sessionId: "held-by-poller", projectId: "p", sandboxId: "sb", agentSessionId: "a", attempt: 1, at: 1 });
     await (await srv.busAs("poller")).publish("log", { v: SCHEMA_VERSION, sessionId: "held-by-archiver", seq: 1, at: 1, kind: "system", line: "held" });
     // The api follows a session's log for a viewer: an ordered consumer of the fleet on the log stream.
@@ -124,7 +124,9 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
   it("(f) cannot publish on the fleet's subjects, and nothing it tries lands in a fleet stream", async () => {
     const before = await counts();
     const js = jetstream(outside, { timeout: 1_500 });
-    for (const kind of ALL_KINDS.filter((k) => k !== "requested")) {
+    // Everything but its two requests, session.requested and session.cancel.
+    const requests: readonly EventKind[] = FEED.requests;
+    for (const kind of ALL_KINDS.filter((k) => !requests.includes(k))) {
       const subject = subjectFor("", kind, "pushed");
       await expect(js.publish(subject, "{}"), kind).rejects.toThrow();
       outside.publish(subject, "{}");
@@ -142,7 +144,7 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
       [streamName("", "events"), subjectFor("", "failed")],
       [streamName("", "logs"), subjectFilter("", "log")],
       [streamName("", "work"), subjectFor("", "requested")],
-      // The outside's own stream: the server refuses deliveries into its subjects, session.requested among them.
+      // The outside's own stream: the server refuses deliveries into its subjects, its two requests among them.
       [feedStreamName(""), subjectFor("", "completed")],
       [feedStreamName(""), subjectFilter("", "log")],
     ];

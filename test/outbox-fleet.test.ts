@@ -78,7 +78,7 @@ describe("terminal events of sessions that end while the bus is down reach an ou
   it("a callback completion, a deadline and a dead sandbox during a 10 s outage: one event each, slots free, no sandbox", async () => {
     const jsm = await jetstreamManager(reader, { checkAPI: false });
     // What the outside account is lent of the terminal subjects (bus.md, Authorization).
-    const filters = (["completed", "failed"] as const).map((k) => subjectFor(ns, k));
+    const filters = (["completed", "failed", "cancelled"] as const).map((k) => subjectFor(ns, k));
     await jsm.consumers.add(feedStreamName(ns), { durable_name: "acme", ack_policy: AckPolicy.Explicit, filter_subjects: filters });
     const [done, lost, late] = [await submit({}), await submit({}), await submit({ timeoutMs: 45_000 })];
     for (const id of [done, lost, late]) await eventually(async () => (await get(id)).status === "running", 60_000, 200);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { handleRunning } from "../services/poller/src/watch.js";
 import { createWatchdog } from "../services/watchdog/src/app.js";
 import { enforceDeadlines } from "../services/watchdog/src/deadlines.js";
-import { SCHEMA_VERSION, SessionConfig, connectBus, endSession, streamName, subjectFor, type Bus, type EndDeps } from "../shared/src/index.js";
+import { SCHEMA_VERSION, SessionCancelled, SessionConfig, connectBus, endSession, streamName, subjectFor, type Bus, type EndDeps } from "../shared/src/index.js";
 import { createMetrics, type FleetMetrics } from "../shared/src/metrics/index.js";
 import { defaultToolsDir, ensureNatsServer, freePort } from "../shared/src/infra/index.js";
 import { SimulatedSandboxProvider, simulatedRuntime } from "../shared/src/simulated/index.js";
@@ -152,8 +152,21 @@ describe("terminal events are owed in the transition's write and paid after a bu
     const watchdog = createWatchdog(deps, { fleet: FLEET, graceMs: 600_000, intervalMs: 3_600_000, reaperIntervalMs: 3_600_000, debtGraceMs: 1_000 });
     watchdog.start();
     try {
-      await bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId: cancel, at: Date.now(), reason: "user" });
+      await bus.publish("cancel", { v: SCHEMA_VERSION, sessionId: cancel, at: Date.now(), reason: "user" });
       await eventually(async () => (await store.get(cancel))?.status === "cancelled", 10_000, 50);
+      // The request and the end are two subjects and two ids: the terminal event is not taken for
+      // a duplicate of the request, and is the only message on session.cancelled for the session.
+      await (await jetstreamManager(reader)).consumers.add(streamName(ns, "events"), { durable_name: "acme-cancelled", ack_policy: AckPolicy.Explicit, filter_subject: subjectFor(ns, "cancelled") });
+      const consumer = await jetstream(reader, { timeout: 2_000 }).consumers.get(streamName(ns, "events"), "acme-cancelled");
+      const bodies: unknown[] = [];
+      await eventually(async () => {
+        for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 })) {
+          if (m.json<{ sessionId: string }>().sessionId === cancel) bodies.push(m.json());
+          await m.ackAck();
+        }
+        return bodies.length > 0;
+      }, 10_000, 100);
+      expect(bodies.map((b) => SessionCancelled.parse(b))).toEqual([{ v: SCHEMA_VERSION, sessionId: cancel, projectId: "p-obx", at: expect.any(Number), reason: "user" }]);
     } finally {
       await watchdog.stop(1_000);
     }

@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { LIMITS } from "./common.js";
 import {
+  SessionCancel,
   SessionCancelled,
   SessionCompleted,
   SessionFailed,
@@ -95,6 +96,15 @@ export const EVENTS = {
     msgId: (m) => `log:${m.sessionId}:${m.seq}`,
     description: "one progress line (poller -> viewers)",
   }),
+  cancel: spec({
+    subject: "session.cancel",
+    stream: "events",
+    schema: SessionCancel,
+    msgId: (m) => `cancel:${m.sessionId}`,
+    description: "cancel a session (api or outside system -> watchdog); its end follows on session.cancelled",
+  }),
+  // The three terminal subjects share one id per session: within its duplicate window the stream
+  // keeps one terminal event per session, whichever stage paid it and however often.
   completed: spec({
     subject: "session.completed",
     stream: "events",
@@ -113,8 +123,8 @@ export const EVENTS = {
     subject: "session.cancelled",
     stream: "events",
     schema: SessionCancelled,
-    msgId: (m) => `cancelled:${m.sessionId}`,
-    description: "cancel a session (api or outside system -> watchdog); the document ends as cancelled",
+    msgId: (m) => `ended:${m.sessionId}`,
+    description: "the session was cancelled (terminal)",
   }),
 } as const;
 
@@ -131,7 +141,7 @@ export type EventInput<K extends EventKind> = z.input<(typeof EVENTS)[K]["schema
 export const CONSUMERS = {
   spawner: { stream: "work", event: "requested" },
   poller: { stream: "work", event: "running", held: true },
-  watchdog: { stream: "events", event: "cancelled" },
+  watchdog: { stream: "events", event: "cancel" },
   archiver: { stream: "logs", event: "log", maxDeliver: -1 },
 } as const satisfies Record<string, { stream: StreamKey; event: EventKind; maxDeliver?: number; held?: boolean }>;
 export type ConsumerName = keyof typeof CONSUMERS;
@@ -160,16 +170,22 @@ function namespacedStream(namespace: string, base: string): string {
 
 /**
  * The one stream of the outside account (docs/bus.md, Authorization), where outside systems keep
- * their own consumers. It captures what the fleet exports to that account as it is published, plus
- * the outside's own requests: a push consumer may not deliver into its own stream's subjects, so
- * holding session.requested keeps every consumer of the feed from delivering into the fleet. It
- * never acks (a publisher's ack comes from FLEET_WORK), and one age and per-subject cap serve all:
- * 7 days like the events, 100 000 per subject like a session's log.
+ * their own consumers. It captures what the fleet lends that account as it is published (`lent`),
+ * plus the outside's own requests (`requests`): a push consumer may not deliver into its own
+ * stream's subjects, so holding session.requested and session.cancel keeps every consumer of the
+ * feed from delivering into the fleet. It never acks (a publisher's ack comes from the fleet's
+ * stream), and one age and per-subject cap serve all: 7 days like the events, 100 000 per subject
+ * like a session's log.
  */
+const FEED_LENT = ["completed", "failed", "cancelled", "log"] as const satisfies readonly EventKind[];
+const FEED_REQUESTS = ["requested", "cancel"] as const satisfies readonly EventKind[];
+
 export const FEED = {
   name: "FLEET_FEED",
   description: "the fleet's events and logs for outside systems, and their own requests",
-  kinds: ["completed", "failed", "log", "requested"],
+  lent: FEED_LENT,
+  requests: FEED_REQUESTS,
+  kinds: [...FEED_LENT, ...FEED_REQUESTS],
   maxAgeMs: STREAMS.events.maxAgeMs,
   maxMsgsPerSubject: 100_000,
   /** Every event and log line fits; a larger request is forwarded to the fleet but not copied here. */

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   CONSUMERS,
   EVENTS,
+  FEED,
   FileSpec,
   SessionId,
   SessionRequested,
@@ -44,7 +45,7 @@ describe("contracts", () => {
     expect(subjectFor("t1", "completed")).toBe("t1.session.completed");
     expect(streamName("", "work")).toBe("FLEET_WORK");
     expect(streamName("t-1", "logs")).toBe("T_1_FLEET_LOGS");
-    expect(streamSubjects("", "events").sort()).toEqual(["session.cancelled", "session.completed", "session.failed"]);
+    expect(streamSubjects("", "events").sort()).toEqual(["session.cancel", "session.cancelled", "session.completed", "session.failed"]);
   });
 
   it("keeps work subjects and terminal events in different streams", () => {
@@ -54,6 +55,16 @@ describe("contracts", () => {
     // A work queue allows one consumer per subject: each work subject has exactly one fleet consumer.
     const workConsumers = Object.values(CONSUMERS).filter((c) => c.stream === "work").map((c) => c.event);
     expect(new Set(workConsumers).size).toBe(workConsumers.length);
+  });
+
+  it("gives a session's three terminal events one Nats-Msg-Id, and a cancel request its own subject and id", () => {
+    for (const k of ["completed", "failed", "cancelled"] as const) expect(EVENTS[k].msgId({ sessionId: "s1" } as never), k).toBe("ended:s1");
+    expect(EVENTS.cancel).toMatchObject({ subject: "session.cancel", stream: "events" });
+    expect(EVENTS.cancel.msgId({ v: 1, sessionId: "s1", at: 1 })).toBe("cancel:s1");
+    expect(CONSUMERS.watchdog.event).toBe("cancel");
+    // Outside systems read every terminal subject from their feed, and send both requests.
+    expect([...FEED.lent].sort()).toEqual(["cancelled", "completed", "failed", "log"]);
+    expect([...FEED.requests].sort()).toEqual(["cancel", "requested"]);
   });
 
   it("exports a JSON Schema for every message, carrying the version field", () => {

@@ -70,13 +70,28 @@ export const SessionFailed = z
   .strict();
 export type SessionFailed = z.infer<typeof SessionFailed>;
 
-/** A request to cancel (from the api or an outside system); the watchdog carries it out. */
-export const SessionCancelled = z
+/**
+ * A request to cancel (from the api or an outside system) on session.cancel; the watchdog carries
+ * it out, and the session's end is announced on session.cancelled like any other terminal event.
+ */
+export const SessionCancel = z
   .object({
     v: schemaVersion,
     sessionId: SessionId,
     at: Millis,
     reason: z.string().max(500).optional(),
+  })
+  .strict();
+export type SessionCancel = z.infer<typeof SessionCancel>;
+
+/** The session ended cancelled (terminal): published once the document says so, never a request. */
+export const SessionCancelled = z
+  .object({
+    v: schemaVersion,
+    sessionId: SessionId,
+    projectId: ProjectId,
+    at: Millis,
+    reason: z.string().max(500).optional().describe("why: the request's reason, or the fleet's (a session superseded by a newer one of its card)"),
   })
   .strict();
 export type SessionCancelled = z.infer<typeof SessionCancelled>;

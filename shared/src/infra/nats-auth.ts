@@ -6,9 +6,10 @@ import { FEED, feedStreamName, progressSubject, subjectFilter, type EventKind } 
 /**
  * NATS users for the fleet, in two accounts. The services share the FLEET account, each user
  * allowed only the subjects it needs. The `outside` user (what another system gets) lives in the
- * OUTSIDE account, which holds of the fleet only what FLEET lends it: session.requested as a service
- * (so the JetStream ack comes back), and session.completed, session.failed and session.log.> as
- * streams, captured there by one stream, the feed, on which the outside keeps its own consumers.
+ * OUTSIDE account, which holds of the fleet only what FLEET lends it: session.requested and
+ * session.cancel as services (so the JetStream ack comes back), and session.completed,
+ * session.failed, session.cancelled and session.log.> as streams, captured there by one stream, the
+ * feed, on which the outside keeps its own consumers.
  *
  * Why an account and not permissions in one account: permissions match whole subject tokens, so
  * they cannot tell an outside consumer from a fleet one by a name prefix, and a push consumer's
@@ -23,8 +24,11 @@ export const OUTSIDE_ACCOUNT = "OUTSIDE";
 /** Where fleet users reach the outside account's stream API, for the feed only (provisionOutsideFeed). */
 export const FEED_API_PREFIX = "$JS.FEED.API";
 
-/** What the fleet lends the outside account to read; it sends only session.requested. */
-const LENT: readonly EventKind[] = FEED.kinds.filter((k) => k !== "requested");
+/** What the fleet lends the outside account to read, and the requests it may send the fleet. */
+const LENT: readonly EventKind[] = FEED.lent;
+const REQUESTS: readonly EventKind[] = FEED.requests;
+/** A stage that ends a session or meets an ended one pays its owed event (settleEnded), whatever its status. */
+const TERMINAL: readonly EventKind[] = ["completed", "failed", "cancelled"];
 
 export interface NatsPermissions {
   publish: { allow: string[]; deny?: string[] };
@@ -39,7 +43,7 @@ export function rolePermissions(role: NatsRole, namespace = ""): NatsPermissions
     return {
       publish: {
         allow: [
-          s("requested"),
+          ...REQUESTS.map(s),
           "$JS.API.INFO",
           "$JS.API.STREAM.NAMES",
           "$JS.API.STREAM.LIST",
@@ -55,12 +59,13 @@ export function rolePermissions(role: NatsRole, namespace = ""): NatsPermissions
       subscribe: { allow: [inbox, ...LENT.map(s)] },
     };
   }
-  const own: Record<Exclude<NatsRole, "outside">, EventKind[]> = {
-    // The api ends a session its sandbox completes through the callback route, and pays that event.
-    api: ["requested", "cancelled", "completed"],
-    spawner: ["running", "log", "failed", "cancelled"],
-    poller: ["log", "completed", "failed", "cancelled"],
-    watchdog: ["failed", "cancelled", "completed"],
+  // Every stage may pay any terminal event: the api ends a session its sandbox completes through
+  // the callback route, and a path that loses the race to end a session settles the winner's debt.
+  const own: Record<Exclude<NatsRole, "outside">, readonly EventKind[]> = {
+    api: ["requested", "cancel", ...TERMINAL],
+    spawner: ["running", "log", ...TERMINAL],
+    poller: ["log", ...TERMINAL],
+    watchdog: TERMINAL,
   };
   // Sandbox progress: the api asks, the poller watching the session answers on the asker's inbox.
   const progress = progressSubject(namespace, "*");
@@ -100,7 +105,7 @@ export function natsAuthConfig(users: readonly NatsUser[], namespace = ""): stri
     `  ${FLEET_ACCOUNT}: {`,
     "    jetstream: enabled",
     `    users: ${list(userLines((u) => !isOutside(u)), "    ")}`,
-    `    exports: ${list([`{ service: ${q(s("requested"))}, accounts: [${OUTSIDE_ACCOUNT}] }`, ...LENT.map((k) => `{ stream: ${q(s(k))}, accounts: [${OUTSIDE_ACCOUNT}] }`)], "    ")}`,
+    `    exports: ${list([...REQUESTS.map((k) => `{ service: ${q(s(k))}, accounts: [${OUTSIDE_ACCOUNT}] }`), ...LENT.map((k) => `{ stream: ${q(s(k))}, accounts: [${OUTSIDE_ACCOUNT}] }`)], "    ")}`,
     `    imports: ${list(feedApi.map((a) => `{ service: { account: ${OUTSIDE_ACCOUNT}, subject: ${q(`$JS.API.${a}`)} }, to: ${q(`${FEED_API_PREFIX}.${a}`)} }`), "    ")}`,
     "  }",
   ];
@@ -109,7 +114,7 @@ export function natsAuthConfig(users: readonly NatsUser[], namespace = ""): stri
     // With a single stream in the account, no consumer can deliver into another stream of it (no loops).
     "    jetstream: { max_streams: 1 }",
     `    users: ${list(userLines(isOutside), "    ")}`,
-    `    imports: ${list([`{ service: { account: ${FLEET_ACCOUNT}, subject: ${q(s("requested"))} } }`, ...LENT.map((k) => `{ stream: { account: ${FLEET_ACCOUNT}, subject: ${q(s(k))} } }`)], "    ")}`,
+    `    imports: ${list([...REQUESTS.map((k) => `{ service: { account: ${FLEET_ACCOUNT}, subject: ${q(s(k))} } }`), ...LENT.map((k) => `{ stream: { account: ${FLEET_ACCOUNT}, subject: ${q(s(k))} } }`)], "    ")}`,
     `    exports: ${list(feedApi.map((a) => `{ service: ${q(`$JS.API.${a}`)}, accounts: [${FLEET_ACCOUNT}] }`), "    ")}`,
     "  }",
   ];

@@ -41,7 +41,8 @@ export async function endSession(deps: EndDeps, sessionId: string, outcome: EndO
 /**
  * What every stage does on meeting an ended session: pays its owed terminal event, gives its
  * admission slots back (so the next queued session can start) and kills its sandbox. Idempotent:
- * the event's Nats-Msg-Id is fixed per session, so a second payment is dropped by the stream.
+ * the event's Nats-Msg-Id is fixed per session (`ended:<id>` on all three terminal subjects), so a
+ * second payment is dropped by the stream.
  */
 export async function settleEnded(deps: EndDeps, session: Session): Promise<void> {
   if (session.eventOwed) await payEvent(deps, session);
@@ -78,7 +79,13 @@ export async function payEvent(deps: EndDeps, s: Session): Promise<boolean> {
       await deps.bus.publish("failed", { v: SCHEMA_VERSION, sessionId: s.id, projectId: s.projectId, at, error: s.error ?? { code: "internal", message: "failed" } });
     } else if (s.status === "cancelled") {
       const reason = s.error?.message;
-      await deps.bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId: s.id, at, ...(reason && reason !== "cancelled" ? { reason: reason.slice(0, 500) } : {}) });
+      await deps.bus.publish("cancelled", {
+        v: SCHEMA_VERSION,
+        sessionId: s.id,
+        projectId: s.projectId,
+        at,
+        ...(reason && reason !== "cancelled" ? { reason: reason.slice(0, 500) } : {}),
+      });
     } else {
       return false;
     }

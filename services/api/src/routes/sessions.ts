@@ -125,7 +125,7 @@ export const sessionRoutes = (deps: SessionRoutesDeps): FastifyPluginAsyncZod =>
     async (req, reply) => {
       const session = await mustGet(store, req.params.id, req);
       if (isTerminal(session.status)) throw new FleetError("conflict", `session ${session.id} already ended (${session.status})`);
-      await bus.publish("cancelled", { v: SCHEMA_VERSION, sessionId: session.id, at: Date.now(), ...(req.body?.reason ? { reason: req.body.reason } : {}) });
+      await bus.publish("cancel", { v: SCHEMA_VERSION, sessionId: session.id, at: Date.now(), ...(req.body?.reason ? { reason: req.body.reason } : {}) });
       return reply.code(202).send({ sessionId: session.id, status: session.status });
     },
   );
