@@ -27,7 +27,7 @@ function request(sessionId: string, prompt = "hello"): SessionRequested {
 }
 
 // Every instance of a deployment provisions with the same tuning; so do the test's instances.
-const tuning = { tuning: { ackWaitMs: 2_000, maxDeliver: 3 }, backoff: { baseMs: 50, maxMs: 200 } };
+const tuning = { tuning: { ackWaitMs: 2_000, heldAckWaitMs: 2_000, maxDeliver: 3 }, backoff: { baseMs: 50, maxMs: 200 } };
 
 describe("bus on a real nats-server", () => {
   let ns: string;

@@ -39,12 +39,16 @@ export class SessionLogWriter {
     private readonly keys: Set<string>,
   ) {}
 
-  /** `fresh`: the caller knows no writer ever wrote for this session (its first setup), so the store is not asked. */
+  /**
+   * `fresh`: the caller knows no writer ever wrote for this session (its first setup), so neither
+   * the stream nor the store is asked for its lines.
+   */
   static async open(deps: SessionLogDeps, sessionId: string, options: { fresh?: boolean } = {}): Promise<SessionLogWriter> {
+    if (options.fresh) return new SessionLogWriter(deps, sessionId, 0, new Set());
     let lines: Array<Pick<LogLine, "seq" | "key">> = await deps.bus.readLogs(sessionId, { limit: MAX_SCAN });
     // Nothing in the stream: a new session, or (past the stream's retention, or after the stream lost
     // its data) one whose lines only the store has. Continue after those rather than reuse their seqs.
-    if (lines.length === 0 && !options.fresh && (await deps.store.lastLogSeq(sessionId)) > 0) lines = await deps.store.logs(sessionId, { limit: MAX_SCAN });
+    if (lines.length === 0 && (await deps.store.lastLogSeq(sessionId)) > 0) lines = await deps.store.logs(sessionId, { limit: MAX_SCAN });
     const writer = new SessionLogWriter(deps, sessionId, lines.at(-1)?.seq ?? 0, new Set(lines.flatMap((l) => (l.key ? [l.key] : []))));
     await writer.fillGaps(lines.map((l) => l.seq));
     return writer;
