@@ -2,7 +2,9 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, inject, it } from "vitest";
+import { COMMANDS } from "../cli/src/commands.js";
 
 const root = join(import.meta.dirname, "..");
 const home = mkdtempSync(join(tmpdir(), "fleet-cli-test-"));
@@ -25,6 +27,22 @@ describe("./fleet command line", () => {
     const bad = fleet(["launch"]);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("unknown command 'launch'");
+  });
+
+  it("the README's command table lists every command, and only those", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    // First cells of the table's rows: `./fleet infra up` / `down` names two commands.
+    const cells = [...readme.matchAll(/^\| (`\.\/fleet [^|]*)\|/gm)].map((m) => m[1] as string);
+    const named = cells.flatMap((cell) => {
+      const parts = [...cell.matchAll(/`(?:\.\/fleet )?([^`]*)`/g)].map((m) => (m[1] as string).split(" ").filter((w) => /^[a-z]+$/.test(w)));
+      const first = parts[0] ?? [];
+      // A later part without its group word (`down` after `infra up`) belongs to the first part's group.
+      return parts.map((words) => (first.length > 1 && words.length === 1 && words[0] !== first[0] ? [first[0] as string, ...words] : words));
+    });
+    const isNamed = (name: string) => named.some((words) => words.slice(0, name.split(" ").length).join(" ") === name);
+    for (const { name } of COMMANDS) expect(isNamed(name), `README lacks ./fleet ${name}`).toBe(true);
+    const known = new Set(COMMANDS.map((c) => c.name.split(" ")[0]));
+    for (const words of named) expect(known.has(words[0] as string), `README names ./fleet ${words.join(" ")}, which is no command`).toBe(true);
   });
 
   it("exits 1 naming the bad variable when the environment is invalid", () => {

@@ -9,79 +9,69 @@ import { demoCmd } from "./demo.js";
 import { downCmd, upCmd } from "./fleet.js";
 import { cancelCmd, logsCmd, lsCmd, showCmd, submitCmd } from "./sessions.js";
 import { keysCmd } from "./keys.js";
+import { COMMANDS, type CommandName } from "./commands.js";
 
-const USAGE = `usage: ./fleet <command>
+type Run = (ctx: CliContext, args: string[], root: string) => number | Promise<number>;
 
-  demo           start everything on the embedded defaults, run one session end to end, stop
-  up             start the infrastructure, the model (scripted unless FLEET_MODEL_URL) and the services
-  down           stop what 'up' started
-  submit "..."   submit a session: [--project p] [--card c] [--file local[=path]] [--tool t] [-f]
-  logs [-f] ID   a session's log lines (-f follows them live)
-  ls             sessions of a project: [--project p] [--limit n]
-  show ID        a session's state, result and timing breakdown
-  cancel ID      end a session in whatever phase it is: [--reason r]
-  keys create --project P [--project Q] [--label L] | keys revoke ID | keys ls
-                 API keys scoped to projects (* = all); stored hashed, shown once
-  infra up       start NATS (JetStream) and the store in the background; print their URLs
-  infra down     stop what 'infra up' started
-  infra status   show whether they run and answer
-  infra env      print shell exports for them: eval "$(./fleet infra env)"
-  test [args]    build the test servers if needed, then run the test suite (args go to vitest)
-  help           this text
+/** What each command runs: every name of COMMANDS has one. */
+const RUN: Record<CommandName, Run> = {
+  demo: (ctx, args) => demoCmd(ctx, args),
+  up: (ctx) => upCmd(ctx),
+  down: (ctx) => downCmd(ctx),
+  submit: (ctx, args) => submitCmd(ctx, args),
+  logs: (ctx, args) => logsCmd(ctx, args),
+  ls: (ctx, args) => lsCmd(ctx, args),
+  show: (ctx, args) => showCmd(ctx, args),
+  cancel: (ctx, args) => cancelCmd(ctx, args),
+  keys: (ctx, args) => keysCmd(ctx, args),
+  "infra up": (ctx) => infraUp(ctx),
+  "infra down": (ctx) => infraDown(ctx),
+  "infra status": (ctx) => infraStatusCmd(ctx),
+  "infra env": (ctx) => infraEnv(ctx),
+  test: (ctx, args, root) => testCmd(ctx, args, root),
+  help: () => help(0),
+};
+
+function usage(): string {
+  const lines = COMMANDS.map((c) => {
+    const head = "args" in c ? `${c.name} ${c.args}` : c.name;
+    // A long head gets the description on its own line.
+    return head.length <= 14 ? `  ${head.padEnd(15)}${c.about}` : `  ${head}\n${" ".repeat(17)}${c.about}`;
+  });
+  return `usage: ./fleet <command>
+
+${lines.join("\n")}
 
 Environment: NATS_URL and MONGODB_URI use existing servers instead of starting local ones;
 FLEET_HOME moves state and logs (default .fleet/ in the project).`;
+}
+
+function help(code: number): number {
+  (code === 0 ? process.stdout : process.stderr).write(`${usage()}\n`);
+  return code;
+}
+
+/** The command the arguments name, longest name first (`infra up` before a bare `infra`), and the rest. */
+function resolve(argv: readonly string[]): { name: CommandName; args: string[] } | undefined {
+  for (const { name } of [...COMMANDS].sort((a, b) => b.name.split(" ").length - a.name.split(" ").length)) {
+    const words = name.split(" ");
+    if (words.every((w, i) => argv[i] === w)) return { name, args: argv.slice(words.length) };
+  }
+  return undefined;
+}
 
 async function main(argv: string[]): Promise<number> {
   const root = repoRoot();
   const env = loadConfig(CliEnv, process.env);
   const ctx: CliContext = { env, home: env.FLEET_HOME ?? join(root, ".fleet"), out: (l) => process.stdout.write(`${l}\n`) };
-  const [cmd, sub, ...rest] = argv;
-  switch (cmd) {
-    case "infra":
-      switch (sub) {
-        case "up":
-          return infraUp(ctx);
-        case "down":
-          return infraDown(ctx);
-        case "status":
-          return infraStatusCmd(ctx);
-        case "env":
-          return infraEnv(ctx);
-        default:
-          process.stderr.write(`unknown infra command '${sub ?? ""}'\n\n${USAGE}\n`);
-          return 2;
-      }
-    case "test":
-      return testCmd(ctx, sub === undefined ? [] : [sub, ...rest], root);
-    case "demo":
-      return demoCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
-    case "up":
-      return upCmd(ctx);
-    case "down":
-      return downCmd(ctx);
-    case "submit":
-      return submitCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
-    case "logs":
-      return logsCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
-    case "ls":
-      return lsCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
-    case "show":
-      return showCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
-    case "cancel":
-      return cancelCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
-    case "keys":
-      return keysCmd(ctx, sub === undefined ? [] : [sub, ...rest]);
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      process.stdout.write(`${USAGE}\n`);
-      return cmd === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`unknown command '${cmd}'\n\n${USAGE}\n`);
-      return 2;
+  if (argv[0] === undefined) return help(2);
+  if (argv[0] === "--help" || argv[0] === "-h") return help(0);
+  const found = resolve(argv);
+  if (!found) {
+    process.stderr.write(`unknown command '${argv.slice(0, argv[0] === "infra" ? 2 : 1).join(" ")}'\n\n`);
+    return help(2);
   }
+  return RUN[found.name](ctx, found.args, root);
 }
 
 main(process.argv.slice(2)).then(
