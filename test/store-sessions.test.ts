@@ -93,7 +93,7 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
     }
     await Promise.all(
       ids.flatMap((id) => [
-        sessions.patch(id, { phase: "collecting" }),
+        sessions.patch(id, { phase: "running" }),
         sessions.transition(id, { from: ["running"], to: "completed", set: { output } }),
         sessions.patch(id, { agentSessionId: "a" }),
       ]),

@@ -38,7 +38,7 @@ export function formatSession(s: Session): string[] {
  */
 function statusText(s: Session): string {
   if (!isTerminal(s.status)) return `${s.status} (${s.phase})`;
-  return s.phase === "running" || s.phase === "collecting" ? s.status : `${s.status} (ended during ${s.phase})`;
+  return s.phase === "running" ? s.status : `${s.status} (ended during ${s.phase})`;
 }
 
 export function formatMetrics(m: MetricsView): string[] {

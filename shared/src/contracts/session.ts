@@ -13,17 +13,12 @@ export function isTerminal(status: SessionStatus): status is TerminalStatus {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
 
-/** The finer step inside `pending` / `running`; the last one stays on a terminal document. */
-export const SessionPhase = z.enum([
-  "queued",
-  "admitted",
-  "sandbox_creating",
-  "restoring",
-  "server_starting",
-  "prompting",
-  "running",
-  "collecting",
-]);
+/**
+ * The finer step inside `pending` / `running`; the last one stays on a terminal document. Each is
+ * a store write, so a step that takes milliseconds (admission without a wait, sending the prompt,
+ * collecting the result) has none of its own.
+ */
+export const SessionPhase = z.enum(["queued", "sandbox_creating", "restoring", "server_starting", "running"]);
 export type SessionPhase = z.infer<typeof SessionPhase>;
 
 export const ToolCall = z.object({
