@@ -135,6 +135,10 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
     // Asking to leave a terminal status, or to stay in one, is refused outright.
     await expect(sessions.transition("s-term", { from: ["completed"], to: "running" })).rejects.toBeInstanceOf(FleetError);
     await expect(sessions.transition("s-term", { from: ["running"], to: "running" })).rejects.toBeInstanceOf(FleetError);
+    // The lifecycle table is the rule: nothing enters pending (a session is created in it), running only from pending.
+    await expect(sessions.transition("s-term", { from: ["running"], to: "pending" })).rejects.toMatchObject({ code: "invalid_transition" });
+    await expect(sessions.transition("s-term", { from: [], to: "failed" })).rejects.toMatchObject({ code: "invalid_transition" });
+    await expect(sessions.transition("s-term", { from: ["pending", "completed"], to: "running" })).rejects.toMatchObject({ message: expect.stringContaining("enters running only from pending, not from completed") });
     // Patches do not touch a terminal document unless asked for explicitly.
     expect(await sessions.patch("s-term", { phase: "running" })).toBe(false);
     expect(await sessions.patch("s-term", { queuePosition: 0 }, ["completed"])).toBe(true);

@@ -2,7 +2,7 @@ import { loadConfigOrExit, onSignals } from "@fleet/shared";
 import { serveMetrics } from "@fleet/shared/metrics";
 import { createAgentRuntime, createSandboxProvider, startRuntime } from "@fleet/shared/service";
 import { startLogArchiver } from "@fleet/shared/sessions";
-import { createPoller } from "./app.js";
+import { createPoller } from "./watch.js";
 import { PollerConfig } from "./config.js";
 
 const config = loadConfigOrExit(PollerConfig, process.env);

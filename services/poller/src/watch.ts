@@ -20,7 +20,7 @@ import {
   type SessionProgress,
   type SessionRunning,
 } from "@fleet/shared";
-import type { StageDeps } from "@fleet/shared/service";
+import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { SessionLogWriter, saveCardFiles } from "@fleet/shared/sessions";
 
 export interface WatchSettings {
@@ -363,4 +363,14 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener("abort", done, { once: true });
   });
+}
+
+/**
+ * The poller stage: consumes session.running and holds each message, with confirmed heartbeats,
+ * for as long as it watches the session; if this instance dies, the message goes to another one
+ * after the (short) ack deadline and that one re-attaches. A watch whose heartbeats were not
+ * confirmed in time stops acting before another instance can be given its session.
+ */
+export function createPoller(deps: WatchDeps, options: { maxInFlight: number; heartbeatMs: number }): Stage {
+  return createStage(deps.bus, "poller", (msg, ctx) => handleRunning(deps, msg, ctx), { ...options, exclusive: true });
 }

@@ -1,4 +1,4 @@
-import { FleetError, isTerminal, type MessageContext, type Session, type SessionDocStore, type SlotStore } from "@fleet/shared";
+import { SessionEnded, ShuttingDown, isTerminal, type MessageContext, type Session, type SessionDocStore, type SlotStore } from "@fleet/shared";
 
 /** Admission reads the session and the queue, and takes slots: nothing else of the store. */
 type AdmissionStore = SessionDocStore & SlotStore;
@@ -25,9 +25,9 @@ export async function admit(store: AdmissionStore, session: Session, limits: Adm
   if (scopes.length === 0) return false;
   let lastPosition = -1;
   for (;;) {
-    if (ctx.signal.aborted) throw new FleetError("cancelled", "shutting down while queued", { retryable: true });
+    if (ctx.signal.aborted) throw new ShuttingDown("while queued");
     const current = await store.get(session.id);
-    if (!current || isTerminal(current.status)) throw new FleetError("cancelled", "session ended while queued");
+    if (!current || isTerminal(current.status)) throw new SessionEnded(session.id, "while queued");
     const position = await store.queuePosition(session);
     // Only as many of the oldest waiting sessions as there are free slots may try, so a newer
     // request never overtakes an older one.

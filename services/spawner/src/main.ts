@@ -1,7 +1,7 @@
 import { loadConfigOrExit, onSignals } from "@fleet/shared";
 import { serveMetrics } from "@fleet/shared/metrics";
 import { createAgentRuntime, createSandboxProvider, startRuntime } from "@fleet/shared/service";
-import { createSpawner } from "./app.js";
+import { createSpawner } from "./spawn.js";
 import { SpawnerConfig } from "./config.js";
 
 const config = loadConfigOrExit(SpawnerConfig, process.env);

@@ -1,6 +1,8 @@
 import {
   FleetError,
+  LIFECYCLE,
   SCHEMA_VERSION,
+  SessionEnded,
   agentPassword,
   buildPromptText,
   endSession,
@@ -23,7 +25,7 @@ import {
 } from "@fleet/shared";
 import { SessionLogWriter } from "@fleet/shared/sessions";
 import { admit, type AdmissionLimits } from "./admission.js";
-import type { StageDeps } from "@fleet/shared/service";
+import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { waitHealthy } from "./health.js";
 import { asCardFiles, workspaceChanges } from "@fleet/shared/sessions";
 
@@ -44,9 +46,6 @@ export type SpawnDeps = StageDeps<SpawnSettings>;
 
 /** How far ahead of the fleet's clock a request's requestedAt may be before it is refused as broken. */
 export const MAX_REQUEST_CLOCK_AHEAD_MS = 5 * 60_000;
-
-/** Thrown when the session ended (cancelled, timed out) while it was being set up. */
-class Superseded extends Error {}
 
 /**
  * session.requested -> a running agent with the prompt, then session.running. Idempotent: a
@@ -103,7 +102,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     slots = await admit(store, session, deps.settings.admission, ctx);
     timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
     // Each store write counts: admission (with the slots it took) and the start of sandbox creation are one write.
-    await guard(store.patch(session.id, { attempt, phase: "sandbox_creating", queuePosition: 0, ...(slots ? { slotsHeld: true as const } : {}) }));
+    await guard(session.id, store.patch(session.id, { attempt, phase: "sandbox_creating", queuePosition: 0, ...(slots ? { slotsHeld: true as const } : {}) }));
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     sandbox = await createSandbox(deps, session, attempt, timings);
@@ -115,7 +114,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
     timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
     const running = await store.transition(session.id, {
-      from: ["pending"],
+      from: LIFECYCLE.running.from,
       to: "running",
       set: {
         phase: "running",
@@ -126,12 +125,12 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
         metrics: { ...session.metrics, setup: timings },
       },
     });
-    if (!running) throw new Superseded();
+    if (!running) throw new SessionEnded(session.id, "before its agent ran");
     await writer.append([{ kind: "system", key: `setup:${attempt}:prompt`, line: `Prompt sent; setup took ${ms(timings.totalMs)}` }]);
     for (const [step, value] of Object.entries(timings)) if (value !== undefined) deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
     await republishRunning(deps, running);
   } catch (err) {
-    if (err instanceof Superseded || (err instanceof FleetError && err.code === "cancelled" && !err.retryable)) {
+    if (err instanceof SessionEnded) {
       log.info("session ended during setup; sandbox released");
       if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
       // Its end may have come before the slots were recorded on it, so its ender did not free them.
@@ -192,8 +191,8 @@ async function handOverFiles(deps: SpawnDeps, other: Session): Promise<void> {
 }
 
 /** A patch that did not apply means the session is no longer active: stop setting it up. */
-async function guard(applied: Promise<boolean>): Promise<void> {
-  if (!(await applied)) throw new Superseded();
+async function guard(sessionId: string, applied: Promise<boolean>): Promise<void> {
+  if (!(await applied)) throw new SessionEnded(sessionId, "during setup");
 }
 
 async function createSandbox(deps: SpawnDeps, session: Session, attempt: number, timings: SetupTimings): Promise<Sandbox> {
@@ -217,7 +216,7 @@ async function createSandbox(deps: SpawnDeps, session: Session, attempt: number,
   const recorded = await deps.store.patch(session.id, { sandbox: { id: sandbox.id, provider: sandbox.provider }, phase: "restoring" });
   if (!recorded) {
     await deps.provider.kill(sandbox.id);
-    throw new Superseded();
+    throw new SessionEnded(session.id, "while its sandbox was created");
   }
   return sandbox;
 }
@@ -238,7 +237,7 @@ async function restoreFiles(deps: SpawnDeps, session: Session, sandbox: Sandbox,
 }
 
 async function startAgent(deps: SpawnDeps, session: Session, sandbox: Sandbox, attempt: number, timings: SetupTimings): Promise<{ client: AgentClient; pid: number }> {
-  await guard(deps.store.patch(session.id, { phase: "server_starting" }));
+  await guard(session.id, deps.store.patch(session.id, { phase: "server_starting" }));
   const started = Date.now();
   const password = agentPassword(deps.settings.agentSecret, session.id, attempt);
   const model: ModelSettings = {
@@ -278,4 +277,12 @@ function unique(xs: readonly string[]): string[] {
 
 function ms(v: number | undefined): string {
   return v === undefined ? "?" : `${(v / 1000).toFixed(1)} s`;
+}
+
+/**
+ * The spawner stage: consumes session.requested. Each request is held, with progress heartbeats,
+ * while it waits for admission and while its sandbox and agent are set up.
+ */
+export function createSpawner(deps: SpawnDeps, options: { maxInFlight: number; heartbeatMs: number }): Stage {
+  return createStage(deps.bus, "spawner", (msg, ctx) => handleRequested(deps, msg, ctx), options);
 }

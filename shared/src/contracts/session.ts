@@ -1,24 +1,14 @@
 import { z } from "zod";
 import { CardId, ErrorInfo, Millis, ProjectId, SessionConfig, SessionId } from "./common.js";
+import { SESSION_PHASES, SESSION_STATUSES, TERMINAL_STATUSES } from "./lifecycle.js";
 
-export const SESSION_STATUSES = ["pending", "running", "completed", "failed", "cancelled"] as const;
+export { ACTIVE_STATUSES, LIFECYCLE, SESSION_PHASES, SESSION_STATUSES, TERMINAL_STATUSES, isTerminal, type StageName, type StatusSpec, type TerminalStatus } from "./lifecycle.js";
+
 export const SessionStatus = z.enum(SESSION_STATUSES);
 export type SessionStatus = z.infer<typeof SessionStatus>;
 
-export const TERMINAL_STATUSES = ["completed", "failed", "cancelled"] as const satisfies readonly SessionStatus[];
-export const ACTIVE_STATUSES = ["pending", "running"] as const satisfies readonly SessionStatus[];
-export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
-
-export function isTerminal(status: SessionStatus): status is TerminalStatus {
-  return (TERMINAL_STATUSES as readonly string[]).includes(status);
-}
-
-/**
- * The finer step inside `pending` / `running`; the last one stays on a terminal document. Each is
- * a store write, so a step that takes milliseconds (admission without a wait, sending the prompt,
- * collecting the result) has none of its own.
- */
-export const SessionPhase = z.enum(["queued", "sandbox_creating", "restoring", "server_starting", "running"]);
+/** The finer step inside `pending` / `running` (shared/src/contracts/lifecycle.ts). */
+export const SessionPhase = z.enum(SESSION_PHASES);
 export type SessionPhase = z.infer<typeof SessionPhase>;
 
 export const ToolCall = z.object({

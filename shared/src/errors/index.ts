@@ -15,6 +15,8 @@ export type ErrorCode =
   | "agent"
   | "timeout"
   | "cancelled"
+  | "session_ended"
+  | "shutting_down"
   | "stalled"
   | "rate_limited"
   | "unauthorized"
@@ -42,6 +44,25 @@ export class FleetError extends Error {
 
   toJSON(): { code: ErrorCode; message: string; retryable: boolean } {
     return { code: this.code, message: this.message, retryable: this.retryable };
+  }
+}
+
+/**
+ * The session ended (cancelled, past its deadline, superseded by a newer session of its card)
+ * while a stage was still working on it: the stage stops and gives back what it holds. Final.
+ */
+export class SessionEnded extends FleetError {
+  constructor(sessionId: string, when: string) {
+    super("session_ended", `session ${sessionId} ended ${when}`);
+    this.name = "SessionEnded";
+  }
+}
+
+/** This instance is stopping: the work goes back to the bus for another instance. Retryable. */
+export class ShuttingDown extends FleetError {
+  constructor(what: string) {
+    super("shutting_down", `shutting down ${what}`, { retryable: true });
+    this.name = "ShuttingDown";
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Bus } from "../bus/index.js";
-import { ACTIVE_STATUSES, SCHEMA_VERSION, isTerminal, type ErrorInfo, type Session, type SessionOutput } from "../contracts/index.js";
+import { LIFECYCLE, SCHEMA_VERSION, isTerminal, type ErrorInfo, type Session, type SessionOutput } from "../contracts/index.js";
 import { errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type { FleetMetrics } from "../metrics/index.js";
@@ -31,7 +31,7 @@ export async function endSession(deps: EndDeps, sessionId: string, outcome: EndO
   if (outcome.status === "completed") patch.output = outcome.output;
   if (outcome.status === "failed") patch.error = outcome.error;
   if (outcome.status === "cancelled") patch.error = { code: "cancelled", message: outcome.reason ?? "cancelled" };
-  const ended = await deps.store.transition(sessionId, { from: ACTIVE_STATUSES, to: outcome.status, set: patch });
+  const ended = await deps.store.transition(sessionId, { from: LIFECYCLE[outcome.status].from, to: outcome.status, set: patch });
   if (ended) deps.metrics.sessionsEnded.inc({ status: ended.status, code: ended.status === "completed" ? "" : (ended.error?.code ?? "") });
   const session = ended ?? (await deps.store.get(sessionId));
   if (session && isTerminal(session.status)) await settleEnded(deps, session);

@@ -1,5 +1,5 @@
 import type { Collection, Db, Filter } from "mongodb";
-import { ACTIVE_STATUSES, NewSession, Session, isTerminal, type SessionStatus } from "../contracts/index.js";
+import { ACTIVE_STATUSES, LIFECYCLE, NewSession, Session, isTerminal, type SessionStatus } from "../contracts/index.js";
 import { FleetError } from "../errors/index.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { guarded, isDuplicateKey, wrap } from "./errors.js";
@@ -132,11 +132,11 @@ export class MongoSessions implements SessionDocStore {
   }
 
   async transition(id: string, request: TransitionRequest): Promise<Session | null> {
-    if (request.from.some((s) => isTerminal(s))) {
-      throw new FleetError("invalid_transition", `terminal statuses cannot be left (from ${request.from.join(",")})`);
-    }
-    if (request.from.includes(request.to)) {
-      throw new FleetError("invalid_transition", `a transition must change the status (${request.to})`);
+    // The lifecycle table decides: no terminal status is ever left, and no status is entered from itself.
+    const allowed: readonly SessionStatus[] = LIFECYCLE[request.to].from;
+    const refused = request.from.filter((s) => !allowed.includes(s));
+    if (refused.length > 0 || request.from.length === 0) {
+      throw new FleetError("invalid_transition", `a session enters ${request.to} only from ${allowed.join(" or ") || "nothing (it is created so)"}, not from ${refused.join(" or ") || "nothing"}`);
     }
     const now = Date.now();
     const set = { ...named(request.set ?? {}), status: request.to, updatedAt: now };
