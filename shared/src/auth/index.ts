@@ -1,2 +1,2 @@
-export * from "./api-keys.js";
-export * from "./callback-tokens.js";
+export { apiKeyId, ApiKeyRecord, keyReaches, newApiKey, verifyApiKey } from "./api-keys.js";
+export { CallbackKey, CallbackKeys, type CallbackTokenConfig, mintCallbackToken, verifyCallbackToken } from "./callback-tokens.js";

@@ -1,4 +1,4 @@
-import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { STREAMS, SessionLog, streamName, subjectFor } from "../contracts/index.js";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { ArchiveBacklog } from "./port.js";
@@ -10,8 +10,6 @@ export interface LogStream {
   namespace: string;
 }
 
-/** JetStream's "no message found" (STREAM.MSG.GET of a subject or sequence that holds none). */
-const NO_MESSAGE_FOUND = 10037;
 /** A read that found no end of the subject's lines within this long gives up (lines deleted under it). */
 const READ_EXPIRES_MS = 5_000;
 
@@ -23,7 +21,7 @@ async function storedMessage(ls: LogStream, query: { seq: number } | { last_by_s
   try {
     return await ls.jsm.streams.getMessage(streamName(ls.namespace, "logs"), query);
   } catch (err) {
-    if (err instanceof JetStreamApiError && err.code === NO_MESSAGE_FOUND) return null;
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) return null;
     throw unavailable("cannot read the log stream", err);
   }
 }

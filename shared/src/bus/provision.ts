@@ -1,6 +1,7 @@
 import {
   AckPolicy,
   DeliverPolicy,
+  JetStreamApiCodes,
   JetStreamApiError,
   RetentionPolicy,
   StorageType,
@@ -56,7 +57,7 @@ function consumerConfig(namespace: string, name: ConsumerName, tuning: ConsumerT
   };
 }
 
-const NOT_FOUND = new Set([10059, 10014]);
+const NOT_FOUND = new Set<number>([JetStreamApiCodes.StreamNotFound, JetStreamApiCodes.ConsumerNotFound]);
 
 function isNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && NOT_FOUND.has(err.code);

@@ -1,5 +1,5 @@
-export * from "./common.js";
-export * from "./session.js";
-export * from "./events.js";
-export * from "./catalog.js";
+export { CardId, ErrorInfo, FileSpec, LIMITS, Millis, ProjectId, RelativePath, SCHEMA_VERSION, schemaVersion, SessionConfig, SessionId } from "./common.js";
+export { ACTIVE_STATUSES, Artifact, CardFile, DeadLetter, FileDiff, isTerminal, LIFECYCLE, LogKind, LogLine, NewSession, SandboxRef, Session, SESSION_PHASES, SESSION_STATUSES, SessionMetrics, SessionOutput, SessionPhase, SessionStatus, SetupTimings, type StageName, type StatusSpec, TERMINAL_STATUSES, type TerminalStatus, Todo, ToolCall } from "./session.js";
+export { ProgressLine, ProgressReply, SessionCancel, SessionCancelled, SessionCompleted, SessionFailed, SessionLog, SessionProgress, SessionRequested, SessionRunning } from "./events.js";
+export { type ConsumerEvent, type ConsumerName, CONSUMERS, type EventInput, type EventKind, type EventOf, EVENTS, type EventSpec, FEED, feedStreamName, progressSubject, type StreamKey, streamName, STREAMS, type StreamSpec, streamSubjects, subjectFilter, subjectFor } from "./catalog.js";
 export { jsonSchemas } from "./json-schema.js";

@@ -1,8 +1,19 @@
 import { MongoServerError } from "mongodb";
 import { FleetError, errorMessage } from "../errors/index.js";
 
-/** The server's code for a write that hit a unique key (an _id or a unique index) already taken. */
-export const DUPLICATE_KEY = 11000;
+/** The server's error codes the store decides on (MongoDB's error_codes.yml). */
+export const MONGO_CODES = {
+  BadValue: 2,
+  FailedToParse: 9,
+  Unauthorized: 13,
+  TypeMismatch: 14,
+  AuthenticationFailed: 18,
+  DocumentValidationFailure: 121,
+  /** A write that hit a unique key (an _id or a unique index) already taken. */
+  DuplicateKey: 11000,
+} as const;
+
+export const DUPLICATE_KEY = MONGO_CODES.DuplicateKey;
 
 /** A write refused because its unique key is taken: for claims, slots and inserts, "someone else has it". */
 export function isDuplicateKey(err: unknown): boolean {
@@ -13,7 +24,7 @@ export function isDuplicateKey(err: unknown): boolean {
  * Server answers that say the request itself is wrong; anything else (network, a busy or locked
  * backend, an internal error) may pass, and the bus's bounded redelivery retries it.
  */
-const PERMANENT_CODES = new Set([2, 9, 13, 14, 18, 121, DUPLICATE_KEY]);
+const PERMANENT_CODES = new Set<number>(Object.values(MONGO_CODES));
 
 /** Store errors become FleetErrors, retryable unless the server said the request is wrong. */
 export function wrap(op: string, err: unknown): FleetError {
