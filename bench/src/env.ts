@@ -143,6 +143,16 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
   };
 }
 
+/** Runs `run` on a fleet started for it, and stops the fleet (its namespace's streams and database go too) whatever happens. */
+export async function withBenchFleet<T>(b: BenchInfra, spec: FleetSpec, run: (fleet: BenchFleet) => Promise<T>): Promise<T> {
+  const fleet = await startBenchFleet(b, spec);
+  try {
+    return await run(fleet);
+  } finally {
+    await fleet.stop();
+  }
+}
+
 /**
  * Waits until every given session ended (completed, failed or cancelled); returns when the last one
  * was seen ended. Sessions are read by id, from the oldest one not seen ended, so a poll costs about

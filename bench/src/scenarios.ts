@@ -6,7 +6,7 @@ import { freePort, startService } from "@fleet/shared/infra";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/shared/model";
 import type { Baselines } from "./baselines.js";
 import { sampleStored } from "./stored.js";
-import { harnessReads, serverCounters, sessionTimes, startBenchFleet, waitEnded, type BenchFleet, type BenchInfra } from "./env.js";
+import { harnessReads, serverCounters, sessionTimes, waitEnded, withBenchFleet, type BenchFleet, type BenchInfra } from "./env.js";
 import { cpuSeconds, maxOf, minOf, percentile, round, rssBytes, sleep, spread, until, type Spread } from "./util.js";
 
 export interface Ctx {
@@ -84,8 +84,7 @@ export async function b1(ctx: Ctx, peer: PeerRunner | undefined): Promise<B1Row[
   const slowest = Math.min(ctx.baselines.jsPublish, ctx.baselines.jsConsume, ctx.baselines.findOneAndUpdate);
   const rows: B1Row[] = [];
   for (const instances of [1, 2]) {
-    const fleet = await startBenchFleet(ctx.b, { namespace: ns("b1"), spawners: instances, pollers: instances, env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" } });
-    try {
+    await withBenchFleet(ctx.b, { namespace: ns("b1"), spawners: instances, pollers: instances, env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" } }, async (fleet) => {
       ctx.log(`B1 fleet, ${instances} instance(s) per stage: ${n} sessions as fast as they come`);
       const before = await serverCounters(ctx.b);
       const readsBefore = harnessReads.count;
@@ -125,9 +124,7 @@ export async function b1(ctx: Ctx, peer: PeerRunner | undefined): Promise<B1Row[
         ctx.log(`  peer ${round(p.sessionsPerSecond)} sessions/s; fleet/peer ${round(row.ratioToPeer, 2)}`);
       }
       rows.push(row);
-    } finally {
-      await fleet.stop();
-    }
+    });
   }
   return rows;
 }
@@ -152,8 +149,7 @@ export async function b2(ctx: Ctx, maxRate: number, instances: number, peer: Pee
   const rows: B2Row[] = [];
   for (const f of fractions) {
     const rate = Math.max(1, maxRate * f);
-    const fleet = await startBenchFleet(ctx.b, { namespace: ns("b2"), spawners: instances, pollers: instances, env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" } });
-    try {
+    await withBenchFleet(ctx.b, { namespace: ns("b2"), spawners: instances, pollers: instances, env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" } }, async (fleet) => {
       ctx.log(`B2 ${Math.round(f * 100)}% of B1's maximum: ${round(rate)} sessions/s for ${seconds} s`);
       const at = await paced(fleet, "b2", rate, seconds);
       await waitEnded(fleet, [...at.keys()], 300_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
@@ -174,9 +170,7 @@ export async function b2(ctx: Ctx, maxRate: number, instances: number, peer: Pee
         ctx.log(`  peer e2e p50 ${p.latencies?.endToEndMinusSimulated?.p50} ms, p99 ${p.latencies?.endToEndMinusSimulated?.p99} ms`);
       }
       rows.push(row);
-    } finally {
-      await fleet.stop();
-    }
+    });
   }
   return rows;
 }
@@ -209,13 +203,12 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
   const cases = ctx.quick ? [[30, 1], [30, 5]] : [[100, 1], [100, 5], [1_000, 1], [1_000, 5]];
   const rows: B3Row[] = [];
   for (const [sessions, viewers] of cases as Array<[number, number]>) {
-    const fleet = await startBenchFleet(ctx.b, {
+    await withBenchFleet(ctx.b, {
       namespace: ns("b3"),
       spawners: 1,
       pollers: 1,
       env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: String(events), FLEET_SIM_EVENT_MS: String(eventMs) },
-    });
-    try {
+    }, async (fleet) => {
       ctx.log(`B3 ${sessions} sessions × ${events} tool events (2 lines each), ${viewers} live viewer(s) per session`);
       const viewerLatency: number[] = [];
       const arrivals: Array<{ id: string; seq: number; line: string; arrived: number }> = [];
@@ -294,9 +287,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
       };
       ctx.log(`  ${lines} lines (agents emitted ${round(offered)} lines/s): ${round(ingest)} lines/s to viewers, ${round(storedRate)} lines/s stored, viewer p99 ${row.viewerLatency.p99} ms, event→viewer p99 ${row.eventToViewer.p99} ms, event→stored p99 ${spread(eventToStored).p99} ms, missing ${row.missing}, doubled ${row.doubled}`);
       rows.push(row);
-    } finally {
-      await fleet.stop();
-    }
+    });
   }
   return rows;
 }
@@ -317,13 +308,12 @@ export async function b4(ctx: Ctx): Promise<B4Row[]> {
   const interval = 1_000;
   const rows: B4Row[] = [];
   for (const stream of ["on", "off"] as const) {
-    const fleet = await startBenchFleet(ctx.b, {
+    await withBenchFleet(ctx.b, {
       namespace: ns("b4"),
       spawners: 1,
       pollers: 1,
       env: { ...fastPoller, POLLER_STATUS_INTERVAL_MS: String(interval), FLEET_SIM_EVENTS: "3", FLEET_SIM_EVENT_MS: "300", FLEET_SIM_EVENT_STREAM: stream },
-    });
-    try {
+    }, async (fleet) => {
       ctx.log(`B4 completion detection, event stream ${stream}, status check every ${interval} ms: ${n} sessions at 10/s`);
       const at = await paced(fleet, "b4", 10, n / 10);
       await waitEnded(fleet, [...at.keys()], 120_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
@@ -332,9 +322,7 @@ export async function b4(ctx: Ctx): Promise<B4Row[]> {
       const row: B4Row = { eventStream: stream, statusIntervalMs: interval, sessions: times.length, idleToCompleted: spread(lag), withinTwiceInterval: lag.filter((l) => l <= 2 * interval).length / Math.max(1, lag.length) };
       ctx.log(`  idle → completed stored: p50 ${row.idleToCompleted.p50} ms, p99 ${row.idleToCompleted.p99} ms`);
       rows.push(row);
-    } finally {
-      await fleet.stop();
-    }
+    });
   }
   return rows;
 }
@@ -372,7 +360,7 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
   const sizes = ctx.quick ? [200, 500] : [1_000, 10_000];
   const soak = ctx.quick ? 20 : 600;
   const metricsPort = await freePort();
-  const fleet = await startBenchFleet(ctx.b, {
+  return withBenchFleet(ctx.b, {
     namespace: ns("b5"),
     spawners: 1,
     pollers: 1,
@@ -392,8 +380,7 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
     },
     // With --profile the poller writes heap snapshots on a signal (see heapSnapshot).
     ...(ctx.profileDir ? { pollerNodeArgs: ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${ctx.profileDir}`] } : {}),
-  });
-  try {
+  }, async (fleet) => {
     const [poller] = fleet.pids("poller") as [number];
     /** rss and heap used every second: the median rss, and the lowest heap (nearest to what is live). */
     const sample = async (seconds: number, onSample?: (rss: number) => void): Promise<{ rss: number; heap: number; samples: number[] }> => {
@@ -473,9 +460,7 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
     ctx.log(`  soak ${soak} s at ${previous.n} watched: second half vs first half ${round(growth, 2)}%; poller CPU ${round(cpuMsPerWatchedMinute, 2)} ms per watched session-minute`);
     if (ctx.profileDir) ctx.log(`  heap snapshot of the watching poller: ${await heapSnapshot(poller, ctx.profileDir)}`);
     return { rows, soakSeconds: soak, soakSamplesMb: soakSamples.map((v) => round(v / 2 ** 20)), growthAfterWarmupPct: growth, cpuMsPerWatchedMinute };
-  } finally {
-    await fleet.stop();
-  }
+  });
 }
 
 /** The poller's JS heap in use, from its Prometheus metrics (prom-client's default gauges). */
@@ -608,13 +593,12 @@ export async function b7(ctx: Ctx): Promise<B7Row[]> {
   const perInstance = 1;
   const rows: B7Row[] = [];
   for (const spawners of [1, 2, 4]) {
-    const fleet = await startBenchFleet(ctx.b, {
+    await withBenchFleet(ctx.b, {
       namespace: ns("b7"),
       spawners,
       pollers: 1,
       env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: String(perInstance), FLEET_SIM_CREATE_MS: "200", FLEET_SIM_EVENTS: "1" },
-    });
-    try {
+    }, async (fleet) => {
       ctx.log(`B7 ${spawners} spawner(s), ${perInstance} creates at a time each, 200 ms per create: ${n} sessions`);
       const t0 = Date.now();
       const at = await flood(fleet, "b7", n);
@@ -622,9 +606,7 @@ export async function b7(ctx: Ctx): Promise<B7Row[]> {
       const rate = n / ((t1 - t0) / 1000);
       rows.push({ spawners, sessions: n, sessionsPerSecond: rate, speedup: rate / (rows[0]?.sessionsPerSecond ?? rate) });
       ctx.log(`  ${round(rate)} sessions/s (${round(rows.at(-1)!.speedup, 2)}× one spawner)`);
-    } finally {
-      await fleet.stop();
-    }
+    });
   }
   return rows;
 }
@@ -663,14 +645,13 @@ export async function b8(ctx: Ctx): Promise<B8Row[]> {
   const rows: B8Row[] = [];
   // The default, and the ack wait every message had before watches were held with confirmed heartbeats.
   for (const watchAckWaitMs of [6_000, 30_000]) {
-    const fleet = await startBenchFleet(ctx.b, {
+    await withBenchFleet(ctx.b, {
       namespace: ns("b8"),
       spawners: 1,
       pollers: 2,
       // Sessions that outlive the kill by far: 60 events, one a second.
       env: { ...fastPoller, LOG_LEVEL: "info", SPAWNER_MAX_IN_FLIGHT: "64", FLEET_SIM_EVENTS: "60", FLEET_SIM_EVENT_MS: "1000", FLEET_WATCH_ACK_WAIT_MS: String(watchAckWaitMs) },
-    });
-    try {
+    }, async (fleet) => {
       ctx.log(`B8 ack wait ${watchAckWaitMs} ms: ${n} sessions of about 60 s on 2 pollers, then one poller killed (SIGKILL)`);
       const at = await flood(fleet, "b8", n);
       const pollers = fleet.services.filter((s) => s.name === "poller");
@@ -694,9 +675,7 @@ export async function b8(ctx: Ctx): Promise<B8Row[]> {
       rows.push({ watchAckWaitMs, sessions: theirs.length, reattach: spread(delays), notReattached: theirs.length - delays.length, notCompleted: n - completed });
       const r = rows.at(-1)!;
       ctx.log(`  ${r.sessions} sessions re-attached after p50 ${round(r.reattach.p50)} ms, max ${round(r.reattach.max)} ms; ${r.notReattached} not re-attached, ${r.notCompleted} not completed`);
-    } finally {
-      await fleet.stop();
-    }
+    });
   }
   return rows;
 }
