@@ -212,6 +212,28 @@ describe("bus on a real nats-server", () => {
     await otherBus.close();
   });
 
+  it("an exclusive consumer whose hold lapsed gives the message no verdict: it is delivered again, not acked", async () => {
+    const seen: Array<{ delivery: number; heldAfter: boolean }> = [];
+    // Hold = ack wait (2 s) minus one heartbeat (0.5 s). The first delivery's handler blocks the
+    // event loop for 2.5 s (a stalled process) and then returns as if its work were done.
+    const sub = bus.consume("poller", {
+      exclusive: true,
+      heartbeatMs: 500,
+      handler: async (m, ctx) => {
+        if (m.sessionId !== "frozen-holder") return;
+        if (ctx.deliveryCount === 1) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2_500);
+        seen.push({ delivery: ctx.deliveryCount, heldAfter: ctx.holds() });
+      },
+    });
+    await bus.publish("running", { v: 1, sessionId: "frozen-holder", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
+    // Before: the handler's return was acked at once (the lapse timer had not run yet), and the
+    // message, which the server may already have handed to another instance, was gone.
+    await eventually(() => seen.some((d) => d.delivery === 2), 15_000);
+    expect(seen[0]).toEqual({ delivery: 1, heldAfter: false });
+    expect(seen.find((d) => d.delivery === 2)?.heldAfter).toBe(true);
+    await sub.stop(100);
+  }, 30_000);
+
   it("keeps long work alive with working() past the ack deadline, never delivering it twice", async () => {
     const deliveries: number[] = [];
     const sub = bus.consume("spawner", {

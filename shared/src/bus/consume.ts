@@ -88,9 +88,11 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
     };
     try {
       await options.handler(body, ctx);
+      // An exclusive message whose hold lapsed may be another instance's by now: no verdict of ours.
+      if (hold?.lapsed(entry)) return;
       settle(entry, () => msg.ack());
     } catch (err) {
-      if (entry.released) return;
+      if (entry.released || hold?.lapsed(entry)) return;
       const reason = errorMessage(err);
       if (isRetryable(err) && msg.info.deliveryCount < maxDeliver) {
         const delay = backoffMs(msg.info.deliveryCount, deps.backoff);
@@ -226,6 +228,13 @@ function startHolding(deps: { nc: NatsConnection }, log: Logger, inFlight: Set<I
     }
     if (released > 0) log.warn({ released, heldForMs: holdMs() }, `released messages: their ${why}; another instance takes them over`);
   };
+  /** Whether the entry's hold is gone; one that lapsed is released now (its handler may have finished first). */
+  const lapsed = (entry: InFlight): boolean => {
+    if (entry.released) return true;
+    if (Date.now() < entry.heldUntil) return false;
+    release(Date.now());
+    return true;
+  };
   const round = (): void => {
     const t = Date.now();
     // Released first: a heartbeat for a message let go would only delay its redelivery.
@@ -250,6 +259,7 @@ function startHolding(deps: { nc: NatsConnection }, log: Logger, inFlight: Set<I
   })();
   return {
     holdMs,
+    lapsed,
     setAckWait(ms: number): void {
       if (ms <= 2 * heartbeatMs) log.warn({ ackWaitMs: ms, heartbeatMs }, "ack wait leaves little room for heartbeats; messages will be released often");
       ackWaitMs = ms;
