@@ -8,7 +8,7 @@ import { defaultToolsDir } from "./paths.js";
 import { isAlive, stopPid, type ManagedProcess } from "./process.js";
 import { dockerAnswers, pingMongo, startFerretDb, startMongoContainer, startNatsServer } from "./servers.js";
 import { ensureFerretDb, ensureNatsServer, type Progress } from "./tools.js";
-import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "./nats-auth.js";
+import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "../bus/index.js";
 
 export interface InfraOptions {
   /** Where server data and logs go. */
@@ -24,7 +24,7 @@ export interface InfraOptions {
   toolsDir?: string;
   /** Servers outlive this process (for `./fleet infra up`). */
   persistent?: boolean;
-  /** A local nats-server requires per-role users (see nats-auth.ts); ignored for a given NATS_URL. */
+  /** A local nats-server requires per-role users (see bus/nats-auth.ts); ignored for a given NATS_URL. */
   natsAuth?: boolean;
   /** Serve the local servers' own counters on these loopback ports (benchmarks read them). */
   monitor?: { nats: number; store: number };
