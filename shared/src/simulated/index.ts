@@ -8,4 +8,4 @@ export { SimulatedSandboxProvider, SimulatedSandbox, SimulatedSandboxConfig, sim
 export { simulatedRuntime, SimulatedAgentClient, type SimulatedRuntimeConfig } from "./agent.js";
 export { agentSessionIdFor, scriptedMessages, toolPart } from "./script.js";
 export { readSimulatedState, readAllSimulatedStates, simulatedIdleAt, type SimulatedState } from "./state.js";
-export { SimCreateFaults, createFault, type SimCreateFault, type SimFaultKind } from "./faults.js";
+export { createFault } from "./faults.js";

@@ -16,7 +16,8 @@ import {
   type SandboxProvider,
   type SandboxSummary,
 } from "../sandbox/port.js";
-import { SimCreateFault, createFault } from "./faults.js";
+import { SimCreateFault } from "../config/index.js";
+import { createFault } from "./faults.js";
 import { SIM_ID, appendMark, createdLine, endedPath, forEachBounded, isMissing, listJournals, livePath, parseJournal, type SimulatedState } from "./state.js";
 
 /**
