@@ -1,6 +1,6 @@
-import { FleetError } from "../errors/index.js";
-import type { SimCreateFault } from "../config/index.js";
-import type { SandboxMetadata } from "../sandbox/port.js";
+import { FleetError } from "@fleet/shared/errors";
+import type { SimCreateFault } from "@fleet/shared/config";
+import type { SandboxMetadata } from "@fleet/shared/sandbox";
 
 /**
  * Provider faults on demand (FLEET_SIM_CREATE_FAULTS, parsed with the service's config), so tests
