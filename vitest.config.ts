@@ -2,16 +2,18 @@ import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 const shared = fileURLToPath(new URL("./shared/src", import.meta.url));
+const devtools = fileURLToPath(new URL("./devtools/src", import.meta.url));
 
 export default defineConfig({
   resolve: {
     alias: [
       { find: /^@fleet\/shared$/, replacement: `${shared}/index.ts` },
       { find: /^@fleet\/shared\/(.*)$/, replacement: `${shared}/$1/index.ts` },
+      { find: /^@fleet\/devtools\/(.*)$/, replacement: `${devtools}/$1/index.ts` },
     ],
   },
   test: {
-    include: ["shared/src/**/*.test.ts", "services/*/src/**/*.test.ts", "cli/src/**/*.test.ts", "test/**/*.test.ts"],
+    include: ["shared/src/**/*.test.ts", "devtools/src/**/*.test.ts", "services/*/src/**/*.test.ts", "cli/src/**/*.test.ts", "test/**/*.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],
     pool: "forks",
     fileParallelism: true,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Session } from "../shared/src/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
 import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import { cleanup, eventually, logger, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";

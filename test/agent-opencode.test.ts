@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { opencodeRuntime, type AgentClient, type AgentEvent, type AgentToolPart } from "../shared/src/agent/index.js";
 import { FleetError } from "../shared/src/errors/index.js";
-import { DEMO_FILE, DEMO_TODOS, SCENARIOS, TEXT_ONLY_ANSWER, startScriptedModel, type ScriptedModel } from "../shared/src/model/index.js";
+import { DEMO_FILE, DEMO_TODOS, SCENARIOS, TEXT_ONLY_ANSWER, startScriptedModel, type ScriptedModel } from "../devtools/src/model/index.js";
 import { eventually, logger } from "./support/fixtures.js";
 import { startOpencodeServer, type OpencodeServer } from "./support/opencode-harness.js";
 

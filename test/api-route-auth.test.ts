@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApi } from "../services/api/src/app.js";
 import { SessionConfig, newApiKey, type Bus, type MongoSessionStore } from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
-import { SimulatedSandboxProvider } from "../shared/src/simulated/index.js";
+import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
 import { cleanup, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
 import { jsonOf, rawRequest } from "./support/http.js";
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { LOGS, REQUESTED_QUEUE, RUNNING_QUEUE, SESSIONS, redisConnection, type PeerLogDoc, type PeerSessionDoc } from "../bench/peer/queues.js";
 import { startRedis, type StartedRedis } from "../bench/peer/redis.js";
 import { runPeerLoad } from "../bench/peer/run.js";
-import { SimulatedSandboxProvider } from "../shared/src/simulated/index.js";
+import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
 import { logger, uniqueNamespace } from "./support/fixtures.js";
 
 const SESSIONS_N = 50;

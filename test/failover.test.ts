@@ -3,7 +3,7 @@ import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { streamName, subjectFor, type Session } from "../shared/src/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
 import { LocalSandboxProvider, isProcessRunning } from "../shared/src/sandbox/local/index.js";
 import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";

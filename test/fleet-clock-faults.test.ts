@@ -6,7 +6,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { SCHEMA_VERSION, subjectFor, type MongoSessionStore, type Session } from "../shared/src/index.js";
-import { SimulatedSandboxProvider } from "../shared/src/simulated/index.js";
+import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
 import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
 

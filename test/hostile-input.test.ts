@@ -3,7 +3,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { LIMITS, SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
 import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
 

@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { infraStatus, isAlive, pingMongo, readInfraState, startInfra, stopInfraFromState } from "../shared/src/infra/index.js";
+import { infraStatus, isAlive, pingMongo, readInfraState, startInfra, stopInfraFromState } from "../devtools/src/infra/index.js";
 import { eventually } from "./support/fixtures.js";
 
 const dirs: string[] = [];

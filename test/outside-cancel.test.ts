@@ -9,7 +9,7 @@ import { createApi } from "../services/api/src/app.js";
 import { createWatchdog, type Watchdog } from "../services/watchdog/src/app.js";
 import { SessionCancel, SessionCancelled, feedStreamName, newApiKey, streamName, type MongoSessionStore } from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
-import { SimulatedSandboxProvider } from "../shared/src/simulated/index.js";
+import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
 import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
 

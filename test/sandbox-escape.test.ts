@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startScriptedModel, type ScenarioInput, type ScriptedModel } from "../shared/src/model/index.js";
+import { startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
 import { LocalSandboxProvider, type Sandbox, type SandboxMetadata } from "../shared/src/sandbox/index.js";
 import type { Session } from "../shared/src/index.js";
 import { ESCAPE_PROBE, escapes, type ProbeReport, type ProbeTargets } from "./support/escape-probe.js";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../cli/src/client.js";
 import type { Session } from "../shared/src/index.js";
-import { SimulatedSandboxProvider, readSimulatedState, simulatedIdleAt } from "../shared/src/simulated/index.js";
+import { SimulatedSandboxProvider, readSimulatedState, simulatedIdleAt } from "../devtools/src/simulated/index.js";
 import { cleanup, eventually, logger, uniqueNamespace } from "./support/fixtures.js";
 import { startTestFleet, type TestFleet } from "./support/fleet.js";
 

@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { FleetError, errorMessage } from "@fleet/shared";
-import { freePort, logTail, startProcess, type ManagedProcess } from "@fleet/shared/infra";
+import { freePort, logTail, startProcess, type ManagedProcess } from "@fleet/devtools/infra";
 
 export interface StartedRedis {
   url: string;

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { Queue } from "bullmq";
 import { MongoClient, type Collection } from "mongodb";
 import { FleetError } from "@fleet/shared";
-import { logTail, ownLog, repoRoot, startProcess, type ManagedProcess } from "@fleet/shared/infra";
-import { readSimulatedState, simulatedIdleAt } from "@fleet/shared/simulated";
+import { logTail, ownLog, repoRoot, startProcess, type ManagedProcess } from "@fleet/devtools/infra";
+import { readSimulatedState, simulatedIdleAt } from "@fleet/devtools/simulated";
 import { JOB_OPTIONS, LOGS, READY_LINE, REQUESTED_QUEUE, RUNNING_QUEUE, SESSIONS, redisConnection, type PeerLogDoc, type PeerRole, type PeerSessionDoc, type RequestedJob } from "./queues.js";
 
 export interface PeerLoadOptions {

@@ -8,7 +8,7 @@
 import { Queue, Worker, type Job } from "bullmq";
 import { MongoClient } from "mongodb";
 import { createLogger, errorMessage, loadConfigOrExit } from "@fleet/shared";
-import { SimulatedSandboxProvider, simulatedRuntime } from "@fleet/shared/simulated";
+import { SimulatedSandboxProvider, simulatedRuntime } from "@fleet/devtools/simulated";
 import { LOGS, PeerEnv, READY_LINE, REQUESTED_QUEUE, RUNNING_QUEUE, SESSIONS, redisConnection, type PeerLogDoc, type PeerSessionDoc } from "./queues.js";
 import { handleRequested, type PeerDeps } from "./spawn.js";
 import { settleFailedJob } from "./settle.js";

@@ -5,8 +5,8 @@ import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { MongoClient, type Db } from "mongodb";
 import { SCHEMA_VERSION, STREAMS, streamName, subjectFor, type StreamKey } from "@fleet/shared";
-import { freePort, startInfra, startService, type Infra, type RunningService, type ServiceName } from "@fleet/shared/infra";
-import { readAllSimulatedStates, simulatedIdleAt } from "@fleet/shared/simulated";
+import { freePort, startInfra, startService, type Infra, type RunningService, type ServiceName } from "@fleet/devtools/infra";
+import { readAllSimulatedStates, simulatedIdleAt } from "@fleet/devtools/simulated";
 import { sleep } from "./util.js";
 
 /** The real servers for one run, with their own counters served for the efficiency figures. */

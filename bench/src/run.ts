@@ -9,7 +9,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
-import { repoRoot } from "@fleet/shared/infra";
+import { repoRoot } from "@fleet/devtools/infra";
 import { measureBaselines } from "./baselines.js";
 import { startBenchInfra } from "./env.js";
 import { plotSvg } from "./plot.js";

@@ -2,7 +2,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
-import { startInfra, startService, type ManagedProcess } from "@fleet/shared/infra";
+import { startInfra, startService, type ManagedProcess } from "@fleet/devtools/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 import { ApiClient } from "./client.js";
 import { agentSecret, callbackKeys, ensureSandboxTools, modelEnvFor, startModelProcess } from "./fleet.js";

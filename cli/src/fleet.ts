@@ -2,12 +2,12 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FleetError } from "@fleet/shared";
-import { isAlive, logTail, ownLog, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/shared/infra";
+import { isAlive, logTail, ownLog, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/devtools/infra";
 import { ensureDebianPackages, SANDBOX_PACKAGES } from "./debian.js";
 import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.js";
 import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
 import { createKey, keyFile, openStoreFor, saveDevKey } from "./keys.js";
-import { readInfraState } from "@fleet/shared/infra";
+import { readInfraState } from "@fleet/devtools/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 
 /** The secret agent passwords are derived from; made once per FLEET_HOME and kept private. */
@@ -37,7 +37,7 @@ export async function startModelProcess(logDir: string, persistent: boolean, sce
   const proc = startProcess({
     name: "scripted-model",
     command: process.execPath,
-    args: [join(repoRoot(), "shared", "dist", "model", "main.js"), "--port", "0", "--scenario-name", scenario],
+    args: [join(repoRoot(), "devtools", "dist", "model", "main.js"), "--port", "0", "--scenario-name", scenario],
     logFile: join(logDir, "scripted-model.log"),
     persistent,
   });

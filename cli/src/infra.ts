@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { safeUrl } from "@fleet/shared";
-import { infraStatus, isAlive, readInfraState, startInfra, stopInfraFromState, writeInfraState } from "@fleet/shared/infra";
+import { infraStatus, isAlive, readInfraState, startInfra, stopInfraFromState, writeInfraState } from "@fleet/devtools/infra";
 import type { CliEnv } from "./config.js";
 
 export interface CliContext {

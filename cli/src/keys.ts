@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { FleetError, MongoSessionStore, createLogger, newApiKey, type SessionStore } from "@fleet/shared";
-import { readInfraState } from "@fleet/shared/infra";
+import { readInfraState } from "@fleet/devtools/infra";
 import { infraDir, type CliContext } from "./infra.js";
 
 /** The store the CLI manages keys in: MONGODB_URI, or the one `./fleet up` started. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { join } from "node:path";
 import { FleetError, loadConfig } from "@fleet/shared";
-import { repoRoot } from "@fleet/shared/infra";
+import { repoRoot } from "@fleet/devtools/infra";
 import { CliEnv } from "./config.js";
 import { infraDown, infraEnv, infraStatusCmd, infraUp, type CliContext } from "./infra.js";
 import { testCmd } from "./test-cmd.js";

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { ensureFerretDb, ensureNatsServer, ensureUpstreamFerretDb, defaultToolsDir } from "@fleet/shared/infra";
+import { ensureFerretDb, ensureNatsServer, ensureUpstreamFerretDb, defaultToolsDir } from "@fleet/devtools/infra";
 import type { CliContext } from "./infra.js";
 import { ensureDebianPackages, SANDBOX_PACKAGES, SUITE_PACKAGES } from "./debian.js";
 import { ensureSchemathesis } from "./schemathesis.js";

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { connectBus, type Bus } from "../../shared/src/bus/index.js";
-import { defaultToolsDir, ensureNatsServer, freePort, generateNatsUsers, natsAuthConfig, startProcess, type NatsUser } from "../../shared/src/infra/index.js";
-import { provisionOutsideFeed } from "../../shared/src/infra/nats-auth.js";
+import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "../../shared/src/bus/index.js";
+import { defaultToolsDir, ensureNatsServer, freePort, startProcess } from "../../devtools/src/infra/index.js";
 import { eventually, logger } from "./fixtures.js";
 
 /** A nats-server of its own, configured by natsAuthConfig as the launcher does, with the fleet's streams and the outside feed provisioned. */

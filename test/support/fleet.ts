@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inject } from "vitest";
 import { ApiClient } from "../../cli/src/client.js";
-import { startService, type RunningService, type ServiceName } from "../../shared/src/infra/index.js";
+import { startService, type RunningService, type ServiceName } from "../../devtools/src/infra/index.js";
 import { MongoSessionStore, createLogger, newApiKey } from "../../shared/src/index.js";
 
 export interface TestFleet {

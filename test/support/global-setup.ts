@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { startInfra } from "../../shared/src/infra/index.js";
+import { startInfra } from "../../devtools/src/infra/index.js";
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -1,6 +1,6 @@
 // Runs the launcher in a separate process so a test can kill that process and watch what survives.
 // argv: <mode: owned|persistent> <dataDir> [toolsDir]
-import { startInfra, writeInfraState } from "../../shared/dist/infra/index.js";
+import { startInfra, writeInfraState } from "../../devtools/dist/infra/index.js";
 
 const [mode, dataDir, toolsDir] = process.argv.slice(2);
 try {

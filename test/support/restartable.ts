@@ -1,4 +1,4 @@
-import { startProcess, type ManagedProcess } from "../../shared/src/infra/index.js";
+import { startProcess, type ManagedProcess } from "../../devtools/src/infra/index.js";
 import { eventually } from "./fixtures.js";
 
 /** A server of one test file's own, stopped and started again on the same port and data. */

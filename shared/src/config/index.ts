@@ -4,7 +4,9 @@ import { z } from "zod";
 import { FleetError } from "../errors/index.js";
 import { CallbackKeys } from "../auth/callback-tokens.js";
 import { ProjectId } from "../contracts/common.js";
-import { SimCreateFaults } from "../simulated/faults.js";
+import { SimCreateFaults } from "./simulated.js";
+
+export { SimCreateFault, SimCreateFaults, SimFaultKind } from "./simulated.js";
 
 /**
  * Config pieces shared by every service. Each service composes its own schema from these and calls

@@ -46,4 +46,5 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
   return { name, instanceId, logger, store, bus, metrics: createMetrics(name), closer, heartbeatMs: Math.max(250, Math.floor(env.FLEET_ACK_WAIT_MS / 4)) };
 }
 export { createAgentRuntime, createSandboxProvider } from "./providers.js";
+export { SIMULATED_MODULE, loadSimulated, type SimulatedTooling, type SimulatedProviderOptions, type SimulatedRuntimeOptions } from "./simulated.js";
 export { createStage, type Stage, type StageDeps } from "./stage.js";

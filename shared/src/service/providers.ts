@@ -3,15 +3,16 @@ import type { AgentRuntime } from "../agent/port.js";
 import type { SandboxEnv } from "../config/index.js";
 import type { Logger } from "../log/index.js";
 import type { SandboxProvider } from "../sandbox/port.js";
+import { loadSimulated } from "./simulated.js";
 
 /**
  * The sandbox provider the config names. The E2B SDK is loaded only when it is the one chosen, so
  * services on the local provider never pay for it. `simulated` (benchmarks only) has no sandboxes
- * at all, see shared/src/simulated.
+ * at all: it comes from the development tooling, loaded by name (see simulated.ts).
  */
 export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Promise<SandboxProvider> {
   if (env.SANDBOX_PROVIDER === "simulated") {
-    const { SimulatedSandboxProvider } = await import("../simulated/index.js");
+    const { SimulatedSandboxProvider } = await loadSimulated();
     return new SimulatedSandboxProvider(
       {
         dir: env.FLEET_SIM_DIR,
@@ -42,7 +43,7 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
  */
 export async function createAgentRuntime(env: SandboxEnv, logger: Logger): Promise<AgentRuntime> {
   if (env.SANDBOX_PROVIDER === "simulated") {
-    const { simulatedRuntime } = await import("../simulated/index.js");
+    const { simulatedRuntime } = await loadSimulated();
     return simulatedRuntime({ dir: env.FLEET_SIM_DIR, eventStream: env.FLEET_SIM_EVENT_STREAM === "on" });
   }
   const { opencodeRuntime } = await import("../agent/opencode/index.js");

@@ -6,15 +6,3 @@ export { freePort } from "./ports.js";
 export { repoRoot, defaultToolsDir } from "./paths.js";
 export { pingMongo, dockerAnswers } from "./servers.js";
 export { startService, type FleetProcessOptions, type RunningService, type ServiceName } from "./services.js";
-export {
-  natsAuthConfig,
-  generateNatsUsers,
-  rolePermissions,
-  provisionOutsideFeed,
-  FEED_API_PREFIX,
-  FLEET_ACCOUNT,
-  OUTSIDE_ACCOUNT,
-  type NatsRole,
-  type NatsUser,
-  type NatsPermissions,
-} from "./nats-auth.js";

@@ -2,13 +2,13 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { z } from "zod";
-import { createLogger } from "../log/index.js";
+import { createLogger } from "@fleet/shared/log";
 import { Scenario as ScenarioSchema, parseScenario, type Scenario } from "./scenario.js";
 import { SCENARIOS, scenarioByName } from "./scenarios/index.js";
 import { startScriptedModel } from "./server.js";
 
 /**
- * `node shared/dist/model/main.js [--port N] [--host H] [--scenario file.json | --scenario-name demo]`
+ * `node devtools/dist/model/main.js [--port N] [--host H] [--scenario file.json | --scenario-name demo]`
  * Prints the base URL on stdout once listening; logs go to stderr (LOG_LEVEL, default warn).
  * The chosen scenario answers every model id except the built-in names, which play themselves.
  */

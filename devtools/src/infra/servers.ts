@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { MongoClient } from "mongodb";
-import { FleetError, errorMessage } from "../errors/index.js";
+import { FleetError, errorMessage } from "@fleet/shared/errors";
 import { freePort } from "./ports.js";
 import { logTail, startProcess, type ManagedProcess } from "./process.js";
 

@@ -1,10 +1,8 @@
 import { z } from "zod";
-import { FleetError } from "../errors/index.js";
-import type { SandboxMetadata } from "../sandbox/port.js";
 
 /**
- * Provider faults on demand, so tests can watch the real services meet what a cloud provider does:
- * a 429 while too many sandboxes are being made, a 5xx that passes, a request that can never work.
+ * Provider faults on demand for SANDBOX_PROVIDER=simulated (benchmarks and tests only), parsed here
+ * with the rest of the sandbox settings so a bad value stops a service at start like any other.
  * Chosen per project, so one fleet can run faulty and healthy sessions side by side, and counted by
  * the spawner's attempt number (in the sandbox metadata), so every spawner process agrees on it.
  */
@@ -38,19 +36,3 @@ export const SimCreateFaults = z
     }
     return faults;
   });
-
-/** The error the provider answers a create with, as the e2b adapter would map the cloud's answer. */
-export function createFault(faults: readonly SimCreateFault[], metadata: SandboxMetadata): FleetError | undefined {
-  const attempt = Number(metadata.attempt);
-  const fault = faults.find((f) => f.projectId === metadata.projectId && attempt <= f.attempts);
-  if (!fault) return undefined;
-  const at = `project ${metadata.projectId}, attempt ${attempt}`;
-  switch (fault.kind) {
-    case "rate_limit":
-      return new FleetError("rate_limited", `simulated provider: 429 too many sandboxes being created (${at})`, { retryable: true });
-    case "transient":
-      return new FleetError("sandbox", `simulated provider: 503 service busy (${at})`, { retryable: true });
-    case "permanent":
-      return new FleetError("sandbox", `simulated provider: template not found; creating this sandbox cannot succeed (${at})`, { retryable: false });
-  }
-}

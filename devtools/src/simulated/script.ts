@@ -1,4 +1,4 @@
-import type { AgentMessage, AgentPart, AgentToolPart } from "../agent/port.js";
+import type { AgentMessage, AgentPart, AgentToolPart } from "@fleet/shared/agent";
 import { simulatedIdleAt, type SimulatedState } from "./state.js";
 
 /**

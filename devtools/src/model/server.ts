@@ -2,8 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import type { Logger } from "../log/index.js";
-import { FleetError } from "../errors/index.js";
+import { FleetError } from "@fleet/shared/errors";
+import type { Logger } from "@fleet/shared/log";
 import { ChatRequest, chunkEnvelope, completionBody, planAnswer, usageFor } from "./openai.js";
 import { Scenario, turnIndex, type ScenarioInput, type ScenarioTurn } from "./scenario.js";
 

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { FleetError, errorMessage } from "../errors/index.js";
+import { FleetError, errorMessage } from "@fleet/shared/errors";
 import { applyFerretDbPatch } from "./ferretdb-patch.js";
 
 const run = promisify(execFile);

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FleetError } from "../errors/index.js";
+import { FleetError } from "@fleet/shared/errors";
 
 /**
  * The changes the fleet's FerretDB build makes to FerretDB v1.24.2, applied to a copy of the module
@@ -74,7 +74,7 @@ export const FERRETDB_EDITS: readonly Edit[] = [
   },
 ];
 
-const HEADER = `// Added by the fleet's FerretDB build (shared/src/infra/ferretdb-patch.ts in the fleet's repository).\n\n`;
+const HEADER = `// Added by the fleet's FerretDB build (devtools/src/infra/ferretdb-patch.ts in the fleet's repository).\n\n`;
 
 /** Whole files the build adds beside upstream's. */
 export const FERRETDB_FILES: Readonly<Record<string, string>> = {

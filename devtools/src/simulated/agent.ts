@@ -1,5 +1,5 @@
 import { access } from "node:fs/promises";
-import { FleetError } from "../errors/index.js";
+import { FleetError } from "@fleet/shared/errors";
 import type {
   AgentClient,
   AgentEndpoint,
@@ -10,8 +10,8 @@ import type {
   AgentRuntime,
   AgentSessionStatus,
   AgentTodo,
-} from "../agent/port.js";
-import type { CommandSpec, SandboxFile } from "../sandbox/port.js";
+} from "@fleet/shared/agent";
+import type { CommandSpec, SandboxFile } from "@fleet/shared/sandbox";
 import { sandboxIdOfUrl } from "./sandbox.js";
 import { ABORTED_ERROR, agentSessionIdFor, emittedCount, eventAt, isIdle, scriptedMessages, toolPart, userMessageIdFor, wasAborted } from "./script.js";
 import { appendMark, livePath, readSimulatedState, simulatedIdleAt, type SimulatedState } from "./state.js";

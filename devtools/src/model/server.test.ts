@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { createLogger } from "../log/index.js";
+import { createLogger } from "@fleet/shared/log";
 import { parseScenario, turnIndex, type ScenarioInput } from "./scenario.js";
 import { SCENARIOS } from "./scenarios/index.js";
 import { startScriptedModel, type ScriptedModel } from "./server.js";

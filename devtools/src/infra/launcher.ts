@@ -3,12 +3,12 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
-import { FleetError } from "../errors/index.js";
+import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "@fleet/shared/bus";
+import { FleetError } from "@fleet/shared/errors";
 import { defaultToolsDir } from "./paths.js";
 import { isAlive, stopPid, type ManagedProcess } from "./process.js";
 import { dockerAnswers, pingMongo, startFerretDb, startMongoContainer, startNatsServer } from "./servers.js";
 import { ensureFerretDb, ensureNatsServer, type Progress } from "./tools.js";
-import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "./nats-auth.js";
 
 export interface InfraOptions {
   /** Where server data and logs go. */
@@ -24,7 +24,7 @@ export interface InfraOptions {
   toolsDir?: string;
   /** Servers outlive this process (for `./fleet infra up`). */
   persistent?: boolean;
-  /** A local nats-server requires per-role users (see nats-auth.ts); ignored for a given NATS_URL. */
+  /** A local nats-server requires per-role users (see shared/src/bus/nats-auth.ts); ignored for a given NATS_URL. */
   natsAuth?: boolean;
   /** Serve the local servers' own counters on these loopback ports (benchmarks read them). */
   monitor?: { nats: number; store: number };

@@ -3,11 +3,13 @@ import { access, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { z } from "zod";
-import { FleetError, errorMessage } from "../errors/index.js";
-import type { Logger } from "../log/index.js";
-import { relativeSegments } from "../sandbox/paths.js";
-import { checkCreateSpec, oldestFirst } from "../sandbox/spec.js";
+import { FleetError, errorMessage } from "@fleet/shared/errors";
+import type { Logger } from "@fleet/shared/log";
+import { SimCreateFault } from "@fleet/shared/config";
 import {
+  checkCreateSpec,
+  oldestFirst,
+  relativeSegments,
   type CommandResult,
   type CommandSpec,
   type Sandbox,
@@ -15,8 +17,8 @@ import {
   type SandboxFile,
   type SandboxProvider,
   type SandboxSummary,
-} from "../sandbox/port.js";
-import { SimCreateFault, createFault } from "./faults.js";
+} from "@fleet/shared/sandbox";
+import { createFault } from "./faults.js";
 import { SIM_ID, appendMark, createdLine, endedPath, forEachBounded, isMissing, listJournals, livePath, parseJournal, type SimulatedState } from "./state.js";
 
 /**

@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { oldestFirst } from "../sandbox/spec.js";
+import { oldestFirst } from "@fleet/shared/sandbox";
 
 /**
  * The on-disk record of one simulated sandbox, for benchmarks only. Every fleet process on the host

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { FleetError } from "../errors/index.js";
-import { reachableSandboxRoot } from "../sandbox/local/config.js";
+import { FleetError } from "@fleet/shared/errors";
+import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 import { repoRoot } from "./paths.js";
 import { freePort } from "./ports.js";
 import { logTail, ownLog, startProcess, type ManagedProcess } from "./process.js";
