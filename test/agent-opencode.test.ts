@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { opencodeRuntime, type AgentClient, type AgentEvent, type AgentToolPart } from "../shared/src/agent/index.js";
 import { FleetError } from "../shared/src/errors/index.js";
 import { DEMO_FILE, DEMO_TODOS, SCENARIOS, TEXT_ONLY_ANSWER, startScriptedModel, type ScriptedModel } from "../devtools/src/model/index.js";
-import { eventually, logger } from "./support/fixtures.js";
+import { eventually, logger, present } from "./support/fixtures.js";
 import { startOpencodeServer, type OpencodeServer } from "./support/opencode-harness.js";
 
 /**
@@ -54,7 +54,7 @@ describe("OpenCode adapter against a real server", () => {
   const measured: Record<string, number> = {};
 
   beforeAll(async () => {
-    model = await startScriptedModel({ scenario: SCENARIOS.demo!, byModel: { ...SCENARIOS }, logger });
+    model = await startScriptedModel({ scenario: present(SCENARIOS.demo, "the demo scenario"), byModel: { ...SCENARIOS }, logger });
     server = await startOpencodeServer({
       runtime,
       password: PASSWORD,

@@ -42,7 +42,7 @@ function pathVariants(path: string): string[] {
   const out = new Set<string>([path, `${path}/`, `/${path}`, `${path}//`, path.toUpperCase(), path.replace(/\/([a-z])/g, (_, c: string) => `/${c.toUpperCase()}`)]);
   const chars = [...path];
   for (const upper of [false, true]) {
-    chars.forEach((c, i) => {
+    chars.forEach((_c, i) => {
       if (i === 0) return;
       out.add(chars.map((d, j) => (j === i ? hex(d, upper) : d)).join(""));
     });

@@ -240,7 +240,7 @@ describe("api over a real bus and store", () => {
       return { status: r.status, body: (await r.json()) as { error?: { code: string } } };
     };
     expect((await bare("/v1/sessions/my-own-id")).status).toBe(401);
-    expect((await bare("/v1/sessions/my-own-id", { authorization: "Bearer fk_0000000000000000_" + "x".repeat(43) })).status).toBe(401);
+    expect((await bare("/v1/sessions/my-own-id", { authorization: `Bearer fk_0000000000000000_${"x".repeat(43)}` })).status).toBe(401);
     expect((await bare("/v1/sessions/my-own-id", { authorization: `Bearer ${key}x` })).status).toBe(401);
     expect((await bare("/healthz")).status).toBe(200);
     const other = newApiKey(["other-project"], "other");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
-import { SCHEMA_VERSION, SessionConfig, subjectFor, type Session } from "../shared/src/index.js";
+import { SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
 import { DEMO_FILE, DEMO_TODOS, SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
 import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { streamName, subjectFor, type Session } from "../shared/src/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
 import { LocalSandboxProvider, isProcessRunning } from "../shared/src/sandbox/local/index.js";
-import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { cleanup, eventually, logger, openStore, present, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
 
 /** Several short steps, so a session runs long enough to lose a process in the middle of it. */
@@ -111,7 +111,7 @@ describe("control and failover with real processes", () => {
     const s = await ended(id, 40_000);
     expect(s.status).toBe("failed");
     expect(s.error?.code).toBe("timeout");
-    expect(s.completedAt! - s.createdAt).toBeLessThan(15_000);
+    expect(present(s.completedAt, "completedAt") - s.createdAt).toBeLessThan(15_000);
     await noSandbox(id);
     await stays(s);
   }, 120_000);
@@ -122,7 +122,7 @@ describe("control and failover with real processes", () => {
     expect(s.status).toBe("failed");
     expect(s.error?.code).toBe("stalled");
     expect(s.error?.message).toMatch(/agent busy with no progress for \d+ s; tried: abort \((went idle|no effect)\)/);
-    expect(s.completedAt! - (s.startedAt ?? 0)).toBeLessThan(30_000);
+    expect(present(s.completedAt, "completedAt") - (s.startedAt ?? 0)).toBeLessThan(30_000);
     await noSandbox(id);
   }, 120_000);
 
@@ -144,9 +144,8 @@ describe("control and failover with real processes", () => {
     const id = await submit({ model: "steps" });
     await running(id);
     await eventually(async () => (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) => l.line.includes("step 1")), 30_000);
-    const owner = fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id));
-    expect(owner).toBeDefined();
-    process.kill(owner!.process.pid, "SIGKILL");
+    const owner = present(fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)), "the poller watching it");
+    process.kill(owner.process.pid, "SIGKILL");
     const s = await ended(id, 90_000);
     expect(s.status).toBe("completed");
     const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
@@ -173,18 +172,17 @@ describe("control and failover with real processes", () => {
     const id = await submit({ model: "steps" });
     await running(id);
     await eventually(async () => (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) => l.line.includes("step 1")), 30_000);
-    const owner = fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id));
-    const other = fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner);
-    expect(owner && other).toBeDefined();
+    const owner = present(fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)), "the poller watching it");
+    const other = present(fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner), "a second poller");
     // A stalled event loop, as far as the bus can tell: no heartbeat, no ack, the socket still open.
-    process.kill(owner!.process.pid, "SIGSTOP");
+    process.kill(owner.process.pid, "SIGSTOP");
     try {
-      await eventually(() => hasWatchLine(other!.process.logFile, id), 20_000, 100);
+      await eventually(() => hasWatchLine(other.process.logFile, id), 20_000, 100);
     } finally {
-      process.kill(owner!.process.pid, "SIGCONT");
+      process.kill(owner.process.pid, "SIGCONT");
     }
     // Awake again, the owner lets go of the session rather than go on watching beside the other one.
-    await eventually(() => readFileSync(owner!.process.logFile, "utf8").includes("heartbeats were not confirmed in time; another instance takes them over"), 10_000, 100);
+    await eventually(() => readFileSync(owner.process.logFile, "utf8").includes("heartbeats were not confirmed in time; another instance takes them over"), 10_000, 100);
     const s = await ended(id, 90_000);
     expect(s.status).toBe("completed");
     const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
@@ -193,14 +191,14 @@ describe("control and failover with real processes", () => {
     expect(new Set(toolLines).size).toBe(toolLines.length);
     for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
     // The owner wrote nothing for the session after it woke: its last word on it is the watch it started.
-    const ownerLines = readFileSync(owner!.process.logFile, "utf8").split("\n").filter((l) => l.includes(`"sessionId":"${id}"`));
+    const ownerLines = readFileSync(owner.process.logFile, "utf8").split("\n").filter((l) => l.includes(`"sessionId":"${id}"`));
     expect(ownerLines.filter((l) => l.includes("watching session"))).toHaveLength(1);
     expect(ownerLines.some((l) => /"level":(40|50)/.test(l) && !l.includes("no longer sure to hold"))).toBe(false);
   }, 150_000);
 
   it("a spawner killed with SIGKILL mid-spawn: another replaces its sandbox and the session completes once", async () => {
     const second = await fleet.add("spawner");
-    const first = fleet.services.find((x) => x.name === "spawner" && x !== second)!;
+    const first = present(fleet.services.find((x) => x.name === "spawner" && x !== second), "the first spawner");
     // Hold the second spawner back until the first owns the request.
     process.kill(second.process.pid, "SIGSTOP");
     const id = await submit({ model: "text-only" });
@@ -214,7 +212,7 @@ describe("control and failover with real processes", () => {
     expect(s.status).toBe("completed");
     expect(s.attempt).toBe(2);
     expect(s.sandbox?.id).not.toBe(s1.sandbox?.id);
-    expect(await provider.connect(s1.sandbox!.id)).toBeNull();
+    expect(await provider.connect(present(s1.sandbox, "the first attempt's sandbox").id)).toBeNull();
     await noSandbox(id);
   }, 150_000);
 

@@ -65,7 +65,10 @@ function productionClosure(lock: Record<string, LockEntry>, workspace: string): 
     seen.add(key);
     const entry = lock[key];
     if (!entry) return;
-    if (entry.link && entry.resolved) return visit(entry.resolved);
+    if (entry.link && entry.resolved) {
+      visit(entry.resolved);
+      return;
+    }
     const deps = { ...entry.dependencies, ...entry.optionalDependencies, ...entry.peerDependencies };
     for (const name of Object.keys(deps)) {
       names.add(name);

@@ -151,7 +151,8 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     let n = 0;
     for (const [stream, filter] of sources) {
       for (const kind of ALL_KINDS) {
-        const name = `push-${(n += 1)}`;
+        n += 1;
+        const name = `push-${n}`;
         const config = { name, ack_policy: "none", deliver_policy: "all", filter_subject: filter, deliver_subject: subjectFor("", kind, "pushed") };
         await ask(outside, `$JS.API.CONSUMER.CREATE.${stream}.${name}.${filter}`, { stream_name: stream, config });
       }

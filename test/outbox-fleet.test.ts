@@ -127,7 +127,14 @@ describe("terminal events of sessions that end while the bus is down reach an ou
         await m.ackAck();
       }
     };
-    await eventually(async () => (await drain().catch(() => undefined), seen.length >= 3), 30_000, 250).catch(() => undefined);
+    await eventually(
+      async () => {
+        await drain().catch(() => undefined);
+        return seen.length >= 3;
+      },
+      30_000,
+      250,
+    ).catch(() => undefined);
     // More watchdog rounds: nothing more comes.
     await sleep(2_000);
     await drain();

@@ -104,7 +104,14 @@ describe("a cancelled session reaches an outside consumer as exactly one termina
   /** What the durable gets for a session, waited for, then a few more watchdog rounds (nothing more may come). */
   const eventsOf = async (id: string): Promise<Seen[]> => {
     const seen: Seen[] = [];
-    await eventually(async () => (seen.push(...(await drain("acme-ended"))), seen.length > 0), 10_000, 100).catch(() => undefined);
+    await eventually(
+      async () => {
+        seen.push(...(await drain("acme-ended")));
+        return seen.length > 0;
+      },
+      10_000,
+      100,
+    ).catch(() => undefined);
     await sleep(1_500);
     seen.push(...(await drain("acme-ended")));
     return seen.filter((s) => s.body.sessionId === id);

@@ -7,7 +7,7 @@ import { SessionConfig, connectBus, type Session } from "../shared/src/index.js"
 import { defaultToolsDir, ensureFerretDb, ensureNatsServer, freePort, pingMongo } from "../devtools/src/infra/index.js";
 import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
 import { MongoSessionStore } from "../shared/src/store/index.js";
-import { eventually, logger, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { eventually, logger, present, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
 import { Restartable } from "./support/restartable.js";
 
@@ -127,11 +127,10 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
   it("a poller stopped with SIGTERM exits 0 and hands its session over at once", async () => {
     const id = await submit();
     await eventually(async () => (await lineCount(id)) >= 5, 60_000);
-    const owner = fleet.services.find((s) => s.name === "poller" && s.process.running && watchedBy(s.process.logFile, id));
-    expect(owner).toBeDefined();
+    const owner = present(fleet.services.find((s) => s.name === "poller" && s.process.running && watchedBy(s.process.logFile, id)), "the poller watching it");
     const stoppedAt = Date.now();
-    owner!.process.stop(20_000);
-    expect(await owner!.process.exited).toBe(0);
+    owner.process.stop(20_000);
+    expect(await owner.process.exited).toBe(0);
     expect(Date.now() - stoppedAt).toBeLessThan(6_000);
     // Released with a nak: the other poller resumes well before the 6 s ack deadline would pass.
     await eventually(() => fleet.services.some((s) => s.name === "poller" && s !== owner && watchedBy(s.process.logFile, id, 2)), 5_000, 100);

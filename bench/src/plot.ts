@@ -9,7 +9,7 @@ export function plotSvg(b1: readonly B1Row[], b2: readonly B2Row[], caption: str
   const H = 380;
   const panel = { w: 380, h: 260, top: 60 };
   const out: string[] = [];
-  const text = (x: number, y: number, s: string, extra = "") => out.push(`<text x="${x}" y="${y}" ${extra}>${escape(s)}</text>`);
+  const text = (x: number, y: number, s: string, extra = "") => out.push(`<text x="${x}" y="${y}" ${extra}>${escapeXml(s)}</text>`);
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   text(20, 24, caption, 'font-size="13"');
@@ -58,7 +58,7 @@ export function plotSvg(b1: readonly B1Row[], b2: readonly B2Row[], caption: str
 }
 
 function axes(out: string[], x: number, y: number, w: number, h: number, title: string, xLabel: string, yMax: number): void {
-  out.push(`<text x="${x}" y="${y - 12}" font-weight="bold">${escape(title)}</text>`);
+  out.push(`<text x="${x}" y="${y - 12}" font-weight="bold">${escapeXml(title)}</text>`);
   out.push(`<line x1="${x}" y1="${y + h}" x2="${x + w}" y2="${y + h}" stroke="#333"/>`);
   out.push(`<line x1="${x}" y1="${y}" x2="${x}" y2="${y + h}" stroke="#333"/>`);
   for (let i = 0; i <= 4; i++) {
@@ -67,16 +67,16 @@ function axes(out: string[], x: number, y: number, w: number, h: number, title: 
     out.push(`<line x1="${x - 4}" y1="${yy}" x2="${x + w}" y2="${yy}" stroke="#ddd"/>`);
     out.push(`<text x="${x - 6}" y="${yy + 4}" text-anchor="end">${v >= 100 ? v.toFixed(0) : v.toFixed(1)}</text>`);
   }
-  out.push(`<text x="${x + w / 2}" y="${y + h + 34}" text-anchor="middle">${escape(xLabel)}</text>`);
+  out.push(`<text x="${x + w / 2}" y="${y + h + 34}" text-anchor="middle">${escapeXml(xLabel)}</text>`);
 }
 
 function legend(out: string[], x: number, y: number, items: Array<[string, string]>): void {
   items.forEach(([label, color], i) => {
     out.push(`<rect x="${x}" y="${y + i * 16 - 9}" width="10" height="10" fill="${color}"/>`);
-    out.push(`<text x="${x + 14}" y="${y + i * 16}">${escape(label)}</text>`);
+    out.push(`<text x="${x + 14}" y="${y + i * 16}">${escapeXml(label)}</text>`);
   });
 }
 
-function escape(s: string): string {
+function escapeXml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }

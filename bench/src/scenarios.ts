@@ -604,8 +604,9 @@ export async function b7(ctx: Ctx): Promise<B7Row[]> {
       const at = await flood(fleet, "b7", n);
       const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
       const rate = n / ((t1 - t0) / 1000);
-      rows.push({ spawners, sessions: n, sessionsPerSecond: rate, speedup: rate / (rows[0]?.sessionsPerSecond ?? rate) });
-      ctx.log(`  ${round(rate)} sessions/s (${round(rows.at(-1)!.speedup, 2)}× one spawner)`);
+      const row = { spawners, sessions: n, sessionsPerSecond: rate, speedup: rate / (rows[0]?.sessionsPerSecond ?? rate) };
+      rows.push(row);
+      ctx.log(`  ${round(rate)} sessions/s (${round(row.speedup, 2)}× one spawner)`);
     });
   }
   return rows;
@@ -657,23 +658,23 @@ export async function b8(ctx: Ctx): Promise<B8Row[]> {
       const pollers = fleet.services.filter((s) => s.name === "poller");
       const watchedBy = (): Array<Map<string, Map<number, number>>> => pollers.map((p) => watchLines(p.process.logFile));
       await until("every session watched", async () => watchedBy().reduce((sum, w) => sum + w.size, 0) >= n, 120_000);
-      const watched = watchedBy();
-      const victim = watched[0]!.size >= watched[1]!.size ? 0 : 1;
-      const survivor = pollers[1 - victim]!;
-      const theirs = [...watched[victim]!.keys()];
+      const [first, second] = pollers.map((p, i) => ({ poller: p, watched: watchedBy()[i] ?? new Map() }));
+      if (!first || !second) throw new Error("B8 needs two pollers");
+      const [victim, survivor] = first.watched.size >= second.watched.size ? [first, second] : [second, first];
+      const theirs = [...victim.watched.keys()];
       const killedAt = Date.now();
-      process.kill(pollers[victim]!.process.pid, "SIGKILL");
+      process.kill(victim.poller.process.pid, "SIGKILL");
       const bound = watchAckWaitMs + 30_000;
-      await until("the killed poller's sessions watched again", async () => theirs.every((id) => (watchLines(survivor.process.logFile).get(id)?.size ?? 0) > 0), bound).catch(() => undefined);
-      const again = watchLines(survivor.process.logFile);
+      await until("the killed poller's sessions watched again", async () => theirs.every((id) => (watchLines(survivor.poller.process.logFile).get(id)?.size ?? 0) > 0), bound).catch(() => undefined);
+      const again = watchLines(survivor.poller.process.logFile);
       const delays = theirs.flatMap((id) => {
         const t = Math.min(...(again.get(id)?.values() ?? []));
         return Number.isFinite(t) ? [t - killedAt] : [];
       });
       await waitEnded(fleet, [...at.keys()], 180_000, (e) => ctx.log(`  ${e}/${n} ended`));
       const completed = await fleet.db.collection("sessions").countDocuments({ status: "completed" });
-      rows.push({ watchAckWaitMs, sessions: theirs.length, reattach: spread(delays), notReattached: theirs.length - delays.length, notCompleted: n - completed });
-      const r = rows.at(-1)!;
+      const r: B8Row = { watchAckWaitMs, sessions: theirs.length, reattach: spread(delays), notReattached: theirs.length - delays.length, notCompleted: n - completed };
+      rows.push(r);
       ctx.log(`  ${r.sessions} sessions re-attached after p50 ${round(r.reattach.p50)} ms, max ${round(r.reattach.max)} ms; ${r.notReattached} not re-attached, ${r.notCompleted} not completed`);
     });
   }

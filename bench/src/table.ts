@@ -29,8 +29,9 @@ const ms = (v: number): string => (Number.isFinite(v) ? `${round(v, 1)} ms` : "n
 /** The run as one table: each figure, its target and whether it was met. */
 export function renderTable(r: Results): string {
   const rows = tableRows(r);
-  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i]!.length), ["figure", "value", "target", ""][i]!.length));
-  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  const header: Row = ["figure", "value", "target", "verdict"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]?.length ?? 0)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
   return [line(["figure", "value", "target", "verdict"]), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 

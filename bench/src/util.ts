@@ -56,5 +56,5 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
 export const round = (v: number, digits = 1): number => (Number.isFinite(v) ? Math.round(v * 10 ** digits) / 10 ** digits : v);
 
 /** Math.min/Math.max over arrays of any length (spreading 200,000 values overflows the stack); NaN when empty. */
-export const minOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (v < a ? v : a)) : Number.NaN);
-export const maxOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (v > a ? v : a)) : Number.NaN);
+export const minOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (Math.min(v , a))) : Number.NaN);
+export const maxOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (Math.max(v , a))) : Number.NaN);

@@ -71,7 +71,7 @@ const SERVICES: ServiceName[] = ["api", "spawner", "poller", "watchdog"];
 /** `./fleet up`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each service. */
 export async function upCmd(ctx: CliContext): Promise<number> {
   const existing = readFleetState(ctx.home);
-  if (existing && existing.processes.every((p) => isAlive(p.pid))) {
+  if (existing?.processes.every((p) => isAlive(p.pid))) {
     ctx.out(`the fleet is already up: api ${existing.apiUrl}`);
     return 0;
   }

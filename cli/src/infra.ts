@@ -24,7 +24,7 @@ function printExports(ctx: CliContext, natsUrl: string, mongoUri: string, users?
 export async function infraUp(ctx: CliContext): Promise<number> {
   const dir = infraDir(ctx);
   const existing = readInfraState(dir);
-  if (existing && existing.processes.every((p) => isAlive(p.pid))) {
+  if (existing?.processes.every((p) => isAlive(p.pid))) {
     ctx.out(`infrastructure already running (since ${new Date(existing.startedAt).toISOString()})`);
     printExports(ctx, existing.natsUrl, existing.mongoUri, existing.natsUsers);
     return 0;

@@ -75,8 +75,11 @@ export async function startOpencodeServer(options: {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
-    child.stdout?.on("data", (d: Buffer) => void (out += d.toString()));
-    child.stderr?.on("data", (d: Buffer) => void (out += d.toString()));
+    const collect = (d: Buffer): void => {
+      out += d.toString();
+    };
+    child.stdout?.on("data", collect);
+    child.stderr?.on("data", collect);
     try {
       const listeningAt = await waitListening(child, () => out, options.listenTimeoutMs ?? 60_000);
       return {

@@ -14,10 +14,10 @@ export async function describeBackend(source: string, uri: string): Promise<Stor
   const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
   try {
     const info = await client.db("admin").command({ buildInfo: 1 });
-    const ferretdb: unknown = info["ferretdbVersion"];
+    const ferretdb: unknown = info.ferretdbVersion;
     return typeof ferretdb === "string"
       ? { source, uri, kind: "ferretdb", version: ferretdb }
-      : { source, uri, kind: "mongodb", version: String(info["version"]) };
+      : { source, uri, kind: "mongodb", version: String(info.version) };
   } finally {
     await client.close();
   }
@@ -79,13 +79,13 @@ export async function raceRounds(rounds: number, racers: number, attempt: (round
  * search "USING INDEX" is an index and "SCAN" is the whole table.
  */
 export function explainUsesIndex(explain: Document): boolean {
-  const planner: unknown = explain["queryPlanner"];
+  const planner: unknown = explain.queryPlanner;
   const stages: string[] = [];
   const walk = (node: unknown, key = ""): void => {
     if (typeof node === "string") {
       if (key === "stage") stages.push(node);
       else if (/USING (COVERING )?INDEX|USING (INTEGER )?PRIMARY KEY/.test(node)) stages.push("SQLITE_INDEX");
-    } else if (Array.isArray(node)) node.forEach((n) => walk(n));
+    } else if (Array.isArray(node)) for (const n of node) walk(n);
     else if (node && typeof node === "object") for (const [k, v] of Object.entries(node)) walk(v, k);
   };
   walk(planner);

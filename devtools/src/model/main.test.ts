@@ -16,7 +16,9 @@ function run(args: string[]): { lines: Promise<string>; exit: Promise<number | n
       out += d.toString();
       if (out.includes("\n")) resolve(out);
     });
-    child.stderr.on("data", (d: Buffer) => void (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
     child.once("exit", () => resolve(out));
   });
   const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

@@ -77,7 +77,9 @@ describe("scripted model", () => {
   });
 
   it("answers without streaming, choosing the turn from the assistant messages so far", async () => {
-    const model = await start(SCENARIOS.demo!);
+    const demo = SCENARIOS.demo;
+    if (!demo) throw new Error("no demo scenario");
+    const model = await start(demo);
     const first = (await (await post(model, { tools, messages: [user] })).json()) as { object: string; choices: Array<{ message: { tool_calls: Array<{ function: { name: string } }> }; finish_reason: string }> };
     expect(first.object).toBe("chat.completion");
     expect(first.choices[0]?.finish_reason).toBe("tool_calls");

@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { open, readdir, readFile } from "node:fs/promises";
+import { type FileHandle, open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { oldestFirst } from "@fleet/shared/sandbox";
@@ -72,7 +72,7 @@ export function createdLine(line: Omit<CreatedLine, "type" | "v">): string {
  * made). One open without O_CREAT and one small append.
  */
 export async function appendMark(path: string, type: MarkLine["type"], at: number): Promise<boolean> {
-  let fh;
+  let fh: FileHandle;
   try {
     fh = await open(path, constants.O_WRONLY | constants.O_APPEND);
   } catch (err) {

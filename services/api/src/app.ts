@@ -1,6 +1,6 @@
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
-import { type Bus, type CallbackTokenConfig, type KnownProjects, type Logger, type SandboxProvider, type SessionStore } from "@fleet/shared";
+import type { Bus, CallbackTokenConfig, KnownProjects, Logger, SandboxProvider, SessionStore } from "@fleet/shared";
 import { sessionsEndedCounter } from "@fleet/shared/metrics";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";

@@ -258,7 +258,9 @@ async function sendPrompt(deps: SpawnDeps, session: Session, client: AgentClient
   const [agentSession] = await Promise.all([
     client.createSession(`session ${session.id}`),
     // The password is checked on every route; a status call proves it before the prompt goes out.
-    client.status().then(() => void (timings.authMs = Date.now() - started)),
+    client.status().then(() => {
+      timings.authMs = Date.now() - started;
+    }),
   ]);
   timings.sessionCreateMs = Date.now() - started;
   started = Date.now();

@@ -5,7 +5,12 @@ import { createLogger, safeUrl } from "./index.js";
 describe("logging", () => {
   it("redacts secrets wherever they sit", () => {
     const lines: string[] = [];
-    const sink = new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) });
+    const sink = new Writable({
+      write: (chunk, _enc, cb) => {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
     const log = createLogger({ name: "t", destination: sink });
     log.child({ sessionId: "s" }).info({ password: "hunter2", agent: { token: "tok-123", apiKey: "k-9" }, headers: { authorization: "Basic abc" } }, "x");
     const out = lines.join("");

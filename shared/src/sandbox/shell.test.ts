@@ -20,6 +20,7 @@ const NASTY = [
   "$(touch /tmp/pwned-by-quote-test)",
   "`touch /tmp/pwned-by-quote-test`",
   "$HOME",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion the quoting must neutralise
   "${HOME:-x}",
   "line1\nline2\n",
   "\n",

@@ -30,7 +30,7 @@ const FERRETDB_MIN_FLEET_BUILD = 2;
  */
 async function checkStoreGuarantees(client: MongoClient, config: MongoStoreConfig, logger: Logger): Promise<void> {
   const info = await client.db("admin").command({ buildInfo: 1 });
-  const ferretdb: unknown = info["ferretdbVersion"];
+  const ferretdb: unknown = info.ferretdbVersion;
   if (typeof ferretdb !== "string") return;
   const build = /-fleet\.(\d+)\b/.exec(ferretdb);
   if (build && Number(build[1]) >= FERRETDB_MIN_FLEET_BUILD) return;

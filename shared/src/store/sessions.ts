@@ -116,7 +116,7 @@ export class MongoSessions implements SessionDocStore {
       const res = await this.docs.findOneAndUpdate({ _id: parsed.id }, { $setOnInsert: fields }, { upsert: true, returnDocument: "after", includeResultMetadata: true });
       const session = toSession(res.value);
       if (!session) throw new FleetError("internal", `session ${parsed.id} missing after its upsert`);
-      return { session, created: res.lastErrorObject?.["updatedExisting"] === false };
+      return { session, created: res.lastErrorObject?.updatedExisting === false };
     } catch (err) {
       // Two creators racing on one id: MongoDB may answer the loser's upsert with a duplicate key.
       if (isDuplicateKey(err)) {

@@ -18,7 +18,9 @@ type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void
 async function serve(handler: Handler): Promise<string> {
   const server = createServer((req, res) => {
     let body = "";
-    req.on("data", (d: Buffer) => void (body += d.toString()));
+    req.on("data", (d: Buffer) => {
+      body += d.toString();
+    });
     req.on("end", () => handler(req, res, body));
   });
   servers.push(server);

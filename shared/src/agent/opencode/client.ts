@@ -135,7 +135,9 @@ export class OpencodeAgentClient implements AgentClient {
         signal: local.signal,
         // One connection per call: reconnecting (and reconciling what was missed) is the caller's.
         sseMaxRetryAttempts: 1,
-        onSseError: (err) => void (failure = err),
+        onSseError: (err) => {
+          failure = err;
+        },
       });
       for await (const raw of stream) {
         arm();

@@ -8,9 +8,9 @@ export function contentsFromPatch(patch: string): { before: string; after: strin
   const lines = patch.split("\n");
   let i = 0;
   // Header: "Index:", "====", "---", "+++" (and git's "diff --git", "index", mode lines).
-  while (i < lines.length && !lines[i]!.startsWith("@@")) i++;
+  while (i < lines.length && !lines[i]?.startsWith("@@")) i++;
   if (i >= lines.length) return undefined;
-  const header = /^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@/.exec(lines[i]!);
+  const header = /^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@/.exec(lines[i] ?? "");
   if (!header) return undefined;
   const oldStart = Number(header[1]);
   const oldCount = header[2] === undefined ? 1 : Number(header[2]);
@@ -23,7 +23,7 @@ export function contentsFromPatch(patch: string): { before: string; after: strin
   const after: string[] = [];
   let last: "both" | "before" | "after" | undefined;
   for (i++; i < lines.length; i++) {
-    const line = lines[i]!;
+    const line = lines[i] ?? "";
     const mark = line[0];
     const text = line.slice(1);
     if (mark === " ") {

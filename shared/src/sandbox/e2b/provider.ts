@@ -79,7 +79,8 @@ export class E2BSandboxProvider implements SandboxProvider {
   /** The SDK loads on first use, so fleets on the local provider never pay for it. */
   private async sdk(): Promise<SdkClient["Sandbox"]> {
     if (!this.client) {
-      const { E2B } = await (sdkModule ??= loadSdk());
+      sdkModule ??= loadSdk();
+      const { E2B } = await sdkModule;
       const { apiKey, domain, requestTimeoutMs } = this.config;
       this.client = new E2B({ apiKey, ...(domain ? { domain } : {}), ...(requestTimeoutMs ? { requestTimeoutMs } : {}) });
     }

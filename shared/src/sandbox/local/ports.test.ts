@@ -3,7 +3,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { pickPort, portFree } from "./ports.js";
 
 const servers: Server[] = [];
-afterAll(() => servers.forEach((s) => s.close()));
+afterAll(() => {
+  for (const s of servers) s.close();
+});
 
 function listen(): Promise<number> {
   return new Promise((resolve) => {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { FleetError, errorMessage } from "../../errors/index.js";
 import type { Logger } from "../../log/index.js";
-import { type SandboxCreateSpec, type SandboxProvider, type SandboxSummary } from "../port.js";
+import type { SandboxCreateSpec, SandboxProvider, SandboxSummary } from "../port.js";
 import { checkCreateSpec, oldestFirst } from "../spec.js";
 import { ephemeralPortRange, resolveLocalConfig, type LocalSandboxConfig, type ResolvedLocalConfig } from "./config.js";
 import { startBridges } from "./host-bridges.js";
