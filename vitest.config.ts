@@ -13,7 +13,13 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ["shared/src/**/*.test.ts", "devtools/src/**/*.test.ts", "services/*/src/**/*.test.ts", "cli/src/**/*.test.ts", "test/**/*.test.ts"],
+    include: [
+      "shared/src/**/*.test.ts",
+      "devtools/src/**/*.test.ts",
+      "services/*/src/**/*.test.ts",
+      "cli/src/**/*.test.ts",
+      "test/**/*.test.ts",
+    ],
     globalSetup: ["test/support/global-setup.ts"],
     pool: "forks",
     fileParallelism: true,

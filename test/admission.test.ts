@@ -12,7 +12,12 @@ describe("admission caps", () => {
 
   beforeAll(async () => {
     ns = uniqueNamespace("adm");
-    model = await startScriptedModel({ port: 0, scenario: SCENARIOS["text-only"] as ScenarioInput, byModel: { slow: SCENARIOS.slow as ScenarioInput }, logger });
+    model = await startScriptedModel({
+      port: 0,
+      scenario: SCENARIOS["text-only"] as ScenarioInput,
+      byModel: { slow: SCENARIOS.slow as ScenarioInput },
+      logger,
+    });
     fleet = await startTestFleet({
       namespace: ns,
       modelUrl: model.url,
@@ -30,18 +35,29 @@ describe("admission caps", () => {
   it("queues requests over the cap in order, shows their place, and runs them all, one sandbox at a time", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      ids.push((await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-adm", prompt: `q${i}` })).body.sessionId);
+      ids.push(
+        (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-adm", prompt: `q${i}` })).body
+          .sessionId,
+      );
       await new Promise((r) => setTimeout(r, 20));
     }
     const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
     let peak = 0;
     const positions = new Map<string, Set<number>>();
-    const done = await eventually(async () => {
-      peak = Math.max(peak, (await provider.list()).length);
-      const docs = await Promise.all(ids.map(async (id) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body));
-      for (const d of docs) if (d.phase === "queued" && d.queuePosition !== undefined) positions.set(d.id, new Set([...(positions.get(d.id) ?? []), d.queuePosition]));
-      return docs.every((d) => d.status === "completed") ? docs : undefined;
-    }, 150_000, 100);
+    const done = await eventually(
+      async () => {
+        peak = Math.max(peak, (await provider.list()).length);
+        const docs = await Promise.all(
+          ids.map(async (id) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body),
+        );
+        for (const d of docs)
+          if (d.phase === "queued" && d.queuePosition !== undefined)
+            positions.set(d.id, new Set([...(positions.get(d.id) ?? []), d.queuePosition]));
+        return docs.every((d) => d.status === "completed") ? docs : undefined;
+      },
+      150_000,
+      100,
+    );
     expect(peak).toBe(1);
     // Started in the order they were submitted.
     const started = [...done].sort((a, b) => (a.startedAt ?? 0) - (b.startedAt ?? 0)).map((d) => d.id);
@@ -53,7 +69,8 @@ describe("admission caps", () => {
 
   it("runs a queued request whose spawner stopped while it waited: another spawner takes it over", async () => {
     const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
-    const submit = async (body: Record<string, unknown>) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-adm", ...body })).body.sessionId;
+    const submit = async (body: Record<string, unknown>) =>
+      (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-adm", ...body })).body.sessionId;
     const holder = await submit({ prompt: "hold the slot", model: "slow" });
     await eventually(async () => (await get(holder)).status === "running", 60_000);
     const queued = await submit({ prompt: "wait for it" });
@@ -61,10 +78,14 @@ describe("admission caps", () => {
     // Every spawner goes (each releases what it holds at shutdown); a new one comes.
     for (const s of fleet.services.filter((x) => x.name === "spawner")) await s.process.stop();
     await fleet.add("spawner");
-    const done = await eventually(async () => {
-      const d = await get(queued);
-      return d.status !== "pending" && d.status !== "running" ? d : undefined;
-    }, 120_000, 200);
+    const done = await eventually(
+      async () => {
+        const d = await get(queued);
+        return d.status !== "pending" && d.status !== "running" ? d : undefined;
+      },
+      120_000,
+      200,
+    );
     expect(done.status).toBe("completed");
     expect(done.attempt).toBe(1);
     expect((await get(holder)).status).toBe("completed");

@@ -3,7 +3,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { opencodeRuntime, type AgentClient, type AgentEvent, type AgentToolPart } from "../shared/src/agent/index.js";
 import { FleetError } from "../shared/src/errors/index.js";
-import { DEMO_FILE, DEMO_TODOS, SCENARIOS, TEXT_ONLY_ANSWER, startScriptedModel, type ScriptedModel } from "../devtools/src/model/index.js";
+import {
+  DEMO_FILE,
+  DEMO_TODOS,
+  SCENARIOS,
+  TEXT_ONLY_ANSWER,
+  startScriptedModel,
+  type ScriptedModel,
+} from "../devtools/src/model/index.js";
 import { eventually, logger, present } from "./support/fixtures.js";
 import { startOpencodeServer, type OpencodeServer } from "./support/opencode-harness.js";
 
@@ -34,7 +41,9 @@ class EventLog {
     })();
   }
   of(sessionId: string): Array<{ at: number; event: AgentEvent }> {
-    return this.events.filter(({ event: e }) => ("sessionId" in e ? e.sessionId === sessionId : e.type === "part" && e.part.sessionId === sessionId));
+    return this.events.filter(({ event: e }) =>
+      "sessionId" in e ? e.sessionId === sessionId : e.type === "part" && e.part.sessionId === sessionId,
+    );
   }
   async close(): Promise<void> {
     this.stop.abort();
@@ -54,7 +63,11 @@ describe("OpenCode adapter against a real server", () => {
   const measured: Record<string, number> = {};
 
   beforeAll(async () => {
-    model = await startScriptedModel({ scenario: present(SCENARIOS.demo, "the demo scenario"), byModel: { ...SCENARIOS }, logger });
+    model = await startScriptedModel({
+      scenario: present(SCENARIOS.demo, "the demo scenario"),
+      byModel: { ...SCENARIOS },
+      logger,
+    });
     server = await startOpencodeServer({
       runtime,
       password: PASSWORD,
@@ -118,8 +131,13 @@ describe("OpenCode adapter against a real server", () => {
       expect(completed?.endedAt).toBeTypeOf("number");
     }
     // A pending tool part has no input yet (OpenCode sends `{}` and the raw text); completed ones do.
-    expect(tools.find((p) => p.tool === "write" && p.status === "completed")?.input).toEqual({ filePath: DEMO_FILE.path, content: DEMO_FILE.content });
-    expect(tools.find((p) => p.tool === "bash" && p.status === "completed")?.output).toContain(DEMO_FILE.content.trim());
+    expect(tools.find((p) => p.tool === "write" && p.status === "completed")?.input).toEqual({
+      filePath: DEMO_FILE.path,
+      content: DEMO_FILE.content,
+    });
+    expect(tools.find((p) => p.tool === "bash" && p.status === "completed")?.output).toContain(
+      DEMO_FILE.content.trim(),
+    );
     const todoEvent = mine.find(({ event }) => event.type === "todos");
     expect(todoEvent?.event).toMatchObject({ type: "todos", todos: DEMO_TODOS.map((t) => ({ ...t })) });
 
@@ -134,7 +152,9 @@ describe("OpenCode adapter against a real server", () => {
       expect(finish?.kind === "step-finish" && finish.tokens.input > 0 && finish.tokens.output > 0).toBe(true);
     }
     expect(assistant[0]?.parts.some((p) => p.kind === "reasoning")).toBe(true);
-    expect(assistant.at(-1)?.parts.find((p) => p.kind === "text")).toMatchObject({ text: expect.stringContaining("Done.") });
+    expect(assistant.at(-1)?.parts.find((p) => p.kind === "text")).toMatchObject({
+      text: expect.stringContaining("Done."),
+    });
 
     expect(await client.todos(session.id)).toEqual(DEMO_TODOS.map((t) => ({ ...t })));
 
@@ -148,13 +168,21 @@ describe("OpenCode adapter against a real server", () => {
   it("continues a session with a second prompt (message ids stay in order)", async () => {
     const session = await client.createSession("two prompts");
     const first = await client.prompt(session.id, { text: "Say hello.", model: "text-only" });
-    await eventually(async () => (await client.messages(session.id)).some((m) => m.role === "assistant" && m.finish === "stop"), 60_000, 100);
+    await eventually(
+      async () => (await client.messages(session.id)).some((m) => m.role === "assistant" && m.finish === "stop"),
+      60_000,
+      100,
+    );
     const second = await client.prompt(session.id, { text: "Anything else?", model: "text-only", system: "Be brief." });
     expect(second.messageId > first.messageId).toBe(true);
-    const messages = await eventually(async () => {
-      const list = await client.messages(session.id);
-      return list.filter((m) => m.role === "assistant" && m.finish === "stop").length === 2 ? list : undefined;
-    }, 60_000, 100);
+    const messages = await eventually(
+      async () => {
+        const list = await client.messages(session.id);
+        return list.filter((m) => m.role === "assistant" && m.finish === "stop").length === 2 ? list : undefined;
+      },
+      60_000,
+      100,
+    );
     expect(messages.map((m) => m.role)).toEqual(["user", "assistant", "user", "assistant"]);
     expect(messages[2]?.id).toBe(second.messageId);
     expect(messages[1]?.parts.find((p) => p.kind === "text")).toMatchObject({ text: TEXT_ONLY_ANSWER });
@@ -164,12 +192,18 @@ describe("OpenCode adapter against a real server", () => {
   it("aborts a busy session", async () => {
     const session = await client.createSession("abort me");
     await client.prompt(session.id, { text: "Sleep.", model: "slow" });
-    await eventually(() => toolParts(events.of(session.id)).some((p) => p.tool === "bash" && p.status === "running"), 60_000, 50);
+    await eventually(
+      () => toolParts(events.of(session.id)).some((p) => p.tool === "bash" && p.status === "running"),
+      60_000,
+      50,
+    );
     expect((await client.status())[session.id]).toBe("busy");
     const abortedAt = Date.now();
     await client.abort(session.id);
     await eventually(async () => (await client.status())[session.id] === undefined, 20_000, 100);
     measured.abortToIdleMs = Date.now() - abortedAt;
-    expect(events.of(session.id).some(({ event }) => event.type === "error" && event.name === "MessageAbortedError")).toBe(true);
+    expect(
+      events.of(session.id).some(({ event }) => event.type === "error" && event.name === "MessageAbortedError"),
+    ).toBe(true);
   }, 90_000);
 });

@@ -52,18 +52,81 @@ describe("every error in the documented shape, framework refusals included", () 
 
   const json = { "content-type": "application/json" };
   const cases: Array<[string, number, string, () => Promise<RawAnswer>]> = [
-    ["a path parameter over 200 characters", 414, "uri_too_long", () => rawRequest(base, "GET", `/v1/sessions/${"a".repeat(201)}`, { headers: auth })],
-    ["a URL over 8 KiB", 414, "uri_too_long", () => rawRequest(base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`, { headers: auth })],
-    ["a URL over 8 KiB without a key", 414, "uri_too_long", () => rawRequest(base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`)],
-    ["headers over 16 KiB", 431, "headers_too_large", () => rawSocket(base, `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${"h".repeat(20_000)}\r\n\r\n`)],
-    ["a request line over 16 KiB", 431, "headers_too_large", () => rawSocket(base, `GET /v1/sessions?projectId=${"p".repeat(20_000)} HTTP/1.1\r\nhost: x\r\n\r\n`)],
+    [
+      "a path parameter over 200 characters",
+      414,
+      "uri_too_long",
+      () => rawRequest(base, "GET", `/v1/sessions/${"a".repeat(201)}`, { headers: auth }),
+    ],
+    [
+      "a URL over 8 KiB",
+      414,
+      "uri_too_long",
+      () => rawRequest(base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`, { headers: auth }),
+    ],
+    [
+      "a URL over 8 KiB without a key",
+      414,
+      "uri_too_long",
+      () => rawRequest(base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`),
+    ],
+    [
+      "headers over 16 KiB",
+      431,
+      "headers_too_large",
+      () => rawSocket(base, `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${"h".repeat(20_000)}\r\n\r\n`),
+    ],
+    [
+      "a request line over 16 KiB",
+      431,
+      "headers_too_large",
+      () => rawSocket(base, `GET /v1/sessions?projectId=${"p".repeat(20_000)} HTTP/1.1\r\nhost: x\r\n\r\n`),
+    ],
     ["a request that is not HTTP", 400, "bad_request", () => rawSocket(base, "HELLO THERE\r\n\r\n")],
-    ["a malformed percent escape", 400, "bad_request", () => rawRequest(base, "GET", "/v1/sessions/%zz", { headers: auth })],
-    ["a body over the limit", 413, "payload_too_large", () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: JSON.stringify({ projectId: "p1", prompt: "x".repeat(5_000) }) })],
-    ["a body that is not JSON", 400, "bad_request", () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "{not json" })],
-    ["an empty JSON body", 400, "bad_request", () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "" })],
-    ["an unsupported content type", 415, "unsupported_media_type", () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, "content-type": "application/xml" }, body: "<a/>" })],
-    ["a body that breaks the schema", 400, "bad_input", () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "{}" })],
+    [
+      "a malformed percent escape",
+      400,
+      "bad_request",
+      () => rawRequest(base, "GET", "/v1/sessions/%zz", { headers: auth }),
+    ],
+    [
+      "a body over the limit",
+      413,
+      "payload_too_large",
+      () =>
+        rawRequest(base, "POST", "/v1/sessions", {
+          headers: { ...auth, ...json },
+          body: JSON.stringify({ projectId: "p1", prompt: "x".repeat(5_000) }),
+        }),
+    ],
+    [
+      "a body that is not JSON",
+      400,
+      "bad_request",
+      () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "{not json" }),
+    ],
+    [
+      "an empty JSON body",
+      400,
+      "bad_request",
+      () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "" }),
+    ],
+    [
+      "an unsupported content type",
+      415,
+      "unsupported_media_type",
+      () =>
+        rawRequest(base, "POST", "/v1/sessions", {
+          headers: { ...auth, "content-type": "application/xml" },
+          body: "<a/>",
+        }),
+    ],
+    [
+      "a body that breaks the schema",
+      400,
+      "bad_input",
+      () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "{}" }),
+    ],
     ["no key", 401, "unauthorized", () => rawRequest(base, "GET", "/v1/sessions/s1")],
     ["an unknown route", 404, "not_found", () => rawRequest(base, "GET", "/nowhere")],
     ["a method the path does not have", 405, "method_not_allowed", () => rawRequest(base, "DELETE", "/healthz")],
@@ -75,7 +138,11 @@ describe("every error in the documented shape, framework refusals included", () 
     const body = jsonOf(r.text) as { error?: Record<string, unknown> } | undefined;
     expect(body).toEqual({ error: expect.objectContaining({ code, message: expect.any(String) }) });
     // Nothing but code, message and (for schema errors) issues: no framework fields, no echoed input.
-    expect(Object.keys(body?.error ?? {}).filter((k) => k !== "issues").sort()).toEqual(["code", "message"]);
+    expect(
+      Object.keys(body?.error ?? {})
+        .filter((k) => k !== "issues")
+        .sort(),
+    ).toEqual(["code", "message"]);
     expect(Object.keys(body ?? {})).toEqual(["error"]);
     expect(r.text.length).toBeLessThan(2_000 + (code === "bad_input" ? 10_000 : 0));
   });

@@ -10,8 +10,23 @@ import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
 import { cleanup, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
 import { jsonOf, rawRequest } from "./support/http.js";
 
-type Schema = { type?: string; properties?: Record<string, Schema>; required?: string[]; items?: Schema; minItems?: number; minLength?: number; minimum?: number; enum?: unknown[]; anyOf?: Schema[]; oneOf?: Schema[] };
-type Operation = { security?: unknown[]; parameters?: Array<{ in: string; name: string; required?: boolean }>; requestBody?: { content: Record<string, { schema: Schema }> } };
+type Schema = {
+  type?: string;
+  properties?: Record<string, Schema>;
+  required?: string[];
+  items?: Schema;
+  minItems?: number;
+  minLength?: number;
+  minimum?: number;
+  enum?: unknown[];
+  anyOf?: Schema[];
+  oneOf?: Schema[];
+};
+type Operation = {
+  security?: unknown[];
+  parameters?: Array<{ in: string; name: string; required?: boolean }>;
+  requestBody?: { content: Record<string, { schema: Schema }> };
+};
 type Spec = { paths: Record<string, Record<string, Operation>> };
 
 /** Routes anyone may call; every other operation in the document must refuse a caller without credentials. */
@@ -25,7 +40,8 @@ function sample(s: Schema): unknown {
   const pick = s.anyOf?.[0] ?? s.oneOf?.[0];
   if (pick) return sample(pick);
   if (s.enum) return s.enum[0];
-  if (s.type === "object") return Object.fromEntries((s.required ?? []).map((k) => [k, sample(s.properties?.[k] ?? {})]));
+  if (s.type === "object")
+    return Object.fromEntries((s.required ?? []).map((k) => [k, sample(s.properties?.[k] ?? {})]));
   if (s.type === "array") return Array.from({ length: Math.max(1, s.minItems ?? 0) }, () => sample(s.items ?? {}));
   if (s.type === "integer" || s.type === "number") return Math.max(1, s.minimum ?? 1);
   if (s.type === "boolean") return true;
@@ -39,7 +55,14 @@ const hex = (c: string, upper: boolean): string => {
 
 /** Spellings of one path that a router, a proxy or a naive prefix check may read differently. */
 function pathVariants(path: string): string[] {
-  const out = new Set<string>([path, `${path}/`, `/${path}`, `${path}//`, path.toUpperCase(), path.replace(/\/([a-z])/g, (_, c: string) => `/${c.toUpperCase()}`)]);
+  const out = new Set<string>([
+    path,
+    `${path}/`,
+    `/${path}`,
+    `${path}//`,
+    path.toUpperCase(),
+    path.replace(/\/([a-z])/g, (_, c: string) => `/${c.toUpperCase()}`),
+  ]);
   const chars = [...path];
   for (const upper of [false, true]) {
     chars.forEach((_c, i) => {
@@ -81,12 +104,25 @@ describe("access decided on the matched route", () => {
     bus = await openBus(ns, { store });
     await bus.provision();
     const tokens = { keys: [{ kid: "k1", secret: "s".repeat(40) }] };
-    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry, submitsPerMinute: 1_000_000, callbacks: { tokens, provider: new SimulatedSandboxProvider({ dir }, logger) } });
+    app = await createApi({
+      store,
+      bus,
+      logger,
+      registry: createMetrics("api").registry,
+      submitsPerMinute: 1_000_000,
+      callbacks: { tokens, provider: new SimulatedSandboxProvider({ dir }, logger) },
+    });
     base = await app.listen({ host: "127.0.0.1", port: 0 });
     const admin = newApiKey(["*"], "admin");
     await store.saveApiKey(admin.record);
     key = admin.key;
-    await store.create({ id: IDS.id as string, projectId: "p1", cardId: IDS.cardId as string, prompt: MARKER, config: SessionConfig.parse({}) });
+    await store.create({
+      id: IDS.id as string,
+      projectId: "p1",
+      cardId: IDS.cardId as string,
+      prompt: MARKER,
+      config: SessionConfig.parse({}),
+    });
     spec = jsonOf((await rawRequest(base, "GET", "/openapi.json")).text) as Spec;
   });
 
@@ -103,9 +139,18 @@ describe("access decided on the matched route", () => {
     Object.entries(spec.paths).flatMap(([template, ops]) =>
       Object.entries(ops).map(([method, op]) => {
         const path = template.replace(/\{(\w+)\}/g, (_, name: string) => IDS[name] ?? "x1");
-        const query = (op.parameters ?? []).filter((p) => p.in === "query" && p.required).map((p) => `${p.name}=p1`).join("&");
+        const query = (op.parameters ?? [])
+          .filter((p) => p.in === "query" && p.required)
+          .map((p) => `${p.name}=p1`)
+          .join("&");
         const schema = op.requestBody?.content["application/json"]?.schema;
-        return { method: method.toUpperCase(), template, path, query, ...(schema ? { body: JSON.stringify(sample(schema)) } : {}) };
+        return {
+          method: method.toUpperCase(),
+          template,
+          path,
+          query,
+          ...(schema ? { body: JSON.stringify(sample(schema)) } : {}),
+        };
       }),
     );
 
@@ -130,22 +175,42 @@ describe("access decided on the matched route", () => {
         const target = `${variant}${o.query ? `?${o.query}` : ""}`;
         for (const method of new Set([o.method, ...(o.method === "GET" ? ["HEAD"] : []), ...METHODS])) {
           const withBody = o.body !== undefined && method !== "GET" && method !== "HEAD";
-          const r = await rawRequest(base, method, target, withBody ? { headers: { "content-type": "application/json" }, body: o.body ?? "" } : {});
+          const r = await rawRequest(
+            base,
+            method,
+            target,
+            withBody ? { headers: { "content-type": "application/json" }, body: o.body ?? "" } : {},
+          );
           asked++;
           const ok = [401, 404, 405].includes(r.status);
-          const shaped = method === "HEAD" || (jsonOf(r.text) as { error?: { code?: unknown } } | undefined)?.error?.code !== undefined;
-          if (!ok || !shaped || r.text.includes(MARKER)) wrong.push(`${method} ${target} -> ${r.status} ${r.text.slice(0, 80)}`);
+          const shaped =
+            method === "HEAD" ||
+            (jsonOf(r.text) as { error?: { code?: unknown } } | undefined)?.error?.code !== undefined;
+          if (!ok || !shaped || r.text.includes(MARKER))
+            wrong.push(`${method} ${target} -> ${r.status} ${r.text.slice(0, 80)}`);
         }
       }
     }
     expect(asked).toBeGreaterThan(1_000);
-    expect(wrong, `${wrong.length} of ${asked} answered without credentials:\n${wrong.slice(0, 40).join("\n")}`).toEqual([]);
+    expect(
+      wrong,
+      `${wrong.length} of ${asked} answered without credentials:\n${wrong.slice(0, 40).join("\n")}`,
+    ).toEqual([]);
   });
 
   it("answers a plain path without credentials 401 in the error shape", async () => {
     for (const o of operations().filter((x) => !PUBLIC.has(x.template))) {
-      const r = await rawRequest(base, o.method, `${o.path}${o.query ? `?${o.query}` : ""}`, o.body ? { headers: { "content-type": "application/json" }, body: o.body } : {});
-      expect({ op: `${o.method} ${o.template}`, status: r.status, code: (jsonOf(r.text) as { error?: { code?: string } })?.error?.code }).toEqual({ op: `${o.method} ${o.template}`, status: 401, code: "unauthorized" });
+      const r = await rawRequest(
+        base,
+        o.method,
+        `${o.path}${o.query ? `?${o.query}` : ""}`,
+        o.body ? { headers: { "content-type": "application/json" }, body: o.body } : {},
+      );
+      expect({
+        op: `${o.method} ${o.template}`,
+        status: r.status,
+        code: (jsonOf(r.text) as { error?: { code?: string } })?.error?.code,
+      }).toEqual({ op: `${o.method} ${o.template}`, status: 401, code: "unauthorized" });
     }
   });
 

@@ -4,7 +4,16 @@ import { createApi } from "../services/api/src/app.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LIMITS, SessionConfig, SessionLogWriter, mintCallbackToken, newApiKey, type Bus, type MongoSessionStore, type Session } from "../shared/src/index.js";
+import {
+  LIMITS,
+  SessionConfig,
+  SessionLogWriter,
+  mintCallbackToken,
+  newApiKey,
+  type Bus,
+  type MongoSessionStore,
+  type Session,
+} from "../shared/src/index.js";
 import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
@@ -36,10 +45,19 @@ describe("api over a real bus and store", () => {
     await cleanup(ns, ns);
   });
 
-  const call = async <T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+  const call = async <T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ) => {
     const res = await fetch(`${base}${path}`, {
       method,
-      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        ...headers,
+      },
       ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
     });
     const text = await res.text();
@@ -47,13 +65,32 @@ describe("api over a real bus and store", () => {
   };
 
   it("answers a submit with 202 and the same session for a repeated Idempotency-Key", async () => {
-    const first = await call<{ sessionId: string; status: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi" }, { "idempotency-key": "k-1" });
-    const again = await call<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi" }, { "idempotency-key": "k-1" });
-    const other = await call<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi" }, { "idempotency-key": "k-2" });
+    const first = await call<{ sessionId: string; status: string }>(
+      "POST",
+      "/v1/sessions",
+      { projectId: "p1", prompt: "hi" },
+      { "idempotency-key": "k-1" },
+    );
+    const again = await call<{ sessionId: string }>(
+      "POST",
+      "/v1/sessions",
+      { projectId: "p1", prompt: "hi" },
+      { "idempotency-key": "k-1" },
+    );
+    const other = await call<{ sessionId: string }>(
+      "POST",
+      "/v1/sessions",
+      { projectId: "p1", prompt: "hi" },
+      { "idempotency-key": "k-2" },
+    );
     expect(first).toMatchObject({ status: 202, body: { status: "pending" } });
     expect(again.body.sessionId).toBe(first.body.sessionId);
     expect(other.body.sessionId).not.toBe(first.body.sessionId);
-    const chosen = await call<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p1", prompt: "hi", sessionId: "my-own-id" });
+    const chosen = await call<{ sessionId: string }>("POST", "/v1/sessions", {
+      projectId: "p1",
+      prompt: "hi",
+      sessionId: "my-own-id",
+    });
     expect(chosen.body.sessionId).toBe("my-own-id");
     const stored = await call<Session>("GET", "/v1/sessions/my-own-id");
     expect(stored.body).toMatchObject({ id: "my-own-id", projectId: "p1", status: "pending", phase: "queued" });
@@ -72,17 +109,32 @@ describe("api over a real bus and store", () => {
       [{ systemPrompt: "be brief" }, "systemPrompt"],
     ];
     for (const [change, field] of changes) {
-      const r = await call<{ error: { code: string; message: string } }>("POST", "/v1/sessions", { ...body, ...change }, { "idempotency-key": "k-422" });
+      const r = await call<{ error: { code: string; message: string } }>(
+        "POST",
+        "/v1/sessions",
+        { ...body, ...change },
+        { "idempotency-key": "k-422" },
+      );
       expect(r.status, field).toBe(422);
       expect(r.body).toEqual({ error: { code: "idempotency_key_reused", message: expect.stringContaining(field) } });
     }
     // The same request again still answers the first session; a new key makes a new one.
-    const again = await call<{ sessionId: string }>("POST", "/v1/sessions", { tools: ["bash"], model: "m1", prompt: "first", projectId: "p-idem" }, { "idempotency-key": "k-422" });
+    const again = await call<{ sessionId: string }>(
+      "POST",
+      "/v1/sessions",
+      { tools: ["bash"], model: "m1", prompt: "first", projectId: "p-idem" },
+      { "idempotency-key": "k-422" },
+    );
     expect(again).toMatchObject({ status: 202, body: { sessionId: first.body.sessionId } });
-    expect((await call("POST", "/v1/sessions", { ...body, prompt: "second" }, { "idempotency-key": "k-423" })).status).toBe(202);
+    expect(
+      (await call("POST", "/v1/sessions", { ...body, prompt: "second" }, { "idempotency-key": "k-423" })).status,
+    ).toBe(202);
     expect((await store.get(first.body.sessionId))?.prompt).toBe("first");
     expect((await store.listByProject("p-idem", { limit: 10 })).items).toHaveLength(2);
-    const spec = await call<{ paths: Record<string, Record<string, { responses: Record<string, unknown> }>> }>("GET", "/openapi.json");
+    const spec = await call<{ paths: Record<string, Record<string, { responses: Record<string, unknown> }>> }>(
+      "GET",
+      "/openapi.json",
+    );
     expect(Object.keys(spec.body.paths["/v1/sessions"]?.post?.responses ?? {})).toContain("422");
   });
 
@@ -98,7 +150,11 @@ describe("api over a real bus and store", () => {
       [{ projectId: "p1", prompt: "x", timeoutMs: 5 }, "bad_input"],
     ];
     for (const [body, code] of cases) {
-      const r = await call<{ error: { code: string; message: string; issues?: unknown[] } }>("POST", "/v1/sessions", body);
+      const r = await call<{ error: { code: string; message: string; issues?: unknown[] } }>(
+        "POST",
+        "/v1/sessions",
+        body,
+      );
       expect(r.status, JSON.stringify(body)).toBe(400);
       expect(r.body.error.code).toBe(code);
       if (code === "bad_input") expect(r.body.error.issues?.length).toBeGreaterThan(0);
@@ -110,11 +166,15 @@ describe("api over a real bus and store", () => {
   });
 
   it("lists a project's sessions page by page", async () => {
-    for (let i = 0; i < 5; i++) await call("POST", "/v1/sessions", { projectId: "paged", prompt: `p${i}`, sessionId: `pg-${i}` });
+    for (let i = 0; i < 5; i++)
+      await call("POST", "/v1/sessions", { projectId: "paged", prompt: `p${i}`, sessionId: `pg-${i}` });
     const seen: string[] = [];
     let cursor: string | undefined;
     do {
-      const page: { body: { items: Session[]; nextCursor?: string } } = await call("GET", `/v1/sessions?projectId=paged&limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+      const page: { body: { items: Session[]; nextCursor?: string } } = await call(
+        "GET",
+        `/v1/sessions?projectId=paged&limit=2${cursor ? `&cursor=${cursor}` : ""}`,
+      );
       seen.push(...page.body.items.map((s) => s.id));
       cursor = page.body.nextCursor;
     } while (cursor);
@@ -124,7 +184,10 @@ describe("api over a real bus and store", () => {
   it("serves a card's active session with its latest lines", async () => {
     await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "card-s", cardId: "card-9" });
     const writer = await SessionLogWriter.open({ store, bus, logger }, "card-s");
-    await writer.append([{ kind: "system", line: "one" }, { kind: "system", line: "two" }]);
+    await writer.append([
+      { kind: "system", line: "one" },
+      { kind: "system", line: "two" },
+    ]);
     const r = await call<{ session: Session; logs: Array<{ line: string }> }>("GET", "/v1/cards/card-9/active-session");
     expect(r.body.session.id).toBe("card-s");
     expect(r.body.logs.map((l) => l.line)).toEqual(["one", "two"]);
@@ -135,7 +198,9 @@ describe("api over a real bus and store", () => {
     await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "sse-1" });
     const writer = await SessionLogWriter.open({ store, bus, logger }, "sse-1");
     await writer.append([1, 2, 3].map((i) => ({ kind: "system" as const, line: `line ${i}` })));
-    const res = await fetch(`${base}/v1/sessions/sse-1/logs`, { headers: { authorization: `Bearer ${key}`, accept: "text/event-stream", "last-event-id": "1" } });
+    const res = await fetch(`${base}/v1/sessions/sse-1/logs`, {
+      headers: { authorization: `Bearer ${key}`, accept: "text/event-stream", "last-event-id": "1" },
+    });
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     const text = (async () => {
       let all = "";
@@ -145,7 +210,11 @@ describe("api over a real bus and store", () => {
     await new Promise((r) => setTimeout(r, 300));
     await writer.append([{ kind: "tool", line: "line 4 (live)" }]);
     await new Promise((r) => setTimeout(r, 300));
-    await store.transition("sse-1", { from: ["pending"], to: "completed", set: { output: { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] } } });
+    await store.transition("sse-1", {
+      from: ["pending"],
+      to: "completed",
+      set: { output: { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] } },
+    });
     const body = await text;
     const ids = [...body.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
     expect(ids).toEqual([2, 3, 4]);
@@ -173,13 +242,24 @@ describe("api over a real bus and store", () => {
       ["empty-json-cancel", { headers: { "content-type": "application/json" }, body: "" }],
     ] as const) {
       await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: id });
-      const res = await fetch(`${base}/v1/sessions/${id}/cancel`, { method: "POST", ...init, headers: { authorization: `Bearer ${key}`, ...("headers" in init ? init.headers : {}) } });
-      expect({ id, status: res.status, body: await res.json() }).toEqual({ id, status: 202, body: { sessionId: id, status: "pending" } });
+      const res = await fetch(`${base}/v1/sessions/${id}/cancel`, {
+        method: "POST",
+        ...init,
+        headers: { authorization: `Bearer ${key}`, ...("headers" in init ? init.headers : {}) },
+      });
+      expect({ id, status: res.status, body: await res.json() }).toEqual({
+        id,
+        status: 202,
+        body: { sessionId: id, status: "pending" },
+      });
     }
     // A body that is there must still be right, and JSON null is not "no body".
     expect((await call("POST", "/v1/sessions/bare-cancel/cancel", { reason: 5 })).status).toBe(400);
     expect((await call("POST", "/v1/sessions/bare-cancel/cancel", "null")).status).toBe(400);
-    const spec = await call<{ paths: Record<string, { post: { requestBody?: { required?: boolean } } }> }>("GET", "/openapi.json");
+    const spec = await call<{ paths: Record<string, { post: { requestBody?: { required?: boolean } } }> }>(
+      "GET",
+      "/openapi.json",
+    );
     expect(spec.body.paths["/v1/sessions/{id}/cancel"]?.post.requestBody?.required).not.toBe(true);
   });
 
@@ -191,13 +271,26 @@ describe("api over a real bus and store", () => {
     const spec = await call<{ openapi: string; paths: Record<string, unknown> }>("GET", "/openapi.json");
     expect(spec.body.openapi).toBe("3.1.0");
     expect(Object.keys(spec.body.paths)).toEqual(
-      expect.arrayContaining(["/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/details", "/v1/sessions/{id}/metrics", "/v1/sessions/{id}/logs", "/v1/cards/{cardId}/active-session", "/v1/sessions/{id}/cancel"]),
+      expect.arrayContaining([
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+        "/v1/sessions/{id}/details",
+        "/v1/sessions/{id}/metrics",
+        "/v1/sessions/{id}/logs",
+        "/v1/cards/{cardId}/active-session",
+        "/v1/sessions/{id}/cancel",
+      ]),
     );
   });
 
   it("declares keys, every error status and the event stream in its OpenAPI document", async () => {
     type Op = { security?: unknown[]; responses: Record<string, { content?: Record<string, unknown> }> };
-    const spec = (await call<{ components: { securitySchemes: Record<string, unknown> }; paths: Record<string, Record<string, Op>> }>("GET", "/openapi.json")).body;
+    const spec = (
+      await call<{
+        components: { securitySchemes: Record<string, unknown> };
+        paths: Record<string, Record<string, Op>>;
+      }>("GET", "/openapi.json")
+    ).body;
     expect(Object.keys(spec.components.securitySchemes).sort()).toEqual(["bearerKey", "headerKey"]);
     for (const [path, ops] of Object.entries(spec.paths)) {
       if (!path.startsWith("/v1/") || path.startsWith("/v1/callbacks/")) continue;
@@ -206,7 +299,10 @@ describe("api over a real bus and store", () => {
         expect(Object.keys(op.responses), `${method} ${path}`).toEqual(expect.arrayContaining(["400", "401", "503"]));
       }
     }
-    expect(Object.keys(spec.paths["/v1/sessions/{id}/logs"]?.get?.responses["200"]?.content ?? {})).toEqual(["application/json", "text/event-stream"]);
+    expect(Object.keys(spec.paths["/v1/sessions/{id}/logs"]?.get?.responses["200"]?.content ?? {})).toEqual([
+      "application/json",
+      "text/event-stream",
+    ]);
   });
 
   it("answers 405 with Allow for a method a known path does not have, and 404 for an unknown path", async () => {
@@ -227,7 +323,10 @@ describe("api over a real bus and store", () => {
     await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "sse-quiet" });
     const aborted = new AbortController();
     const started = Date.now();
-    const res = await fetch(`${base}/v1/sessions/sse-quiet/logs?follow=1`, { headers: { authorization: `Bearer ${key}` }, signal: aborted.signal });
+    const res = await fetch(`${base}/v1/sessions/sse-quiet/logs?follow=1`, {
+      headers: { authorization: `Bearer ${key}` },
+      signal: aborted.signal,
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -236,25 +335,36 @@ describe("api over a real bus and store", () => {
 
   it("asks every /v1 route for a key, and a key reaches only its own projects", async () => {
     const bare = async (path: string, headers: Record<string, string> = {}, method = "GET", body?: unknown) => {
-      const r = await fetch(`${base}${path}`, { method, headers: { ...headers, ...(body ? { "content-type": "application/json" } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      const r = await fetch(`${base}${path}`, {
+        method,
+        headers: { ...headers, ...(body ? { "content-type": "application/json" } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
       return { status: r.status, body: (await r.json()) as { error?: { code: string } } };
     };
     expect((await bare("/v1/sessions/my-own-id")).status).toBe(401);
-    expect((await bare("/v1/sessions/my-own-id", { authorization: `Bearer fk_0000000000000000_${"x".repeat(43)}` })).status).toBe(401);
+    expect(
+      (await bare("/v1/sessions/my-own-id", { authorization: `Bearer fk_0000000000000000_${"x".repeat(43)}` })).status,
+    ).toBe(401);
     expect((await bare("/v1/sessions/my-own-id", { authorization: `Bearer ${key}x` })).status).toBe(401);
     expect((await bare("/healthz")).status).toBe(200);
     const other = newApiKey(["other-project"], "other");
     await store.saveApiKey(other.record);
     const as = { authorization: `Bearer ${other.key}` };
     // p1's session is invisible to a key for another project: the same 404 as a missing one.
-    expect(await bare("/v1/sessions/my-own-id", as)).toEqual({ status: 404, body: { error: { code: "not_found", message: "no session my-own-id" } } });
+    expect(await bare("/v1/sessions/my-own-id", as)).toEqual({
+      status: 404,
+      body: { error: { code: "not_found", message: "no session my-own-id" } },
+    });
     expect((await bare("/v1/sessions/my-own-id/logs", as)).status).toBe(404);
     expect((await bare("/v1/sessions/my-own-id/details", as)).status).toBe(404);
     expect((await bare("/v1/sessions/my-own-id/cancel", as, "POST", {})).status).toBe(404);
     expect((await bare("/v1/cards/card-9/active-session", as)).status).toBe(404);
     expect((await bare("/v1/sessions?projectId=p1", as)).status).toBe(403);
     expect((await bare("/v1/sessions", as, "POST", { projectId: "p1", prompt: "x" })).status).toBe(403);
-    expect((await bare("/v1/sessions", as, "POST", { projectId: "other-project", prompt: "x", sessionId: "mine" })).status).toBe(202);
+    expect(
+      (await bare("/v1/sessions", as, "POST", { projectId: "other-project", prompt: "x", sessionId: "mine" })).status,
+    ).toBe(202);
     expect((await bare("/v1/sessions/mine", { "x-api-key": other.key })).status).toBe(200);
     // A revoked key stops working (after the short cache).
     await store.revokeApiKey(other.record.id);
@@ -262,11 +372,21 @@ describe("api over a real bus and store", () => {
   });
 
   it("limits submits per key with 429 and Retry-After", async () => {
-    const limited = await createApi({ store, bus, logger, registry: createMetrics("api").registry, submitsPerMinute: 2 });
+    const limited = await createApi({
+      store,
+      bus,
+      logger,
+      registry: createMetrics("api").registry,
+      submitsPerMinute: 2,
+    });
     const url = await limited.listen({ host: "127.0.0.1", port: 0 });
     try {
       const post = () =>
-        fetch(`${url}/v1/sessions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ projectId: "p1", prompt: "x" }) });
+        fetch(`${url}/v1/sessions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: JSON.stringify({ projectId: "p1", prompt: "x" }),
+        });
       expect((await post()).status).toBe(202);
       expect((await post()).status).toBe(202);
       const third = await post();
@@ -301,7 +421,10 @@ describe("api over a real bus and store", () => {
           method: "POST",
           headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
           body: JSON.stringify(body),
-        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { status?: string; error?: { code: string } } }));
+        }).then(async (r) => ({
+          status: r.status,
+          body: (await r.json()) as { status?: string; error?: { code: string } },
+        }));
       const push = (token: string | undefined, body: unknown = { lines: [{ line: "hello" }] }) =>
         fetch(`${url}/v1/callbacks/sessions/cb-1/events`, {
           method: "POST",
@@ -311,7 +434,13 @@ describe("api over a real bus and store", () => {
       expect((await push(undefined)).status).toBe(401);
       expect((await push(await mintCallbackToken(tokens, "cb-other", 1))).status).toBe(401);
       expect((await push(await mintCallbackToken(tokens, "cb-1", 1), { lines: [] })).status).toBe(400);
-      expect((await push(await mintCallbackToken(tokens, "cb-1", 1), { lines: [{ line: "x".repeat(LIMITS.logLineChars + 1) }] })).status).toBe(400);
+      expect(
+        (
+          await push(await mintCallbackToken(tokens, "cb-1", 1), {
+            lines: [{ line: "x".repeat(LIMITS.logLineChars + 1) }],
+          })
+        ).status,
+      ).toBe(400);
       // No poller watches cb-1: the caller is told to come back, and nothing is stored.
       const unwatched = await push(await mintCallbackToken(tokens, "cb-1", 1));
       expect(unwatched.status).toBe(503);
@@ -320,7 +449,9 @@ describe("api over a real bus and store", () => {
       expect(await bus.lastLogSeq("cb-1")).toBe(0);
       expect((await complete(undefined)).status).toBe(401);
       expect((await complete(key)).status).toBe(401);
-      expect((await complete(await mintCallbackToken({ keys: [{ kid: "k1", secret: "t".repeat(40) }] }, "cb-1", 1))).status).toBe(401);
+      expect(
+        (await complete(await mintCallbackToken({ keys: [{ kid: "k1", secret: "t".repeat(40) }] }, "cb-1", 1))).status,
+      ).toBe(401);
       expect((await complete(await mintCallbackToken(tokens, "cb-other", 1))).status).toBe(401);
       expect((await complete(await mintCallbackToken(tokens, "cb-1", 2))).status).toBe(409);
       const good = await mintCallbackToken(tokens, "cb-1", 1);
@@ -339,7 +470,12 @@ describe("api over a real bus and store", () => {
 
   it("refuses a request too big for one bus message, storing nothing", async () => {
     const files = Array.from({ length: 3 }, (_, i) => ({ path: `big-${i}.txt`, content: "x".repeat(400_000) }));
-    const r = await call<{ error: { code: string; message: string } }>("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "too-big", files });
+    const r = await call<{ error: { code: string; message: string } }>("POST", "/v1/sessions", {
+      projectId: "p1",
+      prompt: "x",
+      sessionId: "too-big",
+      files,
+    });
     expect(r.status).toBe(400);
     expect(r.body.error.message).toMatch(/one request may carry at most 900000/);
     expect(await store.get("too-big")).toBeNull();
@@ -347,11 +483,16 @@ describe("api over a real bus and store", () => {
 
   it("caps the lines one session may write, ending with a marker", async () => {
     const writer = await SessionLogWriter.open({ store, bus, logger }, "flood");
-    await writer.append(Array.from({ length: LIMITS.logLinesPerSession + 10 }, (_, i) => ({ kind: "tool" as const, line: `l${i}` })));
+    await writer.append(
+      Array.from({ length: LIMITS.logLinesPerSession + 10 }, (_, i) => ({ kind: "tool" as const, line: `l${i}` })),
+    );
     await writer.append([{ kind: "tool", line: "one more" }]);
     // Lines live in the stream first (no archiver runs here): the cap holds there.
     expect(await bus.lastLogSeq("flood")).toBe(LIMITS.logLinesPerSession);
     const last = await bus.readLogs("flood", { afterSeq: LIMITS.logLinesPerSession - 2 });
-    expect(last.map((l) => l.line)).toEqual([`l${LIMITS.logLinesPerSession - 2}`, `[log truncated: more than ${LIMITS.logLinesPerSession} lines; the rest is not kept]`]);
+    expect(last.map((l) => l.line)).toEqual([
+      `l${LIMITS.logLinesPerSession - 2}`,
+      `[log truncated: more than ${LIMITS.logLinesPerSession} lines; the rest is not kept]`,
+    ]);
   }, 60_000);
 });

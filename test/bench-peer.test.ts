@@ -4,7 +4,15 @@ import { join } from "node:path";
 import { Queue } from "bullmq";
 import { MongoClient } from "mongodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { LOGS, REQUESTED_QUEUE, RUNNING_QUEUE, SESSIONS, redisConnection, type PeerLogDoc, type PeerSessionDoc } from "../bench/peer/queues.js";
+import {
+  LOGS,
+  REQUESTED_QUEUE,
+  RUNNING_QUEUE,
+  SESSIONS,
+  redisConnection,
+  type PeerLogDoc,
+  type PeerSessionDoc,
+} from "../bench/peer/queues.js";
 import { startRedis, type StartedRedis } from "../bench/peer/redis.js";
 import { runPeerLoad } from "../bench/peer/run.js";
 import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
@@ -34,7 +42,10 @@ describe("BullMQ benchmark peer", () => {
 
   afterAll(async () => {
     await redis?.stop();
-    await mongo?.db(database).dropDatabase().catch(() => undefined);
+    await mongo
+      ?.db(database)
+      .dropDatabase()
+      .catch(() => undefined);
     await mongo?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -54,7 +65,9 @@ describe("BullMQ benchmark peer", () => {
       eventMs: EVENT_MS,
     });
     const seconds = (r.endedAt - r.startedAt) / 1000;
-    console.log(`[bench-peer] ${r.sessions} sessions in ${seconds.toFixed(2)} s: ${(r.sessions / seconds).toFixed(1)} sessions/s (1 instance per stage)`);
+    console.log(
+      `[bench-peer] ${r.sessions} sessions in ${seconds.toFixed(2)} s: ${(r.sessions / seconds).toFixed(1)} sessions/s (1 instance per stage)`,
+    );
 
     expect(r.sessions).toBe(SESSIONS_N);
     for (const s of r.perSession) {

@@ -1,7 +1,14 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { SCHEMA_VERSION, consumerName, streamName, subjectFor, type Bus, type MongoSessionStore } from "../shared/src/index.js";
+import {
+  SCHEMA_VERSION,
+  consumerName,
+  streamName,
+  subjectFor,
+  type Bus,
+  type MongoSessionStore,
+} from "../shared/src/index.js";
 import { cleanup, eventually, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
 
 /** A small seeded generator, so a failing case can be replayed. */
@@ -16,7 +23,22 @@ function rng(seed: number): () => number {
 function malformed(r: () => number, i: number): string | Uint8Array {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
   const valid = { v: SCHEMA_VERSION, sessionId: `fz-${i}`, projectId: "p", prompt: "x", requestedAt: 1 };
-  const weird = pick<unknown>([null, true, -1, 1.5, "", "x".repeat(70_000), [], {}, { $gt: "" }, "../../etc/passwd", "\u0000", "ses.with.dots", "*", ">"]);
+  const weird = pick<unknown>([
+    null,
+    true,
+    -1,
+    1.5,
+    "",
+    "x".repeat(70_000),
+    [],
+    {},
+    { $gt: "" },
+    "../../etc/passwd",
+    "\u0000",
+    "ses.with.dots",
+    "*",
+    ">",
+  ]);
   const field = pick(["v", "sessionId", "projectId", "prompt", "requestedAt", "config", "files", "cardId", "extra"]);
   switch (i % 6) {
     case 0:
@@ -67,13 +89,33 @@ describe("bus consumers under generated malformed messages", () => {
     const count = 120;
     const targets = ["requested", "running", "cancel"] as const;
     for (let i = 0; i < count; i++) {
-      await js.publish(subjectFor(ns, targets[i % 3] as (typeof targets)[number]), malformed(r, i), { msgID: `fuzz-${i}` });
+      await js.publish(subjectFor(ns, targets[i % 3] as (typeof targets)[number]), malformed(r, i), {
+        msgID: `fuzz-${i}`,
+      });
     }
     // Good messages after the flood still go through, on every consumer.
-    await bus.publish("requested", { v: SCHEMA_VERSION, sessionId: "good-req", projectId: "p", prompt: "x", requestedAt: 1 });
-    await bus.publish("running", { v: SCHEMA_VERSION, sessionId: "good-run", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
+    await bus.publish("requested", {
+      v: SCHEMA_VERSION,
+      sessionId: "good-req",
+      projectId: "p",
+      prompt: "x",
+      requestedAt: 1,
+    });
+    await bus.publish("running", {
+      v: SCHEMA_VERSION,
+      sessionId: "good-run",
+      projectId: "p",
+      sandboxId: "s",
+      agentSessionId: "a",
+      attempt: 1,
+      at: 1,
+    });
     await bus.publish("cancel", { v: SCHEMA_VERSION, sessionId: "good-cancel", at: 1 });
-    await eventually(() => seen.spawner.includes("good-req") && seen.poller.includes("good-run") && seen.watchdog.includes("good-cancel"), 30_000);
+    await eventually(
+      () =>
+        seen.spawner.includes("good-req") && seen.poller.includes("good-run") && seen.watchdog.includes("good-cancel"),
+      30_000,
+    );
     const dead = await eventually(async () => {
       const d = await store.deadLetters({ limit: 1_000 });
       return d.length >= count ? d : undefined;
@@ -84,7 +126,11 @@ describe("bus consumers under generated malformed messages", () => {
     expect(seen).toEqual({ spawner: ["good-req"], poller: ["good-run"], watchdog: ["good-cancel"] });
     // Nothing is left pending or unacknowledged.
     const jsm = await jetstreamManager(nc);
-    for (const [c, stream] of [["spawner", "work"], ["poller", "work"], ["watchdog", "events"]] as const) {
+    for (const [c, stream] of [
+      ["spawner", "work"],
+      ["poller", "work"],
+      ["watchdog", "events"],
+    ] as const) {
       const info = await jsm.consumers.info(streamName(ns, stream), consumerName(ns, c));
       expect(info.num_pending + info.num_ack_pending, c).toBe(0);
     }

@@ -27,7 +27,10 @@ function request(sessionId: string, prompt = "hello"): SessionRequested {
 }
 
 // Every instance of a deployment provisions with the same tuning; so do the test's instances.
-const tuning = { tuning: { ackWaitMs: 2_000, heldAckWaitMs: 2_000, maxDeliver: 3 }, backoff: { baseMs: 50, maxMs: 200 } };
+const tuning = {
+  tuning: { ackWaitMs: 2_000, heldAckWaitMs: 2_000, maxDeliver: 3 },
+  backoff: { baseMs: 50, maxMs: 200 },
+};
 
 describe("bus on a real nats-server", () => {
   let ns: string;
@@ -65,10 +68,30 @@ describe("bus on a real nats-server", () => {
   });
 
   it("drops a duplicate publish with the same Nats-Msg-Id", async () => {
-    const first = await bus.publish("completed", { v: 1, sessionId: "dup1", projectId: "p", at: 1, response: "ok", toolCalls: 0 });
-    const again = await bus.publish("completed", { v: 1, sessionId: "dup1", projectId: "p", at: 2, response: "ok", toolCalls: 0 });
+    const first = await bus.publish("completed", {
+      v: 1,
+      sessionId: "dup1",
+      projectId: "p",
+      at: 1,
+      response: "ok",
+      toolCalls: 0,
+    });
+    const again = await bus.publish("completed", {
+      v: 1,
+      sessionId: "dup1",
+      projectId: "p",
+      at: 2,
+      response: "ok",
+      toolCalls: 0,
+    });
     // A failed event for the same session shares the terminal id: one terminal event per session.
-    const other = await bus.publish("failed", { v: 1, sessionId: "dup1", projectId: "p", at: 3, error: { code: "x", message: "y" } });
+    const other = await bus.publish("failed", {
+      v: 1,
+      sessionId: "dup1",
+      projectId: "p",
+      at: 3,
+      error: { code: "x", message: "y" },
+    });
     const cancelled = await bus.publish("cancelled", { v: 1, sessionId: "dup1", projectId: "p", at: 4 });
     expect(first.duplicate).toBe(false);
     expect(again).toEqual({ seq: first.seq, duplicate: true });
@@ -100,7 +123,9 @@ describe("bus on a real nats-server", () => {
       return d.length >= 2 ? d : undefined;
     });
     expect(dead.map((d) => d.excerpt).sort()).toEqual(['{"v":2,"sessionId":"wrong-version"}', "{not json"]);
-    expect(dead.every((d) => d.reason.startsWith("malformed message") && d.consumer === consumerName(ns, "spawner"))).toBe(true);
+    expect(
+      dead.every((d) => d.reason.startsWith("malformed message") && d.consumer === consumerName(ns, "spawner")),
+    ).toBe(true);
     expect(seen).toEqual(["good-after-bad"]);
     await sub.stop();
     // Terminated messages leave the work queue: nothing is redelivered later.
@@ -117,7 +142,15 @@ describe("bus on a real nats-server", () => {
         if (ctx.deliveryCount < 2) throw new FleetError("store_unavailable", "hiccup", { retryable: true });
       },
     });
-    await bus.publish("running", { v: 1, sessionId: "retry1", projectId: "p", sandboxId: "sb", agentSessionId: "a", attempt: 1, at: 1 });
+    await bus.publish("running", {
+      v: 1,
+      sessionId: "retry1",
+      projectId: "p",
+      sandboxId: "sb",
+      agentSessionId: "a",
+      attempt: 1,
+      at: 1,
+    });
     await eventually(() => attempts.length === 2);
     await sleep(300);
     expect(attempts).toEqual([1, 2]);
@@ -131,8 +164,24 @@ describe("bus on a real nats-server", () => {
         throw new Error("always failing");
       },
     });
-    await bus.publish("running", { v: 1, sessionId: "perm", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
-    await bus.publish("running", { v: 1, sessionId: "exhaust", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
+    await bus.publish("running", {
+      v: 1,
+      sessionId: "perm",
+      projectId: "p",
+      sandboxId: "s",
+      agentSessionId: "a",
+      attempt: 1,
+      at: 1,
+    });
+    await bus.publish("running", {
+      v: 1,
+      sessionId: "exhaust",
+      projectId: "p",
+      sandboxId: "s",
+      agentSessionId: "a",
+      attempt: 1,
+      at: 1,
+    });
     const dead = await eventually(async () => {
       const d = (await store.deadLetters()).filter((x) => x.subject === subjectFor(ns, "running"));
       return d.length === 2 ? d : undefined;
@@ -155,8 +204,19 @@ describe("bus on a real nats-server", () => {
         return new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
       },
     });
-    await bus.publish("running", { v: 1, sessionId: "silent", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
-    const dead = await eventually(async () => (await store.deadLetters()).find((d) => d.excerpt.includes('"silent"')), 15_000);
+    await bus.publish("running", {
+      v: 1,
+      sessionId: "silent",
+      projectId: "p",
+      sandboxId: "s",
+      agentSessionId: "a",
+      attempt: 1,
+      at: 1,
+    });
+    const dead = await eventually(
+      async () => (await store.deadLetters()).find((d) => d.excerpt.includes('"silent"')),
+      15_000,
+    );
     expect(dead.reason).toMatch(/exhausted 3 deliveries without an answer/);
     expect(dead.subject).toBe(subjectFor(ns, "running"));
     expect(deliveries).toEqual([1, 2, 3]);
@@ -170,7 +230,14 @@ describe("bus on a real nats-server", () => {
   }, 30_000);
 
   it("follows one session's log lines: history first, then live, and nothing of other sessions", async () => {
-    const line = (sessionId: string, seq: number) => ({ v: 1 as const, sessionId, seq, at: seq, kind: "tool" as const, line: `l${seq}` });
+    const line = (sessionId: string, seq: number) => ({
+      v: 1 as const,
+      sessionId,
+      seq,
+      at: seq,
+      kind: "tool" as const,
+      line: `l${seq}`,
+    });
     await bus.publish("log", line("follow-me", 1));
     await bus.publish("log", line("someone-else", 1));
     await bus.publish("log", line("follow-me", 2));
@@ -225,7 +292,15 @@ describe("bus on a real nats-server", () => {
         seen.push({ delivery: ctx.deliveryCount, heldAfter: ctx.holds() });
       },
     });
-    await bus.publish("running", { v: 1, sessionId: "frozen-holder", projectId: "p", sandboxId: "s", agentSessionId: "a", attempt: 1, at: 1 });
+    await bus.publish("running", {
+      v: 1,
+      sessionId: "frozen-holder",
+      projectId: "p",
+      sandboxId: "s",
+      agentSessionId: "a",
+      attempt: 1,
+      at: 1,
+    });
     // Before: the handler's return was acked at once (the lapse timer had not run yet), and the
     // message, which the server may already have handed to another instance, was gone.
     await eventually(() => seen.some((d) => d.delivery === 2), 15_000);
@@ -285,7 +360,9 @@ describe("bus on a real nats-server", () => {
     await eventually(() => taken.length === 1);
     const started = Date.now();
     await slow.stop(200);
-    const other = otherBus.consume("spawner", { handler: async (_m, ctx) => void taken.push({ who: "other", delivery: ctx.deliveryCount }) });
+    const other = otherBus.consume("spawner", {
+      handler: async (_m, ctx) => void taken.push({ who: "other", delivery: ctx.deliveryCount }),
+    });
     await eventually(() => taken.length === 2);
     // Released with a nak, not left to the 2 s ack deadline.
     expect(Date.now() - started).toBeLessThan(1_800);

@@ -34,15 +34,20 @@ describe("./fleet command line", () => {
     // First cells of the table's rows: `./fleet infra up` / `down` names two commands.
     const cells = [...readme.matchAll(/^\| (`\.\/fleet [^|]*)\|/gm)].map((m) => m[1] as string);
     const named = cells.flatMap((cell) => {
-      const parts = [...cell.matchAll(/`(?:\.\/fleet )?([^`]*)`/g)].map((m) => (m[1] as string).split(" ").filter((w) => /^[a-z]+$/.test(w)));
+      const parts = [...cell.matchAll(/`(?:\.\/fleet )?([^`]*)`/g)].map((m) =>
+        (m[1] as string).split(" ").filter((w) => /^[a-z]+$/.test(w)),
+      );
       const first = parts[0] ?? [];
       // A later part without its group word (`down` after `infra up`) belongs to the first part's group.
-      return parts.map((words) => (first.length > 1 && words.length === 1 && words[0] !== first[0] ? [first[0] as string, ...words] : words));
+      return parts.map((words) =>
+        first.length > 1 && words.length === 1 && words[0] !== first[0] ? [first[0] as string, ...words] : words,
+      );
     });
     const isNamed = (name: string) => named.some((words) => words.slice(0, name.split(" ").length).join(" ") === name);
     for (const { name } of COMMANDS) expect(isNamed(name), `README lacks ./fleet ${name}`).toBe(true);
     const known = new Set(COMMANDS.map((c) => c.name.split(" ")[0]));
-    for (const words of named) expect(known.has(words[0] as string), `README names ./fleet ${words.join(" ")}, which is no command`).toBe(true);
+    for (const words of named)
+      expect(known.has(words[0] as string), `README names ./fleet ${words.join(" ")}, which is no command`).toBe(true);
   });
 
   it("exits 1 naming the bad variable when the environment is invalid", () => {

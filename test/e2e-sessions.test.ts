@@ -5,7 +5,14 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
-import { DEMO_FILE, DEMO_TODOS, SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
+import {
+  DEMO_FILE,
+  DEMO_TODOS,
+  SCENARIOS,
+  startScriptedModel,
+  type ScenarioInput,
+  type ScriptedModel,
+} from "../devtools/src/model/index.js";
 import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
 import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
 import { api, readSse, startTestFleet, type TestFleet } from "./support/fleet.js";
@@ -30,7 +37,12 @@ const cardScenarios = {
   "card-symlink": {
     name: "card-symlink",
     turns: [
-      { type: "tools" as const, calls: [{ name: "bash", arguments: { command: `ln -s ${OUTSIDE} escape && ln -s ${OUTSIDE}/secret.txt leak.txt` } }] },
+      {
+        type: "tools" as const,
+        calls: [
+          { name: "bash", arguments: { command: `ln -s ${OUTSIDE} escape && ln -s ${OUTSIDE}/secret.txt leak.txt` } },
+        ],
+      },
       { type: "text" as const, text: "Linked." },
     ],
   },
@@ -66,7 +78,12 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
 
   beforeAll(async () => {
     ns = uniqueNamespace("e2e");
-    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, byModel: { ...SCENARIOS, ...cardScenarios }, logger });
+    model = await startScriptedModel({
+      port: 0,
+      scenario: SCENARIOS.demo as ScenarioInput,
+      byModel: { ...SCENARIOS, ...cardScenarios },
+      logger,
+    });
     fleet = await startTestFleet({
       namespace: ns,
       modelUrl: model.url,
@@ -92,15 +109,28 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     const rawId = `raw-${ns}`;
     // A plain subscriber, as another system would follow a session.
     const plain: Array<{ seq: number; line: string }> = [];
-    const sub = nc.subscribe(subjectFor(ns, "log", rawId), { callback: (_e, m) => void plain.push(m.json<{ seq: number; line: string }>()) });
+    const sub = nc.subscribe(subjectFor(ns, "log", rawId), {
+      callback: (_e, m) => void plain.push(m.json<{ seq: number; line: string }>()),
+    });
 
-    const posted = await api<{ sessionId: string; status: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", prompt: "write a greeting", model: "demo" });
+    const posted = await api<{ sessionId: string; status: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-e2e",
+      prompt: "write a greeting",
+      model: "demo",
+    });
     expect(posted.status).toBe(202);
     const httpId = posted.body.sessionId;
     const js = (await import("@nats-io/jetstream")).jetstream(nc);
     await js.publish(
       subjectFor(ns, "requested"),
-      JSON.stringify({ v: SCHEMA_VERSION, sessionId: rawId, projectId: "p-e2e", prompt: "write a greeting", config: { model: "demo" }, requestedAt: Date.now() }),
+      JSON.stringify({
+        v: SCHEMA_VERSION,
+        sessionId: rawId,
+        projectId: "p-e2e",
+        prompt: "write a greeting",
+        config: { model: "demo" },
+        requestedAt: Date.now(),
+      }),
       { msgID: `requested:${rawId}` },
     );
 
@@ -108,7 +138,8 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     let seenInSandbox: string | undefined;
     const sse = await readSse(fleet, httpId, (l) => {
       if (l.line.startsWith("✓ Write") && seenInSandbox === undefined) {
-        const s = readFileSync(join(fleet.dir, "poller-0.log"), "utf8") + readFileSync(join(fleet.dir, "poller-1.log"), "utf8");
+        const s =
+          readFileSync(join(fleet.dir, "poller-0.log"), "utf8") + readFileSync(join(fleet.dir, "poller-1.log"), "utf8");
         const sandboxId = new RegExp(`"sessionId":"${httpId}","sandboxId":"([^"]+)"`).exec(s)?.[1];
         const file = sandboxId ? join(fleet.sandboxDir, sandboxId, "workspace", DEMO_FILE.path) : "";
         seenInSandbox = existsSync(file) ? readFileSync(file, "utf8") : "";
@@ -120,13 +151,27 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     expect(seqs).toEqual(seqs.map((_, i) => i + 1));
     expect(sse.lines.some((l) => l.line === "✓ Bash cat hello.txt")).toBe(true);
 
-    const details = await api<{ session: Session; logs: Array<{ seq: number }>; response: string; diffs: Array<{ file: string; after?: string }>; todos: unknown[] }>(fleet, "GET", `/v1/sessions/${httpId}/details`);
+    const details = await api<{
+      session: Session;
+      logs: Array<{ seq: number }>;
+      response: string;
+      diffs: Array<{ file: string; after?: string }>;
+      todos: unknown[];
+    }>(fleet, "GET", `/v1/sessions/${httpId}/details`);
     expect(details.body.response).toContain("Done.");
     expect(details.body.diffs.find((d) => d.file === DEMO_FILE.path)?.after).toBe(DEMO_FILE.content);
     expect(details.body.todos).toHaveLength(DEMO_TODOS.length);
     expect(details.body.logs.map((l) => l.seq)).toEqual(seqs);
-    const metrics = await api<{ steps: Array<{ step: string }>; executionMs: number; setupMs: number; counts: { toolCalls: number }; usage: { tokensIn: number } }>(fleet, "GET", `/v1/sessions/${httpId}/metrics`);
-    expect(metrics.body.steps.map((s) => s.step)).toEqual(expect.arrayContaining(["sandboxCreate", "restore", "serverStart", "sessionCreate", "promptSend", "execution"]));
+    const metrics = await api<{
+      steps: Array<{ step: string }>;
+      executionMs: number;
+      setupMs: number;
+      counts: { toolCalls: number };
+      usage: { tokensIn: number };
+    }>(fleet, "GET", `/v1/sessions/${httpId}/metrics`);
+    expect(metrics.body.steps.map((s) => s.step)).toEqual(
+      expect.arrayContaining(["sandboxCreate", "restore", "serverStart", "sessionCreate", "promptSend", "execution"]),
+    );
     expect(metrics.body.executionMs).toBeGreaterThan(0);
     expect(metrics.body.counts.toolCalls).toBe(3);
     expect(metrics.body.usage.tokensIn).toBeGreaterThan(0);
@@ -137,7 +182,11 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
       return r.body.status === "completed" ? r.body : undefined;
     }, 90_000);
     expect(raw.output?.diffs.find((d) => d.file === DEMO_FILE.path)?.after).toBe(DEMO_FILE.content);
-    const stored = await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${rawId}/logs`);
+    const stored = await api<{ lines: Array<{ seq: number; line: string }> }>(
+      fleet,
+      "GET",
+      `/v1/sessions/${rawId}/logs`,
+    );
     await eventually(() => plain.length === stored.body.lines.length);
     expect(plain).toEqual(stored.body.lines.map((l) => expect.objectContaining({ seq: l.seq, line: l.line })));
     sub.unsubscribe();
@@ -145,14 +194,22 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
   }, 180_000);
 
   it("lets the agent push progress (kept once on retry) and complete its own session through signed callbacks", async () => {
-    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", prompt: "call back", model: "callback" });
+    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-e2e",
+      prompt: "call back",
+      model: "callback",
+    });
     const done = await eventually(async () => {
       const r = (await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`)).body;
       return ["completed", "failed", "cancelled"].includes(r.status) ? r : undefined;
     }, 90_000);
     expect(done.status).toBe("completed");
     expect(done.output?.response).toBe("completed by callback");
-    const logs = await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${body.sessionId}/logs`);
+    const logs = await api<{ lines: Array<{ seq: number; line: string }> }>(
+      fleet,
+      "GET",
+      `/v1/sessions/${body.sessionId}/logs`,
+    );
     expect(logs.body.lines.filter((l) => l.line === "pushed from the sandbox")).toHaveLength(1);
     expect(logs.body.lines.map((l) => l.seq)).toEqual(logs.body.lines.map((_, i) => i + 1));
     const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
@@ -162,7 +219,14 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
   it("starts one sandbox for a duplicated session.requested", async () => {
     const id = `dup-${ns}`;
     const js = (await import("@nats-io/jetstream")).jetstream(nc);
-    const body = JSON.stringify({ v: SCHEMA_VERSION, sessionId: id, projectId: "p-e2e", prompt: "answer", config: { model: "text-only" }, requestedAt: Date.now() });
+    const body = JSON.stringify({
+      v: SCHEMA_VERSION,
+      sessionId: id,
+      projectId: "p-e2e",
+      prompt: "answer",
+      config: { model: "text-only" },
+      requestedAt: Date.now(),
+    });
     // Two ids, so the server's deduplication does not hide the second copy: the fleet must.
     await js.publish(subjectFor(ns, "requested"), body, { msgID: `a-${id}` });
     await js.publish(subjectFor(ns, "requested"), body, { msgID: `b-${id}` });
@@ -177,13 +241,23 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
   }, 120_000);
 
   it("cancels a card's running session for its new one, which starts from the first one's files", async () => {
-    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", cardId: "card-1", prompt: "take notes", model: "card-first" });
+    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-e2e",
+      cardId: "card-1",
+      prompt: "take notes",
+      model: "card-first",
+    });
     const firstId = first.body.sessionId;
     await eventually(async () => {
       const l = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${firstId}/logs`);
       return l.body.lines.some((x) => x.line.startsWith("✓ Write notes.txt"));
     }, 90_000);
-    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", cardId: "card-1", prompt: "read notes", model: "card-second" });
+    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-e2e",
+      cardId: "card-1",
+      prompt: "read notes",
+      model: "card-second",
+    });
     const secondId = second.body.sessionId;
     const done = await eventually(async () => {
       const r = await api<Session>(fleet, "GET", `/v1/sessions/${secondId}`);
@@ -204,7 +278,12 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
         const r = (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
         return ["completed", "failed", "cancelled"].includes(r.status) ? r : undefined;
       }, 90_000);
-    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-e2e", cardId: "card-link", prompt: "link", model: "card-symlink" });
+    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-e2e",
+      cardId: "card-link",
+      prompt: "link",
+      model: "card-symlink",
+    });
     const linked = await ended(first.body.sessionId);
     expect(linked.status).toBe("completed");
     expect(linked.output?.toolCalls.find((t) => t.name === "bash")?.status).toBe("completed");
@@ -213,12 +292,16 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
       cardId: "card-link",
       prompt: "answer",
       model: "text-only",
-      files: [{ path: "escape/pwned.txt", content: "written through a link" }, { path: "leak.txt", content: "overwrite" }],
+      files: [
+        { path: "escape/pwned.txt", content: "written through a link" },
+        { path: "leak.txt", content: "overwrite" },
+      ],
     });
     const done = await ended(second.body.sessionId);
     // Either the files land inside the new workspace or the session fails saying why; never outside.
     console.log(`symlink escape attempt: second session ${done.status}${done.error ? ` (${done.error.message})` : ""}`);
-    if (done.status !== "completed") expect(done.error?.message).toMatch(/escape|leak|symlink|outside|exists|directory/i);
+    if (done.status !== "completed")
+      expect(done.error?.message).toMatch(/escape|leak|symlink|outside|exists|directory/i);
     expect(readdirSync(OUTSIDE)).toEqual(["secret.txt"]);
     expect(readFileSync(join(OUTSIDE, "secret.txt"), "utf8")).toBe(HOST_SECRET);
     const s = await store();
@@ -230,17 +313,32 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
 
   it("shares the work between two spawners and two pollers, no session handled twice", async () => {
     const ids = await Promise.all(
-      [1, 2].map(async (i) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-share", prompt: `answer ${i}`, model: "text-only" })).body.sessionId),
+      [1, 2].map(
+        async (i) =>
+          (
+            await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+              projectId: "p-share",
+              prompt: `answer ${i}`,
+              model: "text-only",
+            })
+          ).body.sessionId,
+      ),
     );
     for (const id of ids) {
-      await eventually(async () => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body.status === "completed", 120_000);
+      await eventually(
+        async () => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body.status === "completed",
+        120_000,
+      );
     }
     // Every session of this file: claimed by exactly one spawner attempt, watched by exactly one poller.
     const s = await store();
-    const all = (await s.listByProject("p-e2e", { limit: 50 })).items.concat((await s.listByProject("p-share", { limit: 50 })).items);
+    const all = (await s.listByProject("p-e2e", { limit: 50 })).items.concat(
+      (await s.listByProject("p-share", { limit: 50 })).items,
+    );
     await s.close();
     const pollerLogs = fleet.logsOf("poller");
-    const hasLine = (log: string, id: string, msg: string) => log.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes(msg));
+    const hasLine = (log: string, id: string, msg: string) =>
+      log.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes(msg));
     const watchers = (id: string) => pollerLogs.filter((log) => hasLine(log, id, "watching session"));
     for (const x of all.filter((x) => x.status === "completed")) {
       expect(x.attempt, x.id).toBe(1);
@@ -284,7 +382,10 @@ describe("an agent server that never becomes healthy", () => {
   });
 
   it("fails the session with a clear reason and removes its sandbox", async () => {
-    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-hang", prompt: "hello" });
+    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-hang",
+      prompt: "hello",
+    });
     const failed = await eventually(async () => {
       const r = await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`);
       return r.body.status === "failed" ? r.body : undefined;

@@ -12,7 +12,10 @@ import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
 const steps: ScenarioInput = {
   name: "steps",
   turns: [
-    ...[1, 2, 3, 4, 5].map((i) => ({ type: "tools" as const, calls: [{ name: "bash", arguments: { command: `sleep 1; echo step ${i}` } }] })),
+    ...[1, 2, 3, 4, 5].map((i) => ({
+      type: "tools" as const,
+      calls: [{ name: "bash", arguments: { command: `sleep 1; echo step ${i}` } }],
+    })),
     { type: "text" as const, text: "All steps done." },
   ],
 };
@@ -25,7 +28,12 @@ describe("control and failover with real processes", () => {
 
   beforeAll(async () => {
     ns = uniqueNamespace("fo");
-    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, byModel: { ...SCENARIOS, steps }, logger });
+    model = await startScriptedModel({
+      port: 0,
+      scenario: SCENARIOS.demo as ScenarioInput,
+      byModel: { ...SCENARIOS, steps },
+      logger,
+    });
     fleet = await startTestFleet({
       namespace: ns,
       modelUrl: model.url,
@@ -50,21 +58,28 @@ describe("control and failover with real processes", () => {
     await cleanup(ns, ns);
   });
 
-  const submit = async (body: Record<string, unknown>) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-fo", prompt: "go", ...body })).body.sessionId;
+  const submit = async (body: Record<string, unknown>) =>
+    (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-fo", prompt: "go", ...body })).body
+      .sessionId;
   const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
   const ended = (id: string, timeoutMs = 90_000) =>
     eventually(async () => {
       const s = await get(id);
       return ["completed", "failed", "cancelled"].includes(s.status) ? s : undefined;
     }, timeoutMs);
-  const running = (id: string) => eventually(async () => ((await get(id)).status === "running" ? get(id) : undefined), 90_000);
-  const noSandbox = (id: string) => eventually(async () => (await provider.list({ sessionId: id })).length === 0, 15_000);
+  const running = (id: string) =>
+    eventually(async () => ((await get(id)).status === "running" ? get(id) : undefined), 90_000);
+  const noSandbox = (id: string) =>
+    eventually(async () => (await provider.list({ sessionId: id })).length === 0, 15_000);
   /** A session's cancel requests and terminal events in the fleet's events stream, in order. */
   const eventsOf = async (id: string): Promise<string[]> => {
     const nc = await connect({ servers: inject("natsUrl") });
     try {
       const filters = (["cancel", "completed", "failed", "cancelled"] as const).map((k) => subjectFor(ns, k));
-      const consumer = await jetstream(nc).consumers.get(streamName(ns, "events"), { filter_subjects: filters, deliver_policy: DeliverPolicy.All });
+      const consumer = await jetstream(nc).consumers.get(streamName(ns, "events"), {
+        filter_subjects: filters,
+        deliver_policy: DeliverPolicy.All,
+      });
       const seen: string[] = [];
       for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 })) {
         const sessionId = m.json<{ sessionId: string }>().sessionId;
@@ -79,7 +94,11 @@ describe("control and failover with real processes", () => {
   const stays = async (s: Session) => {
     await sleep(1_500);
     const again = await get(s.id);
-    expect({ status: again.status, error: again.error, completedAt: again.completedAt }).toEqual({ status: s.status, error: s.error, completedAt: s.completedAt });
+    expect({ status: again.status, error: again.error, completedAt: again.completedAt }).toEqual({
+      status: s.status,
+      error: s.error,
+      completedAt: s.completedAt,
+    });
   };
 
   it("cancels a running session over HTTP: cancelled, sandbox killed, and it stays cancelled", async () => {
@@ -143,24 +162,38 @@ describe("control and failover with real processes", () => {
   it("a poller killed with SIGKILL mid-watch: another takes over, no log line lost or doubled", async () => {
     const id = await submit({ model: "steps" });
     await running(id);
-    await eventually(async () => (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) => l.line.includes("step 1")), 30_000);
-    const owner = present(fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)), "the poller watching it");
+    await eventually(
+      async () =>
+        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
+          l.line.includes("step 1"),
+        ),
+      30_000,
+    );
+    const owner = present(
+      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
+      "the poller watching it",
+    );
     process.kill(owner.process.pid, "SIGKILL");
     const s = await ended(id, 90_000);
     expect(s.status).toBe("completed");
-    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
+      .body.lines;
     expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
     const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
     expect(new Set(toolLines).size).toBe(toolLines.length);
     for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
     expect(s.output?.response).toBe("All steps done.");
     // The survivor resumed after the lines in the stream.
-    expect(fleet.logsOf("poller").join("\n")).toMatch(new RegExp(`"sessionId":"${id}".*"delivery":2.*watching session`));
+    expect(fleet.logsOf("poller").join("\n")).toMatch(
+      new RegExp(`"sessionId":"${id}".*"delivery":2.*watching session`),
+    );
     // The archiver stored them all once, also those the killed poller's archiver held unacknowledged.
     const store = await openStore(ns);
     try {
       await eventually(async () => (await store.lastLogSeq(id)) === lines.length, 30_000, 250);
-      expect((await store.logs(id, { limit: 10_000 })).map((l) => [l.seq, l.line])).toEqual(lines.map((l) => [l.seq, l.line]));
+      expect((await store.logs(id, { limit: 10_000 })).map((l) => [l.seq, l.line])).toEqual(
+        lines.map((l) => [l.seq, l.line]),
+      );
     } finally {
       await store.close();
     }
@@ -171,9 +204,21 @@ describe("control and failover with real processes", () => {
   it("a poller frozen past its watch's ack wait lets the session go when it wakes: one poller acts on it, no line lost or doubled", async () => {
     const id = await submit({ model: "steps" });
     await running(id);
-    await eventually(async () => (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) => l.line.includes("step 1")), 30_000);
-    const owner = present(fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)), "the poller watching it");
-    const other = present(fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner), "a second poller");
+    await eventually(
+      async () =>
+        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
+          l.line.includes("step 1"),
+        ),
+      30_000,
+    );
+    const owner = present(
+      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
+      "the poller watching it",
+    );
+    const other = present(
+      fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner),
+      "a second poller",
+    );
     // A stalled event loop, as far as the bus can tell: no heartbeat, no ack, the socket still open.
     process.kill(owner.process.pid, "SIGSTOP");
     try {
@@ -182,23 +227,36 @@ describe("control and failover with real processes", () => {
       process.kill(owner.process.pid, "SIGCONT");
     }
     // Awake again, the owner lets go of the session rather than go on watching beside the other one.
-    await eventually(() => readFileSync(owner.process.logFile, "utf8").includes("heartbeats were not confirmed in time; another instance takes them over"), 10_000, 100);
+    await eventually(
+      () =>
+        readFileSync(owner.process.logFile, "utf8").includes(
+          "heartbeats were not confirmed in time; another instance takes them over",
+        ),
+      10_000,
+      100,
+    );
     const s = await ended(id, 90_000);
     expect(s.status).toBe("completed");
-    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
+      .body.lines;
     expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
     const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
     expect(new Set(toolLines).size).toBe(toolLines.length);
     for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
     // The owner wrote nothing for the session after it woke: its last word on it is the watch it started.
-    const ownerLines = readFileSync(owner.process.logFile, "utf8").split("\n").filter((l) => l.includes(`"sessionId":"${id}"`));
+    const ownerLines = readFileSync(owner.process.logFile, "utf8")
+      .split("\n")
+      .filter((l) => l.includes(`"sessionId":"${id}"`));
     expect(ownerLines.filter((l) => l.includes("watching session"))).toHaveLength(1);
     expect(ownerLines.some((l) => /"level":(40|50)/.test(l) && !l.includes("no longer sure to hold"))).toBe(false);
   }, 150_000);
 
   it("a spawner killed with SIGKILL mid-spawn: another replaces its sandbox and the session completes once", async () => {
     const second = await fleet.add("spawner");
-    const first = present(fleet.services.find((x) => x.name === "spawner" && x !== second), "the first spawner");
+    const first = present(
+      fleet.services.find((x) => x.name === "spawner" && x !== second),
+      "the first spawner",
+    );
     // Hold the second spawner back until the first owns the request.
     process.kill(second.process.pid, "SIGSTOP");
     const id = await submit({ model: "text-only" });
@@ -217,7 +275,11 @@ describe("control and failover with real processes", () => {
   }, 150_000);
 
   it("reaps sandboxes whose session is unknown or ended", async () => {
-    const orphan = await provider.create({ metadata: { fleet: "fleet", sessionId: "no-such-session", projectId: "p", attempt: "1" }, envs: {}, timeoutMs: 60_000 });
+    const orphan = await provider.create({
+      metadata: { fleet: "fleet", sessionId: "no-such-session", projectId: "p", attempt: "1" },
+      envs: {},
+      timeoutMs: 60_000,
+    });
     await orphan.startBackground({ command: "sleep", args: ["60"] });
     await eventually(async () => (await provider.connect(orphan.id)) === null, 15_000);
   }, 30_000);
@@ -230,7 +292,13 @@ describe("control and failover with real processes", () => {
       expect(s.status).toBe("completed");
       // Late cancel, a second deadline pass, a duplicate completion: none changes anything.
       await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {});
-      expect(await store.transition(id, { from: ["pending", "running"], to: "failed", set: { error: { code: "timeout", message: "late" } } })).toBeNull();
+      expect(
+        await store.transition(id, {
+          from: ["pending", "running"],
+          to: "failed",
+          set: { error: { code: "timeout", message: "late" } },
+        }),
+      ).toBeNull();
       await stays(s);
     } finally {
       await store.close();

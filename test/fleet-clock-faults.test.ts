@@ -63,15 +63,27 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
 
   const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
   const ended = (id: string, timeoutMs = 60_000) =>
-    eventually(async () => {
-      const s = await store.get(id);
-      return s && ENDED.includes(s.status) ? s : undefined;
-    }, timeoutMs, 100);
-  const submit = async (projectId: string) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId, prompt: "go" })).body.sessionId;
+    eventually(
+      async () => {
+        const s = await store.get(id);
+        return s && ENDED.includes(s.status) ? s : undefined;
+      },
+      timeoutMs,
+      100,
+    );
+  const submit = async (projectId: string) =>
+    (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId, prompt: "go" })).body.sessionId;
   const publishRequest = (sessionId: string, requestedAt: number) =>
     jetstream(nc).publish(
       subjectFor(ns, "requested"),
-      JSON.stringify({ v: SCHEMA_VERSION, sessionId, projectId: "p-bus", prompt: "go", config: { timeoutMs: 120_000 }, requestedAt }),
+      JSON.stringify({
+        v: SCHEMA_VERSION,
+        sessionId,
+        projectId: "p-bus",
+        prompt: "go",
+        config: { timeoutMs: 120_000 },
+        requestedAt,
+      }),
       { msgID: `requested:${sessionId}` },
     );
 
@@ -92,7 +104,11 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
   it("dead-letters a request dated more than 5 minutes ahead of the fleet's clock, with the reason, storing nothing", async () => {
     const id = `future-${ns}`;
     await publishRequest(id, Date.now() + 3_600_000);
-    const dead = await eventually(async () => (await store.deadLetters({ limit: 100 })).find((d) => d.excerpt.includes(id)), 20_000, 100);
+    const dead = await eventually(
+      async () => (await store.deadLetters({ limit: 100 })).find((d) => d.excerpt.includes(id)),
+      20_000,
+      100,
+    );
     expect(dead.reason).toMatch(/requestedAt .* ahead of the fleet's clock/);
     expect(await store.get(id)).toBeNull();
   }, 30_000);
@@ -100,13 +116,26 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
   it("retries sandbox creates refused for a rate limit or a transient error, with backoff, and the sessions complete", async () => {
     const [rate, busy] = [await submit("p-rate"), await submit("p-busy")];
     const [r, b] = await Promise.all([ended(rate), ended(busy)]);
-    expect({ status: r.status, attempt: r.attempt, error: r.error }).toEqual({ status: "completed", attempt: 3, error: undefined });
-    expect({ status: b.status, attempt: b.attempt, error: b.error }).toEqual({ status: "completed", attempt: 2, error: undefined });
+    expect({ status: r.status, attempt: r.attempt, error: r.error }).toEqual({
+      status: "completed",
+      attempt: 3,
+      error: undefined,
+    });
+    expect({ status: b.status, attempt: b.attempt, error: b.error }).toEqual({
+      status: "completed",
+      attempt: 2,
+      error: undefined,
+    });
     // Two refusals cost at least the two shortest backoffs (250 ms, then 500 ms) before the third try.
     expect((r.startedAt ?? 0) - r.createdAt).toBeGreaterThanOrEqual(750);
     const spawner = fleet.logsOf("spawner").join("\n");
     expect(spawner).toContain(`429 too many sandboxes being created (project p-rate, attempt 2)`);
-    await eventually(async () => (await provider.list({ sessionId: rate })).length + (await provider.list({ sessionId: busy })).length === 0, 15_000, 100);
+    await eventually(
+      async () =>
+        (await provider.list({ sessionId: rate })).length + (await provider.list({ sessionId: busy })).length === 0,
+      15_000,
+      100,
+    );
   }, 90_000);
 
   it("fails a session at once, with a clear code, when its sandbox can never be made", async () => {
@@ -134,12 +163,18 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
     };
     try {
       expect(cli(["help"]).out).toContain("cancel ID");
-      expect(cli(["cancel"])).toMatchObject({ code: 1, err: expect.stringContaining("usage: ./fleet cancel <session id> [--reason r]") });
+      expect(cli(["cancel"])).toMatchObject({
+        code: 1,
+        err: expect.stringContaining("usage: ./fleet cancel <session id> [--reason r]"),
+      });
       expect(cli(["cancel", "no-such-session"])).toMatchObject({ code: 1, err: expect.stringContaining("404") });
       const done = cli(["cancel", id, "--reason", "not needed any more"]);
       expect(done, done.err).toMatchObject({ code: 0, out: expect.stringContaining(`cancel requested for ${id}`) });
       const s = await ended(id, 20_000);
-      expect({ status: s.status, error: s.error }).toEqual({ status: "cancelled", error: { code: "cancelled", message: "not needed any more" } });
+      expect({ status: s.status, error: s.error }).toEqual({
+        status: "cancelled",
+        error: { code: "cancelled", message: "not needed any more" },
+      });
       expect(cli(["cancel", id])).toMatchObject({ code: 1, err: expect.stringContaining("already ended") });
     } finally {
       rmSync(home, { recursive: true, force: true });
@@ -160,7 +195,12 @@ describe("a provider that keeps refusing for a rate limit, with real services", 
       namespace: ns,
       modelUrl: "http://127.0.0.1:9/v1",
       // Three deliveries, so giving up takes about two backoffs (0.75-1.5 s) rather than minutes.
-      env: { SANDBOX_PROVIDER: "simulated", FLEET_SIM_DIR: simDir, FLEET_SIM_CREATE_FAULTS: "p-limited=rate_limit:99", FLEET_MAX_DELIVER: "3" },
+      env: {
+        SANDBOX_PROVIDER: "simulated",
+        FLEET_SIM_DIR: simDir,
+        FLEET_SIM_CREATE_FAULTS: "p-limited=rate_limit:99",
+        FLEET_MAX_DELIVER: "3",
+      },
       services: [["api"], ["spawner"]],
     });
     store = await openStore(ns);
@@ -174,14 +214,30 @@ describe("a provider that keeps refusing for a rate limit, with real services", 
   });
 
   it("fails the session with code rate_limited once the retries are spent, and records the dead request", async () => {
-    const id = (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-limited", prompt: "go" })).body.sessionId;
-    const s = await eventually(async () => {
-      const got = await store.get(id);
-      return got && ENDED.includes(got.status) ? got : undefined;
-    }, 30_000, 100);
-    expect({ status: s.status, code: s.error?.code, attempt: s.attempt }).toEqual({ status: "failed", code: "rate_limited", attempt: 3 });
-    expect(s.error?.message).toMatch(/^gave up after 3 attempts: simulated provider: 429 too many sandboxes being created/);
-    const dead = await eventually(async () => (await store.deadLetters({ limit: 10 })).find((d) => d.excerpt.includes(id)), 10_000, 100);
+    const id = (
+      await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-limited", prompt: "go" })
+    ).body.sessionId;
+    const s = await eventually(
+      async () => {
+        const got = await store.get(id);
+        return got && ENDED.includes(got.status) ? got : undefined;
+      },
+      30_000,
+      100,
+    );
+    expect({ status: s.status, code: s.error?.code, attempt: s.attempt }).toEqual({
+      status: "failed",
+      code: "rate_limited",
+      attempt: 3,
+    });
+    expect(s.error?.message).toMatch(
+      /^gave up after 3 attempts: simulated provider: 429 too many sandboxes being created/,
+    );
+    const dead = await eventually(
+      async () => (await store.deadLetters({ limit: 10 })).find((d) => d.excerpt.includes(id)),
+      10_000,
+      100,
+    );
     expect(dead.reason).toContain("gave up after 3 attempts");
   }, 60_000);
 });

@@ -31,14 +31,23 @@ function sourceFiles(dir: string): string[] {
 /** Module specifiers of static imports and re-exports, dynamic imports and requires with a literal. */
 function specifiers(text: string): string[] {
   const found: string[] = [];
-  const patterns = [/\b(?:import|export)\s[^;]*?\bfrom\s*["']([^"']+)["']/g, /\bimport\s*["']([^"']+)["']/g, /\b(?:import|require)\s*\(\s*["'`]([^"'`]+)["'`]\s*\)/g];
+  const patterns = [
+    /\b(?:import|export)\s[^;]*?\bfrom\s*["']([^"']+)["']/g,
+    /\bimport\s*["']([^"']+)["']/g,
+    /\b(?:import|require)\s*\(\s*["'`]([^"'`]+)["'`]\s*\)/g,
+  ];
   for (const re of patterns) for (const m of text.matchAll(re)) found.push(m[1] as string);
   return found;
 }
 
 /** Imports of the tooling in a source file: by package name, or by a relative path into its folder. */
 function toolingImports(file: string, text: string): string[] {
-  return specifiers(text).filter((s) => s === TOOLING || s.startsWith(`${TOOLING}/`) || (s.startsWith(".") && !relative(DEVTOOLS_DIR, resolve(dirname(file), s)).startsWith("..")));
+  return specifiers(text).filter(
+    (s) =>
+      s === TOOLING ||
+      s.startsWith(`${TOOLING}/`) ||
+      (s.startsWith(".") && !relative(DEVTOOLS_DIR, resolve(dirname(file), s)).startsWith("..")),
+  );
 }
 
 interface LockEntry {
@@ -54,7 +63,11 @@ function productionClosure(lock: Record<string, LockEntry>, workspace: string): 
   const names = new Set<string>();
   const seen = new Set<string>();
   const locate = (from: string, name: string): string | undefined => {
-    for (let dir = from; ; dir = dir.includes("/node_modules/") ? dir.slice(0, dir.lastIndexOf("/node_modules/")) : "") {
+    for (
+      let dir = from;
+      ;
+      dir = dir.includes("/node_modules/") ? dir.slice(0, dir.lastIndexOf("/node_modules/")) : ""
+    ) {
       const key = dir ? `${dir}/node_modules/${name}` : `node_modules/${name}`;
       if (lock[key]) return key;
       if (!dir) return undefined;
@@ -98,19 +111,38 @@ describe("house rules: services never depend on the development tooling", () => 
 
   it("recognises such an import, static, dynamic, re-exported or by relative path", () => {
     const file = join(ROOT, "shared/src/service/x.ts");
-    expect(toolingImports(file, `import { startInfra } from "@fleet/devtools/infra";`)).toEqual(["@fleet/devtools/infra"]);
-    expect(toolingImports(file, `const m = await import("@fleet/devtools/simulated");`)).toEqual(["@fleet/devtools/simulated"]);
-    expect(toolingImports(file, `export {\n  startScriptedModel,\n} from "@fleet/devtools/model";`)).toEqual(["@fleet/devtools/model"]);
-    expect(toolingImports(file, `import type { Infra } from "../../../devtools/src/infra/index.js";`)).toEqual(["../../../devtools/src/infra/index.js"]);
-    expect(toolingImports(file, `import { FleetError } from "../errors/index.js";\nimport { z } from "zod";`)).toEqual([]);
+    expect(toolingImports(file, `import { startInfra } from "@fleet/devtools/infra";`)).toEqual([
+      "@fleet/devtools/infra",
+    ]);
+    expect(toolingImports(file, `const m = await import("@fleet/devtools/simulated");`)).toEqual([
+      "@fleet/devtools/simulated",
+    ]);
+    expect(toolingImports(file, `export {\n  startScriptedModel,\n} from "@fleet/devtools/model";`)).toEqual([
+      "@fleet/devtools/model",
+    ]);
+    expect(toolingImports(file, `import type { Infra } from "../../../devtools/src/infra/index.js";`)).toEqual([
+      "../../../devtools/src/infra/index.js",
+    ]);
+    expect(toolingImports(file, `import { FleetError } from "../errors/index.js";\nimport { z } from "zod";`)).toEqual(
+      [],
+    );
   });
 
   it("keeps testcontainers and the tooling out of the library's and every service's production dependencies", () => {
-    const lock = (JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8")) as { packages: Record<string, LockEntry> }).packages;
+    const lock = (
+      JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8")) as { packages: Record<string, LockEntry> }
+    ).packages;
     for (const workspace of SHIPPED) {
       const manifest = JSON.parse(readFileSync(join(ROOT, workspace, "package.json"), "utf8")) as LockEntry;
-      const direct = Object.keys({ ...manifest.dependencies, ...manifest.optionalDependencies, ...manifest.peerDependencies });
-      expect({ workspace, forbidden: direct.filter((d) => FORBIDDEN.includes(d)) }).toEqual({ workspace, forbidden: [] });
+      const direct = Object.keys({
+        ...manifest.dependencies,
+        ...manifest.optionalDependencies,
+        ...manifest.peerDependencies,
+      });
+      expect({ workspace, forbidden: direct.filter((d) => FORBIDDEN.includes(d)) }).toEqual({
+        workspace,
+        forbidden: [],
+      });
       const closure = productionClosure(lock, workspace);
       expect(closure.has("@fleet/shared") || workspace === "shared").toBe(true);
       expect({ workspace, forbidden: FORBIDDEN.filter((d) => closure.has(d)) }).toEqual({ workspace, forbidden: [] });
@@ -119,7 +151,9 @@ describe("house rules: services never depend on the development tooling", () => 
 
   it("builds the library and the services without the tooling (no project reference to it)", () => {
     for (const workspace of SHIPPED) {
-      const tsconfig = JSON.parse(readFileSync(join(ROOT, workspace, "tsconfig.json"), "utf8")) as { references?: Array<{ path: string }> };
+      const tsconfig = JSON.parse(readFileSync(join(ROOT, workspace, "tsconfig.json"), "utf8")) as {
+        references?: Array<{ path: string }>;
+      };
       const refs = (tsconfig.references ?? []).map((r) => resolve(ROOT, workspace, r.path));
       expect({ workspace, refs: refs.filter((r) => r === DEVTOOLS_DIR) }).toEqual({ workspace, refs: [] });
     }
@@ -145,10 +179,15 @@ describe("house rules: services never depend on the development tooling", () => 
           `catch (err) { console.log(JSON.stringify({ code: err.code, message: err.message })); }`,
         ].join("\n"),
       );
-      const { stdout } = await run(process.execPath, ["--preserve-symlinks", "--preserve-symlinks-main", join(dir, "probe.mjs")], { cwd: dir, timeout: 20_000 });
+      const { stdout } = await run(
+        process.execPath,
+        ["--preserve-symlinks", "--preserve-symlinks-main", join(dir, "probe.mjs")],
+        { cwd: dir, timeout: 20_000 },
+      );
       expect(JSON.parse(stdout.trim())).toEqual({
         code: "config",
-        message: "SANDBOX_PROVIDER=simulated needs the development tooling (@fleet/devtools); it is for benchmarks only",
+        message:
+          "SANDBOX_PROVIDER=simulated needs the development tooling (@fleet/devtools); it is for benchmarks only",
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });

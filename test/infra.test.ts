@@ -6,7 +6,14 @@ import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { infraStatus, isAlive, pingMongo, readInfraState, startInfra, stopInfraFromState } from "../devtools/src/infra/index.js";
+import {
+  infraStatus,
+  isAlive,
+  pingMongo,
+  readInfraState,
+  startInfra,
+  stopInfraFromState,
+} from "../devtools/src/infra/index.js";
 import { eventually } from "./support/fixtures.js";
 
 const dirs: string[] = [];
@@ -60,7 +67,13 @@ describe("infrastructure launcher", () => {
   it("adopts given servers instead of starting its own", async () => {
     const own = await startInfra({ dataDir: tempDir(), docker: "off" });
     const adopted = await startInfra({ dataDir: tempDir(), natsUrl: own.natsUrl, mongoUri: own.mongoUri });
-    expect(adopted).toMatchObject({ nats: "external", store: "external", natsUrl: own.natsUrl, mongoUri: own.mongoUri, processes: [] });
+    expect(adopted).toMatchObject({
+      nats: "external",
+      store: "external",
+      natsUrl: own.natsUrl,
+      mongoUri: own.mongoUri,
+      processes: [],
+    });
     await adopted.stop();
     await pingMongo(own.mongoUri);
     await own.stop();

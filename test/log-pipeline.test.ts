@@ -3,7 +3,17 @@ import { MongoClient } from "mongodb";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createApi } from "../services/api/src/app.js";
-import { FleetError, SCHEMA_VERSION, SessionConfig, SessionLogWriter, newApiKey, startLogArchiver, type Bus, type LogLine, type MongoSessionStore } from "../shared/src/index.js";
+import {
+  FleetError,
+  SCHEMA_VERSION,
+  SessionConfig,
+  SessionLogWriter,
+  newApiKey,
+  startLogArchiver,
+  type Bus,
+  type LogLine,
+  type MongoSessionStore,
+} from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
 import { openStream, rawRequest } from "./support/http.js";
@@ -46,11 +56,23 @@ describe("log lines live on the bus; the archiver stores them", () => {
   };
   const write = async (id: string, n: number, from = 1): Promise<void> => {
     const writer = await SessionLogWriter.open({ store, bus, logger }, id);
-    for (let i = from; i < from + n; i += 10) await writer.append(Array.from({ length: Math.min(10, from + n - i) }, (_, k) => ({ kind: "tool" as const, line: `line ${i + k}` })));
+    for (let i = from; i < from + n; i += 10)
+      await writer.append(
+        Array.from({ length: Math.min(10, from + n - i) }, (_, k) => ({
+          kind: "tool" as const,
+          line: `line ${i + k}`,
+        })),
+      );
   };
-  const getLogs = async (id: string, query = ""): Promise<number[]> => (JSON.parse((await rawRequest(base, "GET", `/v1/sessions/${id}/logs${query}`, { headers: auth })).text) as { lines: LogLine[] }).lines.map((l) => l.seq);
+  const getLogs = async (id: string, query = ""): Promise<number[]> =>
+    (
+      JSON.parse((await rawRequest(base, "GET", `/v1/sessions/${id}/logs${query}`, { headers: auth })).text) as {
+        lines: LogLine[];
+      }
+    ).lines.map((l) => l.seq);
   /** Documents the store holds for a session: each line once means exactly one per seq. */
-  const storedCopies = (id: string): Promise<number> => mongo.db(ns).collection("session_logs").countDocuments({ sessionId: id });
+  const storedCopies = (id: string): Promise<number> =>
+    mongo.db(ns).collection("session_logs").countDocuments({ sessionId: id });
   const seqs = (n: number, from = 1): number[] => Array.from({ length: n }, (_, i) => from + i);
   const sseIds = (text: string): number[] => [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
 
@@ -66,7 +88,10 @@ describe("log lines live on the bus; the archiver stores them", () => {
     expect(await getLogs("live-1")).toEqual(seqs(40));
     expect(await getLogs("live-1", "?afterSeq=10&limit=5")).toEqual(seqs(5, 11));
 
-    const archiver = startLogArchiver({ bus, store, logger, registry: new Registry() }, { maxBatch: 16, heartbeatMs: 1_000 });
+    const archiver = startLogArchiver(
+      { bus, store, logger, registry: new Registry() },
+      { maxBatch: 16, heartbeatMs: 1_000 },
+    );
     try {
       await eventually(async () => (await store.lastLogSeq("live-1")) === 40, 10_000, 50);
       expect(await storedCopies("live-1")).toBe(40);
@@ -85,7 +110,9 @@ describe("log lines live on the bus; the archiver stores them", () => {
     await running("aged-1");
     await write("aged-1", 12);
     // The first eight were archived, then left the stream (what its max age does to old lines).
-    await store.appendLogs(seqs(8).map((seq) => ({ sessionId: "aged-1", seq, at: Date.now(), kind: "tool" as const, line: `line ${seq}` })));
+    await store.appendLogs(
+      seqs(8).map((seq) => ({ sessionId: "aged-1", seq, at: Date.now(), kind: "tool" as const, line: `line ${seq}` })),
+    );
     await expireOldestLines(ns, "aged-1", 4);
     expect((await bus.readLogs("aged-1")).map((l) => l.seq)).toEqual(seqs(4, 9));
     expect(await getLogs("aged-1")).toEqual(seqs(12));
@@ -123,7 +150,11 @@ describe("log lines live on the bus; the archiver stores them", () => {
       },
       { maxBatch: 100, concurrency: 1, heartbeatMs: 1_000 },
     );
-    await eventually(async () => (await store.lastLogSeq("twice-1")) === 30 && (await bus.archiveBacklog()).pending === 0, 10_000, 50);
+    await eventually(
+      async () => (await store.lastLogSeq("twice-1")) === 30 && (await bus.archiveBacklog()).pending === 0,
+      10_000,
+      50,
+    );
     await lossy.stop();
     const withLines = calls.filter((c) => c.length > 0).map((c) => c.join(","));
     expect(withLines.filter((c) => c === withLines[0])).toHaveLength(2);
@@ -134,12 +165,19 @@ describe("log lines live on the bus; the archiver stores them", () => {
     const held = new Promise<void>((r) => (answer = r));
     const firstSaw: number[] = [];
     const first = startLogArchiver(
-      { bus, logger, registry: new Registry(), store: { appendLogs: async (lines) => {
-        const done = await store.appendLogs(lines);
-        firstSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
-        await held;
-        return done;
-      } } },
+      {
+        bus,
+        logger,
+        registry: new Registry(),
+        store: {
+          appendLogs: async (lines) => {
+            const done = await store.appendLogs(lines);
+            firstSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
+            await held;
+            return done;
+          },
+        },
+      },
       { maxBatch: 100, heartbeatMs: 1_000 },
     );
     await write("over-1", 20);
@@ -148,10 +186,17 @@ describe("log lines live on the bus; the archiver stores them", () => {
     await first.stop(200);
     const secondSaw: number[] = [];
     const second = startLogArchiver(
-      { bus, logger, registry: new Registry(), store: { appendLogs: (lines) => {
-        secondSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
-        return store.appendLogs(lines);
-      } } },
+      {
+        bus,
+        logger,
+        registry: new Registry(),
+        store: {
+          appendLogs: (lines) => {
+            secondSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
+            return store.appendLogs(lines);
+          },
+        },
+      },
       { maxBatch: 100, heartbeatMs: 1_000 },
     );
     try {
@@ -167,13 +212,22 @@ describe("log lines live on the bus; the archiver stores them", () => {
   });
 
   it("shows its backlog on /metrics: lines not stored yet and the oldest one's age, both 0 once caught up", async () => {
-    for (let seq = 1; seq <= 5; seq++) await bus.publish("log", { v: SCHEMA_VERSION, sessionId: "backlog-1", seq, at: Date.now(), kind: "system", line: `b${seq}` });
+    for (let seq = 1; seq <= 5; seq++)
+      await bus.publish("log", {
+        v: SCHEMA_VERSION,
+        sessionId: "backlog-1",
+        seq,
+        at: Date.now(),
+        kind: "system",
+        line: `b${seq}`,
+      });
     await new Promise((r) => setTimeout(r, 1_100));
     const waiting = await bus.archiveBacklog();
     expect(waiting.pending).toBe(5);
     expect(waiting.oldestAgeMs).toBeGreaterThanOrEqual(1_000);
     const registry = new Registry();
-    const gauge = async (name: string): Promise<number> => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(await registry.metrics())?.[1] ?? Number.NaN);
+    const gauge = async (name: string): Promise<number> =>
+      Number(new RegExp(`^${name} (\\S+)$`, "m").exec(await registry.metrics())?.[1] ?? Number.NaN);
     const archiver = startLogArchiver({ bus, store, logger, registry }, { maxBatch: 100, heartbeatMs: 1_000 });
     try {
       await eventually(async () => (await gauge("fleet_log_archive_pending")) === 0, 10_000, 100);

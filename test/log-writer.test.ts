@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SCHEMA_VERSION, SessionLogWriter, type Bus, type MongoSessionStore, type SessionLog } from "../shared/src/index.js";
+import {
+  SCHEMA_VERSION,
+  SessionLogWriter,
+  type Bus,
+  type MongoSessionStore,
+  type SessionLog,
+} from "../shared/src/index.js";
 import { cleanup, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
 import { logMessages } from "./support/jetstream.js";
 
@@ -16,7 +22,15 @@ async function streamed(bus: Bus, sessionId: string, n: number): Promise<Session
   return out;
 }
 
-const line = (sessionId: string, seq: number, text: string, key?: string): SessionLog => ({ v: SCHEMA_VERSION, sessionId, seq, at: Date.now(), kind: "tool", line: text, ...(key ? { key } : {}) });
+const line = (sessionId: string, seq: number, text: string, key?: string): SessionLog => ({
+  v: SCHEMA_VERSION,
+  sessionId,
+  seq,
+  at: Date.now(),
+  kind: "tool",
+  line: text,
+  ...(key ? { key } : {}),
+});
 
 describe("the log writer: lines go to the stream, a reopened writer continues from it", () => {
   const ns = uniqueNamespace("lw");
@@ -39,13 +53,22 @@ describe("the log writer: lines go to the stream, a reopened writer continues fr
     const writer = await SessionLogWriter.open({ store, bus, logger }, "s-pub");
     await writer.append([1, 2, 3].map((i) => ({ kind: "system" as const, line: `line ${i}` })));
     expect(writer.seq).toBe(3);
-    expect((await streamed(bus, "s-pub", 3)).map((l) => [l.seq, l.line])).toEqual([[1, "line 1"], [2, "line 2"], [3, "line 3"]]);
+    expect((await streamed(bus, "s-pub", 3)).map((l) => [l.seq, l.line])).toEqual([
+      [1, "line 1"],
+      [2, "line 2"],
+      [3, "line 3"],
+    ]);
     expect(await store.lastLogSeq("s-pub")).toBe(0);
   });
 
   it("a writer reopened after a crash continues the sequence from the stream, without gap or duplicate", async () => {
     // What a writer that died left: three lines in the stream (two keyed), none archived yet.
-    for (const l of [line("s-crash", 1, "▸ Bash ls", "tool:p1:start"), line("s-crash", 2, "✓ Bash ls", "tool:p1:done"), line("s-crash", 3, "plain")]) await bus.publish("log", l);
+    for (const l of [
+      line("s-crash", 1, "▸ Bash ls", "tool:p1:start"),
+      line("s-crash", 2, "✓ Bash ls", "tool:p1:done"),
+      line("s-crash", 3, "plain"),
+    ])
+      await bus.publish("log", l);
     expect(await store.lastLogSeq("s-crash")).toBe(0);
 
     const writer = await SessionLogWriter.open({ store, bus, logger }, "s-crash");
@@ -66,7 +89,10 @@ describe("the log writer: lines go to the stream, a reopened writer continues fr
     // And once more, as if the second writer died too.
     const third = await SessionLogWriter.open({ store, bus, logger }, "s-crash");
     expect(third.seq).toBe(4);
-    await third.append([{ kind: "tool", line: "▸ Bash pwd", key: "tool:p2:start" }, { kind: "system", line: "Finished", key: "end:summary" }]);
+    await third.append([
+      { kind: "tool", line: "▸ Bash pwd", key: "tool:p2:start" },
+      { kind: "system", line: "Finished", key: "end:summary" },
+    ]);
     expect((await streamed(bus, "s-crash", 5)).map((l) => l.seq)).toEqual([1, 2, 3, 4, 5]);
     expect(await logMessages(ns, "s-crash")).toBe(5);
   });
@@ -84,7 +110,16 @@ describe("the log writer: lines go to the stream, a reopened writer continues fr
   });
 
   it("continues after the store's lines when the stream holds none of the session (past its retention)", async () => {
-    await store.appendLogs([1, 2].map((seq) => ({ sessionId: "s-old", seq, at: Date.now(), kind: "system" as const, line: `old ${seq}`, ...(seq === 2 ? { key: "old:2" } : {}) })));
+    await store.appendLogs(
+      [1, 2].map((seq) => ({
+        sessionId: "s-old",
+        seq,
+        at: Date.now(),
+        kind: "system" as const,
+        line: `old ${seq}`,
+        ...(seq === 2 ? { key: "old:2" } : {}),
+      })),
+    );
     const writer = await SessionLogWriter.open({ store, bus, logger }, "s-old");
     expect(writer.seq).toBe(2);
     expect(writer.has("old:2")).toBe(true);

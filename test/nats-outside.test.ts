@@ -1,7 +1,19 @@
 import { jetstream, jetstreamManager, type DeliveryInfo, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONSUMERS, FEED, SCHEMA_VERSION, errorMessage, feedStreamName, streamName, subjectFilter, subjectFor, type ConsumerName, type EventKind, type StreamKey } from "../shared/src/index.js";
+import {
+  CONSUMERS,
+  FEED,
+  SCHEMA_VERSION,
+  errorMessage,
+  feedStreamName,
+  streamName,
+  subjectFilter,
+  subjectFor,
+  type ConsumerName,
+  type EventKind,
+  type StreamKey,
+} from "../shared/src/index.js";
 import { consumerName } from "../shared/src/bus/index.js";
 import { progressSubject } from "../shared/src/contracts/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
@@ -43,7 +55,8 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
   let outside: NatsConnection;
   let fleet: JetStreamManager;
   let viewer: { name: string; stop: () => void; next: Promise<IteratorResult<{ line: string }>> };
-  const counts = async (): Promise<number[]> => Promise.all(fleetStreams.map(async (s) => (await fleet.streams.info(s)).state.messages));
+  const counts = async (): Promise<number[]> =>
+    Promise.all(fleetStreams.map(async (s) => (await fleet.streams.info(s)).state.messages));
 
   beforeAll(async () => {
     srv = await startAuthServer("natsoutside");
@@ -51,16 +64,38 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     fleet = await jetstreamManager(await srv.as("spawner"));
     // One message waiting in each fleet durable, each carrying a marker.
     const api = await srv.busAs("api");
-    await api.publish("requested", { v: SCHEMA_VERSION, sessionId: "held-by-spawner", projectId: "p", prompt: "x", requestedAt: 1 });
+    await api.publish("requested", {
+      v: SCHEMA_VERSION,
+      sessionId: "held-by-spawner",
+      projectId: "p",
+      prompt: "x",
+      requestedAt: 1,
+    });
     await api.publish("cancel", { v: SCHEMA_VERSION, sessionId: "held-by-watchdog", at: 1 });
-    await (await srv.busAs("spawner")).publish("running", { v: SCHEMA_VERSION, sessionId: "held-by-poller", projectId: "p", sandboxId: "sb", agentSessionId: "a", attempt: 1, at: 1 });
-    await (await srv.busAs("poller")).publish("log", { v: SCHEMA_VERSION, sessionId: "held-by-archiver", seq: 1, at: 1, kind: "system", line: "held" });
+    await (await srv.busAs("spawner")).publish("running", {
+      v: SCHEMA_VERSION,
+      sessionId: "held-by-poller",
+      projectId: "p",
+      sandboxId: "sb",
+      agentSessionId: "a",
+      attempt: 1,
+      at: 1,
+    });
+    await (await srv.busAs("poller")).publish("log", {
+      v: SCHEMA_VERSION,
+      sessionId: "held-by-archiver",
+      seq: 1,
+      at: 1,
+      kind: "system",
+      line: "held",
+    });
     // The api follows a session's log for a viewer: an ordered consumer of the fleet on the log stream.
     const stop = new AbortController();
     const lines = api.followLogs("s-view", stop.signal)[Symbol.asyncIterator]();
     const next = lines.next();
     const name = await eventually(async () => {
-      for await (const c of fleet.consumers.list(streamName("", "logs"))) if (c.name !== consumerName("", "archiver")) return c.name;
+      for await (const c of fleet.consumers.list(streamName("", "logs")))
+        if (c.name !== consumerName("", "archiver")) return c.name;
       return undefined;
     });
     viewer = { name, stop: () => stop.abort(), next };
@@ -77,7 +112,8 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
       const held = await consumer.next({ expires: 3_000 });
       expect(held?.string(), d.name).toContain(d.marker);
       // Every delivery shows its ack subject; the outside user acting on it must change nothing.
-      for (const subject of held ? ackSubjects(held.info) : []) for (const verb of ["+TERM", "+ACK", "-NAK"]) outside.publish(subject, verb);
+      for (const subject of held ? ackSubjects(held.info) : [])
+        for (const verb of ["+TERM", "+ACK", "-NAK"]) outside.publish(subject, verb);
       await outside.flush();
       held?.nak();
       const again = await consumer.next({ expires: 3_000 });
@@ -95,17 +131,40 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     const targets = [...durables, { name: viewer.name, stream: streamName("", "logs") }];
     for (const t of targets) {
       expect(await ask(outside, `$JS.API.CONSUMER.INFO.${t.stream}.${t.name}`), t.name).not.toContain(`"${t.name}"`);
-      for (const what of ["NAMES", "LIST"]) expect(await ask(outside, `$JS.API.CONSUMER.${what}.${t.stream}`, {}), `${what} ${t.stream}`).not.toContain(`"${t.name}"`);
+      for (const what of ["NAMES", "LIST"])
+        expect(await ask(outside, `$JS.API.CONSUMER.${what}.${t.stream}`, {}), `${what} ${t.stream}`).not.toContain(
+          `"${t.name}"`,
+        );
     }
   });
 
   it("(c) cannot change a fleet durable's filter or any of its settings", async () => {
     for (const d of durables) {
       const before = (await fleet.consumers.info(d.stream, d.name)).config;
-      for (const filter of [subjectFor("", "completed"), subjectFor("", "failed"), subjectFilter("", "log"), subjectFor("", "log", "x"), d.filter]) {
-        const config = { durable_name: d.name, name: d.name, ack_policy: "explicit", deliver_policy: "all", filter_subject: filter, max_deliver: 1 };
-        await ask(outside, `$JS.API.CONSUMER.CREATE.${d.stream}.${d.name}.${filter}`, { stream_name: d.stream, config, action: "update" });
-        await ask(outside, `$JS.API.CONSUMER.CREATE.${d.stream}.${d.name}.${filter}`, { stream_name: d.stream, config });
+      for (const filter of [
+        subjectFor("", "completed"),
+        subjectFor("", "failed"),
+        subjectFilter("", "log"),
+        subjectFor("", "log", "x"),
+        d.filter,
+      ]) {
+        const config = {
+          durable_name: d.name,
+          name: d.name,
+          ack_policy: "explicit",
+          deliver_policy: "all",
+          filter_subject: filter,
+          max_deliver: 1,
+        };
+        await ask(outside, `$JS.API.CONSUMER.CREATE.${d.stream}.${d.name}.${filter}`, {
+          stream_name: d.stream,
+          config,
+          action: "update",
+        });
+        await ask(outside, `$JS.API.CONSUMER.CREATE.${d.stream}.${d.name}.${filter}`, {
+          stream_name: d.stream,
+          config,
+        });
         await ask(outside, `$JS.API.CONSUMER.DURABLE.CREATE.${d.stream}.${d.name}`, { stream_name: d.stream, config });
       }
       expect((await fleet.consumers.info(d.stream, d.name)).config, d.name).toEqual(before);
@@ -117,7 +176,14 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     for (const t of targets) await ask(outside, `$JS.API.CONSUMER.DELETE.${t.stream}.${t.name}`);
     for (const t of targets) expect((await fleet.consumers.info(t.stream, t.name)).name, t.name).toBe(t.name);
     // The api's viewer still gets its session's lines.
-    await (await srv.busAs("poller")).publish("log", { v: SCHEMA_VERSION, sessionId: "s-view", seq: 1, at: 1, kind: "system", line: "still here" });
+    await (await srv.busAs("poller")).publish("log", {
+      v: SCHEMA_VERSION,
+      sessionId: "s-view",
+      seq: 1,
+      at: 1,
+      kind: "system",
+      line: "still here",
+    });
     expect((await viewer.next).value?.line).toBe("still here");
   });
 
@@ -153,13 +219,26 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
       for (const kind of ALL_KINDS) {
         n += 1;
         const name = `push-${n}`;
-        const config = { name, ack_policy: "none", deliver_policy: "all", filter_subject: filter, deliver_subject: subjectFor("", kind, "pushed") };
+        const config = {
+          name,
+          ack_policy: "none",
+          deliver_policy: "all",
+          filter_subject: filter,
+          deliver_subject: subjectFor("", kind, "pushed"),
+        };
         await ask(outside, `$JS.API.CONSUMER.CREATE.${stream}.${name}.${filter}`, { stream_name: stream, config });
       }
     }
     // New events too, so that live deliveries would follow the replayed ones.
     const poller = await srv.busAs("poller");
-    await poller.publish("completed", { v: SCHEMA_VERSION, sessionId: "s-push", projectId: "p", at: 1, response: "ok", toolCalls: 0 });
+    await poller.publish("completed", {
+      v: SCHEMA_VERSION,
+      sessionId: "s-push",
+      projectId: "p",
+      at: 1,
+      response: "ok",
+      toolCalls: 0,
+    });
     await poller.publish("log", { v: SCHEMA_VERSION, sessionId: "s-push", seq: 1, at: 1, kind: "system", line: "x" });
     await new Promise((r) => setTimeout(r, 1_500));
     const [work, events, logs] = before as [number, number, number];

@@ -7,7 +7,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { handleRunning } from "../services/poller/src/watch.js";
 import { createWatchdog } from "../services/watchdog/src/app.js";
 import { enforceDeadlines } from "../services/watchdog/src/deadlines.js";
-import { SCHEMA_VERSION, SessionCancelled, SessionConfig, connectBus, endSession, streamName, subjectFor, type Bus, type EndDeps } from "../shared/src/index.js";
+import {
+  SCHEMA_VERSION,
+  SessionCancelled,
+  SessionConfig,
+  connectBus,
+  endSession,
+  streamName,
+  subjectFor,
+  type Bus,
+  type EndDeps,
+} from "../shared/src/index.js";
 import { createMetrics, type FleetMetrics } from "../shared/src/metrics/index.js";
 import { defaultToolsDir, ensureNatsServer, freePort } from "../devtools/src/infra/index.js";
 import { SimulatedSandboxProvider, simulatedRuntime } from "../devtools/src/simulated/index.js";
@@ -37,9 +47,15 @@ describe("terminal events are owed in the transition's write and paid after a bu
     dir = mkdtempSync(join(tmpdir(), "fleet-outbox-"));
     const port = await freePort();
     url = `nats://127.0.0.1:${port}`;
-    nats = new Restartable("nats-outbox", await ensureNatsServer(defaultToolsDir()), ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")], join(dir, "nats.log"), async () => {
-      await (await connect({ servers: url, reconnect: false, timeout: 500 })).close();
-    });
+    nats = new Restartable(
+      "nats-outbox",
+      await ensureNatsServer(defaultToolsDir()),
+      ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")],
+      join(dir, "nats.log"),
+      async () => {
+        await (await connect({ servers: url, reconnect: false, timeout: 500 })).close();
+      },
+    );
     await nats.start();
     store = await openStore(ns);
     bus = await connectBus({ servers: url, namespace: ns, name: "outbox", publishTimeoutMs: 1_000 }, { logger });
@@ -62,9 +78,17 @@ describe("terminal events are owed in the transition's write and paid after a bu
   /** A running session with a sandbox and an admission slot, as the spawner leaves it. */
   const running = async (id: string): Promise<void> => {
     await store.create({ id, projectId: "p-obx", prompt: "go", config: SessionConfig.parse({}) });
-    const sandbox = await deps.provider.create({ metadata: { fleet: FLEET, sessionId: id, projectId: "p-obx", attempt: "1" }, envs: {}, timeoutMs: 600_000 });
+    const sandbox = await deps.provider.create({
+      metadata: { fleet: FLEET, sessionId: id, projectId: "p-obx", attempt: "1" },
+      envs: {},
+      timeoutMs: 600_000,
+    });
     expect(await store.acquireSlot("global", 100, id)).toBe(true);
-    await store.transition(id, { from: ["pending"], to: "running", set: { attempt: 1, phase: "running", sandbox: { id: sandbox.id, provider: sandbox.provider } } });
+    await store.transition(id, {
+      from: ["pending"],
+      to: "running",
+      set: { attempt: 1, phase: "running", sandbox: { id: sandbox.id, provider: sandbox.provider } },
+    });
   };
 
   const terminalEvents = async (js: JetStreamClient, durable: string): Promise<string[]> => {
@@ -84,7 +108,11 @@ describe("terminal events are owed in the transition's write and paid after a bu
     const [done, fail, cancel, late] = ids as [string, string, string, string];
     const jsm = await jetstreamManager(reader);
     const filters = (["completed", "failed", "cancelled"] as const).map((k) => subjectFor(ns, k));
-    await jsm.consumers.add(streamName(ns, "events"), { durable_name: "acme", ack_policy: AckPolicy.Explicit, filter_subjects: filters });
+    await jsm.consumers.add(streamName(ns, "events"), {
+      durable_name: "acme",
+      ack_policy: AckPolicy.Explicit,
+      filter_subjects: filters,
+    });
 
     const down = Date.now();
     await nats.stop();
@@ -92,7 +120,10 @@ describe("terminal events are owed in the transition's write and paid after a bu
     // deadline. A stage that sees an error carries on (the poller's tick logs it), so errors are kept.
     const errors: unknown[] = [];
     const ending = [
-      endSession(deps, done, { status: "completed", output: { response: "ok", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] } }),
+      endSession(deps, done, {
+        status: "completed",
+        output: { response: "ok", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] },
+      }),
       endSession(deps, fail, { status: "failed", error: { code: "sandbox_lost", message: "gone" } }),
       endSession(deps, cancel, { status: "cancelled", reason: "user" }),
     ];
@@ -105,32 +136,87 @@ describe("terminal events are owed in the transition's write and paid after a bu
 
     // The poller meets one ended session first, on a redelivered session.running: it pays the debt
     // itself (retried while the bus reconnects), before the watchdog would.
-    const poller = { ...deps, metrics, runtime: simulatedRuntime({ dir: join(dir, "sim") }), settings: { agentSecret: "s", statusIntervalMs: 500, storeCheckMs: 500, unreachableMs: 5_000, quietMs: 60_000, escalationStepMs: 1_000 } };
+    const poller = {
+      ...deps,
+      metrics,
+      runtime: simulatedRuntime({ dir: join(dir, "sim") }),
+      settings: {
+        agentSecret: "s",
+        statusIntervalMs: 500,
+        storeCheckMs: 500,
+        unreachableMs: 5_000,
+        quietMs: 60_000,
+        escalationStepMs: 1_000,
+      },
+    };
     const sandboxId = (await store.get(done))?.sandbox?.id as string;
-    const ctx = { subject: "running", seq: 1, storedAt: Date.now(), deliveryCount: 2, finalDelivery: false, headers: {}, working: () => undefined, signal: new AbortController().signal, holds: () => true };
+    const ctx = {
+      subject: "running",
+      seq: 1,
+      storedAt: Date.now(),
+      deliveryCount: 2,
+      finalDelivery: false,
+      headers: {},
+      working: () => undefined,
+      signal: new AbortController().signal,
+      holds: () => true,
+    };
     const js = jetstream(reader, { timeout: 2_000 });
     const seen: string[] = [];
-    await eventually(async () => {
-      await handleRunning(poller, { v: SCHEMA_VERSION, sessionId: done, projectId: "p-obx", sandboxId, agentSessionId: "a", attempt: 1, at: Date.now() }, ctx);
-      seen.push(...(await terminalEvents(js, "acme").catch(() => [])));
-      return seen.length > 0;
-    }, 20_000, 250).catch(() => undefined);
+    await eventually(
+      async () => {
+        await handleRunning(
+          poller,
+          {
+            v: SCHEMA_VERSION,
+            sessionId: done,
+            projectId: "p-obx",
+            sandboxId,
+            agentSessionId: "a",
+            attempt: 1,
+            at: Date.now(),
+          },
+          ctx,
+        );
+        seen.push(...(await terminalEvents(js, "acme").catch(() => [])));
+        return seen.length > 0;
+      },
+      20_000,
+      250,
+    ).catch(() => undefined);
     expect(seen).toEqual([`session.completed ${done}`]);
     expect((await store.get(done))?.eventOwed).toBeUndefined();
 
-    const watchdog = createWatchdog(deps, { fleet: FLEET, graceMs: 600_000, intervalMs: 500, reaperIntervalMs: 3_600_000, debtGraceMs: 1_000 });
+    const watchdog = createWatchdog(deps, {
+      fleet: FLEET,
+      graceMs: 600_000,
+      intervalMs: 500,
+      reaperIntervalMs: 3_600_000,
+      debtGraceMs: 1_000,
+    });
     watchdog.start();
     try {
       // Bounded, and what arrived is asserted below (before the outbox: nothing, ever).
-      await eventually(async () => {
-        seen.push(...(await terminalEvents(js, "acme").catch(() => [])));
-        return seen.length >= ids.length;
-      }, 30_000, 200).catch(() => undefined);
+      await eventually(
+        async () => {
+          seen.push(...(await terminalEvents(js, "acme").catch(() => [])));
+          return seen.length >= ids.length;
+        },
+        30_000,
+        200,
+      ).catch(() => undefined);
       // Two more payment rounds, and a stage meeting an ended session again: still one event each.
       await sleep(1_500);
       await endSession(deps, done, { status: "cancelled", reason: "late" });
       seen.push(...(await terminalEvents(js, "acme")));
-      expect(seen.sort()).toEqual([`session.cancelled ${cancel}`, `session.completed ${done}`, `session.failed ${fail}`, `session.failed ${late}`].sort());
+      expect(seen.sort()).toEqual(
+        [
+          `session.cancelled ${cancel}`,
+          `session.completed ${done}`,
+          `session.failed ${fail}`,
+          `session.failed ${late}`,
+        ].sort(),
+      );
       for (const id of ids) expect((await store.get(id))?.eventOwed, id).toBeUndefined();
       expect(await store.slotsInUse("global")).toBe(0);
       expect(await deps.provider.list({ fleet: FLEET })).toEqual([]);
@@ -147,26 +233,48 @@ describe("terminal events are owed in the transition's write and paid after a bu
     const before = await ended();
     const output = { response: "ok", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
     // Two paths racing to end one session (a callback and the poller): one winner, one count.
-    await Promise.all([endSession(deps, done, { status: "completed", output }), endSession(deps, done, { status: "failed", error: { code: "agent", message: "x" } })]);
+    await Promise.all([
+      endSession(deps, done, { status: "completed", output }),
+      endSession(deps, done, { status: "failed", error: { code: "agent", message: "x" } }),
+    ]);
     await endSession(deps, agent, { status: "failed", error: { code: "agent", message: "boom" } });
-    const watchdog = createWatchdog(deps, { fleet: FLEET, graceMs: 600_000, intervalMs: 3_600_000, reaperIntervalMs: 3_600_000, debtGraceMs: 1_000 });
+    const watchdog = createWatchdog(deps, {
+      fleet: FLEET,
+      graceMs: 600_000,
+      intervalMs: 3_600_000,
+      reaperIntervalMs: 3_600_000,
+      debtGraceMs: 1_000,
+    });
     watchdog.start();
     try {
       await bus.publish("cancel", { v: SCHEMA_VERSION, sessionId: cancel, at: Date.now(), reason: "user" });
       await eventually(async () => (await store.get(cancel))?.status === "cancelled", 10_000, 50);
       // The request and the end are two subjects and two ids: the terminal event is not taken for
       // a duplicate of the request, and is the only message on session.cancelled for the session.
-      await (await jetstreamManager(reader)).consumers.add(streamName(ns, "events"), { durable_name: "acme-cancelled", ack_policy: AckPolicy.Explicit, filter_subject: subjectFor(ns, "cancelled") });
-      const consumer = await jetstream(reader, { timeout: 2_000 }).consumers.get(streamName(ns, "events"), "acme-cancelled");
+      await (await jetstreamManager(reader)).consumers.add(streamName(ns, "events"), {
+        durable_name: "acme-cancelled",
+        ack_policy: AckPolicy.Explicit,
+        filter_subject: subjectFor(ns, "cancelled"),
+      });
+      const consumer = await jetstream(reader, { timeout: 2_000 }).consumers.get(
+        streamName(ns, "events"),
+        "acme-cancelled",
+      );
       const bodies: unknown[] = [];
-      await eventually(async () => {
-        for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 })) {
-          if (m.json<{ sessionId: string }>().sessionId === cancel) bodies.push(m.json());
-          await m.ackAck();
-        }
-        return bodies.length > 0;
-      }, 10_000, 100);
-      expect(bodies.map((b) => SessionCancelled.parse(b))).toEqual([{ v: SCHEMA_VERSION, sessionId: cancel, projectId: "p-obx", at: expect.any(Number), reason: "user" }]);
+      await eventually(
+        async () => {
+          for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 })) {
+            if (m.json<{ sessionId: string }>().sessionId === cancel) bodies.push(m.json());
+            await m.ackAck();
+          }
+          return bodies.length > 0;
+        },
+        10_000,
+        100,
+      );
+      expect(bodies.map((b) => SessionCancelled.parse(b))).toEqual([
+        { v: SCHEMA_VERSION, sessionId: cancel, projectId: "p-obx", at: expect.any(Number), reason: "user" },
+      ]);
     } finally {
       await watchdog.stop(1_000);
     }
@@ -175,7 +283,12 @@ describe("terminal events are owed in the transition's write and paid after a bu
     expect((await store.get(late))?.error?.code).toBe("timeout");
     const doneStatus = (await store.get(done))?.status as string;
     const delta = diff(before, await ended());
-    expect(delta).toEqual({ [`${doneStatus}|${doneStatus === "completed" ? "" : "agent"}`]: 1, "failed|agent": doneStatus === "failed" ? 2 : 1, "cancelled|cancelled": 1, "failed|timeout": 1 });
+    expect(delta).toEqual({
+      [`${doneStatus}|${doneStatus === "completed" ? "" : "agent"}`]: 1,
+      "failed|agent": doneStatus === "failed" ? 2 : 1,
+      "cancelled|cancelled": 1,
+      "failed|timeout": 1,
+    });
   }, 60_000);
 
   const ended = async (): Promise<Record<string, number>> => {
@@ -185,5 +298,9 @@ describe("terminal events are owed in the transition's write and paid after a bu
 });
 
 function diff(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0));
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([k, v]) => [k, v - (before[k] ?? 0)])
+      .filter(([, v]) => v !== 0),
+  );
 }

@@ -7,7 +7,14 @@ import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApi } from "../services/api/src/app.js";
 import { createWatchdog, type Watchdog } from "../services/watchdog/src/app.js";
-import { SessionCancel, SessionCancelled, feedStreamName, newApiKey, streamName, type MongoSessionStore } from "../shared/src/index.js";
+import {
+  SessionCancel,
+  SessionCancelled,
+  feedStreamName,
+  newApiKey,
+  streamName,
+  type MongoSessionStore,
+} from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
@@ -44,7 +51,13 @@ describe("a cancelled session reaches an outside consumer as exactly one termina
   beforeAll(async () => {
     srv = await startAuthServer("outcancel");
     store = await openStore(db);
-    app = await createApi({ store, bus: await srv.busAs("api"), logger, registry: createMetrics("oc-api").registry, submitsPerMinute: 1_000 });
+    app = await createApi({
+      store,
+      bus: await srv.busAs("api"),
+      logger,
+      registry: createMetrics("oc-api").registry,
+      submitsPerMinute: 1_000,
+    });
     base = await app.listen({ host: "127.0.0.1", port: 0 });
     const admin = newApiKey(["*"], "admin");
     await store.saveApiKey(admin.record);
@@ -52,12 +65,22 @@ describe("a cancelled session reaches an outside consumer as exactly one termina
     dir = mkdtempSync(join(tmpdir(), "fleet-outside-cancel-"));
     const provider = new SimulatedSandboxProvider({ dir: join(dir, "sim"), fleet: FLEET, events: 0 }, logger);
     const deps = { store, bus: await srv.busAs("watchdog"), provider, logger, metrics: createMetrics("oc-watchdog") };
-    watchdog = createWatchdog(deps, { fleet: FLEET, graceMs: 600_000, intervalMs: 300, reaperIntervalMs: 3_600_000, debtGraceMs: 500 });
+    watchdog = createWatchdog(deps, {
+      fleet: FLEET,
+      graceMs: 600_000,
+      intervalMs: 300,
+      reaperIntervalMs: 3_600_000,
+      debtGraceMs: 500,
+    });
     watchdog.start();
     outside = await srv.as("outside");
     js = jetstream(outside, { timeout: 2_000 });
     const jsm = await jetstreamManager(outside, { checkAPI: false });
-    await jsm.consumers.add(feedStreamName(""), { durable_name: "acme-ended", ack_policy: AckPolicy.Explicit, filter_subjects: TERMINAL });
+    await jsm.consumers.add(feedStreamName(""), {
+      durable_name: "acme-ended",
+      ack_policy: AckPolicy.Explicit,
+      filter_subjects: TERMINAL,
+    });
   }, 60_000);
 
   afterAll(async () => {
@@ -72,7 +95,10 @@ describe("a cancelled session reaches an outside consumer as exactly one termina
   const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
     const res = await fetch(`${base}${path}`, {
       method,
-      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
     const text = await res.text();
@@ -86,10 +112,15 @@ describe("a cancelled session reaches an outside consumer as exactly one termina
     return r.body.sessionId;
   };
 
-  const settled = (id: string) => eventually(async () => {
-    const s = await store.get(id);
-    return s?.status === "cancelled" && !s.eventOwed ? s : undefined;
-  }, 15_000, 50);
+  const settled = (id: string) =>
+    eventually(
+      async () => {
+        const s = await store.get(id);
+        return s?.status === "cancelled" && !s.eventOwed ? s : undefined;
+      },
+      15_000,
+      50,
+    );
 
   const drain = async (durable: string): Promise<Seen[]> => {
     const consumer = await js.consumers.get(feedStreamName(""), durable);
@@ -138,21 +169,34 @@ describe("a cancelled session reaches an outside consumer as exactly one termina
     const request = JSON.stringify({ v: 1, sessionId: id, at: Date.now(), reason: "from outside" });
     const ack = await js.publish(CANCEL, request, { msgID: `cancel:${id}` });
     expect(ack).toMatchObject({ stream: streamName("", "events"), duplicate: false });
-    expect(await js.publish(CANCEL, request, { msgID: `cancel:${id}` })).toMatchObject({ seq: ack.seq, duplicate: true });
+    expect(await js.publish(CANCEL, request, { msgID: `cancel:${id}` })).toMatchObject({
+      seq: ack.seq,
+      duplicate: true,
+    });
     const s = await settled(id);
     expect(s.error).toEqual({ code: "cancelled", message: "from outside" });
     // Asked again once it ended (a request past the duplicate window, under another id): the
     // watchdog meets an ended session that owes nothing.
-    const later = await js.publish(CANCEL, JSON.stringify({ v: 1, sessionId: id, at: Date.now() }), { msgID: `cancel:${id}:later` });
+    const later = await js.publish(CANCEL, JSON.stringify({ v: 1, sessionId: id, at: Date.now() }), {
+      msgID: `cancel:${id}:later`,
+    });
     expect(later.duplicate).toBe(false);
     expectOneCancelled(await eventsOf(id), id, "from outside");
 
     // The whole feed, read from its start by a new durable: one terminal event per session, and the
     // outside's own request on its own subject only.
     const jsm = await jetstreamManager(outside, { checkAPI: false });
-    await jsm.consumers.add(feedStreamName(""), { durable_name: "acme-audit", ack_policy: AckPolicy.Explicit, filter_subjects: [...TERMINAL, CANCEL] });
+    await jsm.consumers.add(feedStreamName(""), {
+      durable_name: "acme-audit",
+      ack_policy: AckPolicy.Explicit,
+      filter_subjects: [...TERMINAL, CANCEL],
+    });
     const all = (await drain("acme-audit")).map((m) => `${m.subject} ${String(m.body.sessionId)}`);
-    expect(all.filter((m) => m.endsWith(` ${id}`))).toEqual([`session.cancel ${id}`, `session.cancelled ${id}`, `session.cancel ${id}`]);
+    expect(all.filter((m) => m.endsWith(` ${id}`))).toEqual([
+      `session.cancel ${id}`,
+      `session.cancelled ${id}`,
+      `session.cancel ${id}`,
+    ]);
     expect(all.filter((m) => m.startsWith("session.cancelled "))).toHaveLength(2);
   }, 60_000);
 });

@@ -14,7 +14,10 @@ import { Restartable } from "./support/restartable.js";
 const steps: ScenarioInput = {
   name: "steps",
   turns: [
-    ...[1, 2, 3, 4, 5, 6].map((i) => ({ type: "tools" as const, calls: [{ name: "bash", arguments: { command: `sleep 1; echo step ${i}` } }] })),
+    ...[1, 2, 3, 4, 5, 6].map((i) => ({
+      type: "tools" as const,
+      calls: [{ name: "bash", arguments: { command: `sleep 1; echo step ${i}` } }],
+    })),
     { type: "text" as const, text: "All steps done." },
   ],
 };
@@ -36,14 +39,28 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
     natsUrl = `nats://127.0.0.1:${np}`;
     mongoUri = `mongodb://127.0.0.1:${fp}/`;
     const { connect } = await import("@nats-io/transport-node");
-    nats = new Restartable("nats", natsBin, ["-a", "127.0.0.1", "-p", String(np), "-js", "-sd", join(dir, "js")], join(dir, "nats.log"), async () => {
-      const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 500 });
-      await nc.close();
-    });
+    nats = new Restartable(
+      "nats",
+      natsBin,
+      ["-a", "127.0.0.1", "-p", String(np), "-js", "-sd", join(dir, "js")],
+      join(dir, "nats.log"),
+      async () => {
+        const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 500 });
+        await nc.close();
+      },
+    );
     ferret = new Restartable(
       "ferretdb",
       ferretBin,
-      ["--handler=sqlite", `--sqlite-url=file:${join(dir, "fdb")}/`, `--listen-addr=127.0.0.1:${fp}`, `--state-dir=${join(dir, "fdb")}`, "--debug-addr=-", "--telemetry=disable", "--log-level=error"],
+      [
+        "--handler=sqlite",
+        `--sqlite-url=file:${join(dir, "fdb")}/`,
+        `--listen-addr=127.0.0.1:${fp}`,
+        `--state-dir=${join(dir, "fdb")}`,
+        "--debug-addr=-",
+        "--telemetry=disable",
+        "--log-level=error",
+      ],
       join(dir, "ferretdb.log"),
       () => pingMongo(mongoUri, 500),
     );
@@ -66,16 +83,30 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
     await ferret?.stop();
   });
 
-  const submit = async (body: Record<string, unknown> = {}) => (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-res", prompt: "go", model: "steps", ...body })).body.sessionId;
+  const submit = async (body: Record<string, unknown> = {}) =>
+    (
+      await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+        projectId: "p-res",
+        prompt: "go",
+        model: "steps",
+        ...body,
+      })
+    ).body.sessionId;
   const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
-  const lineCount = async (id: string) => (await api<{ lines: unknown[] }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.length;
+  const lineCount = async (id: string) =>
+    (await api<{ lines: unknown[] }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.length;
   const completes = async (id: string) => {
-    const s = await eventually(async () => {
-      const d = await get(id).catch(() => undefined);
-      return d && ["completed", "failed", "cancelled"].includes(d.status) ? d : undefined;
-    }, 120_000, 250);
+    const s = await eventually(
+      async () => {
+        const d = await get(id).catch(() => undefined);
+        return d && ["completed", "failed", "cancelled"].includes(d.status) ? d : undefined;
+      },
+      120_000,
+      250,
+    );
     expect(s.status).toBe("completed");
-    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines;
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
+      .body.lines;
     expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
     for (const i of [1, 2, 3, 4, 5, 6]) expect(lines.filter((l) => l.line.includes(`echo step ${i}`))).toHaveLength(2);
     return s;
@@ -96,7 +127,10 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
   it("completes a session in flight across 10 s without the store: its lines go on reaching the stream, and are all stored once after", async () => {
     const id = await submit();
     await eventually(async () => (await lineCount(id)) >= 5, 60_000);
-    const bus = await connectBus({ servers: natsUrl, namespace: fleet.namespace, name: "resilience-reader" }, { logger });
+    const bus = await connectBus(
+      { servers: natsUrl, namespace: fleet.namespace, name: "resilience-reader" },
+      { logger },
+    );
     try {
       const down = Date.now();
       await ferret.stop();
@@ -111,10 +145,16 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
       const client = await MongoClient.connect(mongoUri);
       try {
         const lines = client.db(fleet.database).collection<{ seq: number }>("session_logs");
-        const stored = await eventually(async () => {
-          const seqs = (await lines.find({ sessionId: id }, { projection: { seq: 1 } }).toArray()).map((d) => d.seq).sort((a, b) => a - b);
-          return seqs.length >= last ? seqs : undefined;
-        }, 30_000, 250);
+        const stored = await eventually(
+          async () => {
+            const seqs = (await lines.find({ sessionId: id }, { projection: { seq: 1 } }).toArray())
+              .map((d) => d.seq)
+              .sort((a, b) => a - b);
+            return seqs.length >= last ? seqs : undefined;
+          },
+          30_000,
+          250,
+        );
         expect(stored).toEqual(Array.from({ length: last }, (_, i) => i + 1));
       } finally {
         await client.close();
@@ -127,13 +167,20 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
   it("a poller stopped with SIGTERM exits 0 and hands its session over at once", async () => {
     const id = await submit();
     await eventually(async () => (await lineCount(id)) >= 5, 60_000);
-    const owner = present(fleet.services.find((s) => s.name === "poller" && s.process.running && watchedBy(s.process.logFile, id)), "the poller watching it");
+    const owner = present(
+      fleet.services.find((s) => s.name === "poller" && s.process.running && watchedBy(s.process.logFile, id)),
+      "the poller watching it",
+    );
     const stoppedAt = Date.now();
     owner.process.stop(20_000);
     expect(await owner.process.exited).toBe(0);
     expect(Date.now() - stoppedAt).toBeLessThan(6_000);
     // Released with a nak: the other poller resumes well before the 6 s ack deadline would pass.
-    await eventually(() => fleet.services.some((s) => s.name === "poller" && s !== owner && watchedBy(s.process.logFile, id, 2)), 5_000, 100);
+    await eventually(
+      () => fleet.services.some((s) => s.name === "poller" && s !== owner && watchedBy(s.process.logFile, id, 2)),
+      5_000,
+      100,
+    );
     await completes(id);
     await fleet.add("poller");
   }, 180_000);
@@ -153,11 +200,24 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
   it("a submit retried after the api died between storing and publishing yields one session", async () => {
     // As if the api stored the document and died before publishing: the client's retry repairs it.
     const store = await MongoSessionStore.connect({ uri: mongoUri, database: fleet.database }, logger);
-    await store.create({ id: "crashed-submit", projectId: "p-res", prompt: "go", config: SessionConfig.parse({ model: "text-only" }) });
+    await store.create({
+      id: "crashed-submit",
+      projectId: "p-res",
+      prompt: "go",
+      config: SessionConfig.parse({ model: "text-only" }),
+    });
     await store.close();
-    const retried = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-res", prompt: "go", model: "text-only", sessionId: "crashed-submit" });
+    const retried = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-res",
+      prompt: "go",
+      model: "text-only",
+      sessionId: "crashed-submit",
+    });
     expect(retried.body.sessionId).toBe("crashed-submit");
-    const s = await eventually(async () => ((await get("crashed-submit")).status === "completed" ? get("crashed-submit") : undefined), 90_000);
+    const s = await eventually(
+      async () => ((await get("crashed-submit")).status === "completed" ? get("crashed-submit") : undefined),
+      90_000,
+    );
     expect(s.attempt).toBe(1);
     const page = await api<{ items: Session[] }>(fleet, "GET", "/v1/sessions?projectId=p-res&limit=200");
     expect(page.body.items.filter((x) => x.id === "crashed-submit")).toHaveLength(1);
@@ -166,5 +226,12 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
 
 function watchedBy(file: string, id: string, delivery?: number): boolean {
   const text = readFileSync(file, "utf8");
-  return text.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes("watching session") && (delivery === undefined || l.includes(`"delivery":${delivery}`)));
+  return text
+    .split("\n")
+    .some(
+      (l) =>
+        l.includes(`"sessionId":"${id}"`) &&
+        l.includes("watching session") &&
+        (delivery === undefined || l.includes(`"delivery":${delivery}`)),
+    );
 }

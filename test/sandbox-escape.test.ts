@@ -16,11 +16,14 @@ import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
  * interfaces) and must find nothing. The same probe in an unisolated sandbox finds them, which is
  * what shows that it can.
  */
-const portOf = (url: string): number => Number(new URL(url.replace(/^mongodb:/, "http:").replace(/^nats:/, "http:")).port);
+const portOf = (url: string): number =>
+  Number(new URL(url.replace(/^mongodb:/, "http:").replace(/^nats:/, "http:")).port);
 /** The run's store: a port on the host's loopback, or (the embedded FerretDB) a Unix socket. */
 function storeTarget(uri: string): { ports: Record<string, number>; paths: Record<string, string> } {
   const host = decodeURIComponent(new URL(uri).hostname);
-  return host.startsWith("/") ? { ports: {}, paths: { storeSocket: host } } : { ports: { store: portOf(uri) }, paths: {} };
+  return host.startsWith("/")
+    ? { ports: {}, paths: { storeSocket: host } }
+    : { ports: { store: portOf(uri) }, paths: {} };
 }
 const root = mkdtempSync(join(tmpdir(), "fleet-escape-"));
 chmodSync(root, 0o711);
@@ -40,10 +43,21 @@ function parseReport(text: string): ProbeReport {
 
 /** A neighbour: another sandbox with a secret in its workspace and a server on its agent port. */
 async function neighbour(provider: LocalSandboxProvider): Promise<Sandbox> {
-  const b = await provider.create({ metadata: metadata("neighbour"), envs: { NEIGHBOUR_TOKEN: "n3ighb0ur" }, timeoutMs: 120_000 });
+  const b = await provider.create({
+    metadata: metadata("neighbour"),
+    envs: { NEIGHBOUR_TOKEN: "n3ighb0ur" },
+    timeoutMs: 120_000,
+  });
   await b.writeFiles([{ path: "secret.txt", content: "the neighbour's" }]);
-  await b.startBackground({ command: "python3", args: ["-m", "http.server", String(b.agentPort), "--bind", "127.0.0.1"] });
-  await eventually(async () => (await fetch(b.url(b.agentPort), { signal: AbortSignal.timeout(2_000) }).catch(() => undefined))?.ok === true, 15_000);
+  await b.startBackground({
+    command: "python3",
+    args: ["-m", "http.server", String(b.agentPort), "--bind", "127.0.0.1"],
+  });
+  await eventually(
+    async () =>
+      (await fetch(b.url(b.agentPort), { signal: AbortSignal.timeout(2_000) }).catch(() => undefined))?.ok === true,
+    15_000,
+  );
   return b;
 }
 
@@ -86,7 +100,14 @@ describe("a hostile command inside a local sandbox", () => {
     const openRun = await oa.run({ command: "python3", args: ["probe.py", JSON.stringify(targets(open, ob))] });
     const found = escapes(parseReport(openRun.stdout + openRun.stderr), process.getuid?.() ?? 0);
     const storeEscape = "store" in store0.ports ? "reached host port store" : "sees host path storeSocket";
-    expect(found).toEqual(expect.arrayContaining(["reached host port nats", storeEscape, "reached host port neighbourAgent", "wrote a file on the host"]));
+    expect(found).toEqual(
+      expect.arrayContaining([
+        "reached host port nats",
+        storeEscape,
+        "reached host port neighbourAgent",
+        "wrote a file on the host",
+      ]),
+    );
     expect(found.length).toBeGreaterThan(8);
     await open.kill(oa.id);
     await open.kill(ob.id);
@@ -105,7 +126,15 @@ describe("a hostile agent (real OpenCode, told by the model to run the probe) in
   const scenario: ScenarioInput = {
     name: "escape",
     turns: [
-      { type: "tools", calls: [{ name: "bash", arguments: { command: 'python3 probe.py "$(cat targets.json)"', description: "Look around" } }] },
+      {
+        type: "tools",
+        calls: [
+          {
+            name: "bash",
+            arguments: { command: 'python3 probe.py "$(cat targets.json)"', description: "Look around" },
+          },
+        ],
+      },
       { type: "text", text: "Looked around." },
     ],
   };
@@ -124,7 +153,9 @@ describe("a hostile agent (real OpenCode, told by the model to run the probe) in
     await cleanup(ns, ns);
   });
 
-  it("finds no way out: not the host's files, ports or other sandboxes, only its model endpoint", { timeout: 120_000 }, async () => {
+  it("finds no way out: not the host's files, ports or other sandboxes, only its model endpoint", {
+    timeout: 120_000,
+  }, async () => {
     const t = targets(provider, b, { api: portOf(fleet.apiUrl), model: portOf(model.url) });
     // The services' own files (their logs hold the fleet's traffic); the folder above the sandboxes
     // appears inside only as the empty skeleton of the sandbox's own mount points.
@@ -133,7 +164,11 @@ describe("a hostile agent (real OpenCode, told by the model to run the probe) in
       { path: "probe.py", content: ESCAPE_PROBE },
       { path: "targets.json", content: JSON.stringify(t) },
     ];
-    const posted = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-escape", prompt: "look around", files });
+    const posted = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-escape",
+      prompt: "look around",
+      files,
+    });
     expect(posted.status).toBe(202);
     const session = await eventually(async () => {
       const r = await api<Session>(fleet, "GET", `/v1/sessions/${posted.body.sessionId}`);

@@ -7,7 +7,12 @@ import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
-import { isProcessRunning, LOCAL_BASE_ENV, LocalSandboxProvider, type SandboxMetadata } from "../shared/src/sandbox/index.js";
+import {
+  isProcessRunning,
+  LOCAL_BASE_ENV,
+  LocalSandboxProvider,
+  type SandboxMetadata,
+} from "../shared/src/sandbox/index.js";
 import { eventually, logger } from "./support/fixtures.js";
 import { describeSandboxProviderConformance } from "./support/sandbox-conformance.js";
 
@@ -17,10 +22,18 @@ chmodSync(root, 0o711);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Runs sandbox-creator.mjs (over shared/dist: build first), waits for its report, then SIGKILLs it. */
-async function crashCreator(rootDir: string, isolation: string, metadata: SandboxMetadata): Promise<{ sandboxId: string; pid: number }> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, "support", "sandbox-creator.mjs"), rootDir, isolation, JSON.stringify(metadata)], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+async function crashCreator(
+  rootDir: string,
+  isolation: string,
+  metadata: SandboxMetadata,
+): Promise<{ sandboxId: string; pid: number }> {
+  const child = spawn(
+    process.execPath,
+    [join(import.meta.dirname, "support", "sandbox-creator.mjs"), rootDir, isolation, JSON.stringify(metadata)],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout }).once("line", resolve);
     child.once("exit", (code) => reject(new Error(`creator exited ${code} before reporting`)));
@@ -33,7 +46,8 @@ async function crashCreator(rootDir: string, isolation: string, metadata: Sandbo
   return { sandboxId: report.sandboxId, pid: report.pid };
 }
 
-const isolationProblem = new LocalSandboxProvider({ rootDir: join(root, "probe"), isolation: "bubblewrap" }, logger).isolationProblem;
+const isolationProblem = new LocalSandboxProvider({ rootDir: join(root, "probe"), isolation: "bubblewrap" }, logger)
+  .isolationProblem;
 const bubblewrap = isolationProblem === undefined;
 const modes = bubblewrap ? (["none", "bubblewrap"] as const) : (["none"] as const);
 
@@ -50,24 +64,45 @@ for (const isolation of modes) {
 describe("local sandbox provider specifics", () => {
   const rootDir = join(root, "specifics");
   const provider = new LocalSandboxProvider({ rootDir, isolation: "none" }, logger);
-  const metadata = (sessionId: string): SandboxMetadata => ({ fleet: "specifics", sessionId, projectId: "p", attempt: "1" });
+  const metadata = (sessionId: string): SandboxMetadata => ({
+    fleet: "specifics",
+    sessionId,
+    projectId: "p",
+    attempt: "1",
+  });
 
   it("registers each sandbox in sandbox.json with the agent port, deadline and process groups", async () => {
     const s = await provider.create({ metadata: metadata("reg"), envs: { TOKEN: "t0ps3cret" }, timeoutMs: 30_000 });
     const { pid } = await s.startBackground({ command: "sleep", args: ["30"] });
     const record = JSON.parse(readFileSync(join(provider.rootDir, s.id, "sandbox.json"), "utf8"));
-    expect(record).toMatchObject({ id: s.id, provider: "local", agentPort: s.agentPort, isolation: "none", metadata: metadata("reg") });
+    expect(record).toMatchObject({
+      id: s.id,
+      provider: "local",
+      agentPort: s.agentPort,
+      isolation: "none",
+      metadata: metadata("reg"),
+    });
     expect(record.endAt - record.startedAt).toBe(30_000);
     expect(record.processes.map((p: { pgid: number }) => p.pgid)).toEqual([pid]);
     expect(readFileSync(join(provider.rootDir, s.id, "sandbox.json"), "utf8")).not.toContain("t0ps3cret");
     expect(s.agentPort).toBeGreaterThanOrEqual(20000);
     expect(s.agentPort).toBeLessThanOrEqual(29999);
-    expect(readdirSync(join(provider.rootDir, s.id)).sort()).toEqual(["bridge", "envs.json", "home", "logs", "sandbox.json", "tmp", "workspace"]);
+    expect(readdirSync(join(provider.rootDir, s.id)).sort()).toEqual([
+      "bridge",
+      "envs.json",
+      "home",
+      "logs",
+      "sandbox.json",
+      "tmp",
+      "workspace",
+    ]);
     await provider.kill(s.id);
   });
 
   it("gives concurrent sandboxes distinct agent ports", async () => {
-    const all = await Promise.all([1, 2, 3, 4].map((i) => provider.create({ metadata: metadata(`ports${i}`), envs: {}, timeoutMs: 30_000 })));
+    const all = await Promise.all(
+      [1, 2, 3, 4].map((i) => provider.create({ metadata: metadata(`ports${i}`), envs: {}, timeoutMs: 30_000 })),
+    );
     expect(new Set(all.map((s) => s.agentPort)).size).toBe(4);
     for (const s of all) await provider.kill(s.id);
   });
@@ -94,7 +129,10 @@ describe("local sandbox provider specifics", () => {
     const small = new LocalSandboxProvider({ rootDir, isolation: "none", maxOutputBytes: 1024 }, logger);
     const s = await small.create({ metadata: metadata("bounds"), envs: {}, timeoutMs: 30_000 });
     const started = Date.now();
-    await expect(s.run({ command: "sleep", args: ["20"] }, { timeoutMs: 300 })).rejects.toMatchObject({ code: "sandbox", retryable: true });
+    await expect(s.run({ command: "sleep", args: ["20"] }, { timeoutMs: 300 })).rejects.toMatchObject({
+      code: "sandbox",
+      retryable: true,
+    });
     expect(Date.now() - started).toBeLessThan(5_000);
     const big = await s.run({ command: "head", args: ["-c", "100000", "/dev/zero"] });
     expect(big.stdout.length).toBeLessThan(1100);
@@ -113,25 +151,42 @@ describe("local sandbox provider specifics", () => {
 
   it("scopes listing to its fleet when configured, and refuses other fleets' metadata", async () => {
     const scoped = new LocalSandboxProvider({ rootDir, isolation: "none", fleet: "specifics-b" }, logger);
-    const mine = await scoped.create({ metadata: { ...metadata("scoped"), fleet: "specifics-b" }, envs: {}, timeoutMs: 30_000 });
+    const mine = await scoped.create({
+      metadata: { ...metadata("scoped"), fleet: "specifics-b" },
+      envs: {},
+      timeoutMs: 30_000,
+    });
     const theirs = await provider.create({ metadata: metadata("scoped"), envs: {}, timeoutMs: 30_000 });
     expect((await scoped.list({ sessionId: "scoped" })).map((s) => s.id)).toEqual([mine.id]);
-    await expect(scoped.create({ metadata: metadata("x"), envs: {}, timeoutMs: 1_000 })).rejects.toMatchObject({ retryable: false });
+    await expect(scoped.create({ metadata: metadata("x"), envs: {}, timeoutMs: 1_000 })).rejects.toMatchObject({
+      retryable: false,
+    });
     await provider.kill(mine.id);
     await provider.kill(theirs.id);
   });
 
   it("refuses bad create specs as non-retryable", async () => {
-    await expect(provider.create({ metadata: { ...metadata("bad"), attempt: "one" }, envs: {}, timeoutMs: 1_000 })).rejects.toMatchObject({ retryable: false });
-    await expect(provider.create({ metadata: metadata("bad"), envs: { "A=B": "x" }, timeoutMs: 1_000 })).rejects.toMatchObject({ retryable: false });
-    await expect(provider.create({ metadata: metadata("bad"), envs: {}, timeoutMs: -5 })).rejects.toMatchObject({ retryable: false });
+    await expect(
+      provider.create({ metadata: { ...metadata("bad"), attempt: "one" }, envs: {}, timeoutMs: 1_000 }),
+    ).rejects.toMatchObject({ retryable: false });
+    await expect(
+      provider.create({ metadata: metadata("bad"), envs: { "A=B": "x" }, timeoutMs: 1_000 }),
+    ).rejects.toMatchObject({ retryable: false });
+    await expect(provider.create({ metadata: metadata("bad"), envs: {}, timeoutMs: -5 })).rejects.toMatchObject({
+      retryable: false,
+    });
   });
 });
 
 describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
   const rootDir = join(root, "bwrap-specifics");
   const provider = new LocalSandboxProvider({ rootDir, isolation: "bubblewrap" }, logger);
-  const metadata = (sessionId: string): SandboxMetadata => ({ fleet: "bwrap", sessionId, projectId: "p", attempt: "1" });
+  const metadata = (sessionId: string): SandboxMetadata => ({
+    fleet: "bwrap",
+    sessionId,
+    projectId: "p",
+    attempt: "1",
+  });
 
   it("refuses a sandbox it cannot isolate, saying why and what to set, and creates nothing", async () => {
     // A folder only the fleet's user may search: no sandbox user could reach its folders there.
@@ -171,19 +226,46 @@ describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
   });
 
   it("lets a sandbox reach only loopback endpoints it was given, and refuses any other", async () => {
-    for (const url of ["https://openrouter.ai/api/v1", "http://10.0.0.1:8080/v1", "http://127.0.0.1:80/", "ftp://127.0.0.1:2121/"]) {
-      await expect(provider.create({ metadata: metadata("egress"), envs: {}, timeoutMs: 30_000, egress: [url] })).rejects.toMatchObject({ retryable: false });
+    for (const url of [
+      "https://openrouter.ai/api/v1",
+      "http://10.0.0.1:8080/v1",
+      "http://127.0.0.1:80/",
+      "ftp://127.0.0.1:2121/",
+    ]) {
+      await expect(
+        provider.create({ metadata: metadata("egress"), envs: {}, timeoutMs: 30_000, egress: [url] }),
+      ).rejects.toMatchObject({ retryable: false });
     }
     const given = createServer((_req, res) => res.end("given")).listen(0, "127.0.0.1");
     const other = createServer((_req, res) => res.end("other")).listen(0, "127.0.0.1");
     await Promise.all([once(given, "listening"), once(other, "listening")]);
     const port = (srv: Server) => (srv.address() as AddressInfo).port;
-    const s = await provider.create({ metadata: metadata("egress"), envs: {}, timeoutMs: 30_000, egress: [`http://127.0.0.1:${port(given)}/v1`] });
+    const s = await provider.create({
+      metadata: metadata("egress"),
+      envs: {},
+      timeoutMs: 30_000,
+      egress: [`http://127.0.0.1:${port(given)}/v1`],
+    });
     // Background commands run where the bridges are: the endpoint given is there, at its own port.
-    const fetchTo = (p: number) => `fetch("http://127.0.0.1:${p}/").then(r => r.text(), e => "refused:" + (e.cause?.code ?? e.message)).then(t => require("fs").appendFileSync("seen.txt", t + "\\n"))`;
-    await s.startBackground({ command: process.execPath, args: ["-e", `${fetchTo(port(given))}.then(() => ${fetchTo(port(other))})`] });
-    await eventually(async () => ((await s.readFile("seen.txt")) ? Buffer.from((await s.readFile("seen.txt")) as Uint8Array).toString().split("\n").length > 2 : false), 10_000);
-    const seen = Buffer.from((await s.readFile("seen.txt")) as Uint8Array).toString().trim().split("\n");
+    const fetchTo = (p: number) =>
+      `fetch("http://127.0.0.1:${p}/").then(r => r.text(), e => "refused:" + (e.cause?.code ?? e.message)).then(t => require("fs").appendFileSync("seen.txt", t + "\\n"))`;
+    await s.startBackground({
+      command: process.execPath,
+      args: ["-e", `${fetchTo(port(given))}.then(() => ${fetchTo(port(other))})`],
+    });
+    await eventually(
+      async () =>
+        (await s.readFile("seen.txt"))
+          ? Buffer.from((await s.readFile("seen.txt")) as Uint8Array)
+              .toString()
+              .split("\n").length > 2
+          : false,
+      10_000,
+    );
+    const seen = Buffer.from((await s.readFile("seen.txt")) as Uint8Array)
+      .toString()
+      .trim()
+      .split("\n");
     expect(seen[0]).toBe("given");
     expect(seen[1]).toMatch(/^refused:/);
     await provider.kill(s.id);
@@ -194,7 +276,8 @@ describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
   it("shows only the system folders read-only: not the fleet's data, home folders or other sandboxes", async () => {
     const s = await provider.create({ metadata: metadata("view"), envs: {}, timeoutMs: 30_000 });
     // This repository (the fleet's data, .tools and node_modules) and the host's home folders are absent.
-    const probe = async (p: string) => (await s.run({ command: "sh", args: ["-c", `test -e "${p}" && echo present || echo absent`] })).stdout.trim();
+    const probe = async (p: string) =>
+      (await s.run({ command: "sh", args: ["-c", `test -e "${p}" && echo present || echo absent`] })).stdout.trim();
     expect(await probe(process.cwd())).toBe("absent");
     expect(await probe(join(process.cwd(), "package.json"))).toBe("absent");
     expect(await probe("/root")).toBe("absent");

@@ -53,29 +53,51 @@ describe("schemathesis against the running api's /openapi.json", () => {
 
   it("finds no server error and nothing the OpenAPI document does not declare", { timeout: 300_000 }, async () => {
     if (!command) {
-      throw new Error(`schemathesis ${SCHEMATHESIS_VERSION} is not installed in .tools/: run ./fleet test, which installs it from PyPI into .tools/venv (then npm test or vitest finds it)`);
+      throw new Error(
+        `schemathesis ${SCHEMATHESIS_VERSION} is not installed in .tools/: run ./fleet test, which installs it from PyPI into .tools/venv (then npm test or vitest finds it)`,
+      );
     }
     if (!fleet) throw new Error("the test fleet did not start");
-    const args = [...command.args, "--config-file", CONFIG, "--no-color", "run", `${fleet.apiUrl}/openapi.json`, "--header", `Authorization: Bearer ${fleet.apiKey}`];
+    const args = [
+      ...command.args,
+      "--config-file",
+      CONFIG,
+      "--no-color",
+      "run",
+      `${fleet.apiUrl}/openapi.json`,
+      "--header",
+      `Authorization: Bearer ${fleet.apiKey}`,
+    ];
     const started = Date.now();
     const { code, output } = await new Promise<{ code: number; output: string }>((resolve, reject) => {
       // Killed if it ever hangs, well before the test's own timeout, so its report is still shown.
-      const child = spawn(command.command, args, { cwd: repoRoot(), env: { ...process.env, ...command.env, NO_COLOR: "1" }, timeout: 240_000 });
+      const child = spawn(command.command, args, {
+        cwd: repoRoot(),
+        env: { ...process.env, ...command.env, NO_COLOR: "1" },
+        timeout: 240_000,
+      });
       let output = "";
       child.stdout.on("data", (c: Buffer) => (output += c.toString()));
       child.stderr.on("data", (c: Buffer) => (output += c.toString()));
       child.once("error", reject);
-      child.once("close", (c, signal) => resolve({ code: c ?? (signal ? 1 : 0), output: signal ? `${output}\n(killed by ${signal})` : output }));
+      child.once("close", (c, signal) =>
+        resolve({ code: c ?? (signal ? 1 : 0), output: signal ? `${output}\n(killed by ${signal})` : output }),
+      );
     });
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     // The whole report goes into the failure message when it fails. On success only one line is
     // printed: schemathesis closes its report with a pytest-style "=== N warnings in Xs ===" line,
     // which log readers take for the summary of a run with no tests. The full report is kept on disk.
-    expect(code, `schemathesis ${SCHEMATHESIS_VERSION} found problems (exit ${code} after ${seconds} s); its report:\n${output}`).toBe(0);
+    expect(
+      code,
+      `schemathesis ${SCHEMATHESIS_VERSION} found problems (exit ${code} after ${seconds} s); its report:\n${output}`,
+    ).toBe(0);
     const report = join(repoRoot(), ".fleet", "schemathesis-report.txt");
     mkdirSync(dirname(report), { recursive: true });
     writeFileSync(report, output);
     const cases = /(\d+) generated, (\d+) passed/.exec(output);
-    process.stdout.write(`schemathesis ${SCHEMATHESIS_VERSION}: no problem found (${cases ? `${cases[2]} of ${cases[1]} cases` : "no case count"}, ${seconds} s); report in ${report}\n`);
+    process.stdout.write(
+      `schemathesis ${SCHEMATHESIS_VERSION}: no problem found (${cases ? `${cases[2]} of ${cases[1]} cases` : "no case count"}, ${seconds} s); report in ${report}\n`,
+    );
   });
 });

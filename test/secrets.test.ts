@@ -46,7 +46,10 @@ describe("secrets never reach logs or stored documents", () => {
   });
 
   it("runs a whole session at trace level and finds none of its secrets anywhere", async () => {
-    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-sec", prompt: "go" });
+    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+      projectId: "p-sec",
+      prompt: "go",
+    });
     const done = await eventually(async () => {
       const s = (await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`)).body;
       return s.status === "completed" ? s : undefined;
@@ -75,7 +78,11 @@ describe("secrets never reach logs or stored documents", () => {
     await client.close();
     // The haystacks are real: the session's own id is in them, where a leaked secret would be too.
     expect(haystacks.filter(([, t]) => t.includes(done.id)).length).toBeGreaterThan(3);
-    const found = haystacks.flatMap(([where, text]) => Object.entries(secrets).filter(([, v]) => text.includes(v)).map(([what]) => `${what} in ${where}`));
+    const found = haystacks.flatMap(([where, text]) =>
+      Object.entries(secrets)
+        .filter(([, v]) => text.includes(v))
+        .map(([what]) => `${what} in ${where}`),
+    );
     expect(found).toEqual([]);
   }, 150_000);
 });

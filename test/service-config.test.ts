@@ -9,17 +9,34 @@ const secrets = { FLEET_AGENT_SECRET: "x".repeat(32), FLEET_MODEL_URL: "http://1
 
 describe("service config schemas", () => {
   it("start from the shared base and their own defaults", () => {
-    expect(loadConfig(ApiConfig, {})).toMatchObject({ API_PORT: 8080, NATS_URL: "nats://127.0.0.1:4222", FLEET_DB: "fleet" });
-    const spawner = loadConfig(SpawnerConfig, { ...secrets, SPAWNER_MAX_IN_FLIGHT: "8", FLEET_FALLBACK_MODELS: "b, c" });
-    expect(spawner).toMatchObject({ SPAWNER_MAX_IN_FLIGHT: 8, SANDBOX_PROVIDER: "local", FLEET_MODEL: "scripted-demo", FLEET_FALLBACK_MODELS: ["b", "c"] });
+    expect(loadConfig(ApiConfig, {})).toMatchObject({
+      API_PORT: 8080,
+      NATS_URL: "nats://127.0.0.1:4222",
+      FLEET_DB: "fleet",
+    });
+    const spawner = loadConfig(SpawnerConfig, {
+      ...secrets,
+      SPAWNER_MAX_IN_FLIGHT: "8",
+      FLEET_FALLBACK_MODELS: "b, c",
+    });
+    expect(spawner).toMatchObject({
+      SPAWNER_MAX_IN_FLIGHT: 8,
+      SANDBOX_PROVIDER: "local",
+      FLEET_MODEL: "scripted-demo",
+      FLEET_FALLBACK_MODELS: ["b", "c"],
+    });
     expect(loadConfig(PollerConfig, secrets).POLLER_MAX_IN_FLIGHT).toBe(500);
     expect(loadConfig(WatchdogConfig, {}).WATCHDOG_INTERVAL_MS).toBe(5_000);
   });
 
   it("reject bad values with the variable's name", () => {
     expect(() => loadConfig(ApiConfig, { API_PORT: "70000" })).toThrow(/API_PORT/);
-    expect(() => loadConfig(SpawnerConfig, { ...secrets, SPAWNER_MAX_IN_FLIGHT: "0" })).toThrow(/SPAWNER_MAX_IN_FLIGHT/);
-    expect(() => loadConfig(SpawnerConfig, { FLEET_MODEL_URL: "http://m/v1", FLEET_AGENT_SECRET: "short" })).toThrow(/FLEET_AGENT_SECRET/);
+    expect(() => loadConfig(SpawnerConfig, { ...secrets, SPAWNER_MAX_IN_FLIGHT: "0" })).toThrow(
+      /SPAWNER_MAX_IN_FLIGHT/,
+    );
+    expect(() => loadConfig(SpawnerConfig, { FLEET_MODEL_URL: "http://m/v1", FLEET_AGENT_SECRET: "short" })).toThrow(
+      /FLEET_AGENT_SECRET/,
+    );
     expect(() => loadConfig(PollerConfig, { ...secrets, SANDBOX_PROVIDER: "docker" })).toThrow(/SANDBOX_PROVIDER/);
     expect(() => loadConfig(WatchdogConfig, { WATCHDOG_INTERVAL_MS: "soon" })).toThrow(/WATCHDOG_INTERVAL_MS/);
   });

@@ -53,14 +53,27 @@ describe("simulated sandboxes and agent through the real services", () => {
     const client = new ApiClient(fleet.apiUrl, fleet.apiKey);
     const started = Date.now();
     const ids = await Promise.all(
-      Array.from({ length: SESSIONS }, async (_, i) => (await client.request<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "p-sim", prompt: `task ${i}` })).sessionId),
+      Array.from(
+        { length: SESSIONS },
+        async (_, i) =>
+          (
+            await client.request<{ sessionId: string }>("POST", "/v1/sessions", {
+              projectId: "p-sim",
+              prompt: `task ${i}`,
+            })
+          ).sessionId,
+      ),
     );
     const done = await Promise.all(
       ids.map((id) =>
-        eventually(async () => {
-          const s = await client.request<Session>("GET", `/v1/sessions/${id}`);
-          return ["completed", "failed", "cancelled"].includes(s.status) ? s : undefined;
-        }, 60_000, 100),
+        eventually(
+          async () => {
+            const s = await client.request<Session>("GET", `/v1/sessions/${id}`);
+            return ["completed", "failed", "cancelled"].includes(s.status) ? s : undefined;
+          },
+          60_000,
+          100,
+        ),
       ),
     );
     console.log(`simulated: ${SESSIONS} sessions submitted and ended in ${Date.now() - started} ms`);
@@ -69,11 +82,18 @@ describe("simulated sandboxes and agent through the real services", () => {
       expect(s.attempt).toBe(1);
       expect(s.sandbox?.provider).toBe("simulated");
       expect(s.output?.toolCalls).toHaveLength(EVENTS);
-      const { lines } = await client.request<{ lines: Array<{ seq: number; line: string }> }>("GET", `/v1/sessions/${s.id}/logs`);
+      const { lines } = await client.request<{ lines: Array<{ seq: number; line: string }> }>(
+        "GET",
+        `/v1/sessions/${s.id}/logs`,
+      );
       expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
       const steps = Array.from({ length: EVENTS }, (_, i) => `echo simulated step ${i + 1}`);
-      expect(lines.filter((l) => l.line.startsWith("✓ Bash")).map((l) => l.line)).toEqual(steps.map((c) => `✓ Bash ${c}`));
-      expect(lines.filter((l) => l.line.startsWith("▸ Bash")).map((l) => l.line)).toEqual(steps.map((c) => `▸ Bash ${c}`));
+      expect(lines.filter((l) => l.line.startsWith("✓ Bash")).map((l) => l.line)).toEqual(
+        steps.map((c) => `✓ Bash ${c}`),
+      );
+      expect(lines.filter((l) => l.line.startsWith("▸ Bash")).map((l) => l.line)).toEqual(
+        steps.map((c) => `▸ Bash ${c}`),
+      );
       expect(lines.some((l) => l.line.startsWith(`Sandbox ${s.sandbox?.id} ready (simulated`))).toBe(true);
       expect(lines.at(-1)?.line).toMatch(new RegExp(`^Finished in .*: ${EVENTS} tool call\\(s\\), 2 message\\(s\\)$`));
 
@@ -88,7 +108,11 @@ describe("simulated sandboxes and agent through the real services", () => {
   }, 120_000);
 
   it("lets the watchdog in its own process list and reap a simulated sandbox of no session", async () => {
-    const orphan = await provider.create({ metadata: { fleet: "fleet", sessionId: `unknown-${ns}`, projectId: "p-sim", attempt: "1" }, envs: {}, timeoutMs: 60_000 });
+    const orphan = await provider.create({
+      metadata: { fleet: "fleet", sessionId: `unknown-${ns}`, projectId: "p-sim", attempt: "1" },
+      envs: {},
+      timeoutMs: 60_000,
+    });
     expect(await orphan.isAlive()).toBe(true);
     await eventually(async () => !(await orphan.isAlive()), 15_000, 100);
     expect(fleet.logsOf("watchdog").join("\n")).toContain(orphan.id);

@@ -2,7 +2,14 @@ import type { FastifyInstance } from "fastify";
 import { inject } from "vitest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApi } from "../services/api/src/app.js";
-import { MongoSessionStore, SessionConfig, SessionLogWriter, consumerName, newApiKey, type Bus } from "../shared/src/index.js";
+import {
+  MongoSessionStore,
+  SessionConfig,
+  SessionLogWriter,
+  consumerName,
+  newApiKey,
+  type Bus,
+} from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { cleanup, eventually, logger, openBus, sleep, uniqueNamespace } from "./support/fixtures.js";
 import { jsonOf, openStream, rawRequest, type OpenStream } from "./support/http.js";
@@ -23,18 +30,35 @@ describe("log followers (server-sent events) over a real bus and store", () => {
 
   beforeAll(async () => {
     // The pool the api gets in production (FLEET_STORE_POOL), so followers compete with /readyz as they would there.
-    store = await MongoSessionStore.connect({ uri: inject("mongoUri"), database: ns, maxPoolSize: 8, serverSelectionTimeoutMs: 5_000 }, logger);
+    store = await MongoSessionStore.connect(
+      { uri: inject("mongoUri"), database: ns, maxPoolSize: 8, serverSelectionTimeoutMs: 5_000 },
+      logger,
+    );
     await store.init();
     bus = await openBus(ns, { store });
     await bus.provision();
-    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry, followers: { perKey: 400, perProcess: 1_000 } });
+    app = await createApi({
+      store,
+      bus,
+      logger,
+      registry: createMetrics("api").registry,
+      followers: { perKey: 400, perProcess: 1_000 },
+    });
     base = await app.listen({ host: "127.0.0.1", port: 0 });
     const admin = newApiKey(["*"], "admin");
     await store.saveApiKey(admin.record);
     key = admin.key;
     // Other sessions' lines, so that a log query the store serves by scanning costs what it costs in a fleet that has run a while.
     for (let b = 0; b < 20; b++) {
-      await store.appendLogs(Array.from({ length: 1_000 }, (_, n) => ({ sessionId: `old-${b}-${n % 10}`, seq: Math.floor(n / 10) + 1, at: Date.now(), kind: "text" as const, line: "x".repeat(200) })));
+      await store.appendLogs(
+        Array.from({ length: 1_000 }, (_, n) => ({
+          sessionId: `old-${b}-${n % 10}`,
+          seq: Math.floor(n / 10) + 1,
+          at: Date.now(),
+          kind: "text" as const,
+          line: "x".repeat(200),
+        })),
+      );
     }
     // Sessions with and without lines: a session with none gives a bus follow nothing to wake it up.
     for (let i = 0; i < 40; i++) {
@@ -61,16 +85,20 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     await cleanup(ns, ns);
   });
 
-  const follow = (id: string, withKey = key): OpenStream => openStream(base, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${withKey}` });
+  const follow = (id: string, withKey = key): OpenStream =>
+    openStream(base, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${withKey}` });
 
   /** The api's follower gauges, from /metrics. */
   const gauges = async (): Promise<{ followers: number; feeds: number }> => {
     const text = (await rawRequest(base, "GET", "/metrics")).text;
-    const value = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+    const value = (name: string): number =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(text)?.[1] ?? Number.NaN);
     return { followers: value("fleet_api_log_followers"), feeds: value("fleet_api_log_feeds") };
   };
 
-  it("ends 300 followers dropped at random moments, leaving no follower, feed or consumer", { timeout: 120_000 }, async () => {
+  it("ends 300 followers dropped at random moments, leaving no follower, feed or consumer", {
+    timeout: 120_000,
+  }, async () => {
     const outcomes: Array<Promise<{ id: string; mode: string; endSeen: boolean; closedByServer: boolean }>> = [];
     for (let i = 0; i < 300; i++) {
       const id = (i % 2 === 0 ? running : ended)[rand(20)] as string;
@@ -100,7 +128,8 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     }
     // Some running sessions end while they are followed.
     await sleep(1_000);
-    for (const id of running.slice(0, 5)) await store.transition(id, { from: ["running"], to: "completed", set: { output: DONE } });
+    for (const id of running.slice(0, 5))
+      await store.transition(id, { from: ["running"], to: "completed", set: { output: DONE } });
     const results = await Promise.all(outcomes);
     const toEnded = results.filter((r) => r.mode === "untilEnd" && ended.includes(r.id));
     expect(toEnded.length).toBeGreaterThan(20);
@@ -110,23 +139,45 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     const state = async () => {
       // The archiver's durable lives on the log stream too; it is not a follow.
       const consumers = (await streamConsumers(ns, "logs")).filter((c) => c.name !== consumerName(ns, "archiver"));
-      return { ...(await gauges()), pulled: consumers.filter((c) => c.waiting > 0).length, consumers: consumers.length };
+      return {
+        ...(await gauges()),
+        pulled: consumers.filter((c) => c.waiting > 0).length,
+        consumers: consumers.length,
+      };
     };
     const started = Date.now();
-    const settled = await eventually(async () => {
-      const s = await state();
-      return s.followers === 0 && s.feeds === 0 && s.pulled === 0 && s.consumers === 0 ? s : undefined;
-    }, 5_000, 100).catch(() => state());
+    const settled = await eventually(
+      async () => {
+        const s = await state();
+        return s.followers === 0 && s.feeds === 0 && s.pulled === 0 && s.consumers === 0 ? s : undefined;
+      },
+      5_000,
+      100,
+    ).catch(() => state());
     process.stdout.write(`after 300 drops: ${JSON.stringify(settled)} in ${Date.now() - started} ms\n`);
-    expect({ notEnded, leftOpen, ...settled }).toEqual({ notEnded: [], leftOpen: [], followers: 0, feeds: 0, pulled: 0, consumers: 0 });
+    expect({ notEnded, leftOpen, ...settled }).toEqual({
+      notEnded: [],
+      leftOpen: [],
+      followers: 0,
+      feeds: 0,
+      pulled: 0,
+      consumers: 0,
+    });
   });
 
   it("refuses followers past the per-key and per-process caps with 429 in the error shape", async () => {
-    const capped = await createApi({ store, bus, logger, registry: createMetrics("api").registry, followers: { perKey: 3, perProcess: 5 } });
+    const capped = await createApi({
+      store,
+      bus,
+      logger,
+      registry: createMetrics("api").registry,
+      followers: { perKey: 3, perProcess: 5 },
+    });
     const url = await capped.listen({ host: "127.0.0.1", port: 0 });
     const other = newApiKey(["*"], "other");
     await store.saveApiKey(other.record);
-    const open = (withKey: string): OpenStream => openStream(url, `/v1/sessions/${running[10]}/logs?follow=1`, { authorization: `Bearer ${withKey}` });
+    const open = (withKey: string): OpenStream =>
+      openStream(url, `/v1/sessions/${running[10]}/logs?follow=1`, { authorization: `Bearer ${withKey}` });
     const streams: OpenStream[] = [];
     try {
       for (let i = 0; i < 3; i++) streams.push(open(key));
@@ -134,21 +185,29 @@ describe("log followers (server-sent events) over a real bus and store", () => {
       const fourth = open(key);
       expect(await fourth.head).toBe(429);
       await fourth.ended;
-      expect(jsonOf(fourth.text())).toMatchObject({ error: { code: "rate_limited", message: expect.stringMatching(/API key/) } });
+      expect(jsonOf(fourth.text())).toMatchObject({
+        error: { code: "rate_limited", message: expect.stringMatching(/API key/) },
+      });
       for (let i = 0; i < 2; i++) streams.push(open(other.key));
       expect(await Promise.all(streams.slice(3).map((s) => s.head))).toEqual([200, 200]);
       const overProcess = open(other.key);
       expect(await overProcess.head).toBe(429);
       await overProcess.ended;
-      expect(jsonOf(overProcess.text())).toMatchObject({ error: { code: "rate_limited", message: expect.stringMatching(/process/) } });
+      expect(jsonOf(overProcess.text())).toMatchObject({
+        error: { code: "rate_limited", message: expect.stringMatching(/process/) },
+      });
       // A dropped follower gives its place back at once.
       streams.shift()?.drop();
-      await eventually(async () => {
-        const again = open(key);
-        const status = await again.head;
-        streams.push(again);
-        return status === 200;
-      }, 5_000, 100);
+      await eventually(
+        async () => {
+          const again = open(key);
+          const status = await again.head;
+          streams.push(again);
+          return status === 200;
+        },
+        5_000,
+        100,
+      );
     } finally {
       for (const s of streams) s.drop();
       await capped.close();
@@ -159,7 +218,9 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     const closing = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
     const url = await closing.listen({ host: "127.0.0.1", port: 0 });
     // s-22 has lines, s-24 has none (both running).
-    const streams = ["s-22", "s-22", "s-24"].map((id) => openStream(url, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${key}` }));
+    const streams = ["s-22", "s-22", "s-24"].map((id) =>
+      openStream(url, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${key}` }),
+    );
     expect(await Promise.all(streams.map((s) => s.head))).toEqual([200, 200, 200]);
     await Promise.all([streams[0]?.until('"seq":40'), streams[1]?.until('"seq":40')]);
     const started = Date.now();
@@ -191,7 +252,9 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     }
     const sorted = [...times].sort((a, b) => a - b);
     const at = (q: number): string => (sorted[Math.floor(q * (sorted.length - 1))] ?? Number.NaN).toFixed(1);
-    process.stdout.write(`readyz while 200 followers open and follow: ${sorted.length} probes, median ${at(0.5)} ms, p95 ${at(0.95)} ms, max ${at(1)} ms\n`);
+    process.stdout.write(
+      `readyz while 200 followers open and follow: ${sorted.length} probes, median ${at(0.5)} ms, p95 ${at(0.95)} ms, max ${at(1)} ms\n`,
+    );
     expect(sorted.at(-1)).toBeLessThan(500);
     await eventually(async () => (await gauges()).followers === 0, 5_000, 100);
   });

@@ -18,7 +18,14 @@ describe(`card files on a real ${inject("storeKind")}`, () => {
   });
 
   it("merges a card's saved files across sessions and drops deleted ones", async () => {
-    const f = (path: string, content: string, sessionId: string) => ({ cardId: "card-files", path, content, encoding: "utf8" as const, sessionId, savedAt: 1 });
+    const f = (path: string, content: string, sessionId: string) => ({
+      cardId: "card-files",
+      path,
+      content,
+      encoding: "utf8" as const,
+      sessionId,
+      savedAt: 1,
+    });
     await cardFiles.saveCardFiles("card-files", [f("a.txt", "1", "s1"), f("dir/b.txt", "2", "s1")]);
     await cardFiles.saveCardFiles("card-files", [f("a.txt", "1b", "s2"), f("c.txt", "3", "s2")], ["dir/b.txt"]);
     const files = await cardFiles.cardFiles("card-files");

@@ -19,7 +19,9 @@ describe(`claims on a real ${inject("storeKind")}`, () => {
 
   it("grants a claim to exactly one of many racing callers, in every round", async () => {
     for (let round = 0; round < 10; round++) {
-      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => claims.claim(`s-claim/spawn:${round}`, `owner-${i}`)));
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => claims.claim(`s-claim/spawn:${round}`, `owner-${i}`)),
+      );
       expect(results.filter(Boolean)).toHaveLength(1);
     }
     // Taken once, a claim stays taken, also for the caller that took it.

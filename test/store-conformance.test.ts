@@ -9,14 +9,27 @@ import { startFerretDb } from "../devtools/src/infra/servers.js";
 import { ensureFerretDb, ensureUpstreamFerretDb } from "../devtools/src/infra/tools.js";
 import { MongoSessionStore } from "../shared/src/store/index.js";
 import { logger } from "./support/fixtures.js";
-import { Racers, describeBackend, explainUsesIndex, raceRounds, shuffled, withDatabase, type StoreBackend } from "./support/store-conformance.js";
+import {
+  Racers,
+  describeBackend,
+  explainUsesIndex,
+  raceRounds,
+  shuffled,
+  withDatabase,
+  type StoreBackend,
+} from "./support/store-conformance.js";
 
 /**
  * The single-document semantics the fleet's store relies on, on every backend this run reaches:
  * the run's store always, and MONGODB_URI when it names another server.
  */
 const external = process.env.MONGODB_URI;
-const backends: StoreBackend[] = [await describeBackend(external === inject("mongoUri") ? "MONGODB_URI (the run's store)" : "the run's store", inject("mongoUri"))];
+const backends: StoreBackend[] = [
+  await describeBackend(
+    external === inject("mongoUri") ? "MONGODB_URI (the run's store)" : "the run's store",
+    inject("mongoUri"),
+  ),
+];
 if (external && external !== inject("mongoUri")) backends.push(await describeBackend("MONGODB_URI", external));
 
 type Status = { _id: string; status: string; by?: number };
@@ -37,9 +50,13 @@ for (const backend of backends) {
 
     it("gives exactly one winner to 8 racing compare-and-sets, in each of 200 rounds", async () => {
       await withDatabase(racers, async (db) => {
-        await racers.coll<Status>(0, db, "cas").insertMany(Array.from({ length: 200 }, (_, i) => ({ _id: `r${i}`, status: "a" })));
+        await racers
+          .coll<Status>(0, db, "cas")
+          .insertMany(Array.from({ length: 200 }, (_, i) => ({ _id: `r${i}`, status: "a" })));
         const byWinners = await raceRounds(200, racers.size, async (round, racer) => {
-          const won = await racers.coll<Status>(racer, db, "cas").findOneAndUpdate({ _id: `r${round}`, status: "a" }, { $set: { status: "b", by: racer } });
+          const won = await racers
+            .coll<Status>(racer, db, "cas")
+            .findOneAndUpdate({ _id: `r${round}`, status: "a" }, { $set: { status: "b", by: racer } });
           return won !== null;
         });
         // Rounds by their number of winners: every round must have exactly one.
@@ -49,9 +66,13 @@ for (const backend of backends) {
 
     it("gives a racing conditional delete to one caller only, in each of 100 rounds", async () => {
       await withDatabase(racers, async (db) => {
-        await racers.coll<Status>(0, db, "del").insertMany(Array.from({ length: 100 }, (_, i) => ({ _id: `d${i}`, status: "a" })));
+        await racers
+          .coll<Status>(0, db, "del")
+          .insertMany(Array.from({ length: 100 }, (_, i) => ({ _id: `d${i}`, status: "a" })));
         const byWinners = await raceRounds(100, racers.size, async (round, racer) => {
-          return (await racers.coll<Status>(racer, db, "del").findOneAndDelete({ _id: `d${round}`, status: "a" })) !== null;
+          return (
+            (await racers.coll<Status>(racer, db, "del").findOneAndDelete({ _id: `d${round}`, status: "a" })) !== null
+          );
         });
         expect(Object.fromEntries(byWinners)).toEqual({ 1: 100 });
       });
@@ -60,7 +81,11 @@ for (const backend of backends) {
     it("keeps all 400 of 400 concurrent $inc on one document", async () => {
       await withDatabase(racers, async (db) => {
         await racers.coll<Counter>(0, db, "inc").insertOne({ _id: "counter", n: 0 });
-        const results = await Promise.all(Array.from({ length: 400 }, (_, i) => racers.coll<Counter>(i, db, "inc").updateOne({ _id: "counter" }, { $inc: { n: 1 } })));
+        const results = await Promise.all(
+          Array.from({ length: 400 }, (_, i) =>
+            racers.coll<Counter>(i, db, "inc").updateOne({ _id: "counter" }, { $inc: { n: 1 } }),
+          ),
+        );
         expect(results.reduce((sum, r) => sum + r.modifiedCount, 0)).toBe(400);
         expect((await racers.coll<Counter>(0, db, "inc").findOne({ _id: "counter" }))?.n).toBe(400);
       });
@@ -69,7 +94,11 @@ for (const backend of backends) {
     it("keeps all 100 concurrent $set of different fields on one document", async () => {
       await withDatabase(racers, async (db) => {
         await racers.coll<Wide>(0, db, "set").insertOne({ _id: "wide" });
-        await Promise.all(Array.from({ length: 100 }, (_, i) => racers.coll<Wide>(i, db, "set").updateOne({ _id: "wide" }, { $set: { [`f${i}`]: i } })));
+        await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            racers.coll<Wide>(i, db, "set").updateOne({ _id: "wide" }, { $set: { [`f${i}`]: i } }),
+          ),
+        );
         const { _id, ...fields } = (await racers.coll<Wide>(0, db, "set").findOne({ _id: "wide" })) ?? { _id: "" };
         expect(Object.keys(fields).length).toBe(100);
         expect(fields).toEqual(Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`f${i}`, i])));
@@ -80,18 +109,38 @@ for (const backend of backends) {
       await withDatabase(racers, async (db) => {
         const coll = racers.db(db).collection<Versioned>("ins");
         await coll.insertOne({ _id: "old", v: 0 });
-        const batch: Versioned[] = [{ _id: "a", v: 1 }, { _id: "old", v: 1 }, { _id: "b", v: 1 }, { _id: "a", v: 2 }, { _id: "c", v: 1 }];
-        const err: unknown = await coll.insertMany(batch, { ordered: false }).then(() => null, (e: unknown) => e);
+        const batch: Versioned[] = [
+          { _id: "a", v: 1 },
+          { _id: "old", v: 1 },
+          { _id: "b", v: 1 },
+          { _id: "a", v: 2 },
+          { _id: "c", v: 1 },
+        ];
+        const err: unknown = await coll.insertMany(batch, { ordered: false }).then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(err).toBeInstanceOf(MongoBulkWriteError);
         const bulk = err as MongoBulkWriteError;
         const writeErrors = Array.isArray(bulk.writeErrors) ? bulk.writeErrors : [bulk.writeErrors];
-        expect(writeErrors.map((e) => [e.index, e.code])).toEqual([[1, 11000], [3, 11000]]);
+        expect(writeErrors.map((e) => [e.index, e.code])).toEqual([
+          [1, 11000],
+          [3, 11000],
+        ]);
         expect(bulk.insertedCount).toBe(3);
-        expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: "a", v: 1 }, { _id: "b", v: 1 }, { _id: "c", v: 1 }, { _id: "old", v: 0 }]);
+        expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([
+          { _id: "a", v: 1 },
+          { _id: "b", v: 1 },
+          { _id: "c", v: 1 },
+          { _id: "old", v: 0 },
+        ]);
       });
     });
 
-    const rangeIndex = backend.kind === "mongodb" ? "from the index" : "(FerretDB's SQLite backend serves no secondary index: order checked, plan not)";
+    const rangeIndex =
+      backend.kind === "mongodb"
+        ? "from the index"
+        : "(FerretDB's SQLite backend serves no secondary index: order checked, plan not)";
     it(`answers a sorted range query on an indexed field in order ${rangeIndex}`, async () => {
       await withDatabase(racers, async (db) => {
         const coll = racers.db(db).collection<Keyed>("range");
@@ -99,7 +148,11 @@ for (const backend of backends) {
         await coll.insertMany(shuffled(300).map((k) => ({ _id: `k${k}`, k })));
         const query = coll.find({ k: { $gte: 100, $lt: 200 } }).sort({ k: 1 });
         expect((await query.toArray()).map((d) => d.k)).toEqual(Array.from({ length: 100 }, (_, i) => 100 + i));
-        const desc = await coll.find({ k: { $gt: 250 } }).sort({ k: -1 }).limit(5).toArray();
+        const desc = await coll
+          .find({ k: { $gt: 250 } })
+          .sort({ k: -1 })
+          .limit(5)
+          .toArray();
         expect(desc.map((d) => d.k)).toEqual([299, 298, 297, 296, 295]);
         if (backend.kind === "mongodb") expect(explainUsesIndex(await query.explain())).toBe(true);
       });
@@ -133,11 +186,18 @@ describe("the store adapter's start-up check", () => {
     return server.url;
   }
 
-  it("refuses upstream FerretDB with the reason and what to run instead, unless told to start anyway", { timeout: 600_000 }, async () => {
+  it("refuses upstream FerretDB with the reason and what to run instead, unless told to start anyway", {
+    timeout: 600_000,
+  }, async () => {
     const uri = await serve(await ensureUpstreamFerretDb(join(defaultToolsDir(), "upstream")));
-    const refused: unknown = await MongoSessionStore.connect({ uri, database: "check" }, logger).then(() => null, (e: unknown) => e);
+    const refused: unknown = await MongoSessionStore.connect({ uri, database: "check" }, logger).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(refused).toMatchObject({ code: "config", retryable: false });
-    expect(String((refused as Error).message)).toMatch(/FerretDB v1\.24\.2, whose conditional updates are not atomic.*\.\/fleet.*MongoDB.*FLEET_STORE_ALLOW_UNPATCHED=1/s);
+    expect(String((refused as Error).message)).toMatch(
+      /FerretDB v1\.24\.2, whose conditional updates are not atomic.*\.\/fleet.*MongoDB.*FLEET_STORE_ALLOW_UNPATCHED=1/s,
+    );
     const unsafe = await MongoSessionStore.connect({ uri, database: "check", allowUnsafeStore: true }, logger);
     await unsafe.ping();
     await unsafe.close();

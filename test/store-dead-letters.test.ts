@@ -18,7 +18,17 @@ describe(`dead letters on a real ${inject("storeKind")}`, () => {
   });
 
   it("records a dead letter once even when reported twice, and lists the newest first", async () => {
-    const letter = { id: "W:7", stream: "W", consumer: "c", subject: "s", seq: 7, reason: "first", excerpt: "{}", deliveries: 1, at: 5 };
+    const letter = {
+      id: "W:7",
+      stream: "W",
+      consumer: "c",
+      subject: "s",
+      seq: 7,
+      reason: "first",
+      excerpt: "{}",
+      deliveries: 1,
+      at: 5,
+    };
     await Promise.all([dead.recordDead(letter), dead.recordDead({ ...letter, reason: "second" })]);
     await dead.recordDead({ ...letter, reason: "third" });
     await dead.recordDead({ ...letter, id: "W:8", seq: 8, at: 9 });

@@ -18,7 +18,13 @@ describe(`log lines on a real ${inject("storeKind")}`, () => {
   });
 
   it("stores a replayed log line once and reads lines in order after a sequence", async () => {
-    const line = (seq: number): LogLine => ({ sessionId: "s-log", seq, at: 1_000 + seq, kind: "tool", line: `line ${seq}` });
+    const line = (seq: number): LogLine => ({
+      sessionId: "s-log",
+      seq,
+      at: 1_000 + seq,
+      kind: "tool",
+      line: `line ${seq}`,
+    });
     expect(await lines.appendLogs([line(1), line(2), line(3)])).toEqual({ inserted: 3 });
     // A poller that crashed after storing 2 and 3 replays 2..5: only 4 and 5 are new.
     expect(await lines.appendLogs([line(2), line(4), line(3), line(5)])).toEqual({ inserted: 2 });
@@ -32,7 +38,13 @@ describe(`log lines on a real ${inject("storeKind")}`, () => {
   });
 
   it("reads any run of log lines whole and in order, short ones by key and long ones by query", async () => {
-    const line = (sessionId: string, seq: number): LogLine => ({ sessionId, seq, at: seq, kind: "system", line: `${sessionId} ${seq}` });
+    const line = (sessionId: string, seq: number): LogLine => ({
+      sessionId,
+      seq,
+      at: seq,
+      kind: "system",
+      line: `${sessionId} ${seq}`,
+    });
     // Lengths around the key-read rounds (1, then 3, then 12 lines) and past them (the query).
     for (const n of [0, 1, 2, 4, 5, 16, 17, 40]) {
       const id = `s-run-${n}`;

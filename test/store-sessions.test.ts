@@ -28,20 +28,38 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
     expect(a.created).toBe(true);
     expect(b.created).toBe(false);
     expect(b.session).toEqual(a.session);
-    expect(a.session).toMatchObject({ status: "pending", phase: "queued", attempt: 0, createdAt: 1_000, deadlineAt: 1_000 + config.timeoutMs });
+    expect(a.session).toMatchObject({
+      status: "pending",
+      phase: "queued",
+      attempt: 0,
+      createdAt: 1_000,
+      deadlineAt: 1_000 + config.timeoutMs,
+    });
   });
 
   it("keeps a publisher's requestedAt as sent, and counts the deadline from the store's own create time", async () => {
     const before = Date.now();
-    const { session } = await sessions.create({ id: "s-requested-at", projectId: "p", prompt: "x", config, requestedAt: 0 });
+    const { session } = await sessions.create({
+      id: "s-requested-at",
+      projectId: "p",
+      prompt: "x",
+      config,
+      requestedAt: 0,
+    });
     expect(session.requestedAt).toBe(0);
     expect(session.createdAt).toBeGreaterThanOrEqual(before);
     expect(session.deadlineAt).toBe(session.createdAt + config.timeoutMs);
-    expect((await sessions.create({ id: "s-no-requested-at", projectId: "p", prompt: "x", config })).session).not.toHaveProperty("requestedAt");
+    expect(
+      (await sessions.create({ id: "s-no-requested-at", projectId: "p", prompt: "x", config })).session,
+    ).not.toHaveProperty("requestedAt");
   });
 
   it("lets concurrent creators of one id agree on one document", async () => {
-    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => sessions.create({ id: "s-race-create", projectId: "p", prompt: `p${i}`, config })));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        sessions.create({ id: "s-race-create", projectId: "p", prompt: `p${i}`, config }),
+      ),
+    );
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(new Set(results.map((r) => r.session.prompt)).size).toBe(1);
   });
@@ -118,7 +136,14 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
       ]),
     );
     for (const id of ids) {
-      expect(await sessions.get(id)).toMatchObject({ status: "running", startedAt: 5, phase: "running", agentSessionId: `a-${id}`, agentMessageId: `m-${id}`, sandbox: { id: `sb-${id}` } });
+      expect(await sessions.get(id)).toMatchObject({
+        status: "running",
+        startedAt: 5,
+        phase: "running",
+        agentSessionId: `a-${id}`,
+        agentMessageId: `m-${id}`,
+        sandbox: { id: `sb-${id}` },
+      });
     }
     // A field given as undefined is left as it is, not cleared.
     expect(await sessions.patch("fields-0", { agentSessionId: undefined, queuePosition: 2 })).toBe(true);
@@ -127,18 +152,34 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
 
   it("keeps terminal states absorbing", async () => {
     await sessions.create({ id: "s-term", projectId: "p", prompt: "x", config });
-    const done = await sessions.transition("s-term", { from: ["pending", "running"], to: "completed", set: { output: { ...output, response: "r" } } });
+    const done = await sessions.transition("s-term", {
+      from: ["pending", "running"],
+      to: "completed",
+      set: { output: { ...output, response: "r" } },
+    });
     expect(done?.completedAt).toBeTypeOf("number");
     // Every active-status transition now loses.
     expect(await sessions.transition("s-term", { from: ["pending", "running"], to: "failed" })).toBeNull();
     expect(await sessions.transition("s-term", { from: ["running"], to: "cancelled" })).toBeNull();
     // Asking to leave a terminal status, or to stay in one, is refused outright.
-    await expect(sessions.transition("s-term", { from: ["completed"], to: "running" })).rejects.toBeInstanceOf(FleetError);
-    await expect(sessions.transition("s-term", { from: ["running"], to: "running" })).rejects.toBeInstanceOf(FleetError);
+    await expect(sessions.transition("s-term", { from: ["completed"], to: "running" })).rejects.toBeInstanceOf(
+      FleetError,
+    );
+    await expect(sessions.transition("s-term", { from: ["running"], to: "running" })).rejects.toBeInstanceOf(
+      FleetError,
+    );
     // The lifecycle table is the rule: nothing enters pending (a session is created in it), running only from pending.
-    await expect(sessions.transition("s-term", { from: ["running"], to: "pending" })).rejects.toMatchObject({ code: "invalid_transition" });
-    await expect(sessions.transition("s-term", { from: [], to: "failed" })).rejects.toMatchObject({ code: "invalid_transition" });
-    await expect(sessions.transition("s-term", { from: ["pending", "completed"], to: "running" })).rejects.toMatchObject({ message: expect.stringContaining("enters running only from pending, not from completed") });
+    await expect(sessions.transition("s-term", { from: ["running"], to: "pending" })).rejects.toMatchObject({
+      code: "invalid_transition",
+    });
+    await expect(sessions.transition("s-term", { from: [], to: "failed" })).rejects.toMatchObject({
+      code: "invalid_transition",
+    });
+    await expect(
+      sessions.transition("s-term", { from: ["pending", "completed"], to: "running" }),
+    ).rejects.toMatchObject({
+      message: expect.stringContaining("enters running only from pending, not from completed"),
+    });
     // Patches do not touch a terminal document unless asked for explicitly.
     expect(await sessions.patch("s-term", { phase: "running" })).toBe(false);
     expect(await sessions.patch("s-term", { queuePosition: 0 }, ["completed"])).toBe(true);
@@ -156,7 +197,10 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
   it("paginates a project's sessions newest first, stable under inserts", async () => {
     for (let i = 0; i < 7; i++) {
       // Two sessions share each timestamp, so the id must break ties.
-      await sessions.create({ id: `pg-${i}`, projectId: "paged", prompt: "x", config, createdAt: 10_000 + Math.floor(i / 2) }, 0);
+      await sessions.create(
+        { id: `pg-${i}`, projectId: "paged", prompt: "x", config, createdAt: 10_000 + Math.floor(i / 2) },
+        0,
+      );
     }
     const first = await sessions.listByProject("paged", { limit: 3 });
     expect(first.items.map((s) => s.id)).toEqual(["pg-6", "pg-5", "pg-4"]);
@@ -187,7 +231,12 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
 
   it("counts only older queued sessions with a queue position ahead of a session", async () => {
     const at = 50_000;
-    for (const [i, queued] of [[0, true], [1, false], [2, true], [3, true]] as const) {
+    for (const [i, queued] of [
+      [0, true],
+      [1, false],
+      [2, true],
+      [3, true],
+    ] as const) {
       await sessions.create({ id: `q-${i}`, projectId: "queue", prompt: "x", config, createdAt: at + i });
       if (queued) await sessions.patch(`q-${i}`, { queuePosition: i });
     }
@@ -215,7 +264,10 @@ describe("sessions cost one round trip per operation", () => {
   });
 
   afterAll(async () => {
-    await client.db(db).dropDatabase().catch(() => undefined);
+    await client
+      .db(db)
+      .dropDatabase()
+      .catch(() => undefined);
     await client.close();
   });
 
@@ -226,13 +278,21 @@ describe("sessions cost one round trip per operation", () => {
   }
 
   it("creates, reads, patches and transitions with one command each, won or lost", async () => {
-    expect(await sent(() => sessions.create({ id: "rt", projectId: "p", prompt: "x", config }))).toEqual(["findAndModify"]);
-    expect(await sent(() => sessions.create({ id: "rt", projectId: "p", prompt: "x", config }))).toEqual(["findAndModify"]);
+    expect(await sent(() => sessions.create({ id: "rt", projectId: "p", prompt: "x", config }))).toEqual([
+      "findAndModify",
+    ]);
+    expect(await sent(() => sessions.create({ id: "rt", projectId: "p", prompt: "x", config }))).toEqual([
+      "findAndModify",
+    ]);
     expect(await sent(() => sessions.get("rt"))).toEqual(["find"]);
     expect(await sent(() => sessions.patch("rt", { phase: "sandbox_creating", attempt: 1 }))).toEqual(["update"]);
-    expect(await sent(() => sessions.transition("rt", { from: ["pending"], to: "running", set: { phase: "running" } }))).toEqual(["findAndModify"]);
+    expect(
+      await sent(() => sessions.transition("rt", { from: ["pending"], to: "running", set: { phase: "running" } })),
+    ).toEqual(["findAndModify"]);
     expect(await sent(() => sessions.transition("rt", { from: ["pending"], to: "failed" }))).toEqual(["findAndModify"]);
-    expect(await sent(() => sessions.transition("rt", { from: ["pending", "running"], to: "completed", set: { output } }))).toEqual(["findAndModify"]);
+    expect(
+      await sent(() => sessions.transition("rt", { from: ["pending", "running"], to: "completed", set: { output } })),
+    ).toEqual(["findAndModify"]);
     expect(await sent(() => sessions.patch("rt", { phase: "running" }))).toEqual(["update"]);
     // Nothing but the sessions collection is touched: no transition records, no cache repair.
     expect((await client.db(db).listCollections().toArray()).map((c) => c.name)).toEqual(["sessions"]);

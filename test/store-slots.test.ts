@@ -42,7 +42,11 @@ describe(`admission slots on a real ${inject("storeKind")}`, () => {
     expect(await slots.acquireSlot("project:a", 1, "s-b")).toBe(false);
     expect(await slots.acquireSlot("other", 2, "s-a")).toBe(true);
     const held = (await slots.heldSlots()).filter((h) => h.scope !== "global");
-    expect(held.map((h) => `${h.scope}=${h.sessionId}`).sort()).toEqual(["other=s-a", "project:a=s-a", "project:b=s-b"]);
+    expect(held.map((h) => `${h.scope}=${h.sessionId}`).sort()).toEqual([
+      "other=s-a",
+      "project:a=s-a",
+      "project:b=s-b",
+    ]);
     await slots.releaseSlots("s-a");
     expect(await slots.slotsInUse("project:a")).toBe(0);
     expect(await slots.slotsInUse("other")).toBe(0);

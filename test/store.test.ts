@@ -36,8 +36,12 @@ describe(`the session store on a real ${inject("storeKind")}`, () => {
     expect(await store.acquireSlot("global", 1, "life")).toBe(true);
     expect(await store.patch("life", { attempt: 1, phase: "sandbox_creating" })).toBe(true);
     await store.appendLogs([{ sessionId: "life", seq: 1, at: 1, kind: "system", line: "ready" }]);
-    expect((await store.transition("life", { from: ["pending"], to: "running", set: { phase: "running" } }))?.status).toBe("running");
-    expect((await store.transition("life", { from: ["pending", "running"], to: "completed" }))?.status).toBe("completed");
+    expect(
+      (await store.transition("life", { from: ["pending"], to: "running", set: { phase: "running" } }))?.status,
+    ).toBe("running");
+    expect((await store.transition("life", { from: ["pending", "running"], to: "completed" }))?.status).toBe(
+      "completed",
+    );
     await store.releaseSlots("life");
     expect(await store.get("life")).toMatchObject({ status: "completed", attempt: 1, phase: "running" });
     const client = new MongoClient(inject("mongoUri"));

@@ -94,7 +94,14 @@ export const PeerEnv = z
     PEER_AGENT_SECRET: z.string().min(16),
     PEER_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "silent"]).default("warn"),
   })
-  .extend(sandboxEnv.pick({ FLEET_SIM_DIR: true, FLEET_SIM_CREATE_MS: true, FLEET_SIM_EVENTS: true, FLEET_SIM_EVENT_MS: true }).shape);
+  .extend(
+    sandboxEnv.pick({
+      FLEET_SIM_DIR: true,
+      FLEET_SIM_CREATE_MS: true,
+      FLEET_SIM_EVENTS: true,
+      FLEET_SIM_EVENT_MS: true,
+    }).shape,
+  );
 export type PeerEnv = z.infer<typeof PeerEnv>;
 
 /** The line a worker process prints once it can take jobs. */

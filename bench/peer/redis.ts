@@ -25,14 +25,21 @@ export function ensureRedisServer(): string {
   if (has()) return "redis-server";
   const canApt = process.getuid?.() === 0 && spawnSync("apt-get", ["--version"], { stdio: "ignore" }).status === 0;
   if (!canApt) {
-    throw new FleetError("infra", "redis-server not found: install Debian's package with `sudo apt-get install -y redis-server` (the BullMQ peer needs it)");
+    throw new FleetError(
+      "infra",
+      "redis-server not found: install Debian's package with `sudo apt-get install -y redis-server` (the BullMQ peer needs it)",
+    );
   }
   const quiet = { stdio: "ignore" as const, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } };
   if (spawnSync("apt-get", ["install", "-y", "-q", "redis-server"], quiet).status !== 0) {
     spawnSync("apt-get", ["update", "-q"], quiet);
     spawnSync("apt-get", ["install", "-y", "-q", "redis-server"], quiet);
   }
-  if (!has()) throw new FleetError("infra", "could not install redis-server with apt-get (Debian package redis-server); install it and try again");
+  if (!has())
+    throw new FleetError(
+      "infra",
+      "could not install redis-server with apt-get (Debian package redis-server); install it and try again",
+    );
   return "redis-server";
 }
 
@@ -47,9 +54,26 @@ export async function startRedis(dataDir: string): Promise<StartedRedis> {
       command: binary,
       // --save "" turns RDB snapshots off; --logfile "" logs to stdout, i.e. the log file below.
       args: [
-        "--port", String(port), "--bind", "127.0.0.1", "--protected-mode", "yes", "--daemonize", "no",
-        "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--maxmemory-policy", "noeviction", "--logfile", "",
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+        "--dir",
+        dir,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--logfile",
+        "",
       ],
       logFile: join(dataDir, "redis-server.log"),
     });
@@ -68,7 +92,11 @@ async function waitForPong(proc: ManagedProcess, port: number): Promise<void> {
   const until = Date.now() + READY_TIMEOUT_MS;
   let last = "";
   while (Date.now() < until) {
-    if (!proc.running) throw new FleetError("infra", `redis-server exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`);
+    if (!proc.running)
+      throw new FleetError(
+        "infra",
+        `redis-server exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`,
+      );
     try {
       await ping(port);
       return;
@@ -77,7 +105,10 @@ async function waitForPong(proc: ManagedProcess, port: number): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new FleetError("infra", `redis-server did not answer PING in ${READY_TIMEOUT_MS} ms (${last}); see ${proc.logFile}`);
+  throw new FleetError(
+    "infra",
+    `redis-server did not answer PING in ${READY_TIMEOUT_MS} ms (${last}); see ${proc.logFile}`,
+  );
 }
 
 /** One inline PING; resolves on +PONG (a server still loading its AOF answers -LOADING). */

@@ -12,7 +12,19 @@ import { MongoClient, type Collection } from "mongodb";
 import { FleetError } from "@fleet/shared";
 import { logTail, ownLog, repoRoot, startProcess, type ManagedProcess } from "@fleet/devtools/infra";
 import { readSimulatedState, simulatedIdleAt } from "@fleet/devtools/simulated";
-import { JOB_OPTIONS, LOGS, READY_LINE, REQUESTED_QUEUE, RUNNING_QUEUE, SESSIONS, redisConnection, type PeerLogDoc, type PeerRole, type PeerSessionDoc, type RequestedJob } from "./queues.js";
+import {
+  JOB_OPTIONS,
+  LOGS,
+  READY_LINE,
+  REQUESTED_QUEUE,
+  RUNNING_QUEUE,
+  SESSIONS,
+  redisConnection,
+  type PeerLogDoc,
+  type PeerRole,
+  type PeerSessionDoc,
+  type RequestedJob,
+} from "./queues.js";
 
 export interface PeerLoadOptions {
   redisUrl: string;
@@ -88,7 +100,9 @@ export async function runPeerLoad(o: PeerLoadOptions): Promise<PeerLoadResult> {
     return { sessions: perSession.length, startedAt, endedAt, perSession };
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
-    await Promise.all([requested.obliterate({ force: true }), running.obliterate({ force: true })]).catch(() => undefined);
+    await Promise.all([requested.obliterate({ force: true }), running.obliterate({ force: true })]).catch(
+      () => undefined,
+    );
     await Promise.all([requested.close(), running.close()]);
     await mongo.close();
   }
@@ -109,7 +123,13 @@ function workerEnv(o: PeerLoadOptions, secret: string): NodeJS.ProcessEnv {
   };
 }
 
-function startWorker(dataDir: string, role: PeerRole, index: number, script: string, env: NodeJS.ProcessEnv): ManagedProcess {
+function startWorker(
+  dataDir: string,
+  role: PeerRole,
+  index: number,
+  script: string,
+  env: NodeJS.ProcessEnv,
+): ManagedProcess {
   return startProcess({
     name: `peer-${role}-${index}`,
     command: process.execPath,
@@ -122,8 +142,13 @@ function startWorker(dataDir: string, role: PeerRole, index: number, script: str
 async function waitReady(proc: ManagedProcess): Promise<void> {
   const until = Date.now() + READY_TIMEOUT_MS;
   while (!ownLog(proc).includes(READY_LINE)) {
-    if (!proc.running) throw new FleetError("infra", `${proc.name} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`);
-    if (Date.now() > until) throw new FleetError("infra", `${proc.name} not ready in ${READY_TIMEOUT_MS} ms; see ${proc.logFile}`);
+    if (!proc.running)
+      throw new FleetError(
+        "infra",
+        `${proc.name} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`,
+      );
+    if (Date.now() > until)
+      throw new FleetError("infra", `${proc.name} not ready in ${READY_TIMEOUT_MS} ms; see ${proc.logFile}`);
     await sleep(50);
   }
 }
@@ -135,16 +160,24 @@ async function waitReady(proc: ManagedProcess): Promise<void> {
 async function enqueue(queue: Queue, ids: readonly string[], ratePerSecond: number | undefined): Promise<void> {
   const started = Date.now();
   for (let sent = 0; sent < ids.length; ) {
-    const due = ratePerSecond === undefined ? ids.length : Math.min(ids.length, Math.floor(((Date.now() - started) * ratePerSecond) / 1000) + 1);
+    const due =
+      ratePerSecond === undefined
+        ? ids.length
+        : Math.min(ids.length, Math.floor(((Date.now() - started) * ratePerSecond) / 1000) + 1);
     if (due <= sent) {
-      await sleep(Math.max(1, started + ((sent * 1000) / (ratePerSecond ?? 1)) - Date.now()));
+      await sleep(Math.max(1, started + (sent * 1000) / (ratePerSecond ?? 1) - Date.now()));
       continue;
     }
     const batch = ids.slice(sent, Math.min(due, sent + ADD_CHUNK));
     const requestedAt = Date.now();
     await queue.addBulk(
       batch.map((sessionId) => {
-        const data: RequestedJob = { sessionId, projectId: "bench", prompt: "simulated benchmark session", requestedAt };
+        const data: RequestedJob = {
+          sessionId,
+          projectId: "bench",
+          prompt: "simulated benchmark session",
+          requestedAt,
+        };
         return { name: "requested", data, opts: { ...JOB_OPTIONS, jobId: sessionId } };
       }),
     );
@@ -174,7 +207,11 @@ async function waitEnded(
   for (;;) {
     if (enqueueError) throw enqueueError;
     const dead = workers.find((w) => !w.running);
-    if (dead) throw new FleetError("infra", `${dead.name} exited during the run; its log (${dead.logFile}) ends with:\n${logTail(dead.logFile)}`);
+    if (dead)
+      throw new FleetError(
+        "infra",
+        `${dead.name} exited during the run; its log (${dead.logFile}) ends with:\n${logTail(dead.logFile)}`,
+      );
     // 1, 2, 4… lookups at a time while they all find ended sessions: a poll costs about one lookup
     // while the oldest session is still going, and a burst of endings is read in few round trips.
     for (let width = 1; pending.length > 0; width = Math.min(width * 2, LOOKUPS)) {
@@ -193,7 +230,10 @@ async function waitEnded(
     if (pending.length === 0) return Date.now();
     if (Date.now() > until) {
       const ended = ids.length - pending.length;
-      throw new FleetError("timeout", `peer run: ${ended} of ${ids.length} sessions ended in ${o.timeoutMs ?? 600_000} ms${await failures().catch(() => "")}`);
+      throw new FleetError(
+        "timeout",
+        `peer run: ${ended} of ${ids.length} sessions ended in ${o.timeoutMs ?? 600_000} ms${await failures().catch(() => "")}`,
+      );
     }
     await sleep(POLL_MS);
   }
@@ -202,15 +242,26 @@ async function waitEnded(
 /** A few of the jobs BullMQ gave up on, for an error message. */
 async function failedJobs(queues: readonly Queue[]): Promise<string> {
   const failed = (await Promise.all(queues.map((q) => q.getFailed(0, 2)))).flat();
-  return failed.length ? `; failed jobs: ${failed.map((j) => `${j.queueName}/${j.id}: ${j.failedReason}`).join("; ")}` : "";
+  return failed.length
+    ? `; failed jobs: ${failed.map((j) => `${j.queueName}/${j.id}: ${j.failedReason}`).join("; ")}`
+    : "";
 }
 
-async function collect(sessions: Collection<PeerSessionDoc>, simDir: string, ids: readonly string[]): Promise<PeerSessionTimes[]> {
+async function collect(
+  sessions: Collection<PeerSessionDoc>,
+  simDir: string,
+  ids: readonly string[],
+): Promise<PeerSessionTimes[]> {
   const docs = await sessions.find({}, { projection: { output: 0, prompt: 0 } }).toArray();
   const failed = docs.filter((d) => d.status !== "completed");
   if (failed.length > 0) {
-    const sample = failed.slice(0, 3).map((d) => `${d._id}: ${d.status} ${d.error?.code ?? ""} ${d.error?.message ?? ""}`.trim());
-    throw new FleetError("internal", `peer run: ${failed.length} of ${docs.length} sessions did not complete (${sample.join("; ")})`);
+    const sample = failed
+      .slice(0, 3)
+      .map((d) => `${d._id}: ${d.status} ${d.error?.code ?? ""} ${d.error?.message ?? ""}`.trim());
+    throw new FleetError(
+      "internal",
+      `peer run: ${failed.length} of ${docs.length} sessions did not complete (${sample.join("; ")})`,
+    );
   }
   const byId = new Map(docs.map((d) => [d._id, d]));
   const out: PeerSessionTimes[] = [];
@@ -223,8 +274,16 @@ async function collect(sessions: Collection<PeerSessionDoc>, simDir: string, ids
         }
         const state = await readSimulatedState(simDir, d.sandboxId);
         const idleAt = state ? simulatedIdleAt(state) : undefined;
-        if (idleAt === undefined) throw new FleetError("internal", `peer run: sandbox ${d.sandboxId} of ${id} was never prompted`);
-        return { id, requestedAt: d.requestedAt, claimedAt: d.claimedAt, runningAt: d.runningAt, completedAt: d.completedAt, idleAt };
+        if (idleAt === undefined)
+          throw new FleetError("internal", `peer run: sandbox ${d.sandboxId} of ${id} was never prompted`);
+        return {
+          id,
+          requestedAt: d.requestedAt,
+          claimedAt: d.claimedAt,
+          runningAt: d.runningAt,
+          completedAt: d.completedAt,
+          idleAt,
+        };
       }),
     );
     out.push(...chunk);

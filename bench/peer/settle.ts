@@ -22,7 +22,10 @@ export async function settleFailedJob(deps: PeerDeps, job: Job, err: Error): Pro
   const data = SessionOf.safeParse(job.data);
   if (!data.success) return;
   const { sessionId, projectId = "unknown", prompt = "", requestedAt = job.timestamp } = data.data;
-  const error = { code: job.queueName, message: `gave up after ${job.attemptsMade} attempt(s): ${err.message}`.slice(0, 2_000) };
+  const error = {
+    code: job.queueName,
+    message: `gave up after ${job.attemptsMade} attempt(s): ${err.message}`.slice(0, 2_000),
+  };
   for (let tries = 1; ; tries++) {
     try {
       // Filters name the id alone (see spawn.ts). An ended document stays as it is; upserted, as
@@ -31,7 +34,10 @@ export async function settleFailedJob(deps: PeerDeps, job: Job, err: Error): Pro
       if (doc?.status === "completed" || doc?.status === "failed") break;
       await deps.sessions.updateOne(
         { _id: sessionId },
-        { $set: { status: "failed", completedAt: Date.now(), error }, $setOnInsert: { projectId, prompt, attempt: 0, requestedAt } },
+        {
+          $set: { status: "failed", completedAt: Date.now(), error },
+          $setOnInsert: { projectId, prompt, attempt: 0, requestedAt },
+        },
         { upsert: true },
       );
       break;

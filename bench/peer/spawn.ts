@@ -25,7 +25,8 @@ const SANDBOX_TIMEOUT_MS = 3_600_000;
 /** Job data from Redis is outside input: a malformed job fails at once, without retries. */
 export function parseJob<S extends z.ZodType>(schema: S, job: Job): z.infer<S> {
   const parsed = schema.safeParse(job.data);
-  if (!parsed.success) throw new UnrecoverableError(`malformed ${job.queueName} job ${job.id}: ${z.prettifyError(parsed.error)}`);
+  if (!parsed.success)
+    throw new UnrecoverableError(`malformed ${job.queueName} job ${job.id}: ${z.prettifyError(parsed.error)}`);
   return parsed.data;
 }
 
@@ -42,7 +43,15 @@ export async function handleRequested(deps: PeerDeps, running: Queue, job: Job):
   // Idempotent on the session id: a repeated request finds the document it made before.
   const doc = await sessions.findOneAndUpdate(
     { _id: req.sessionId },
-    { $setOnInsert: { projectId: req.projectId, prompt: req.prompt, status: "pending", attempt: 0, requestedAt: req.requestedAt } },
+    {
+      $setOnInsert: {
+        projectId: req.projectId,
+        prompt: req.prompt,
+        status: "pending",
+        attempt: 0,
+        requestedAt: req.requestedAt,
+      },
+    },
     { upsert: true, returnDocument: "after" },
   );
   if (!doc) throw new Error(`session ${req.sessionId} was not stored`);
@@ -59,7 +68,10 @@ export async function handleRequested(deps: PeerDeps, running: Queue, job: Job):
   try {
     // Recorded at once, so a later attempt finds it; the claim time goes with it.
     await sessions.updateOne({ _id: doc._id }, { $set: { attempt, claimedAt, sandboxId: sandbox.id } });
-    const client = deps.runtime.connect({ baseUrl: sandbox.url(sandbox.agentPort), password: agentPassword(deps.agentSecret, doc._id, attempt) });
+    const client = deps.runtime.connect({
+      baseUrl: sandbox.url(sandbox.agentPort),
+      password: agentPassword(deps.agentSecret, doc._id, attempt),
+    });
     const agentSession = await client.createSession(`session ${doc._id}`);
     await client.prompt(agentSession.id, { text: doc.prompt, model: "simulated" });
     const runningAt = Date.now();
@@ -76,6 +88,11 @@ export async function handleRequested(deps: PeerDeps, running: Queue, job: Job):
 /** The job id is the session id: BullMQ drops a second add while the first job is still there. */
 async function enqueueRunning(running: Queue, doc: PeerSessionDoc): Promise<void> {
   if (!doc.sandboxId || !doc.agentSessionId) return;
-  const data: RunningJob = { sessionId: doc._id, sandboxId: doc.sandboxId, agentSessionId: doc.agentSessionId, attempt: doc.attempt };
+  const data: RunningJob = {
+    sessionId: doc._id,
+    sandboxId: doc.sandboxId,
+    agentSessionId: doc.agentSessionId,
+    attempt: doc.attempt,
+  };
   await running.add("running", data, { ...JOB_OPTIONS, jobId: doc._id });
 }

@@ -22,11 +22,19 @@ export async function handleRunning(deps: PeerDeps, job: Job): Promise<void> {
     return;
   }
   const sandbox = await provider.connect(msg.sandboxId);
-  if (!sandbox) return end(deps, msg, { status: "failed", error: { code: "sandbox_lost", message: `sandbox ${msg.sandboxId} is gone` } });
-  const client = deps.runtime.connect({ baseUrl: sandbox.url(sandbox.agentPort), password: agentPassword(deps.agentSecret, msg.sessionId, msg.attempt) });
+  if (!sandbox)
+    return end(deps, msg, {
+      status: "failed",
+      error: { code: "sandbox_lost", message: `sandbox ${msg.sandboxId} is gone` },
+    });
+  const client = deps.runtime.connect({
+    baseUrl: sandbox.url(sandbox.agentPort),
+    password: agentPassword(deps.agentSecret, msg.sessionId, msg.attempt),
+  });
   const log = await LogWriter.open(deps.logs, msg.sessionId);
   const onPart = async (part: AgentPart): Promise<void> => {
-    if (part.kind === "tool" && part.sessionId === msg.agentSessionId) await log.append(toolLines(part, sandbox.workspace));
+    if (part.kind === "tool" && part.sessionId === msg.agentSessionId)
+      await log.append(toolLines(part, sandbox.workspace));
   };
 
   const stop = new AbortController();
@@ -53,7 +61,13 @@ export async function handleRunning(deps: PeerDeps, job: Job): Promise<void> {
   await end(
     deps,
     msg,
-    failure ? { status: "failed", output, error: { code: "agent", message: `${failure.name}: ${failure.message}`.slice(0, 2_000) } } : { status: "completed", output },
+    failure
+      ? {
+          status: "failed",
+          output,
+          error: { code: "agent", message: `${failure.name}: ${failure.message}`.slice(0, 2_000) },
+        }
+      : { status: "completed", output },
   );
 }
 
@@ -61,7 +75,11 @@ export async function handleRunning(deps: PeerDeps, job: Job): Promise<void> {
  * The document ends (by its id alone, as in spawn.ts: the job lock makes this worker its only
  * writer now), then the sandbox goes, on every terminal path.
  */
-async function end(deps: PeerDeps, msg: RunningJob, set: Pick<PeerSessionDoc, "output" | "error"> & { status: "completed" | "failed" }): Promise<void> {
+async function end(
+  deps: PeerDeps,
+  msg: RunningJob,
+  set: Pick<PeerSessionDoc, "output" | "error"> & { status: "completed" | "failed" },
+): Promise<void> {
   await deps.sessions.updateOne({ _id: msg.sessionId }, { $set: { ...set, completedAt: Date.now() } });
   await deps.provider.kill(msg.sandboxId);
 }
@@ -81,8 +99,12 @@ class LogWriter {
   ) {}
 
   static async open(logs: Collection<PeerLogDoc>, sessionId: string): Promise<LogWriter> {
-    if (!(await logs.findOne({ _id: logId(sessionId, 1) }, { projection: { _id: 1 } }))) return new LogWriter(logs, sessionId, 0, new Set());
-    const stored = await logs.find({ sessionId }, { projection: { seq: 1, key: 1 } }).sort({ seq: 1 }).toArray();
+    if (!(await logs.findOne({ _id: logId(sessionId, 1) }, { projection: { _id: 1 } })))
+      return new LogWriter(logs, sessionId, 0, new Set());
+    const stored = await logs
+      .find({ sessionId }, { projection: { seq: 1, key: 1 } })
+      .sort({ seq: 1 })
+      .toArray();
     return new LogWriter(logs, sessionId, stored.at(-1)?.seq ?? 0, new Set(stored.map((l) => l.key)));
   }
 
@@ -92,7 +114,15 @@ class LogWriter {
     const at = Date.now();
     const docs = fresh.map((l, i): PeerLogDoc => {
       const seq = this.seq + i + 1;
-      return { _id: logId(this.sessionId, seq), sessionId: this.sessionId, seq, at, kind: l.kind, line: l.line, key: l.key };
+      return {
+        _id: logId(this.sessionId, seq),
+        sessionId: this.sessionId,
+        seq,
+        at,
+        kind: l.kind,
+        line: l.line,
+        key: l.key,
+      };
     });
     await this.logs.insertMany(docs, { ordered: false });
     this.seq += docs.length;

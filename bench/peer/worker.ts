@@ -9,7 +9,17 @@ import { Queue, Worker, type Job } from "bullmq";
 import { MongoClient } from "mongodb";
 import { createLogger, errorMessage, loadConfigOrExit } from "@fleet/shared";
 import { SimulatedSandboxProvider, simulatedRuntime } from "@fleet/devtools/simulated";
-import { LOGS, PeerEnv, READY_LINE, REQUESTED_QUEUE, RUNNING_QUEUE, SESSIONS, redisConnection, type PeerLogDoc, type PeerSessionDoc } from "./queues.js";
+import {
+  LOGS,
+  PeerEnv,
+  READY_LINE,
+  REQUESTED_QUEUE,
+  RUNNING_QUEUE,
+  SESSIONS,
+  redisConnection,
+  type PeerLogDoc,
+  type PeerSessionDoc,
+} from "./queues.js";
 import { handleRequested, type PeerDeps } from "./spawn.js";
 import { settleFailedJob } from "./settle.js";
 import { handleRunning } from "./watch.js";
@@ -20,13 +30,22 @@ async function main(): Promise<void> {
   const env = loadConfigOrExit(PeerEnv, process.env);
   const role = env.PEER_ROLE;
   const logger = createLogger({ name: `peer-${role}`, level: env.PEER_LOG_LEVEL });
-  const mongo = await MongoClient.connect(env.PEER_MONGODB_URI, { appName: `peer-${role}`, serverSelectionTimeoutMS: 10_000 });
+  const mongo = await MongoClient.connect(env.PEER_MONGODB_URI, {
+    appName: `peer-${role}`,
+    serverSelectionTimeoutMS: 10_000,
+  });
   const db = mongo.db(env.PEER_DATABASE);
   const deps: PeerDeps = {
     sessions: db.collection<PeerSessionDoc>(SESSIONS),
     logs: db.collection<PeerLogDoc>(LOGS),
     provider: new SimulatedSandboxProvider(
-      { dir: env.FLEET_SIM_DIR, createMs: env.FLEET_SIM_CREATE_MS, events: env.FLEET_SIM_EVENTS, eventMs: env.FLEET_SIM_EVENT_MS, fleet: "peer" },
+      {
+        dir: env.FLEET_SIM_DIR,
+        createMs: env.FLEET_SIM_CREATE_MS,
+        events: env.FLEET_SIM_EVENTS,
+        eventMs: env.FLEET_SIM_EVENT_MS,
+        fleet: "peer",
+      },
       logger,
     ),
     runtime: simulatedRuntime({ dir: env.FLEET_SIM_DIR }),
@@ -34,16 +53,27 @@ async function main(): Promise<void> {
     logger,
   };
 
-  const running = role === "spawn" ? new Queue(RUNNING_QUEUE, { connection: redisConnection(env.PEER_REDIS_URL, "producer") }) : undefined;
-  const processor = running ? (job: Job) => handleRequested(deps, running, job) : (job: Job) => handleRunning(deps, job);
+  const running =
+    role === "spawn"
+      ? new Queue(RUNNING_QUEUE, { connection: redisConnection(env.PEER_REDIS_URL, "producer") })
+      : undefined;
+  const processor = running
+    ? (job: Job) => handleRequested(deps, running, job)
+    : (job: Job) => handleRunning(deps, job);
   const worker = new Worker(role === "spawn" ? REQUESTED_QUEUE : RUNNING_QUEUE, processor, {
     connection: redisConnection(env.PEER_REDIS_URL, "worker"),
     concurrency: env.PEER_CONCURRENCY,
   });
   worker.on("failed", (job, err) => {
-    logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, final: Boolean(job?.finishedOn), err: err.message }, "job failed");
+    logger.warn(
+      { jobId: job?.id, attemptsMade: job?.attemptsMade, final: Boolean(job?.finishedOn), err: err.message },
+      "job failed",
+    );
     // finishedOn is set only when BullMQ gave up on the job (attempts spent, or unrecoverable).
-    if (job?.finishedOn) void settleFailedJob(deps, job, err).catch((e: unknown) => logger.error({ jobId: job.id, err: errorMessage(e) }, "settling a failed job failed"));
+    if (job?.finishedOn)
+      void settleFailedJob(deps, job, err).catch((e: unknown) =>
+        logger.error({ jobId: job.id, err: errorMessage(e) }, "settling a failed job failed"),
+      );
   });
   worker.on("error", (err) => logger.error({ err: errorMessage(err) }, "worker error"));
 
@@ -59,7 +89,15 @@ async function main(): Promise<void> {
       await mongo.close();
       clearTimeout(timer);
     })());
-  for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => void close(signal).then(() => process.exit(0), () => process.exit(1)));
+  for (const signal of ["SIGTERM", "SIGINT"] as const)
+    process.once(
+      signal,
+      () =>
+        void close(signal).then(
+          () => process.exit(0),
+          () => process.exit(1),
+        ),
+    );
 
   await worker.waitUntilReady();
   await running?.waitUntilReady();

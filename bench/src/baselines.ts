@@ -18,13 +18,25 @@ export interface Baselines {
   insertManyCalls: number;
 }
 
-const PAYLOAD = JSON.stringify({ v: 1, sessionId: "bench-session-000000", seq: 1, at: Date.now(), kind: "tool", line: "✓ Bash echo simulated step 1".padEnd(100, ".") });
+const PAYLOAD = JSON.stringify({
+  v: 1,
+  sessionId: "bench-session-000000",
+  seq: 1,
+  at: Date.now(),
+  kind: "tool",
+  line: "✓ Bash echo simulated step 1".padEnd(100, "."),
+});
 
 export async function measureBaselines(b: BenchInfra, n: number): Promise<Baselines> {
   const jsm = await b.js.jetstreamManager();
   const stream = "BENCH_RAW";
   await jsm.streams.delete(stream).catch(() => undefined);
-  await jsm.streams.add({ name: stream, subjects: ["bench.raw.>"], storage: StorageType.File, retention: RetentionPolicy.Limits });
+  await jsm.streams.add({
+    name: stream,
+    subjects: ["bench.raw.>"],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+  });
 
   // Async publish: a window of outstanding publishes, each acknowledged by the server.
   let t = performance.now();
@@ -36,7 +48,12 @@ export async function measureBaselines(b: BenchInfra, n: number): Promise<Baseli
   }
   const jsPublish = n / ((performance.now() - t) / 1000);
 
-  await jsm.consumers.add(stream, { durable_name: "raw", ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 10_000 });
+  await jsm.consumers.add(stream, {
+    durable_name: "raw",
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: 10_000,
+  });
   const consumer = await b.js.consumers.get(stream, "raw");
   t = performance.now();
   const messages = await consumer.consume({ max_messages: 1_000 });
@@ -60,13 +77,19 @@ export async function measureBaselines(b: BenchInfra, n: number): Promise<Baseli
     Array.from({ length: 16 }, async () => {
       while (next < updates) {
         const i = next++;
-        await docs.findOneAndUpdate({ _id: ids[i % ids.length] as string }, { $inc: { n: 1 }, $set: { at: Date.now(), status: "running" } }, { returnDocument: "after" });
+        await docs.findOneAndUpdate(
+          { _id: ids[i % ids.length] as string },
+          { $inc: { n: 1 }, $set: { at: Date.now(), status: "running" } },
+          { returnDocument: "after" },
+        );
       }
     }),
   );
   const findOneAndUpdate = updates / ((performance.now() - t) / 1000);
 
-  const lines = db.collection<{ _id: string; sessionId: string; seq: number; at: number; kind: string; line: string }>("lines");
+  const lines = db.collection<{ _id: string; sessionId: string; seq: number; at: number; kind: string; line: string }>(
+    "lines",
+  );
   const perCall = 100;
   const calls = Math.max(10, Math.floor(n / perCall));
   t = performance.now();
@@ -75,11 +98,27 @@ export async function measureBaselines(b: BenchInfra, n: number): Promise<Baseli
     Array.from({ length: 4 }, async () => {
       while (call < calls) {
         const c = call++;
-        await lines.insertMany(Array.from({ length: perCall }, (_, i) => ({ _id: `s${c}:${i}`, sessionId: `s${c}`, seq: i + 1, at: Date.now(), kind: "tool", line: "✓ Bash echo simulated step".padEnd(100, ".") })), { ordered: false });
+        await lines.insertMany(
+          Array.from({ length: perCall }, (_, i) => ({
+            _id: `s${c}:${i}`,
+            sessionId: `s${c}`,
+            seq: i + 1,
+            at: Date.now(),
+            kind: "tool",
+            line: "✓ Bash echo simulated step".padEnd(100, "."),
+          })),
+          { ordered: false },
+        );
       }
     }),
   );
   const seconds = (performance.now() - t) / 1000;
   await db.dropDatabase();
-  return { jsPublish, jsConsume, findOneAndUpdate, insertManyDocs: (calls * perCall) / seconds, insertManyCalls: calls / seconds };
+  return {
+    jsPublish,
+    jsConsume,
+    findOneAndUpdate,
+    insertManyDocs: (calls * perCall) / seconds,
+    insertManyCalls: calls / seconds,
+  };
 }

@@ -5,7 +5,14 @@ import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { MongoClient, type Db } from "mongodb";
 import { SCHEMA_VERSION, STREAMS, streamName, subjectFor, type StreamKey } from "@fleet/shared";
-import { freePort, startInfra, startService, type Infra, type RunningService, type ServiceName } from "@fleet/devtools/infra";
+import {
+  freePort,
+  startInfra,
+  startService,
+  type Infra,
+  type RunningService,
+  type ServiceName,
+} from "@fleet/devtools/infra";
 import { readAllSimulatedStates, simulatedIdleAt } from "@fleet/devtools/simulated";
 import { sleep } from "./util.js";
 
@@ -41,14 +48,28 @@ export async function startBenchInfra(dataDir: string, log: (line: string) => vo
   };
 }
 
-const HANDSHAKE = new Set(["hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo", "endSessions", "unknown", "getParameter", "saslStart", "saslContinue"]);
+const HANDSHAKE = new Set([
+  "hello",
+  "isMaster",
+  "ismaster",
+  "ping",
+  "buildInfo",
+  "buildinfo",
+  "endSessions",
+  "unknown",
+  "getParameter",
+  "saslStart",
+  "saslContinue",
+]);
 
 /**
  * The servers' own operation counts: messages nats-server received from clients (publishes, acks,
  * pulls, API calls) and data commands FerretDB served (find, insert, update, delete, findAndModify,
  * aggregate, count, getMore, createIndexes…; connection handshakes excluded).
  */
-export async function serverCounters(b: BenchInfra): Promise<{ busMsgs: number; storeOps: number; storeOpsByCommand: Record<string, number> }> {
+export async function serverCounters(
+  b: BenchInfra,
+): Promise<{ busMsgs: number; storeOps: number; storeOpsByCommand: Record<string, number> }> {
   const varz = (await (await fetch(`http://127.0.0.1:${b.monitor.nats}/varz`)).json()) as { in_msgs: number };
   const metrics = await (await fetch(`http://127.0.0.1:${b.monitor.store}/debug/metrics`)).text();
   let storeOps = 0;
@@ -120,7 +141,11 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
     order.map((name) => {
       const i = counts.get(name) ?? 0;
       counts.set(name, i + 1);
-      return startService(name, name === "poller" && spec.pollerNodeArgs ? { ...common, nodeArgs: spec.pollerNodeArgs } : common, i);
+      return startService(
+        name,
+        name === "poller" && spec.pollerNodeArgs ? { ...common, nodeArgs: spec.pollerNodeArgs } : common,
+        i,
+      );
     }),
   );
   const db = b.mongo.db(spec.namespace);
@@ -131,20 +156,34 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
     services,
     pids: (name) => services.filter((s) => s.name === name).map((s) => s.process.pid),
     async request(sessionId, extra = {}) {
-      const body = { v: SCHEMA_VERSION, sessionId, projectId: "bench", prompt: "benchmark", requestedAt: Date.now(), ...extra };
-      await b.js.publish(subjectFor(spec.namespace, "requested"), JSON.stringify(body), { msgID: `requested:${sessionId}` });
+      const body = {
+        v: SCHEMA_VERSION,
+        sessionId,
+        projectId: "bench",
+        prompt: "benchmark",
+        requestedAt: Date.now(),
+        ...extra,
+      };
+      await b.js.publish(subjectFor(spec.namespace, "requested"), JSON.stringify(body), {
+        msgID: `requested:${sessionId}`,
+      });
     },
     async stop() {
       await Promise.all(services.map((s) => s.process.stop()));
       await db.dropDatabase().catch(() => undefined);
       const jsm = await b.js.jetstreamManager();
-      for (const key of Object.keys(STREAMS) as StreamKey[]) await jsm.streams.delete(streamName(spec.namespace, key)).catch(() => undefined);
+      for (const key of Object.keys(STREAMS) as StreamKey[])
+        await jsm.streams.delete(streamName(spec.namespace, key)).catch(() => undefined);
     },
   };
 }
 
 /** Runs `run` on a fleet started for it, and stops the fleet (its namespace's streams and database go too) whatever happens. */
-export async function withBenchFleet<T>(b: BenchInfra, spec: FleetSpec, run: (fleet: BenchFleet) => Promise<T>): Promise<T> {
+export async function withBenchFleet<T>(
+  b: BenchInfra,
+  spec: FleetSpec,
+  run: (fleet: BenchFleet) => Promise<T>,
+): Promise<T> {
   const fleet = await startBenchFleet(b, spec);
   try {
     return await run(fleet);
@@ -161,7 +200,12 @@ export async function withBenchFleet<T>(b: BenchInfra, spec: FleetSpec, run: (fl
 /** Store reads the harness itself made while waiting (B1 takes them out of the fleet's count). */
 export const harnessReads = { count: 0 };
 
-export async function waitEnded(fleet: BenchFleet, ids: readonly string[], timeoutMs: number, onProgress?: (ended: number) => void): Promise<number> {
+export async function waitEnded(
+  fleet: BenchFleet,
+  ids: readonly string[],
+  timeoutMs: number,
+  onProgress?: (ended: number) => void,
+): Promise<number> {
   const end = Date.now() + timeoutMs;
   const sessions = fleet.db.collection<{ _id: string; status: string }>("sessions");
   let shown = Date.now();
@@ -195,11 +239,20 @@ export interface SessionTimes {
 }
 
 /** Each session's milestones: from its document, its spawn claim and its simulated sandbox. */
-export async function sessionTimes(fleet: BenchFleet, requestedAt: ReadonlyMap<string, number>): Promise<SessionTimes[]> {
+export async function sessionTimes(
+  fleet: BenchFleet,
+  requestedAt: ReadonlyMap<string, number>,
+): Promise<SessionTimes[]> {
   type Doc = { _id: string; status: string; startedAt?: number; completedAt?: number; sandbox?: { id: string } };
-  const docs = await fleet.db.collection<Doc>("sessions").find({}, { projection: { status: 1, startedAt: 1, completedAt: 1, sandbox: 1 } }).toArray();
+  const docs = await fleet.db
+    .collection<Doc>("sessions")
+    .find({}, { projection: { status: 1, startedAt: 1, completedAt: 1, sandbox: 1 } })
+    .toArray();
   // The first attempt's claims (`<id>/spawn:1:<delivery>`); the earliest is when the session was claimed.
-  const claims = await fleet.db.collection<{ _id: string; at: number }>("claims").find({ _id: { $regex: "/spawn:1:[0-9]+$" } }).toArray();
+  const claims = await fleet.db
+    .collection<{ _id: string; at: number }>("claims")
+    .find({ _id: { $regex: "/spawn:1:[0-9]+$" } })
+    .toArray();
   const claimAt = new Map<string, number>();
   for (const c of claims) {
     const id = c._id.replace(/\/spawn:1:[0-9]+$/, "");
@@ -212,8 +265,25 @@ export async function sessionTimes(fleet: BenchFleet, requestedAt: ReadonlyMap<s
     const sim = d.sandbox ? sims.get(d.sandbox.id) : undefined;
     const idleAt = sim ? simulatedIdleAt(sim) : undefined;
     const req = requestedAt.get(d._id);
-    if (req === undefined || !sim || idleAt === undefined || sim.promptedAt === undefined || d.startedAt === undefined || d.completedAt === undefined) continue;
-    out.push({ id: d._id, status: d.status, requestedAt: req, claimedAt: claimAt.get(d._id) ?? Number.NaN, runningAt: d.startedAt, idleAt, promptedAt: sim.promptedAt, endedAt: d.completedAt });
+    if (
+      req === undefined ||
+      !sim ||
+      idleAt === undefined ||
+      sim.promptedAt === undefined ||
+      d.startedAt === undefined ||
+      d.completedAt === undefined
+    )
+      continue;
+    out.push({
+      id: d._id,
+      status: d.status,
+      requestedAt: req,
+      claimedAt: claimAt.get(d._id) ?? Number.NaN,
+      runningAt: d.startedAt,
+      idleAt,
+      promptedAt: sim.promptedAt,
+      endedAt: d.completedAt,
+    });
   }
   return out;
 }

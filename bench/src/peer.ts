@@ -24,7 +24,10 @@ export async function startPeer(b: BenchInfra, dataDir: string): Promise<{ run: 
       eventMs: opts.eventMs,
       ...(opts.ratePerSecond ? { ratePerSecond: opts.ratePerSecond } : {}),
     });
-    await b.mongo.db(name).dropDatabase().catch(() => undefined);
+    await b.mongo
+      .db(name)
+      .dropDatabase()
+      .catch(() => undefined);
     const t = r.perSession;
     return {
       sessionsPerSecond: r.sessions / ((r.endedAt - r.startedAt) / 1000),

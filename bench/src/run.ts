@@ -20,9 +20,18 @@ import { progress, round } from "./util.js";
 const ALL = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"] as const;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, "no-peer": { type: "boolean", default: false }, profile: { type: "boolean", default: false } } });
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      "no-peer": { type: "boolean", default: false },
+      profile: { type: "boolean", default: false },
+    },
+  });
   const only = new Set((values.only ?? ALL.join(",")).split(",").map((s) => s.trim().toUpperCase()));
-  for (const s of only) if (!(ALL as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}; choose from ${ALL.join(", ")}`);
+  for (const s of only)
+    if (!(ALL as readonly string[]).includes(s))
+      throw new Error(`unknown scenario ${s}; choose from ${ALL.join(", ")}`);
   const quick = values.quick;
   const begin = Date.now();
   const log = progress(begin);
@@ -30,25 +39,42 @@ async function main(): Promise<void> {
   const dataDir = join(root, ".fleet", "bench");
   rmSync(dataDir, { recursive: true, force: true });
 
-  log(`${quick ? "quick" : "full"} run of ${[...only].join(", ")} on ${cpus().length} cores, ${round(totalmem() / 2 ** 30)} GiB`);
+  log(
+    `${quick ? "quick" : "full"} run of ${[...only].join(", ")} on ${cpus().length} cores, ${round(totalmem() / 2 ** 30)} GiB`,
+  );
   const b = await startBenchInfra(dataDir, log);
   let peer: { run: PeerRunner; stop(): Promise<void> } | undefined;
   const results: Results = {
     startedAt: new Date(begin).toISOString(),
     mode: quick ? "quick" : "full",
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: round(totalmem() / 2 ** 30), node: process.version, store: b.infra.store, bus: "nats-server (local, file storage)" },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? "unknown",
+      memoryGiB: round(totalmem() / 2 ** 30),
+      node: process.version,
+      store: b.infra.store,
+      bus: "nats-server (local, file storage)",
+    },
     baselines: undefined as never,
   };
   try {
     log("raw baselines: JetStream publish and consume, store findOneAndUpdate and insertMany");
     results.baselines = await measureBaselines(b, quick ? 20_000 : 100_000);
-    log(`  publish ${round(results.baselines.jsPublish)} msg/s, consume ${round(results.baselines.jsConsume)} msg/s, findOneAndUpdate ${round(results.baselines.findOneAndUpdate)} op/s, insertMany ${round(results.baselines.insertManyDocs)} docs/s`);
+    log(
+      `  publish ${round(results.baselines.jsPublish)} msg/s, consume ${round(results.baselines.jsConsume)} msg/s, findOneAndUpdate ${round(results.baselines.findOneAndUpdate)} op/s, insertMany ${round(results.baselines.insertManyDocs)} docs/s`,
+    );
     if (!values["no-peer"] && (only.has("B1") || only.has("B2"))) {
       log("starting Redis for the BullMQ peer");
       const { startPeer } = await import("./peer.js");
       peer = await startPeer(b, join(dataDir, "peer"));
     }
-    const ctx: Ctx = { b, quick, log, baselines: results.baselines, ...(values.profile ? { profileDir: join(dataDir, "profiles") } : {}) };
+    const ctx: Ctx = {
+      b,
+      quick,
+      log,
+      baselines: results.baselines,
+      ...(values.profile ? { profileDir: join(dataDir, "profiles") } : {}),
+    };
     if (only.has("B1")) results.b1 = await b1(ctx, peer?.run);
     if (only.has("B2")) {
       const best = results.b1?.reduce((a, r) => (r.sessionsPerSecond > a.sessionsPerSecond ? r : a));
@@ -74,7 +100,11 @@ async function main(): Promise<void> {
   writeFileSync(join(outDir, `${stamp}-${results.mode}.json`), json);
   writeFileSync(join(outDir, `latest-${results.mode}.json`), json);
   if (results.b1 || results.b2) {
-    const svg = plotSvg(results.b1 ?? [], results.b2 ?? [], `session fleet, ${results.mode} run ${results.startedAt} on ${results.machine.cpus} cores (${results.machine.cpuModel})`);
+    const svg = plotSvg(
+      results.b1 ?? [],
+      results.b2 ?? [],
+      `session fleet, ${results.mode} run ${results.startedAt} on ${results.machine.cpus} cores (${results.machine.cpuModel})`,
+    );
     writeFileSync(join(outDir, `latest-${results.mode}.svg`), svg);
   }
   process.stdout.write(`${renderTable(results)}\n`);

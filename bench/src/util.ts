@@ -43,7 +43,12 @@ export function cpuSeconds(pid: number): number {
 }
 
 /** Waits until `check` is truthy, polling; throws after `timeoutMs`. */
-export async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs: number, intervalMs = 100): Promise<T> {
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs: number,
+  intervalMs = 100,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -53,8 +58,11 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
   }
 }
 
-export const round = (v: number, digits = 1): number => (Number.isFinite(v) ? Math.round(v * 10 ** digits) / 10 ** digits : v);
+export const round = (v: number, digits = 1): number =>
+  Number.isFinite(v) ? Math.round(v * 10 ** digits) / 10 ** digits : v;
 
 /** Math.min/Math.max over arrays of any length (spreading 200,000 values overflows the stack); NaN when empty. */
-export const minOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (Math.min(v , a))) : Number.NaN);
-export const maxOf = (values: readonly number[]): number => (values.length ? values.reduce((a, v) => (Math.max(v , a))) : Number.NaN);
+export const minOf = (values: readonly number[]): number =>
+  values.length ? values.reduce((a, v) => Math.min(v, a)) : Number.NaN;
+export const maxOf = (values: readonly number[]): number =>
+  values.length ? values.reduce((a, v) => Math.max(v, a)) : Number.NaN;

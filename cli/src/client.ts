@@ -20,13 +20,19 @@ export class ApiClient {
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
     } catch (err) {
-      throw new FleetError("bus_unavailable", `cannot reach the api at ${this.baseUrl}: ${(err as Error).message} (is the fleet up? ./fleet up)`);
+      throw new FleetError(
+        "bus_unavailable",
+        `cannot reach the api at ${this.baseUrl}: ${(err as Error).message} (is the fleet up? ./fleet up)`,
+      );
     }
     const text = await res.text();
     const json: unknown = text ? JSON.parse(text) : undefined;
     if (!res.ok) {
       const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-      throw new FleetError(res.status === 404 ? "not_found" : "bad_input", `${res.status} ${e?.code ?? ""}: ${e?.message ?? text}`);
+      throw new FleetError(
+        res.status === 404 ? "not_found" : "bad_input",
+        `${res.status} ${e?.code ?? ""}: ${e?.message ?? text}`,
+      );
     }
     return json as T;
   }
@@ -37,7 +43,8 @@ export class ApiClient {
       headers: { ...this.auth(), accept: "text/event-stream" },
       ...(signal ? { signal } : {}),
     });
-    if (!res.ok || !res.body) throw new FleetError("not_found", `cannot follow ${sessionId}: ${res.status} ${await res.text()}`);
+    if (!res.ok || !res.body)
+      throw new FleetError("not_found", `cannot follow ${sessionId}: ${res.status} ${await res.text()}`);
     const decoder = new TextDecoder();
     let buffer = "";
     for await (const chunk of res.body) {

@@ -6,17 +6,29 @@ export const COMMANDS = [
   { name: "demo", about: "start everything on the embedded defaults, run one session end to end, stop" },
   { name: "up", about: "start the infrastructure, the model (scripted unless FLEET_MODEL_URL) and the services" },
   { name: "down", about: "stop what 'up' started" },
-  { name: "submit", args: '"..."', about: "submit a session: [--project p] [--card c] [--file local[=path]] [--tool t] [-f]" },
+  {
+    name: "submit",
+    args: '"..."',
+    about: "submit a session: [--project p] [--card c] [--file local[=path]] [--tool t] [-f]",
+  },
   { name: "logs", args: "[-f] ID", about: "a session's log lines (-f follows them live)" },
   { name: "ls", about: "sessions of a project: [--project p] [--limit n]" },
   { name: "show", args: "ID", about: "a session's state, result and timing breakdown" },
   { name: "cancel", args: "ID", about: "end a session in whatever phase it is: [--reason r]" },
-  { name: "keys", args: "create --project P [--project Q] [--label L] | keys revoke ID | keys ls", about: "API keys scoped to projects (* = all); stored hashed, shown once" },
+  {
+    name: "keys",
+    args: "create --project P [--project Q] [--label L] | keys revoke ID | keys ls",
+    about: "API keys scoped to projects (* = all); stored hashed, shown once",
+  },
   { name: "infra up", about: "start NATS (JetStream) and the store in the background; print their URLs" },
   { name: "infra down", about: "stop what 'infra up' started" },
   { name: "infra status", about: "show whether they run and answer" },
   { name: "infra env", about: 'print shell exports for them: eval "$(./fleet infra env)"' },
-  { name: "test", args: "[args]", about: "build the test servers if needed, then run the test suite (args go to vitest)" },
+  {
+    name: "test",
+    args: "[args]",
+    about: "build the test servers if needed, then run the test suite (args go to vitest)",
+  },
   { name: "help", about: "this text" },
 ] as const satisfies ReadonlyArray<{ name: string; args?: string; about: string }>;
 

@@ -3,18 +3,33 @@ import { z } from "zod";
 /** What the CLI reads from the environment; absent URLs mean "start local servers". */
 export const CliEnv = z.object({
   NATS_URL: z.string().min(1).optional(),
-  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
+  MONGODB_URI: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://")
+    .optional(),
   DOCKER_HOST: z.string().optional(),
   FLEET_HOME: z.string().min(1).optional().describe("where ./fleet keeps state and logs (default <root>/.fleet)"),
-  FLEET_API_KEY: z.string().min(1).optional().describe("the API key for submit, logs, ls, show (default: the development key of ./fleet up)"),
-  FLEET_DB: z.string().regex(/^[A-Za-z0-9_-]{1,63}$/).optional(),
-  FLEET_API_URL: z.url().optional().describe("the api for submit, logs, ls, show (default: the one ./fleet up started)"),
+  FLEET_API_KEY: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("the API key for submit, logs, ls, show (default: the development key of ./fleet up)"),
+  FLEET_DB: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,63}$/)
+    .optional(),
+  FLEET_API_URL: z
+    .url()
+    .optional()
+    .describe("the api for submit, logs, ls, show (default: the one ./fleet up started)"),
   FLEET_MODEL_URL: z.url().optional().describe("an OpenAI-compatible model endpoint; unset: the scripted model server"),
   FLEET_MODEL: z.string().min(1).optional(),
   FLEET_MODEL_API_KEY: z.string().min(1).optional(),
   FLEET_SANDBOX_ISOLATION: z
     .enum(["bubblewrap", "none"])
     .optional()
-    .describe("none: agents run unisolated, as the fleet's user on the host's network (development only; default bubblewrap)"),
+    .describe(
+      "none: agents run unisolated, as the fleet's user on the host's network (development only; default bubblewrap)",
+    ),
 });
 export type CliEnv = z.infer<typeof CliEnv>;

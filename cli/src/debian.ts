@@ -10,13 +10,25 @@ export interface DebianPackage {
 
 /** What isolated local sandboxes need (util-linux, which has setpriv, is essential on Debian). */
 export const SANDBOX_PACKAGES: readonly DebianPackage[] = [
-  { name: "bubblewrap", probe: ["bwrap", "--version"], without: "local sandboxes cannot be isolated, so the fleet refuses to start agents" },
-  { name: "socat", probe: ["socat", "-V"], without: "isolated local sandboxes have no way to the fleet, so the fleet refuses to start agents" },
+  {
+    name: "bubblewrap",
+    probe: ["bwrap", "--version"],
+    without: "local sandboxes cannot be isolated, so the fleet refuses to start agents",
+  },
+  {
+    name: "socat",
+    probe: ["socat", "-V"],
+    without: "isolated local sandboxes have no way to the fleet, so the fleet refuses to start agents",
+  },
 ];
 
 /** What only the test suite needs. */
 export const SUITE_PACKAGES: readonly DebianPackage[] = [
-  { name: "redis-server", probe: ["redis-server", "--version"], without: "test/bench-peer.test.ts (the BullMQ peer) fails" },
+  {
+    name: "redis-server",
+    probe: ["redis-server", "--version"],
+    without: "test/bench-peer.test.ts (the BullMQ peer) fails",
+  },
 ];
 
 /**
@@ -24,7 +36,8 @@ export const SUITE_PACKAGES: readonly DebianPackage[] = [
  * that means. Local sandboxes without bubblewrap and socat run only with FLEET_SANDBOX_ISOLATION=none.
  */
 export function ensureDebianPackages(ctx: CliContext, packages: readonly DebianPackage[]): void {
-  const has = (probe: readonly string[]): boolean => spawnSync(probe[0] as string, probe.slice(1), { stdio: "ignore" }).status === 0;
+  const has = (probe: readonly string[]): boolean =>
+    spawnSync(probe[0] as string, probe.slice(1), { stdio: "ignore" }).status === 0;
   const missing = packages.filter((p) => !has(p.probe));
   if (missing.length === 0) return;
   const canApt = process.getuid?.() === 0 && spawnSync("apt-get", ["--version"], { stdio: "ignore" }).status === 0;

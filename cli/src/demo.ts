@@ -10,7 +10,8 @@ import { formatLogLine, formatMetrics, formatSession, type MetricsView } from ".
 import type { CliContext } from "./infra.js";
 import { createKey } from "./keys.js";
 
-const DEMO_PROMPT = "Create hello.txt with a short greeting, show its content with cat, and keep a todo list of the two steps.";
+const DEMO_PROMPT =
+  "Create hello.txt with a short greeting, show its content with cat, and keep a todo list of the two steps.";
 
 /**
  * `./fleet demo`: everything on the embedded defaults (local nats-server and store, the scripted
@@ -18,7 +19,10 @@ const DEMO_PROMPT = "Create hello.txt with a short greeting, show its content wi
  * then its result and timing; stops all it started, whatever happens.
  */
 export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { prompt: { type: "string", default: DEMO_PROMPT }, keep: { type: "boolean", default: false } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { prompt: { type: "string", default: DEMO_PROMPT }, keep: { type: "boolean", default: false } },
+  });
   const dir = join(ctx.home, "demo");
   const sandboxes = reachableSandboxRoot(join(dir, "sandboxes"));
   rmSync(dir, { recursive: true, force: true });
@@ -45,7 +49,10 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
     }
     let apiUrl = "";
     for (const name of ["api", "spawner", "poller", "watchdog"] as const) {
-      const callbacks = { FLEET_CALLBACK_KEYS: callbackKeys(ctx.home), ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}) };
+      const callbacks = {
+        FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
+        ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
+      };
       const s = await startService(name, {
         natsUrl: infra.natsUrl,
         mongoUri: infra.mongoUri,
@@ -59,11 +66,17 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
       if (s.url) apiUrl = s.url;
     }
     step(`api, spawner, poller and watchdog running; api at ${apiUrl}`);
-    const store = await MongoSessionStore.connect({ uri: infra.mongoUri, database: "fleet-demo" }, createLogger({ name: "demo", level: "warn" }));
+    const store = await MongoSessionStore.connect(
+      { uri: infra.mongoUri, database: "fleet-demo" },
+      createLogger({ name: "demo", level: "warn" }),
+    );
     const { key } = await createKey(store, ["demo"], "demo").finally(() => store.close());
     const api = new ApiClient(apiUrl, key);
     const submitted = Date.now();
-    const { sessionId } = await api.request<{ sessionId: string }>("POST", "/v1/sessions", { projectId: "demo", prompt: values.prompt });
+    const { sessionId } = await api.request<{ sessionId: string }>("POST", "/v1/sessions", {
+      projectId: "demo",
+      prompt: values.prompt,
+    });
     step(`submitted session ${sessionId}`);
     let status = "unknown";
     for await (const ev of api.follow(sessionId)) {
@@ -75,7 +88,13 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
     const session = await api.request<Session>("GET", `/v1/sessions/${sessionId}`);
     const metrics = await api.request<MetricsView>("GET", `/v1/sessions/${sessionId}/metrics`);
     ctx.out("");
-    for (const l of [...formatSession(session), "", ...formatMetrics(metrics), `end to end     ${(endToEnd / 1000).toFixed(2).padStart(7)} s`]) ctx.out(l);
+    for (const l of [
+      ...formatSession(session),
+      "",
+      ...formatMetrics(metrics),
+      `end to end     ${(endToEnd / 1000).toFixed(2).padStart(7)} s`,
+    ])
+      ctx.out(l);
     ctx.out("");
     return status === "completed" ? 0 : 1;
   } finally {

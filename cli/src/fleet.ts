@@ -2,7 +2,17 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FleetError } from "@fleet/shared";
-import { isAlive, logTail, ownLog, repoRoot, startProcess, startService, stopPid, type ManagedProcess, type ServiceName } from "@fleet/devtools/infra";
+import {
+  isAlive,
+  logTail,
+  ownLog,
+  repoRoot,
+  startProcess,
+  startService,
+  stopPid,
+  type ManagedProcess,
+  type ServiceName,
+} from "@fleet/devtools/infra";
 import { ensureDebianPackages, SANDBOX_PACKAGES } from "./debian.js";
 import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.js";
 import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
@@ -32,7 +42,11 @@ export function callbackKeys(home: string): string {
 }
 
 /** The scripted model server as its own process; resolves with its base URL. */
-export async function startModelProcess(logDir: string, persistent: boolean, scenario = "demo"): Promise<{ url: string; process: ManagedProcess }> {
+export async function startModelProcess(
+  logDir: string,
+  persistent: boolean,
+  scenario = "demo",
+): Promise<{ url: string; process: ManagedProcess }> {
   mkdirSync(logDir, { recursive: true });
   const proc = startProcess({
     name: "scripted-model",
@@ -49,7 +63,10 @@ export async function startModelProcess(logDir: string, persistent: boolean, sce
     await new Promise((r) => setTimeout(r, 50));
   }
   await proc.stop();
-  throw new FleetError("infra", `the scripted model server did not start; its log ends with:\n${logTail(proc.logFile)}`);
+  throw new FleetError(
+    "infra",
+    `the scripted model server did not start; its log ends with:\n${logTail(proc.logFile)}`,
+  );
 }
 
 export function modelEnvFor(ctx: CliContext): Record<string, string> {
@@ -92,7 +109,10 @@ export async function upCmd(ctx: CliContext): Promise<number> {
   }
   let apiUrl = "";
   for (const name of SERVICES) {
-    const callbacks = { FLEET_CALLBACK_KEYS: callbackKeys(ctx.home), ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}) };
+    const callbacks = {
+      FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
+      ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
+    };
     const s = await startService(name, {
       natsUrl: infra.natsUrl,
       mongoUri: infra.mongoUri,

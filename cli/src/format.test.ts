@@ -19,7 +19,9 @@ const base = Session.parse({
 describe("./fleet show: the header line", () => {
   it("shows the phase of an active session", () => {
     expect(formatSession(base)[0]).toContain("running (running)");
-    expect(formatSession({ ...base, status: "pending", phase: "server_starting" })[0]).toContain("pending (server_starting)");
+    expect(formatSession({ ...base, status: "pending", phase: "server_starting" })[0]).toContain(
+      "pending (server_starting)",
+    );
   });
 
   it("never says an ended session runs; a session that ended during setup names where", () => {
@@ -27,6 +29,8 @@ describe("./fleet show: the header line", () => {
     expect(completed).toContain("s-1  completed  project p");
     expect(completed).not.toMatch(/running/);
     expect(formatSession({ ...base, status: "cancelled", completedAt: 4 })[0]).not.toMatch(/running/);
-    expect(formatSession({ ...base, status: "failed", phase: "server_starting", completedAt: 4 })[0]).toContain("failed (ended during server_starting)");
+    expect(formatSession({ ...base, status: "failed", phase: "server_starting", completedAt: 4 })[0]).toContain(
+      "failed (ended during server_starting)",
+    );
   });
 });

@@ -24,9 +24,11 @@ export function formatSession(s: Session): string[] {
   const o = s.output;
   if (o) {
     out.push("", "response:", indent(o.response || "(empty)"));
-    if (o.toolCalls.length) out.push("", `tool calls (${o.toolCalls.length}):`, ...o.toolCalls.map((t) => `  ${t.name} ${t.status ?? ""}`));
+    if (o.toolCalls.length)
+      out.push("", `tool calls (${o.toolCalls.length}):`, ...o.toolCalls.map((t) => `  ${t.name} ${t.status ?? ""}`));
     if (o.todos.length) out.push("", "todos:", ...o.todos.map((t) => `  [${t.status}] ${t.content}`));
-    if (o.diffs.length) out.push("", "changed files:", ...o.diffs.map((d) => `  ${d.file} (+${d.additions ?? 0} -${d.deletions ?? 0})`));
+    if (o.diffs.length)
+      out.push("", "changed files:", ...o.diffs.map((d) => `  ${d.file} (+${d.additions ?? 0} -${d.deletions ?? 0})`));
   }
   return out;
 }

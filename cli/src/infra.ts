@@ -1,6 +1,13 @@
 import { join } from "node:path";
 import { safeUrl } from "@fleet/shared";
-import { infraStatus, isAlive, readInfraState, startInfra, stopInfraFromState, writeInfraState } from "@fleet/devtools/infra";
+import {
+  infraStatus,
+  isAlive,
+  readInfraState,
+  startInfra,
+  stopInfraFromState,
+  writeInfraState,
+} from "@fleet/devtools/infra";
 import type { CliEnv } from "./config.js";
 
 export interface CliContext {
@@ -13,11 +20,17 @@ export function infraDir(ctx: CliContext): string {
   return join(ctx.home, "infra");
 }
 
-function printExports(ctx: CliContext, natsUrl: string, mongoUri: string, users?: ReadonlyArray<{ role: string; user: string; password: string }>): void {
+function printExports(
+  ctx: CliContext,
+  natsUrl: string,
+  mongoUri: string,
+  users?: ReadonlyArray<{ role: string; user: string; password: string }>,
+): void {
   ctx.out(`  NATS_URL=${natsUrl}`);
   ctx.out(`  MONGODB_URI=${safeUrl(mongoUri)}`);
   const outside = users?.find((u) => u.role === "outside");
-  if (outside) ctx.out(`  NATS user for outside systems: ${outside.user} (password in ${join(infraDir(ctx), "infra.json")})`);
+  if (outside)
+    ctx.out(`  NATS user for outside systems: ${outside.user} (password in ${join(infraDir(ctx), "infra.json")})`);
   ctx.out(`use them with: eval "$(./fleet infra env)"`);
 }
 
@@ -47,7 +60,11 @@ export async function infraUp(ctx: CliContext): Promise<number> {
 
 export async function infraDown(ctx: CliContext): Promise<number> {
   const state = await stopInfraFromState(infraDir(ctx));
-  ctx.out(state ? `stopped ${state.processes.map((p) => `${p.name} (${p.pid})`).join(", ") || "nothing local"}` : "nothing to stop");
+  ctx.out(
+    state
+      ? `stopped ${state.processes.map((p) => `${p.name} (${p.pid})`).join(", ") || "nothing local"}`
+      : "nothing to stop",
+  );
   return 0;
 }
 
@@ -58,7 +75,9 @@ export async function infraStatusCmd(ctx: CliContext): Promise<number> {
     return 1;
   }
   ctx.out(`nats   ${health.natsReady ? "ready" : "NOT ANSWERING"}  ${health.state.natsUrl} (${health.state.nats})`);
-  ctx.out(`store  ${health.storeReady ? "ready" : "NOT ANSWERING"}  ${safeUrl(health.state.mongoUri)} (${health.state.store})`);
+  ctx.out(
+    `store  ${health.storeReady ? "ready" : "NOT ANSWERING"}  ${safeUrl(health.state.mongoUri)} (${health.state.store})`,
+  );
   for (const p of health.processes) ctx.out(`  ${p.name.padEnd(12)} pid ${p.pid} ${p.alive ? "alive" : "gone"}`);
   return health.natsReady && health.storeReady ? 0 : 1;
 }

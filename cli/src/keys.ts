@@ -9,13 +9,20 @@ import { infraDir, type CliContext } from "./infra.js";
 export async function openStoreFor(ctx: CliContext, database = ctx.env.FLEET_DB ?? "fleet"): Promise<SessionStore> {
   const uri = ctx.env.MONGODB_URI ?? readInfraState(infraDir(ctx))?.mongoUri;
   if (!uri) throw new FleetError("config", "no store: start one with ./fleet up, or set MONGODB_URI");
-  const store = await MongoSessionStore.connect({ uri, database, serverSelectionTimeoutMs: 5_000 }, createLogger({ name: "cli", level: "warn" }));
+  const store = await MongoSessionStore.connect(
+    { uri, database, serverSelectionTimeoutMs: 5_000 },
+    createLogger({ name: "cli", level: "warn" }),
+  );
   await store.init();
   return store;
 }
 
 /** Makes a key, stores its hash, and returns the key itself (shown once). */
-export async function createKey(store: SessionStore, projects: string[], label: string): Promise<{ id: string; key: string }> {
+export async function createKey(
+  store: SessionStore,
+  projects: string[],
+  label: string,
+): Promise<{ id: string; key: string }> {
   const { key, record } = newApiKey(projects, label);
   await store.saveApiKey(record);
   return { id: record.id, key };
@@ -41,9 +48,13 @@ export async function keysCmd(ctx: CliContext, argv: string[]): Promise<number> 
   const store = await openStoreFor(ctx);
   try {
     if (sub === "create") {
-      const { values } = parseArgs({ args: rest, options: { project: { type: "string", multiple: true, default: [] }, label: { type: "string", default: "" } } });
+      const { values } = parseArgs({
+        args: rest,
+        options: { project: { type: "string", multiple: true, default: [] }, label: { type: "string", default: "" } },
+      });
       const projects = values.project ?? [];
-      if (projects.length === 0) throw new FleetError("bad_input", "usage: ./fleet keys create --project <id|*> [--project …] [--label text]");
+      if (projects.length === 0)
+        throw new FleetError("bad_input", "usage: ./fleet keys create --project <id|*> [--project …] [--label text]");
       const { id, key } = await createKey(store, projects, values.label ?? "");
       ctx.out(`key ${id} for ${projects.join(", ")} (shown once, store it now):`);
       ctx.out(key);
@@ -58,7 +69,9 @@ export async function keysCmd(ctx: CliContext, argv: string[]): Promise<number> 
     }
     if (sub === "ls") {
       for (const k of await store.listApiKeys()) {
-        ctx.out(`${k.id}  ${k.revokedAt ? "revoked" : "active "}  ${new Date(k.createdAt).toISOString()}  ${k.projects.join(",")}  ${k.label}`);
+        ctx.out(
+          `${k.id}  ${k.revokedAt ? "revoked" : "active "}  ${new Date(k.createdAt).toISOString()}  ${k.projects.join(",")}  ${k.label}`,
+        );
       }
       return 0;
     }

@@ -63,7 +63,11 @@ function resolve(argv: readonly string[]): { name: CommandName; args: string[] }
 async function main(argv: string[]): Promise<number> {
   const root = repoRoot();
   const env = loadConfig(CliEnv, process.env);
-  const ctx: CliContext = { env, home: env.FLEET_HOME ?? join(root, ".fleet"), out: (l) => process.stdout.write(`${l}\n`) };
+  const ctx: CliContext = {
+    env,
+    home: env.FLEET_HOME ?? join(root, ".fleet"),
+    out: (l) => process.stdout.write(`${l}\n`),
+  };
   if (argv[0] === undefined) return help(2);
   if (argv[0] === "--help" || argv[0] === "-h") return help(0);
   const found = resolve(argv);
@@ -77,7 +81,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`fleet: ${err instanceof FleetError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `fleet: ${err instanceof FleetError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exit(1);
   },
 );

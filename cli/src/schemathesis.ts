@@ -22,11 +22,20 @@ export function schemathesisCommand(toolsDir: string): SchemathesisCommand | und
   const candidates: Array<SchemathesisCommand & { installed: string }> = [
     { command: join(venv, "bin", "schemathesis"), args: [], env: {}, installed: join(venv, "bin", "schemathesis") },
     // Run as a module with the folder on PYTHONPATH: pip --target puts the entry script elsewhere.
-    { command: "python3", args: ["-m", "schemathesis.cli"], env: { PYTHONPATH: target }, installed: join(target, "schemathesis") },
+    {
+      command: "python3",
+      args: ["-m", "schemathesis.cli"],
+      env: { PYTHONPATH: target },
+      installed: join(target, "schemathesis"),
+    },
   ];
   for (const { installed, ...c } of candidates) {
     if (!existsSync(installed)) continue;
-    const r = spawnSync(c.command, [...c.args, "--version"], { encoding: "utf8", env: { ...process.env, ...c.env }, timeout: 60_000 });
+    const r = spawnSync(c.command, [...c.args, "--version"], {
+      encoding: "utf8",
+      env: { ...process.env, ...c.env },
+      timeout: 60_000,
+    });
     if (r.status === 0 && r.stdout.includes(SCHEMATHESIS_VERSION)) return c;
   }
   return undefined;

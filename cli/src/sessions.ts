@@ -29,7 +29,11 @@ export async function submitCmd(ctx: CliContext, argv: string[]): Promise<number
     },
   });
   const prompt = positionals.join(" ").trim();
-  if (!prompt) throw new FleetError("bad_input", 'usage: ./fleet submit "prompt" [--project p] [--card c] [--file local[=path]] [-f]');
+  if (!prompt)
+    throw new FleetError(
+      "bad_input",
+      'usage: ./fleet submit "prompt" [--project p] [--card c] [--file local[=path]] [-f]',
+    );
   const files = (values.file ?? []).map((spec) => {
     const [local, dest] = spec.split("=", 2) as [string, string | undefined];
     return { path: dest ?? local, content: readFileSync(local).toString("base64"), encoding: "base64" as const };
@@ -60,22 +64,37 @@ async function followLogs(ctx: CliContext, api: ApiClient, id: string): Promise<
 
 /** `./fleet logs [-f] <id>` */
 export async function logsCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { follow: { type: "boolean", short: "f", default: false } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { follow: { type: "boolean", short: "f", default: false } },
+  });
   const id = positionals[0];
   if (!id) throw new FleetError("bad_input", "usage: ./fleet logs [-f] <session id>");
   const api = client(ctx);
   if (values.follow) return followLogs(ctx, api, id);
-  const res = await api.request<{ lines: Array<{ seq: number; at: number; line: string }> }>("GET", `/v1/sessions/${encodeURIComponent(id)}/logs`);
+  const res = await api.request<{ lines: Array<{ seq: number; at: number; line: string }> }>(
+    "GET",
+    `/v1/sessions/${encodeURIComponent(id)}/logs`,
+  );
   for (const l of res.lines) ctx.out(formatLogLine(l));
   return 0;
 }
 
 /** `./fleet ls [--project p] [--limit n]` */
 export async function lsCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { project: { type: "string", default: "default" }, limit: { type: "string", default: "20" } } });
-  const page = await client(ctx).request<{ items: Session[] }>("GET", `/v1/sessions?projectId=${encodeURIComponent(values.project ?? "default")}&limit=${values.limit}`);
+  const { values } = parseArgs({
+    args: argv,
+    options: { project: { type: "string", default: "default" }, limit: { type: "string", default: "20" } },
+  });
+  const page = await client(ctx).request<{ items: Session[] }>(
+    "GET",
+    `/v1/sessions?projectId=${encodeURIComponent(values.project ?? "default")}&limit=${values.limit}`,
+  );
   for (const s of page.items) {
-    ctx.out(`${s.id.padEnd(40)} ${s.status.padEnd(10)} ${new Date(s.createdAt).toISOString()}  ${s.prompt.replace(/\s+/g, " ").slice(0, 50)}`);
+    ctx.out(
+      `${s.id.padEnd(40)} ${s.status.padEnd(10)} ${new Date(s.createdAt).toISOString()}  ${s.prompt.replace(/\s+/g, " ").slice(0, 50)}`,
+    );
   }
   if (page.items.length === 0) ctx.out(`no sessions in project ${values.project}`);
   return 0;
@@ -96,14 +115,21 @@ export async function showCmd(ctx: CliContext, argv: string[]): Promise<number> 
 
 /** `./fleet cancel <id> [--reason r]`: asks the fleet to end the session; the watchdog does it. */
 export async function cancelCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { reason: { type: "string" } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { reason: { type: "string" } },
+  });
   const id = positionals[0];
-  if (!id || positionals.length > 1) throw new FleetError("bad_input", "usage: ./fleet cancel <session id> [--reason r]");
+  if (!id || positionals.length > 1)
+    throw new FleetError("bad_input", "usage: ./fleet cancel <session id> [--reason r]");
   const res = await client(ctx).request<{ sessionId: string; status: string }>(
     "POST",
     `/v1/sessions/${encodeURIComponent(id)}/cancel`,
     values.reason !== undefined ? { reason: values.reason } : undefined,
   );
-  ctx.out(`cancel requested for ${res.sessionId} (was ${res.status}); ./fleet show ${res.sessionId} tells when it ended`);
+  ctx.out(
+    `cancel requested for ${res.sessionId} (was ${res.status}); ./fleet show ${res.sessionId} tells when it ended`,
+  );
   return 0;
 }

@@ -24,8 +24,17 @@ export async function startAuthServer(prefix: string): Promise<AuthServer> {
   const port = await freePort();
   const url = `nats://127.0.0.1:${port}`;
   const conf = join(dir, "nats.conf");
-  writeFileSync(conf, `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\n${natsAuthConfig(users)}`, { mode: 0o600 });
-  const server = startProcess({ name: prefix, command: await ensureNatsServer(defaultToolsDir()), args: ["-c", conf], logFile: join(dir, "nats.log") });
+  writeFileSync(
+    conf,
+    `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\n${natsAuthConfig(users)}`,
+    { mode: 0o600 },
+  );
+  const server = startProcess({
+    name: prefix,
+    command: await ensureNatsServer(defaultToolsDir()),
+    args: ["-c", conf],
+    logFile: join(dir, "nats.log"),
+  });
   const conns: NatsConnection[] = [];
   const buses: Bus[] = [];
   const user = (role: NatsUser["role"]): NatsUser => {
@@ -41,7 +50,10 @@ export async function startAuthServer(prefix: string): Promise<AuthServer> {
   };
   const busAs = async (role: NatsUser["role"]): Promise<Bus> => {
     const u = user(role);
-    const bus = await connectBus({ servers: url, namespace: "", name: role, user: u.user, pass: u.password }, { logger });
+    const bus = await connectBus(
+      { servers: url, namespace: "", name: role, user: u.user, pass: u.password },
+      { logger },
+    );
     buses.push(bus);
     return bus;
   };
@@ -52,11 +64,20 @@ export async function startAuthServer(prefix: string): Promise<AuthServer> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await eventually(async () => {
-      const nc = await connect({ servers: url, user: user("spawner").user, pass: user("spawner").password, reconnect: false });
-      await nc.close();
-      return true;
-    }, 15_000, 100);
+    await eventually(
+      async () => {
+        const nc = await connect({
+          servers: url,
+          user: user("spawner").user,
+          pass: user("spawner").password,
+          reconnect: false,
+        });
+        await nc.close();
+        return true;
+      },
+      15_000,
+      100,
+    );
     // A fleet service provisions the streams and consumers, as it does at start; the launcher, the outside feed.
     await (await busAs("spawner")).provision();
     await provisionOutsideFeed(await as("spawner"));

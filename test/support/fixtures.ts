@@ -22,7 +22,10 @@ export function uniqueNamespace(prefix = "t"): string {
 }
 
 export async function openStore(database: string): Promise<MongoSessionStore> {
-  const store = await MongoSessionStore.connect({ uri: inject("mongoUri"), database, serverSelectionTimeoutMs: 5_000 }, logger);
+  const store = await MongoSessionStore.connect(
+    { uri: inject("mongoUri"), database, serverSelectionTimeoutMs: 5_000 },
+    logger,
+  );
   await store.init();
   return store;
 }
@@ -48,13 +51,20 @@ export async function cleanup(namespace: string, database?: string): Promise<voi
   await nc.close();
   if (database) {
     const client = new MongoClient(inject("mongoUri"));
-    await client.db(database).dropDatabase().catch(() => undefined);
+    await client
+      .db(database)
+      .dropDatabase()
+      .catch(() => undefined);
     await client.close();
   }
 }
 
 /** Polls until `check` returns a truthy value or the bound passes. */
-export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_000, intervalMs = 25): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  check: () => Promise<T> | T,
+  timeoutMs = 10_000,
+  intervalMs = 25,
+): Promise<NonNullable<T>> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

@@ -78,7 +78,10 @@ export async function startTestFleet(options: {
   };
   for (const [name, env] of options.services) await add(name, env);
   const api = services.find((s) => s.name === "api");
-  const keyStore = await MongoSessionStore.connect({ uri: options.infra?.mongoUri ?? inject("mongoUri"), database: options.namespace }, createLogger({ name: "test", level: "silent" }));
+  const keyStore = await MongoSessionStore.connect(
+    { uri: options.infra?.mongoUri ?? inject("mongoUri"), database: options.namespace },
+    createLogger({ name: "test", level: "silent" }),
+  );
   const { key: apiKey, record } = newApiKey(["*"], "tests");
   await keyStore.saveApiKey(record);
   await keyStore.close();
@@ -100,10 +103,20 @@ export async function startTestFleet(options: {
   };
 }
 
-export async function api<T>(fleet: TestFleet, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T }> {
+export async function api<T>(
+  fleet: TestFleet,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: T }> {
   const res = await fetch(new URL(path, fleet.apiUrl), {
     method,
-    headers: { authorization: `Bearer ${fleet.apiKey}`, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+    headers: {
+      authorization: `Bearer ${fleet.apiKey}`,
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      ...headers,
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
@@ -111,7 +124,11 @@ export async function api<T>(fleet: TestFleet, method: string, path: string, bod
 }
 
 /** Reads the api's server-sent log stream of a session until its `end` event. */
-export async function readSse(fleet: TestFleet, sessionId: string, onLine?: (l: { seq: number; line: string }) => void): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {
+export async function readSse(
+  fleet: TestFleet,
+  sessionId: string,
+  onLine?: (l: { seq: number; line: string }) => void,
+): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {
   const lines: Array<{ seq: number; line: string }> = [];
   for await (const ev of new ApiClient(fleet.apiUrl, fleet.apiKey).follow(sessionId)) {
     if (ev.event === "end") return { lines, end: ev.data as { status: string } };

@@ -10,11 +10,25 @@ export interface RawAnswer {
  * One HTTP request with the path sent byte for byte: fetch (and `new URL`) would resolve dot
  * segments and re-encode the path, and the tests that use this ask exactly what a client sent.
  */
-export function rawRequest(base: string, method: string, path: string, options: { headers?: Record<string, string>; body?: string } = {}): Promise<RawAnswer> {
+export function rawRequest(
+  base: string,
+  method: string,
+  path: string,
+  options: { headers?: Record<string, string>; body?: string } = {},
+): Promise<RawAnswer> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: url.hostname, port: url.port, method, path, headers: { ...options.headers, ...(options.body !== undefined ? { "content-length": String(Buffer.byteLength(options.body)) } : {}) } },
+      {
+        host: url.hostname,
+        port: url.port,
+        method,
+        path,
+        headers: {
+          ...options.headers,
+          ...(options.body !== undefined ? { "content-length": String(Buffer.byteLength(options.body)) } : {}),
+        },
+      },
       (res) => {
         let text = "";
         res.setEncoding("utf8");
@@ -78,7 +92,8 @@ export function openStream(base: string, path: string, headers: Record<string, s
   return {
     head,
     text: () => text,
-    until: (pattern) => (text.includes(pattern) ? Promise.resolve() : new Promise((resolve) => waiters.push({ pattern, resolve }))),
+    until: (pattern) =>
+      text.includes(pattern) ? Promise.resolve() : new Promise((resolve) => waiters.push({ pattern, resolve })),
     ended,
     drop: () => req.destroy(),
   };

@@ -4,9 +4,16 @@ import { startInfra, writeInfraState } from "../../devtools/dist/infra/index.js"
 
 const [mode, dataDir, toolsDir] = process.argv.slice(2);
 try {
-  const infra = await startInfra({ dataDir, docker: "off", persistent: mode === "persistent", ...(toolsDir ? { toolsDir } : {}) });
+  const infra = await startInfra({
+    dataDir,
+    docker: "off",
+    persistent: mode === "persistent",
+    ...(toolsDir ? { toolsDir } : {}),
+  });
   if (mode === "persistent") writeInfraState(dataDir, infra);
-  process.stdout.write(`${JSON.stringify({ natsUrl: infra.natsUrl, mongoUri: infra.mongoUri, pids: infra.processes.map((p) => p.pid) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ natsUrl: infra.natsUrl, mongoUri: infra.mongoUri, pids: infra.processes.map((p) => p.pid) })}\n`,
+  );
   if (mode === "persistent") process.exit(0);
   setInterval(() => {}, 1_000);
 } catch (err) {

@@ -15,7 +15,8 @@ export async function streamConsumers(namespace: string, stream: StreamKey): Pro
   try {
     const jsm = await jetstreamManager(nc);
     const out: ConsumerState[] = [];
-    for await (const ci of jsm.consumers.list(streamName(namespace, stream))) out.push({ name: ci.name, waiting: ci.num_waiting });
+    for await (const ci of jsm.consumers.list(streamName(namespace, stream)))
+      out.push({ name: ci.name, waiting: ci.num_waiting });
     return out;
   } finally {
     await nc.close();

@@ -40,7 +40,11 @@ export async function freePort(min = 20_000, max = 29_999): Promise<number> {
 
 function gitWorkspace(dir: string): void {
   mkdirSync(dir, { recursive: true });
-  const git = (...args: string[]): void => void execFileSync("git", ["-c", "user.name=fleet", "-c", "user.email=fleet@localhost", ...args], { cwd: dir, stdio: "ignore" });
+  const git = (...args: string[]): void =>
+    void execFileSync("git", ["-c", "user.name=fleet", "-c", "user.email=fleet@localhost", ...args], {
+      cwd: dir,
+      stdio: "ignore",
+    });
   git("init", "-q");
   writeFileSync(join(dir, "README.md"), "# test workspace\n");
   git("add", "-A");
@@ -107,11 +111,15 @@ export async function startOpencodeServer(options: {
 
 function waitListening(child: ChildProcess, output: () => string, timeoutMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`opencode did not listen within ${timeoutMs} ms:\n${output()}`)), timeoutMs);
+    const timer = setTimeout(
+      () => done(new Error(`opencode did not listen within ${timeoutMs} ms:\n${output()}`)),
+      timeoutMs,
+    );
     const onData = (): void => {
       if (/opencode server listening on http/.test(output())) done(undefined, Date.now());
     };
-    const onExit = (code: number | null): void => done(new Error(`opencode exited (${code}) before listening:\n${output()}`));
+    const onExit = (code: number | null): void =>
+      done(new Error(`opencode exited (${code}) before listening:\n${output()}`));
     function done(err?: Error, at?: number): void {
       clearTimeout(timer);
       child.stdout?.off("data", onData);

@@ -41,7 +41,10 @@ async function answers(url: string): Promise<string | null> {
 }
 
 async function rejection(p: Promise<unknown>): Promise<FleetError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err, "expected the call to be refused").toBeInstanceOf(FleetError);
   return err as FleetError;
 }
@@ -51,9 +54,17 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
     const provider = harness.makeProvider();
     const fleet = `conf${randomBytes(3).toString("hex")}`;
     const created: string[] = [];
-    const meta = (): SandboxMetadata => ({ fleet, sessionId: `s-${randomBytes(4).toString("hex")}`, projectId: "p1", attempt: "1" });
+    const meta = (): SandboxMetadata => ({
+      fleet,
+      sessionId: `s-${randomBytes(4).toString("hex")}`,
+      projectId: "p1",
+      attempt: "1",
+    });
 
-    async function create(timeoutMs = 60_000, envs: Record<string, string> = {}): Promise<{ sandbox: Sandbox; metadata: SandboxMetadata }> {
+    async function create(
+      timeoutMs = 60_000,
+      envs: Record<string, string> = {},
+    ): Promise<{ sandbox: Sandbox; metadata: SandboxMetadata }> {
       const metadata = meta();
       const sandbox = await provider.create({ metadata, envs, timeoutMs });
       created.push(sandbox.id);
@@ -108,10 +119,26 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
       const outside = `${sandbox.home}/outside`;
       const setup = await sandbox.run({
         command: "sh",
-        args: ["-c", 'mkdir -p "$1" && printf original > "$1/target.txt" && ln -s "$1" link && ln -s "$1/target.txt" filelink && ln -s "$1/new.txt" dangling', "sh", outside],
+        args: [
+          "-c",
+          'mkdir -p "$1" && printf original > "$1/target.txt" && ln -s "$1" link && ln -s "$1/target.txt" filelink && ln -s "$1/new.txt" dangling',
+          "sh",
+          outside,
+        ],
       });
       expect(setup.exitCode).toBe(0);
-      for (const path of ["../x", "/etc/passwd", "a/../../x", "..", "", "a\0b", "link/pwned.txt", "link/new/dir/pwned.txt", "filelink", "dangling"]) {
+      for (const path of [
+        "../x",
+        "/etc/passwd",
+        "a/../../x",
+        "..",
+        "",
+        "a\0b",
+        "link/pwned.txt",
+        "link/new/dir/pwned.txt",
+        "filelink",
+        "dangling",
+      ]) {
         const err = await rejection(sandbox.writeFiles([{ path, content: "pwned" }]));
         expect(err.retryable, `writing ${JSON.stringify(path)}`).toBe(false);
       }
@@ -119,9 +146,17 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
         expect((await rejection(sandbox.readFile(path))).retryable).toBe(false);
       }
       // A batch with one bad path writes nothing at all.
-      await rejection(sandbox.writeFiles([{ path: "fine.txt", content: "x" }, { path: "../bad", content: "x" }]));
+      await rejection(
+        sandbox.writeFiles([
+          { path: "fine.txt", content: "x" },
+          { path: "../bad", content: "x" },
+        ]),
+      );
       expect(await sandbox.readFile("fine.txt")).toBeNull();
-      const after = await sandbox.run({ command: "sh", args: ["-c", 'ls -A "$1"; cat "$1/target.txt"', "sh", outside] });
+      const after = await sandbox.run({
+        command: "sh",
+        args: ["-c", 'ls -A "$1"; cat "$1/target.txt"', "sh", outside],
+      });
       expect(after.stdout).toBe("target.txt\noriginal");
     });
 
@@ -137,7 +172,9 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
       const git = await sandbox.run({ command: "git", args: ["log", "--format=%s"] });
       expect([git.exitCode, git.stdout.trim()]).toEqual([0, "Initial empty commit"]);
       await sandbox.writeFiles([{ path: "sub/dir/.keep", content: "" }]);
-      expect((await sandbox.run({ command: "pwd", args: [], cwd: "sub/dir" })).stdout.trim()).toBe(`${sandbox.workspace}/sub/dir`);
+      expect((await sandbox.run({ command: "pwd", args: [], cwd: "sub/dir" })).stdout.trim()).toBe(
+        `${sandbox.workspace}/sub/dir`,
+      );
       expect((await rejection(sandbox.run({ command: "pwd", args: [], cwd: "../.." }))).retryable).toBe(false);
     });
 
@@ -155,7 +192,11 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
       const other = harness.makeProvider();
       const again = await other.connect(sandbox.id);
       expect(again).not.toBeNull();
-      expect([again?.id, again?.workspace, again?.agentPort]).toEqual([sandbox.id, sandbox.workspace, sandbox.agentPort]);
+      expect([again?.id, again?.workspace, again?.agentPort]).toEqual([
+        sandbox.id,
+        sandbox.workspace,
+        sandbox.agentPort,
+      ]);
       expect(new TextDecoder().decode((await again?.readFile("marker.txt")) ?? undefined)).toBe("from the first");
       expect(await again?.isAlive()).toBe(true);
       expect((await other.list({ sessionId: metadata.sessionId })).map((s) => s.id)).toEqual([sandbox.id]);
@@ -190,18 +231,21 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
       await provider.kill(sandbox.id);
     }, 30_000);
 
-    it.skipIf(!harness.crashCreator)("a sandbox whose creator was SIGKILLed stays listable and killable by another process", async () => {
-      const metadata = meta();
-      const { sandboxId, pid } = await (harness.crashCreator as NonNullable<typeof harness.crashCreator>)(metadata);
-      created.push(sandboxId);
-      const other = harness.makeProvider();
-      expect((await other.list({ sessionId: metadata.sessionId })).map((s) => s.id)).toEqual([sandboxId]);
-      expect(await (await other.connect(sandboxId))?.isAlive()).toBe(true);
-      if (harness.processRunning) expect(harness.processRunning(pid)).toBe(true);
-      expect(await other.kill(sandboxId)).toBe(true);
-      if (harness.processRunning) expect(harness.processRunning(pid)).toBe(false);
-      expect(await other.list({ sessionId: metadata.sessionId })).toEqual([]);
-    });
+    it.skipIf(!harness.crashCreator)(
+      "a sandbox whose creator was SIGKILLed stays listable and killable by another process",
+      async () => {
+        const metadata = meta();
+        const { sandboxId, pid } = await (harness.crashCreator as NonNullable<typeof harness.crashCreator>)(metadata);
+        created.push(sandboxId);
+        const other = harness.makeProvider();
+        expect((await other.list({ sessionId: metadata.sessionId })).map((s) => s.id)).toEqual([sandboxId]);
+        expect(await (await other.connect(sandboxId))?.isAlive()).toBe(true);
+        if (harness.processRunning) expect(harness.processRunning(pid)).toBe(true);
+        expect(await other.kill(sandboxId)).toBe(true);
+        if (harness.processRunning) expect(harness.processRunning(pid)).toBe(false);
+        expect(await other.list({ sessionId: metadata.sessionId })).toEqual([]);
+      },
+    );
 
     it("the environment inside holds nothing of the fleet's own but the allowed variables", async () => {
       const secretName = `FLEET_CONFORMANCE_SECRET_${randomBytes(3).toString("hex").toUpperCase()}`;

@@ -6,7 +6,10 @@ import { LocalSandboxProvider } from "../../shared/dist/sandbox/index.js";
 
 const [rootDir, isolation, metadataJson] = process.argv.slice(2);
 try {
-  const provider = new LocalSandboxProvider({ rootDir, isolation }, createLogger({ name: "sandbox-creator", level: "silent" }));
+  const provider = new LocalSandboxProvider(
+    { rootDir, isolation },
+    createLogger({ name: "sandbox-creator", level: "silent" }),
+  );
   const sandbox = await provider.create({ metadata: JSON.parse(metadataJson), envs: {}, timeoutMs: 60_000 });
   const { pid } = await sandbox.startBackground({ command: "sleep", args: ["60"] });
   process.stdout.write(`${JSON.stringify({ sandboxId: sandbox.id, pid })}\n`);

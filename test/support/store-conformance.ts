@@ -31,7 +31,9 @@ export class Racers {
   private constructor(readonly clients: MongoClient[]) {}
 
   static async open(uri: string, n: number): Promise<Racers> {
-    return new Racers(await Promise.all(Array.from({ length: n }, () => new MongoClient(uri, { maxPoolSize: 4 }).connect())));
+    return new Racers(
+      await Promise.all(Array.from({ length: n }, () => new MongoClient(uri, { maxPoolSize: 4 }).connect())),
+    );
   }
 
   get size(): number {
@@ -58,12 +60,19 @@ export async function withDatabase<T>(racers: Racers, fn: (db: string) => Promis
   try {
     return await fn(name);
   } finally {
-    await racers.db(name).dropDatabase().catch(() => undefined);
+    await racers
+      .db(name)
+      .dropDatabase()
+      .catch(() => undefined);
   }
 }
 
 /** Races `racers` calls of `attempt` per round and counts the rounds by their number of winners. */
-export async function raceRounds(rounds: number, racers: number, attempt: (round: number, racer: number) => Promise<boolean>): Promise<Map<number, number>> {
+export async function raceRounds(
+  rounds: number,
+  racers: number,
+  attempt: (round: number, racer: number) => Promise<boolean>,
+): Promise<Map<number, number>> {
   const byWinners = new Map<number, number>();
   for (let round = 0; round < rounds; round++) {
     const won = await Promise.all(Array.from({ length: racers }, (_, racer) => attempt(round, racer)));

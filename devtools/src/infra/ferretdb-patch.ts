@@ -63,7 +63,10 @@ export const FERRETDB_EDITS: readonly Edit[] = [
   {
     file: join(handler, "msg_update.go"),
     from: `\tmatched, modified, upserted, err := h.updateDocument(connCtx, params)\n`,
-    to: lockBefore(`\tmatched, modified, upserted, err := h.updateDocument(connCtx, params)\n`, "params.DB, params.Collection"),
+    to: lockBefore(
+      `\tmatched, modified, upserted, err := h.updateDocument(connCtx, params)\n`,
+      "params.DB, params.Collection",
+    ),
     count: 1,
   },
   {
@@ -138,7 +141,10 @@ export function applyFerretDbPatch(src: string, version: string): void {
     const code = readFileSync(path, "utf8");
     const found = code.split(edit.from).length - 1;
     if (found !== edit.count) {
-      throw new FleetError("infra", `FerretDB ${version}: ${edit.file} has ${found} of the ${edit.count} place(s) the fleet's build changes (${JSON.stringify(edit.from.trim())}); the patch needs updating`);
+      throw new FleetError(
+        "infra",
+        `FerretDB ${version}: ${edit.file} has ${found} of the ${edit.count} place(s) the fleet's build changes (${JSON.stringify(edit.from.trim())}); the patch needs updating`,
+      );
     }
     writeFileSync(path, code.split(edit.from).join(edit.to));
   }

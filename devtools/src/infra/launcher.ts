@@ -55,7 +55,12 @@ async function startStore(opts: InfraOptions, toolsDir: string, progress: Progre
     return { url: c.url, kind: "container" as const, container: c };
   }
   const binary = await ensureFerretDb(toolsDir, progress);
-  const s = await startFerretDb({ binary, dataDir: opts.dataDir, persistent: opts.persistent ?? false, ...(opts.monitor ? { monitorPort: opts.monitor.store } : {}) });
+  const s = await startFerretDb({
+    binary,
+    dataDir: opts.dataDir,
+    persistent: opts.persistent ?? false,
+    ...(opts.monitor ? { monitorPort: opts.monitor.store } : {}),
+  });
   return { url: s.url, kind: "ferretdb" as const, process: s.process };
 }
 
@@ -69,7 +74,9 @@ async function startBus(opts: InfraOptions, toolsDir: string, progress: Progress
     dataDir: opts.dataDir,
     persistent: opts.persistent ?? false,
     ...(opts.monitor ? { monitorPort: opts.monitor.nats } : {}),
-    ...(users && probe ? { auth: { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } } } : {}),
+    ...(users && probe
+      ? { auth: { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } } }
+      : {}),
   });
   if (users && probe) {
     // Outside systems keep their consumers on the feed in their own account; the fleet makes it.
@@ -90,10 +97,14 @@ export async function startInfra(opts: InfraOptions): Promise<Infra> {
   const toolsDir = opts.toolsDir ?? defaultToolsDir();
   mkdirSync(opts.dataDir, { recursive: true });
   mkdirSync(toolsDir, { recursive: true });
-  const [bus, store] = await Promise.allSettled([startBus(opts, toolsDir, progress), startStore(opts, toolsDir, progress)]);
+  const [bus, store] = await Promise.allSettled([
+    startBus(opts, toolsDir, progress),
+    startStore(opts, toolsDir, progress),
+  ]);
   const started: ManagedProcess[] = [];
   if (bus.status === "fulfilled" && bus.value.process) started.push(bus.value.process);
-  if (store.status === "fulfilled" && "process" in store.value && store.value.process) started.push(store.value.process);
+  if (store.status === "fulfilled" && "process" in store.value && store.value.process)
+    started.push(store.value.process);
   const container = store.status === "fulfilled" && "container" in store.value ? store.value.container : undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -128,7 +139,15 @@ const InfraState = z.object({
   dataDir: z.string(),
   processes: z.array(z.object({ name: z.string(), pid: z.number().int(), logFile: z.string() })),
   containerId: z.string().optional(),
-  natsUsers: z.array(z.object({ role: z.enum(["api", "spawner", "poller", "watchdog", "outside"]), user: z.string(), password: z.string() })).optional(),
+  natsUsers: z
+    .array(
+      z.object({
+        role: z.enum(["api", "spawner", "poller", "watchdog", "outside"]),
+        user: z.string(),
+        password: z.string(),
+      }),
+    )
+    .optional(),
   startedAt: z.number(),
 });
 export type InfraState = z.infer<typeof InfraState>;
@@ -166,7 +185,12 @@ export async function infraStatus(dir: string): Promise<InfraHealth | undefined>
   if (!state) return undefined;
   const { connect } = await import("@nats-io/transport-node");
   const probe = state.natsUsers?.find((u) => u.role === "spawner");
-  const natsReady = await connect({ servers: state.natsUrl, reconnect: false, timeout: 1_000, ...(probe ? { user: probe.user, pass: probe.password } : {}) }).then(
+  const natsReady = await connect({
+    servers: state.natsUrl,
+    reconnect: false,
+    timeout: 1_000,
+    ...(probe ? { user: probe.user, pass: probe.password } : {}),
+  }).then(
     (nc) => nc.close().then(() => true),
     () => false,
   );
@@ -188,7 +212,9 @@ export async function stopInfraFromState(dir: string): Promise<InfraState | unde
   if (!state) return undefined;
   await Promise.all(state.processes.map((p) => stopPid(p.pid)));
   if (state.containerId) {
-    await new Promise<void>((resolve) => execFile("docker", ["rm", "-f", state.containerId as string], () => resolve()));
+    await new Promise<void>((resolve) =>
+      execFile("docker", ["rm", "-f", state.containerId as string], () => resolve()),
+    );
   }
   rmSync(stateFile(dir), { force: true });
   return state;

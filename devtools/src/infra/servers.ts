@@ -30,12 +30,20 @@ export interface StartedServer {
   process: ManagedProcess;
 }
 
-async function waitReady(proc: ManagedProcess, what: string, timeoutMs: number, probe: () => Promise<void>): Promise<void> {
+async function waitReady(
+  proc: ManagedProcess,
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<void>,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < until) {
     if (!proc.running) {
-      throw new FleetError("infra", `${what} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`);
+      throw new FleetError(
+        "infra",
+        `${what} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`,
+      );
     }
     try {
       await probe();
@@ -64,14 +72,31 @@ export async function startNatsServer(opts: ServerStart & { auth?: NatsAuthStart
     const proc = startProcess({
       name: "nats-server",
       command: opts.binary,
-      args: [...confArgs, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "jetstream"), "-n", `fleet-${port}`, ...(opts.monitorPort ? ["-m", String(opts.monitorPort)] : [])],
+      args: [
+        ...confArgs,
+        "-a",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-js",
+        "-sd",
+        join(dir, "jetstream"),
+        "-n",
+        `fleet-${port}`,
+        ...(opts.monitorPort ? ["-m", String(opts.monitorPort)] : []),
+      ],
       logFile: join(opts.dataDir, "nats-server.log"),
       persistent: opts.persistent,
     });
     const url = `nats://127.0.0.1:${port}`;
     try {
       await waitReady(proc, "nats-server", opts.readyTimeoutMs ?? 20_000, async () => {
-        const nc = await connect({ servers: url, reconnect: false, timeout: 1_000, ...(opts.auth ? opts.auth.probe : {}) });
+        const nc = await connect({
+          servers: url,
+          reconnect: false,
+          timeout: 1_000,
+          ...(opts.auth ? opts.auth.probe : {}),
+        });
         try {
           const jsm = await jetstreamManager(nc);
           await jsm.getAccountInfo();

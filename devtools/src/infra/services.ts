@@ -36,14 +36,22 @@ export interface RunningService {
 }
 
 /** Each service prints one line when it is ready to take work: `<name> ready …` or `api listening on <url>`. */
-async function waitForReadyLine(proc: ManagedProcess, name: ServiceName, timeoutMs: number): Promise<string | undefined> {
+async function waitForReadyLine(
+  proc: ManagedProcess,
+  name: ServiceName,
+  timeoutMs: number,
+): Promise<string | undefined> {
   const until = Date.now() + timeoutMs;
   const pattern = name === "api" ? /api listening on (\S+)/ : new RegExp(`^${name} ready`, "m");
   while (Date.now() < until) {
     const text = ownLog(proc);
     const m = pattern.exec(text);
     if (m) return m[1];
-    if (!proc.running) throw new FleetError("infra", `${name} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`);
+    if (!proc.running)
+      throw new FleetError(
+        "infra",
+        `${name} exited during start-up; its log (${proc.logFile}) ends with:\n${logTail(proc.logFile)}`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
   await proc.stop();
@@ -51,7 +59,11 @@ async function waitForReadyLine(proc: ManagedProcess, name: ServiceName, timeout
 }
 
 /** Starts one instance of a service as its own Node process and waits until it is ready. */
-export async function startService(name: ServiceName, options: FleetProcessOptions, index = 0): Promise<RunningService> {
+export async function startService(
+  name: ServiceName,
+  options: FleetProcessOptions,
+  index = 0,
+): Promise<RunningService> {
   const root = repoRoot();
   const main = join(root, "services", name, "dist", "main.js");
   if (!existsSync(main)) throw new FleetError("infra", `${main} is missing: build first (npx tsc -b)`);

@@ -1,5 +1,16 @@
 import { execFile } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { FleetError, errorMessage } from "@fleet/shared/errors";
@@ -32,7 +43,10 @@ async function goEnv(): Promise<NodeJS.ProcessEnv> {
   try {
     await run("go", ["version"], { timeout: 20_000 });
   } catch {
-    throw new FleetError("infra", "go not found: install Go >= 1.22, or set NATS_URL and MONGODB_URI to use running servers");
+    throw new FleetError(
+      "infra",
+      "go not found: install Go >= 1.22, or set NATS_URL and MONGODB_URI to use running servers",
+    );
   }
   // GOTOOLCHAIN=local: build with the Go that is here rather than fetching another toolchain.
   return { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=mod", CGO_ENABLED: "0" };
@@ -44,7 +58,9 @@ async function go(args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise
     return stdout;
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? "";
-    throw new FleetError("infra", `go ${args.join(" ")} failed: ${stderr.trim().slice(-2_000) || errorMessage(err)}`, { cause: err });
+    throw new FleetError("infra", `go ${args.join(" ")} failed: ${stderr.trim().slice(-2_000) || errorMessage(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -97,18 +113,24 @@ export async function ensureUpstreamFerretDb(dir: string, progress: Progress = (
 
 async function buildFerretDb(workDir: string, target: string, fleetChanges: boolean): Promise<void> {
   const env = await goEnv();
-  const info = JSON.parse(await go(["mod", "download", "-json", `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], env)) as {
+  const info = JSON.parse(
+    await go(["mod", "download", "-json", `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], env),
+  ) as {
     Dir?: string;
     Error?: string;
   };
-  if (!info.Dir) throw new FleetError("infra", `could not download FerretDB ${FERRETDB_VERSION}: ${info.Error ?? "no module dir"}`);
+  if (!info.Dir)
+    throw new FleetError("infra", `could not download FerretDB ${FERRETDB_VERSION}: ${info.Error ?? "no module dir"}`);
   mkdirSync(workDir, { recursive: true });
   // Built in a private folder and renamed, so a concurrent run never sees half a binary.
   const src = mkdtempSync(join(workDir, ".build-ferretdb-"));
   try {
     cpSync(info.Dir, src, { recursive: true });
     makeWritable(src);
-    writeFileSync(join(src, "build", "version", "version.txt"), `${fleetChanges ? FERRETDB_BUILD : FERRETDB_VERSION}\n`);
+    writeFileSync(
+      join(src, "build", "version", "version.txt"),
+      `${fleetChanges ? FERRETDB_BUILD : FERRETDB_VERSION}\n`,
+    );
     if (fleetChanges) applyFerretDbPatch(src, FERRETDB_VERSION);
     const out = join(src, "ferretdb.bin");
     await go(["build", "-o", out, "./cmd/ferretdb"], env, src);

@@ -31,8 +31,13 @@ describe.skipIf(!existsSync(MAIN))("scripted model CLI", () => {
     const line = await cli.lines;
     const url = /scripted model listening on (http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(line)?.[1];
     expect(url, line).toBeDefined();
-    const res = await fetch(`${url}/chat/completions`, { method: "POST", body: JSON.stringify({ tools: [{}], messages: [{ role: "user", content: "hi" }] }) });
-    expect(((await res.json()) as { choices: Array<{ finish_reason: string }> }).choices[0]?.finish_reason).toBe("stop");
+    const res = await fetch(`${url}/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ tools: [{}], messages: [{ role: "user", content: "hi" }] }),
+    });
+    expect(((await res.json()) as { choices: Array<{ finish_reason: string }> }).choices[0]?.finish_reason).toBe(
+      "stop",
+    );
     cli.kill();
     expect(await cli.exit).toBe(0);
   });

@@ -41,7 +41,13 @@ async function main(): Promise<void> {
   let values: { port?: string; host?: string; scenario?: string; "scenario-name"?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
-      options: { port: { type: "string" }, host: { type: "string" }, scenario: { type: "string" }, "scenario-name": { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        port: { type: "string" },
+        host: { type: "string" },
+        scenario: { type: "string" },
+        "scenario-name": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
     }));
   } catch (err) {
     fail(err instanceof Error ? err.message : String(err));
@@ -50,13 +56,27 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const port = z.coerce.number().int().min(0).max(65_535).safeParse(values.port ?? "0");
+  const port = z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65_535)
+    .safeParse(values.port ?? "0");
   if (!port.success) fail(`--port must be a port number, got ${values.port}`);
   const scenario = loadScenario(values.scenario, values["scenario-name"]);
-  const level = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).catch("warn").parse(process.env.LOG_LEVEL);
+  const level = z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .catch("warn")
+    .parse(process.env.LOG_LEVEL);
   const logger = createLogger({ name: "scripted-model", level, destination: pino.destination(2) });
   // Every built-in is also reachable by using its name as the model id.
-  const model = await startScriptedModel({ port: port.data, host: values.host ?? "127.0.0.1", scenario, byModel: { ...SCENARIOS }, logger });
+  const model = await startScriptedModel({
+    port: port.data,
+    host: values.host ?? "127.0.0.1",
+    scenario,
+    byModel: { ...SCENARIOS },
+    logger,
+  });
   process.stdout.write(`scripted model listening on ${model.url}\n`);
   const stop = (): void => {
     void model.close().then(() => process.exit(0));

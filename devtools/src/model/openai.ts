@@ -59,7 +59,8 @@ export function planAnswer(turn: ScenarioTurn, chunkChars: number): PlannedAnswe
       const id = `call_${randomBytes(8).toString("hex")}`;
       const args = JSON.stringify(call.arguments);
       deltas.push({ tool_calls: [{ index, id, type: "function", function: { name: call.name, arguments: "" } }] });
-      for (const piece of chunks(args, chunkChars * 4)) deltas.push({ tool_calls: [{ index, function: { arguments: piece } }] });
+      for (const piece of chunks(args, chunkChars * 4))
+        deltas.push({ tool_calls: [{ index, function: { arguments: piece } }] });
       toolCalls.push({ id, type: "function", function: { name: call.name, arguments: args } });
       completionChars += call.name.length + args.length;
     });
@@ -91,7 +92,13 @@ export function chunkEnvelope(id: string, model: string, created: number, choice
   return JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...(usage ? { usage } : {}) });
 }
 
-export function completionBody(id: string, model: string, created: number, answer: PlannedAnswer, usage: Usage): string {
+export function completionBody(
+  id: string,
+  model: string,
+  created: number,
+  answer: PlannedAnswer,
+  usage: Usage,
+): string {
   return JSON.stringify({
     id,
     object: "chat.completion",

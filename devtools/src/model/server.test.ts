@@ -19,7 +19,12 @@ afterEach(async () => {
 });
 
 function post(model: ScriptedModel, body: unknown, signal?: AbortSignal): Promise<Response> {
-  return fetch(`${model.url}/chat/completions`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, ...(signal ? { signal } : {}) });
+  return fetch(`${model.url}/chat/completions`, {
+    method: "POST",
+    body: JSON.stringify(body),
+    headers: { "content-type": "application/json" },
+    ...(signal ? { signal } : {}),
+  });
 }
 
 /** The `data:` payloads of an SSE body, `[DONE]` included as a string. */
@@ -41,7 +46,11 @@ describe("scripted model", () => {
     expect(res.headers.get("content-type")).toBe("text/event-stream");
     const all = await chunks(res);
     expect(all.at(-1)).toBe("[DONE]");
-    const bodies = all.slice(0, -1) as Array<{ object: string; choices: Array<{ delta: { content?: string; role?: string }; finish_reason: string | null }>; usage?: { prompt_tokens: number; completion_tokens: number } }>;
+    const bodies = all.slice(0, -1) as Array<{
+      object: string;
+      choices: Array<{ delta: { content?: string; role?: string }; finish_reason: string | null }>;
+      usage?: { prompt_tokens: number; completion_tokens: number };
+    }>;
     expect(bodies.every((b) => b.object === "chat.completion.chunk")).toBe(true);
     expect(bodies[0]?.choices[0]?.delta.role).toBe("assistant");
     expect(bodies.map((b) => b.choices[0]?.delta.content ?? "").join("")).toBe("Hello, streaming world!");
@@ -53,10 +62,21 @@ describe("scripted model", () => {
 
   it("streams tool calls in pieces with a tool_calls finish", async () => {
     const model = await start({
-      turns: [{ type: "tools", calls: [{ name: "write", arguments: { filePath: "a.txt", content: "x".repeat(300) } }, { name: "bash", arguments: { command: "ls" } }] }],
+      turns: [
+        {
+          type: "tools",
+          calls: [
+            { name: "write", arguments: { filePath: "a.txt", content: "x".repeat(300) } },
+            { name: "bash", arguments: { command: "ls" } },
+          ],
+        },
+      ],
     });
     const bodies = (await chunks(await post(model, { stream: true, tools, messages: [user] }))).slice(0, -1) as Array<{
-      choices: Array<{ delta: { tool_calls?: Array<{ index: number; id?: string; function: { name?: string; arguments: string } }> }; finish_reason: string | null }>;
+      choices: Array<{
+        delta: { tool_calls?: Array<{ index: number; id?: string; function: { name?: string; arguments: string } }> };
+        finish_reason: string | null;
+      }>;
     }>;
     const calls = new Map<number, { id?: string; name?: string; args: string }>();
     for (const b of bodies) {
@@ -80,31 +100,54 @@ describe("scripted model", () => {
     const demo = SCENARIOS.demo;
     if (!demo) throw new Error("no demo scenario");
     const model = await start(demo);
-    const first = (await (await post(model, { tools, messages: [user] })).json()) as { object: string; choices: Array<{ message: { tool_calls: Array<{ function: { name: string } }> }; finish_reason: string }> };
+    const first = (await (await post(model, { tools, messages: [user] })).json()) as {
+      object: string;
+      choices: Array<{ message: { tool_calls: Array<{ function: { name: string } }> }; finish_reason: string }>;
+    };
     expect(first.object).toBe("chat.completion");
     expect(first.choices[0]?.finish_reason).toBe("tool_calls");
     expect(first.choices[0]?.message.tool_calls[0]?.function.name).toBe("write");
-    const history = [user, { role: "assistant", content: null }, { role: "tool", content: "ok" }, { role: "assistant", content: null }, { role: "tool", content: "ok" }];
+    const history = [
+      user,
+      { role: "assistant", content: null },
+      { role: "tool", content: "ok" },
+      { role: "assistant", content: null },
+      { role: "tool", content: "ok" },
+    ];
     const third = (await (await post(model, { tools, messages: history })).json()) as typeof first;
     expect(third.choices[0]?.message.tool_calls[0]?.function.name).toBe("todowrite");
-    const past = (await (await post(model, { tools, messages: [...history, ...history.slice(1), ...history.slice(1)] })).json()) as { choices: Array<{ message: { content: string }; finish_reason: string }> };
-    expect(past.choices[0]).toMatchObject({ finish_reason: "stop", message: { content: parseScenario(SCENARIOS.demo).afterText } });
+    const past = (await (
+      await post(model, { tools, messages: [...history, ...history.slice(1), ...history.slice(1)] })
+    ).json()) as { choices: Array<{ message: { content: string }; finish_reason: string }> };
+    expect(past.choices[0]).toMatchObject({
+      finish_reason: "stop",
+      message: { content: parseScenario(SCENARIOS.demo).afterText },
+    });
   });
 
   it("answers side requests (no tools) without consuming a turn", async () => {
     const model = await start({ turns: [{ type: "text", text: "main" }], sideText: "A title" });
-    const side = (await (await post(model, { messages: [{ role: "system", content: "make a title" }, user] })).json()) as { choices: Array<{ message: { content: string } }> };
+    const side = (await (
+      await post(model, { messages: [{ role: "system", content: "make a title" }, user] })
+    ).json()) as { choices: Array<{ message: { content: string } }> };
     expect(side.choices[0]?.message.content).toBe("A title");
     const main = (await (await post(model, { tools, messages: [user] })).json()) as typeof side;
     expect(main.choices[0]?.message.content).toBe("main");
   });
 
   it("plays the scenario named by the model id", async () => {
-    const model = await start({ turns: [{ type: "text", text: "default" }] }, { other: { turns: [{ type: "text", text: "other" }] } });
+    const model = await start(
+      { turns: [{ type: "text", text: "default" }] },
+      { other: { turns: [{ type: "text", text: "other" }] } },
+    );
     const ids = (await (await fetch(`${model.url}/models`)).json()) as { data: Array<{ id: string }> };
     expect(ids.data.map((m) => m.id)).toEqual(["scripted", "other"]);
     const answer = async (m: string): Promise<string | undefined> =>
-      ((await (await post(model, { model: m, tools, messages: [user] })).json()) as { choices: Array<{ message: { content: string } }> }).choices[0]?.message.content;
+      (
+        (await (await post(model, { model: m, tools, messages: [user] })).json()) as {
+          choices: Array<{ message: { content: string } }>;
+        }
+      ).choices[0]?.message.content;
     expect(await answer("other")).toBe("other");
     expect(await answer("anything")).toBe("default");
   });

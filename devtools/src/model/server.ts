@@ -33,7 +33,11 @@ export interface ScriptedModel {
 const MAX_BODY = 16 * 1024 * 1024;
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly details?: unknown) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details?: unknown,
+  ) {
     super(message);
   }
 }
@@ -52,7 +56,14 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     handle(req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : 500;
       if (status >= 500) log.error({ err }, "request failed");
-      if (!res.headersSent) sendJson(res, status, { error: { message: err instanceof Error ? err.message : String(err), type: "invalid_request_error", details: err instanceof HttpError ? err.details : undefined } });
+      if (!res.headersSent)
+        sendJson(res, status, {
+          error: {
+            message: err instanceof Error ? err.message : String(err),
+            type: "invalid_request_error",
+            details: err instanceof HttpError ? err.details : undefined,
+          },
+        });
       else res.destroy();
     });
   });
@@ -60,7 +71,10 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? "/", "http://x").pathname.replace(/\/+$/, "");
     if (req.method === "GET" && path === "/v1/models") {
-      return sendJson(res, 200, { object: "list", data: models.map((id) => ({ id, object: "model", created: 0, owned_by: "fleet" })) });
+      return sendJson(res, 200, {
+        object: "list",
+        data: models.map((id) => ({ id, object: "model", created: 0, owned_by: "fleet" })),
+      });
     }
     if (req.method === "POST" && path === "/v1/chat/completions") return chat(req, res);
     throw new HttpError(404, `no route ${req.method} ${path}`);
@@ -85,7 +99,15 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     const turn: ScenarioTurn = side
       ? { type: "text", text: scenario.sideText }
       : (scenario.turns[index] ?? { type: "text", text: scenario.afterText });
-    log.debug({ scenario: scenario.name, turn: side ? "side" : index, stream: request.stream === true, messages: request.messages.length }, "chat request");
+    log.debug(
+      {
+        scenario: scenario.name,
+        turn: side ? "side" : index,
+        stream: request.stream === true,
+        messages: request.messages.length,
+      },
+      "chat request",
+    );
     log.trace({ request }, "chat request body");
 
     if (!side && turn.failure) {
@@ -102,7 +124,8 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     const usage = usageFor(request, answer.completionChars);
     const id = `chatcmpl-${randomBytes(8).toString("hex")}`;
     const created = Math.floor(Date.now() / 1000);
-    if (request.stream !== true) return sendJson(res, 200, JSON.parse(completionBody(id, request.model, created, answer, usage)));
+    if (request.stream !== true)
+      return sendJson(res, 200, JSON.parse(completionBody(id, request.model, created, answer, usage)));
 
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
     const delay = turn.delayMs ?? scenario.delayMs;
@@ -113,13 +136,17 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
       res.write(`data: ${chunkEnvelope(id, request.model, created, [{ index: 0, delta, finish_reason: null }])}\n\n`);
     }
     if (gone()) return;
-    res.write(`data: ${chunkEnvelope(id, request.model, created, [{ index: 0, delta: {}, finish_reason: answer.finish }])}\n\n`);
+    res.write(
+      `data: ${chunkEnvelope(id, request.model, created, [{ index: 0, delta: {}, finish_reason: answer.finish }])}\n\n`,
+    );
     res.write(`data: ${chunkEnvelope(id, request.model, created, [], usage)}\n\n`);
     res.end("data: [DONE]\n\n");
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) => reject(new FleetError("infra", `scripted model cannot listen: ${err.message}`, { cause: err })));
+    server.once("error", (err) =>
+      reject(new FleetError("infra", `scripted model cannot listen: ${err.message}`, { cause: err })),
+    );
     server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
   });
   const address = server.address() as AddressInfo;

@@ -13,7 +13,17 @@ import type {
 } from "@fleet/shared/agent";
 import type { CommandSpec, SandboxFile } from "@fleet/shared/sandbox";
 import { sandboxIdOfUrl } from "./sandbox.js";
-import { ABORTED_ERROR, agentSessionIdFor, emittedCount, eventAt, isIdle, scriptedMessages, toolPart, userMessageIdFor, wasAborted } from "./script.js";
+import {
+  ABORTED_ERROR,
+  agentSessionIdFor,
+  emittedCount,
+  eventAt,
+  isIdle,
+  scriptedMessages,
+  toolPart,
+  userMessageIdFor,
+  wasAborted,
+} from "./script.js";
 import { appendMark, livePath, readSimulatedState, simulatedIdleAt, type SimulatedState } from "./state.js";
 
 /** How often an event stream opened before the prompt looks for it. */
@@ -167,7 +177,9 @@ export class SimulatedAgentClient implements AgentClient {
 
   private checkSession(sessionId: string): void {
     if (sessionId !== this.agentSessionId) {
-      throw new FleetError("not_found", `simulated agent of ${this.sandboxId} has no session ${sessionId}`, { retryable: false });
+      throw new FleetError("not_found", `simulated agent of ${this.sandboxId} has no session ${sessionId}`, {
+        retryable: false,
+      });
     }
   }
 

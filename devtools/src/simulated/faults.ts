@@ -16,10 +16,16 @@ export function createFault(faults: readonly SimCreateFault[], metadata: Sandbox
   const at = `project ${metadata.projectId}, attempt ${attempt}`;
   switch (fault.kind) {
     case "rate_limit":
-      return new FleetError("rate_limited", `simulated provider: 429 too many sandboxes being created (${at})`, { retryable: true });
+      return new FleetError("rate_limited", `simulated provider: 429 too many sandboxes being created (${at})`, {
+        retryable: true,
+      });
     case "transient":
       return new FleetError("sandbox", `simulated provider: 503 service busy (${at})`, { retryable: true });
     case "permanent":
-      return new FleetError("sandbox", `simulated provider: template not found; creating this sandbox cannot succeed (${at})`, { retryable: false });
+      return new FleetError(
+        "sandbox",
+        `simulated provider: template not found; creating this sandbox cannot succeed (${at})`,
+        { retryable: false },
+      );
   }
 }

@@ -8,7 +8,16 @@ import type { SimulatedTooling } from "@fleet/shared/service";
 import { simulatedRuntime } from "./agent.js";
 import { SimulatedSandboxProvider } from "./sandbox.js";
 
-export { SimulatedSandboxProvider, SimulatedSandbox, SimulatedSandboxConfig, simulatedUrl, sandboxIdOfUrl, SIM_AGENT_PORT, SIM_HOME, SIM_WORKSPACE } from "./sandbox.js";
+export {
+  SimulatedSandboxProvider,
+  SimulatedSandbox,
+  SimulatedSandboxConfig,
+  simulatedUrl,
+  sandboxIdOfUrl,
+  SIM_AGENT_PORT,
+  SIM_HOME,
+  SIM_WORKSPACE,
+} from "./sandbox.js";
 export { simulatedRuntime, SimulatedAgentClient, type SimulatedRuntimeConfig } from "./agent.js";
 export { agentSessionIdFor, scriptedMessages, toolPart } from "./script.js";
 export { readSimulatedState, readAllSimulatedStates, simulatedIdleAt, type SimulatedState } from "./state.js";

@@ -19,7 +19,18 @@ import {
   type SandboxSummary,
 } from "@fleet/shared/sandbox";
 import { createFault } from "./faults.js";
-import { SIM_ID, appendMark, createdLine, endedPath, forEachBounded, isMissing, listJournals, livePath, parseJournal, type SimulatedState } from "./state.js";
+import {
+  SIM_ID,
+  appendMark,
+  createdLine,
+  endedPath,
+  forEachBounded,
+  isMissing,
+  listJournals,
+  livePath,
+  parseJournal,
+  type SimulatedState,
+} from "./state.js";
 
 /**
  * A SIMULATED sandbox provider, for benchmarks only: no process, no files, no agent server, just a
@@ -54,17 +65,26 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   private readonly config: z.output<typeof SimulatedSandboxConfig>;
   private folders: Promise<void> | undefined;
 
-  constructor(config: SimulatedSandboxConfig, private readonly logger: Logger) {
+  constructor(
+    config: SimulatedSandboxConfig,
+    private readonly logger: Logger,
+  ) {
     this.config = SimulatedSandboxConfig.parse(config);
     this.dir = this.config.dir;
   }
 
   private ensureFolders(): Promise<void> {
-    this.folders ??= Promise.all([mkdir(join(this.dir, "live"), { recursive: true }), mkdir(join(this.dir, "ended"), { recursive: true })]).then(
+    this.folders ??= Promise.all([
+      mkdir(join(this.dir, "live"), { recursive: true }),
+      mkdir(join(this.dir, "ended"), { recursive: true }),
+    ]).then(
       () => undefined,
       (err: unknown) => {
         this.folders = undefined;
-        throw new FleetError("sandbox", `cannot prepare ${this.dir}: ${errorMessage(err)}`, { retryable: true, cause: err });
+        throw new FleetError("sandbox", `cannot prepare ${this.dir}: ${errorMessage(err)}`, {
+          retryable: true,
+          cause: err,
+        });
       },
     );
     return this.folders;
@@ -78,11 +98,21 @@ export class SimulatedSandboxProvider implements SandboxProvider {
     if (this.config.createMs > 0) await delay(this.config.createMs);
     const id = `sim-${randomBytes(8).toString("hex")}`;
     const createdAt = Date.now();
-    const line = createdLine({ id, createdAt, endAt: createdAt + spec.timeoutMs, metadata: { ...metadata }, events: this.config.events, eventMs: this.config.eventMs });
+    const line = createdLine({
+      id,
+      createdAt,
+      endAt: createdAt + spec.timeoutMs,
+      metadata: { ...metadata },
+      events: this.config.events,
+      eventMs: this.config.eventMs,
+    });
     try {
       await writeFile(livePath(this.dir, id), line, { flag: "wx" });
     } catch (err) {
-      throw new FleetError("sandbox", `cannot record simulated sandbox ${id}: ${errorMessage(err)}`, { retryable: true, cause: err });
+      throw new FleetError("sandbox", `cannot record simulated sandbox ${id}: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
     }
     return new SimulatedSandbox(id, this);
   }
@@ -99,7 +129,10 @@ export class SimulatedSandboxProvider implements SandboxProvider {
       return true;
     } catch (err) {
       if (isMissing(err)) return false;
-      throw new FleetError("sandbox", `cannot read simulated sandbox ${id}: ${errorMessage(err)}`, { retryable: true, cause: err });
+      throw new FleetError("sandbox", `cannot read simulated sandbox ${id}: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
     }
   }
 
@@ -114,12 +147,19 @@ export class SimulatedSandboxProvider implements SandboxProvider {
         found.push(parseJournal(await readFile(join(folder, name), "utf8"), true));
       } catch (err) {
         // Killed between the listing and the read: no longer alive, nothing to report.
-        if (!isMissing(err)) this.logger.warn({ file: name, err: errorMessage(err) }, "skipping unreadable simulated sandbox journal");
+        if (!isMissing(err))
+          this.logger.warn({ file: name, err: errorMessage(err) }, "skipping unreadable simulated sandbox journal");
       }
     });
     return found
       .filter((s) => wanted.every(([k, v]) => s.metadata[k] === v))
-      .map((s) => ({ id: s.id, provider: this.name, metadata: { ...s.metadata }, startedAt: s.createdAt, endAt: s.endAt }))
+      .map((s) => ({
+        id: s.id,
+        provider: this.name,
+        metadata: { ...s.metadata },
+        startedAt: s.createdAt,
+        endAt: s.endAt,
+      }))
       .sort(oldestFirst);
   }
 
@@ -130,7 +170,10 @@ export class SimulatedSandboxProvider implements SandboxProvider {
       await rename(livePath(this.dir, id), endedPath(this.dir, id));
     } catch (err) {
       if (isMissing(err)) return false;
-      throw new FleetError("sandbox", `cannot kill simulated sandbox ${id}: ${errorMessage(err)}`, { retryable: true, cause: err });
+      throw new FleetError("sandbox", `cannot kill simulated sandbox ${id}: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
     }
     // The kill is done; its time is only a record for the benchmark.
     await appendMark(endedPath(this.dir, id), "killed", Date.now()).catch((err: unknown) =>

@@ -10,7 +10,10 @@ import { simulatedIdleAt, type SimulatedState } from "./state.js";
 
 export type ScriptState = Pick<SimulatedState, "id" | "events" | "eventMs" | "promptedAt" | "abortedAt">;
 
-export const ABORTED_ERROR = { name: "MessageAbortedError", message: "the simulated agent session was aborted" } as const;
+export const ABORTED_ERROR = {
+  name: "MessageAbortedError",
+  message: "the simulated agent session was aborted",
+} as const;
 
 export function agentSessionIdFor(sandboxId: string): string {
   return `${sandboxId}-session`;
@@ -81,12 +84,25 @@ export function scriptedMessages(state: ScriptState, now: number): AgentMessage[
     id: userMessageIdFor(state.id),
     role: "user",
     createdAt: state.promptedAt,
-    parts: [{ id: `${state.id}-prompt`, messageId: userMessageIdFor(state.id), sessionId, kind: "text", text: "(simulated prompt)" }],
+    parts: [
+      {
+        id: `${state.id}-prompt`,
+        messageId: userMessageIdFor(state.id),
+        sessionId,
+        kind: "text",
+        text: "(simulated prompt)",
+      },
+    ],
   };
   const done = emittedCount(state, now);
   const parts: AgentPart[] = [];
   for (let i = 1; i <= done; i++) parts.push(toolPart(state, i));
-  const assistant: AgentMessage = { id: assistantMessageIdFor(state.id), role: "assistant", createdAt: state.promptedAt, parts };
+  const assistant: AgentMessage = {
+    id: assistantMessageIdFor(state.id),
+    role: "assistant",
+    createdAt: state.promptedAt,
+    parts,
+  };
   if (!isIdle(state, now)) return [user, assistant];
   const messageId = assistant.id;
   assistant.completedAt = simulatedIdleAt(state) as number;
@@ -101,7 +117,13 @@ export function scriptedMessages(state: ScriptState, now: number): AgentMessage[
   if (wasAborted(state)) {
     assistant.error = { ...ABORTED_ERROR };
   } else {
-    parts.splice(done, 0, { id: `${state.id}-text`, messageId, sessionId, kind: "text", text: `Simulated run finished after ${done} tool call(s).` });
+    parts.splice(done, 0, {
+      id: `${state.id}-text`,
+      messageId,
+      sessionId,
+      kind: "text",
+      text: `Simulated run finished after ${done} tool call(s).`,
+    });
     assistant.finish = "stop";
   }
   return [user, assistant];

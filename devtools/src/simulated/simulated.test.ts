@@ -9,7 +9,14 @@ import { createLogger } from "@fleet/shared/log";
 import type { SandboxMetadata } from "@fleet/shared/sandbox";
 import { createAgentRuntime, createSandboxProvider } from "@fleet/shared/service";
 import { agentFinished, extractOutput, extractUsage, toolLines } from "@fleet/shared/sessions";
-import { SimulatedSandboxProvider, readAllSimulatedStates, readSimulatedState, simulatedIdleAt, simulatedRuntime, type SimulatedSandbox } from "./index.js";
+import {
+  SimulatedSandboxProvider,
+  readAllSimulatedStates,
+  readSimulatedState,
+  simulatedIdleAt,
+  simulatedRuntime,
+  type SimulatedSandbox,
+} from "./index.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const dirs: string[] = [];
@@ -24,9 +31,19 @@ function stateDir(): string {
 }
 
 let n = 0;
-const meta = (over: Partial<SandboxMetadata> = {}): SandboxMetadata => ({ fleet: "simtest", sessionId: `s-${++n}`, projectId: "p1", attempt: "1", ...over });
+const meta = (over: Partial<SandboxMetadata> = {}): SandboxMetadata => ({
+  fleet: "simtest",
+  sessionId: `s-${++n}`,
+  projectId: "p1",
+  attempt: "1",
+  ...over,
+});
 
-async function collect(client: AgentClient, until: (e: AgentEvent) => boolean, timeoutMs = 5_000): Promise<Array<{ at: number; event: AgentEvent }>> {
+async function collect(
+  client: AgentClient,
+  until: (e: AgentEvent) => boolean,
+  timeoutMs = 5_000,
+): Promise<Array<{ at: number; event: AgentEvent }>> {
   const signal = AbortSignal.timeout(timeoutMs);
   const out: Array<{ at: number; event: AgentEvent }> = [];
   for await (const event of client.events(signal)) {
@@ -36,7 +53,10 @@ async function collect(client: AgentClient, until: (e: AgentEvent) => boolean, t
   return out;
 }
 
-async function prompted(dir: string, options: { events?: number; eventMs?: number } = {}): Promise<{ sandbox: SimulatedSandbox; client: AgentClient; sessionId: string }> {
+async function prompted(
+  dir: string,
+  options: { events?: number; eventMs?: number } = {},
+): Promise<{ sandbox: SimulatedSandbox; client: AgentClient; sessionId: string }> {
   const provider = new SimulatedSandboxProvider({ dir, fleet: "simtest", ...options }, logger);
   const sandbox = await provider.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 });
   const client = simulatedRuntime({ dir }).connect({ baseUrl: sandbox.url(sandbox.agentPort), password: "x" });
@@ -52,14 +72,23 @@ describe("SimulatedSandboxProvider", () => {
     const dir = stateDir();
     const provider = new SimulatedSandboxProvider({ dir, fleet: "simtest" }, logger);
     // Many at once, so several share a millisecond whatever order the directory gives them back in.
-    const made = await Promise.all(Array.from({ length: 24 }, () => provider.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 })));
+    const made = await Promise.all(
+      Array.from({ length: 24 }, () => provider.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 })),
+    );
     const listed = await provider.list();
     expect(listed.map((s) => s.id).sort()).toEqual(made.map((s) => s.id).sort());
     for (const [i, s] of listed.entries()) {
       const next = listed[i + 1];
-      if (next) expect(s.startedAt < next.startedAt || (s.startedAt === next.startedAt && s.id < next.id), `${s.id}@${s.startedAt} before ${next.id}@${next.startedAt}`).toBe(true);
+      if (next)
+        expect(
+          s.startedAt < next.startedAt || (s.startedAt === next.startedAt && s.id < next.id),
+          `${s.id}@${s.startedAt} before ${next.id}@${next.startedAt}`,
+        ).toBe(true);
     }
-    expect(listed.some((s, i) => listed[i + 1]?.startedAt === s.startedAt), "no two sandboxes shared a millisecond: the tie order went untested").toBe(true);
+    expect(
+      listed.some((s, i) => listed[i + 1]?.startedAt === s.startedAt),
+      "no two sandboxes shared a millisecond: the tie order went untested",
+    ).toBe(true);
   });
 
   it("shares sandboxes across instances through the state directory: connect, list, kill, isAlive", async () => {
@@ -107,11 +136,21 @@ describe("SimulatedSandboxProvider", () => {
   it("refuses bad specs and spends the configured create time", async () => {
     const dir = stateDir();
     const p = new SimulatedSandboxProvider({ dir, fleet: "simtest", createMs: 120 }, logger);
-    const refused = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e);
-    expect(await refused(p.create({ metadata: meta({ fleet: "else" }), envs: {}, timeoutMs: 1_000 }))).toBeInstanceOf(FleetError);
-    expect(await refused(p.create({ metadata: { ...meta(), attempt: "x" }, envs: {}, timeoutMs: 1_000 }))).toBeInstanceOf(FleetError);
+    const refused = (promise: Promise<unknown>) =>
+      promise.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(await refused(p.create({ metadata: meta({ fleet: "else" }), envs: {}, timeoutMs: 1_000 }))).toBeInstanceOf(
+      FleetError,
+    );
+    expect(
+      await refused(p.create({ metadata: { ...meta(), attempt: "x" }, envs: {}, timeoutMs: 1_000 })),
+    ).toBeInstanceOf(FleetError);
     expect(await refused(p.create({ metadata: meta(), envs: {}, timeoutMs: 0 }))).toBeInstanceOf(FleetError);
-    expect(await refused(p.create({ metadata: meta(), envs: { "BAD-NAME": "1" }, timeoutMs: 1_000 }))).toBeInstanceOf(FleetError);
+    expect(await refused(p.create({ metadata: meta(), envs: { "BAD-NAME": "1" }, timeoutMs: 1_000 }))).toBeInstanceOf(
+      FleetError,
+    );
     const started = Date.now();
     await p.create({ metadata: meta(), envs: {}, timeoutMs: 1_000 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(115);
@@ -126,7 +165,11 @@ describe("SimulatedSandboxProvider", () => {
     expect(await sb.readFile("cfg")).toBeNull();
     expect(await sb.readFile("missing")).toBeNull();
     await expect(sb.writeFiles([{ path: "../escape", content: "x" }])).rejects.toBeInstanceOf(FleetError);
-    expect(await sb.run({ command: "git", args: ["status", "--porcelain=v1", "-z"] })).toEqual({ exitCode: 0, stdout: "", stderr: "" });
+    expect(await sb.run({ command: "git", args: ["status", "--porcelain=v1", "-z"] })).toEqual({
+      exitCode: 0,
+      stdout: "",
+      stderr: "",
+    });
     expect((await sb.startBackground({ command: "true", args: [] })).pid).toBeGreaterThan(0);
   });
 });
@@ -159,8 +202,16 @@ describe("simulated agent", () => {
 
     const part = parts[0]?.event;
     if (part?.type !== "part" || part.part.kind !== "tool") throw new Error("expected a tool part");
-    expect(part.part).toMatchObject({ tool: "bash", status: "completed", input: { command: "echo simulated step 1" }, sessionId });
-    expect(toolLines(part.part).map((l) => l.line)).toEqual(["▸ Bash echo simulated step 1", "✓ Bash echo simulated step 1"]);
+    expect(part.part).toMatchObject({
+      tool: "bash",
+      status: "completed",
+      input: { command: "echo simulated step 1" },
+      sessionId,
+    });
+    expect(toolLines(part.part).map((l) => l.line)).toEqual([
+      "▸ Bash echo simulated step 1",
+      "✓ Bash echo simulated step 1",
+    ]);
 
     expect(await client.status()).toEqual({});
     const messages = await client.messages(sessionId);
@@ -223,18 +274,38 @@ describe("simulated agent", () => {
     await expect(fresh.prompt(sessionId, { text: "again", model: "m" })).rejects.toMatchObject({ code: "agent" });
     expect(await new SimulatedSandboxProvider({ dir }, logger).connect(sandbox.id)).toBeNull();
     await expect(client.messages("other-session")).rejects.toMatchObject({ code: "not_found" });
-    expect(() => simulatedRuntime({ dir }).connect({ baseUrl: "http://127.0.0.1:1", password: "x" })).toThrow(FleetError);
+    expect(() => simulatedRuntime({ dir }).connect({ baseUrl: "http://127.0.0.1:1", password: "x" })).toThrow(
+      FleetError,
+    );
   });
 });
 
 describe("SANDBOX_PROVIDER=simulated", () => {
   it("is read from the environment and picks the simulated provider and agent together", async () => {
     const dir = stateDir();
-    const env = loadConfig(sandboxEnv, { SANDBOX_PROVIDER: "simulated", FLEET_SIM_DIR: dir, FLEET_SIM_EVENTS: "2", FLEET_SIM_EVENT_MS: "10", FLEET_SIM_CREATE_MS: "0" });
-    expect(env).toMatchObject({ FLEET_SIM_DIR: dir, FLEET_SIM_EVENTS: 2, FLEET_SIM_EVENT_MS: 10, FLEET_SIM_CREATE_MS: 0 });
-    expect(loadConfig(sandboxEnv, {})).toMatchObject({ FLEET_SIM_EVENTS: 5, FLEET_SIM_EVENT_MS: 0, FLEET_SIM_CREATE_MS: 0 });
+    const env = loadConfig(sandboxEnv, {
+      SANDBOX_PROVIDER: "simulated",
+      FLEET_SIM_DIR: dir,
+      FLEET_SIM_EVENTS: "2",
+      FLEET_SIM_EVENT_MS: "10",
+      FLEET_SIM_CREATE_MS: "0",
+    });
+    expect(env).toMatchObject({
+      FLEET_SIM_DIR: dir,
+      FLEET_SIM_EVENTS: 2,
+      FLEET_SIM_EVENT_MS: 10,
+      FLEET_SIM_CREATE_MS: 0,
+    });
+    expect(loadConfig(sandboxEnv, {})).toMatchObject({
+      FLEET_SIM_EVENTS: 5,
+      FLEET_SIM_EVENT_MS: 0,
+      FLEET_SIM_CREATE_MS: 0,
+    });
     expect(() => loadConfig(sandboxEnv, { FLEET_SIM_EVENTS: "-1" })).toThrow(/FLEET_SIM_EVENTS/);
-    expect(loadConfig(sandboxEnv, { FLEET_SIM_CREATE_FAULTS: "p1=rate_limit:2, p2=transient,p3=permanent" }).FLEET_SIM_CREATE_FAULTS).toEqual([
+    expect(
+      loadConfig(sandboxEnv, { FLEET_SIM_CREATE_FAULTS: "p1=rate_limit:2, p2=transient,p3=permanent" })
+        .FLEET_SIM_CREATE_FAULTS,
+    ).toEqual([
       { projectId: "p1", kind: "rate_limit", attempts: 2 },
       { projectId: "p2", kind: "transient", attempts: 1 },
       { projectId: "p3", kind: "permanent", attempts: Number.MAX_SAFE_INTEGER },

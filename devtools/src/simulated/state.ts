@@ -91,7 +91,10 @@ export async function appendMark(path: string, type: MarkLine["type"], at: numbe
 /** The journal's complete lines folded into one state; throws when the first line is not a valid `created`. */
 export function parseJournal(text: string, alive: boolean): SimulatedState {
   // A line without its newline is still being written: it is left for the next read.
-  const lines = text.split("\n").slice(0, -1).filter((l) => l.length > 0);
+  const lines = text
+    .split("\n")
+    .slice(0, -1)
+    .filter((l) => l.length > 0);
   const created = CreatedLine.parse(JSON.parse(lines[0] ?? "null"));
   const state: SimulatedState = {
     id: created.id,
@@ -152,7 +155,12 @@ export async function readAllSimulatedStates(dir: string): Promise<{ states: Sim
   const byId = new Map<string, SimulatedState>();
   for (const s of states) if (!byId.has(s.id) || !s.alive) byId.set(s.id, s);
   // The provider's list() order (oldest first, ties by id), so a report reads the same every run.
-  return { states: [...byId.values()].sort((a, b) => oldestFirst({ id: a.id, startedAt: a.createdAt }, { id: b.id, startedAt: b.createdAt })), unreadable };
+  return {
+    states: [...byId.values()].sort((a, b) =>
+      oldestFirst({ id: a.id, startedAt: a.createdAt }, { id: b.id, startedAt: b.createdAt }),
+    ),
+    unreadable,
+  };
 }
 
 /**
@@ -161,7 +169,9 @@ export async function readAllSimulatedStates(dir: string): Promise<{ states: Sim
  * sandbox was prompted. A benchmark compares it with the session's completedAt to measure how long
  * the fleet took to notice and record the end.
  */
-export function simulatedIdleAt(state: Pick<SimulatedState, "promptedAt" | "abortedAt" | "events" | "eventMs">): number | undefined {
+export function simulatedIdleAt(
+  state: Pick<SimulatedState, "promptedAt" | "abortedAt" | "events" | "eventMs">,
+): number | undefined {
   if (state.promptedAt === undefined) return undefined;
   const scripted = state.promptedAt + state.events * state.eventMs;
   return state.abortedAt !== undefined && state.abortedAt < scripted ? state.abortedAt : scripted;
@@ -175,7 +185,11 @@ export async function listJournals(folder: string): Promise<string[]> {
   return names.filter((n) => n.endsWith(".jsonl") && SIM_ID.test(n.slice(0, -".jsonl".length)));
 }
 
-export async function forEachBounded<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function forEachBounded<T>(
+  items: readonly T[],
+  width: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {

@@ -37,7 +37,11 @@ export interface ApiDeps {
 
 /** Builds the HTTP app (no I/O until `listen`). */
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
-  const app: FastifyInstance = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimit ?? 8 * 1024 * 1024, ...frameworkOptions });
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimit ?? 8 * 1024 * 1024,
+    ...frameworkOptions,
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   await app.register(swagger, {
@@ -54,15 +58,37 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   installMethodNotAllowed(app);
   await app.register(rateLimit, { global: false });
   installAuth(app, deps.store, deps.auth ?? { mode: "keys" });
-  await app.register(sessionRoutes({ store: deps.store, bus: deps.bus, submitsPerMinute: deps.submitsPerMinute ?? 60, ...(deps.projects ? { projects: deps.projects } : {}) }));
-  const followers = createFollowers({ store: deps.store, bus: deps.bus, logger: deps.logger, registry: deps.registry, ...(deps.followers ? { caps: deps.followers } : {}) });
+  await app.register(
+    sessionRoutes({
+      store: deps.store,
+      bus: deps.bus,
+      submitsPerMinute: deps.submitsPerMinute ?? 60,
+      ...(deps.projects ? { projects: deps.projects } : {}),
+    }),
+  );
+  const followers = createFollowers({
+    store: deps.store,
+    bus: deps.bus,
+    logger: deps.logger,
+    registry: deps.registry,
+    ...(deps.followers ? { caps: deps.followers } : {}),
+  });
   // Open streams would hold close() until their sessions end: end them first (clients resume elsewhere).
   app.addHook("preClose", async () => followers.hub.close());
   await app.register(logRoutes({ store: deps.store, bus: deps.bus, followers }));
   if (deps.callbacks) {
     // A session completed by its sandbox ends here: counted in the api's /metrics.
     const metrics = { sessionsEnded: sessionsEndedCounter(deps.registry) };
-    await app.register(callbackRoutes({ store: deps.store, bus: deps.bus, logger: deps.logger, provider: deps.callbacks.provider, tokens: deps.callbacks.tokens, metrics }));
+    await app.register(
+      callbackRoutes({
+        store: deps.store,
+        bus: deps.bus,
+        logger: deps.logger,
+        provider: deps.callbacks.provider,
+        tokens: deps.callbacks.tokens,
+        metrics,
+      }),
+    );
   }
   await app.register(healthRoutes({ store: deps.store, bus: deps.bus, registry: deps.registry }));
   app.get("/openapi.json", { schema: { hide: true }, config: { access: "public" } }, async () => app.swagger());

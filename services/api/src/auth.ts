@@ -34,7 +34,9 @@ export interface AuthOptions {
 export function installAuth(app: FastifyInstance, store: SessionStore, options: AuthOptions): void {
   app.addHook("onRoute", (route) => {
     if (!ACCESS.has(route.config?.access)) {
-      throw new Error(`route ${String(route.method)} ${route.url} declares no access: give it config.access ("key", "callback" or "public")`);
+      throw new Error(
+        `route ${String(route.method)} ${route.url} declares no access: give it config.access ("key", "callback" or "public")`,
+      );
     }
   });
   const verify = keyVerifier(store, options.cacheMs ?? 5_000);
@@ -61,7 +63,11 @@ function keyVerifier(store: SessionStore, cacheMs: number): (req: FastifyRequest
   return async (req) => {
     const header = req.headers.authorization;
     const xApiKey = req.headers["x-api-key"];
-    const key = header?.startsWith("Bearer ") ? header.slice(7).trim() : typeof xApiKey === "string" ? xApiKey : undefined;
+    const key = header?.startsWith("Bearer ")
+      ? header.slice(7).trim()
+      : typeof xApiKey === "string"
+        ? xApiKey
+        : undefined;
     const id = key ? apiKeyId(key) : undefined;
     if (!key || !id) throw new FleetError("unauthorized", "an API key is required (Authorization: Bearer <key>)");
     const now = Date.now();

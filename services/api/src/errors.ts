@@ -48,7 +48,9 @@ const body = (code: string, message: string): ErrorBody => ({ error: { code, mes
 /** The one place an error becomes an answer: every status the api gives has the documented body. */
 function answer(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (hasZodFastifySchemaValidationErrors(err)) {
-    return reply.code(400).send({ error: { code: "bad_input", message: `invalid request: ${err.message}`, issues: err.validation } });
+    return reply
+      .code(400)
+      .send({ error: { code: "bad_input", message: `invalid request: ${err.message}`, issues: err.validation } });
   }
   if (err instanceof HttpError) return reply.code(err.status).send(body(err.code, err.message));
   if (err instanceof FleetError) {
@@ -62,7 +64,10 @@ function answer(err: unknown, req: FastifyRequest, reply: FastifyReply): Fastify
   if (status === 429) return reply.code(429).send(body("rate_limited", (err as Error).message));
   if (status && status >= 400 && status < 500) {
     const ours = (code && FRAMEWORK[code]) ?? "bad_request";
-    const message = code === "FST_ERR_MAX_PARAM_LENGTH" ? `a path parameter is longer than ${MAX_PARAM_LENGTH} characters` : (err as Error).message;
+    const message =
+      code === "FST_ERR_MAX_PARAM_LENGTH"
+        ? `a path parameter is longer than ${MAX_PARAM_LENGTH} characters`
+        : (err as Error).message;
     return reply.code(status).send(body(ours, message));
   }
   req.log.error({ err }, "request failed");
@@ -84,7 +89,9 @@ export const frameworkOptions = {
           : [400, "bad_request", "the request is not valid HTTP"];
     const text = JSON.stringify(body(code, message));
     if (socket.writable) {
-      socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
     }
     socket.destroy();
   },
@@ -93,9 +100,12 @@ export const frameworkOptions = {
 export function installErrors(app: FastifyInstance): void {
   app.setErrorHandler((err, req, reply) => answer(err, req, reply));
   // Says only what the client asked for: nothing about which paths exist or why.
-  app.setNotFoundHandler((req, reply) => reply.code(404).send(body("not_found", `no route ${req.method} ${(req.url.split("?")[0] ?? "").slice(0, 200)}`)));
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send(body("not_found", `no route ${req.method} ${(req.url.split("?")[0] ?? "").slice(0, 200)}`)),
+  );
   // Before routes and access: an over-long URL is refused whatever it names.
   app.addHook("onRequest", async (req) => {
-    if (req.url.length > MAX_URL_LENGTH) throw new HttpError(414, "uri_too_long", `the URL is longer than ${MAX_URL_LENGTH} characters`);
+    if (req.url.length > MAX_URL_LENGTH)
+      throw new HttpError(414, "uri_too_long", `the URL is longer than ${MAX_URL_LENGTH} characters`);
   });
 }

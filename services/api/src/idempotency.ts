@@ -7,7 +7,8 @@ import type { CreateSessionBody } from "./schemas.js";
 /** A retried submit with the same Idempotency-Key names the same session. */
 export function sessionIdFor(body: CreateSessionBody, idempotencyKey: string | undefined): string {
   if (body.sessionId) return body.sessionId;
-  if (idempotencyKey) return `ses-${createHash("sha256").update(`${body.projectId}\0${idempotencyKey}`).digest("base64url").slice(0, 32).replace(/^[-_]/, "x")}`;
+  if (idempotencyKey)
+    return `ses-${createHash("sha256").update(`${body.projectId}\0${idempotencyKey}`).digest("base64url").slice(0, 32).replace(/^[-_]/, "x")}`;
   return `ses-${crypto.randomUUID()}`;
 }
 
@@ -34,9 +35,15 @@ export function mustBeSameRequest(session: Session, b: CreateSessionBody, config
   const differ = [
     ...(session.prompt !== b.prompt ? ["prompt"] : []),
     ...(session.cardId !== b.cardId ? ["cardId"] : []),
-    ...(Object.keys({ ...kept, ...config }) as Array<keyof SessionConfig>).filter((k) => !isDeepStrictEqual(kept[k], config[k])),
+    ...(Object.keys({ ...kept, ...config }) as Array<keyof SessionConfig>).filter(
+      (k) => !isDeepStrictEqual(kept[k], config[k]),
+    ),
   ];
   if (differ.length > 0) {
-    throw new HttpError(422, "idempotency_key_reused", `this Idempotency-Key was first used with a different request (it differs in ${differ.sort().join(", ")}); use a new key for a new request`);
+    throw new HttpError(
+      422,
+      "idempotency_key_reused",
+      `this Idempotency-Key was first used with a different request (it differs in ${differ.sort().join(", ")}); use a new key for a new request`,
+    );
   }
 }

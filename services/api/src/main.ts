@@ -15,7 +15,12 @@ const app = await createApi({
   followers: { perKey: config.API_FOLLOWERS_PER_KEY, perProcess: config.API_FOLLOWERS_MAX },
   projects: config.FLEET_PROJECTS,
   ...(config.FLEET_CALLBACK_KEYS
-    ? { callbacks: { tokens: { keys: config.FLEET_CALLBACK_KEYS }, provider: await createSandboxProvider(config, rt.logger) } }
+    ? {
+        callbacks: {
+          tokens: { keys: config.FLEET_CALLBACK_KEYS },
+          provider: await createSandboxProvider(config, rt.logger),
+        },
+      }
     : {}),
 });
 rt.closer.add("http", () => app.close());

@@ -25,7 +25,9 @@ export function installMethodNotAllowed(app: FastifyInstance): void {
     return reply
       .code(405)
       .header("allow", allow)
-      .send({ error: { code: "method_not_allowed", message: `${req.method} is not allowed on ${path} (allowed: ${allow})` } });
+      .send({
+        error: { code: "method_not_allowed", message: `${req.method} is not allowed on ${path} (allowed: ${allow})` },
+      });
   });
 }
 
@@ -33,7 +35,9 @@ export function installMethodNotAllowed(app: FastifyInstance): void {
 function patternOf(url: string): RegExp {
   const source = url
     .split("/")
-    .map((segment) => (segment.startsWith(":") ? "[^/]+" : segment === "*" ? ".*" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+    .map((segment) =>
+      segment.startsWith(":") ? "[^/]+" : segment === "*" ? ".*" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+    )
     .join("/");
   return new RegExp(`^${source}$`);
 }

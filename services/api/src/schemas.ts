@@ -24,7 +24,9 @@ export const CreateSessionHeaders = z.object({
     .min(1)
     .max(200)
     .optional()
-    .describe("names the session (with the project): a retry with the same key and request answers the same session; the same key with a different request answers 422"),
+    .describe(
+      "names the session (with the project): a retry with the same key and request answers the same session; the same key with a different request answers 422",
+    ),
 });
 
 export const Accepted = z.object({ sessionId: SessionId, status: SessionStatus });
@@ -89,13 +91,24 @@ function jsonText(schema: z.ZodType): z.ZodString {
 export const LogStreamEvent = z.union([
   z.object({
     event: z.literal("log"),
-    id: z.string().regex(/^[0-9]+$/).describe("the line's seq"),
+    id: z
+      .string()
+      .regex(/^[0-9]+$/)
+      .describe("the line's seq"),
     data: jsonText(LogLine.pick({ seq: true, at: true, kind: true, line: true }).strict()),
   }),
   z.object({
     event: z.literal("end"),
-    id: z.string().regex(/^[0-9]+$/).optional().describe("the last event id seen, which an SSE parser carries over"),
-    data: jsonText(z.object({ status: z.union([SessionStatus, z.literal("unknown")]), lastSeq: z.number().int().nonnegative() }).strict()),
+    id: z
+      .string()
+      .regex(/^[0-9]+$/)
+      .optional()
+      .describe("the last event id seen, which an SSE parser carries over"),
+    data: jsonText(
+      z
+        .object({ status: z.union([SessionStatus, z.literal("unknown")]), lastSeq: z.number().int().nonnegative() })
+        .strict(),
+    ),
   }),
 ]);
 

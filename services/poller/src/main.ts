@@ -32,7 +32,12 @@ const poller = createPoller(
 if (config.POLLER_ARCHIVER) {
   const archiver = startLogArchiver(
     { bus: rt.bus, store: rt.store, logger: rt.logger, registry: rt.metrics.registry },
-    { maxBatch: config.POLLER_ARCHIVE_BATCH, concurrency: config.POLLER_ARCHIVE_CONCURRENCY, lingerMs: config.POLLER_ARCHIVE_LINGER_MS, heartbeatMs: rt.heartbeatMs },
+    {
+      maxBatch: config.POLLER_ARCHIVE_BATCH,
+      concurrency: config.POLLER_ARCHIVE_CONCURRENCY,
+      lingerMs: config.POLLER_ARCHIVE_LINGER_MS,
+      heartbeatMs: rt.heartbeatMs,
+    },
   );
   rt.closer.add("archiver", () => archiver.stop(Math.min(config.FLEET_SHUTDOWN_MS, 2_000)));
 }
@@ -45,5 +50,12 @@ if (config.POLLER_METRICS_PORT) {
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);
 poller.start();
-rt.logger.info({ maxInFlight: config.POLLER_MAX_IN_FLIGHT, heartbeatMs: watchHeartbeatMs, watchAckWaitMs: config.FLEET_WATCH_ACK_WAIT_MS }, "poller started");
+rt.logger.info(
+  {
+    maxInFlight: config.POLLER_MAX_IN_FLIGHT,
+    heartbeatMs: watchHeartbeatMs,
+    watchAckWaitMs: config.FLEET_WATCH_ACK_WAIT_MS,
+  },
+  "poller started",
+);
 process.stdout.write("poller ready\n");

@@ -75,12 +75,28 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
   return watch(deps, watched, msg, sandbox, client, ctx);
 }
 
-async function watch(deps: WatchDeps, session: WatchedSession, msg: SessionRunning, sandbox: Sandbox, client: AgentClient, ctx: MessageContext): Promise<void> {
+async function watch(
+  deps: WatchDeps,
+  session: WatchedSession,
+  msg: SessionRunning,
+  sandbox: Sandbox,
+  client: AgentClient,
+  ctx: MessageContext,
+): Promise<void> {
   const writer = await SessionLogWriter.open(deps, session.id);
-  deps.logger.info({ sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq }, "watching session");
+  deps.logger.info(
+    { sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq },
+    "watching session",
+  );
   // Progress pushed from inside the sandbox reaches this writer, so the log keeps one writer.
   const progress = deps.bus.serveProgress(session.id, (p) =>
-    ctx.holds() ? storeProgress(writer, session, p) : Promise.resolve({ ok: false as const, code: "unavailable" as const, message: "this poller no longer watches the session; retry" }),
+    ctx.holds()
+      ? storeProgress(writer, session, p)
+      : Promise.resolve({
+          ok: false as const,
+          code: "unavailable" as const,
+          message: "this poller no longer watches the session; retry",
+        }),
   );
   try {
     await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx).run();
@@ -89,8 +105,17 @@ async function watch(deps: WatchDeps, session: WatchedSession, msg: SessionRunni
   }
 }
 
-async function storeProgress(writer: SessionLogWriter, session: WatchedSession, p: SessionProgress): Promise<ProgressReply> {
-  if (p.attempt !== session.attempt) return { ok: false, code: "conflict", message: `session ${session.id} is on attempt ${session.attempt}, not ${p.attempt}` };
+async function storeProgress(
+  writer: SessionLogWriter,
+  session: WatchedSession,
+  p: SessionProgress,
+): Promise<ProgressReply> {
+  if (p.attempt !== session.attempt)
+    return {
+      ok: false,
+      code: "conflict",
+      message: `session ${session.id} is on attempt ${session.attempt}, not ${p.attempt}`,
+    };
   // Keys live apart from the poller's own, so a sandbox cannot hide the fleet's lines.
   const lines = p.lines.map((l) => ({ kind: l.kind, line: l.line, ...(l.key ? { key: `cb:${l.key}` } : {}) }));
   const before = writer.seq;
@@ -160,9 +185,15 @@ class Watch {
     for (let connection = 0; !this.stop.signal.aborted; connection++) {
       try {
         // A watch taken over from another poller also rebuilds what happened while nobody watched.
-        if (connection > 0 || this.ctx.deliveryCount > 1) await this.reconcile(await this.client.messages(this.agentSessionId));
+        if (connection > 0 || this.ctx.deliveryCount > 1)
+          await this.reconcile(await this.client.messages(this.agentSessionId));
         for await (const ev of this.client.events(this.stop.signal)) {
-          if (ev.type !== "heartbeat" && ("sessionId" in ev ? ev.sessionId === this.agentSessionId : ev.type === "part" && ev.part.sessionId === this.agentSessionId)) {
+          if (
+            ev.type !== "heartbeat" &&
+            ("sessionId" in ev
+              ? ev.sessionId === this.agentSessionId
+              : ev.type === "part" && ev.part.sessionId === this.agentSessionId)
+          ) {
             this.lastActivity = Date.now();
           }
           if (ev.type === "part" && ev.part.sessionId === this.agentSessionId) {
@@ -170,12 +201,16 @@ class Watch {
             // writer batches and keeps their order). A failed write is made good from the messages.
             this.onPart(ev.part).catch((err: unknown) => {
               this.reconcileNeeded = true;
-              this.log.debug({ err: errorMessage(err) }, "log lines not stored yet; they are rebuilt from the messages");
+              this.log.debug(
+                { err: errorMessage(err) },
+                "log lines not stored yet; they are rebuilt from the messages",
+              );
             });
-          }
-          else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) {
+          } else if (ev.type === "idle" && ev.sessionId === this.agentSessionId) {
             // The loop's own tick reports failures; this early one only saves waiting for it.
-            void this.tick().catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, "early completion check failed"));
+            void this.tick().catch((err: unknown) =>
+              this.log.debug({ err: errorMessage(err) }, "early completion check failed"),
+            );
           }
         }
       } catch (err) {
@@ -252,7 +287,14 @@ class Watch {
     if (!(await this.sandbox.isAlive().catch(() => false))) {
       await this.end(() => fail(this.deps, this.session, "sandbox_lost", "the sandbox ended under the agent"));
     } else if (Date.now() - this.unreachableSince > this.deps.settings.unreachableMs) {
-      await this.end(() => fail(this.deps, this.session, "agent_unreachable", `agent server unreachable for ${Math.round(this.deps.settings.unreachableMs / 1000)} s: ${errorMessage(err)}`));
+      await this.end(() =>
+        fail(
+          this.deps,
+          this.session,
+          "agent_unreachable",
+          `agent server unreachable for ${Math.round(this.deps.settings.unreachableMs / 1000)} s: ${errorMessage(err)}`,
+        ),
+      );
     }
   }
 
@@ -290,12 +332,19 @@ class Watch {
       tried.push(`abort (${aborted ? "went idle" : "no effect"})`);
       const pid = (await this.deps.store.get(this.session.id))?.sandbox?.agentPid;
       if (!aborted && pid) {
-        const r = await this.sandbox.run({ command: "kill", args: ["-KILL", String(pid)] }, { timeoutMs: this.deps.settings.escalationStepMs }).catch(() => undefined);
+        const r = await this.sandbox
+          .run({ command: "kill", args: ["-KILL", String(pid)] }, { timeoutMs: this.deps.settings.escalationStepMs })
+          .catch(() => undefined);
         tried.push(`kill agent process ${pid} (${r?.exitCode === 0 ? "killed" : "not reachable"})`);
       }
       tried.push("sandbox killed");
       if (this.lost()) return;
-      await fail(this.deps, this.session, "stalled", `agent busy with no progress for ${quiet} s; tried: ${tried.join(", ")}`);
+      await fail(
+        this.deps,
+        this.session,
+        "stalled",
+        `agent busy with no progress for ${quiet} s; tried: ${tried.join(", ")}`,
+      );
     });
   }
 
@@ -325,7 +374,11 @@ class Watch {
       const executionMs = Date.now() - (this.session.startedAt ?? Date.now());
       const sandboxSeconds = (Date.now() - this.session.createdAt - (this.session.metrics.setup.queuedMs ?? 0)) / 1000;
       await this.writer.append([
-        { kind: "system", key: "end:summary", line: `Finished in ${(executionMs / 1000).toFixed(1)} s: ${output.toolCalls.length} tool call(s), ${messages.length} message(s)` },
+        {
+          kind: "system",
+          key: "end:summary",
+          line: `Finished in ${(executionMs / 1000).toFixed(1)} s: ${output.toolCalls.length} tool call(s), ${messages.length} message(s)`,
+        },
       ]);
       const failure = messages.filter((m) => m.role === "assistant").at(-1)?.error;
       const metricsSet = {
@@ -338,7 +391,15 @@ class Watch {
       };
       if (this.session.cardId && !failure) await saveCardFiles(store, this.session.cardId, this.session.id, diffs);
       const ended = failure
-        ? await endSession(this.deps, this.session.id, { status: "failed", error: { code: "agent", message: `${failure.name}: ${failure.message}`.slice(0, 2_000) } }, { ...metricsSet, output })
+        ? await endSession(
+            this.deps,
+            this.session.id,
+            {
+              status: "failed",
+              error: { code: "agent", message: `${failure.name}: ${failure.message}`.slice(0, 2_000) },
+            },
+            { ...metricsSet, output },
+          )
         : await endSession(this.deps, this.session.id, { status: "completed", output }, metricsSet);
       if (ended) {
         const project = this.session.projectId;

@@ -1,4 +1,12 @@
-import { SessionEnded, ShuttingDown, isTerminal, type MessageContext, type Session, type SessionDocStore, type SlotStore } from "@fleet/shared";
+import {
+  SessionEnded,
+  ShuttingDown,
+  isTerminal,
+  type MessageContext,
+  type Session,
+  type SessionDocStore,
+  type SlotStore,
+} from "@fleet/shared";
 
 /** Admission reads the session and the queue, and takes slots: nothing else of the store. */
 type AdmissionStore = SessionDocStore & SlotStore;
@@ -18,7 +26,12 @@ export interface AdmissionLimits {
  * message is held (with progress heartbeats) while the document shows phase `queued` and the queue
  * position.
  */
-export async function admit(store: AdmissionStore, session: Session, limits: AdmissionLimits, ctx: MessageContext): Promise<boolean> {
+export async function admit(
+  store: AdmissionStore,
+  session: Session,
+  limits: AdmissionLimits,
+  ctx: MessageContext,
+): Promise<boolean> {
   const scopes: Array<[string, number]> = [];
   if (limits.global > 0) scopes.push(["global", limits.global]);
   if (limits.perProject > 0) scopes.push([`project:${session.projectId}`, limits.perProject]);
@@ -31,7 +44,9 @@ export async function admit(store: AdmissionStore, session: Session, limits: Adm
     const position = await store.queuePosition(session);
     // Only as many of the oldest waiting sessions as there are free slots may try, so a newer
     // request never overtakes an older one.
-    const free = Math.min(...(await Promise.all(scopes.map(async ([scope, cap]) => cap - (await store.slotsInUse(scope))))));
+    const free = Math.min(
+      ...(await Promise.all(scopes.map(async ([scope, cap]) => cap - (await store.slotsInUse(scope))))),
+    );
     if (position < free && (await takeAll(store, scopes, session.id))) return true;
     if (position !== lastPosition) {
       await store.patch(session.id, { phase: "queued", queuePosition: position });

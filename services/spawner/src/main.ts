@@ -16,13 +16,23 @@ const spawner = createSpawner(
     logger: rt.logger,
     metrics: rt.metrics,
     settings: {
-      admission: { global: config.FLEET_MAX_SANDBOXES, perProject: config.FLEET_MAX_SANDBOXES_PER_PROJECT, pollMs: 500 },
-      ...(config.FLEET_CALLBACK_KEYS && config.FLEET_CALLBACK_URL ? { callbacks: { tokens: { keys: config.FLEET_CALLBACK_KEYS }, url: config.FLEET_CALLBACK_URL } } : {}),
+      admission: {
+        global: config.FLEET_MAX_SANDBOXES,
+        perProject: config.FLEET_MAX_SANDBOXES_PER_PROJECT,
+        pollMs: 500,
+      },
+      ...(config.FLEET_CALLBACK_KEYS && config.FLEET_CALLBACK_URL
+        ? { callbacks: { tokens: { keys: config.FLEET_CALLBACK_KEYS }, url: config.FLEET_CALLBACK_URL } }
+        : {}),
       fleet: config.FLEET_NAME,
       projects: config.FLEET_PROJECTS,
       instanceId: rt.instanceId,
       agentSecret: config.FLEET_AGENT_SECRET,
-      model: { baseUrl: config.FLEET_MODEL_URL, apiKey: config.FLEET_MODEL_API_KEY, models: [config.FLEET_MODEL, ...config.FLEET_FALLBACK_MODELS] },
+      model: {
+        baseUrl: config.FLEET_MODEL_URL,
+        apiKey: config.FLEET_MODEL_API_KEY,
+        models: [config.FLEET_MODEL, ...config.FLEET_FALLBACK_MODELS],
+      },
       agentReadyMs: config.FLEET_AGENT_READY_MS,
     },
   },

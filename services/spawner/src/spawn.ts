@@ -55,28 +55,40 @@ export const MAX_REQUEST_CLOCK_AHEAD_MS = 5 * 60_000;
 export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ctx: MessageContext): Promise<void> {
   const { store } = deps;
   if (!isKnownProject(deps.settings.projects, req.projectId)) {
-    throw new FleetError("bad_input", `unknown project ${req.projectId}: this fleet serves ${String(deps.settings.projects)}`);
+    throw new FleetError(
+      "bad_input",
+      `unknown project ${req.projectId}: this fleet serves ${String(deps.settings.projects)}`,
+    );
   }
   // Another system's clock may be anywhere: its requestedAt is kept as reported, but the session is
   // created at the time the stream took the request (the fleet's clock, and the same on every
   // delivery), so a request dated 0 does not time out at once nor jump the queue. One dated well
   // ahead is a broken publisher: dead-lettered, so someone sees why.
   if (req.requestedAt > Date.now() + MAX_REQUEST_CLOCK_AHEAD_MS) {
-    throw new FleetError("bad_input", `requestedAt ${new Date(req.requestedAt).toISOString()} is ${Math.round((req.requestedAt - Date.now()) / 1000)} s ahead of the fleet's clock (at most ${MAX_REQUEST_CLOCK_AHEAD_MS / 60_000} min allowed)`);
+    throw new FleetError(
+      "bad_input",
+      `requestedAt ${new Date(req.requestedAt).toISOString()} is ${Math.round((req.requestedAt - Date.now()) / 1000)} s ahead of the fleet's clock (at most ${MAX_REQUEST_CLOCK_AHEAD_MS / 60_000} min allowed)`,
+    );
   }
-  const { session } = await store.create({
-    id: req.sessionId,
-    projectId: req.projectId,
-    ...(req.cardId ? { cardId: req.cardId } : {}),
-    prompt: req.prompt,
-    config: req.config,
-    requestedAt: req.requestedAt,
-  }, ctx.storedAt);
+  const { session } = await store.create(
+    {
+      id: req.sessionId,
+      projectId: req.projectId,
+      ...(req.cardId ? { cardId: req.cardId } : {}),
+      prompt: req.prompt,
+      config: req.config,
+      requestedAt: req.requestedAt,
+    },
+    ctx.storedAt,
+  );
   // Session ids are global and chosen by the submitter: a request of another project must neither
   // set up, republish nor learn anything of this one (the create changed nothing of it). The reason
   // does not name the owner's project.
   if (session.projectId !== req.projectId) {
-    throw new FleetError("bad_input", `session ${req.sessionId} exists for another project: a request of project ${req.projectId} cannot use its id`);
+    throw new FleetError(
+      "bad_input",
+      `session ${req.sessionId} exists for another project: a request of project ${req.projectId} cannot use its id`,
+    );
   }
   const log = deps.logger.child({ sessionId: session.id });
   if (session.status === "running") return republishRunning(deps, session);
@@ -102,15 +114,32 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     slots = await admit(store, session, deps.settings.admission, ctx);
     timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
     // Each store write counts: admission (with the slots it took) and the start of sandbox creation are one write.
-    await guard(session.id, store.patch(session.id, { attempt, phase: "sandbox_creating", queuePosition: 0, ...(slots ? { slotsHeld: true as const } : {}) }));
+    await guard(
+      session.id,
+      store.patch(session.id, {
+        attempt,
+        phase: "sandbox_creating",
+        queuePosition: 0,
+        ...(slots ? { slotsHeld: true as const } : {}),
+      }),
+    );
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     sandbox = await createSandbox(deps, session, attempt, timings);
-    await writer.append([{ kind: "system", key: `setup:${attempt}:sandbox`, line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})` }]);
+    await writer.append([
+      {
+        kind: "system",
+        key: `setup:${attempt}:sandbox`,
+        line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})`,
+      },
+    ]);
     const restored = await restoreFiles(deps, session, sandbox, req.files, timings);
-    if (restored > 0) await writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]);
+    if (restored > 0)
+      await writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]);
     const { client, pid } = await startAgent(deps, session, sandbox, attempt, timings);
-    await writer.append([{ kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` }]);
+    await writer.append([
+      { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
+    ]);
     const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
     timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
     const running = await store.transition(session.id, {
@@ -126,8 +155,11 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       },
     });
     if (!running) throw new SessionEnded(session.id, "before its agent ran");
-    await writer.append([{ kind: "system", key: `setup:${attempt}:prompt`, line: `Prompt sent; setup took ${ms(timings.totalMs)}` }]);
-    for (const [step, value] of Object.entries(timings)) if (value !== undefined) deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
+    await writer.append([
+      { kind: "system", key: `setup:${attempt}:prompt`, line: `Prompt sent; setup took ${ms(timings.totalMs)}` },
+    ]);
+    for (const [step, value] of Object.entries(timings))
+      if (value !== undefined) deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
     await republishRunning(deps, running);
   } catch (err) {
     if (err instanceof SessionEnded) {
@@ -146,7 +178,12 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     const exhausted = isRetryable(err);
     const message = exhausted ? `gave up after ${ctx.deliveryCount} attempts: ${errorMessage(err)}` : errorMessage(err);
     log.warn({ code, attempt, err: message }, "setup failed");
-    await endSession(deps, session.id, { status: "failed", error: { code, message: message.slice(0, 2_000) } }, { metrics: { ...session.metrics, setup: timings } });
+    await endSession(
+      deps,
+      session.id,
+      { status: "failed", error: { code, message: message.slice(0, 2_000) } },
+      { metrics: { ...session.metrics, setup: timings } },
+    );
     // A request that ran out of retries is also recorded with the dead messages.
     if (exhausted) throw new FleetError(code, message);
   }
@@ -176,9 +213,15 @@ async function supersedeCardSessions(deps: SpawnDeps, session: Session): Promise
   for (const other of active) {
     if (other.id === session.id || other.createdAt > session.createdAt) continue;
     await handOverFiles(deps, other).catch((err: unknown) =>
-      deps.logger.warn({ sessionId: other.id, err: errorMessage(err) }, "could not save the superseded session's files"),
+      deps.logger.warn(
+        { sessionId: other.id, err: errorMessage(err) },
+        "could not save the superseded session's files",
+      ),
     );
-    await endSession(deps, other.id, { status: "cancelled", reason: `superseded by session ${session.id} for card ${session.cardId}` });
+    await endSession(deps, other.id, {
+      status: "cancelled",
+      reason: `superseded by session ${session.id} for card ${session.cardId}`,
+    });
   }
 }
 
@@ -195,15 +238,29 @@ async function guard(sessionId: string, applied: Promise<boolean>): Promise<void
   if (!(await applied)) throw new SessionEnded(sessionId, "during setup");
 }
 
-async function createSandbox(deps: SpawnDeps, session: Session, attempt: number, timings: SetupTimings): Promise<Sandbox> {
+async function createSandbox(
+  deps: SpawnDeps,
+  session: Session,
+  attempt: number,
+  timings: SetupTimings,
+): Promise<Sandbox> {
   const started = Date.now();
   const cb = deps.settings.callbacks;
   const sandbox = await deps.provider.create({
-    metadata: { fleet: deps.settings.fleet, sessionId: session.id, projectId: session.projectId, attempt: String(attempt) },
+    metadata: {
+      fleet: deps.settings.fleet,
+      sessionId: session.id,
+      projectId: session.projectId,
+      attempt: String(attempt),
+    },
     envs: cb
       ? {
           FLEET_CALLBACK_URL: `${cb.url.replace(/\/$/, "")}/v1/callbacks/sessions/${session.id}`,
-          FLEET_CALLBACK_TOKEN: await mintCallbackToken({ ...cb.tokens, ttlSeconds: Math.ceil((session.deadlineAt - Date.now()) / 1000) + 300 }, session.id, attempt),
+          FLEET_CALLBACK_TOKEN: await mintCallbackToken(
+            { ...cb.tokens, ttlSeconds: Math.ceil((session.deadlineAt - Date.now()) / 1000) + 300 },
+            session.id,
+            attempt,
+          ),
         }
       : {},
     // The provider's own limit outlives the session's deadline a little, as a backstop to the watchdog.
@@ -213,7 +270,10 @@ async function createSandbox(deps: SpawnDeps, session: Session, attempt: number,
   });
   timings.sandboxCreateMs = Date.now() - started;
   // Recorded at once, so a reaper or a later attempt can find it whatever happens next.
-  const recorded = await deps.store.patch(session.id, { sandbox: { id: sandbox.id, provider: sandbox.provider }, phase: "restoring" });
+  const recorded = await deps.store.patch(session.id, {
+    sandbox: { id: sandbox.id, provider: sandbox.provider },
+    phase: "restoring",
+  });
   if (!recorded) {
     await deps.provider.kill(sandbox.id);
     throw new SessionEnded(session.id, "while its sandbox was created");
@@ -221,38 +281,68 @@ async function createSandbox(deps: SpawnDeps, session: Session, attempt: number,
   return sandbox;
 }
 
-async function restoreFiles(deps: SpawnDeps, session: Session, sandbox: Sandbox, files: readonly FileSpec[], timings: SetupTimings): Promise<number> {
+async function restoreFiles(
+  deps: SpawnDeps,
+  session: Session,
+  sandbox: Sandbox,
+  files: readonly FileSpec[],
+  timings: SetupTimings,
+): Promise<number> {
   const started = Date.now();
   const saved = session.cardId ? await deps.store.cardFiles(session.cardId) : [];
   // Files sent with the request win over the card's saved files of the same path.
   const byPath = new Map<string, { path: string; content: Uint8Array | string }>();
-  for (const f of [...saved, ...files]) byPath.set(f.path, { path: f.path, content: f.encoding === "base64" ? Buffer.from(f.content, "base64") : f.content });
+  for (const f of [...saved, ...files])
+    byPath.set(f.path, {
+      path: f.path,
+      content: f.encoding === "base64" ? Buffer.from(f.content, "base64") : f.content,
+    });
   if (byPath.size > 0) await sandbox.writeFiles([...byPath.values()]);
   await sandbox.writeFiles(deps.runtime.homeFiles(), { base: "home" });
   // A baseline commit, so the agent's diff shows its own changes and not the restored files.
   await sandbox.run({ command: "git", args: ["add", "-A"] }, { timeoutMs: 30_000 });
-  await sandbox.run({ command: "git", args: ["commit", "-q", "--allow-empty", "-m", "restored files"] }, { timeoutMs: 30_000 });
+  await sandbox.run(
+    { command: "git", args: ["commit", "-q", "--allow-empty", "-m", "restored files"] },
+    { timeoutMs: 30_000 },
+  );
   timings.restoreMs = Date.now() - started;
   return byPath.size;
 }
 
-async function startAgent(deps: SpawnDeps, session: Session, sandbox: Sandbox, attempt: number, timings: SetupTimings): Promise<{ client: AgentClient; pid: number }> {
+async function startAgent(
+  deps: SpawnDeps,
+  session: Session,
+  sandbox: Sandbox,
+  attempt: number,
+  timings: SetupTimings,
+): Promise<{ client: AgentClient; pid: number }> {
   await guard(session.id, deps.store.patch(session.id, { phase: "server_starting" }));
   const started = Date.now();
   const password = agentPassword(deps.settings.agentSecret, session.id, attempt);
   const model: ModelSettings = {
     ...deps.settings.model,
-    models: unique([session.config.model ?? deps.settings.model.models[0] ?? "default", ...session.config.fallbackModels, ...deps.settings.model.models]),
+    models: unique([
+      session.config.model ?? deps.settings.model.models[0] ?? "default",
+      ...session.config.fallbackModels,
+      ...deps.settings.model.models,
+    ]),
     ...(session.config.maxTokens ? { maxTokens: session.config.maxTokens } : {}),
   };
-  const { pid } = await sandbox.startBackground(deps.runtime.launchCommand({ port: sandbox.agentPort, password, workspace: sandbox.workspace, model }));
+  const { pid } = await sandbox.startBackground(
+    deps.runtime.launchCommand({ port: sandbox.agentPort, password, workspace: sandbox.workspace, model }),
+  );
   const client = deps.runtime.connect({ baseUrl: sandbox.url(sandbox.agentPort), password });
   await waitHealthy(client, sandbox, deps.settings.agentReadyMs);
   timings.serverStartMs = Date.now() - started;
   return { client, pid };
 }
 
-async function sendPrompt(deps: SpawnDeps, session: Session, client: AgentClient, timings: SetupTimings): Promise<{ agentSessionId: string; messageId: string }> {
+async function sendPrompt(
+  deps: SpawnDeps,
+  session: Session,
+  client: AgentClient,
+  timings: SetupTimings,
+): Promise<{ agentSessionId: string; messageId: string }> {
   // No write of its own for "prompting": it takes a few milliseconds, and the running transition follows.
   let started = Date.now();
   const [agentSession] = await Promise.all([

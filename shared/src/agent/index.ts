@@ -1,2 +1,32 @@
-export { type AgentClient, type AgentEndpoint, type AgentEvent, AgentFileDiff, type AgentLaunchOptions, AgentMessage, AgentPart, type AgentPrompt, type AgentRuntime, AgentSessionStatus, AgentTodo, AgentToolPart, type ModelSettings } from "./port.js";
-export { contentsFromPatch, DEFAULT_EVENT_IDLE_MS, DEFAULT_REQUEST_TIMEOUT_MS, messageId, OPENCODE_VERSION, OpencodeAgentClient, type OpencodeClientOptions, opencodeConfig, opencodeEnv, opencodeHomeFiles, opencodeRuntime, type OpencodeRuntimeConfig, PROVIDER_ID, resolveOpencodeBinary, toAgentEvent } from "./opencode/index.js";
+export {
+  type AgentClient,
+  type AgentEndpoint,
+  type AgentEvent,
+  AgentFileDiff,
+  type AgentLaunchOptions,
+  AgentMessage,
+  AgentPart,
+  type AgentPrompt,
+  type AgentRuntime,
+  AgentSessionStatus,
+  AgentTodo,
+  AgentToolPart,
+  type ModelSettings,
+} from "./port.js";
+export {
+  contentsFromPatch,
+  DEFAULT_EVENT_IDLE_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  messageId,
+  OPENCODE_VERSION,
+  OpencodeAgentClient,
+  type OpencodeClientOptions,
+  opencodeConfig,
+  opencodeEnv,
+  opencodeHomeFiles,
+  opencodeRuntime,
+  type OpencodeRuntimeConfig,
+  PROVIDER_ID,
+  resolveOpencodeBinary,
+  toAgentEvent,
+} from "./opencode/index.js";

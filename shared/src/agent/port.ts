@@ -33,7 +33,13 @@ export const AgentPart = z.discriminatedUnion("kind", [
     ...partBase,
     kind: z.literal("step-finish"),
     cost: z.number(),
-    tokens: z.object({ input: z.number(), output: z.number(), reasoning: z.number(), cacheRead: z.number(), cacheWrite: z.number() }),
+    tokens: z.object({
+      input: z.number(),
+      output: z.number(),
+      reasoning: z.number(),
+      cacheRead: z.number(),
+      cacheWrite: z.number(),
+    }),
   }),
   z.object({ ...partBase, kind: z.literal("other"), type: z.string() }),
 ]);

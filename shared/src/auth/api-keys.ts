@@ -21,10 +21,17 @@ function digest(secret: string): string {
   return createHash("sha256").update(secret).digest("hex");
 }
 
-export function newApiKey(projects: readonly string[], label = "", now = Date.now()): { key: string; record: ApiKeyRecord } {
+export function newApiKey(
+  projects: readonly string[],
+  label = "",
+  now = Date.now(),
+): { key: string; record: ApiKeyRecord } {
   const id = randomBytes(8).toString("hex");
   const secret = randomBytes(32).toString("base64url");
-  return { key: `fk_${id}_${secret}`, record: { id, hash: digest(secret), projects: [...projects], label, createdAt: now } };
+  return {
+    key: `fk_${id}_${secret}`,
+    record: { id, hash: digest(secret), projects: [...projects], label, createdAt: now },
+  };
 }
 
 /** The id of a well-formed key (not yet verified), or undefined. */

@@ -15,7 +15,8 @@ describe("callback tokens", () => {
   it("refuse another session, another audience or issuer, expiry, unknown keys, forged and unsigned tokens", async () => {
     const cfg = { keys: [k1] };
     const ok = await mintCallbackToken(cfg, "ses-1", 1);
-    const bad = async (token: string, session = "ses-1") => expect(verifyCallbackToken(cfg, token, session)).rejects.toMatchObject({ code: "unauthorized" });
+    const bad = async (token: string, session = "ses-1") =>
+      expect(verifyCallbackToken(cfg, token, session)).rejects.toMatchObject({ code: "unauthorized" });
     await bad(ok, "ses-2");
     await bad(await mintCallbackToken({ keys: [k1], audience: "other" }, "ses-1", 1));
     await bad(await mintCallbackToken({ keys: [k1], issuer: "other" }, "ses-1", 1));
@@ -29,7 +30,12 @@ describe("callback tokens", () => {
       .setExpirationTime(Math.floor(Date.now() / 1000) - 10)
       .sign(enc.encode(k1.secret));
     await bad(expired);
-    const unsigned = new UnsecuredJWT({ sid: "ses-1", att: 1 }).setIssuer("session-fleet").setAudience("session-fleet/callbacks").setSubject("ses-1").setExpirationTime("1h").encode();
+    const unsigned = new UnsecuredJWT({ sid: "ses-1", att: 1 })
+      .setIssuer("session-fleet")
+      .setAudience("session-fleet/callbacks")
+      .setSubject("ses-1")
+      .setExpirationTime("1h")
+      .encode();
     await bad(unsigned);
     const hs512 = await new SignJWT({ sid: "ses-1", att: 1 })
       .setProtectedHeader({ alg: "HS512", kid: "k1" })

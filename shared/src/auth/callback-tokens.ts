@@ -12,24 +12,25 @@ export const CallbackKey = z.object({ kid: z.string().regex(/^[A-Za-z0-9_-]{1,32
 export type CallbackKey = z.infer<typeof CallbackKey>;
 
 /** `kid:secret,kid:secret`, the first one signing. */
-export const CallbackKeys = z
-  .string()
-  .transform((s, ctx) => {
-    const keys = s
-      .split(",")
-      .map((p) => p.trim())
-      .filter(Boolean)
-      .map((p) => {
-        const at = p.indexOf(":");
-        return { kid: p.slice(0, at), secret: p.slice(at + 1) };
-      });
-    const parsed = z.array(CallbackKey).min(1).safeParse(keys);
-    if (!parsed.success) {
-      ctx.addIssue({ code: "custom", message: "expected kid:secret[,kid:secret…] with secrets of at least 32 characters" });
-      return z.NEVER;
-    }
-    return parsed.data;
-  });
+export const CallbackKeys = z.string().transform((s, ctx) => {
+  const keys = s
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((p) => {
+      const at = p.indexOf(":");
+      return { kid: p.slice(0, at), secret: p.slice(at + 1) };
+    });
+  const parsed = z.array(CallbackKey).min(1).safeParse(keys);
+  if (!parsed.success) {
+    ctx.addIssue({
+      code: "custom",
+      message: "expected kid:secret[,kid:secret…] with secrets of at least 32 characters",
+    });
+    return z.NEVER;
+  }
+  return parsed.data;
+});
 
 export interface CallbackTokenConfig {
   keys: readonly CallbackKey[];
@@ -42,7 +43,11 @@ const ISSUER = "session-fleet";
 const AUDIENCE = "session-fleet/callbacks";
 const enc = new TextEncoder();
 
-export async function mintCallbackToken(config: CallbackTokenConfig, sessionId: string, attempt: number): Promise<string> {
+export async function mintCallbackToken(
+  config: CallbackTokenConfig,
+  sessionId: string,
+  attempt: number,
+): Promise<string> {
   const key = config.keys[0];
   if (!key) throw new FleetError("config", "no callback signing key");
   return new SignJWT({ sid: sessionId, att: attempt })
@@ -58,7 +63,11 @@ export async function mintCallbackToken(config: CallbackTokenConfig, sessionId: 
 const Claims = z.object({ sid: z.string().min(1), att: z.number().int().nonnegative() });
 
 /** The token's attempt when it is valid for this session; a FleetError("unauthorized") otherwise. */
-export async function verifyCallbackToken(config: CallbackTokenConfig, token: string, sessionId: string): Promise<{ attempt: number }> {
+export async function verifyCallbackToken(
+  config: CallbackTokenConfig,
+  token: string,
+  sessionId: string,
+): Promise<{ attempt: number }> {
   try {
     const { payload } = await jwtVerify(
       token,
@@ -67,7 +76,12 @@ export async function verifyCallbackToken(config: CallbackTokenConfig, token: st
         if (!key) throw new Error("unknown key id");
         return enc.encode(key.secret);
       },
-      { algorithms: ["HS256"], issuer: config.issuer ?? ISSUER, audience: config.audience ?? AUDIENCE, requiredClaims: ["exp", "sid", "sub"] },
+      {
+        algorithms: ["HS256"],
+        issuer: config.issuer ?? ISSUER,
+        audience: config.audience ?? AUDIENCE,
+        requiredClaims: ["exp", "sid", "sub"],
+      },
     );
     const claims = Claims.parse(payload);
     if (claims.sid !== sessionId || payload.sub !== sessionId) throw new Error("token is for another session");

@@ -1,2 +1,8 @@
 export { apiKeyId, ApiKeyRecord, keyReaches, newApiKey, verifyApiKey } from "./api-keys.js";
-export { CallbackKey, CallbackKeys, type CallbackTokenConfig, mintCallbackToken, verifyCallbackToken } from "./callback-tokens.js";
+export {
+  CallbackKey,
+  CallbackKeys,
+  type CallbackTokenConfig,
+  mintCallbackToken,
+  verifyCallbackToken,
+} from "./callback-tokens.js";

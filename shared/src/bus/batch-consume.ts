@@ -101,7 +101,8 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
         if (!isOutage(err)) return oneByOne(batch, err);
         if (stopping) return release(batch);
         // An outage fails every write: one warning when it starts and one a minute, not one per retry.
-        if (attempt === 1 || attempt % 20 === 0) log.warn({ err: errorMessage(err), attempt, lines: batch.items.length }, "batch not written; retrying");
+        if (attempt === 1 || attempt % 20 === 0)
+          log.warn({ err: errorMessage(err), attempt, lines: batch.items.length }, "batch not written; retrying");
         await new Promise((r) => setTimeout(r, backoffMs(attempt, RETRY)));
       }
     }
@@ -166,7 +167,10 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
         current = await consumer.fetch({ max_messages: free, expires: FETCH_EXPIRES_MS });
         for await (const msg of current) {
           if (stopping) msg.nak();
-          else await accept(msg).catch((err: unknown) => log.error({ err: errorMessage(err) }, "could not settle a message"));
+          else
+            await accept(msg).catch((err: unknown) =>
+              log.error({ err: errorMessage(err) }, "could not settle a message"),
+            );
         }
         failures = 0;
       } catch (err) {
@@ -199,7 +203,10 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
         // Not started yet: straight back to the server, for another instance to take.
         for (const h of waiting.splice(0)) h.msg.nak();
         const all = Promise.all([...writing].map((b) => b.done));
-        const timedOut = await Promise.race([all.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), deadlineMs).unref())]);
+        const timedOut = await Promise.race([
+          all.then(() => false),
+          new Promise<boolean>((r) => setTimeout(() => r(true), deadlineMs).unref()),
+        ]);
         if (timedOut) for (const b of writing) release(b);
       })();
       return stopped;

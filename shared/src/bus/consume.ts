@@ -49,7 +49,8 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
   // The server's max_deliver decides when retries end; instances must agree with it, not with their own config.
   let maxDeliver = deps.maxDeliver;
   const advisory = watchMaxDeliveries(deps, log);
-  const hold = options.exclusive && options.heartbeatMs ? startHolding(deps, log, inFlight, options.heartbeatMs) : undefined;
+  const hold =
+    options.exclusive && options.heartbeatMs ? startHolding(deps, log, inFlight, options.heartbeatMs) : undefined;
 
   const settle = (entry: InFlight, action: () => void): void => {
     if (!entry.released) action();
@@ -100,7 +101,10 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
         msg.nak(delay);
       } else {
         const why = isRetryable(err) ? `exhausted ${maxDeliver} deliveries: ${reason}` : reason;
-        log.error({ seq: msg.seq, delivery: msg.info.deliveryCount, err: reason }, "handler failed for good; dead-lettering");
+        log.error(
+          { seq: msg.seq, delivery: msg.info.deliveryCount, err: reason },
+          "handler failed for good; dead-lettering",
+        );
         await recordDead(msg, why);
         msg.term(why.slice(0, 200));
       }
@@ -226,7 +230,8 @@ function startHolding(deps: { nc: NatsConnection }, log: Logger, inFlight: Set<I
       entry.abort.abort(new Error("hold lapsed"));
       released++;
     }
-    if (released > 0) log.warn({ released, heldForMs: holdMs() }, `released messages: their ${why}; another instance takes them over`);
+    if (released > 0)
+      log.warn({ released, heldForMs: holdMs() }, `released messages: their ${why}; another instance takes them over`);
   };
   /** Whether the entry's hold is gone; one that lapsed is released now (its handler may have finished first). */
   const lapsed = (entry: InFlight): boolean => {
@@ -255,13 +260,18 @@ function startHolding(deps: { nc: NatsConnection }, log: Logger, inFlight: Set<I
   let stopped = false;
   void (async () => {
     // Ends when the connection closes; after stop() it only ignores what comes.
-    for await (const s of deps.nc.status()) if (!stopped && s.type === "disconnect") release(Infinity, "connection to the bus dropped");
+    for await (const s of deps.nc.status())
+      if (!stopped && s.type === "disconnect") release(Infinity, "connection to the bus dropped");
   })();
   return {
     holdMs,
     lapsed,
     setAckWait(ms: number): void {
-      if (ms <= 2 * heartbeatMs) log.warn({ ackWaitMs: ms, heartbeatMs }, "ack wait leaves little room for heartbeats; messages will be released often");
+      if (ms <= 2 * heartbeatMs)
+        log.warn(
+          { ackWaitMs: ms, heartbeatMs },
+          "ack wait leaves little room for heartbeats; messages will be released often",
+        );
       ackWaitMs = ms;
     },
     stop(): void {
@@ -281,7 +291,12 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /** Records a message given up on (malformed, or failed for good) in the dead-letter sink, if there is one. */
-export async function recordDeadMessage(deps: { stream: string; durable: string; deadLetters?: DeadLetterSink }, log: Logger, msg: JsMsg, reason: string): Promise<void> {
+export async function recordDeadMessage(
+  deps: { stream: string; durable: string; deadLetters?: DeadLetterSink },
+  log: Logger,
+  msg: JsMsg,
+  reason: string,
+): Promise<void> {
   if (!deps.deadLetters) return;
   await deps.deadLetters
     .recordDead({
@@ -331,7 +346,8 @@ function watchMaxDeliveries<T>(deps: ConsumeLoopDeps<T>, log: Logger): CoreSubsc
           deliveries: advisory.deliveries,
           at: Date.now(),
         });
-        if (stored && deps.workQueue) await deps.jsm.streams.deleteMessage(deps.stream, advisory.stream_seq, false).catch(() => undefined);
+        if (stored && deps.workQueue)
+          await deps.jsm.streams.deleteMessage(deps.stream, advisory.stream_seq, false).catch(() => undefined);
       })().catch((e: unknown) => log.error({ err: errorMessage(e) }, "could not record max-deliveries advisory"));
     },
   });

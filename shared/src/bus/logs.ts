@@ -1,4 +1,11 @@
-import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import {
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StoredMsg,
+} from "@nats-io/jetstream";
 import { STREAMS, SessionLog, streamName, subjectFor } from "../contracts/index.js";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { ArchiveBacklog } from "./port.js";
@@ -17,7 +24,10 @@ const unavailable = (what: string, err: unknown): FleetError =>
   new FleetError("bus_unavailable", `${what}: ${errorMessage(err)}`, { retryable: true, cause: err });
 
 /** The stored message at `query`, or null when the stream holds none there. Reads go to the stream's leader. */
-async function storedMessage(ls: LogStream, query: { seq: number } | { last_by_subj: string }): Promise<StoredMsg | null> {
+async function storedMessage(
+  ls: LogStream,
+  query: { seq: number } | { last_by_subj: string },
+): Promise<StoredMsg | null> {
   try {
     return await ls.jsm.streams.getMessage(streamName(ls.namespace, "logs"), query);
   } catch (err) {
@@ -70,7 +80,12 @@ export async function lastLogSeq(ls: LogStream, sessionId: string): Promise<numb
  * one request and no consumer), then deleted. In seq order, each seq once: a line published again
  * after the duplicate window would otherwise show twice.
  */
-export async function readLogs(ls: LogStream, sessionId: string, afterSeq: number, limit: number): Promise<SessionLog[]> {
+export async function readLogs(
+  ls: LogStream,
+  sessionId: string,
+  afterSeq: number,
+  limit: number,
+): Promise<SessionLog[]> {
   const subject = subjectFor(ls.namespace, "log", sessionId);
   const last = await storedMessage(ls, { last_by_subj: subject });
   const lastBody = last ? SessionLog.safeParse(last.json()) : undefined;
@@ -83,10 +98,14 @@ export async function readLogs(ls: LogStream, sessionId: string, afterSeq: numbe
       inactive_threshold: 30_000,
     });
     try {
-      const messages = await consumer.fetch({ max_messages: STREAMS.logs.maxMsgsPerSubject ?? 10_000, expires: READ_EXPIRES_MS });
+      const messages = await consumer.fetch({
+        max_messages: STREAMS.logs.maxMsgsPerSubject ?? 10_000,
+        expires: READ_EXPIRES_MS,
+      });
       for await (const m of messages) {
         const parsed = SessionLog.safeParse(m.json());
-        if (parsed.success && parsed.data.seq > afterSeq && !bySeq.has(parsed.data.seq)) bySeq.set(parsed.data.seq, parsed.data);
+        if (parsed.success && parsed.data.seq > afterSeq && !bySeq.has(parsed.data.seq))
+          bySeq.set(parsed.data.seq, parsed.data);
         if (m.seq >= last.seq || m.info.pending === 0) break;
       }
     } finally {

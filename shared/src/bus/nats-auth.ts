@@ -1,5 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import { FEED, feedStreamName, progressSubject, subjectFilter, type EventKind } from "../contracts/index.js";
 
@@ -72,7 +80,9 @@ export function rolePermissions(role: NatsRole, namespace = ""): NatsPermissions
   const extraPublish = role === "api" ? [progress] : role === "poller" ? [inbox] : [];
   const extraSubscribe = role === "poller" ? [progress] : [];
   return {
-    publish: { allow: [...own[role].map(s), ...extraPublish, "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", `${FEED_API_PREFIX}.>`] },
+    publish: {
+      allow: [...own[role].map(s), ...extraPublish, "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", `${FEED_API_PREFIX}.>`],
+    },
     subscribe: { allow: [inbox, ...extraSubscribe, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"] },
   };
 }
@@ -83,12 +93,15 @@ export interface NatsUser {
   password: string;
 }
 
-export function generateNatsUsers(roles: readonly NatsRole[] = ["api", "spawner", "poller", "watchdog", "outside"]): NatsUser[] {
+export function generateNatsUsers(
+  roles: readonly NatsRole[] = ["api", "spawner", "poller", "watchdog", "outside"],
+): NatsUser[] {
   return roles.map((role) => ({ role, user: `fleet-${role}`, password: randomBytes(24).toString("base64url") }));
 }
 
 const q = (v: string): string => JSON.stringify(v);
-const list = (xs: readonly string[], indent: string): string => `[\n${xs.map((x) => `${indent}  ${x}`).join("\n")}\n${indent}]`;
+const list = (xs: readonly string[], indent: string): string =>
+  `[\n${xs.map((x) => `${indent}  ${x}`).join("\n")}\n${indent}]`;
 
 /** The `accounts` block of a nats-server config for these users (JetStream must be on for the server). */
 export function natsAuthConfig(users: readonly NatsUser[], namespace = ""): string {
@@ -104,9 +117,18 @@ export function natsAuthConfig(users: readonly NatsUser[], namespace = ""): stri
   const fleet = [
     `  ${FLEET_ACCOUNT}: {`,
     "    jetstream: enabled",
-    `    users: ${list(userLines((u) => !isOutside(u)), "    ")}`,
+    `    users: ${list(
+      userLines((u) => !isOutside(u)),
+      "    ",
+    )}`,
     `    exports: ${list([...REQUESTS.map((k) => `{ service: ${q(s(k))}, accounts: [${OUTSIDE_ACCOUNT}] }`), ...LENT.map((k) => `{ stream: ${q(s(k))}, accounts: [${OUTSIDE_ACCOUNT}] }`)], "    ")}`,
-    `    imports: ${list(feedApi.map((a) => `{ service: { account: ${OUTSIDE_ACCOUNT}, subject: ${q(`$JS.API.${a}`)} }, to: ${q(`${FEED_API_PREFIX}.${a}`)} }`), "    ")}`,
+    `    imports: ${list(
+      feedApi.map(
+        (a) =>
+          `{ service: { account: ${OUTSIDE_ACCOUNT}, subject: ${q(`$JS.API.${a}`)} }, to: ${q(`${FEED_API_PREFIX}.${a}`)} }`,
+      ),
+      "    ",
+    )}`,
     "  }",
   ];
   const outside = [
@@ -115,7 +137,10 @@ export function natsAuthConfig(users: readonly NatsUser[], namespace = ""): stri
     "    jetstream: { max_streams: 1 }",
     `    users: ${list(userLines(isOutside), "    ")}`,
     `    imports: ${list([...REQUESTS.map((k) => `{ service: { account: ${FLEET_ACCOUNT}, subject: ${q(s(k))} } }`), ...LENT.map((k) => `{ stream: { account: ${FLEET_ACCOUNT}, subject: ${q(s(k))} } }`)], "    ")}`,
-    `    exports: ${list(feedApi.map((a) => `{ service: ${q(`$JS.API.${a}`)}, accounts: [${FLEET_ACCOUNT}] }`), "    ")}`,
+    `    exports: ${list(
+      feedApi.map((a) => `{ service: ${q(`$JS.API.${a}`)}, accounts: [${FLEET_ACCOUNT}] }`),
+      "    ",
+    )}`,
     "  }",
   ];
   return `accounts {\n${[...fleet, ...outside].join("\n")}\n}\n`;

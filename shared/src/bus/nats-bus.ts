@@ -1,5 +1,11 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { RequestError, TimeoutError, connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import {
+  RequestError,
+  TimeoutError,
+  connect,
+  headers as natsHeaders,
+  type NatsConnection,
+} from "@nats-io/transport-node";
 import {
   CONSUMERS,
   EVENTS,
@@ -22,7 +28,16 @@ import { DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 import { startBatchLoop } from "./batch-consume.js";
 import { startConsumeLoop } from "./consume.js";
 import { archiveBacklog, followLogs, lastLogSeq, readLogs, type LogStream } from "./logs.js";
-import type { ArchiveBacklog, BatchConsumeOptions, Bus, ConsumeOptions, DeadLetterSink, PublishOptions, PublishResult, Subscription } from "./port.js";
+import type {
+  ArchiveBacklog,
+  BatchConsumeOptions,
+  Bus,
+  ConsumeOptions,
+  DeadLetterSink,
+  PublishOptions,
+  PublishResult,
+  Subscription,
+} from "./port.js";
 import { consumerName, DEFAULT_TUNING, provision, type ConsumerTuning } from "./provision.js";
 
 export interface NatsBusConfig {
@@ -65,7 +80,11 @@ class NatsBus implements Bus {
     await provision(this.jsm, this.config.namespace, this.tuning);
   }
 
-  async publish<K extends EventKind>(kind: K, msg: EventInput<K>, options: PublishOptions = {}): Promise<PublishResult> {
+  async publish<K extends EventKind>(
+    kind: K,
+    msg: EventInput<K>,
+    options: PublishOptions = {},
+  ): Promise<PublishResult> {
     const spec = EVENTS[kind];
     const parsed = spec.schema.safeParse(msg);
     if (!parsed.success) {
@@ -83,7 +102,10 @@ class NatsBus implements Bus {
       });
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
-      throw new FleetError("bus_unavailable", `publish to ${spec.subject} failed: ${errorMessage(err)}`, { retryable: true, cause: err });
+      throw new FleetError("bus_unavailable", `publish to ${spec.subject} failed: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
     }
   }
 
@@ -147,9 +169,17 @@ class NatsBus implements Bus {
       }
       const parsed = SessionProgress.safeParse(raw);
       if (!parsed.success || parsed.data.sessionId !== sessionId) {
-        return { ok: false, code: "bad_input", message: parsed.success ? "session id does not match the subject" : parsed.error.message };
+        return {
+          ok: false,
+          code: "bad_input",
+          message: parsed.success ? "session id does not match the subject" : parsed.error.message,
+        };
       }
-      return handler(parsed.data).catch((err: unknown) => ({ ok: false as const, code: "unavailable" as const, message: errorMessage(err) }));
+      return handler(parsed.data).catch((err: unknown) => ({
+        ok: false as const,
+        code: "unavailable" as const,
+        message: errorMessage(err),
+      }));
     };
     const sub = this.nc.subscribe(progressSubject(this.config.namespace, sessionId), {
       callback: (err, m) => {
@@ -163,14 +193,20 @@ class NatsBus implements Bus {
   async sendProgress(msg: SessionProgress, timeoutMs = 5_000): Promise<ProgressReply> {
     const body = SessionProgress.parse(msg);
     try {
-      const m = await this.nc.request(progressSubject(this.config.namespace, body.sessionId), JSON.stringify(body), { timeout: timeoutMs });
+      const m = await this.nc.request(progressSubject(this.config.namespace, body.sessionId), JSON.stringify(body), {
+        timeout: timeoutMs,
+      });
       const reply = ProgressReply.safeParse(m.json());
       if (!reply.success) throw new FleetError("internal", `a malformed progress reply: ${reply.error.message}`);
       return reply.data;
     } catch (err) {
       if (err instanceof FleetError) throw err;
       const nobody = err instanceof RequestError && err.isNoResponders();
-      const message = nobody ? "no poller watches this session right now" : err instanceof TimeoutError ? `no answer within ${timeoutMs} ms` : errorMessage(err);
+      const message = nobody
+        ? "no poller watches this session right now"
+        : err instanceof TimeoutError
+          ? `no answer within ${timeoutMs} ms`
+          : errorMessage(err);
       throw new FleetError("bus_unavailable", `progress not delivered: ${message}`, { retryable: true, cause: err });
     }
   }
@@ -211,7 +247,8 @@ export async function connectBus(config: NatsBusConfig, deps: NatsBusDeps): Prom
   }
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === "disconnect" || s.type === "reconnect") deps.logger.warn({ status: s.type }, "nats connection status");
+      if (s.type === "disconnect" || s.type === "reconnect")
+        deps.logger.warn({ status: s.type }, "nats connection status");
     }
   })();
   const jsm = await jetstreamManager(nc);

@@ -1,4 +1,13 @@
-import type { ConsumerEvent, ConsumerName, DeadLetter, EventInput, EventKind, ProgressReply, SessionLog, SessionProgress } from "../contracts/index.js";
+import type {
+  ConsumerEvent,
+  ConsumerName,
+  DeadLetter,
+  EventInput,
+  EventKind,
+  ProgressReply,
+  SessionLog,
+  SessionProgress,
+} from "../contracts/index.js";
 
 export interface PublishOptions {
   /** Overrides the catalog's deterministic Nats-Msg-Id. */

@@ -10,7 +10,16 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { CONSUMERS, STREAMS, streamName, streamSubjects, subjectFilter, type ConsumerName, type EventKind, type StreamKey } from "../contracts/index.js";
+import {
+  CONSUMERS,
+  STREAMS,
+  streamName,
+  streamSubjects,
+  subjectFilter,
+  type ConsumerName,
+  type EventKind,
+  type StreamKey,
+} from "../contracts/index.js";
 
 export interface ConsumerTuning {
   ackWaitMs: number;
@@ -24,7 +33,12 @@ export interface ConsumerTuning {
   maxAckPending: number;
 }
 
-export const DEFAULT_TUNING: ConsumerTuning = { ackWaitMs: 30_000, heldAckWaitMs: 6_000, maxDeliver: 10, maxAckPending: 10_000 };
+export const DEFAULT_TUNING: ConsumerTuning = {
+  ackWaitMs: 30_000,
+  heldAckWaitMs: 6_000,
+  maxDeliver: 10,
+  maxAckPending: 10_000,
+};
 
 export function consumerName(namespace: string, name: ConsumerName): string {
   return namespace ? `${namespace}_${name}` : name;
@@ -44,7 +58,11 @@ function streamConfig(namespace: string, key: StreamKey): Partial<StreamConfig> 
   };
 }
 
-function consumerConfig(namespace: string, name: ConsumerName, tuning: ConsumerTuning): Partial<ConsumerConfig> & { durable_name: string } {
+function consumerConfig(
+  namespace: string,
+  name: ConsumerName,
+  tuning: ConsumerTuning,
+): Partial<ConsumerConfig> & { durable_name: string } {
   const spec: { event: EventKind; maxDeliver?: number; held?: boolean } = CONSUMERS[name];
   return {
     durable_name: consumerName(namespace, name),
@@ -87,7 +105,11 @@ export async function provision(jsm: JetStreamManager, namespace: string, tuning
   }
 }
 
-async function upsert(info: () => Promise<unknown>, add: () => Promise<unknown>, update: () => Promise<unknown>): Promise<void> {
+async function upsert(
+  info: () => Promise<unknown>,
+  add: () => Promise<unknown>,
+  update: () => Promise<unknown>,
+): Promise<void> {
   try {
     await info();
   } catch (err) {

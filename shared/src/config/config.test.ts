@@ -5,7 +5,12 @@ import { baseEnv, loadConfig } from "./index.js";
 describe("config", () => {
   it("applies defaults", () => {
     const c = loadConfig(baseEnv, {});
-    expect(c).toMatchObject({ NATS_URL: "nats://127.0.0.1:4222", FLEET_DB: "fleet", FLEET_NAMESPACE: "", LOG_LEVEL: "info" });
+    expect(c).toMatchObject({
+      NATS_URL: "nats://127.0.0.1:4222",
+      FLEET_DB: "fleet",
+      FLEET_NAMESPACE: "",
+      LOG_LEVEL: "info",
+    });
   });
 
   it("names every bad variable in one error", () => {

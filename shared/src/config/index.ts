@@ -29,8 +29,14 @@ export const busEnv = z.object({
 });
 
 export const storeEnv = z.object({
-  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").default("mongodb://127.0.0.1:27017/"),
-  FLEET_DB: z.string().regex(/^[A-Za-z0-9_-]{1,63}$/).default("fleet"),
+  MONGODB_URI: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://")
+    .default("mongodb://127.0.0.1:27017/"),
+  FLEET_DB: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,63}$/)
+    .default("fleet"),
   /** Connections each service opens to the store at most; more requests wait in the driver, in order. */
   FLEET_STORE_POOL: z.coerce.number().int().min(1).max(1_000).default(8),
   /** 1: accept a FerretDB without the fleet's build, whose conditional updates are not atomic (logged loudly). */
@@ -65,7 +71,14 @@ export const projectsEnv = z.object({
   FLEET_PROJECTS: z
     .string()
     .default("*")
-    .transform((v) => (v.trim() === "*" ? "*" : v.split(",").map((p) => p.trim()).filter(Boolean)))
+    .transform((v) =>
+      v.trim() === "*"
+        ? "*"
+        : v
+            .split(",")
+            .map((p) => p.trim())
+            .filter(Boolean),
+    )
     .pipe(z.union([z.literal("*"), z.array(ProjectId).min(1, "name at least one project, or * for any")])),
 });
 export type KnownProjects = z.infer<typeof projectsEnv>["FLEET_PROJECTS"];
@@ -113,7 +126,10 @@ export const sandboxEnv = z.object({
   /** The agent server binary (local provider); default: the one shipped in node_modules. */
   OPENCODE_BIN: z.string().min(1).optional(),
   /** Label on every sandbox of this fleet, so fleets sharing a provider account never reap each other. */
-  FLEET_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default("fleet"),
+  FLEET_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .default("fleet"),
   /**
    * SANDBOX_PROVIDER=simulated, for benchmarks only. State directory of the simulated sandboxes,
    * shared by every fleet process on the host and read by the benchmark afterwards.
@@ -149,7 +165,12 @@ export const modelEnv = z.object({
   FLEET_FALLBACK_MODELS: z
     .string()
     .default("")
-    .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)),
+    .transform((s) =>
+      s
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean),
+    ),
 });
 
 /** Sandbox callbacks: signing keys (`kid:secret,…`, the first signs) and the URL sandboxes call. */

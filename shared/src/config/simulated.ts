@@ -25,14 +25,24 @@ export const SimCreateFaults = z
   .default("")
   .transform((spec, ctx): SimCreateFault[] => {
     const faults: SimCreateFault[] = [];
-    for (const entry of spec.split(",").map((e) => e.trim()).filter(Boolean)) {
+    for (const entry of spec
+      .split(",")
+      .map((e) => e.trim())
+      .filter(Boolean)) {
       const m = ENTRY.exec(entry);
       if (!m) {
-        ctx.addIssue({ code: "custom", message: `'${entry}' is not <project>=<rate_limit|transient|permanent>[:attempts]` });
+        ctx.addIssue({
+          code: "custom",
+          message: `'${entry}' is not <project>=<rate_limit|transient|permanent>[:attempts]`,
+        });
         return z.NEVER;
       }
       const kind = SimFaultKind.parse(m[2]);
-      faults.push({ projectId: m[1] as string, kind, attempts: kind === "permanent" ? Number.MAX_SAFE_INTEGER : Number(m[3] ?? "1") });
+      faults.push({
+        projectId: m[1] as string,
+        kind,
+        attempts: kind === "permanent" ? Number.MAX_SAFE_INTEGER : Number(m[3] ?? "1"),
+      });
     }
     return faults;
   });

@@ -10,12 +10,21 @@ export const schemaVersion = z.literal(SCHEMA_VERSION).describe("schema version 
  */
 export const SessionId = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/, "1-128 chars of letters, digits, '_' or '-', starting with a letter or digit")
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/,
+    "1-128 chars of letters, digits, '_' or '-', starting with a letter or digit",
+  )
   .describe("session id: a single NATS subject token");
 export type SessionId = z.infer<typeof SessionId>;
 
-export const ProjectId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/).describe("project id");
-export const CardId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/).describe("card id");
+export const ProjectId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/)
+  .describe("project id");
+export const CardId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/)
+  .describe("card id");
 
 /** Epoch milliseconds. */
 export const Millis = z.number().int().nonnegative();
@@ -53,7 +62,10 @@ export const RelativePath = z
   .min(1)
   .max(512)
   .refine((p) => !p.startsWith("/") && !p.includes("\0") && !p.includes("\\"), "must be a relative POSIX path")
-  .refine((p) => p.split("/").every((s) => s !== ".." && s !== "." && s !== ""), "must not contain '..', '.' or empty segments");
+  .refine(
+    (p) => p.split("/").every((s) => s !== ".." && s !== "." && s !== ""),
+    "must not contain '..', '.' or empty segments",
+  );
 
 export const FileSpec = z
   .object({

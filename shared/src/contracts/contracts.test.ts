@@ -28,7 +28,8 @@ describe("contracts", () => {
 
   it("accepts session ids that are one subject token, nothing else", () => {
     for (const ok of ["a", "ses_123", "A-b_C9"]) expect(SessionId.safeParse(ok).success).toBe(true);
-    for (const bad of ["", "a.b", "a b", "*", ">", "-lead", "x".repeat(129)]) expect(SessionId.safeParse(bad).success).toBe(false);
+    for (const bad of ["", "a.b", "a b", "*", ">", "-lead", "x".repeat(129)])
+      expect(SessionId.safeParse(bad).success).toBe(false);
   });
 
   it("rejects file paths that escape the workspace", () => {
@@ -45,7 +46,12 @@ describe("contracts", () => {
     expect(subjectFor("t1", "completed")).toBe("t1.session.completed");
     expect(streamName("", "work")).toBe("FLEET_WORK");
     expect(streamName("t-1", "logs")).toBe("T_1_FLEET_LOGS");
-    expect(streamSubjects("", "events").sort()).toEqual(["session.cancel", "session.cancelled", "session.completed", "session.failed"]);
+    expect(streamSubjects("", "events").sort()).toEqual([
+      "session.cancel",
+      "session.cancelled",
+      "session.completed",
+      "session.failed",
+    ]);
   });
 
   it("keeps work subjects and terminal events in different streams", () => {
@@ -53,12 +59,15 @@ describe("contracts", () => {
     expect(EVENTS.running.stream).toBe("work");
     for (const k of ["completed", "failed", "cancelled"] as const) expect(EVENTS[k].stream).toBe("events");
     // A work queue allows one consumer per subject: each work subject has exactly one fleet consumer.
-    const workConsumers = Object.values(CONSUMERS).filter((c) => c.stream === "work").map((c) => c.event);
+    const workConsumers = Object.values(CONSUMERS)
+      .filter((c) => c.stream === "work")
+      .map((c) => c.event);
     expect(new Set(workConsumers).size).toBe(workConsumers.length);
   });
 
   it("gives a session's three terminal events one Nats-Msg-Id, and a cancel request its own subject and id", () => {
-    for (const k of ["completed", "failed", "cancelled"] as const) expect(EVENTS[k].msgId({ sessionId: "s1" } as never), k).toBe("ended:s1");
+    for (const k of ["completed", "failed", "cancelled"] as const)
+      expect(EVENTS[k].msgId({ sessionId: "s1" } as never), k).toBe("ended:s1");
     expect(EVENTS.cancel).toMatchObject({ subject: "session.cancel", stream: "events" });
     expect(EVENTS.cancel.msgId({ v: 1, sessionId: "s1", at: 1 })).toBe("cancel:s1");
     expect(CONSUMERS.watchdog.event).toBe("cancel");

@@ -1,5 +1,15 @@
 import { z } from "zod";
-import { CardId, ErrorInfo, FileSpec, LIMITS, Millis, ProjectId, SessionConfig, SessionId, schemaVersion } from "./common.js";
+import {
+  CardId,
+  ErrorInfo,
+  FileSpec,
+  LIMITS,
+  Millis,
+  ProjectId,
+  SessionConfig,
+  SessionId,
+  schemaVersion,
+} from "./common.js";
 import { LogKind } from "./session.js";
 
 /** Published by the api or by any outside system: run this prompt. */
@@ -91,7 +101,11 @@ export const SessionCancelled = z
     sessionId: SessionId,
     projectId: ProjectId,
     at: Millis,
-    reason: z.string().max(500).optional().describe("why: the request's reason, or the fleet's (a session superseded by a newer one of its card)"),
+    reason: z
+      .string()
+      .max(500)
+      .optional()
+      .describe("why: the request's reason, or the fleet's (a session superseded by a newer one of its card)"),
   })
   .strict();
 export type SessionCancelled = z.infer<typeof SessionCancelled>;
@@ -105,7 +119,12 @@ export const ProgressLine = z
   .object({
     kind: LogKind.default("text"),
     line: z.string().min(1).max(LIMITS.logLineChars),
-    key: z.string().min(1).max(200).optional().describe("identity of the line: a retried line with the same key is kept once"),
+    key: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe("identity of the line: a retried line with the same key is kept once"),
   })
   .strict();
 export type ProgressLine = z.infer<typeof ProgressLine>;
@@ -121,7 +140,11 @@ export const SessionProgress = z
 export type SessionProgress = z.infer<typeof SessionProgress>;
 
 export const ProgressReply = z.discriminatedUnion("ok", [
-  z.object({ ok: z.literal(true), stored: z.number().int().nonnegative(), seq: z.number().int().nonnegative() }).strict(),
-  z.object({ ok: z.literal(false), code: z.enum(["conflict", "bad_input", "unavailable"]), message: z.string() }).strict(),
+  z
+    .object({ ok: z.literal(true), stored: z.number().int().nonnegative(), seq: z.number().int().nonnegative() })
+    .strict(),
+  z
+    .object({ ok: z.literal(false), code: z.enum(["conflict", "bad_input", "unavailable"]), message: z.string() })
+    .strict(),
 ]);
 export type ProgressReply = z.infer<typeof ProgressReply>;

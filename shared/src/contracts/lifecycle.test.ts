@@ -1,11 +1,19 @@
 import { describe, expect, it } from "vitest";
 import { EVENTS } from "./catalog.js";
-import { ACTIVE_STATUSES, LIFECYCLE, SESSION_PHASES, SESSION_STATUSES, TERMINAL_STATUSES, isTerminal } from "./lifecycle.js";
+import {
+  ACTIVE_STATUSES,
+  LIFECYCLE,
+  SESSION_PHASES,
+  SESSION_STATUSES,
+  TERMINAL_STATUSES,
+  isTerminal,
+} from "./lifecycle.js";
 
 describe("the lifecycle table", () => {
   it("ends every active status once: terminal statuses are entered from every active one and left to none", () => {
     for (const s of TERMINAL_STATUSES) expect([...LIFECYCLE[s].from].sort()).toEqual([...ACTIVE_STATUSES].sort());
-    for (const s of SESSION_STATUSES) for (const from of LIFECYCLE[s].from) expect(isTerminal(from), `${s} from ${from}`).toBe(false);
+    for (const s of SESSION_STATUSES)
+      for (const from of LIFECYCLE[s].from) expect(isTerminal(from), `${s} from ${from}`).toBe(false);
     expect(SESSION_STATUSES.filter(isTerminal)).toEqual([...TERMINAL_STATUSES]);
   });
 

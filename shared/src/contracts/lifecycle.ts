@@ -33,7 +33,10 @@ export const LIFECYCLE = {
   pending: {
     from: [],
     phases: ["queued", "sandbox_creating", "restoring", "server_starting"],
-    writers: { api: "creates the document of a submit before publishing it", spawner: "creates it for a request published on the bus; moves it through the setup phases" },
+    writers: {
+      api: "creates the document of a submit before publishing it",
+      spawner: "creates it for a request published on the bus; moves it through the setup phases",
+    },
     terminal: false,
   },
   running: {
@@ -53,27 +56,39 @@ export const LIFECYCLE = {
   failed: {
     from: ACTIVE,
     phases: [],
-    writers: { spawner: "setup failed for good", poller: "the agent failed, stalled, became unreachable or lost its sandbox", watchdog: "the deadline passed" },
+    writers: {
+      spawner: "setup failed for good",
+      poller: "the agent failed, stalled, became unreachable or lost its sandbox",
+      watchdog: "the deadline passed",
+    },
     event: "failed",
     terminal: true,
   },
   cancelled: {
     from: ACTIVE,
     phases: [],
-    writers: { watchdog: "a cancel request (session.cancel)", spawner: "a newer session of the same card superseded it" },
+    writers: {
+      watchdog: "a cancel request (session.cancel)",
+      spawner: "a newer session of the same card superseded it",
+    },
     event: "cancelled",
     terminal: true,
   },
 } as const satisfies Record<SessionStatus, StatusSpec>;
 
-export type TerminalStatus = { [S in SessionStatus]: (typeof LIFECYCLE)[S]["terminal"] extends true ? S : never }[SessionStatus];
+export type TerminalStatus = {
+  [S in SessionStatus]: (typeof LIFECYCLE)[S]["terminal"] extends true ? S : never;
+}[SessionStatus];
 
 /** The terminal statuses as a tuple (schemas need one); the compiler holds it to the table. */
 export const TERMINAL_STATUSES = ["completed", "failed", "cancelled"] as const satisfies readonly TerminalStatus[];
 export const ACTIVE_STATUSES = ACTIVE;
 // Fails to compile if a status the table calls terminal is missing from TERMINAL_STATUSES, or an active one from ACTIVE.
-const everyTerminalListed: Exclude<TerminalStatus, (typeof TERMINAL_STATUSES)[number]> extends never ? true : never = true;
-const everyActiveListed: Exclude<Exclude<SessionStatus, TerminalStatus>, (typeof ACTIVE)[number]> extends never ? true : never = true;
+const everyTerminalListed: Exclude<TerminalStatus, (typeof TERMINAL_STATUSES)[number]> extends never ? true : never =
+  true;
+const everyActiveListed: Exclude<Exclude<SessionStatus, TerminalStatus>, (typeof ACTIVE)[number]> extends never
+  ? true
+  : never = true;
 void everyTerminalListed;
 void everyActiveListed;
 

@@ -2,7 +2,17 @@ import { z } from "zod";
 import { CardId, ErrorInfo, Millis, ProjectId, SessionConfig, SessionId } from "./common.js";
 import { SESSION_PHASES, SESSION_STATUSES, TERMINAL_STATUSES } from "./lifecycle.js";
 
-export { ACTIVE_STATUSES, LIFECYCLE, SESSION_PHASES, SESSION_STATUSES, TERMINAL_STATUSES, isTerminal, type StageName, type StatusSpec, type TerminalStatus } from "./lifecycle.js";
+export {
+  ACTIVE_STATUSES,
+  LIFECYCLE,
+  SESSION_PHASES,
+  SESSION_STATUSES,
+  TERMINAL_STATUSES,
+  isTerminal,
+  type StageName,
+  type StatusSpec,
+  type TerminalStatus,
+} from "./lifecycle.js";
 
 export const SessionStatus = z.enum(SESSION_STATUSES);
 export type SessionStatus = z.infer<typeof SessionStatus>;
@@ -135,7 +145,14 @@ export const Session = z.object({
 export type Session = z.infer<typeof Session>;
 
 /** What a caller supplies to create a session; the store fills in the rest. */
-export const NewSession = Session.pick({ id: true, projectId: true, cardId: true, prompt: true, config: true, requestedAt: true }).extend({
+export const NewSession = Session.pick({
+  id: true,
+  projectId: true,
+  cardId: true,
+  prompt: true,
+  config: true,
+  requestedAt: true,
+}).extend({
   createdAt: Millis.optional(),
 });
 export type NewSession = z.input<typeof NewSession>;

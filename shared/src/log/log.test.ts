@@ -12,7 +12,12 @@ describe("logging", () => {
       },
     });
     const log = createLogger({ name: "t", destination: sink });
-    log.child({ sessionId: "s" }).info({ password: "hunter2", agent: { token: "tok-123", apiKey: "k-9" }, headers: { authorization: "Basic abc" } }, "x");
+    log
+      .child({ sessionId: "s" })
+      .info(
+        { password: "hunter2", agent: { token: "tok-123", apiKey: "k-9" }, headers: { authorization: "Basic abc" } },
+        "x",
+      );
     const out = lines.join("");
     for (const secret of ["hunter2", "tok-123", "k-9", "Basic abc"]) expect(out).not.toContain(secret);
     expect(out).toContain('"sessionId":"s"');

@@ -27,9 +27,24 @@ export function createMetrics(service: string): FleetMetrics {
       registers: [registry],
     }),
     sessionsEnded: sessionsEndedCounter(registry),
-    tokens: new Counter({ name: "fleet_tokens_total", help: "Model tokens as the agent reported them", labelNames: ["project", "direction"], registers: [registry] }),
-    cost: new Counter({ name: "fleet_cost_total", help: "Model cost as the agent reported it", labelNames: ["project"], registers: [registry] }),
-    sandboxSeconds: new Counter({ name: "fleet_sandbox_seconds_total", help: "Seconds sandboxes were alive", labelNames: ["project"], registers: [registry] }),
+    tokens: new Counter({
+      name: "fleet_tokens_total",
+      help: "Model tokens as the agent reported them",
+      labelNames: ["project", "direction"],
+      registers: [registry],
+    }),
+    cost: new Counter({
+      name: "fleet_cost_total",
+      help: "Model cost as the agent reported it",
+      labelNames: ["project"],
+      registers: [registry],
+    }),
+    sandboxSeconds: new Counter({
+      name: "fleet_sandbox_seconds_total",
+      help: "Seconds sandboxes were alive",
+      labelNames: ["project"],
+      registers: [registry],
+    }),
     logLines: new Counter({ name: "fleet_log_lines_total", help: "Session log lines written", registers: [registry] }),
     executionSeconds: new Histogram({
       name: "fleet_execution_seconds",
@@ -47,7 +62,12 @@ export function createMetrics(service: string): FleetMetrics {
 export function sessionsEndedCounter(registry: Registry): Counter<"status" | "code"> {
   const found = registry.getSingleMetric("fleet_sessions_ended_total");
   if (found instanceof Counter) return found;
-  return new Counter({ name: "fleet_sessions_ended_total", help: "Sessions ended, by status and error code", labelNames: ["status", "code"], registers: [registry] });
+  return new Counter({
+    name: "fleet_sessions_ended_total",
+    help: "Sessions ended, by status and error code",
+    labelNames: ["status", "code"],
+    registers: [registry],
+  });
 }
 
 /** A bare /metrics endpoint for services without an HTTP server of their own. */

@@ -20,11 +20,14 @@ describe("relativeSegments", () => {
     expect(relativeSegments("with space/ünï")).toEqual(["with space", "ünï"]);
   });
 
-  it.each(["../x", "a/../../x", "a/..", "..", "/etc/passwd", "/", "", ".", "./", "a/\0b", "x".repeat(5000)])("refuses %j as bad input", (p) => {
-    const err = refusal(() => relativeSegments(p));
-    expect(err.code).toBe("sandbox");
-    expect(err.retryable).toBe(false);
-  });
+  it.each(["../x", "a/../../x", "a/..", "..", "/etc/passwd", "/", "", ".", "./", "a/\0b", "x".repeat(5000)])(
+    "refuses %j as bad input",
+    (p) => {
+      const err = refusal(() => relativeSegments(p));
+      expect(err.code).toBe("sandbox");
+      expect(err.retryable).toBe(false);
+    },
+  );
 
   it("treats an empty working folder as the base", () => {
     expect(relativeDirSegments(undefined)).toEqual([]);
@@ -45,7 +48,10 @@ describe("checkEnvs", () => {
     expect(checkEnvs(undefined, "envs")).toEqual({});
   });
 
-  it.each<Record<string, string>>([{ "A=B": "1" }, { "1A": "x" }, { "": "x" }, { A: "nul\0" }])("refuses %j", (envs) => {
-    expect(refusal(() => checkEnvs(envs, "envs")).retryable).toBe(false);
-  });
+  it.each<Record<string, string>>([{ "A=B": "1" }, { "1A": "x" }, { "": "x" }, { A: "nul\0" }])(
+    "refuses %j",
+    (envs) => {
+      expect(refusal(() => checkEnvs(envs, "envs")).retryable).toBe(false);
+    },
+  );
 });

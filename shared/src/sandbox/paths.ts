@@ -49,10 +49,16 @@ export function checkEnvs(envs: Record<string, string> | undefined, what: string
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(envs ?? {})) {
     if (!ENV_NAME.test(name)) {
-      throw new FleetError("sandbox", `${what}: invalid environment variable name ${JSON.stringify(name.slice(0, 100))}`, { retryable: false });
+      throw new FleetError(
+        "sandbox",
+        `${what}: invalid environment variable name ${JSON.stringify(name.slice(0, 100))}`,
+        { retryable: false },
+      );
     }
     if (typeof value !== "string" || value.includes("\0")) {
-      throw new FleetError("sandbox", `${what}: environment variable ${name} must be a string without NUL bytes`, { retryable: false });
+      throw new FleetError("sandbox", `${what}: environment variable ${name} must be a string without NUL bytes`, {
+        retryable: false,
+      });
     }
     out[name] = value;
   }

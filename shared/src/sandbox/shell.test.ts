@@ -5,7 +5,10 @@ import { shellCommand, shellQuote } from "./shell.js";
 
 /** What a real POSIX shell makes of the line: each argument printed, NUL-terminated. */
 function throughShell(args: string[]): string[] {
-  const out = execFileSync("/bin/sh", ["-c", shellCommand("printf", ["%s\\0", ...args])], { encoding: "utf8", env: { PATH: "/usr/bin:/bin", HOME: "/nonexistent" } });
+  const out = execFileSync("/bin/sh", ["-c", shellCommand("printf", ["%s\\0", ...args])], {
+    encoding: "utf8",
+    env: { PATH: "/usr/bin:/bin", HOME: "/nonexistent" },
+  });
   return out.split("\0").slice(0, -1);
 }
 

@@ -27,7 +27,16 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
   const instanceId = `${name}-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const logger = createLogger({ name, level: env.LOG_LEVEL });
   const closer = createCloser((step, err) => logger.error({ step, err }, "shutdown step failed"));
-  const store = await MongoSessionStore.connect({ uri: env.MONGODB_URI, database: env.FLEET_DB, appName: name, maxPoolSize: env.FLEET_STORE_POOL, allowUnsafeStore: env.FLEET_STORE_ALLOW_UNPATCHED }, logger);
+  const store = await MongoSessionStore.connect(
+    {
+      uri: env.MONGODB_URI,
+      database: env.FLEET_DB,
+      appName: name,
+      maxPoolSize: env.FLEET_STORE_POOL,
+      allowUnsafeStore: env.FLEET_STORE_ALLOW_UNPATCHED,
+    },
+    logger,
+  );
   closer.add("store", () => store.close());
   await store.init();
   const bus = await connectBus(
@@ -36,15 +45,37 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
       namespace: env.FLEET_NAMESPACE,
       name: instanceId,
       ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? "" } : {}),
-      tuning: { ackWaitMs: env.FLEET_ACK_WAIT_MS, heldAckWaitMs: env.FLEET_WATCH_ACK_WAIT_MS, maxDeliver: env.FLEET_MAX_DELIVER },
+      tuning: {
+        ackWaitMs: env.FLEET_ACK_WAIT_MS,
+        heldAckWaitMs: env.FLEET_WATCH_ACK_WAIT_MS,
+        maxDeliver: env.FLEET_MAX_DELIVER,
+      },
     },
     { logger, deadLetters: store },
   );
   closer.add("bus", () => bus.close());
   await bus.provision();
-  logger.info({ nats: env.NATS_URL, store: safeUrl(env.MONGODB_URI), db: env.FLEET_DB, namespace: env.FLEET_NAMESPACE }, `${name} connected`);
-  return { name, instanceId, logger, store, bus, metrics: createMetrics(name), closer, heartbeatMs: Math.max(250, Math.floor(env.FLEET_ACK_WAIT_MS / 4)) };
+  logger.info(
+    { nats: env.NATS_URL, store: safeUrl(env.MONGODB_URI), db: env.FLEET_DB, namespace: env.FLEET_NAMESPACE },
+    `${name} connected`,
+  );
+  return {
+    name,
+    instanceId,
+    logger,
+    store,
+    bus,
+    metrics: createMetrics(name),
+    closer,
+    heartbeatMs: Math.max(250, Math.floor(env.FLEET_ACK_WAIT_MS / 4)),
+  };
 }
 export { createAgentRuntime, createSandboxProvider } from "./providers.js";
-export { SIMULATED_MODULE, loadSimulated, type SimulatedTooling, type SimulatedProviderOptions, type SimulatedRuntimeOptions } from "./simulated.js";
+export {
+  SIMULATED_MODULE,
+  loadSimulated,
+  type SimulatedTooling,
+  type SimulatedProviderOptions,
+  type SimulatedRuntimeOptions,
+} from "./simulated.js";
 export { createStage, type Stage, type StageDeps } from "./stage.js";

@@ -32,7 +32,12 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
   }
   const { LocalSandboxProvider } = await import("../sandbox/local/index.js");
   return new LocalSandboxProvider(
-    { rootDir: env.FLEET_SANDBOX_DIR, isolation: env.FLEET_SANDBOX_ISOLATION, readable: env.FLEET_SANDBOX_READABLE, fleet: env.FLEET_NAME },
+    {
+      rootDir: env.FLEET_SANDBOX_DIR,
+      isolation: env.FLEET_SANDBOX_ISOLATION,
+      readable: env.FLEET_SANDBOX_READABLE,
+      fleet: env.FLEET_NAME,
+    },
     logger,
   );
 }

@@ -39,12 +39,19 @@ export async function loadSimulated(): Promise<SimulatedTooling> {
     return (await import(specifier)) as SimulatedTooling;
   } catch (err) {
     if (!isMissing(err)) throw err;
-    throw new FleetError("config", `SANDBOX_PROVIDER=simulated needs the development tooling (${TOOLING}); it is for benchmarks only`, { cause: err });
+    throw new FleetError(
+      "config",
+      `SANDBOX_PROVIDER=simulated needs the development tooling (${TOOLING}); it is for benchmarks only`,
+      { cause: err },
+    );
   }
 }
 
 /** Node's answer when the tooling is not installed, as opposed to an error inside it. */
 function isMissing(err: unknown): boolean {
   const code = err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined;
-  return (code === "ERR_MODULE_NOT_FOUND" || code === "ERR_PACKAGE_PATH_NOT_EXPORTED") && (err as Error).message.includes(TOOLING);
+  return (
+    (code === "ERR_MODULE_NOT_FOUND" || code === "ERR_PACKAGE_PATH_NOT_EXPORTED") &&
+    (err as Error).message.includes(TOOLING)
+  );
 }

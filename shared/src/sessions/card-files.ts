@@ -3,13 +3,21 @@ import { RelativePath, type CardFile } from "../contracts/index.js";
 import type { CardFileStore } from "../store/index.js";
 
 /** Files the session wrote become the card's saved files, restored into its next session. */
-export async function saveCardFiles(store: CardFileStore, cardId: string, sessionId: string, diffs: readonly AgentFileDiff[]): Promise<void> {
+export async function saveCardFiles(
+  store: CardFileStore,
+  cardId: string,
+  sessionId: string,
+  diffs: readonly AgentFileDiff[],
+): Promise<void> {
   const savedAt = Date.now();
   const files: CardFile[] = [];
   const deleted: string[] = [];
   for (const d of diffs) {
     if (!isSafeRelative(d.file)) continue;
-    if (d.after === undefined || (d.after === "" && (d.before ?? "") !== "" && (d.deletions ?? 0) > 0 && (d.additions ?? 0) === 0)) {
+    if (
+      d.after === undefined ||
+      (d.after === "" && (d.before ?? "") !== "" && (d.deletions ?? 0) > 0 && (d.additions ?? 0) === 0)
+    ) {
       deleted.push(d.file);
     } else {
       files.push({ cardId, path: d.file, content: d.after, encoding: "utf8", sessionId, savedAt });

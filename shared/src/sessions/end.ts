@@ -1,5 +1,12 @@
 import type { Bus } from "../bus/index.js";
-import { LIFECYCLE, SCHEMA_VERSION, isTerminal, type ErrorInfo, type Session, type SessionOutput } from "../contracts/index.js";
+import {
+  LIFECYCLE,
+  SCHEMA_VERSION,
+  isTerminal,
+  type ErrorInfo,
+  type Session,
+  type SessionOutput,
+} from "../contracts/index.js";
 import { errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type { FleetMetrics } from "../metrics/index.js";
@@ -26,13 +33,26 @@ export type EndOutcome =
  * what any ended session needs (settleEnded). A path that lost still settles: the winner may have
  * died between its write and its publish.
  */
-export async function endSession(deps: EndDeps, sessionId: string, outcome: EndOutcome, set: SessionPatch = {}): Promise<Session | null> {
+export async function endSession(
+  deps: EndDeps,
+  sessionId: string,
+  outcome: EndOutcome,
+  set: SessionPatch = {},
+): Promise<Session | null> {
   const patch: SessionPatch = { ...set };
   if (outcome.status === "completed") patch.output = outcome.output;
   if (outcome.status === "failed") patch.error = outcome.error;
   if (outcome.status === "cancelled") patch.error = { code: "cancelled", message: outcome.reason ?? "cancelled" };
-  const ended = await deps.store.transition(sessionId, { from: LIFECYCLE[outcome.status].from, to: outcome.status, set: patch });
-  if (ended) deps.metrics.sessionsEnded.inc({ status: ended.status, code: ended.status === "completed" ? "" : (ended.error?.code ?? "") });
+  const ended = await deps.store.transition(sessionId, {
+    from: LIFECYCLE[outcome.status].from,
+    to: outcome.status,
+    set: patch,
+  });
+  if (ended)
+    deps.metrics.sessionsEnded.inc({
+      status: ended.status,
+      code: ended.status === "completed" ? "" : (ended.error?.code ?? ""),
+    });
   const session = ended ?? (await deps.store.get(sessionId));
   if (session && isTerminal(session.status)) await settleEnded(deps, session);
   return ended;
@@ -47,7 +67,11 @@ export async function endSession(deps: EndDeps, sessionId: string, outcome: EndO
 export async function settleEnded(deps: EndDeps, session: Session): Promise<void> {
   if (session.eventOwed) await payEvent(deps, session);
   if (session.slotsHeld) {
-    await deps.store.releaseSlots(session.id).catch((err: unknown) => deps.logger.warn({ sessionId: session.id, err: errorMessage(err) }, "slot release failed"));
+    await deps.store
+      .releaseSlots(session.id)
+      .catch((err: unknown) =>
+        deps.logger.warn({ sessionId: session.id, err: errorMessage(err) }, "slot release failed"),
+      );
   }
   const sandboxId = session.sandbox?.id;
   if (sandboxId) {
@@ -76,7 +100,13 @@ export async function payEvent(deps: EndDeps, s: Session): Promise<boolean> {
         toolCalls: s.output?.toolCalls.length ?? 0,
       });
     } else if (s.status === "failed") {
-      await deps.bus.publish("failed", { v: SCHEMA_VERSION, sessionId: s.id, projectId: s.projectId, at, error: s.error ?? { code: "internal", message: "failed" } });
+      await deps.bus.publish("failed", {
+        v: SCHEMA_VERSION,
+        sessionId: s.id,
+        projectId: s.projectId,
+        at,
+        error: s.error ?? { code: "internal", message: "failed" },
+      });
     } else if (s.status === "cancelled") {
       const reason = s.error?.message;
       await deps.bus.publish("cancelled", {
@@ -93,6 +123,13 @@ export async function payEvent(deps: EndDeps, s: Session): Promise<boolean> {
     deps.logger.warn({ sessionId: s.id, err: errorMessage(err) }, "terminal event not published; it stays owed");
     return false;
   }
-  await deps.store.settleEvent(s.id).catch((err: unknown) => deps.logger.warn({ sessionId: s.id, err: errorMessage(err) }, "terminal event published; its debt not cleared yet"));
+  await deps.store
+    .settleEvent(s.id)
+    .catch((err: unknown) =>
+      deps.logger.warn(
+        { sessionId: s.id, err: errorMessage(err) },
+        "terminal event published; its debt not cleared yet",
+      ),
+    );
   return true;
 }

@@ -14,7 +14,11 @@ const OUTPUT_CHARS = 2_000;
  * assistant message that has text; every other text and all reasoning is the thinking; tool parts
  * become the tool-call record.
  */
-export function extractOutput(messages: readonly AgentMessage[], todos: readonly AgentTodo[], diffs: readonly AgentFileDiff[]): SessionOutput {
+export function extractOutput(
+  messages: readonly AgentMessage[],
+  todos: readonly AgentTodo[],
+  diffs: readonly AgentFileDiff[],
+): SessionOutput {
   const assistant = messages.filter((m) => m.role === "assistant");
   const texts: string[] = [];
   const thinking: string[] = [];
@@ -47,7 +51,11 @@ export function extractOutput(messages: readonly AgentMessage[], todos: readonly
     response,
     thinking: thinking.join("\n\n"),
     toolCalls,
-    todos: todos.map((t) => ({ content: t.content, status: t.status, ...(t.priority ? { priority: t.priority } : {}) })),
+    todos: todos.map((t) => ({
+      content: t.content,
+      status: t.status,
+      ...(t.priority ? { priority: t.priority } : {}),
+    })),
     diffs: diffs.map((d) => ({ ...d })),
     artifacts: [],
   };

@@ -32,7 +32,14 @@ export interface LogArchiver {
 /** The backlog as last read: a scrape reads it once for both gauges, and two scrapes close together once. */
 const BACKLOG_TTL_MS = 1_000;
 
-const toStored = (l: SessionLog): LogLine => ({ sessionId: l.sessionId, seq: l.seq, at: l.at, kind: l.kind, line: l.line, ...(l.key ? { key: l.key } : {}) });
+const toStored = (l: SessionLog): LogLine => ({
+  sessionId: l.sessionId,
+  seq: l.seq,
+  at: l.at,
+  kind: l.kind,
+  line: l.line,
+  ...(l.key ? { key: l.key } : {}),
+});
 
 /**
  * Stores log lines from the stream: the `archiver` durable consumer, shared by every instance that
@@ -41,11 +48,20 @@ const toStored = (l: SessionLog): LogLine => ({ sessionId: l.sessionId, seq: l.s
  * While the store is down, lines wait in the stream and the batch in hand is retried.
  */
 export function startLogArchiver(deps: LogArchiverDeps, options: LogArchiverOptions): LogArchiver {
-  const archived = new Counter({ name: "fleet_log_lines_archived_total", help: "Log lines this instance's archiver stored (lines already stored count too)", registers: [deps.registry] });
-  const failures = new Counter({ name: "fleet_log_archive_failures_total", help: "Batch writes of this instance's archiver that failed (each is retried)", registers: [deps.registry] });
+  const archived = new Counter({
+    name: "fleet_log_lines_archived_total",
+    help: "Log lines this instance's archiver stored (lines already stored count too)",
+    registers: [deps.registry],
+  });
+  const failures = new Counter({
+    name: "fleet_log_archive_failures_total",
+    help: "Batch writes of this instance's archiver that failed (each is retried)",
+    registers: [deps.registry],
+  });
   let backlog: { at: number; value: Promise<ArchiveBacklog> } | undefined;
   const readBacklog = (): Promise<ArchiveBacklog> => {
-    if (!backlog || Date.now() - backlog.at > BACKLOG_TTL_MS) backlog = { at: Date.now(), value: deps.bus.archiveBacklog() };
+    if (!backlog || Date.now() - backlog.at > BACKLOG_TTL_MS)
+      backlog = { at: Date.now(), value: deps.bus.archiveBacklog() };
     return backlog.value;
   };
   // Read from the server when scraped: the same for every instance (aggregate with max, not sum).
@@ -54,7 +70,12 @@ export function startLogArchiver(deps: LogArchiverDeps, options: LogArchiverOpti
     help: "Log lines in the stream the archiver has not stored yet (waiting or held), for all instances",
     registers: [deps.registry],
     async collect() {
-      this.set(await readBacklog().then((b) => b.pending, () => Number.NaN));
+      this.set(
+        await readBacklog().then(
+          (b) => b.pending,
+          () => Number.NaN,
+        ),
+      );
     },
   });
   new Gauge({
@@ -62,7 +83,12 @@ export function startLogArchiver(deps: LogArchiverDeps, options: LogArchiverOpti
     help: "Age of the oldest log line the archiver has not stored yet (0 when none), for all instances",
     registers: [deps.registry],
     async collect() {
-      this.set(await readBacklog().then((b) => b.oldestAgeMs / 1000, () => Number.NaN));
+      this.set(
+        await readBacklog().then(
+          (b) => b.oldestAgeMs / 1000,
+          () => Number.NaN,
+        ),
+      );
     },
   });
 

@@ -42,7 +42,15 @@ function clip(s: string, n: number): string {
 /** The one detail worth showing next to a tool's name: the file, the command, the pattern. */
 function detail(part: AgentToolPart, workspace?: string): string {
   const input = (part.input ?? {}) as Record<string, unknown>;
-  let d = str(input.filePath) ?? str(input.path) ?? str(input.command) ?? str(input.pattern) ?? str(input.url) ?? str(input.description) ?? part.title ?? "";
+  let d =
+    str(input.filePath) ??
+    str(input.path) ??
+    str(input.command) ??
+    str(input.pattern) ??
+    str(input.url) ??
+    str(input.description) ??
+    part.title ??
+    "";
   if (workspace && d.startsWith(`${workspace}/`)) d = d.slice(workspace.length + 1);
   return d ? ` ${clip(d, 80)}` : "";
 }
@@ -60,7 +68,8 @@ function parsedOutput(part: AgentToolPart): Record<string, unknown> {
 function special(part: AgentToolPart, phase: "start" | "done"): string | undefined {
   const raw = part.tool;
   const out = phase === "done" ? parsedOutput(part) : {};
-  if (raw.includes("saveArtifact")) return phase === "start" ? "Saving artifact…" : `Saved: ${str(out.saved) ?? str(out.name) ?? "artifact"}`;
+  if (raw.includes("saveArtifact"))
+    return phase === "start" ? "Saving artifact…" : `Saved: ${str(out.saved) ?? str(out.name) ?? "artifact"}`;
   if (raw.includes("completeStage")) return phase === "start" ? "Completing stage…" : "Stage completed";
   for (const [op, start, done] of [
     ["create", "Creating task…", `Created: ${str(out.title) ?? "task"}`],
@@ -93,7 +102,14 @@ export function toolLines(part: AgentToolPart, workspace?: string): ToolLine[] {
   if (part.status === "pending") return [];
   if (part.status === "running") return [start];
   if (part.status === "error") {
-    return [start, { key: `tool:${part.id}:done`, kind: "error", line: `✗ ${label} failed${part.error ? `: ${clip(part.error, 200)}` : ""}` }];
+    return [
+      start,
+      {
+        key: `tool:${part.id}:done`,
+        kind: "error",
+        line: `✗ ${label} failed${part.error ? `: ${clip(part.error, 200)}` : ""}`,
+      },
+    ];
   }
   return [start, { key: `tool:${part.id}:done`, kind: "tool", line: special(part, "done") ?? `✓ ${label}` }];
 }

@@ -15,7 +15,11 @@ const toLine = ({ v: _v, ...line }: SessionLog): LogLine => line;
  * stream no longer holds (older than its retention), or for everything while the bus is away: then
  * the answer is what is archived, and the client asks again from its last seq for the rest.
  */
-export async function readLog(deps: LogReadDeps, sessionId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogLine[]> {
+export async function readLog(
+  deps: LogReadDeps,
+  sessionId: string,
+  options: { afterSeq?: number; limit?: number } = {},
+): Promise<LogLine[]> {
   const afterSeq = options.afterSeq ?? 0;
   const limit = options.limit ?? 1_000;
   const streamed = await deps.bus.readLogs(sessionId, { afterSeq, limit }).catch(() => [] as SessionLog[]);
@@ -23,7 +27,10 @@ export async function readLog(deps: LogReadDeps, sessionId: string, options: { a
   let stored: LogLine[] = [];
   if (first !== afterSeq + 1) {
     // Up to the stream's first line, or everything the store has when the stream has none.
-    stored = await deps.store.logs(sessionId, { afterSeq, limit: first === undefined ? limit : Math.min(limit, first - afterSeq - 1) });
+    stored = await deps.store.logs(sessionId, {
+      afterSeq,
+      limit: first === undefined ? limit : Math.min(limit, first - afterSeq - 1),
+    });
   }
   const out: LogLine[] = [];
   for (const l of [...stored, ...streamed.map(toLine)]) {

@@ -43,13 +43,23 @@ export class SessionLogWriter {
    * `fresh`: the caller knows no writer ever wrote for this session (its first setup), so neither
    * the stream nor the store is asked for its lines.
    */
-  static async open(deps: SessionLogDeps, sessionId: string, options: { fresh?: boolean } = {}): Promise<SessionLogWriter> {
+  static async open(
+    deps: SessionLogDeps,
+    sessionId: string,
+    options: { fresh?: boolean } = {},
+  ): Promise<SessionLogWriter> {
     if (options.fresh) return new SessionLogWriter(deps, sessionId, 0, new Set());
     let lines: Array<Pick<LogLine, "seq" | "key">> = await deps.bus.readLogs(sessionId, { limit: MAX_SCAN });
     // Nothing in the stream: a new session, or (past the stream's retention, or after the stream lost
     // its data) one whose lines only the store has. Continue after those rather than reuse their seqs.
-    if (lines.length === 0 && (await deps.store.lastLogSeq(sessionId)) > 0) lines = await deps.store.logs(sessionId, { limit: MAX_SCAN });
-    const writer = new SessionLogWriter(deps, sessionId, lines.at(-1)?.seq ?? 0, new Set(lines.flatMap((l) => (l.key ? [l.key] : []))));
+    if (lines.length === 0 && (await deps.store.lastLogSeq(sessionId)) > 0)
+      lines = await deps.store.logs(sessionId, { limit: MAX_SCAN });
+    const writer = new SessionLogWriter(
+      deps,
+      sessionId,
+      lines.at(-1)?.seq ?? 0,
+      new Set(lines.flatMap((l) => (l.key ? [l.key] : []))),
+    );
     await writer.fillGaps(lines.map((l) => l.seq));
     return writer;
   }
@@ -102,7 +112,14 @@ export class SessionLogWriter {
     const room = LIMITS.logLinesPerSession - this.lastSeq;
     if (room <= 0) return;
     if (fresh.length >= room) {
-      fresh = [...fresh.slice(0, room - 1), { kind: "system", line: `[log truncated: more than ${LIMITS.logLinesPerSession} lines; the rest is not kept]`, key: "log:truncated" }];
+      fresh = [
+        ...fresh.slice(0, room - 1),
+        {
+          kind: "system",
+          line: `[log truncated: more than ${LIMITS.logLinesPerSession} lines; the rest is not kept]`,
+          key: "log:truncated",
+        },
+      ];
     }
     if (fresh.length === 0) return;
     const at = Date.now();
@@ -137,7 +154,9 @@ export class SessionLogWriter {
    * again what they still need, which the keys then skip.
    */
   private async settle(): Promise<void> {
-    const there = new Set((await this.deps.bus.readLogs(this.sessionId, { afterSeq: this.lastSeq, limit: MAX_SCAN })).map((l) => l.seq));
+    const there = new Set(
+      (await this.deps.bus.readLogs(this.sessionId, { afterSeq: this.lastSeq, limit: MAX_SCAN })).map((l) => l.seq),
+    );
     await Promise.all(this.unconfirmed.filter((d) => !there.has(d.seq)).map((d) => this.deps.bus.publish("log", d)));
     this.confirm(this.unconfirmed);
     this.unconfirmed = [];
@@ -151,10 +170,21 @@ export class SessionLogWriter {
     const present = new Set(seqs);
     const missing: SessionLog[] = [];
     for (let seq = (seqs[0] ?? 1) + 1; seq < this.lastSeq; seq++) {
-      if (!present.has(seq)) missing.push({ v: SCHEMA_VERSION, sessionId: this.sessionId, seq, at: Date.now(), kind: "system", line: "[line lost: its writer stopped before the stream confirmed it]" });
+      if (!present.has(seq))
+        missing.push({
+          v: SCHEMA_VERSION,
+          sessionId: this.sessionId,
+          seq,
+          at: Date.now(),
+          kind: "system",
+          line: "[line lost: its writer stopped before the stream confirmed it]",
+        });
     }
     if (missing.length === 0) return;
-    this.deps.logger.warn({ sessionId: this.sessionId, missing: missing.map((m) => m.seq) }, "closing gaps in the session's log");
+    this.deps.logger.warn(
+      { sessionId: this.sessionId, missing: missing.map((m) => m.seq) },
+      "closing gaps in the session's log",
+    );
     await Promise.all(missing.map((d) => this.deps.bus.publish("log", d)));
   }
 }

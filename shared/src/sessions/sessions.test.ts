@@ -5,7 +5,15 @@ import { toolLabel, toolLines } from "./log-lines.js";
 import { agentPassword } from "./password.js";
 import { buildPromptText } from "./prompt.js";
 
-const tool = (over: Partial<AgentToolPart>): AgentToolPart => ({ id: "p1", messageId: "m1", sessionId: "s", kind: "tool", tool: "write", status: "running", ...over });
+const tool = (over: Partial<AgentToolPart>): AgentToolPart => ({
+  id: "p1",
+  messageId: "m1",
+  sessionId: "s",
+  kind: "tool",
+  tool: "write",
+  status: "running",
+  ...over,
+});
 
 describe("tool log lines", () => {
   it("names tools readably", () => {
@@ -17,7 +25,9 @@ describe("tool log lines", () => {
   });
 
   it("gives one line when a tool starts and one when it ends, keyed by part", () => {
-    expect(toolLines(tool({ input: { filePath: "/w/hello.txt" } }), "/w")).toEqual([{ key: "tool:p1:start", kind: "tool", line: "▸ Write hello.txt" }]);
+    expect(toolLines(tool({ input: { filePath: "/w/hello.txt" } }), "/w")).toEqual([
+      { key: "tool:p1:start", kind: "tool", line: "▸ Write hello.txt" },
+    ]);
     const done = toolLines(tool({ status: "completed", tool: "bash", input: { command: "cat hello.txt" } }));
     expect(done.map((l) => l.line)).toEqual(["▸ Bash cat hello.txt", "✓ Bash cat hello.txt"]);
     const failed = toolLines(tool({ status: "error", tool: "bash", input: { command: "false" }, error: "exit 1" }));
@@ -25,13 +35,22 @@ describe("tool log lines", () => {
   });
 
   it("keeps the original platform's special cases", () => {
-    expect(toolLines(tool({ tool: "automation.saveArtifact", status: "completed", output: '{"saved":"report.md"}' })).map((l) => l.line)).toEqual([
-      "Saving artifact…",
-      "Saved: report.md",
-    ]);
-    expect(toolLines(tool({ tool: "beads.create", status: "completed", output: '{"title":"Fix it"}' }))[1]?.line).toBe("Created: Fix it");
+    expect(
+      toolLines(tool({ tool: "automation.saveArtifact", status: "completed", output: '{"saved":"report.md"}' })).map(
+        (l) => l.line,
+      ),
+    ).toEqual(["Saving artifact…", "Saved: report.md"]);
+    expect(toolLines(tool({ tool: "beads.create", status: "completed", output: '{"title":"Fix it"}' }))[1]?.line).toBe(
+      "Created: Fix it",
+    );
     expect(toolLines(tool({ tool: "workflow.completeStage", status: "completed" }))[1]?.line).toBe("Stage completed");
-    const todos = toolLines(tool({ tool: "todowrite", status: "completed", input: { todos: [{ status: "completed" }, { status: "pending" }] } }));
+    const todos = toolLines(
+      tool({
+        tool: "todowrite",
+        status: "completed",
+        input: { todos: [{ status: "completed" }, { status: "pending" }] },
+      }),
+    );
     expect(todos[1]?.line).toBe("Updated todos: 1/2 done");
   });
 });
@@ -49,7 +68,13 @@ describe("result extraction", () => {
         { ...base, id: "r", kind: "reasoning", text: "plan" },
         { ...base, id: "t", kind: "text", text: "Writing the file." },
         { ...base, id: "w", kind: "tool", tool: "write", status: "completed", input: { filePath: "a" }, output: "ok" },
-        { ...base, id: "f1", kind: "step-finish", cost: 0.5, tokens: { input: 10, output: 5, reasoning: 1, cacheRead: 2, cacheWrite: 0 } },
+        {
+          ...base,
+          id: "f1",
+          kind: "step-finish",
+          cost: 0.5,
+          tokens: { input: 10, output: 5, reasoning: 1, cacheRead: 2, cacheWrite: 0 },
+        },
       ],
     },
     {
@@ -59,7 +84,13 @@ describe("result extraction", () => {
       completedAt: 3,
       parts: [
         { ...base, id: "t2", kind: "text", text: "Done: a exists." },
-        { ...base, id: "f2", kind: "step-finish", cost: 0.25, tokens: { input: 20, output: 7, reasoning: 0, cacheRead: 0, cacheWrite: 0 } },
+        {
+          ...base,
+          id: "f2",
+          kind: "step-finish",
+          cost: 0.25,
+          tokens: { input: 20, output: 7, reasoning: 0, cacheRead: 0, cacheWrite: 0 },
+        },
       ],
     },
   ];

@@ -11,7 +11,10 @@ export interface WorkspaceChanges {
  * file API: it does not depend on the agent, so it works while the agent is busy or hung.
  */
 export async function workspaceChanges(sandbox: Sandbox): Promise<WorkspaceChanges> {
-  const r = await sandbox.run({ command: "git", args: ["status", "--porcelain=v1", "-z", "--untracked-files=all"] }, { timeoutMs: 15_000 });
+  const r = await sandbox.run(
+    { command: "git", args: ["status", "--porcelain=v1", "-z", "--untracked-files=all"] },
+    { timeoutMs: 15_000 },
+  );
   if (r.exitCode !== 0) return { files: [], deleted: [] };
   const entries = r.stdout.split("\0");
   const changes: WorkspaceChanges = { files: [], deleted: [] };
@@ -30,12 +33,23 @@ export async function workspaceChanges(sandbox: Sandbox): Promise<WorkspaceChang
     if (!bytes || bytes.byteLength > LIMITS.fileBytes) continue;
     const text = Buffer.from(bytes).toString("utf8");
     const isText = Buffer.from(text, "utf8").equals(Buffer.from(bytes));
-    changes.files.push({ path, content: isText ? text : Buffer.from(bytes).toString("base64"), encoding: isText ? "utf8" : "base64" });
+    changes.files.push({
+      path,
+      content: isText ? text : Buffer.from(bytes).toString("base64"),
+      encoding: isText ? "utf8" : "base64",
+    });
   }
   return changes;
 }
 
 export function asCardFiles(cardId: string, sessionId: string, changes: WorkspaceChanges): CardFile[] {
   const savedAt = Date.now();
-  return changes.files.map((f) => ({ cardId, path: f.path, content: f.content, encoding: f.encoding, sessionId, savedAt }));
+  return changes.files.map((f) => ({
+    cardId,
+    path: f.path,
+    content: f.content,
+    encoding: f.encoding,
+    sessionId,
+    savedAt,
+  }));
 }

@@ -41,7 +41,9 @@ export class MongoApiKeys implements ApiKeyStore {
   }
 
   async revokeApiKey(id: string): Promise<boolean> {
-    const res = await guarded("revokeApiKey", () => this.keys.updateOne({ _id: id, revokedAt: { $exists: false } }, { $set: { revokedAt: Date.now() } }));
+    const res = await guarded("revokeApiKey", () =>
+      this.keys.updateOne({ _id: id, revokedAt: { $exists: false } }, { $set: { revokedAt: Date.now() } }),
+    );
     return res.matchedCount === 1;
   }
 }

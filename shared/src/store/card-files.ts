@@ -31,6 +31,8 @@ export class MongoCardFiles implements CardFileStore {
   }
 
   cardFiles(cardId: string): Promise<CardFile[]> {
-    return guarded("cardFiles", async () => (await this.files.find({ cardId }).sort({ path: 1 }).toArray()).map(({ _id, ...f }) => CardFile.parse(f)));
+    return guarded("cardFiles", async () =>
+      (await this.files.find({ cardId }).sort({ path: 1 }).toArray()).map(({ _id, ...f }) => CardFile.parse(f)),
+    );
   }
 }

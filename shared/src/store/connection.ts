@@ -58,7 +58,10 @@ export async function connectStore(config: MongoStoreConfig, logger: Logger): Pr
   try {
     await client.connect();
   } catch (err) {
-    throw new FleetError("store_unavailable", `cannot reach the store: ${errorMessage(err)}`, { retryable: true, cause: err });
+    throw new FleetError("store_unavailable", `cannot reach the store: ${errorMessage(err)}`, {
+      retryable: true,
+      cause: err,
+    });
   }
   try {
     await checkStoreGuarantees(client, config, logger);

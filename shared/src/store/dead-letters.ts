@@ -35,7 +35,13 @@ export class MongoDeadLetters implements DeadLetterStore {
 
   deadLetters(options: { limit?: number } = {}): Promise<DeadLetter[]> {
     return guarded("deadLetters", async () =>
-      (await this.dead.find({}).sort({ at: -1 }).limit(options.limit ?? 100).toArray()).map(({ _id, ...rest }) => DeadLetter.parse({ id: _id, ...rest })),
+      (
+        await this.dead
+          .find({})
+          .sort({ at: -1 })
+          .limit(options.limit ?? 100)
+          .toArray()
+      ).map(({ _id, ...rest }) => DeadLetter.parse({ id: _id, ...rest })),
     );
   }
 }

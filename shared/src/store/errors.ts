@@ -29,7 +29,10 @@ const PERMANENT_CODES = new Set<number>(Object.values(MONGO_CODES));
 /** Store errors become FleetErrors, retryable unless the server said the request is wrong. */
 export function wrap(op: string, err: unknown): FleetError {
   if (err instanceof FleetError) return err;
-  const retryable = !(err instanceof MongoServerError) || err.hasErrorLabel("RetryableWriteError") || !PERMANENT_CODES.has(Number(err.code));
+  const retryable =
+    !(err instanceof MongoServerError) ||
+    err.hasErrorLabel("RetryableWriteError") ||
+    !PERMANENT_CODES.has(Number(err.code));
   return new FleetError("store_unavailable", `store ${op} failed: ${errorMessage(err)}`, { retryable, cause: err });
 }
 

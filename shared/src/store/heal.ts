@@ -40,7 +40,10 @@ export function healWhenStuck(client: MongoClient, options: HealOptions, logger:
     const unknown = e.newDescription.type === "Unknown";
     if (unknown && state.unknownSince === undefined) {
       state.unknownSince = Date.now();
-      logger.warn({ err: e.newDescription.error ? errorMessage(e.newDescription.error) : undefined }, "store unreachable");
+      logger.warn(
+        { err: e.newDescription.error ? errorMessage(e.newDescription.error) : undefined },
+        "store unreachable",
+      );
     } else if (!unknown && state.unknownSince !== undefined) {
       logger.info({ afterMs: Date.now() - state.unknownSince }, "store reachable again");
       state.unknownSince = undefined;
@@ -61,7 +64,10 @@ export function healWhenStuck(client: MongoClient, options: HealOptions, logger:
         await probe.close().catch(() => undefined);
       }
       if (stopped) return;
-      logger.warn({ unknownForMs: Date.now() - (state.unknownSince ?? Date.now()) }, "store answers a fresh client but not this one: reconnecting");
+      logger.warn(
+        { unknownForMs: Date.now() - (state.unknownSince ?? Date.now()) },
+        "store answers a fresh client but not this one: reconnecting",
+      );
       state.lastHealAt = Date.now();
       await client.close().catch(() => undefined);
       await client.connect().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, "store reconnect failed"));

@@ -72,7 +72,10 @@ export class MongoLogLines implements LogLineStore {
       // (sessionId, seq) query, which some stores serve by scanning every session's lines.
       const found: LogLine[] = [];
       for (const round of KEY_READ_ROUNDS) {
-        const seqs = Array.from({ length: Math.min(round, limit - found.length) }, (_, i) => after + found.length + 1 + i);
+        const seqs = Array.from(
+          { length: Math.min(round, limit - found.length) },
+          (_, i) => after + found.length + 1 + i,
+        );
         const docs = await Promise.all(seqs.map((seq) => this.lines.findOne({ _id: logId(sessionId, seq) })));
         const missing = docs.indexOf(null);
         for (const d of missing < 0 ? docs : docs.slice(0, missing)) if (d) found.push(LogLine.parse(withoutId(d)));

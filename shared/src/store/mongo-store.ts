@@ -155,7 +155,9 @@ export class MongoSessionStore implements SessionStore {
 
   close(): Promise<void> {
     this.stopHealing();
-    this.closing ??= this.client.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, "store close failed"));
+    this.closing ??= this.client
+      .close()
+      .catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, "store close failed"));
     return this.closing;
   }
 }

@@ -18,7 +18,14 @@ export type { SlotStore } from "./slots.js";
  * The store as services wire it: one port per collection, over one connection. A caller that needs
  * one concept may depend on that port alone (e.g. `CardFileStore`).
  */
-export interface SessionStore extends SessionDocStore, LogLineStore, SlotStore, ClaimStore, ApiKeyStore, CardFileStore, DeadLetterStore {
+export interface SessionStore
+  extends SessionDocStore,
+    LogLineStore,
+    SlotStore,
+    ClaimStore,
+    ApiKeyStore,
+    CardFileStore,
+    DeadLetterStore {
   /** Creates indexes; safe to run from every instance at start. */
   init(): Promise<void>;
   ping(): Promise<void>;

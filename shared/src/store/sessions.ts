@@ -113,7 +113,11 @@ export class MongoSessions implements SessionDocStore {
     };
     try {
       // One round trip: inserts unless the id exists, and answers with the stored document either way.
-      const res = await this.docs.findOneAndUpdate({ _id: parsed.id }, { $setOnInsert: fields }, { upsert: true, returnDocument: "after", includeResultMetadata: true });
+      const res = await this.docs.findOneAndUpdate(
+        { _id: parsed.id },
+        { $setOnInsert: fields },
+        { upsert: true, returnDocument: "after", includeResultMetadata: true },
+      );
       const session = toSession(res.value);
       if (!session) throw new FleetError("internal", `session ${parsed.id} missing after its upsert`);
       return { session, created: res.lastErrorObject?.updatedExisting === false };
@@ -136,7 +140,10 @@ export class MongoSessions implements SessionDocStore {
     const allowed: readonly SessionStatus[] = LIFECYCLE[request.to].from;
     const refused = request.from.filter((s) => !allowed.includes(s));
     if (refused.length > 0 || request.from.length === 0) {
-      throw new FleetError("invalid_transition", `a session enters ${request.to} only from ${allowed.join(" or ") || "nothing (it is created so)"}, not from ${refused.join(" or ") || "nothing"}`);
+      throw new FleetError(
+        "invalid_transition",
+        `a session enters ${request.to} only from ${allowed.join(" or ") || "nothing (it is created so)"}, not from ${refused.join(" or ") || "nothing"}`,
+      );
     }
     const now = Date.now();
     const set = { ...named(request.set ?? {}), status: request.to, updatedAt: now };
@@ -149,14 +156,25 @@ export class MongoSessions implements SessionDocStore {
     // The status in the filter is the compare; the store applies filter and update as one, so of
     // racing callers exactly one matches. No `from` is terminal, so an ended session matches none.
     return guarded("transition", async () =>
-      toSession(await this.docs.findOneAndUpdate({ _id: id, status: { $in: [...request.from] } }, { $set: set }, { returnDocument: "after" })),
+      toSession(
+        await this.docs.findOneAndUpdate(
+          { _id: id, status: { $in: [...request.from] } },
+          { $set: set },
+          { returnDocument: "after" },
+        ),
+      ),
     );
   }
 
   async patch(id: string, set: SessionPatch, whenStatus: readonly SessionStatus[] = ACTIVE_STATUSES): Promise<boolean> {
     if ("status" in set) throw new FleetError("invalid_transition", "status changes go through transition()");
     // Only the named fields: a status change or another patch racing this one keeps what it wrote.
-    const res = await guarded("patch", () => this.docs.updateOne({ _id: id, status: { $in: [...whenStatus] } }, { $set: { ...named(set), updatedAt: Date.now() } }));
+    const res = await guarded("patch", () =>
+      this.docs.updateOne(
+        { _id: id, status: { $in: [...whenStatus] } },
+        { $set: { ...named(set), updatedAt: Date.now() } },
+      ),
+    );
     return res.matchedCount === 1;
   }
 
@@ -168,7 +186,11 @@ export class MongoSessions implements SessionDocStore {
       filter.$or = [{ createdAt: { $lt: c.createdAt } }, { createdAt: c.createdAt, _id: { $lt: c.id } }];
     }
     return guarded("list", async () => {
-      const docs = await this.docs.find(filter).sort({ createdAt: -1, _id: -1 }).limit(limit + 1).toArray();
+      const docs = await this.docs
+        .find(filter)
+        .sort({ createdAt: -1, _id: -1 })
+        .limit(limit + 1)
+        .toArray();
       const items = docs.slice(0, limit).map(fromDoc);
       const last = items.at(-1);
       return docs.length > limit && last ? { items, nextCursor: encodeCursor(last.createdAt, last.id) } : { items };
@@ -184,31 +206,58 @@ export class MongoSessions implements SessionDocStore {
   }
 
   private activeOfCard(op: string, cardId: string, limit: number): Promise<Session[]> {
-    return guarded(op, async () => (await this.docs.find({ cardId, status: { $in: [...ACTIVE_STATUSES] } }).sort({ createdAt: -1, _id: -1 }).limit(limit).toArray()).map(fromDoc));
+    return guarded(op, async () =>
+      (
+        await this.docs
+          .find({ cardId, status: { $in: [...ACTIVE_STATUSES] } })
+          .sort({ createdAt: -1, _id: -1 })
+          .limit(limit)
+          .toArray()
+      ).map(fromDoc),
+    );
   }
 
   async settleEvent(id: string): Promise<boolean> {
-    const res = await guarded("settleEvent", () => this.docs.updateOne({ _id: id, eventOwed: { $exists: true } }, { $unset: { eventOwed: "" } }));
+    const res = await guarded("settleEvent", () =>
+      this.docs.updateOne({ _id: id, eventOwed: { $exists: true } }, { $unset: { eventOwed: "" } }),
+    );
     return res.modifiedCount === 1;
   }
 
   owedEvents(before: number, limit = 100): Promise<Session[]> {
     // Bounded, and cheap where secondary indexes are not used (FerretDB's SQLite backend scans).
     return guarded("owedEvents", async () =>
-      (await this.docs.find({ "eventOwed.at": { $lt: before } }).sort({ "eventOwed.at": 1 }).limit(limit).toArray()).map(fromDoc),
+      (
+        await this.docs
+          .find({ "eventOwed.at": { $lt: before } })
+          .sort({ "eventOwed.at": 1 })
+          .limit(limit)
+          .toArray()
+      ).map(fromDoc),
     );
   }
 
   pastDeadline(now: number, limit = 100): Promise<Session[]> {
     return guarded("pastDeadline", async () =>
-      (await this.docs.find({ status: { $in: [...ACTIVE_STATUSES] }, deadlineAt: { $lt: now } }).sort({ deadlineAt: 1 }).limit(limit).toArray()).map(fromDoc),
+      (
+        await this.docs
+          .find({ status: { $in: [...ACTIVE_STATUSES] }, deadlineAt: { $lt: now } })
+          .sort({ deadlineAt: 1 })
+          .limit(limit)
+          .toArray()
+      ).map(fromDoc),
     );
   }
 
   async queuePosition(session: { id: string; createdAt: number }): Promise<number> {
     const earlier = await guarded("queuePosition", () =>
       this.docs
-        .find({ status: "pending", phase: "queued", queuePosition: { $exists: true }, $or: [{ createdAt: { $lt: session.createdAt } }, { createdAt: session.createdAt, _id: { $lt: session.id } }] })
+        .find({
+          status: "pending",
+          phase: "queued",
+          queuePosition: { $exists: true },
+          $or: [{ createdAt: { $lt: session.createdAt } }, { createdAt: session.createdAt, _id: { $lt: session.id } }],
+        })
         .project({ _id: 1 })
         .limit(10_000)
         .toArray(),

@@ -1,5 +1,13 @@
 import { getEventListeners } from "node:events";
-import { errorMessage, isTerminal, type Bus, type LogLine, type Logger, type SessionStatus, type SessionStore } from "@fleet/shared";
+import {
+  errorMessage,
+  isTerminal,
+  type Bus,
+  type LogLine,
+  type Logger,
+  type SessionStatus,
+  type SessionStore,
+} from "@fleet/shared";
 import type { Gate } from "./gate.js";
 
 export type EndStatus = SessionStatus | "unknown";
@@ -111,7 +119,8 @@ export class LogHub {
   }
 
   private restart(sessionId: string, w: Watched): void {
-    if (!this.closed && !w.feed && w.followers.size > 0 && this.watched.get(sessionId) === w) this.startFeed(sessionId, w);
+    if (!this.closed && !w.feed && w.followers.size > 0 && this.watched.get(sessionId) === w)
+      this.startFeed(sessionId, w);
   }
 
   /** One pass over the followed sessions (their reads through the gate, so one at a time), then the next. */
@@ -123,10 +132,15 @@ export class LogHub {
           .then((s) => {
             if (!s || isTerminal(s.status)) this.finish(id, w, (f) => f.end(s?.status ?? "unknown"));
           })
-          .catch((err: unknown) => this.deps.logger.debug({ sessionId: id, err: errorMessage(err) }, "end check failed")),
+          .catch((err: unknown) =>
+            this.deps.logger.debug({ sessionId: id, err: errorMessage(err) }, "end check failed"),
+          ),
       ),
     );
-    this.sweep = this.watched.size > 0 && !this.closed ? setTimeout(() => void this.checkEnds(), this.deps.endCheckMs).unref() : undefined;
+    this.sweep =
+      this.watched.size > 0 && !this.closed
+        ? setTimeout(() => void this.checkEnds(), this.deps.endCheckMs).unref()
+        : undefined;
   }
 }
 

@@ -33,7 +33,13 @@ export interface FollowersDeps {
 export function createFollowers(deps: FollowersDeps): Followers {
   const limits = new FollowerLimits({ ...DEFAULT_FOLLOWER_CAPS, ...deps.caps });
   const gate = new Gate(FOLLOWER_STORE_READS);
-  const hub = new LogHub({ bus: deps.bus, store: deps.store, gate, logger: deps.logger, endCheckMs: deps.endCheckMs ?? 500 });
+  const hub = new LogHub({
+    bus: deps.bus,
+    store: deps.store,
+    gate,
+    logger: deps.logger,
+    endCheckMs: deps.endCheckMs ?? 500,
+  });
   // Read when scraped, so they cannot drift from the counts the caps and the hub keep.
   new Gauge({
     name: "fleet_api_log_followers",

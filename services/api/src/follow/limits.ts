@@ -24,10 +24,16 @@ export class FollowerLimits {
   admit(owner: string): () => void {
     const mine = this.byOwner.get(owner) ?? 0;
     if (mine >= this.caps.perKey) {
-      throw new FleetError("rate_limited", `this API key already has ${mine} open log streams (at most ${this.caps.perKey}); close one or read the logs as JSON`);
+      throw new FleetError(
+        "rate_limited",
+        `this API key already has ${mine} open log streams (at most ${this.caps.perKey}); close one or read the logs as JSON`,
+      );
     }
     if (this.total >= this.caps.perProcess) {
-      throw new FleetError("rate_limited", `this api process already serves ${this.total} log streams (at most ${this.caps.perProcess}); retry shortly`);
+      throw new FleetError(
+        "rate_limited",
+        `this api process already serves ${this.total} log streams (at most ${this.caps.perProcess}); retry shortly`,
+      );
     }
     this.byOwner.set(owner, mine + 1);
     this.total++;

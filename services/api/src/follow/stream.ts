@@ -13,7 +13,12 @@ export interface StreamDeps {
 /** A client that does not read what it is sent is dropped past this much, and resumes with Last-Event-ID. */
 const MAX_BUFFERED_BYTES = 1 << 20;
 
-const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" };
+const SSE_HEADERS = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache",
+  connection: "keep-alive",
+  "x-accel-buffering": "no",
+};
 
 /**
  * Serves one log stream: history (from the log stream, and from the store for lines older than the
@@ -21,7 +26,12 @@ const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-
  * every line is out. Resolves when the answer is over,
  * whichever side ended it; nothing of it is left running then.
  */
-export async function streamLogs(deps: StreamDeps, session: Session, after: number, res: ServerResponse): Promise<void> {
+export async function streamLogs(
+  deps: StreamDeps,
+  session: Session,
+  after: number,
+  res: ServerResponse,
+): Promise<void> {
   const closed = new Promise<void>((resolve) => res.once("close", resolve));
   // The client may have gone while the session was read: there is nobody to serve.
   if (res.closed || res.destroyed || !res.socket || res.socket.destroyed) return;
@@ -37,7 +47,9 @@ export async function streamLogs(deps: StreamDeps, session: Session, after: numb
     // Lines come from two sources (history and the hub); one out of order is read again as history.
     if (l.seq !== last + 1 || !open()) return;
     last = l.seq;
-    res.write(`id: ${l.seq}\nevent: log\ndata: ${JSON.stringify({ seq: l.seq, at: l.at, kind: l.kind, line: l.line })}\n\n`);
+    res.write(
+      `id: ${l.seq}\nevent: log\ndata: ${JSON.stringify({ seq: l.seq, at: l.at, kind: l.kind, line: l.line })}\n\n`,
+    );
     if (res.writableLength > MAX_BUFFERED_BYTES) res.destroy();
   };
   const catchUp = async (): Promise<void> => {

@@ -8,7 +8,10 @@ import { FleetError } from "../../errors/index.js";
  * (`opencode-<os>-<arch>[-baseline]`) and links it from a postinstall script, which does not run
  * under `npm ci --ignore-scripts`; so the platform package is resolved here directly.
  */
-export function resolveOpencodeBinary(platform: NodeJS.Platform = process.platform, arch: string = process.arch): string {
+export function resolveOpencodeBinary(
+  platform: NodeJS.Platform = process.platform,
+  arch: string = process.arch,
+): string {
   const os = platform === "darwin" ? "darwin" : platform === "linux" ? "linux" : undefined;
   if (!os || (arch !== "x64" && arch !== "arm64")) {
     throw new FleetError("config", `no OpenCode binary for ${platform}-${arch}; pass the binary path explicitly`);

@@ -46,16 +46,26 @@ describe("OpenCode client errors", () => {
   it("maps 401 to a non-retryable refusal, for requests, health and events", async () => {
     const url = await serve((_req, res) => json(res, 401, { name: "UnauthorizedError" }));
     const c = client(url);
-    await expect(c.status()).rejects.toMatchObject({ code: "agent", retryable: false, message: "agent server refused the password" });
+    await expect(c.status()).rejects.toMatchObject({
+      code: "agent",
+      retryable: false,
+      message: "agent server refused the password",
+    });
     await expect(c.health(1_000)).rejects.toBeInstanceOf(FleetError);
-    await expect(c.events(AbortSignal.timeout(5_000))[Symbol.asyncIterator]().next()).rejects.toMatchObject({ retryable: false });
+    await expect(c.events(AbortSignal.timeout(5_000))[Symbol.asyncIterator]().next()).rejects.toMatchObject({
+      retryable: false,
+    });
   });
 
   it("maps a silent server to a retryable timeout and an unhealthy probe", async () => {
     const url = await serve(() => undefined);
     const c = client(url, 200);
     const err = await c.messages("ses_1").catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: "agent", retryable: true, message: "messages: agent server did not answer within 200 ms" });
+    expect(err).toMatchObject({
+      code: "agent",
+      retryable: true,
+      message: "messages: agent server did not answer within 200 ms",
+    });
     expect(await c.health(200)).toBe(false);
   });
 
@@ -64,23 +74,42 @@ describe("OpenCode client errors", () => {
     const dead = servers.pop() as Server;
     await new Promise((r) => dead.close(r));
     const c = client(url);
-    await expect(c.todos("ses_1")).rejects.toMatchObject({ retryable: true, message: expect.stringContaining("unreachable") });
+    await expect(c.todos("ses_1")).rejects.toMatchObject({
+      retryable: true,
+      message: expect.stringContaining("unreachable"),
+    });
     expect(await c.health(500)).toBe(false);
-    await expect(c.events(AbortSignal.timeout(5_000))[Symbol.asyncIterator]().next()).rejects.toMatchObject({ retryable: true });
+    await expect(c.events(AbortSignal.timeout(5_000))[Symbol.asyncIterator]().next()).rejects.toMatchObject({
+      retryable: true,
+    });
   });
 
   it("maps HTTP errors by status and keeps OpenCode's message", async () => {
     const url = await serve((req, res) =>
-      req.url?.startsWith("/session/missing") ? json(res, 404, { name: "NotFoundError", data: { message: "Session not found" } }) : json(res, 503, "overloaded"),
+      req.url?.startsWith("/session/missing")
+        ? json(res, 404, { name: "NotFoundError", data: { message: "Session not found" } })
+        : json(res, 503, "overloaded"),
     );
     const c = client(url);
-    await expect(c.messages("missing")).rejects.toMatchObject({ code: "not_found", retryable: false, message: "messages: agent server answered HTTP 404: NotFoundError: Session not found" });
-    await expect(c.status()).rejects.toMatchObject({ code: "agent", retryable: true, message: expect.stringContaining("HTTP 503") });
+    await expect(c.messages("missing")).rejects.toMatchObject({
+      code: "not_found",
+      retryable: false,
+      message: "messages: agent server answered HTTP 404: NotFoundError: Session not found",
+    });
+    await expect(c.status()).rejects.toMatchObject({
+      code: "agent",
+      retryable: true,
+      message: expect.stringContaining("HTTP 503"),
+    });
   });
 
   it("refuses answers of the wrong shape", async () => {
     const url = await serve((_req, res) => json(res, 200, { ses_1: "busy" }));
-    await expect(client(url).status()).rejects.toMatchObject({ code: "agent", retryable: false, message: "status: unexpected answer from the agent server" });
+    await expect(client(url).status()).rejects.toMatchObject({
+      code: "agent",
+      retryable: false,
+      message: "status: unexpected answer from the agent server",
+    });
   });
 });
 
@@ -90,12 +119,20 @@ describe("OpenCode client requests", () => {
     const serverAhead = 3_600_000;
     const url = await serve((req, res, body) => {
       seen.push({ method: req.method, url: req.url, auth: req.headers.authorization, body });
-      if (req.url === "/session" && req.method === "POST") return json(res, 200, { id: "ses_1", title: "t", time: { created: Date.now() + serverAhead, updated: 0 } });
+      if (req.url === "/session" && req.method === "POST")
+        return json(res, 200, { id: "ses_1", title: "t", time: { created: Date.now() + serverAhead, updated: 0 } });
       if (req.url?.startsWith("/session/ses_1/prompt_async")) return void res.writeHead(204).end();
-      if (req.url === "/session/status") return json(res, 200, { ses_1: { type: "busy" }, ses_2: { type: "retry", attempt: 1 } });
+      if (req.url === "/session/status")
+        return json(res, 200, { ses_1: { type: "busy" }, ses_2: { type: "retry", attempt: 1 } });
       if (req.url?.startsWith("/session/ses_1/diff")) {
         return json(res, 200, [
-          { file: "a.txt", patch: "--- a.txt\n+++ a.txt\n@@ -1,1 +1,1 @@\n-old\n+new\n", additions: 1, deletions: 1, status: "modified" },
+          {
+            file: "a.txt",
+            patch: "--- a.txt\n+++ a.txt\n@@ -1,1 +1,1 @@\n-old\n+new\n",
+            additions: 1,
+            deletions: 1,
+            status: "modified",
+          },
           { file: "img.png", patch: "", additions: 0, deletions: 0, status: "added" },
           { patch: "" },
         ]);
@@ -110,7 +147,12 @@ describe("OpenCode client requests", () => {
     expect(BigInt(`0x${messageId.slice(4, 16)}`)).toBeGreaterThan(before & 0xffffffffffffn);
     const prompt = seen.find((s) => s.url?.includes("prompt_async"));
     expect(prompt?.auth).toBe(`Basic ${Buffer.from("opencode:pw").toString("base64")}`);
-    expect(JSON.parse(prompt?.body ?? "")).toEqual({ messageID: messageId, model: { providerID: "fleet", modelID: "m1" }, system: "be brief", parts: [{ type: "text", text: "hello" }] });
+    expect(JSON.parse(prompt?.body ?? "")).toEqual({
+      messageID: messageId,
+      model: { providerID: "fleet", modelID: "m1" },
+      system: "be brief",
+      parts: [{ type: "text", text: "hello" }],
+    });
     expect(await c.status()).toEqual({ ses_1: "busy", ses_2: "retry" });
     expect(await c.diff("ses_1", messageId)).toEqual([
       { file: "a.txt", before: "old\n", after: "new\n", additions: 1, deletions: 1 },

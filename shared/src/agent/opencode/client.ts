@@ -2,13 +2,32 @@ import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
 import type { z } from "zod";
 import type { Logger } from "../../log/index.js";
 import { FleetError } from "../../errors/index.js";
-import type { AgentClient, AgentEndpoint, AgentEvent, AgentFileDiff, AgentMessage, AgentPrompt, AgentSessionStatus, AgentTodo } from "../port.js";
+import type {
+  AgentClient,
+  AgentEndpoint,
+  AgentEvent,
+  AgentFileDiff,
+  AgentMessage,
+  AgentPrompt,
+  AgentSessionStatus,
+  AgentTodo,
+} from "../port.js";
 import { PROVIDER_ID } from "./config.js";
 import { callFailed, checkResponse, streamFailed, type SdkResult } from "./errors.js";
 import { toAgentEvent } from "./events.js";
 import { messageId } from "./ids.js";
 import { contentsFromPatch } from "./patch.js";
-import { DiffList, Health, MessageList, SessionInfo, StatusMap, TodoList, toAgentMessages, toAgentStatus, toAgentTodos } from "./wire.js";
+import {
+  DiffList,
+  Health,
+  MessageList,
+  SessionInfo,
+  StatusMap,
+  TodoList,
+  toAgentMessages,
+  toAgentStatus,
+  toAgentTodos,
+} from "./wire.js";
 
 export interface OpencodeClientOptions {
   /** Bound of every request but the event stream. A loaded 2-core machine can keep a server silent for seconds. */
@@ -36,7 +55,10 @@ export class OpencodeAgentClient implements AgentClient {
     this.eventIdleMs = options.eventIdleMs ?? DEFAULT_EVENT_IDLE_MS;
     this.log = logger.child({ component: "opencode-client", agent: endpoint.baseUrl });
     const credentials = Buffer.from(`${options.username ?? "opencode"}:${endpoint.password}`).toString("base64");
-    this.sdk = createOpencodeClient({ baseUrl: endpoint.baseUrl.replace(/\/+$/, ""), headers: { Authorization: `Basic ${credentials}` } });
+    this.sdk = createOpencodeClient({
+      baseUrl: endpoint.baseUrl.replace(/\/+$/, ""),
+      headers: { Authorization: `Basic ${credentials}` },
+    });
   }
 
   async health(timeoutMs: number): Promise<boolean> {
@@ -83,7 +105,9 @@ export class OpencodeAgentClient implements AgentClient {
   }
 
   async messages(sessionId: string): Promise<AgentMessage[]> {
-    return toAgentMessages(await this.call("messages", (o) => this.sdk.session.messages({ sessionID: sessionId }, o), MessageList));
+    return toAgentMessages(
+      await this.call("messages", (o) => this.sdk.session.messages({ sessionID: sessionId }, o), MessageList),
+    );
   }
 
   async todos(sessionId: string): Promise<AgentTodo[]> {
@@ -91,7 +115,11 @@ export class OpencodeAgentClient implements AgentClient {
   }
 
   async diff(sessionId: string, messageId: string): Promise<AgentFileDiff[]> {
-    const list = await this.call("diff", (o) => this.sdk.session.diff({ sessionID: sessionId, messageID: messageId }, o), DiffList);
+    const list = await this.call(
+      "diff",
+      (o) => this.sdk.session.diff({ sessionID: sessionId, messageID: messageId }, o),
+      DiffList,
+    );
     const out: AgentFileDiff[] = [];
     for (const d of list) {
       const file = d.file ?? d.path;
@@ -150,7 +178,10 @@ export class OpencodeAgentClient implements AgentClient {
       local.abort();
     }
     if (signal.aborted) return;
-    if (silent) throw new FleetError("agent", `agent event stream silent for ${Math.round(this.eventIdleMs / 1000)} s`, { retryable: true });
+    if (silent)
+      throw new FleetError("agent", `agent event stream silent for ${Math.round(this.eventIdleMs / 1000)} s`, {
+        retryable: true,
+      });
     if (failure !== undefined) throw streamFailed(failure);
     this.log.debug("agent event stream ended");
   }
@@ -173,7 +204,10 @@ export class OpencodeAgentClient implements AgentClient {
     if (!schema) return data as z.infer<S>;
     const parsed = schema.safeParse(data);
     if (!parsed.success) {
-      throw new FleetError("agent", `${op}: unexpected answer from the agent server`, { retryable: false, details: parsed.error.issues });
+      throw new FleetError("agent", `${op}: unexpected answer from the agent server`, {
+        retryable: false,
+        details: parsed.error.issues,
+      });
     }
     return parsed.data;
   }

@@ -6,7 +6,12 @@ import { resolveOpencodeBinary } from "./binary.js";
 import { opencodeConfig, opencodeHomeFiles } from "./config.js";
 import { opencodeRuntime } from "./runtime.js";
 
-const model = { baseUrl: "http://127.0.0.1:9999/v1", apiKey: "sk-test", models: ["primary", "fallback"], maxTokens: 2048 };
+const model = {
+  baseUrl: "http://127.0.0.1:9999/v1",
+  apiKey: "sk-test",
+  models: ["primary", "fallback"],
+  maxTokens: 2048,
+};
 
 describe("OpenCode launch settings", () => {
   it("configures one offline provider with every model and no rule that waits for a human", () => {
@@ -32,7 +37,9 @@ describe("OpenCode launch settings", () => {
       permission: { edit: "allow", bash: "allow", webfetch: "deny" },
     });
     expect(JSON.stringify(config.permission)).not.toContain('"ask"');
-    const noLimit = opencodeConfig({ ...model, maxTokens: undefined }) as { provider: { fleet: { models: Record<string, object> } } };
+    const noLimit = opencodeConfig({ ...model, maxTokens: undefined }) as {
+      provider: { fleet: { models: Record<string, object> } };
+    };
     expect(noLimit.provider.fleet.models.primary).not.toHaveProperty("limit");
     expect(() => opencodeConfig({ ...model, models: [] })).toThrow();
   });
@@ -59,12 +66,22 @@ describe("OpenCode launch settings", () => {
     });
     expect(JSON.parse(spec.envs?.OPENCODE_CONFIG_CONTENT ?? "")).toEqual(opencodeConfig(model));
     expect(runtime.homeFiles()).toEqual(opencodeHomeFiles());
-    expect(opencodeRuntime({ binary: "/x", hostname: "0.0.0.0", logger: createLogger({ name: "t", level: "silent" }) }).launchCommand({ port: 1, password: "p", workspace: "/w", model }).args).toContain("0.0.0.0");
+    expect(
+      opencodeRuntime({
+        binary: "/x",
+        hostname: "0.0.0.0",
+        logger: createLogger({ name: "t", level: "silent" }),
+      }).launchCommand({ port: 1, password: "p", workspace: "/w", model }).args,
+    ).toContain("0.0.0.0");
   });
 
   it("pre-seeds OpenCode's config folder so it does not install its plugin package", () => {
     const files = opencodeHomeFiles();
-    expect(files.map((f) => f.path)).toEqual([".config/opencode/package.json", ".config/opencode/package-lock.json", ".config/opencode/node_modules/.fleet-seeded"]);
+    expect(files.map((f) => f.path)).toEqual([
+      ".config/opencode/package.json",
+      ".config/opencode/package-lock.json",
+      ".config/opencode/node_modules/.fleet-seeded",
+    ]);
     for (const f of files.slice(0, 2)) expect(String(f.content)).toContain("@opencode-ai/plugin");
   });
 

@@ -22,7 +22,11 @@ export function opencodeConfig(model: ModelSettings): Record<string, unknown> {
   const models = Object.fromEntries(
     model.models.map((id) => [
       id,
-      { name: id, tool_call: true, ...(model.maxTokens ? { limit: { context: CONTEXT_TOKENS, output: model.maxTokens } } : {}) },
+      {
+        name: id,
+        tool_call: true,
+        ...(model.maxTokens ? { limit: { context: CONTEXT_TOKENS, output: model.maxTokens } } : {}),
+      },
     ]),
   );
   return {

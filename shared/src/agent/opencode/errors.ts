@@ -14,11 +14,17 @@ export function passwordRefused(): FleetError {
 /** No HTTP answer: the server is down, starting, overloaded or unreachable; all worth retrying. */
 export function callFailed(op: string, err: unknown, signal: AbortSignal, timeoutMs: number): FleetError {
   if (signal.aborted) {
-    return new FleetError("agent", `${op}: agent server did not answer within ${timeoutMs} ms`, { retryable: true, cause: err });
+    return new FleetError("agent", `${op}: agent server did not answer within ${timeoutMs} ms`, {
+      retryable: true,
+      cause: err,
+    });
   }
   // The SDK rejects HTML answers: something else (a proxy, a newer OpenCode's web app) is at that address.
   if (err instanceof Error && err.message.includes("text/html")) {
-    return new FleetError("agent", `${op}: the address does not serve OpenCode's API (got HTML)`, { retryable: false, cause: err });
+    return new FleetError("agent", `${op}: the address does not serve OpenCode's API (got HTML)`, {
+      retryable: false,
+      cause: err,
+    });
   }
   return new FleetError("agent", `${op}: agent server unreachable: ${describe(err)}`, { retryable: true, cause: err });
 }
@@ -31,9 +37,13 @@ export function checkResponse(op: string, result: SdkResult, signal: AbortSignal
     const status = response.status;
     const detail = errorDetail(result.error);
     return fail(
-      new FleetError(status === 404 ? "not_found" : "agent", `${op}: agent server answered HTTP ${status}${detail ? `: ${detail}` : ""}`, {
-        retryable: status >= 500 || status === 408 || status === 429,
-      }),
+      new FleetError(
+        status === 404 ? "not_found" : "agent",
+        `${op}: agent server answered HTTP ${status}${detail ? `: ${detail}` : ""}`,
+        {
+          retryable: status >= 500 || status === 408 || status === 429,
+        },
+      ),
     );
   }
   return result.data;
@@ -55,7 +65,8 @@ function errorDetail(body: unknown): string {
   if (typeof body === "string") return body.slice(0, 200);
   if (body && typeof body === "object") {
     const b = body as { name?: unknown; message?: unknown; data?: { message?: unknown } };
-    const message = typeof b.data?.message === "string" ? b.data.message : typeof b.message === "string" ? b.message : undefined;
+    const message =
+      typeof b.data?.message === "string" ? b.data.message : typeof b.message === "string" ? b.message : undefined;
     const name = typeof b.name === "string" ? b.name : undefined;
     return [name, message].filter(Boolean).join(": ").slice(0, 200);
   }

@@ -25,7 +25,9 @@ export function toAgentEvent(raw: unknown): AgentEvent | undefined {
       return { type: "heartbeat" };
     case "session.status": {
       const p = StatusProps.safeParse(props);
-      return p.success ? { type: "status", sessionId: p.data.sessionID, status: toAgentStatus(p.data.status.type) } : undefined;
+      return p.success
+        ? { type: "status", sessionId: p.data.sessionID, status: toAgentStatus(p.data.status.type) }
+        : undefined;
     }
     case "session.idle": {
       const p = SessionProps.safeParse(props);
@@ -34,7 +36,9 @@ export function toAgentEvent(raw: unknown): AgentEvent | undefined {
     case "session.error": {
       const p = ErrorProps.safeParse(props);
       if (!p.success) return undefined;
-      const error = p.data.error ? errorOf(p.data.error) : { name: "UnknownError", message: "the agent reported an error without details" };
+      const error = p.data.error
+        ? errorOf(p.data.error)
+        : { name: "UnknownError", message: "the agent reported an error without details" };
       return { type: "error", ...(p.data.sessionID ? { sessionId: p.data.sessionID } : {}), ...error };
     }
     case "message.part.updated": {

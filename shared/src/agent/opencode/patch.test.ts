@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { contentsFromPatch } from "./patch.js";
 
-const header = "Index: a.txt\n===================================================================\n--- a.txt\t\n+++ a.txt\t\n";
+const header =
+  "Index: a.txt\n===================================================================\n--- a.txt\t\n+++ a.txt\t\n";
 
 describe("contentsFromPatch", () => {
   it("reads an added file", () => {

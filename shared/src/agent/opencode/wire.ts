@@ -76,7 +76,9 @@ export function toAgentPart(raw: unknown): AgentPart | undefined {
     case "reasoning": {
       const p = TextPart.safeParse(raw);
       if (!p.success) return other;
-      return base.data.type === "text" ? { ...ids, kind: "text", text: p.data.text } : { ...ids, kind: "reasoning", text: p.data.text };
+      return base.data.type === "text"
+        ? { ...ids, kind: "text", text: p.data.text }
+        : { ...ids, kind: "reasoning", text: p.data.text };
     }
     case "step-finish": {
       const p = StepFinishPart.safeParse(raw);
@@ -86,7 +88,13 @@ export function toAgentPart(raw: unknown): AgentPart | undefined {
         ...ids,
         kind: "step-finish",
         cost: p.data.cost,
-        tokens: { input: t.input, output: t.output, reasoning: t.reasoning, cacheRead: t.cache.read, cacheWrite: t.cache.write },
+        tokens: {
+          input: t.input,
+          output: t.output,
+          reasoning: t.reasoning,
+          cacheRead: t.cache.read,
+          cacheWrite: t.cache.write,
+        },
       };
     }
     default:
@@ -126,10 +134,16 @@ export function toAgentMessages(list: z.infer<typeof MessageList>): AgentMessage
   }));
 }
 
-export const TodoList = z.array(z.looseObject({ content: z.string(), status: z.string(), priority: z.string().optional() }));
+export const TodoList = z.array(
+  z.looseObject({ content: z.string(), status: z.string(), priority: z.string().optional() }),
+);
 
 export function toAgentTodos(list: z.infer<typeof TodoList>): AgentTodo[] {
-  return list.map((t) => ({ content: t.content, status: t.status, ...(t.priority !== undefined ? { priority: t.priority } : {}) }));
+  return list.map((t) => ({
+    content: t.content,
+    status: t.status,
+    ...(t.priority !== undefined ? { priority: t.priority } : {}),
+  }));
 }
 
 /** `retry` and `idle` are kept; anything else present in the map is a session at work. */

@@ -2,7 +2,14 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AuthenticationError, RateLimitError, SandboxError, SandboxNotFoundError, ServiceBusyError, TimeoutError } from "@e2b/code-interpreter";
+import {
+  AuthenticationError,
+  RateLimitError,
+  SandboxError,
+  SandboxNotFoundError,
+  ServiceBusyError,
+  TimeoutError,
+} from "@e2b/code-interpreter";
 import { afterAll, describe, expect, it } from "vitest";
 import { FleetError } from "../../errors/index.js";
 import { createLogger } from "../../log/index.js";
@@ -14,7 +21,8 @@ import { backgroundLine, e2bCwd, e2bPath } from "./sandbox.js";
 const logger = createLogger({ name: "e2b-test", level: "silent" });
 const tmp = mkdtempSync(join(tmpdir(), "e2b-unit-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-const sh = (line: string) => execFileSync("/bin/sh", ["-c", line], { encoding: "utf8", env: { PATH: "/usr/bin:/bin", HOME: tmp } });
+const sh = (line: string) =>
+  execFileSync("/bin/sh", ["-c", line], { encoding: "utf8", env: { PATH: "/usr/bin:/bin", HOME: tmp } });
 
 describe("E2BSandboxProvider construction", () => {
   it("fails clearly without an API key, as a non-retryable config error", () => {
@@ -64,7 +72,10 @@ describe("E2B error mapping", () => {
   it("maps HTTP statuses carried by SDK errors", () => {
     const withStatus = (status: number) => Object.assign(new SandboxError(`${status}: x`), { statusCode: status });
     expect(mapE2BError(withStatus(500), "list").retryable).toBe(true);
-    expect([mapE2BError(withStatus(429), "list").code, mapE2BError(withStatus(429), "list").retryable]).toEqual(["rate_limited", true]);
+    expect([mapE2BError(withStatus(429), "list").code, mapE2BError(withStatus(429), "list").retryable]).toEqual([
+      "rate_limited",
+      true,
+    ]);
     expect(mapE2BError(withStatus(400), "create").retryable).toBe(false);
     expect(mapE2BError(withStatus(403), "create").code).toBe("config");
     expect(isNotFound(withStatus(404))).toBe(true);
@@ -86,7 +97,10 @@ describe("E2B error mapping", () => {
 
 describe("E2B listing", () => {
   it("queries by metadata, dropping keys without a value", () => {
-    expect(e2bListOptions({ fleet: "f", sessionId: "s1", projectId: undefined })).toEqual({ query: { metadata: { fleet: "f", sessionId: "s1" } }, limit: 100 });
+    expect(e2bListOptions({ fleet: "f", sessionId: "s1", projectId: undefined })).toEqual({
+      query: { metadata: { fleet: "f", sessionId: "s1" } },
+      limit: 100,
+    });
     expect(e2bListOptions()).toEqual({ query: { metadata: {} }, limit: 100 });
   });
 

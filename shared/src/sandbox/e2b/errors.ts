@@ -22,7 +22,8 @@ const NETWORK_CODES = new Set([
 
 function chain(err: unknown): unknown[] {
   const out: unknown[] = [];
-  for (let e: unknown = err; e !== undefined && e !== null && out.length < 6; e = (e as { cause?: unknown }).cause) out.push(e);
+  for (let e: unknown = err; e !== undefined && e !== null && out.length < 6; e = (e as { cause?: unknown }).cause)
+    out.push(e);
   return out;
 }
 
@@ -38,7 +39,12 @@ export function isNetworkError(err: unknown): boolean {
 
 export function isNotFound(err: unknown): boolean {
   const name = (err as { name?: unknown } | null)?.name;
-  return name === "SandboxNotFoundError" || name === "NotFoundError" || name === "FileNotFoundError" || (err as { statusCode?: unknown } | null)?.statusCode === 404;
+  return (
+    name === "SandboxNotFoundError" ||
+    name === "NotFoundError" ||
+    name === "FileNotFoundError" ||
+    (err as { statusCode?: unknown } | null)?.statusCode === 404
+  );
 }
 
 export function mapE2BError(err: unknown, what: string): FleetError {
@@ -46,7 +52,8 @@ export function mapE2BError(err: unknown, what: string): FleetError {
   const name = (err as { name?: unknown } | null)?.name;
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
   const message = `E2B ${what} failed: ${errorMessage(err)}`;
-  const fail = (code: "config" | "sandbox" | "rate_limited", retryable: boolean) => new FleetError(code, message, { retryable, cause: err });
+  const fail = (code: "config" | "sandbox" | "rate_limited", retryable: boolean) =>
+    new FleetError(code, message, { retryable, cause: err });
   switch (name) {
     case "AuthenticationError":
       return fail("config", false);

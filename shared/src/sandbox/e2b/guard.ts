@@ -29,12 +29,14 @@ export function checkGuardOutput(stdout: string, originals: readonly string[]): 
   const parts = stdout.split("\0");
   const n = originals.length;
   const base = parts[n] ?? "";
-  if (parts.length < 2 * n + 1 || !base.startsWith("/")) throw new FleetError("sandbox", "E2B path check returned unexpected output", { retryable: true });
+  if (parts.length < 2 * n + 1 || !base.startsWith("/"))
+    throw new FleetError("sandbox", "E2B path check returned unexpected output", { retryable: true });
   for (let i = 0; i < n; i++) {
     const original = originals[i] ?? "";
     const kind = parts[i];
     const realParent = parts[n + 1 + i] ?? "";
-    if (realParent !== base && !realParent.startsWith(`${base}/`)) throw badPath(original, "resolves outside the sandbox folder (symlink)");
+    if (realParent !== base && !realParent.startsWith(`${base}/`))
+      throw badPath(original, "resolves outside the sandbox folder (symlink)");
     if (kind === "L") throw badPath(original, "is a symlink");
     if (kind === "N") throw badPath(original, "not a regular file");
     if (kind !== "F") throw new FleetError("sandbox", "E2B path check returned unexpected output", { retryable: true });

@@ -42,10 +42,14 @@ export function e2bListOptions(filter: Partial<Record<string, string>> = {}): Sa
 }
 
 /** Drains a paginator; bounded, because a service that keeps saying "more" must not hang a reaper. */
-export async function collectPages<T>(paginator: { hasNext: boolean; nextItems(): Promise<T[]> }, maxPages = MAX_PAGES): Promise<T[]> {
+export async function collectPages<T>(
+  paginator: { hasNext: boolean; nextItems(): Promise<T[]> },
+  maxPages = MAX_PAGES,
+): Promise<T[]> {
   const items: T[] = [];
   for (let page = 0; paginator.hasNext; page++) {
-    if (page >= maxPages) throw new FleetError("sandbox", `E2B list returned more than ${maxPages} pages`, { retryable: true });
+    if (page >= maxPages)
+      throw new FleetError("sandbox", `E2B list returned more than ${maxPages} pages`, { retryable: true });
     items.push(...(await paginator.nextItems()));
   }
   return items;
@@ -70,9 +74,13 @@ export class E2BSandboxProvider implements SandboxProvider {
   private readonly config: z.output<typeof E2BSandboxConfig>;
   private client: SdkClient | undefined;
 
-  constructor(config: E2BSandboxConfig, private readonly logger: Logger) {
+  constructor(
+    config: E2BSandboxConfig,
+    private readonly logger: Logger,
+  ) {
     const parsed = E2BSandboxConfig.safeParse(config);
-    if (!parsed.success) throw new FleetError("config", `e2b sandbox provider: ${z.prettifyError(parsed.error)}`, { retryable: false });
+    if (!parsed.success)
+      throw new FleetError("config", `e2b sandbox provider: ${z.prettifyError(parsed.error)}`, { retryable: false });
     this.config = parsed.data;
   }
 
@@ -82,24 +90,39 @@ export class E2BSandboxProvider implements SandboxProvider {
       sdkModule ??= loadSdk();
       const { E2B } = await sdkModule;
       const { apiKey, domain, requestTimeoutMs } = this.config;
-      this.client = new E2B({ apiKey, ...(domain ? { domain } : {}), ...(requestTimeoutMs ? { requestTimeoutMs } : {}) });
+      this.client = new E2B({
+        apiKey,
+        ...(domain ? { domain } : {}),
+        ...(requestTimeoutMs ? { requestTimeoutMs } : {}),
+      });
     }
     return this.client.Sandbox;
   }
 
   async create(spec: SandboxCreateSpec): Promise<E2BSandbox> {
     const metadata = SandboxMetadata.safeParse(spec.metadata);
-    if (!metadata.success) throw new FleetError("sandbox", `invalid sandbox metadata: ${z.prettifyError(metadata.error)}`, { retryable: false });
-    if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0) throw new FleetError("sandbox", `invalid sandbox timeoutMs ${spec.timeoutMs}`, { retryable: false });
+    if (!metadata.success)
+      throw new FleetError("sandbox", `invalid sandbox metadata: ${z.prettifyError(metadata.error)}`, {
+        retryable: false,
+      });
+    if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0)
+      throw new FleetError("sandbox", `invalid sandbox timeoutMs ${spec.timeoutMs}`, { retryable: false });
     const envs = checkEnvs(spec.envs, "sandbox envs");
     const Sandbox = await this.sdk();
-    const sbx = await Sandbox.create(this.config.template, { metadata: { ...metadata.data }, envs, timeoutMs: spec.timeoutMs }).catch((err: unknown) => {
+    const sbx = await Sandbox.create(this.config.template, {
+      metadata: { ...metadata.data },
+      envs,
+      timeoutMs: spec.timeoutMs,
+    }).catch((err: unknown) => {
       throw mapE2BError(err, "create");
     });
     const sandbox = new E2BSandbox(sbx, this.config.agentPort, this.logger);
     try {
       const r = await sandbox.run({ command: "sh", args: ["-c", workspaceInitLine()] }, { timeoutMs: 60_000 });
-      if (r.exitCode !== 0) throw new FleetError("sandbox", `E2B workspace setup failed (${r.exitCode}): ${r.stderr.slice(-500)}`, { retryable: true });
+      if (r.exitCode !== 0)
+        throw new FleetError("sandbox", `E2B workspace setup failed (${r.exitCode}): ${r.stderr.slice(-500)}`, {
+          retryable: true,
+        });
     } catch (err) {
       await sandbox.kill().catch(() => undefined);
       throw err;
@@ -135,7 +158,13 @@ export class E2BSandboxProvider implements SandboxProvider {
         continue;
       }
       const { sandboxId, metadata, startedAt, endAt } = parsed.data;
-      out.push({ id: sandboxId, provider: "e2b", metadata, startedAt: startedAt.getTime(), ...(endAt ? { endAt: endAt.getTime() } : {}) });
+      out.push({
+        id: sandboxId,
+        provider: "e2b",
+        metadata,
+        startedAt: startedAt.getTime(),
+        ...(endAt ? { endAt: endAt.getTime() } : {}),
+      });
     }
     // E2B's pages promise no order; the port does.
     return out.sort(oldestFirst);

@@ -55,7 +55,10 @@ export class E2BSandbox implements Sandbox {
     for (let i = 0; i < absPaths.length; i += GUARD_BATCH) {
       const line = pathGuardLine(base, absPaths.slice(i, i + GUARD_BATCH));
       const r = await this.run({ command: "sh", args: ["-c", line] }, { timeoutMs: 30_000 });
-      if (r.exitCode !== 0) throw new FleetError("sandbox", `E2B path check failed (${r.exitCode}): ${r.stderr.slice(-300)}`, { retryable: true });
+      if (r.exitCode !== 0)
+        throw new FleetError("sandbox", `E2B path check failed (${r.exitCode}): ${r.stderr.slice(-300)}`, {
+          retryable: true,
+        });
       checkGuardOutput(r.stdout, originals.slice(i, i + GUARD_BATCH));
     }
   }
@@ -67,7 +70,11 @@ export class E2BSandbox implements Sandbox {
       data: typeof f.content === "string" ? f.content : toArrayBuffer(f.content),
     }));
     if (entries.length === 0) return;
-    await this.guard(which === "home" ? E2B_HOME : E2B_WORKSPACE, entries.map((e) => e.path), files.map((f) => f.path));
+    await this.guard(
+      which === "home" ? E2B_HOME : E2B_WORKSPACE,
+      entries.map((e) => e.path),
+      files.map((f) => f.path),
+    );
     await this.sbx.files.write(entries).catch((err: unknown) => {
       throw mapE2BError(err, "files.write");
     });
@@ -86,7 +93,11 @@ export class E2BSandbox implements Sandbox {
 
   async run(command: CommandSpec, options: { timeoutMs?: number } = {}): Promise<CommandResult> {
     const line = shellCommand(command.command, command.args);
-    const opts = { cwd: e2bCwd(command.cwd), envs: checkEnvs(command.envs, "command envs"), timeoutMs: options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS };
+    const opts = {
+      cwd: e2bCwd(command.cwd),
+      envs: checkEnvs(command.envs, "command envs"),
+      timeoutMs: options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS,
+    };
     try {
       const r = await this.sbx.commands.run(line, opts);
       return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
@@ -102,8 +113,19 @@ export class E2BSandbox implements Sandbox {
 
   async startBackground(command: CommandSpec): Promise<{ pid: number }> {
     this.started += 1;
-    const name = `${this.started}-${command.command.split("/").pop()?.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 40) || "cmd"}.log`;
-    const opts = { background: true as const, cwd: e2bCwd(command.cwd), envs: checkEnvs(command.envs, "command envs"), timeoutMs: 0 };
+    const name = `${this.started}-${
+      command.command
+        .split("/")
+        .pop()
+        ?.replace(/[^A-Za-z0-9._-]/g, "_")
+        .slice(0, 40) || "cmd"
+    }.log`;
+    const opts = {
+      background: true as const,
+      cwd: e2bCwd(command.cwd),
+      envs: checkEnvs(command.envs, "command envs"),
+      timeoutMs: 0,
+    };
     try {
       const handle = await this.sbx.commands.run(backgroundLine(command, name), opts);
       // The process keeps running in the sandbox; only the output stream to this process stops.
@@ -116,7 +138,8 @@ export class E2BSandbox implements Sandbox {
   }
 
   url(port: number): string {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new FleetError("sandbox", `invalid port ${port}`, { retryable: false });
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new FleetError("sandbox", `invalid port ${port}`, { retryable: false });
     return `https://${this.sbx.getHost(port)}`;
   }
 

@@ -35,7 +35,11 @@ export function egressPort(url: string): number {
   }
   const port = Number(parsed.port || (parsed.protocol === "https:" ? 443 : 80));
   if (port < 1024) {
-    throw new FleetError("sandbox", `egress port ${port} of ${parsed.origin}: an unprivileged sandbox can only bind ports >= 1024`, { retryable: false });
+    throw new FleetError(
+      "sandbox",
+      `egress port ${port} of ${parsed.origin}: an unprivileged sandbox can only bind ports >= 1024`,
+      { retryable: false },
+    );
   }
   return port;
 }
@@ -65,6 +69,14 @@ const INSIDE_SCRIPT = [
   'shift; exec "$@"',
 ].join("\n");
 
-export function bridgedCommand(agentPort: number, egress: readonly number[], command: string, args: readonly string[]): { command: string; args: string[] } {
-  return { command: "/bin/sh", args: ["-c", INSIDE_SCRIPT, "fleet-bridge", String(agentPort), ...egress.map(String), "--", command, ...args] };
+export function bridgedCommand(
+  agentPort: number,
+  egress: readonly number[],
+  command: string,
+  args: readonly string[],
+): { command: string; args: string[] } {
+  return {
+    command: "/bin/sh",
+    args: ["-c", INSIDE_SCRIPT, "fleet-bridge", String(agentPort), ...egress.map(String), "--", command, ...args],
+  };
 }

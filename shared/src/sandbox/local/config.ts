@@ -12,7 +12,10 @@ export const LocalSandboxConfig = z.object({
   /** Shared by every fleet process on the host: the registry lives here. */
   rootDir: z.string().min(1),
   /** Agent ports come from here. Keep it outside the ephemeral range: OpenCode exits when its port is taken. */
-  portRange: z.tuple([Port, Port]).refine(([lo, hi]) => lo <= hi, "portRange must be [low, high]").default([20000, 29999]),
+  portRange: z
+    .tuple([Port, Port])
+    .refine(([lo, hi]) => lo <= hi, "portRange must be [low, high]")
+    .default([20000, 29999]),
   /**
    * "bubblewrap": every sandbox is its own user in its own namespaces under a seccomp filter (see
    * isolation.ts); where that cannot work, creating a sandbox fails saying why. "none": agents run
@@ -34,7 +37,11 @@ export const LocalSandboxConfig = z.object({
   /** Grace between SIGTERM and SIGKILL when a sandbox is killed. */
   killGraceMs: z.number().int().min(0).max(60_000).default(2_000),
   /** Per stream cap on what run() captures; the rest is dropped and flagged. */
-  maxOutputBytes: z.number().int().min(1024).default(1024 * 1024),
+  maxOutputBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024),
   /** Refuse (retryably) to create more than this many live sandboxes in rootDir. */
   maxSandboxes: z.number().int().min(1).optional(),
 });
@@ -75,7 +82,8 @@ export function resolveLocalConfig(input: LocalSandboxConfig): ResolvedLocalConf
   const toolPath = `${path}${delimiter}${SYSTEM_PATH}`;
   const timeoutBin = findBinary("timeout", toolPath);
   const gitBin = findBinary("git", toolPath);
-  if (!timeoutBin) throw new FleetError("config", "local sandbox provider needs coreutils `timeout` on PATH", { retryable: false });
+  if (!timeoutBin)
+    throw new FleetError("config", "local sandbox provider needs coreutils `timeout` on PATH", { retryable: false });
   if (!gitBin) throw new FleetError("config", "local sandbox provider needs `git` on PATH", { retryable: false });
   let rootDir: string;
   try {
@@ -83,12 +91,20 @@ export function resolveLocalConfig(input: LocalSandboxConfig): ResolvedLocalConf
     mkdirSync(resolve(cfg.rootDir), { recursive: true, mode: 0o711 });
     rootDir = realpathSync(resolve(cfg.rootDir));
   } catch (err) {
-    throw new FleetError("config", `local sandbox provider: cannot use rootDir ${cfg.rootDir}`, { retryable: false, cause: err });
+    throw new FleetError("config", `local sandbox provider: cannot use rootDir ${cfg.rootDir}`, {
+      retryable: false,
+      cause: err,
+    });
   }
   // A tmpfs over rootDir hides it from sandboxes: over "/" that would hide everything.
-  if (rootDir === "/") throw new FleetError("config", "local sandbox provider: rootDir must not be /", { retryable: false });
+  if (rootDir === "/")
+    throw new FleetError("config", "local sandbox provider: rootDir must not be /", { retryable: false });
   const readable = cfg.readable.map((p) => resolve(p));
-  const tools = { bwrap: findBinary("bwrap", toolPath), setpriv: findBinary("setpriv", toolPath), socat: findBinary("socat", toolPath) };
+  const tools = {
+    bwrap: findBinary("bwrap", toolPath),
+    setpriv: findBinary("setpriv", toolPath),
+    socat: findBinary("socat", toolPath),
+  };
   return { ...cfg, readable, rootDir, path, timeoutBin, gitBin, tools, view: hostView(path, readable) };
 }
 
@@ -112,5 +128,8 @@ export function reachableSandboxRoot(preferred: string): string {
   let existing = dirname(resolve(preferred));
   while (!existsSync(existing)) existing = dirname(existing);
   if (untraversable(existing) === undefined) return preferred;
-  return join(tmpdir(), `fleet-sandboxes-${createHash("sha256").update(resolve(preferred)).digest("hex").slice(0, 12)}`);
+  return join(
+    tmpdir(),
+    `fleet-sandboxes-${createHash("sha256").update(resolve(preferred)).digest("hex").slice(0, 12)}`,
+  );
 }

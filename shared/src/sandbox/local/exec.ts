@@ -75,7 +75,10 @@ export async function resolveCwd(workspace: string, cwd: string | undefined): Pr
 }
 
 function spawnFailed(argv: readonly string[], err: unknown): FleetError {
-  return new FleetError("sandbox", `cannot start ${argv[0]}: ${(err as Error).message}`, { retryable: false, cause: err });
+  return new FleetError("sandbox", `cannot start ${argv[0]}: ${(err as Error).message}`, {
+    retryable: false,
+    cause: err,
+  });
 }
 
 /** Starts a detached process group appending to `logFile`; resolves with its pid (= its pgid). */
@@ -159,7 +162,8 @@ export function runBounded(
     child.once("close", (code, signal) => {
       clearTimeout(guard);
       const exitCode = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);
-      const timedOut = Date.now() - started >= opts.timeoutMs && (exitCode === 124 || exitCode === 137 || signal !== null);
+      const timedOut =
+        Date.now() - started >= opts.timeoutMs && (exitCode === 124 || exitCode === 137 || signal !== null);
       resolve({ exitCode, stdout: out.text(), stderr: err.text(), timedOut, pid: child.pid ?? 0 });
     });
   });

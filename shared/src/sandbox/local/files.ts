@@ -26,7 +26,13 @@ function errno(err: unknown): string {
  * Walks the parent folders of `segments` below `base` (a real path), following links only where
  * they stay inside. Missing folders are created when `create`, else the walk yields null.
  */
-async function parentDir(base: string, original: string, segments: readonly string[], create: boolean, owner?: number): Promise<string | null> {
+async function parentDir(
+  base: string,
+  original: string,
+  segments: readonly string[],
+  create: boolean,
+  owner?: number,
+): Promise<string | null> {
   let dir = base;
   for (const seg of segments.slice(0, -1)) {
     const next = join(dir, seg);
@@ -68,7 +74,12 @@ function openError(err: unknown, original: string): unknown {
 }
 
 /** `owner`: the uid (and gid) that new files and folders are given, the sandbox's own user. */
-export async function writeInside(base: string, path: string, content: Uint8Array | string, owner?: number): Promise<void> {
+export async function writeInside(
+  base: string,
+  path: string,
+  content: Uint8Array | string,
+  owner?: number,
+): Promise<void> {
   const segments = relativeSegments(path);
   const dir = (await parentDir(base, path, segments, true, owner)) as string;
   const target = join(dir, segments[segments.length - 1] as string);

@@ -24,7 +24,10 @@ export async function startBridges(
   opts: { agentPort: number; egress: readonly number[]; uid: number; endAt: number },
 ): Promise<ProcessEntry[]> {
   const { socat, setpriv } = config.tools;
-  if (!socat || !setpriv) throw new FleetError("config", "socat and setpriv are needed (Debian packages socat, util-linux)", { retryable: false });
+  if (!socat || !setpriv)
+    throw new FleetError("config", "socat and setpriv are needed (Debian packages socat, util-linux)", {
+      retryable: false,
+    });
   const env = { PATH: config.path, [MARKER_VAR]: id };
   const timeout = timeoutArgs(config.timeoutBin, Math.max(1, opts.endAt - Date.now()));
   const log = join(layout.logs, "bridges.log");
@@ -32,7 +35,10 @@ export async function startBridges(
   const start = async (args: string[], what: string): Promise<void> => {
     // As the sandbox's user: the sockets it connects to sit in a folder the sandbox may change, so a
     // link planted there leads nowhere the sandbox's user could not go anyway.
-    const pgid = await startDetached([...timeout, ...dropToUser(setpriv, opts.uid), socat, "-lpfleet-bridge", ...args], { cwd: layout.bridge, env, logFile: log });
+    const pgid = await startDetached(
+      [...timeout, ...dropToUser(setpriv, opts.uid), socat, "-lpfleet-bridge", ...args],
+      { cwd: layout.bridge, env, logFile: log },
+    );
     entries.push({ pgid, command: `socat (${what})`, log: "bridges.log", startedAt: Date.now(), bridge: true });
   };
   try {
@@ -42,12 +48,19 @@ export async function startBridges(
     const ready = async (): Promise<boolean> =>
       opts.egress.every((p) => existsSync(join(layout.bridge, egressSocket(p)))) && (await listening(opts.agentPort));
     while (!(await ready())) {
-      if (Date.now() > until) throw new FleetError("sandbox", `sandbox ${id}: its network bridges did not start (see ${log})`, { retryable: true });
+      if (Date.now() > until)
+        throw new FleetError("sandbox", `sandbox ${id}: its network bridges did not start (see ${log})`, {
+          retryable: true,
+        });
       await new Promise((r) => setTimeout(r, 20));
     }
     return entries;
   } catch (err) {
-    await terminateSandbox(id, entries.map((e) => e.pgid), 0);
+    await terminateSandbox(
+      id,
+      entries.map((e) => e.pgid),
+      0,
+    );
     throw err;
   }
 }

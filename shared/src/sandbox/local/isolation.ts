@@ -64,15 +64,29 @@ export function isolationProblem(tools: IsolationTools, rootDir: string, probeUi
   if (!seccompSupported()) return `no seccomp filter for this architecture (${process.arch}): only x86_64 is supported`;
   if (process.getuid?.() !== 0) return "sandboxes run as users of their own, which needs the fleet to run as root";
   const blocked = untraversable(rootDir);
-  if (blocked) return `sandbox users cannot reach ${rootDir}: ${blocked} is not searchable by others (chmod o+x, or choose another FLEET_SANDBOX_DIR)`;
+  if (blocked)
+    return `sandbox users cannot reach ${rootDir}: ${blocked} is not searchable by others (chmod o+x, or choose another FLEET_SANDBOX_DIR)`;
   const key = `${tools.bwrap}\0${tools.setpriv}`;
   if (!probed.has(key)) {
-    const r = spawnSync(tools.setpriv, [...dropToUser(tools.setpriv, probeUid).slice(1), tools.bwrap, "--ro-bind", "/", "/", ...NAMESPACE_FLAGS, "true"], {
-      stdio: ["ignore", "ignore", "pipe"],
-      timeout: 10_000,
-      env: { PATH: "/usr/bin:/bin" },
-    });
-    probed.set(key, r.status === 0 ? undefined : `bubblewrap cannot create namespaces here: ${String(r.stderr ?? "").trim().slice(0, 300) || `exit ${r.status}`}`);
+    const r = spawnSync(
+      tools.setpriv,
+      [...dropToUser(tools.setpriv, probeUid).slice(1), tools.bwrap, "--ro-bind", "/", "/", ...NAMESPACE_FLAGS, "true"],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+        timeout: 10_000,
+        env: { PATH: "/usr/bin:/bin" },
+      },
+    );
+    probed.set(
+      key,
+      r.status === 0
+        ? undefined
+        : `bubblewrap cannot create namespaces here: ${
+            String(r.stderr ?? "")
+              .trim()
+              .slice(0, 300) || `exit ${r.status}`
+          }`,
+    );
   }
   return probed.get(key);
 }
@@ -145,7 +159,9 @@ export interface IsolatedCommand {
 export function isolatedArgv(c: IsolatedCommand): string[] {
   const { tools } = c;
   if (!tools.bwrap || !tools.setpriv) throw new Error("isolatedArgv needs bwrap and setpriv");
-  const mounts = c.view.flatMap((v) => (v.kind === "ro" ? ["--ro-bind", v.path, v.path] : ["--symlink", v.target, v.path]));
+  const mounts = c.view.flatMap((v) =>
+    v.kind === "ro" ? ["--ro-bind", v.path, v.path] : ["--symlink", v.target, v.path],
+  );
   // Mounted after the tmpfs folders, so a command kept under /tmp stays visible.
   const own: string[] = [];
   const program = c.program ?? c.command;

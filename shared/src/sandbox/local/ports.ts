@@ -15,7 +15,11 @@ export function portFree(port: number): Promise<boolean> {
  * A port in [lo, hi] that is free now and not promised to another sandbox. The scan starts at a
  * random offset so concurrent creators (other fleet processes) rarely probe the same port first.
  */
-export async function pickPort(range: readonly [number, number], taken: ReadonlySet<number>, random = Math.random): Promise<number> {
+export async function pickPort(
+  range: readonly [number, number],
+  taken: ReadonlySet<number>,
+  random = Math.random,
+): Promise<number> {
   const [lo, hi] = range;
   const size = hi - lo + 1;
   const start = Math.floor(random() * size);

@@ -108,17 +108,27 @@ async function waitGone(pids: readonly number[], ms: number): Promise<boolean> {
 }
 
 /** SIGTERM, a grace period, then SIGKILL for whatever remains (including processes forked meanwhile). */
-export async function terminateSandbox(id: string, pgids: readonly number[], graceMs: number): Promise<{ survivors: number[] }> {
+export async function terminateSandbox(
+  id: string,
+  pgids: readonly number[],
+  graceMs: number,
+): Promise<{ survivors: number[] }> {
   const wanted = new Set(pgids);
   const first = sandboxProcs(id, wanted);
   if (first.length > 0) {
     signalAll(first, "SIGTERM");
-    await waitGone(first.map((p) => p.pid), graceMs);
+    await waitGone(
+      first.map((p) => p.pid),
+      graceMs,
+    );
   }
   const rest = sandboxProcs(id, wanted);
   if (rest.length > 0) {
     signalAll(rest, "SIGKILL");
-    await waitGone(rest.map((p) => p.pid), 1_000);
+    await waitGone(
+      rest.map((p) => p.pid),
+      1_000,
+    );
   }
   return { survivors: sandboxProcs(id, wanted).map((p) => p.pid) };
 }

@@ -14,7 +14,16 @@ import { pickPort } from "./ports.js";
 import { CREATING_PREFIX, killLocalSandbox, recordAlive, sweepLeftovers } from "./reap.js";
 import { egressPort } from "./bridges.js";
 import { terminateSandbox } from "./procs.js";
-import { LOCAL_ID, layoutOf, newSandboxId, readRecord, writeEnvs, writeRecord, type RegistryRecord, type SandboxLayout } from "./registry.js";
+import {
+  LOCAL_ID,
+  layoutOf,
+  newSandboxId,
+  readRecord,
+  writeEnvs,
+  writeRecord,
+  type RegistryRecord,
+  type SandboxLayout,
+} from "./registry.js";
 import { LocalSandbox } from "./sandbox.js";
 import { sandboxSeccompFilter } from "./seccomp.js";
 import { chownTree, pickUid } from "./users.js";
@@ -38,17 +47,27 @@ export class LocalSandboxProvider implements SandboxProvider {
   private readonly pendingPorts = new Set<number>();
   private readonly pendingUids = new Set<number>();
 
-  constructor(config: LocalSandboxConfig, private readonly logger: Logger) {
+  constructor(
+    config: LocalSandboxConfig,
+    private readonly logger: Logger,
+  ) {
     this.config = resolveLocalConfig(config);
     this.rootDir = this.config.rootDir;
     this.isolation = this.config.isolation;
     this.seccompFile = join(this.rootDir, ".seccomp.bpf");
     if (this.isolation === "none") {
       this.isolationProblem = undefined;
-      logger.warn({ rootDir: this.rootDir }, "UNISOLATED local sandboxes (FLEET_SANDBOX_ISOLATION=none): agents run as the fleet's user on the host's network; development only");
+      logger.warn(
+        { rootDir: this.rootDir },
+        "UNISOLATED local sandboxes (FLEET_SANDBOX_ISOLATION=none): agents run as the fleet's user on the host's network; development only",
+      );
     } else {
       this.isolationProblem = isolationProblem(this.config.tools, this.rootDir, this.config.uidRange[0]);
-      if (this.isolationProblem) logger.error({ rootDir: this.rootDir, problem: this.isolationProblem }, "local sandboxes cannot be isolated here: creating one will fail");
+      if (this.isolationProblem)
+        logger.error(
+          { rootDir: this.rootDir, problem: this.isolationProblem },
+          "local sandboxes cannot be isolated here: creating one will fail",
+        );
       // Not secret, and the same for every sandbox, read by bubblewrap through a descriptor. Every
       // fleet process writes it; a rename replaces it whole, so no reader ever sees half a filter.
       else {
@@ -60,7 +79,10 @@ export class LocalSandboxProvider implements SandboxProvider {
     const [lo, hi] = this.config.portRange;
     const ephemeral = ephemeralPortRange();
     if (ephemeral && lo <= ephemeral[1] && hi >= ephemeral[0]) {
-      logger.warn({ portRange: [lo, hi], ephemeral }, "agent port range overlaps the ephemeral range: agent servers may find their port taken");
+      logger.warn(
+        { portRange: [lo, hi], ephemeral },
+        "agent port range overlaps the ephemeral range: agent servers may find their port taken",
+      );
     }
   }
 
@@ -79,13 +101,26 @@ export class LocalSandboxProvider implements SandboxProvider {
     const { metadata, envs } = checkCreateSpec(spec, this.config.fleet);
     const isolated = this.isolation === "bubblewrap";
     if (isolated && this.isolationProblem) {
-      throw new FleetError("config", `cannot isolate a local sandbox: ${this.isolationProblem} (FLEET_SANDBOX_ISOLATION=none runs agents unisolated, for development only)`, { retryable: false });
+      throw new FleetError(
+        "config",
+        `cannot isolate a local sandbox: ${this.isolationProblem} (FLEET_SANDBOX_ISOLATION=none runs agents unisolated, for development only)`,
+        { retryable: false },
+      );
     }
-    if (!isolated) this.logger.warn({ sessionId: metadata.sessionId }, "creating an UNISOLATED local sandbox: its agent can reach everything the fleet can");
+    if (!isolated)
+      this.logger.warn(
+        { sessionId: metadata.sessionId },
+        "creating an UNISOLATED local sandbox: its agent can reach everything the fleet can",
+      );
     const egress = isolated ? [...new Set((spec.egress ?? []).map(egressPort))] : [];
     const records = await this.records();
-    if (this.config.maxSandboxes !== undefined && records.filter((r) => recordAlive(r)).length >= this.config.maxSandboxes) {
-      throw new FleetError("sandbox", `local sandbox capacity reached (${this.config.maxSandboxes})`, { retryable: true });
+    if (
+      this.config.maxSandboxes !== undefined &&
+      records.filter((r) => recordAlive(r)).length >= this.config.maxSandboxes
+    ) {
+      throw new FleetError("sandbox", `local sandbox capacity reached (${this.config.maxSandboxes})`, {
+        retryable: true,
+      });
     }
     const id = newSandboxId();
     // Built under a dot-name and renamed into place: a sandbox is registered complete or not at all.
@@ -96,10 +131,16 @@ export class LocalSandboxProvider implements SandboxProvider {
     try {
       await this.prepareFolders(staging);
       await this.initGit(staging);
-      port = await pickPort(this.config.portRange, new Set([...records.map((r) => r.agentPort), ...this.pendingPorts, ...egress]));
+      port = await pickPort(
+        this.config.portRange,
+        new Set([...records.map((r) => r.agentPort), ...this.pendingPorts, ...egress]),
+      );
       this.pendingPorts.add(port);
       if (isolated) {
-        uid = pickUid(this.config.uidRange, new Set([...records.flatMap((r) => (r.uid === undefined ? [] : [r.uid])), ...this.pendingUids]));
+        uid = pickUid(
+          this.config.uidRange,
+          new Set([...records.flatMap((r) => (r.uid === undefined ? [] : [r.uid])), ...this.pendingUids]),
+        );
         this.pendingUids.add(uid);
         for (const dir of [staging.workspace, staging.home, staging.tmp, staging.bridge]) await chownTree(dir, uid);
       }
@@ -118,20 +159,31 @@ export class LocalSandboxProvider implements SandboxProvider {
         processes: [],
       };
       if (uid !== undefined) {
-        const started = await startBridges(this.config, staging, id, { agentPort: port, egress, uid, endAt: record.endAt });
+        const started = await startBridges(this.config, staging, id, {
+          agentPort: port,
+          egress,
+          uid,
+          endAt: record.endAt,
+        });
         bridges.push(...started.map((p) => p.pgid));
         record.processes.push(...started);
       }
       await writeEnvs(staging, envs);
       await writeRecord(staging, record);
       await rename(staging.dir, join(this.rootDir, id));
-      this.logger.info({ sandboxId: id, agentPort: port, isolation: this.isolation, uid, egress, endAt: record.endAt }, "local sandbox created");
+      this.logger.info(
+        { sandboxId: id, agentPort: port, isolation: this.isolation, uid, egress, endAt: record.endAt },
+        "local sandbox created",
+      );
       return this.sandbox(record);
     } catch (err) {
       if (bridges.length > 0) await terminateSandbox(id, bridges, 0);
       await rm(staging.dir, { recursive: true, force: true }).catch(() => undefined);
       if (err instanceof FleetError) throw err;
-      throw new FleetError("sandbox", `cannot create local sandbox: ${errorMessage(err)}`, { retryable: true, cause: err });
+      throw new FleetError("sandbox", `cannot create local sandbox: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
     } finally {
       if (port !== undefined) this.pendingPorts.delete(port);
       if (uid !== undefined) this.pendingUids.delete(uid);
@@ -151,7 +203,8 @@ export class LocalSandboxProvider implements SandboxProvider {
   /** A repository with one empty commit, so the agent's changes show up as a diff against it. */
   private async initGit(layout: SandboxLayout): Promise<void> {
     const env = { PATH: this.config.path, HOME: layout.home, LANG: this.config.lang, GIT_CONFIG_NOSYSTEM: "1" };
-    const git = (...args: string[]) => run(this.config.gitBin, ["-C", layout.workspace, ...args], { env, timeout: 30_000 });
+    const git = (...args: string[]) =>
+      run(this.config.gitBin, ["-C", layout.workspace, ...args], { env, timeout: 30_000 });
     await git("init", "-q", "-b", "main");
     await git("config", "user.name", "Fleet Agent");
     await git("config", "user.email", "agent@fleet.invalid");
@@ -168,7 +221,10 @@ export class LocalSandboxProvider implements SandboxProvider {
   /** Every registered record, valid ones only; damaged ones are reported, never fatal to a reaper. */
   private async records(): Promise<RegistryRecord[]> {
     const names = await readdir(this.rootDir).catch((err: unknown) => {
-      throw new FleetError("sandbox", `cannot read ${this.rootDir}: ${errorMessage(err)}`, { retryable: true, cause: err });
+      throw new FleetError("sandbox", `cannot read ${this.rootDir}: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
     });
     const out: RegistryRecord[] = [];
     for (const name of names) {
@@ -176,7 +232,8 @@ export class LocalSandboxProvider implements SandboxProvider {
       try {
         const record = await readRecord(layoutOf(join(this.rootDir, name)));
         if (record && record.id === name) out.push(record);
-        else if (record) this.logger.warn({ folder: name, id: record.id }, "skipping sandbox whose record names another id");
+        else if (record)
+          this.logger.warn({ folder: name, id: record.id }, "skipping sandbox whose record names another id");
       } catch (err) {
         this.logger.warn({ folder: name, err: errorMessage(err) }, "skipping unreadable sandbox registry record");
       }
@@ -194,7 +251,13 @@ export class LocalSandboxProvider implements SandboxProvider {
     if (this.config.fleet) wanted.push(["fleet", this.config.fleet]);
     return (await this.records())
       .filter((r) => wanted.every(([k, v]) => r.metadata[k] === v))
-      .map((r) => ({ id: r.id, provider: "local", metadata: { ...r.metadata }, startedAt: r.startedAt, endAt: r.endAt }))
+      .map((r) => ({
+        id: r.id,
+        provider: "local",
+        metadata: { ...r.metadata },
+        startedAt: r.startedAt,
+        endAt: r.endAt,
+      }))
       .sort(oldestFirst);
   }
 

@@ -26,7 +26,10 @@ export function recordAlive(record: RegistryRecord, now = Date.now()): boolean {
   if (now >= record.endAt) return false;
   const started = record.processes.filter((p) => !p.bridge);
   if (started.length === 0) return true;
-  return anyGroupAlive(record.id, started.map((p) => p.pgid));
+  return anyGroupAlive(
+    record.id,
+    started.map((p) => p.pgid),
+  );
 }
 
 async function finishKill(dir: string, id: string, pgids: number[], graceMs: number, logger: Logger): Promise<void> {
@@ -65,9 +68,15 @@ export async function sweepLeftovers(rootDir: string, graceMs: number, logger: L
     const killing = name.startsWith(KILLING_PREFIX);
     if (!killing && !name.startsWith(CREATING_PREFIX)) continue;
     const dir = join(rootDir, name);
-    const age = await stat(dir).then((s) => Date.now() - s.ctimeMs, () => -1);
+    const age = await stat(dir).then(
+      (s) => Date.now() - s.ctimeMs,
+      () => -1,
+    );
     if (age < (killing ? STALE_KILLING_MS : STALE_CREATING_MS)) continue;
-    const id = name.slice((killing ? KILLING_PREFIX : CREATING_PREFIX).length, (killing ? KILLING_PREFIX : CREATING_PREFIX).length + 20);
+    const id = name.slice(
+      (killing ? KILLING_PREFIX : CREATING_PREFIX).length,
+      (killing ? KILLING_PREFIX : CREATING_PREFIX).length + 20,
+    );
     if (!LOCAL_ID.test(id)) continue;
     const record = await readRecord(layoutOf(dir)).catch(() => null);
     logger.warn({ sandboxId: id, leftover: name }, "finishing a sandbox left halfway by a crashed process");

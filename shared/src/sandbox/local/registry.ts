@@ -105,7 +105,10 @@ export async function readEnvs(layout: SandboxLayout, id: string): Promise<Recor
     return Envs.parse(JSON.parse(await readFile(layout.envs, "utf8")));
   } catch (err) {
     if (isCode(err, "ENOENT", "ENOTDIR")) throw goneError(id, err);
-    throw new FleetError("sandbox", `sandbox ${id}: unreadable envs file: ${errorMessage(err)}`, { retryable: false, cause: err });
+    throw new FleetError("sandbox", `sandbox ${id}: unreadable envs file: ${errorMessage(err)}`, {
+      retryable: false,
+      cause: err,
+    });
   }
 }
 
@@ -116,17 +119,25 @@ export async function readRecord(layout: SandboxLayout): Promise<RegistryRecord 
     text = await readFile(layout.registry, "utf8");
   } catch (err) {
     if (isCode(err, "ENOENT", "ENOTDIR")) return null;
-    throw new FleetError("sandbox", `unreadable sandbox registry ${layout.registry}: ${errorMessage(err)}`, { retryable: true, cause: err });
+    throw new FleetError("sandbox", `unreadable sandbox registry ${layout.registry}: ${errorMessage(err)}`, {
+      retryable: true,
+      cause: err,
+    });
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new FleetError("sandbox", `sandbox registry ${layout.registry} is not JSON`, { retryable: false, cause: err });
+    throw new FleetError("sandbox", `sandbox registry ${layout.registry} is not JSON`, {
+      retryable: false,
+      cause: err,
+    });
   }
   const parsed = RegistryRecord.safeParse(json);
   if (!parsed.success) {
-    throw new FleetError("sandbox", `invalid sandbox registry ${layout.registry}: ${z.prettifyError(parsed.error)}`, { retryable: false });
+    throw new FleetError("sandbox", `invalid sandbox registry ${layout.registry}: ${z.prettifyError(parsed.error)}`, {
+      retryable: false,
+    });
   }
   return parsed.data;
 }
@@ -147,10 +158,15 @@ export async function withRecordLock<T>(layout: SandboxLayout, id: string, fn: (
       break;
     } catch (err) {
       if (isCode(err, "ENOENT", "ENOTDIR")) throw goneError(id, err);
-      if (!isCode(err, "EEXIST")) throw new FleetError("sandbox", `sandbox ${id}: cannot lock registry`, { retryable: true, cause: err });
-      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (!isCode(err, "EEXIST"))
+        throw new FleetError("sandbox", `sandbox ${id}: cannot lock registry`, { retryable: true, cause: err });
+      const age = await stat(lock).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
       if (age > LOCK_STALE_MS) await rmdir(lock).catch(() => undefined);
-      else if (Date.now() > until) throw new FleetError("sandbox", `sandbox ${id}: registry lock busy`, { retryable: true });
+      else if (Date.now() > until)
+        throw new FleetError("sandbox", `sandbox ${id}: registry lock busy`, { retryable: true });
       else await new Promise((r) => setTimeout(r, 10 + Math.random() * 20));
     }
   }

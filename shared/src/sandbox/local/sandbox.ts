@@ -12,7 +12,15 @@ import { bridgedCommand } from "./bridges.js";
 import { isolatedArgv, untraversable, type IsolationMode } from "./isolation.js";
 import { terminateSandbox } from "./procs.js";
 import { recordAlive } from "./reap.js";
-import { goneError, readEnvs, readRecord, withRecordLock, writeRecord, type RegistryRecord, type SandboxLayout } from "./registry.js";
+import {
+  goneError,
+  readEnvs,
+  readRecord,
+  withRecordLock,
+  writeRecord,
+  type RegistryRecord,
+  type SandboxLayout,
+} from "./registry.js";
 
 const DEFAULT_RUN_TIMEOUT_MS = 60_000;
 
@@ -103,11 +111,16 @@ export class LocalSandbox implements Sandbox {
     const record = await this.record();
     const env = sandboxEnv(config, layout, this.id, cwd, await readEnvs(layout, this.id), cmdEnvs);
     const timeout = timeoutArgs(config.timeoutBin, limitMs);
-    if (isolation === "none" || record.uid === undefined) return { argv: [...timeout, command.command, ...command.args], cwd, env };
+    if (isolation === "none" || record.uid === undefined)
+      return { argv: [...timeout, command.command, ...command.args], cwd, env };
     // The sandbox's own user starts the program: a folder it cannot search would end it at once.
     const blocked = isAbsolute(command.command) ? untraversable(dirname(command.command)) : undefined;
     if (blocked) {
-      throw new FleetError("sandbox", `the sandbox's user cannot reach ${command.command}: ${blocked} is not searchable by others (chmod o+x)`, { retryable: false });
+      throw new FleetError(
+        "sandbox",
+        `the sandbox's user cannot reach ${command.command}: ${blocked} is not searchable by others (chmod o+x)`,
+        { retryable: false },
+      );
     }
     const inner = background ? bridgedCommand(record.agentPort, record.egress, command.command, command.args) : command;
     const argv = isolatedArgv({
@@ -130,14 +143,22 @@ export class LocalSandbox implements Sandbox {
     const wanted = options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS;
     const limit = Math.min(wanted, remaining);
     const { argv, cwd, env, filterFd } = await this.prepare(command, limit, false);
-    const result = await runBounded(argv, { cwd, env, timeoutMs: limit, maxOutputBytes: this.deps.config.maxOutputBytes, extraFd: filterFd }).finally(() => {
+    const result = await runBounded(argv, {
+      cwd,
+      env,
+      timeoutMs: limit,
+      maxOutputBytes: this.deps.config.maxOutputBytes,
+      extraFd: filterFd,
+    }).finally(() => {
       if (filterFd !== undefined) closeSync(filterFd);
     });
     if (result.timedOut) {
       const expired = limit < wanted;
       throw new FleetError(
         "sandbox",
-        expired ? `sandbox ${this.id} reached its timeout while running ${command.command}` : `${command.command} timed out after ${limit} ms`,
+        expired
+          ? `sandbox ${this.id} reached its timeout while running ${command.command}`
+          : `${command.command} timed out after ${limit} ms`,
         { retryable: !expired, details: { stdout: result.stdout.slice(-2_000), stderr: result.stderr.slice(-2_000) } },
       );
     }
@@ -149,7 +170,12 @@ export class LocalSandbox implements Sandbox {
     const { argv, cwd, env, filterFd } = await this.prepare(command, remaining, true);
     const { layout, logger } = this.deps;
     const seq = (await this.record()).processes.length + 1;
-    const log = join(layout.logs, `${seq}-${basename(command.command).replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 40)}.log`);
+    const log = join(
+      layout.logs,
+      `${seq}-${basename(command.command)
+        .replace(/[^A-Za-z0-9._-]/g, "_")
+        .slice(0, 40)}.log`,
+    );
     let pgid: number;
     try {
       pgid = await startDetached(argv, { cwd, env, logFile: log, extraFd: filterFd });
@@ -167,7 +193,10 @@ export class LocalSandbox implements Sandbox {
     } catch (err) {
       // Unrecorded means unkillable by anyone else: end it now rather than leak it.
       await terminateSandbox(this.id, [pgid], 0);
-      logger.warn({ sandboxId: this.id, pgid, err: errorMessage(err) }, "background process ended: could not record it");
+      logger.warn(
+        { sandboxId: this.id, pgid, err: errorMessage(err) },
+        "background process ended: could not record it",
+      );
       throw err;
     }
     logger.info({ sandboxId: this.id, pgid, command: command.command }, "background process started");
@@ -175,7 +204,8 @@ export class LocalSandbox implements Sandbox {
   }
 
   url(port: number): string {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new FleetError("sandbox", `invalid port ${port}`, { retryable: false });
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new FleetError("sandbox", `invalid port ${port}`, { retryable: false });
     return `http://127.0.0.1:${port}`;
   }
 
