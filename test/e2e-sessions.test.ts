@@ -68,6 +68,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     services: [["api"], ["spawner"], ["spawner"], ["poller"], ["poller"]],
     store: true,
     nats: true,
+    submitDefaults: { projectId: "p-e2e" },
   });
   const ns = fleet.namespace;
 
@@ -206,50 +207,31 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
   }, 120_000);
 
   it("cancels a card's running session for its new one, which starts from the first one's files", async () => {
-    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
-      cardId: "card-1",
-      prompt: "take notes",
-      model: "card-first",
-    });
-    const firstId = first.body.sessionId;
+    const firstId = await fleet.submit({ cardId: "card-1", prompt: "take notes", model: "card-first" });
     await eventually(async () => {
       const l = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${firstId}/logs`);
       return l.body.lines.some((x) => x.line.startsWith("✓ Write notes.txt"));
     }, 90_000);
-    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
-      cardId: "card-1",
-      prompt: "read notes",
-      model: "card-second",
-    });
-    const secondId = second.body.sessionId;
+    const secondId = await fleet.submit({ cardId: "card-1", prompt: "read notes", model: "card-second" });
     const done = await eventually(async () => {
-      const r = await api<Session>(fleet, "GET", `/v1/sessions/${secondId}`);
-      return r.body.status === "completed" || r.body.status === "failed" ? r.body : undefined;
+      const r = await fleet.get(secondId);
+      return r.status === "completed" || r.status === "failed" ? r : undefined;
     }, 90_000);
     expect(done.status).toBe("completed");
     expect(done.output?.toolCalls.find((t) => t.name === "bash")?.output).toContain(NOTES.trim());
-    const firstDoc = await api<Session>(fleet, "GET", `/v1/sessions/${firstId}`);
-    expect(firstDoc.body.status).toBe("cancelled");
-    expect(firstDoc.body.error?.message).toContain(secondId);
+    const firstDoc = await fleet.get(firstId);
+    expect(firstDoc.status).toBe("cancelled");
+    expect(firstDoc.error?.message).toContain(secondId);
     await fleet.noSandbox(firstId);
     await fleet.noSandbox(secondId);
   }, 180_000);
 
   it("lets no symlink a session left carry files out of the workspace or host files into the card", async () => {
     const { ended } = fleet;
-    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
-      cardId: "card-link",
-      prompt: "link",
-      model: "card-symlink",
-    });
-    const linked = await ended(first.body.sessionId);
+    const linked = await ended(await fleet.submit({ cardId: "card-link", prompt: "link", model: "card-symlink" }));
     expect(linked.status).toBe("completed");
     expect(linked.output?.toolCalls.find((t) => t.name === "bash")?.status).toBe("completed");
-    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
+    const secondId = await fleet.submit({
       cardId: "card-link",
       prompt: "answer",
       model: "text-only",
@@ -258,7 +240,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
         { path: "leak.txt", content: "overwrite" },
       ],
     });
-    const done = await ended(second.body.sessionId);
+    const done = await ended(secondId);
     // Either the files land inside the new workspace or the session fails saying why; never outside.
     console.log(`symlink escape attempt: second session ${done.status}${done.error ? ` (${done.error.message})` : ""}`);
     if (done.status !== "completed")
@@ -267,7 +249,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     expect(readFileSync(join(OUTSIDE, "secret.txt"), "utf8")).toBe(HOST_SECRET);
     const saved = await fleet.store.cardFiles("card-link");
     expect(saved.map((f) => f.content).join("\n")).not.toContain(HOST_SECRET);
-    await fleet.noSandbox(second.body.sessionId);
+    await fleet.noSandbox(secondId);
   }, 180_000);
 
   it("shares the work between two spawners and two pollers, no session handled twice", async () => {

@@ -60,6 +60,35 @@ describe("control and failover with real processes", () => {
       await nc.close();
     }
   };
+  /** A session of several steps, once its first step ran, and the poller watching it. */
+  const watchedMidway = async () => {
+    const id = await submit({ model: "steps" });
+    await running(id);
+    await eventually(
+      async () =>
+        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
+          l.line.includes("step 1"),
+        ),
+      30_000,
+    );
+    const owner = present(
+      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
+      "the poller watching it",
+    );
+    return { id, owner };
+  };
+  /** The session completes with every log line once, in order: each step's start and end once. */
+  const completesWhole = async (id: string) => {
+    const s = await ended(id, 90_000);
+    expect(s.status).toBe("completed");
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
+      .body.lines;
+    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
+    expect(new Set(toolLines).size).toBe(toolLines.length);
+    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    return { s, lines };
+  };
   /** The terminal state holds: a while later nothing has rewritten it. */
   const stays = async (s: Session) => {
     await sleep(1_500);
@@ -130,28 +159,9 @@ describe("control and failover with real processes", () => {
   }, 120_000);
 
   it("a poller killed with SIGKILL mid-watch: another takes over, no log line lost or doubled", async () => {
-    const id = await submit({ model: "steps" });
-    await running(id);
-    await eventually(
-      async () =>
-        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
-          l.line.includes("step 1"),
-        ),
-      30_000,
-    );
-    const owner = present(
-      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
-      "the poller watching it",
-    );
+    const { id, owner } = await watchedMidway();
     process.kill(owner.process.pid, "SIGKILL");
-    const s = await ended(id, 90_000);
-    expect(s.status).toBe("completed");
-    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
-      .body.lines;
-    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
-    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
-    expect(new Set(toolLines).size).toBe(toolLines.length);
-    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    const { s, lines } = await completesWhole(id);
     expect(s.output?.response).toBe("All steps done.");
     // The survivor resumed after the lines in the stream.
     expect(fleet.logsOf("poller").join("\n")).toMatch(
@@ -168,19 +178,7 @@ describe("control and failover with real processes", () => {
   }, 150_000);
 
   it("a poller frozen past its watch's ack wait lets the session go when it wakes: one poller acts on it, no line lost or doubled", async () => {
-    const id = await submit({ model: "steps" });
-    await running(id);
-    await eventually(
-      async () =>
-        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
-          l.line.includes("step 1"),
-        ),
-      30_000,
-    );
-    const owner = present(
-      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
-      "the poller watching it",
-    );
+    const { id, owner } = await watchedMidway();
     const other = present(
       fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner),
       "a second poller",
@@ -201,14 +199,7 @@ describe("control and failover with real processes", () => {
       10_000,
       100,
     );
-    const s = await ended(id, 90_000);
-    expect(s.status).toBe("completed");
-    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
-      .body.lines;
-    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
-    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
-    expect(new Set(toolLines).size).toBe(toolLines.length);
-    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    await completesWhole(id);
     // The owner wrote nothing for the session after it woke: its last word on it is the watch it started.
     const ownerLines = readFileSync(owner.process.logFile, "utf8")
       .split("\n")

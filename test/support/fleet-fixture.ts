@@ -19,6 +19,8 @@ import { api, startTestFleet, type TestFleet } from "./fleet.js";
 const ENDED: readonly string[] = ["completed", "failed", "cancelled"];
 /** The spawner's config requires a model URL; a simulated agent never calls it. */
 const UNUSED_MODEL_URL = "http://127.0.0.1:9/v1";
+/** What the fixture reads from the running fleet each time it is asked. */
+const FLEET_FIELDS = ["dir", "sandboxDir", "agentSecret", "callbackKeys", "apiUrl", "apiKey", "services"] as const;
 
 export interface FleetFixtureOptions {
   /** Start of the fleet's namespace (also its database's name), made unique per call. */
@@ -156,30 +158,18 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
     if (errors.length > 0) throw errors[0];
   });
 
-  const fixture: FleetFixture = {
+  const until = (id: string, done: (s: Session) => boolean, timeoutMs: number, intervalMs: number) =>
+    eventually(
+      async () => {
+        const s = await fixture.get(id);
+        return done(s) ? s : undefined;
+      },
+      timeoutMs,
+      intervalMs,
+    );
+  const members: Omit<FleetFixture, (typeof FLEET_FIELDS)[number]> = {
     namespace,
     database: namespace,
-    get dir() {
-      return started().dir;
-    },
-    get sandboxDir() {
-      return started().sandboxDir;
-    },
-    get agentSecret() {
-      return started().agentSecret;
-    },
-    get callbackKeys() {
-      return started().callbackKeys;
-    },
-    get apiUrl() {
-      return started().apiUrl;
-    },
-    get apiKey() {
-      return started().apiKey;
-    },
-    get services() {
-      return started().services;
-    },
     add: (name, env) => started().add(name, env),
     logsOf: (name) => started().logsOf(name),
     stop: () => started().stop(),
@@ -203,26 +193,23 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
         .sessionId,
     get: async (id) => (await api<Session>(fixture, "GET", `/v1/sessions/${id}`)).body,
     ended: (id, timeoutMs = 90_000, intervalMs = 25) =>
-      eventually(
-        async () => {
-          const s = await fixture.get(id);
-          return ENDED.includes(s.status) ? s : undefined;
-        },
-        timeoutMs,
-        intervalMs,
-      ),
+      until(id, (s) => ENDED.includes(s.status), timeoutMs, intervalMs),
     running: (id, timeoutMs = 90_000, intervalMs = 25) =>
-      eventually(
-        async () => {
-          const s = await fixture.get(id);
-          return s.status === "running" ? s : undefined;
-        },
-        timeoutMs,
-        intervalMs,
-      ),
+      until(id, (s) => s.status === "running", timeoutMs, intervalMs),
     noSandbox: async (id, timeoutMs = 15_000, intervalMs = 25) => {
       await eventually(async () => (await sandboxes().list({ sessionId: id })).length === 0, timeoutMs, intervalMs);
     },
   };
+  const fixture: FleetFixture = delegate(started, FLEET_FIELDS, members);
   return fixture;
+}
+
+/** `base` with getters that read `keys` from `source()` when used, not before. */
+function delegate<T, K extends keyof T, B extends object>(
+  source: () => T,
+  keys: readonly K[],
+  base: B,
+): B & Pick<T, K> {
+  for (const key of keys) Object.defineProperty(base, key, { enumerable: true, get: () => source()[key] });
+  return base as B & Pick<T, K>;
 }
