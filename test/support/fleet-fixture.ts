@@ -68,6 +68,7 @@ export interface FleetFixture<P extends SandboxProvider = SandboxProvider> exten
   get(id: string): Promise<Session>;
   /** The session once it is completed, failed or cancelled. */
   ended(id: string, timeoutMs?: number, intervalMs?: number): Promise<Session>;
+  /** The session once it is running. */
   running(id: string, timeoutMs?: number, intervalMs?: number): Promise<Session>;
   /** Waits until no sandbox of the session is alive. */
   noSandbox(id: string, timeoutMs?: number, intervalMs?: number): Promise<void>;
