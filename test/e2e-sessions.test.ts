@@ -1,21 +1,12 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
+import { describe, expect, it } from "vitest";
 import { SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
-import {
-  DEMO_FILE,
-  DEMO_TODOS,
-  SCENARIOS,
-  startScriptedModel,
-  type ScenarioInput,
-  type ScriptedModel,
-} from "../devtools/src/model/index.js";
-import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
-import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
-import { api, readSse, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { DEMO_FILE, DEMO_TODOS, SCENARIOS } from "../devtools/src/model/index.js";
+import { eventually } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
+import { api, readSse } from "./support/fleet.js";
 
 /** Card scenarios: the first writes notes and then thinks for a long time; the second reads them. */
 const NOTES = "notes from the first session\n";
@@ -70,46 +61,22 @@ const cardScenarios = {
 };
 
 describe("sessions end to end: api, spawners and pollers as processes, real OpenCode", () => {
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-  let nc: NatsConnection;
-  let ns: string;
-  const store = () => openStore(ns);
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("e2e");
-    model = await startScriptedModel({
-      port: 0,
-      scenario: SCENARIOS.demo as ScenarioInput,
-      byModel: { ...SCENARIOS, ...cardScenarios },
-      logger,
-    });
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: model.url,
-      env: { SPAWNER_MAX_IN_FLIGHT: "1", POLLER_STATUS_INTERVAL_MS: "500" },
-      services: [["api"], ["spawner"], ["spawner"], ["poller"], ["poller"]],
-    });
-    nc = await connect({ servers: inject("natsUrl") });
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await nc?.close();
-    await model?.close();
-    await cleanup(ns, ns);
+  const fleet = useTestFleet({
+    prefix: "e2e",
+    model: { scenario: "demo", byModel: { ...SCENARIOS, ...cardScenarios } },
+    env: { SPAWNER_MAX_IN_FLIGHT: "1", POLLER_STATUS_INTERVAL_MS: "500" },
+    services: [["api"], ["spawner"], ["spawner"], ["poller"], ["poller"]],
+    store: true,
+    nats: true,
+    submitDefaults: { projectId: "p-e2e" },
   });
-
-  async function sandboxGone(sessionId: string): Promise<void> {
-    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-    await eventually(async () => (await provider.list({ sessionId })).length === 0, 15_000);
-  }
+  const ns = fleet.namespace;
 
   it("runs a session submitted over HTTP and one published raw on the bus, with their tools really run", async () => {
     const rawId = `raw-${ns}`;
     // A plain subscriber, as another system would follow a session.
     const plain: Array<{ seq: number; line: string }> = [];
-    const sub = nc.subscribe(subjectFor(ns, "log", rawId), {
+    const sub = fleet.nc.subscribe(subjectFor(ns, "log", rawId), {
       callback: (_e, m) => void plain.push(m.json<{ seq: number; line: string }>()),
     });
 
@@ -120,7 +87,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     });
     expect(posted.status).toBe(202);
     const httpId = posted.body.sessionId;
-    const js = (await import("@nats-io/jetstream")).jetstream(nc);
+    const js = (await import("@nats-io/jetstream")).jetstream(fleet.nc);
     await js.publish(
       subjectFor(ns, "requested"),
       JSON.stringify({
@@ -175,7 +142,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     expect(metrics.body.executionMs).toBeGreaterThan(0);
     expect(metrics.body.counts.toolCalls).toBe(3);
     expect(metrics.body.usage.tokensIn).toBeGreaterThan(0);
-    await sandboxGone(httpId);
+    await fleet.noSandbox(httpId);
 
     const raw = await eventually(async () => {
       const r = await api<Session>(fleet, "GET", `/v1/sessions/${rawId}`);
@@ -190,7 +157,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     await eventually(() => plain.length === stored.body.lines.length);
     expect(plain).toEqual(stored.body.lines.map((l) => expect.objectContaining({ seq: l.seq, line: l.line })));
     sub.unsubscribe();
-    await sandboxGone(rawId);
+    await fleet.noSandbox(rawId);
   }, 180_000);
 
   it("lets the agent push progress (kept once on retry) and complete its own session through signed callbacks", async () => {
@@ -212,13 +179,12 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     );
     expect(logs.body.lines.filter((l) => l.line === "pushed from the sandbox")).toHaveLength(1);
     expect(logs.body.lines.map((l) => l.seq)).toEqual(logs.body.lines.map((_, i) => i + 1));
-    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-    await eventually(async () => (await provider.list({ sessionId: body.sessionId })).length === 0, 20_000);
+    await fleet.noSandbox(body.sessionId, 20_000);
   }, 120_000);
 
   it("starts one sandbox for a duplicated session.requested", async () => {
     const id = `dup-${ns}`;
-    const js = (await import("@nats-io/jetstream")).jetstream(nc);
+    const js = (await import("@nats-io/jetstream")).jetstream(fleet.nc);
     const body = JSON.stringify({
       v: SCHEMA_VERSION,
       sessionId: id,
@@ -237,58 +203,35 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     expect(done.attempt).toBe(1);
     const logs = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`);
     expect(logs.body.lines.filter((l) => l.line.startsWith("Sandbox "))).toHaveLength(1);
-    await sandboxGone(id);
+    await fleet.noSandbox(id);
   }, 120_000);
 
   it("cancels a card's running session for its new one, which starts from the first one's files", async () => {
-    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
-      cardId: "card-1",
-      prompt: "take notes",
-      model: "card-first",
-    });
-    const firstId = first.body.sessionId;
+    const firstId = await fleet.submit({ cardId: "card-1", prompt: "take notes", model: "card-first" });
     await eventually(async () => {
       const l = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${firstId}/logs`);
       return l.body.lines.some((x) => x.line.startsWith("✓ Write notes.txt"));
     }, 90_000);
-    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
-      cardId: "card-1",
-      prompt: "read notes",
-      model: "card-second",
-    });
-    const secondId = second.body.sessionId;
+    const secondId = await fleet.submit({ cardId: "card-1", prompt: "read notes", model: "card-second" });
     const done = await eventually(async () => {
-      const r = await api<Session>(fleet, "GET", `/v1/sessions/${secondId}`);
-      return r.body.status === "completed" || r.body.status === "failed" ? r.body : undefined;
+      const r = await fleet.get(secondId);
+      return r.status === "completed" || r.status === "failed" ? r : undefined;
     }, 90_000);
     expect(done.status).toBe("completed");
     expect(done.output?.toolCalls.find((t) => t.name === "bash")?.output).toContain(NOTES.trim());
-    const firstDoc = await api<Session>(fleet, "GET", `/v1/sessions/${firstId}`);
-    expect(firstDoc.body.status).toBe("cancelled");
-    expect(firstDoc.body.error?.message).toContain(secondId);
-    await sandboxGone(firstId);
-    await sandboxGone(secondId);
+    const firstDoc = await fleet.get(firstId);
+    expect(firstDoc.status).toBe("cancelled");
+    expect(firstDoc.error?.message).toContain(secondId);
+    await fleet.noSandbox(firstId);
+    await fleet.noSandbox(secondId);
   }, 180_000);
 
   it("lets no symlink a session left carry files out of the workspace or host files into the card", async () => {
-    const ended = async (id: string) =>
-      eventually(async () => {
-        const r = (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
-        return ["completed", "failed", "cancelled"].includes(r.status) ? r : undefined;
-      }, 90_000);
-    const first = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
-      cardId: "card-link",
-      prompt: "link",
-      model: "card-symlink",
-    });
-    const linked = await ended(first.body.sessionId);
+    const { ended } = fleet;
+    const linked = await ended(await fleet.submit({ cardId: "card-link", prompt: "link", model: "card-symlink" }));
     expect(linked.status).toBe("completed");
     expect(linked.output?.toolCalls.find((t) => t.name === "bash")?.status).toBe("completed");
-    const second = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-e2e",
+    const secondId = await fleet.submit({
       cardId: "card-link",
       prompt: "answer",
       model: "text-only",
@@ -297,18 +240,16 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
         { path: "leak.txt", content: "overwrite" },
       ],
     });
-    const done = await ended(second.body.sessionId);
+    const done = await ended(secondId);
     // Either the files land inside the new workspace or the session fails saying why; never outside.
     console.log(`symlink escape attempt: second session ${done.status}${done.error ? ` (${done.error.message})` : ""}`);
     if (done.status !== "completed")
       expect(done.error?.message).toMatch(/escape|leak|symlink|outside|exists|directory/i);
     expect(readdirSync(OUTSIDE)).toEqual(["secret.txt"]);
     expect(readFileSync(join(OUTSIDE, "secret.txt"), "utf8")).toBe(HOST_SECRET);
-    const s = await store();
-    const saved = await s.cardFiles("card-link");
-    await s.close();
+    const saved = await fleet.store.cardFiles("card-link");
     expect(saved.map((f) => f.content).join("\n")).not.toContain(HOST_SECRET);
-    await sandboxGone(second.body.sessionId);
+    await fleet.noSandbox(secondId);
   }, 180_000);
 
   it("shares the work between two spawners and two pollers, no session handled twice", async () => {
@@ -331,11 +272,9 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
       );
     }
     // Every session of this file: claimed by exactly one spawner attempt, watched by exactly one poller.
-    const s = await store();
-    const all = (await s.listByProject("p-e2e", { limit: 50 })).items.concat(
-      (await s.listByProject("p-share", { limit: 50 })).items,
+    const all = (await fleet.store.listByProject("p-e2e", { limit: 50 })).items.concat(
+      (await fleet.store.listByProject("p-share", { limit: 50 })).items,
     );
-    await s.close();
     const pollerLogs = fleet.logsOf("poller");
     const hasLine = (log: string, id: string, msg: string) =>
       log.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes(msg));
@@ -354,31 +293,18 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
 });
 
 describe("an agent server that never becomes healthy", () => {
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-  let ns: string;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("e2ehang");
-    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, logger });
-    // A stand-in binary that runs but never serves: the spawner must give up, not wait for the deadline.
-    const dir = mkdtempSync(join(tmpdir(), "fleet-hang-"));
-    // The sandbox's own user must reach it: it runs in the sandbox like the real agent.
-    chmodSync(dir, 0o755);
-    const bin = join(dir, "opencode");
-    writeFileSync(bin, "#!/bin/sh\nexec sleep 300\n", { mode: 0o755 });
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: model.url,
-      env: { OPENCODE_BIN: bin, FLEET_AGENT_READY_MS: "3000" },
-      services: [["api"], ["spawner"], ["poller"]],
-    });
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await model?.close();
-    await cleanup(ns, ns);
+  // A stand-in binary that runs but never serves: the spawner must give up, not wait for the deadline.
+  const dir = mkdtempSync(join(tmpdir(), "fleet-hang-"));
+  // The sandbox's own user must reach it: it runs in the sandbox like the real agent.
+  chmodSync(dir, 0o755);
+  const bin = join(dir, "opencode");
+  writeFileSync(bin, "#!/bin/sh\nexec sleep 300\n", { mode: 0o755 });
+  const fleet = useTestFleet({
+    prefix: "e2ehang",
+    model: { scenario: "demo" },
+    env: { OPENCODE_BIN: bin, FLEET_AGENT_READY_MS: "3000" },
+    services: [["api"], ["spawner"], ["poller"]],
+    teardown: () => rmSync(dir, { recursive: true, force: true }),
   });
 
   it("fails the session with a clear reason and removes its sandbox", async () => {
@@ -392,7 +318,6 @@ describe("an agent server that never becomes healthy", () => {
     }, 60_000);
     expect(failed.error).toEqual({ code: "agent", message: "agent server did not become healthy within 3 s" });
     expect(failed.phase).toBe("server_starting");
-    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-    await eventually(async () => (await provider.list({ sessionId: body.sessionId })).length === 0, 15_000);
+    await fleet.noSandbox(body.sessionId);
   }, 90_000);
 });

@@ -1,12 +1,13 @@
 import { readFileSync } from "node:fs";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { streamName, subjectFor, type Session } from "../shared/src/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
-import { LocalSandboxProvider, isProcessRunning } from "../shared/src/sandbox/local/index.js";
-import { cleanup, eventually, logger, openStore, present, sleep, uniqueNamespace } from "./support/fixtures.js";
-import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { SCENARIOS, type ScenarioInput } from "../devtools/src/model/index.js";
+import { isProcessRunning } from "../shared/src/sandbox/local/index.js";
+import { eventually, present, sleep } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
+import { api } from "./support/fleet.js";
 
 /** Several short steps, so a session runs long enough to lose a process in the middle of it. */
 const steps: ScenarioInput = {
@@ -21,56 +22,25 @@ const steps: ScenarioInput = {
 };
 
 describe("control and failover with real processes", () => {
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-  let ns: string;
-  let provider: LocalSandboxProvider;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("fo");
-    model = await startScriptedModel({
-      port: 0,
-      scenario: SCENARIOS.demo as ScenarioInput,
-      byModel: { ...SCENARIOS, steps },
-      logger,
-    });
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: model.url,
-      env: {
-        FLEET_ACK_WAIT_MS: "4000",
-        FLEET_WATCH_ACK_WAIT_MS: "4000",
-        POLLER_STATUS_INTERVAL_MS: "500",
-        POLLER_QUIET_MS: "8000",
-        POLLER_ESCALATION_STEP_MS: "1500",
-        WATCHDOG_INTERVAL_MS: "500",
-        REAPER_INTERVAL_MS: "1000",
-        REAPER_GRACE_MS: "2000",
-      },
-      services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
-    });
-    provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await model?.close();
-    await cleanup(ns, ns);
+  const fleet = useTestFleet({
+    prefix: "fo",
+    model: { scenario: "demo", byModel: { ...SCENARIOS, steps } },
+    env: {
+      FLEET_ACK_WAIT_MS: "4000",
+      FLEET_WATCH_ACK_WAIT_MS: "4000",
+      POLLER_STATUS_INTERVAL_MS: "500",
+      POLLER_QUIET_MS: "8000",
+      POLLER_ESCALATION_STEP_MS: "1500",
+      WATCHDOG_INTERVAL_MS: "500",
+      REAPER_INTERVAL_MS: "1000",
+      REAPER_GRACE_MS: "2000",
+    },
+    services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
+    store: true,
+    submitDefaults: { projectId: "p-fo", prompt: "go" },
   });
-
-  const submit = async (body: Record<string, unknown>) =>
-    (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-fo", prompt: "go", ...body })).body
-      .sessionId;
-  const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
-  const ended = (id: string, timeoutMs = 90_000) =>
-    eventually(async () => {
-      const s = await get(id);
-      return ["completed", "failed", "cancelled"].includes(s.status) ? s : undefined;
-    }, timeoutMs);
-  const running = (id: string) =>
-    eventually(async () => ((await get(id)).status === "running" ? get(id) : undefined), 90_000);
-  const noSandbox = (id: string) =>
-    eventually(async () => (await provider.list({ sessionId: id })).length === 0, 15_000);
+  const { submit, get, ended, running, noSandbox } = fleet;
+  const ns = fleet.namespace;
   /** A session's cancel requests and terminal events in the fleet's events stream, in order. */
   const eventsOf = async (id: string): Promise<string[]> => {
     const nc = await connect({ servers: inject("natsUrl") });
@@ -89,6 +59,35 @@ describe("control and failover with real processes", () => {
     } finally {
       await nc.close();
     }
+  };
+  /** A session of several steps, once its first step ran, and the poller watching it. */
+  const watchedMidway = async () => {
+    const id = await submit({ model: "steps" });
+    await running(id);
+    await eventually(
+      async () =>
+        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
+          l.line.includes("step 1"),
+        ),
+      30_000,
+    );
+    const owner = present(
+      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
+      "the poller watching it",
+    );
+    return { id, owner };
+  };
+  /** The session completes with every log line once, in order: each step's start and end once. */
+  const completesWhole = async (id: string) => {
+    const s = await ended(id, 90_000);
+    expect(s.status).toBe("completed");
+    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
+      .body.lines;
+    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
+    expect(new Set(toolLines).size).toBe(toolLines.length);
+    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    return { s, lines };
   };
   /** The terminal state holds: a while later nothing has rewritten it. */
   const stays = async (s: Session) => {
@@ -160,61 +159,26 @@ describe("control and failover with real processes", () => {
   }, 120_000);
 
   it("a poller killed with SIGKILL mid-watch: another takes over, no log line lost or doubled", async () => {
-    const id = await submit({ model: "steps" });
-    await running(id);
-    await eventually(
-      async () =>
-        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
-          l.line.includes("step 1"),
-        ),
-      30_000,
-    );
-    const owner = present(
-      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
-      "the poller watching it",
-    );
+    const { id, owner } = await watchedMidway();
     process.kill(owner.process.pid, "SIGKILL");
-    const s = await ended(id, 90_000);
-    expect(s.status).toBe("completed");
-    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
-      .body.lines;
-    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
-    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
-    expect(new Set(toolLines).size).toBe(toolLines.length);
-    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    const { s, lines } = await completesWhole(id);
     expect(s.output?.response).toBe("All steps done.");
     // The survivor resumed after the lines in the stream.
     expect(fleet.logsOf("poller").join("\n")).toMatch(
       new RegExp(`"sessionId":"${id}".*"delivery":2.*watching session`),
     );
     // The archiver stored them all once, also those the killed poller's archiver held unacknowledged.
-    const store = await openStore(ns);
-    try {
-      await eventually(async () => (await store.lastLogSeq(id)) === lines.length, 30_000, 250);
-      expect((await store.logs(id, { limit: 10_000 })).map((l) => [l.seq, l.line])).toEqual(
-        lines.map((l) => [l.seq, l.line]),
-      );
-    } finally {
-      await store.close();
-    }
+    const { store } = fleet;
+    await eventually(async () => (await store.lastLogSeq(id)) === lines.length, 30_000, 250);
+    expect((await store.logs(id, { limit: 10_000 })).map((l) => [l.seq, l.line])).toEqual(
+      lines.map((l) => [l.seq, l.line]),
+    );
     await noSandbox(id);
     await fleet.add("poller");
   }, 150_000);
 
   it("a poller frozen past its watch's ack wait lets the session go when it wakes: one poller acts on it, no line lost or doubled", async () => {
-    const id = await submit({ model: "steps" });
-    await running(id);
-    await eventually(
-      async () =>
-        (await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.some((l) =>
-          l.line.includes("step 1"),
-        ),
-      30_000,
-    );
-    const owner = present(
-      fleet.services.find((x) => x.name === "poller" && x.process.running && hasWatchLine(x.process.logFile, id)),
-      "the poller watching it",
-    );
+    const { id, owner } = await watchedMidway();
     const other = present(
       fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner),
       "a second poller",
@@ -235,14 +199,7 @@ describe("control and failover with real processes", () => {
       10_000,
       100,
     );
-    const s = await ended(id, 90_000);
-    expect(s.status).toBe("completed");
-    const lines = (await api<{ lines: Array<{ seq: number; line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`))
-      .body.lines;
-    expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
-    const toolLines = lines.map((l) => l.line).filter((l) => l.startsWith("▸") || l.startsWith("✓"));
-    expect(new Set(toolLines).size).toBe(toolLines.length);
-    for (const i of [1, 2, 3, 4, 5]) expect(toolLines.filter((l) => l.includes(`echo step ${i}`))).toHaveLength(2);
+    await completesWhole(id);
     // The owner wrote nothing for the session after it woke: its last word on it is the watch it started.
     const ownerLines = readFileSync(owner.process.logFile, "utf8")
       .split("\n")
@@ -270,39 +227,34 @@ describe("control and failover with real processes", () => {
     expect(s.status).toBe("completed");
     expect(s.attempt).toBe(2);
     expect(s.sandbox?.id).not.toBe(s1.sandbox?.id);
-    expect(await provider.connect(present(s1.sandbox, "the first attempt's sandbox").id)).toBeNull();
+    expect(await fleet.provider.connect(present(s1.sandbox, "the first attempt's sandbox").id)).toBeNull();
     await noSandbox(id);
   }, 150_000);
 
   it("reaps sandboxes whose session is unknown or ended", async () => {
-    const orphan = await provider.create({
+    const orphan = await fleet.provider.create({
       metadata: { fleet: "fleet", sessionId: "no-such-session", projectId: "p", attempt: "1" },
       envs: {},
       timeoutMs: 60_000,
     });
     await orphan.startBackground({ command: "sleep", args: ["60"] });
-    await eventually(async () => (await provider.connect(orphan.id)) === null, 15_000);
+    await eventually(async () => (await fleet.provider.connect(orphan.id)) === null, 15_000);
   }, 30_000);
 
   it("keeps the first terminal state when cancel races completion and the watchdog fires twice", async () => {
-    const store = await openStore(ns);
-    try {
-      const id = await submit({ model: "text-only" });
-      const s = await ended(id, 90_000);
-      expect(s.status).toBe("completed");
-      // Late cancel, a second deadline pass, a duplicate completion: none changes anything.
-      await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {});
-      expect(
-        await store.transition(id, {
-          from: ["pending", "running"],
-          to: "failed",
-          set: { error: { code: "timeout", message: "late" } },
-        }),
-      ).toBeNull();
-      await stays(s);
-    } finally {
-      await store.close();
-    }
+    const id = await submit({ model: "text-only" });
+    const s = await ended(id, 90_000);
+    expect(s.status).toBe("completed");
+    // Late cancel, a second deadline pass, a duplicate completion: none changes anything.
+    await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {});
+    expect(
+      await fleet.store.transition(id, {
+        from: ["pending", "running"],
+        to: "failed",
+        set: { error: { code: "timeout", message: "late" } },
+      }),
+    ).toBeNull();
+    await stays(s);
   }, 120_000);
 });
 

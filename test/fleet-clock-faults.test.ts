@@ -3,16 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { SCHEMA_VERSION, subjectFor, type MongoSessionStore, type Session } from "../shared/src/index.js";
-import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
-import { cleanup, eventually, logger, openStore, uniqueNamespace } from "./support/fixtures.js";
-import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { describe, expect, it } from "vitest";
+import { SCHEMA_VERSION, subjectFor } from "../shared/src/index.js";
+import { eventually } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
 
 /** Projects whose sandbox creates the simulated provider fails on purpose (FLEET_SIM_CREATE_FAULTS). */
 const FAULTS = "p-rate=rate_limit:2,p-busy=transient:1,p-denied=permanent,p-stuck=transient:50";
-const ENDED = ["completed", "failed", "cancelled"];
 
 /**
  * What an outside system and a user meet, through the real api, spawner, poller and watchdog
@@ -21,60 +18,28 @@ const ENDED = ["completed", "failed", "cancelled"];
  * cancel`.
  */
 describe("the fleet's clock, provider faults and ./fleet cancel, with real services", () => {
-  let fleet: TestFleet;
-  let ns: string;
-  let simDir: string;
-  let provider: SimulatedSandboxProvider;
-  let nc: NatsConnection;
-  let store: MongoSessionStore;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("clk");
-    simDir = mkdtempSync(join(tmpdir(), "fleet-sim-faults-"));
-    provider = new SimulatedSandboxProvider({ dir: simDir }, logger);
-    fleet = await startTestFleet({
-      namespace: ns,
-      // The spawner's config requires a model URL; the simulated agent never calls it.
-      modelUrl: "http://127.0.0.1:9/v1",
-      env: {
-        SANDBOX_PROVIDER: "simulated",
-        FLEET_SIM_DIR: simDir,
-        FLEET_SIM_EVENTS: "2",
-        // Long enough for the watchdog (every 500 ms) to see a session whose deadline has passed.
-        FLEET_SIM_EVENT_MS: "1000",
-        FLEET_SIM_CREATE_FAULTS: FAULTS,
-        WATCHDOG_INTERVAL_MS: "500",
-        REAPER_INTERVAL_MS: "500",
-        REAPER_GRACE_MS: "200",
-      },
-      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
-    });
-    nc = await connect({ servers: inject("natsUrl") });
-    store = await openStore(ns);
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await nc?.close();
-    await store?.close();
-    await cleanup(ns, ns);
-    if (simDir) rmSync(simDir, { recursive: true, force: true });
+  const fleet = useTestFleet({
+    prefix: "clk",
+    simulated: true,
+    env: {
+      FLEET_SIM_EVENTS: "2",
+      // Long enough for the watchdog (every 500 ms) to see a session whose deadline has passed.
+      FLEET_SIM_EVENT_MS: "1000",
+      FLEET_SIM_CREATE_FAULTS: FAULTS,
+      WATCHDOG_INTERVAL_MS: "500",
+      REAPER_INTERVAL_MS: "500",
+      REAPER_GRACE_MS: "200",
+    },
+    services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
+    store: true,
+    nats: true,
+    submitDefaults: { prompt: "go" },
   });
-
-  const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
-  const ended = (id: string, timeoutMs = 60_000) =>
-    eventually(
-      async () => {
-        const s = await store.get(id);
-        return s && ENDED.includes(s.status) ? s : undefined;
-      },
-      timeoutMs,
-      100,
-    );
-  const submit = async (projectId: string) =>
-    (await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId, prompt: "go" })).body.sessionId;
+  const ns = fleet.namespace;
+  const ended = (id: string, timeoutMs = 60_000) => fleet.ended(id, timeoutMs, 100);
+  const submit = (projectId: string) => fleet.submit({ projectId });
   const publishRequest = (sessionId: string, requestedAt: number) =>
-    jetstream(nc).publish(
+    jetstream(fleet.nc).publish(
       subjectFor(ns, "requested"),
       JSON.stringify({
         v: SCHEMA_VERSION,
@@ -105,12 +70,12 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
     const id = `future-${ns}`;
     await publishRequest(id, Date.now() + 3_600_000);
     const dead = await eventually(
-      async () => (await store.deadLetters({ limit: 100 })).find((d) => d.excerpt.includes(id)),
+      async () => (await fleet.store.deadLetters({ limit: 100 })).find((d) => d.excerpt.includes(id)),
       20_000,
       100,
     );
     expect(dead.reason).toMatch(/requestedAt .* ahead of the fleet's clock/);
-    expect(await store.get(id)).toBeNull();
+    expect(await fleet.store.get(id)).toBeNull();
   }, 30_000);
 
   it("retries sandbox creates refused for a rate limit or a transient error, with backoff, and the sessions complete", async () => {
@@ -130,6 +95,7 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
     expect((r.startedAt ?? 0) - r.createdAt).toBeGreaterThanOrEqual(750);
     const spawner = fleet.logsOf("spawner").join("\n");
     expect(spawner).toContain(`429 too many sandboxes being created (project p-rate, attempt 2)`);
+    const { provider } = fleet;
     await eventually(
       async () =>
         (await provider.list({ sessionId: rate })).length + (await provider.list({ sessionId: busy })).length === 0,
@@ -145,13 +111,13 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
     expect(s.attempt).toBe(1);
     expect(s.error?.code).toBe("sandbox");
     expect(s.error?.message).toMatch(/template not found; creating this sandbox cannot succeed/);
-    expect(await provider.list({ sessionId: id })).toEqual([]);
+    expect(await fleet.provider.list({ sessionId: id })).toEqual([]);
   }, 60_000);
 
   it("cancels with ./fleet cancel ID --reason, and explains its usage", async () => {
     // Its creates keep failing, so it stays pending while the spawner backs off: a session to cancel.
     const id = await submit("p-stuck");
-    await eventually(async () => (await get(id)).attempt >= 1, 20_000, 100);
+    await eventually(async () => (await fleet.get(id)).attempt >= 1, 20_000, 100);
     const home = mkdtempSync(join(tmpdir(), "fleet-cli-cancel-"));
     const cli = (args: string[]) => {
       const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "cli", "dist", "main.js"), ...args], {
@@ -183,48 +149,18 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
 });
 
 describe("a provider that keeps refusing for a rate limit, with real services", () => {
-  let fleet: TestFleet;
-  let ns: string;
-  let simDir: string;
-  let store: MongoSessionStore;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("rl");
-    simDir = mkdtempSync(join(tmpdir(), "fleet-sim-limited-"));
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: "http://127.0.0.1:9/v1",
-      // Three deliveries, so giving up takes about two backoffs (0.75-1.5 s) rather than minutes.
-      env: {
-        SANDBOX_PROVIDER: "simulated",
-        FLEET_SIM_DIR: simDir,
-        FLEET_SIM_CREATE_FAULTS: "p-limited=rate_limit:99",
-        FLEET_MAX_DELIVER: "3",
-      },
-      services: [["api"], ["spawner"]],
-    });
-    store = await openStore(ns);
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await store?.close();
-    await cleanup(ns, ns);
-    if (simDir) rmSync(simDir, { recursive: true, force: true });
+  const fleet = useTestFleet({
+    prefix: "rl",
+    simulated: true,
+    // Three deliveries, so giving up takes about two backoffs (0.75-1.5 s) rather than minutes.
+    env: { FLEET_SIM_CREATE_FAULTS: "p-limited=rate_limit:99", FLEET_MAX_DELIVER: "3" },
+    services: [["api"], ["spawner"]],
+    store: true,
   });
 
   it("fails the session with code rate_limited once the retries are spent, and records the dead request", async () => {
-    const id = (
-      await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", { projectId: "p-limited", prompt: "go" })
-    ).body.sessionId;
-    const s = await eventually(
-      async () => {
-        const got = await store.get(id);
-        return got && ENDED.includes(got.status) ? got : undefined;
-      },
-      30_000,
-      100,
-    );
+    const id = await fleet.submit({ projectId: "p-limited", prompt: "go" });
+    const s = await fleet.ended(id, 30_000, 100);
     expect({ status: s.status, code: s.error?.code, attempt: s.attempt }).toEqual({
       status: "failed",
       code: "rate_limited",
@@ -234,7 +170,7 @@ describe("a provider that keeps refusing for a rate limit, with real services", 
       /^gave up after 3 attempts: simulated provider: 429 too many sandboxes being created/,
     );
     const dead = await eventually(
-      async () => (await store.deadLetters({ limit: 10 })).find((d) => d.excerpt.includes(id)),
+      async () => (await fleet.store.deadLetters({ limit: 10 })).find((d) => d.excerpt.includes(id)),
       10_000,
       100,
     );

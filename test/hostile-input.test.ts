@@ -1,38 +1,25 @@
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
+import { describe, expect, it } from "vitest";
 import { LIMITS, SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
-import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
-import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { SCENARIOS } from "../devtools/src/model/index.js";
+import { eventually, sleep } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
+import { api } from "./support/fleet.js";
 
 /**
  * Bad input against a running fleet that serves one project: each refusal is a clear 4xx (HTTP) or
  * a dead letter (bus), nothing is stored for it, and a good session afterwards still completes.
  */
 describe("hostile input against a running fleet", () => {
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-  let nc: NatsConnection;
-  let ns: string;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("hostile");
-    model = await startScriptedModel({
-      port: 0,
-      scenario: SCENARIOS["text-only"] as ScenarioInput,
-      byModel: SCENARIOS,
-      logger,
-    });
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: model.url,
-      env: { FLEET_PROJECTS: "p-known,p-b", POLLER_STATUS_INTERVAL_MS: "500" },
-      services: [["api"], ["spawner"], ["poller"]],
-    });
-    nc = await connect({ servers: inject("natsUrl") });
-  }, 120_000);
+  const fleet = useTestFleet({
+    prefix: "hostile",
+    model: { scenario: "text-only", byModel: SCENARIOS },
+    env: { FLEET_PROJECTS: "p-known,p-b", POLLER_STATUS_INTERVAL_MS: "500" },
+    services: [["api"], ["spawner"], ["poller"]],
+    store: true,
+    nats: true,
+  });
+  const ns = fleet.namespace;
 
   const request = (sessionId: string, extra: Record<string, unknown> = {}) =>
     JSON.stringify({
@@ -44,13 +31,6 @@ describe("hostile input against a running fleet", () => {
       config: { model: "text-only" },
       ...extra,
     });
-
-  afterAll(async () => {
-    await nc?.close();
-    await fleet?.stop();
-    await model?.close();
-    await cleanup(ns, ns);
-  });
 
   it("answers each bad submit with a clear 4xx and stores nothing for it", async () => {
     const cases: Array<[string, unknown, number, RegExp]> = [
@@ -101,16 +81,11 @@ describe("hostile input against a running fleet", () => {
       expect(r.status, what).toBe(status);
       expect(r.body.error.message, what).toMatch(message);
     }
-    const store = await openStore(ns);
-    try {
-      for (const [, body] of cases) expect(await store.get((body as { sessionId: string }).sessionId)).toBeNull();
-    } finally {
-      await store.close();
-    }
+    for (const [, body] of cases) expect(await fleet.store.get((body as { sessionId: string }).sessionId)).toBeNull();
   });
 
   it("dead-letters bus requests for an unknown project or past the size limit, and still runs a good one", async () => {
-    const js = jetstream(nc);
+    const js = jetstream(fleet.nc);
     await js.publish(subjectFor(ns, "requested"), request("b-unknown", { projectId: "p-other" }), {
       msgID: "b-unknown",
     });
@@ -128,36 +103,32 @@ describe("hostile input against a running fleet", () => {
     );
     await js.publish(subjectFor(ns, "requested"), request("b-good"), { msgID: "b-good" });
 
-    const store = await openStore(ns);
-    try {
-      const dead = await eventually(async () => {
-        const d = await store.deadLetters({ limit: 10 });
-        return d.length >= 2 ? d : undefined;
-      }, 30_000);
-      const reasons = Object.fromEntries(
-        dead.map((d) => [
-          d.excerpt.includes("b-unknown") ? "unknown" : d.excerpt.includes("b-big") ? "big" : "other",
-          d.reason,
-        ]),
-      );
-      expect(reasons.unknown).toMatch(/unknown project p-other/);
-      expect(reasons.big).toMatch(/oversized: \d+ bytes, at most 900000/);
-      expect(await store.get("b-unknown")).toBeNull();
-      expect(await store.get("b-big")).toBeNull();
-      const good = await eventually(async () => {
-        const s: Session | null = await store.get("b-good");
-        return s && ["completed", "failed"].includes(s.status) ? s : undefined;
-      }, 90_000);
-      expect(good.status).toBe("completed");
-      expect(await store.deadLetters({ limit: 10 })).toHaveLength(2);
-    } finally {
-      await store.close();
-    }
+    const { store } = fleet;
+    const dead = await eventually(async () => {
+      const d = await store.deadLetters({ limit: 10 });
+      return d.length >= 2 ? d : undefined;
+    }, 30_000);
+    const reasons = Object.fromEntries(
+      dead.map((d) => [
+        d.excerpt.includes("b-unknown") ? "unknown" : d.excerpt.includes("b-big") ? "big" : "other",
+        d.reason,
+      ]),
+    );
+    expect(reasons.unknown).toMatch(/unknown project p-other/);
+    expect(reasons.big).toMatch(/oversized: \d+ bytes, at most 900000/);
+    expect(await store.get("b-unknown")).toBeNull();
+    expect(await store.get("b-big")).toBeNull();
+    const good = await eventually(async () => {
+      const s: Session | null = await store.get("b-good");
+      return s && ["completed", "failed"].includes(s.status) ? s : undefined;
+    }, 90_000);
+    expect(good.status).toBe("completed");
+    expect(await store.deadLetters({ limit: 10 })).toHaveLength(2);
   }, 120_000);
 
   it("dead-letters a bus request naming another project's session, running or ended, and leaves that session as it was", async () => {
-    const js = jetstream(nc);
-    const store = await openStore(ns);
+    const js = jetstream(fleet.nc);
+    const { store } = fleet;
     // A session id is global: a request of project p-b must not reach p-known's session of that id.
     const claim = (when: string) =>
       js.publish(subjectFor(ns, "requested"), request("b-owned", { projectId: "p-b", prompt: `take it ${when}` }), {
@@ -177,39 +148,35 @@ describe("hostile input against a running fleet", () => {
       createdAt: s.createdAt,
       deadlineAt: s.deadlineAt,
     });
-    try {
-      await js.publish(subjectFor(ns, "requested"), request("b-owned", { config: { model: "slow" } }), {
-        msgID: "requested:b-owned",
-      });
-      const running = await eventually(async () => {
-        const s = await store.get("b-owned");
-        return s?.status === "running" ? s : undefined;
-      }, 90_000);
-      await claim("running");
-      expect((await refused("running")).reason).toMatch(
-        /session b-owned exists for another project: a request of project p-b cannot use its id/,
-      );
-      const during = await store.get("b-owned");
-      expect(during && kept(during)).toEqual(kept(running));
-      expect(during?.status).toBe("running");
+    await js.publish(subjectFor(ns, "requested"), request("b-owned", { config: { model: "slow" } }), {
+      msgID: "requested:b-owned",
+    });
+    const running = await eventually(async () => {
+      const s = await store.get("b-owned");
+      return s?.status === "running" ? s : undefined;
+    }, 90_000);
+    await claim("running");
+    expect((await refused("running")).reason).toMatch(
+      /session b-owned exists for another project: a request of project p-b cannot use its id/,
+    );
+    const during = await store.get("b-owned");
+    expect(during && kept(during)).toEqual(kept(running));
+    expect(during?.status).toBe("running");
 
-      // Ended, and settled: nothing writes to it any more (a later write would look like a change).
-      const ended = await eventually(
-        async () => {
-          const s = await store.get("b-owned");
-          if (!s || !["completed", "failed"].includes(s.status)) return undefined;
-          await sleep(1_000);
-          return JSON.stringify(await store.get("b-owned")) === JSON.stringify(s) ? s : undefined;
-        },
-        120_000,
-        200,
-      );
-      expect(ended.projectId).toBe("p-known");
-      await claim("ended");
-      expect((await refused("ended")).reason).toMatch(/exists for another project/);
-      expect(await store.get("b-owned")).toEqual(ended);
-    } finally {
-      await store.close();
-    }
+    // Ended, and settled: nothing writes to it any more (a later write would look like a change).
+    const ended = await eventually(
+      async () => {
+        const s = await store.get("b-owned");
+        if (!s || !["completed", "failed"].includes(s.status)) return undefined;
+        await sleep(1_000);
+        return JSON.stringify(await store.get("b-owned")) === JSON.stringify(s) ? s : undefined;
+      },
+      120_000,
+      200,
+    );
+    expect(ended.projectId).toBe("p-known");
+    await claim("ended");
+    expect((await refused("ended")).reason).toMatch(/exists for another project/);
+    expect(await store.get("b-owned")).toEqual(ended);
   }, 240_000);
 });

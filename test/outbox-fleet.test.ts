@@ -3,15 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { feedStreamName, mintCallbackToken, subjectFor, type Session } from "../shared/src/index.js";
 import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "../shared/src/bus/index.js";
 import { defaultToolsDir, ensureNatsServer, freePort } from "../devtools/src/infra/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
-import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
-import type { MongoSessionStore } from "../shared/src/store/index.js";
-import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
-import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { SCENARIOS, type ScenarioInput } from "../devtools/src/model/index.js";
+import { eventually, sleep } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
 import { Restartable } from "./support/restartable.js";
 
 /** Busy long enough that no session ends by itself during the test. */
@@ -31,82 +29,64 @@ const long: ScenarioInput = {
  * role with a durable consumer of its own on the terminal subjects of its feed.
  */
 describe("terminal events of sessions that end while the bus is down reach an outside consumer once", () => {
-  const ns = uniqueNamespace("obf");
+  const users = generateNatsUsers();
+  const user = (role: NatsUser["role"]) => users.find((u) => u.role === role) as NatsUser;
+  const as = (role: NatsUser["role"]) => ({ user: user(role).user, pass: user(role).password });
+  const role = (r: NatsUser["role"]): Record<string, string> => ({
+    NATS_USER: user(r).user,
+    NATS_PASSWORD: user(r).password,
+  });
   let dir: string;
   let nats: Restartable;
-  let natsUrl: string;
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-  let store: MongoSessionStore;
   let reader: NatsConnection;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "fleet-outbox-fleet-"));
-    const port = await freePort();
-    natsUrl = `nats://127.0.0.1:${port}`;
-    const users = generateNatsUsers();
-    const user = (role: NatsUser["role"]) => users.find((u) => u.role === role) as NatsUser;
-    const as = (role: NatsUser["role"]) => ({ user: user(role).user, pass: user(role).password });
-    const conf = join(dir, "nats.conf");
-    writeFileSync(
-      conf,
-      `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\n${natsAuthConfig(users, ns)}`,
-      { mode: 0o600 },
-    );
-    nats = new Restartable(
-      "nats-obf",
-      await ensureNatsServer(defaultToolsDir()),
-      ["-c", conf],
-      join(dir, "nats.log"),
-      async () => {
-        await (await connect({ servers: natsUrl, reconnect: false, timeout: 500, ...as("spawner") })).close();
-      },
-    );
-    await nats.start();
-    const provisioner = await connect({ servers: natsUrl, ...as("spawner") });
-    await provisionOutsideFeed(provisioner, ns);
-    await provisioner.close();
-    const role = (r: NatsUser["role"]): Record<string, string> => ({
-      NATS_USER: user(r).user,
-      NATS_PASSWORD: user(r).password,
-    });
-    model = await startScriptedModel({ port: 0, scenario: long, byModel: { ...SCENARIOS, long }, logger });
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: model.url,
-      infra: { natsUrl, mongoUri: inject("mongoUri") },
-      env: { POLLER_STATUS_INTERVAL_MS: "500", WATCHDOG_INTERVAL_MS: "500", REAPER_INTERVAL_MS: "600000" },
-      services: [
-        ["api", role("api")],
-        ["spawner", role("spawner")],
-        ["poller", role("poller")],
-        ["watchdog", role("watchdog")],
-      ],
-    });
-    store = await openStore(ns);
-    reader = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...as("outside") });
-  }, 180_000);
-
-  afterAll(async () => {
-    await reader?.close().catch(() => undefined);
-    await store?.close();
-    await fleet?.stop();
-    await model?.close();
-    await nats?.stop();
-    await cleanup(ns, ns).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+  const fleet = useTestFleet({
+    prefix: "obf",
+    timeoutMs: 180_000,
+    infra: async (ns) => {
+      dir = mkdtempSync(join(tmpdir(), "fleet-outbox-fleet-"));
+      const port = await freePort();
+      const natsUrl = `nats://127.0.0.1:${port}`;
+      const conf = join(dir, "nats.conf");
+      writeFileSync(
+        conf,
+        `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\n${natsAuthConfig(users, ns)}`,
+        { mode: 0o600 },
+      );
+      nats = new Restartable(
+        "nats-obf",
+        await ensureNatsServer(defaultToolsDir()),
+        ["-c", conf],
+        join(dir, "nats.log"),
+        async () => {
+          await (await connect({ servers: natsUrl, reconnect: false, timeout: 500, ...as("spawner") })).close();
+        },
+      );
+      await nats.start();
+      const provisioner = await connect({ servers: natsUrl, ...as("spawner") });
+      await provisionOutsideFeed(provisioner, ns);
+      await provisioner.close();
+      reader = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...as("outside") });
+      return { natsUrl };
+    },
+    model: { scenario: long, byModel: { ...SCENARIOS, long } },
+    env: { POLLER_STATUS_INTERVAL_MS: "500", WATCHDOG_INTERVAL_MS: "500", REAPER_INTERVAL_MS: "600000" },
+    services: [
+      ["api", role("api")],
+      ["spawner", role("spawner")],
+      ["poller", role("poller")],
+      ["watchdog", role("watchdog")],
+    ],
+    store: true,
+    submitDefaults: { projectId: "p-obf", prompt: "go", model: "long" },
+    teardown: async () => {
+      await reader?.close().catch(() => undefined);
+      await nats?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
   });
-
-  const submit = async (body: Record<string, unknown>) =>
-    (
-      await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-        projectId: "p-obf",
-        prompt: "go",
-        model: "long",
-        ...body,
-      })
-    ).body.sessionId;
-  const get = async (id: string) => (await store.get(id)) as Session;
+  const ns = fleet.namespace;
+  const { submit } = fleet;
+  const get = async (id: string) => (await fleet.store.get(id)) as Session;
 
   it("a callback completion, a deadline and a dead sandbox during a 10 s outage: one event each, slots free, no sandbox", async () => {
     const jsm = await jetstreamManager(reader, { checkAPI: false });
@@ -197,9 +177,7 @@ describe("terminal events of sessions that end while the bus is down reach an ou
       .soft(seen.sort())
       .toEqual([`session.completed ${done}`, `session.failed ${late}`, `session.failed ${lost}`].sort());
     for (const id of [done, lost, late]) expect((await get(id)).eventOwed, id).toBeUndefined();
-    expect((await store.heldSlots()).filter((s) => [done, lost, late].includes(s.sessionId))).toEqual([]);
-    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-    for (const id of [done, lost, late])
-      await eventually(async () => (await provider.list({ sessionId: id })).length === 0, 15_000, 250);
+    expect((await fleet.store.heldSlots()).filter((s) => [done, lost, late].includes(s.sessionId))).toEqual([]);
+    for (const id of [done, lost, late]) await fleet.noSandbox(id, 15_000, 250);
   }, 180_000);
 });

@@ -1,14 +1,15 @@
 import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MongoClient } from "mongodb";
 import { SessionConfig, connectBus, type Session } from "../shared/src/index.js";
 import { defaultToolsDir, ensureFerretDb, ensureNatsServer, freePort, pingMongo } from "../devtools/src/infra/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
+import { SCENARIOS, type ScenarioInput } from "../devtools/src/model/index.js";
 import { MongoSessionStore } from "../shared/src/store/index.js";
-import { eventually, logger, present, sleep, uniqueNamespace } from "./support/fixtures.js";
-import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { eventually, logger, present, sleep } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
+import { api } from "./support/fleet.js";
 import { Restartable } from "./support/restartable.js";
 
 const steps: ScenarioInput = {
@@ -23,76 +24,60 @@ const steps: ScenarioInput = {
 };
 
 describe("the fleet rides out a restarted nats-server, a store outage and a shutdown", () => {
-  let dir: string;
   let nats: Restartable;
   let ferret: Restartable;
   let natsUrl: string;
   let mongoUri: string;
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "fleet-resilience-"));
-    const tools = defaultToolsDir();
-    const [natsBin, ferretBin] = await Promise.all([ensureNatsServer(tools), ensureFerretDb(tools)]);
-    const [np, fp] = [await freePort(), await freePort()];
-    natsUrl = `nats://127.0.0.1:${np}`;
-    mongoUri = `mongodb://127.0.0.1:${fp}/`;
-    const { connect } = await import("@nats-io/transport-node");
-    nats = new Restartable(
-      "nats",
-      natsBin,
-      ["-a", "127.0.0.1", "-p", String(np), "-js", "-sd", join(dir, "js")],
-      join(dir, "nats.log"),
-      async () => {
-        const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 500 });
-        await nc.close();
-      },
-    );
-    ferret = new Restartable(
-      "ferretdb",
-      ferretBin,
-      [
-        "--handler=sqlite",
-        `--sqlite-url=file:${join(dir, "fdb")}/`,
-        `--listen-addr=127.0.0.1:${fp}`,
-        `--state-dir=${join(dir, "fdb")}`,
-        "--debug-addr=-",
-        "--telemetry=disable",
-        "--log-level=error",
-      ],
-      join(dir, "ferretdb.log"),
-      () => pingMongo(mongoUri, 500),
-    );
-    mkdirSync(join(dir, "fdb"), { recursive: true });
-    await Promise.all([nats.start(), ferret.start()]);
-    model = await startScriptedModel({ port: 0, scenario: steps, byModel: { ...SCENARIOS, steps }, logger });
-    fleet = await startTestFleet({
-      namespace: uniqueNamespace("res"),
-      modelUrl: model.url,
-      infra: { natsUrl, mongoUri },
-      env: { FLEET_ACK_WAIT_MS: "6000", POLLER_STATUS_INTERVAL_MS: "500", FLEET_SHUTDOWN_MS: "5000" },
-      services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
-    });
-  }, 180_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await model?.close();
-    await nats?.stop();
-    await ferret?.stop();
+  const fleet = useTestFleet({
+    prefix: "res",
+    timeoutMs: 180_000,
+    infra: async () => {
+      const dir = mkdtempSync(join(tmpdir(), "fleet-resilience-"));
+      const tools = defaultToolsDir();
+      const [natsBin, ferretBin] = await Promise.all([ensureNatsServer(tools), ensureFerretDb(tools)]);
+      const [np, fp] = [await freePort(), await freePort()];
+      natsUrl = `nats://127.0.0.1:${np}`;
+      mongoUri = `mongodb://127.0.0.1:${fp}/`;
+      const { connect } = await import("@nats-io/transport-node");
+      nats = new Restartable(
+        "nats",
+        natsBin,
+        ["-a", "127.0.0.1", "-p", String(np), "-js", "-sd", join(dir, "js")],
+        join(dir, "nats.log"),
+        async () => {
+          const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 500 });
+          await nc.close();
+        },
+      );
+      ferret = new Restartable(
+        "ferretdb",
+        ferretBin,
+        [
+          "--handler=sqlite",
+          `--sqlite-url=file:${join(dir, "fdb")}/`,
+          `--listen-addr=127.0.0.1:${fp}`,
+          `--state-dir=${join(dir, "fdb")}`,
+          "--debug-addr=-",
+          "--telemetry=disable",
+          "--log-level=error",
+        ],
+        join(dir, "ferretdb.log"),
+        () => pingMongo(mongoUri, 500),
+      );
+      mkdirSync(join(dir, "fdb"), { recursive: true });
+      await Promise.all([nats.start(), ferret.start()]);
+      return { natsUrl, mongoUri };
+    },
+    model: { scenario: steps, byModel: { ...SCENARIOS, steps } },
+    env: { FLEET_ACK_WAIT_MS: "6000", POLLER_STATUS_INTERVAL_MS: "500", FLEET_SHUTDOWN_MS: "5000" },
+    services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
+    submitDefaults: { projectId: "p-res", prompt: "go", model: "steps" },
+    teardown: async () => {
+      await nats?.stop();
+      await ferret?.stop();
+    },
   });
-
-  const submit = async (body: Record<string, unknown> = {}) =>
-    (
-      await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-        projectId: "p-res",
-        prompt: "go",
-        model: "steps",
-        ...body,
-      })
-    ).body.sessionId;
-  const get = async (id: string) => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body;
+  const { submit, get } = fleet;
   const lineCount = async (id: string) =>
     (await api<{ lines: unknown[] }>(fleet, "GET", `/v1/sessions/${id}/logs`)).body.lines.length;
   const completes = async (id: string) => {

@@ -2,12 +2,13 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
+import type { ScenarioInput } from "../devtools/src/model/index.js";
 import { LocalSandboxProvider, type Sandbox, type SandboxMetadata } from "../shared/src/sandbox/index.js";
 import type { Session } from "../shared/src/index.js";
 import { ESCAPE_PROBE, escapes, type ProbeReport, type ProbeTargets } from "./support/escape-probe.js";
-import { cleanup, eventually, logger, uniqueNamespace } from "./support/fixtures.js";
-import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { eventually, logger } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
+import { api } from "./support/fleet.js";
 
 /**
  * A hostile agent against its sandbox: the probe (support/escape-probe.ts) tries the escapes that
@@ -116,10 +117,6 @@ describe("a hostile command inside a local sandbox", () => {
 });
 
 describe("a hostile agent (real OpenCode, told by the model to run the probe) in a fleet session", () => {
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-  const ns = uniqueNamespace("escape");
-  let provider: LocalSandboxProvider;
   let b: Sandbox;
 
   // The targets are known only once the fleet runs: they travel with the session as a file.
@@ -139,24 +136,15 @@ describe("a hostile agent (real OpenCode, told by the model to run the probe) in
     ],
   };
 
+  const fleet = useTestFleet({ prefix: "escape", model: { scenario }, services: [["api"], ["spawner"], ["poller"]] });
   beforeAll(async () => {
-    model = await startScriptedModel({ port: 0, scenario, logger });
-    fleet = await startTestFleet({ namespace: ns, modelUrl: model.url, services: [["api"], ["spawner"], ["poller"]] });
-    provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-    b = await neighbour(provider);
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    if (provider) for (const s of await provider.list()) await provider.kill(s.id);
-    await model?.close();
-    await cleanup(ns, ns);
+    b = await neighbour(fleet.provider);
   });
 
   it("finds no way out: not the host's files, ports or other sandboxes, only its model endpoint", {
     timeout: 120_000,
   }, async () => {
-    const t = targets(provider, b, { api: portOf(fleet.apiUrl), model: portOf(model.url) });
+    const t = targets(fleet.provider, b, { api: portOf(fleet.apiUrl), model: portOf(fleet.model.url) });
     // The services' own files (their logs hold the fleet's traffic); the folder above the sandboxes
     // appears inside only as the empty skeleton of the sandbox's own mount points.
     t.paths.fleetLogs = join(fleet.dir, "api-0.log");

@@ -1,13 +1,10 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { SCHEMATHESIS_VERSION, schemathesisCommand } from "../cli/src/schemathesis.js";
 import { defaultToolsDir, repoRoot } from "../devtools/src/infra/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
-import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
-import { cleanup, logger, uniqueNamespace } from "./support/fixtures.js";
-import { startTestFleet, type TestFleet } from "./support/fleet.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
 
 /**
  * schemathesis (from PyPI; `./fleet test` installs it into .tools/venv) fuzzes every operation of
@@ -23,32 +20,14 @@ const CONFIG = "test/support/schemathesis.toml";
 const command = schemathesisCommand(defaultToolsDir());
 
 describe("schemathesis against the running api's /openapi.json", () => {
-  let model: ScriptedModel | undefined;
-  let fleet: TestFleet | undefined;
-  const ns = uniqueNamespace("fuzz");
-
-  beforeAll(async () => {
-    if (!command) return;
-    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, logger });
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: model.url,
-      // Fuzzed submits really run, one sandbox at a time, so they cannot overload the machine.
-      // The submit limit is lifted so that every generated submit reaches the api's own checks.
-      env: { FLEET_MAX_SANDBOXES: "1", SPAWNER_MAX_IN_FLIGHT: "2", API_SUBMITS_PER_MINUTE: "1000000" },
-      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
-    });
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    if (fleet) {
-      // A fuzzed session still running when the fleet stopped leaves its agent server behind.
-      const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-      for (const s of await provider.list()) await provider.kill(s.id);
-    }
-    await model?.close();
-    if (fleet) await cleanup(ns, ns);
+  const fleet = useTestFleet({
+    prefix: "fuzz",
+    skip: !command,
+    model: { scenario: "demo" },
+    // Fuzzed submits really run, one sandbox at a time, so they cannot overload the machine.
+    // The submit limit is lifted so that every generated submit reaches the api's own checks.
+    env: { FLEET_MAX_SANDBOXES: "1", SPAWNER_MAX_IN_FLIGHT: "2", API_SUBMITS_PER_MINUTE: "1000000" },
+    services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
   });
 
   it("finds no server error and nothing the OpenAPI document does not declare", { timeout: 300_000 }, async () => {
@@ -57,7 +36,6 @@ describe("schemathesis against the running api's /openapi.json", () => {
         `schemathesis ${SCHEMATHESIS_VERSION} is not installed in .tools/: run ./fleet test, which installs it from PyPI into .tools/venv (then npm test or vitest finds it)`,
       );
     }
-    if (!fleet) throw new Error("the test fleet did not start");
     const args = [
       ...command.args,
       "--config-file",

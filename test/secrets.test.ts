@@ -1,12 +1,10 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { MongoClient } from "mongodb";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { agentPassword, type Session } from "../shared/src/index.js";
-import { SCENARIOS, startScriptedModel, type ScenarioInput, type ScriptedModel } from "../devtools/src/model/index.js";
-import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
-import { cleanup, eventually, logger, uniqueNamespace } from "./support/fixtures.js";
-import { api, startTestFleet, type TestFleet } from "./support/fleet.js";
+import { describe, expect, inject, it } from "vitest";
+import { agentPassword } from "../shared/src/index.js";
+import { eventually } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
 
 const MODEL_KEY = "sk-fleet-test-MODELKEY-7f3a9c";
 
@@ -24,39 +22,21 @@ function filesUnder(dir: string): string[] {
 }
 
 describe("secrets never reach logs or stored documents", () => {
-  let model: ScriptedModel;
-  let fleet: TestFleet;
-  let ns: string;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("sec");
-    model = await startScriptedModel({ port: 0, scenario: SCENARIOS.demo as ScenarioInput, logger });
-    fleet = await startTestFleet({
-      namespace: ns,
-      modelUrl: model.url,
-      env: { FLEET_MODEL_API_KEY: MODEL_KEY, LOG_LEVEL: "trace" },
-      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
-    });
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await model?.close();
-    await cleanup(ns, ns);
+  const fleet = useTestFleet({
+    prefix: "sec",
+    model: { scenario: "demo" },
+    env: { FLEET_MODEL_API_KEY: MODEL_KEY, LOG_LEVEL: "trace" },
+    services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
   });
 
   it("runs a whole session at trace level and finds none of its secrets anywhere", async () => {
-    const { body } = await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-      projectId: "p-sec",
-      prompt: "go",
-    });
+    const id = await fleet.submit({ projectId: "p-sec", prompt: "go" });
     const done = await eventually(async () => {
-      const s = (await api<Session>(fleet, "GET", `/v1/sessions/${body.sessionId}`)).body;
+      const s = await fleet.get(id);
       return s.status === "completed" ? s : undefined;
     }, 90_000);
     // The sandbox goes right after the session ends; look once it is gone.
-    const provider = new LocalSandboxProvider({ rootDir: fleet.sandboxDir }, logger);
-    await eventually(async () => (await provider.list({ sessionId: done.id })).length === 0, 15_000);
+    await fleet.noSandbox(done.id);
     const password = agentPassword(fleet.agentSecret, done.id, done.attempt);
     const secrets = {
       "model api key": MODEL_KEY,

@@ -1,12 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ApiClient } from "../cli/src/client.js";
 import type { Session } from "../shared/src/index.js";
-import { SimulatedSandboxProvider, readSimulatedState, simulatedIdleAt } from "../devtools/src/simulated/index.js";
-import { cleanup, eventually, logger, uniqueNamespace } from "./support/fixtures.js";
-import { startTestFleet, type TestFleet } from "./support/fleet.js";
+import { readSimulatedState, simulatedIdleAt } from "../devtools/src/simulated/index.js";
+import { eventually } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
 
 const SESSIONS = 20;
 const EVENTS = 4;
@@ -17,36 +14,17 @@ const EVENT_MS = 25;
  * watchdog processes: sessions go all the way through, and no simulated sandbox outlives them.
  */
 describe("simulated sandboxes and agent through the real services", () => {
-  let fleet: TestFleet;
-  let ns: string;
-  let simDir: string;
-  let provider: SimulatedSandboxProvider;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("sim");
-    simDir = mkdtempSync(join(tmpdir(), "fleet-sim-e2e-"));
-    provider = new SimulatedSandboxProvider({ dir: simDir }, logger);
-    fleet = await startTestFleet({
-      namespace: ns,
-      // The spawner's config requires a model URL; the simulated agent never calls it.
-      modelUrl: "http://127.0.0.1:9/v1",
-      env: {
-        SANDBOX_PROVIDER: "simulated",
-        FLEET_SIM_DIR: simDir,
-        FLEET_SIM_EVENTS: String(EVENTS),
-        FLEET_SIM_EVENT_MS: String(EVENT_MS),
-        FLEET_MAX_SANDBOXES: "0",
-        REAPER_INTERVAL_MS: "500",
-        REAPER_GRACE_MS: "200",
-      },
-      services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
-    });
-  }, 120_000);
-
-  afterAll(async () => {
-    await fleet?.stop();
-    await cleanup(ns, ns);
-    if (simDir) rmSync(simDir, { recursive: true, force: true });
+  const fleet = useTestFleet({
+    prefix: "sim",
+    simulated: true,
+    env: {
+      FLEET_SIM_EVENTS: String(EVENTS),
+      FLEET_SIM_EVENT_MS: String(EVENT_MS),
+      FLEET_MAX_SANDBOXES: "0",
+      REAPER_INTERVAL_MS: "500",
+      REAPER_GRACE_MS: "200",
+    },
+    services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
   });
 
   it(`completes ${SESSIONS} sessions with the scripted log lines, leaving no sandbox alive`, async () => {
@@ -98,18 +76,18 @@ describe("simulated sandboxes and agent through the real services", () => {
       expect(lines.at(-1)?.line).toMatch(new RegExp(`^Finished in .*: ${EVENTS} tool call\\(s\\), 2 message\\(s\\)$`));
 
       // What a benchmark reads afterwards: when the agent went idle, against when the fleet recorded the end.
-      const state = await readSimulatedState(simDir, s.sandbox?.id ?? "");
+      const state = await readSimulatedState(fleet.simDir, s.sandbox?.id ?? "");
       expect(state?.alive).toBe(false);
       const idleAt = simulatedIdleAt(state ?? { events: 0, eventMs: 0 });
       expect(idleAt).toBe((state?.promptedAt ?? 0) + EVENTS * EVENT_MS);
       expect(s.completedAt).toBeGreaterThanOrEqual(idleAt ?? Infinity);
     }
-    await eventually(async () => (await provider.list()).length === 0, 10_000);
+    await eventually(async () => (await fleet.provider.list()).length === 0, 10_000);
   }, 120_000);
 
   it("lets the watchdog in its own process list and reap a simulated sandbox of no session", async () => {
-    const orphan = await provider.create({
-      metadata: { fleet: "fleet", sessionId: `unknown-${ns}`, projectId: "p-sim", attempt: "1" },
+    const orphan = await fleet.provider.create({
+      metadata: { fleet: "fleet", sessionId: `unknown-${fleet.namespace}`, projectId: "p-sim", attempt: "1" },
       envs: {},
       timeoutMs: 60_000,
     });

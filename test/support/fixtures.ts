@@ -21,11 +21,9 @@ export function uniqueNamespace(prefix = "t"): string {
   return `${prefix}${randomBytes(4).toString("hex")}`;
 }
 
-export async function openStore(database: string): Promise<MongoSessionStore> {
-  const store = await MongoSessionStore.connect(
-    { uri: inject("mongoUri"), database, serverSelectionTimeoutMs: 5_000 },
-    logger,
-  );
+/** A store on `database` of the run's shared server, or of the server at `uri`. */
+export async function openStore(database: string, uri = inject("mongoUri")): Promise<MongoSessionStore> {
+  const store = await MongoSessionStore.connect({ uri, database, serverSelectionTimeoutMs: 5_000 }, logger);
   await store.init();
   return store;
 }
@@ -41,22 +39,28 @@ export async function openBus(
   return bus;
 }
 
-/** Deletes the namespace's streams and drops its database. */
+/** Deletes the namespace's streams and drops its database, on the run's shared servers. */
 export async function cleanup(namespace: string, database?: string): Promise<void> {
+  await deleteStreams(namespace);
+  if (database) await dropDatabase(database);
+}
+
+export async function deleteStreams(namespace: string): Promise<void> {
   const nc = await connect({ servers: inject("natsUrl") });
   const jsm = await jetstreamManager(nc);
   for (const key of Object.keys(STREAMS) as StreamKey[]) {
     await jsm.streams.delete(streamName(namespace, key)).catch(() => undefined);
   }
   await nc.close();
-  if (database) {
-    const client = new MongoClient(inject("mongoUri"));
-    await client
-      .db(database)
-      .dropDatabase()
-      .catch(() => undefined);
-    await client.close();
-  }
+}
+
+export async function dropDatabase(database: string): Promise<void> {
+  const client = new MongoClient(inject("mongoUri"));
+  await client
+    .db(database)
+    .dropDatabase()
+    .catch(() => undefined);
+  await client.close();
 }
 
 /** Polls until `check` returns a truthy value or the bound passes. */

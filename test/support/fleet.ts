@@ -76,15 +76,26 @@ export async function startTestFleet(options: {
     if (s.url && !apiUrl) apiUrl = s.url;
     return s;
   };
-  for (const [name, env] of options.services) await add(name, env);
+  const stop = async (): Promise<void> => {
+    await Promise.all(services.map((s) => s.process.stop(10_000)));
+  };
+  let apiKey: string;
+  try {
+    for (const [name, env] of options.services) await add(name, env);
+    const keyStore = await MongoSessionStore.connect(
+      { uri: options.infra?.mongoUri ?? inject("mongoUri"), database: options.namespace },
+      createLogger({ name: "test", level: "silent" }),
+    );
+    const made = newApiKey(["*"], "tests");
+    await keyStore.saveApiKey(made.record);
+    await keyStore.close();
+    apiKey = made.key;
+  } catch (err) {
+    // Nobody else holds the services started so far: they would outlive the run.
+    await stop();
+    throw err;
+  }
   const api = services.find((s) => s.name === "api");
-  const keyStore = await MongoSessionStore.connect(
-    { uri: options.infra?.mongoUri ?? inject("mongoUri"), database: options.namespace },
-    createLogger({ name: "test", level: "silent" }),
-  );
-  const { key: apiKey, record } = newApiKey(["*"], "tests");
-  await keyStore.saveApiKey(record);
-  await keyStore.close();
   return {
     namespace: options.namespace,
     database: options.namespace,
@@ -97,9 +108,7 @@ export async function startTestFleet(options: {
     services,
     add,
     logsOf: (name) => services.filter((s) => s.name === name).map((s) => readFileSync(s.process.logFile, "utf8")),
-    stop: async () => {
-      await Promise.all(services.map((s) => s.process.stop(10_000)));
-    },
+    stop,
   };
 }
 
