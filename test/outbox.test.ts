@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { handleRunning } from "../services/poller/src/watch.js";
 import { createWatchdog } from "../services/watchdog/src/app.js";
 import { enforceDeadlines } from "../services/watchdog/src/deadlines.js";
+import { reap } from "../services/watchdog/src/reaper.js";
 import {
   SCHEMA_VERSION,
   SessionCancelled,
@@ -87,7 +88,7 @@ describe("terminal events are owed in the transition's write and paid after a bu
     await store.transition(id, {
       from: ["pending"],
       to: "running",
-      set: { attempt: 1, phase: "running", sandbox: { id: sandbox.id, provider: sandbox.provider } },
+      set: { attempt: 1, phase: "running", sandbox: { id: sandbox.id, provider: sandbox.provider }, slotsHeld: true },
     });
   };
 
@@ -295,6 +296,18 @@ describe("terminal events are owed in the transition's write and paid after a bu
     const m = await metrics.sessionsEnded.get();
     return Object.fromEntries(m.values.map((v) => [`${String(v.labels.status)}|${String(v.labels.code)}`, v.value]));
   };
+
+  it("the reaper ends a session past its deadline as a timeout before it kills its sandbox, so a watch does not read the kill as a lost sandbox", async () => {
+    const id = `reap-late-${ns}`;
+    await running(id);
+    const sandboxId = (await store.get(id))?.sandbox?.id;
+    const far = Date.now() + SessionConfig.parse({}).timeoutMs + 60_000;
+    // The reaper's round comes before the deadline enforcer's (both run in the watchdog, apart).
+    expect(await reap(deps, { fleet: FLEET, graceMs: 0 }, far)).toContain(sandboxId);
+    const s = await store.get(id);
+    expect({ status: s?.status, code: s?.error?.code }).toEqual({ status: "failed", code: "timeout" });
+    expect(await deps.provider.connect(sandboxId as string)).toBeNull();
+  });
 });
 
 function diff(before: Record<string, number>, after: Record<string, number>): Record<string, number> {

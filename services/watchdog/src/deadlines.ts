@@ -1,16 +1,20 @@
-import { endSession, errorMessage, type EndDeps } from "@fleet/shared";
+import { endSession, errorMessage, type EndDeps, type Session } from "@fleet/shared";
+
+/** Fails one session past its deadline with code `timeout` (its sandbox goes too); the ended document if this call ended it. */
+export function failPastDeadline(deps: EndDeps, s: Pick<Session, "id" | "config" | "phase">): Promise<Session | null> {
+  const minutes = Math.round((s.config.timeoutMs / 60_000) * 10) / 10;
+  return endSession(deps, s.id, {
+    status: "failed",
+    error: { code: "timeout", message: `the session did not finish within ${minutes} min (phase ${s.phase})` },
+  });
+}
 
 /** Sessions past their deadline, in any phase, fail with code `timeout`; their sandbox goes too. */
 export async function enforceDeadlines(deps: EndDeps, now = Date.now()): Promise<number> {
   let ended = 0;
   for (const s of await deps.store.pastDeadline(now, 200)) {
     try {
-      const minutes = Math.round((s.config.timeoutMs / 60_000) * 10) / 10;
-      const done = await endSession(deps, s.id, {
-        status: "failed",
-        error: { code: "timeout", message: `the session did not finish within ${minutes} min (phase ${s.phase})` },
-      });
-      if (done) ended += 1;
+      if (await failPastDeadline(deps, s)) ended += 1;
     } catch (err) {
       deps.logger.warn({ sessionId: s.id, err: errorMessage(err) }, "could not end a session past its deadline");
     }

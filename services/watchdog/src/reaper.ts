@@ -1,4 +1,5 @@
 import { errorMessage, isTerminal, type EndDeps } from "@fleet/shared";
+import { failPastDeadline } from "./deadlines.js";
 
 export interface ReapOptions {
   fleet: string;
@@ -29,6 +30,8 @@ export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()
               : undefined;
     if (!why) continue;
     try {
+      // Ended first: a watch that saw its sandbox go before the session ended would fail it as lost.
+      if (session && !isTerminal(session.status) && session.deadlineAt < now) await failPastDeadline(deps, session);
       await deps.provider.kill(sb.id);
       killed.push(sb.id);
       deps.logger.info({ sandboxId: sb.id, sessionId, reason: why }, "reaped sandbox");
