@@ -1,21 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { newApiKey, type ApiKeyStore } from "../shared/src/index.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useStore } from "./support/fixtures.js";
 
 describe(`API keys on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let keys: ApiKeyStore & { close(): Promise<void> };
-
-  beforeAll(async () => {
-    db = uniqueNamespace("apikeys");
-    keys = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await keys.close();
-    await cleanup(db, db);
-  });
+  const keys: ApiKeyStore & { close(): Promise<void> } = useStore("apikeys");
 
   it("saves, finds, lists oldest first and revokes once", async () => {
     const first = newApiKey(["p1"], "first", 1_000).record;

@@ -1,21 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import type { CardFileStore } from "../shared/src/index.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useStore } from "./support/fixtures.js";
 
 describe(`card files on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let cardFiles: CardFileStore & { close(): Promise<void> };
-
-  beforeAll(async () => {
-    db = uniqueNamespace("cardfiles");
-    cardFiles = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await cardFiles.close();
-    await cleanup(db, db);
-  });
+  const cardFiles: CardFileStore & { close(): Promise<void> } = useStore("cardfiles");
 
   it("merges a card's saved files across sessions and drops deleted ones", async () => {
     const f = (path: string, content: string, sessionId: string) => ({

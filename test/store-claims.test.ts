@@ -1,21 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import type { ClaimStore } from "../shared/src/index.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useStore } from "./support/fixtures.js";
 
 describe(`claims on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let claims: ClaimStore & { close(): Promise<void> };
-
-  beforeAll(async () => {
-    db = uniqueNamespace("claims");
-    claims = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await claims.close();
-    await cleanup(db, db);
-  });
+  const claims: ClaimStore & { close(): Promise<void> } = useStore("claims");
 
   it("grants a claim to exactly one of many racing callers, in every round", async () => {
     for (let round = 0; round < 10; round++) {

@@ -1,21 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import type { DeadLetterStore } from "../shared/src/index.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useStore } from "./support/fixtures.js";
 
 describe(`dead letters on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let dead: DeadLetterStore & { close(): Promise<void> };
-
-  beforeAll(async () => {
-    db = uniqueNamespace("deadletters");
-    dead = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await dead.close();
-    await cleanup(db, db);
-  });
+  const dead: DeadLetterStore & { close(): Promise<void> } = useStore("deadletters");
 
   it("records a dead letter once even when reported twice, and lists the newest first", async () => {
     const letter = {

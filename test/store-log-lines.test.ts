@@ -1,21 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import type { LogLine, LogLineStore } from "../shared/src/index.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useStore } from "./support/fixtures.js";
 
 describe(`log lines on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let lines: LogLineStore & { close(): Promise<void> };
-
-  beforeAll(async () => {
-    db = uniqueNamespace("loglines");
-    lines = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await lines.close();
-    await cleanup(db, db);
-  });
+  const lines: LogLineStore & { close(): Promise<void> } = useStore("loglines");
 
   it("stores a replayed log line once and reads lines in order after a sequence", async () => {
     const line = (seq: number): LogLine => ({

@@ -3,24 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { FleetError, SessionConfig, type SessionDocStore } from "../shared/src/index.js";
 import { MongoSessions } from "../shared/src/store/sessions.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { uniqueNamespace, useStore } from "./support/fixtures.js";
 
 const config = SessionConfig.parse({});
 const output = { response: "done", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
 
 describe(`sessions on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let sessions: SessionDocStore & { close(): Promise<void> };
-
-  beforeAll(async () => {
-    db = uniqueNamespace("sessions");
-    sessions = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await sessions.close();
-    await cleanup(db, db);
-  });
+  const sessions: SessionDocStore = useStore("sessions");
 
   it("creates idempotently on the session id and fills the defaults", async () => {
     const a = await sessions.create({ id: "s-create", projectId: "p", prompt: "x", config }, 1_000);

@@ -1,21 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import type { SlotStore } from "../shared/src/index.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useStore } from "./support/fixtures.js";
 
 describe(`admission slots on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let slots: SlotStore & { close(): Promise<void> };
-
-  beforeAll(async () => {
-    db = uniqueNamespace("slots");
-    slots = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await slots.close();
-    await cleanup(db, db);
-  });
+  const slots: SlotStore & { close(): Promise<void> } = useStore("slots");
 
   it("gives the capacity of a scope to that many of many racing sessions, once each", async () => {
     const sessions = Array.from({ length: 12 }, (_, i) => `race-${i}`);

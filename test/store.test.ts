@@ -1,29 +1,18 @@
 import { MongoClient } from "mongodb";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
-import { SessionConfig, type MongoSessionStore } from "../shared/src/index.js";
-import { cleanup, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { SessionConfig } from "../shared/src/index.js";
+import { openStore, useStore } from "./support/fixtures.js";
 
 const config = SessionConfig.parse({});
 
 /** The composed store: one connection, the ports of every collection, set up by any instance. */
 describe(`the session store on a real ${inject("storeKind")}`, () => {
-  let db: string;
-  let store: MongoSessionStore;
-
-  beforeAll(async () => {
-    db = uniqueNamespace("store");
-    store = await openStore(db);
-  });
-
-  afterAll(async () => {
-    await store.close();
-    await cleanup(db, db);
-  });
+  const store = useStore("store");
 
   it("can be initialised again by every instance that starts, and closed twice", async () => {
     await store.init();
-    const second = await openStore(db);
+    const second = await openStore(store.database);
     await Promise.all([second.init(), store.init()]);
     await second.ping();
     await Promise.all([second.close(), second.close()]);
@@ -46,7 +35,7 @@ describe(`the session store on a real ${inject("storeKind")}`, () => {
     expect(await store.get("life")).toMatchObject({ status: "completed", attempt: 1, phase: "running" });
     const client = new MongoClient(inject("mongoUri"));
     try {
-      const names = (await client.db(db).listCollections().toArray()).map((c) => c.name);
+      const names = (await client.db(store.database).listCollections().toArray()).map((c) => c.name);
       expect(names).toEqual(expect.arrayContaining(["sessions", "claims", "slots", "session_logs"]));
       expect(names).not.toContain("session_transitions");
     } finally {

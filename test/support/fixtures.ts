@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { MongoClient } from "mongodb";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import {
   STREAMS,
   connectBus,
@@ -89,4 +89,29 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export function present<T>(value: T | null | undefined, what: string): T {
   if (value === null || value === undefined) throw new Error(`expected ${what}, found none`);
   return value;
+}
+
+/**
+ * The run's store in a database of the enclosing describe's own: opened before its tests, closed
+ * and dropped after them. Every call goes to the opened store (and throws before it is open); `database`
+ * is the database's name.
+ */
+export function useStore(prefix: string): MongoSessionStore & { readonly database: string } {
+  const db = uniqueNamespace(prefix);
+  let store: MongoSessionStore | undefined;
+  beforeAll(async () => {
+    store = await openStore(db);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await cleanup(db, db);
+  });
+  return new Proxy({} as MongoSessionStore & { readonly database: string }, {
+    get(_target, key) {
+      if (key === "database") return db;
+      if (!store) throw new Error("the test store is not open yet");
+      const value: unknown = Reflect.get(store, key, store);
+      return typeof value === "function" ? value.bind(store) : value;
+    },
+  });
 }
