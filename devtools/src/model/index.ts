@@ -1,3 +1,13 @@
-export * from "./scenario.js";
+export {
+  parseScenario,
+  Scenario,
+  ScenarioFailure,
+  type ScenarioInput,
+  ScenarioTurn,
+  TextTurn,
+  ToolCall,
+  ToolsTurn,
+  turnIndex,
+} from "./scenario.js";
 export { startScriptedModel, type ScriptedModel, type ScriptedModelOptions } from "./server.js";
 export { SCENARIOS, scenarioByName, DEMO_FILE, DEMO_TODOS, TEXT_ONLY_ANSWER } from "./scenarios/index.js";
