@@ -59,7 +59,8 @@ describe("admission caps", () => {
       200,
     );
     expect(done.status).toBe("completed");
-    expect(done.attempt).toBe(1);
+    // Each spawner that took the request over claimed the next attempt.
+    expect(done.attempt).toBeGreaterThan(1);
     expect((await get(holder)).status).toBe("completed");
   }, 200_000);
 });

@@ -67,6 +67,25 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
     expect(await sessions.get("s-cas")).toEqual(winners[0]);
   });
 
+  it("gives each setup attempt to exactly one of many racing claimers, and none once the session left pending", async () => {
+    await sessions.create({ id: "s-claim", projectId: "p", prompt: "x", config });
+    for (let attempt = 1; attempt <= 10; attempt++) {
+      const before = Date.now();
+      const won = await Promise.all(
+        Array.from({ length: 10 }, () => sessions.claimAttempt("s-claim", attempt, { phase: "sandbox_creating" })),
+      );
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const stored = await sessions.get("s-claim");
+      expect(stored).toMatchObject({ attempt, phase: "sandbox_creating" });
+      expect(stored?.claimedAt).toBeGreaterThanOrEqual(before);
+      // Taken once, an attempt stays taken; the one after it is free.
+      expect(await sessions.claimAttempt("s-claim", attempt)).toBe(false);
+    }
+    await sessions.transition("s-claim", { from: ["pending"], to: "running" });
+    expect(await sessions.claimAttempt("s-claim", 11)).toBe(false);
+    expect((await sessions.get("s-claim"))?.attempt).toBe(10);
+  });
+
   it("has exactly one winner in every one of many racing rounds, across statuses", async () => {
     const rounds = 25;
     for (let i = 0; i < rounds; i++) await sessions.create({ id: `race-${i}`, projectId: "p", prompt: "x", config });
@@ -274,7 +293,8 @@ describe("sessions cost one round trip per operation", () => {
       "findAndModify",
     ]);
     expect(await sent(() => sessions.get("rt"))).toEqual(["find"]);
-    expect(await sent(() => sessions.patch("rt", { phase: "sandbox_creating", attempt: 1 }))).toEqual(["update"]);
+    expect(await sent(() => sessions.claimAttempt("rt", 1, { phase: "sandbox_creating" }))).toEqual(["update"]);
+    expect(await sent(() => sessions.patch("rt", { phase: "restoring" }))).toEqual(["update"]);
     expect(
       await sent(() => sessions.transition("rt", { from: ["pending"], to: "running", set: { phase: "running" } })),
     ).toEqual(["findAndModify"]);

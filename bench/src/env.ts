@@ -93,6 +93,8 @@ export interface FleetSpec {
   env: Record<string, string>;
   /** Extra node flags for the pollers (a heap snapshot on a signal, a CPU profile). */
   pollerNodeArgs?: string[];
+  /** Extra node flags for every service (a CPU profile with --profile). */
+  nodeArgs?: string[];
 }
 
 export interface BenchFleet {
@@ -143,7 +145,11 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
       counts.set(name, i + 1);
       return startService(
         name,
-        name === "poller" && spec.pollerNodeArgs ? { ...common, nodeArgs: spec.pollerNodeArgs } : common,
+        name === "poller" && spec.pollerNodeArgs
+          ? { ...common, nodeArgs: spec.pollerNodeArgs }
+          : spec.nodeArgs
+            ? { ...common, nodeArgs: spec.nodeArgs }
+            : common,
         i,
       );
     }),
@@ -238,26 +244,23 @@ export interface SessionTimes {
   endedAt: number;
 }
 
-/** Each session's milestones: from its document, its spawn claim and its simulated sandbox. */
+/** Each session's milestones: from its document (claimedAt: its current attempt's claim) and its simulated sandbox. */
 export async function sessionTimes(
   fleet: BenchFleet,
   requestedAt: ReadonlyMap<string, number>,
 ): Promise<SessionTimes[]> {
-  type Doc = { _id: string; status: string; startedAt?: number; completedAt?: number; sandbox?: { id: string } };
+  type Doc = {
+    _id: string;
+    status: string;
+    claimedAt?: number;
+    startedAt?: number;
+    completedAt?: number;
+    sandbox?: { id: string };
+  };
   const docs = await fleet.db
     .collection<Doc>("sessions")
-    .find({}, { projection: { status: 1, startedAt: 1, completedAt: 1, sandbox: 1 } })
+    .find({}, { projection: { status: 1, claimedAt: 1, startedAt: 1, completedAt: 1, sandbox: 1 } })
     .toArray();
-  // The first attempt's claims (`<id>/spawn:1:<delivery>`); the earliest is when the session was claimed.
-  const claims = await fleet.db
-    .collection<{ _id: string; at: number }>("claims")
-    .find({ _id: { $regex: "/spawn:1:[0-9]+$" } })
-    .toArray();
-  const claimAt = new Map<string, number>();
-  for (const c of claims) {
-    const id = c._id.replace(/\/spawn:1:[0-9]+$/, "");
-    claimAt.set(id, Math.min(c.at, claimAt.get(id) ?? Infinity));
-  }
   const { states } = await readAllSimulatedStates(fleet.simDir);
   const sims = new Map(states.map((s) => [s.id, s]));
   const out: SessionTimes[] = [];
@@ -278,7 +281,7 @@ export async function sessionTimes(
       id: d._id,
       status: d.status,
       requestedAt: req,
-      claimedAt: claimAt.get(d._id) ?? Number.NaN,
+      claimedAt: d.claimedAt ?? Number.NaN,
       runningAt: d.startedAt,
       idleAt,
       promptedAt: sim.promptedAt,

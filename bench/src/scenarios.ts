@@ -74,6 +74,11 @@ const fastPoller = { POLLER_MAX_IN_FLIGHT: "20000", POLLER_STATUS_INTERVAL_MS: "
 // ---------------------------------------------------------------------------------------------
 // B1 throughput at saturation, and the BullMQ peer on the same work
 
+/** With --profile, every service of the scenario writes a V8 CPU profile into the profile folder. */
+function cpuProfile(ctx: Ctx): { nodeArgs?: string[] } {
+  return ctx.profileDir ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${ctx.profileDir}`] } : {};
+}
+
 export interface B1Row {
   instances: number;
   sessions: number;
@@ -108,6 +113,7 @@ export async function b1(ctx: Ctx, peer: PeerRunner | undefined): Promise<B1Row[
         spawners: instances,
         pollers: instances,
         env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" },
+        ...cpuProfile(ctx),
       },
       async (fleet) => {
         ctx.log(`B1 fleet, ${instances} instance(s) per stage: ${n} sessions as fast as they come`);
@@ -188,6 +194,7 @@ export async function b2(ctx: Ctx, maxRate: number, instances: number, peer: Pee
         spawners: instances,
         pollers: instances,
         env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" },
+        ...cpuProfile(ctx),
       },
       async (fleet) => {
         ctx.log(`B2 ${Math.round(f * 100)}% of B1's maximum: ${round(rate)} sessions/s for ${seconds} s`);
@@ -275,6 +282,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
           FLEET_SIM_EVENTS: String(events),
           FLEET_SIM_EVENT_MS: String(eventMs),
         },
+        ...cpuProfile(ctx),
       },
       async (fleet) => {
         ctx.log(
@@ -661,7 +669,7 @@ export async function b6(ctx: Ctx): Promise<B6Result> {
       POLLER_STATUS_INTERVAL_MS: "500",
       FLEET_SHUTDOWN_MS: "2000",
     },
-    ...(ctx.profileDir ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${ctx.profileDir}`] } : {}),
+    ...cpuProfile(ctx),
   };
   const services = [await startService("spawner", common, 0), await startService("poller", common, 0)];
   const db = ctx.b.mongo.db(namespace);

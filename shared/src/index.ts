@@ -118,7 +118,6 @@ export {
 export {
   type ApiKeyStore,
   type CardFileStore,
-  type ClaimStore,
   type CreateResult,
   type DeadLetterStore,
   decodeCursor,

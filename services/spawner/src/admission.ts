@@ -20,6 +20,11 @@ export interface AdmissionLimits {
   pollMs: number;
 }
 
+/** Whether any cap is configured: without one, admission takes no slot and writes nothing. */
+export function admissionCapped(limits: AdmissionLimits): boolean {
+  return limits.global > 0 || limits.perProject > 0;
+}
+
 /**
  * Waits, in order of creation, until the session may hold a sandbox under the caps, and takes its
  * slots; true when it took any (false: no cap configured). Never fails for a cap: the request's

@@ -23,8 +23,8 @@ import {
   type SessionRequested,
   type SetupTimings,
 } from "@fleet/shared";
-import { SessionLogWriter } from "@fleet/shared/sessions";
-import { admit, type AdmissionLimits } from "./admission.js";
+import { SessionLogWriter, type NewLine } from "@fleet/shared/sessions";
+import { admissionCapped, admit, type AdmissionLimits } from "./admission.js";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { waitHealthy } from "./health.js";
 import { asCardFiles, workspaceChanges } from "@fleet/shared/sessions";
@@ -98,11 +98,17 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   // the delivery that owns the attempt carries on; only a redelivery takes over.
   if (ctx.deliveryCount === 1 && session.attempt > 0) return;
   const attempt = session.attempt + 1;
-  // The claim is per delivery: duplicate requests (each a first delivery) race for one claim, but a
-  // redelivery always gets its own. A redelivery means the holder stopped (crashed, or released the
-  // message at shutdown) possibly before it recorded its attempt, as while queued for admission; a
-  // claim per attempt alone would then be taken for good and the session would wait for its deadline.
-  if (!(await store.claim(`${session.id}/spawn:${attempt}:${ctx.deliveryCount}`, deps.settings.instanceId))) return;
+  // The claim is a compare-and-set on the attempt number: of duplicate requests (each a first
+  // delivery) one wins attempt 1; a redelivery (the holder stopped, or released the message at
+  // shutdown) reads the attempt its predecessor recorded and claims the next. Without caps the same
+  // write starts sandbox creation; with caps the session waits in the queue first.
+  const capped = admissionCapped(deps.settings.admission);
+  const claimed = await store.claimAttempt(
+    session.id,
+    attempt,
+    capped ? {} : { phase: "sandbox_creating", queuePosition: 0 },
+  );
+  if (!claimed) return;
   log.info({ attempt, delivery: ctx.deliveryCount }, "setting up session");
   if (session.cardId) await supersedeCardSessions(deps, session);
   if (session.sandbox) await deps.provider.kill(session.sandbox.id);
@@ -111,22 +117,25 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   let sandbox: Sandbox | undefined;
   let slots = false;
   try {
-    slots = await admit(store, session, deps.settings.admission, ctx);
-    timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
-    // Each store write counts: admission (with the slots it took) and the start of sandbox creation are one write.
-    await guard(
-      session.id,
-      store.patch(session.id, {
-        attempt,
-        phase: "sandbox_creating",
-        queuePosition: 0,
-        ...(slots ? { slotsHeld: true as const } : {}),
-      }),
-    );
+    if (capped) {
+      slots = await admit(store, session, deps.settings.admission, ctx);
+      timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
+      // Each store write counts: admission (with the slots it took) and the start of sandbox creation are one write.
+      await guard(
+        session.id,
+        store.patch(session.id, {
+          phase: "sandbox_creating",
+          queuePosition: 0,
+          ...(slots ? { slotsHeld: true as const } : {}),
+        }),
+      );
+    }
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     sandbox = await createSandbox(deps, session, attempt, timings);
-    await writer.append([
+    // Setup's lines go out while setup goes on; all are confirmed before the session is declared running.
+    const setupLines = unawaited(writer);
+    setupLines.append([
       {
         kind: "system",
         key: `setup:${attempt}:sandbox`,
@@ -135,13 +144,14 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     ]);
     const restored = await restoreFiles(deps, session, sandbox, req.files, timings);
     if (restored > 0)
-      await writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]);
+      setupLines.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]);
     const { client, pid } = await startAgent(deps, session, sandbox, attempt, timings);
-    await writer.append([
+    setupLines.append([
       { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
     ]);
     const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
     timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
+    await setupLines.confirmed();
     const running = await store.transition(session.id, {
       from: LIFECYCLE.running.from,
       to: "running",
@@ -187,6 +197,24 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     // A request that ran out of retries is also recorded with the dead messages.
     if (exhausted) throw new FleetError(code, message);
   }
+}
+
+/**
+ * A log writer's appends not waited for one by one: they keep their order, and `confirmed()` waits
+ * for all of them (throwing the first failure). Until then a failure is held, not unhandled.
+ */
+function unawaited(writer: SessionLogWriter): { append(lines: NewLine[]): void; confirmed(): Promise<void> } {
+  const sent: Array<Promise<void>> = [];
+  return {
+    append(lines) {
+      const written = writer.append(lines);
+      written.catch(() => undefined);
+      sent.push(written);
+    },
+    async confirmed() {
+      await Promise.all(sent);
+    },
+  };
 }
 
 async function republishRunning(deps: SpawnDeps, s: Session): Promise<void> {

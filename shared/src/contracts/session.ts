@@ -117,7 +117,10 @@ export const Session = z.object({
   agentSessionId: z.string().optional(),
   /** The user message that carried the prompt; the agent's diff is taken since it. */
   agentMessageId: z.string().optional(),
+  /** Setup attempts taken; a spawner claims the next one with a compare-and-set on this number. */
   attempt: z.number().int().nonnegative(),
+  /** When a spawner claimed the current attempt (the fleet's clock). */
+  claimedAt: Millis.optional(),
   output: SessionOutput.optional(),
   error: ErrorInfo.optional(),
   metrics: SessionMetrics,

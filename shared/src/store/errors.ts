@@ -15,7 +15,7 @@ export const MONGO_CODES = {
 
 export const DUPLICATE_KEY = MONGO_CODES.DuplicateKey;
 
-/** A write refused because its unique key is taken: for claims, slots and inserts, "someone else has it". */
+/** A write refused because its unique key is taken: for slots and inserts, "someone else has it". */
 export function isDuplicateKey(err: unknown): boolean {
   return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
 }

@@ -1,7 +1,6 @@
 export type {
   ApiKeyStore,
   CardFileStore,
-  ClaimStore,
   CreateResult,
   DeadLetterStore,
   LogLineStore,

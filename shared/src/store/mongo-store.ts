@@ -5,7 +5,6 @@ import { errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import { MongoApiKeys } from "./api-keys.js";
 import { MongoCardFiles } from "./card-files.js";
-import { MongoClaims } from "./claims.js";
 import { connectStore, type MongoStoreConfig } from "./connection.js";
 import { healWhenStuck } from "./heal.js";
 import { MongoDeadLetters } from "./dead-letters.js";
@@ -27,7 +26,6 @@ export class MongoSessionStore implements SessionStore {
   private readonly sessions: MongoSessions;
   private readonly logLines: MongoLogLines;
   private readonly slots: MongoSlots;
-  private readonly claims: MongoClaims;
   private readonly keys: MongoApiKeys;
   private readonly cardFileDocs: MongoCardFiles;
   private readonly dead: MongoDeadLetters;
@@ -43,7 +41,6 @@ export class MongoSessionStore implements SessionStore {
     this.sessions = new MongoSessions(this.db);
     this.logLines = new MongoLogLines(this.db);
     this.slots = new MongoSlots(this.db);
-    this.claims = new MongoClaims(this.db);
     this.keys = new MongoApiKeys(this.db);
     this.cardFileDocs = new MongoCardFiles(this.db);
     this.dead = new MongoDeadLetters(this.db);
@@ -69,6 +66,9 @@ export class MongoSessionStore implements SessionStore {
   }
   transition(id: string, request: TransitionRequest): Promise<Session | null> {
     return this.sessions.transition(id, request);
+  }
+  claimAttempt(id: string, attempt: number, set?: SessionPatch): Promise<boolean> {
+    return this.sessions.claimAttempt(id, attempt, set);
   }
   patch(id: string, set: SessionPatch, whenStatus?: readonly SessionStatus[]): Promise<boolean> {
     return this.sessions.patch(id, set, whenStatus);
@@ -116,10 +116,6 @@ export class MongoSessionStore implements SessionStore {
   }
   heldSlots(): Promise<Array<{ scope: string; sessionId: string }>> {
     return this.slots.heldSlots();
-  }
-
-  claim(key: string, owner: string): Promise<boolean> {
-    return this.claims.claim(key, owner);
   }
 
   saveApiKey(record: ApiKeyRecord): Promise<void> {

@@ -1,6 +1,5 @@
 import type { ApiKeyStore } from "./api-keys.js";
 import type { CardFileStore } from "./card-files.js";
-import type { ClaimStore } from "./claims.js";
 import type { DeadLetterStore } from "./dead-letters.js";
 import type { LogLineStore } from "./log-lines.js";
 import type { SessionDocStore } from "./sessions.js";
@@ -8,7 +7,6 @@ import type { SlotStore } from "./slots.js";
 
 export type { ApiKeyStore } from "./api-keys.js";
 export type { CardFileStore } from "./card-files.js";
-export type { ClaimStore } from "./claims.js";
 export type { DeadLetterStore } from "./dead-letters.js";
 export type { LogLineStore } from "./log-lines.js";
 export type { CreateResult, Page, SessionDocStore, SessionPatch, TransitionRequest } from "./sessions.js";
@@ -22,7 +20,6 @@ export interface SessionStore
   extends SessionDocStore,
     LogLineStore,
     SlotStore,
-    ClaimStore,
     ApiKeyStore,
     CardFileStore,
     DeadLetterStore {

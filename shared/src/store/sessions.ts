@@ -32,6 +32,12 @@ export interface SessionDocStore {
   get(id: string): Promise<Session | null>;
   /** Compare-and-set on status; returns the updated document if this call won, else null. */
   transition(id: string, request: TransitionRequest): Promise<Session | null>;
+  /**
+   * Claims setup attempt `attempt` of a pending session: a compare-and-set from `attempt - 1`, so of
+   * racing spawners (duplicate requests, a redelivery beside a slow holder) exactly one gets each
+   * attempt. Sets `claimedAt` and the given fields in the same write; true for the winner.
+   */
+  claimAttempt(id: string, attempt: number, set?: SessionPatch): Promise<boolean>;
   /** Sets only the named fields, while the status is one of `whenStatus` (default: pending or running). */
   patch(id: string, set: SessionPatch, whenStatus?: readonly SessionStatus[]): Promise<boolean>;
   /** Newest first; stable under concurrent inserts. */
@@ -164,6 +170,18 @@ export class MongoSessions implements SessionDocStore {
         ),
       ),
     );
+  }
+
+  async claimAttempt(id: string, attempt: number, set: SessionPatch = {}): Promise<boolean> {
+    if (!Number.isInteger(attempt) || attempt < 1) throw new FleetError("bad_input", `no attempt ${attempt}`);
+    const now = Date.now();
+    const res = await guarded("claimAttempt", () =>
+      this.docs.updateOne(
+        { _id: id, status: "pending", attempt: attempt - 1 },
+        { $set: { ...named(set), attempt, claimedAt: now, updatedAt: now } },
+      ),
+    );
+    return res.matchedCount === 1;
   }
 
   async patch(id: string, set: SessionPatch, whenStatus: readonly SessionStatus[] = ACTIVE_STATUSES): Promise<boolean> {
