@@ -1,10 +1,6 @@
 import { connect } from "node:net";
-import type { FastifyInstance } from "fastify";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApi } from "../services/api/src/app.js";
-import { newApiKey, type Bus, type MongoSessionStore } from "../shared/src/index.js";
-import { createMetrics } from "../shared/src/metrics/index.js";
-import { cleanup, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { describe, expect, it } from "vitest";
+import { useApi } from "./support/api-fixture.js";
 import { jsonOf, rawRequest, type RawAnswer } from "./support/http.js";
 
 /** Bytes written straight to the socket, for requests no HTTP client would send; the answer's status and body. */
@@ -24,31 +20,7 @@ function rawSocket(base: string, bytes: string): Promise<RawAnswer> {
 }
 
 describe("every error in the documented shape, framework refusals included", () => {
-  let ns: string;
-  let store: MongoSessionStore;
-  let bus: Bus;
-  let app: FastifyInstance;
-  let base: string;
-  let auth: Record<string, string>;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("apierr");
-    store = await openStore(ns);
-    bus = await openBus(ns, { store });
-    await bus.provision();
-    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry, bodyLimit: 4_096 });
-    base = await app.listen({ host: "127.0.0.1", port: 0 });
-    const admin = newApiKey(["*"], "admin");
-    await store.saveApiKey(admin.record);
-    auth = { authorization: `Bearer ${admin.key}` };
-  });
-
-  afterAll(async () => {
-    await app.close();
-    await bus.close();
-    await store.close();
-    await cleanup(ns, ns);
-  });
+  const api = useApi({ prefix: "apierr", api: { bodyLimit: 4_096 } });
 
   const json = { "content-type": "application/json" };
   const cases: Array<[string, number, string, () => Promise<RawAnswer>]> = [
@@ -56,46 +28,46 @@ describe("every error in the documented shape, framework refusals included", () 
       "a path parameter over 200 characters",
       414,
       "uri_too_long",
-      () => rawRequest(base, "GET", `/v1/sessions/${"a".repeat(201)}`, { headers: auth }),
+      () => rawRequest(api.base, "GET", `/v1/sessions/${"a".repeat(201)}`, { headers: api.auth }),
     ],
     [
       "a URL over 8 KiB",
       414,
       "uri_too_long",
-      () => rawRequest(base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`, { headers: auth }),
+      () => rawRequest(api.base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`, { headers: api.auth }),
     ],
     [
       "a URL over 8 KiB without a key",
       414,
       "uri_too_long",
-      () => rawRequest(base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`),
+      () => rawRequest(api.base, "GET", `/v1/sessions?projectId=p1&cursor=${"c".repeat(9_000)}`),
     ],
     [
       "headers over 16 KiB",
       431,
       "headers_too_large",
-      () => rawSocket(base, `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${"h".repeat(20_000)}\r\n\r\n`),
+      () => rawSocket(api.base, `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${"h".repeat(20_000)}\r\n\r\n`),
     ],
     [
       "a request line over 16 KiB",
       431,
       "headers_too_large",
-      () => rawSocket(base, `GET /v1/sessions?projectId=${"p".repeat(20_000)} HTTP/1.1\r\nhost: x\r\n\r\n`),
+      () => rawSocket(api.base, `GET /v1/sessions?projectId=${"p".repeat(20_000)} HTTP/1.1\r\nhost: x\r\n\r\n`),
     ],
-    ["a request that is not HTTP", 400, "bad_request", () => rawSocket(base, "HELLO THERE\r\n\r\n")],
+    ["a request that is not HTTP", 400, "bad_request", () => rawSocket(api.base, "HELLO THERE\r\n\r\n")],
     [
       "a malformed percent escape",
       400,
       "bad_request",
-      () => rawRequest(base, "GET", "/v1/sessions/%zz", { headers: auth }),
+      () => rawRequest(api.base, "GET", "/v1/sessions/%zz", { headers: api.auth }),
     ],
     [
       "a body over the limit",
       413,
       "payload_too_large",
       () =>
-        rawRequest(base, "POST", "/v1/sessions", {
-          headers: { ...auth, ...json },
+        rawRequest(api.base, "POST", "/v1/sessions", {
+          headers: { ...api.auth, ...json },
           body: JSON.stringify({ projectId: "p1", prompt: "x".repeat(5_000) }),
         }),
     ],
@@ -103,21 +75,21 @@ describe("every error in the documented shape, framework refusals included", () 
       "a body that is not JSON",
       400,
       "bad_request",
-      () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "{not json" }),
+      () => rawRequest(api.base, "POST", "/v1/sessions", { headers: { ...api.auth, ...json }, body: "{not json" }),
     ],
     [
       "an empty JSON body",
       400,
       "bad_request",
-      () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "" }),
+      () => rawRequest(api.base, "POST", "/v1/sessions", { headers: { ...api.auth, ...json }, body: "" }),
     ],
     [
       "an unsupported content type",
       415,
       "unsupported_media_type",
       () =>
-        rawRequest(base, "POST", "/v1/sessions", {
-          headers: { ...auth, "content-type": "application/xml" },
+        rawRequest(api.base, "POST", "/v1/sessions", {
+          headers: { ...api.auth, "content-type": "application/xml" },
           body: "<a/>",
         }),
     ],
@@ -125,11 +97,11 @@ describe("every error in the documented shape, framework refusals included", () 
       "a body that breaks the schema",
       400,
       "bad_input",
-      () => rawRequest(base, "POST", "/v1/sessions", { headers: { ...auth, ...json }, body: "{}" }),
+      () => rawRequest(api.base, "POST", "/v1/sessions", { headers: { ...api.auth, ...json }, body: "{}" }),
     ],
-    ["no key", 401, "unauthorized", () => rawRequest(base, "GET", "/v1/sessions/s1")],
-    ["an unknown route", 404, "not_found", () => rawRequest(base, "GET", "/nowhere")],
-    ["a method the path does not have", 405, "method_not_allowed", () => rawRequest(base, "DELETE", "/healthz")],
+    ["no key", 401, "unauthorized", () => rawRequest(api.base, "GET", "/v1/sessions/s1")],
+    ["an unknown route", 404, "not_found", () => rawRequest(api.base, "GET", "/nowhere")],
+    ["a method the path does not have", 405, "method_not_allowed", () => rawRequest(api.base, "DELETE", "/healthz")],
   ];
 
   it.each(cases)("answers %s with %i and the error body", async (_, status, code, ask) => {
@@ -148,8 +120,10 @@ describe("every error in the documented shape, framework refusals included", () 
   });
 
   it("takes ids up to their 128 characters (they are not too long for the router)", async () => {
-    const r = await rawRequest(base, "GET", `/v1/sessions/${"a".repeat(128)}`, { headers: auth });
+    const r = await rawRequest(api.base, "GET", `/v1/sessions/${"a".repeat(128)}`, { headers: api.auth });
     expect(r.status).toBe(404);
-    expect((await rawRequest(base, "GET", `/v1/sessions/${"a".repeat(129)}`, { headers: auth })).status).toBe(400);
+    expect((await rawRequest(api.base, "GET", `/v1/sessions/${"a".repeat(129)}`, { headers: api.auth })).status).toBe(
+      400,
+    );
   });
 });

@@ -1,13 +1,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApi } from "../services/api/src/app.js";
-import { SessionConfig, newApiKey, type Bus, type MongoSessionStore } from "../shared/src/index.js";
-import { createMetrics } from "../shared/src/metrics/index.js";
+import { SessionConfig } from "../shared/src/index.js";
 import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
-import { cleanup, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useApi } from "./support/api-fixture.js";
+import { logger } from "./support/fixtures.js";
 import { jsonOf, rawRequest } from "./support/http.js";
 
 type Schema = {
@@ -89,49 +87,28 @@ function pathVariants(path: string): string[] {
 }
 
 describe("access decided on the matched route", () => {
-  let ns: string;
-  let store: MongoSessionStore;
-  let bus: Bus;
-  let app: FastifyInstance;
-  let base: string;
-  let key: string;
-  let spec: Spec;
   const dir = mkdtempSync(join(tmpdir(), "fleet-route-auth-"));
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("rauth");
-    store = await openStore(ns);
-    bus = await openBus(ns, { store });
-    await bus.provision();
-    const tokens = { keys: [{ kid: "k1", secret: "s".repeat(40) }] };
-    app = await createApi({
-      store,
-      bus,
-      logger,
-      registry: createMetrics("api").registry,
+  // Registered first, so it runs after the fixture's teardown.
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const tokens = { keys: [{ kid: "k1", secret: "s".repeat(40) }] };
+  const api = useApi({
+    prefix: "rauth",
+    api: {
       submitsPerMinute: 1_000_000,
       callbacks: { tokens, provider: new SimulatedSandboxProvider({ dir }, logger) },
-    });
-    base = await app.listen({ host: "127.0.0.1", port: 0 });
-    const admin = newApiKey(["*"], "admin");
-    await store.saveApiKey(admin.record);
-    key = admin.key;
-    await store.create({
+    },
+  });
+  let spec: Spec;
+
+  beforeAll(async () => {
+    await api.store.create({
       id: IDS.id as string,
       projectId: "p1",
       cardId: IDS.cardId as string,
       prompt: MARKER,
       config: SessionConfig.parse({}),
     });
-    spec = jsonOf((await rawRequest(base, "GET", "/openapi.json")).text) as Spec;
-  });
-
-  afterAll(async () => {
-    await app.close();
-    await bus.close();
-    await store.close();
-    await cleanup(ns, ns);
-    rmSync(dir, { recursive: true, force: true });
+    spec = jsonOf((await rawRequest(api.base, "GET", "/openapi.json")).text) as Spec;
   });
 
   /** Every operation of the document: its filled path (and query) and a body its schema accepts. */
@@ -158,8 +135,8 @@ describe("access decided on the matched route", () => {
     const ops = operations().filter((o) => !PUBLIC.has(o.template) && !o.template.startsWith("/v1/callbacks/"));
     expect(ops.length).toBeGreaterThanOrEqual(8);
     for (const o of ops) {
-      const r = await rawRequest(base, o.method, `${o.path}${o.query ? `?${o.query}` : ""}`, {
-        headers: { authorization: `Bearer ${key}`, ...(o.body ? { "content-type": "application/json" } : {}) },
+      const r = await rawRequest(api.base, o.method, `${o.path}${o.query ? `?${o.query}` : ""}`, {
+        headers: { ...api.auth, ...(o.body ? { "content-type": "application/json" } : {}) },
         ...(o.body ? { body: o.body } : {}),
       });
       expect(r.status, `${o.method} ${o.path}: ${r.text}`).toBeLessThan(300);
@@ -176,7 +153,7 @@ describe("access decided on the matched route", () => {
         for (const method of new Set([o.method, ...(o.method === "GET" ? ["HEAD"] : []), ...METHODS])) {
           const withBody = o.body !== undefined && method !== "GET" && method !== "HEAD";
           const r = await rawRequest(
-            base,
+            api.base,
             method,
             target,
             withBody ? { headers: { "content-type": "application/json" }, body: o.body ?? "" } : {},
@@ -201,7 +178,7 @@ describe("access decided on the matched route", () => {
   it("answers a plain path without credentials 401 in the error shape", async () => {
     for (const o of operations().filter((x) => !PUBLIC.has(x.template))) {
       const r = await rawRequest(
-        base,
+        api.base,
         o.method,
         `${o.path}${o.query ? `?${o.query}` : ""}`,
         o.body ? { headers: { "content-type": "application/json" }, body: o.body } : {},
@@ -215,7 +192,7 @@ describe("access decided on the matched route", () => {
   });
 
   it("will not start with a route that declares no access", async () => {
-    const other = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
+    const other = await api.create();
     const register = (): unknown => other.get("/v1/undeclared", async () => ({ secret: MARKER }));
     await expect(async () => {
       register();

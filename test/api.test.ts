@@ -1,6 +1,4 @@
-import type { FastifyInstance } from "fastify";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApi } from "../services/api/src/app.js";
+import { describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,59 +8,15 @@ import {
   SessionLogWriter,
   mintCallbackToken,
   newApiKey,
-  type Bus,
-  type MongoSessionStore,
   type Session,
 } from "../shared/src/index.js";
 import { LocalSandboxProvider } from "../shared/src/sandbox/local/index.js";
-import { createMetrics } from "../shared/src/metrics/index.js";
-import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useApi } from "./support/api-fixture.js";
+import { eventually, logger } from "./support/fixtures.js";
 
 describe("api over a real bus and store", () => {
-  let ns: string;
-  let store: MongoSessionStore;
-  let bus: Bus;
-  let app: FastifyInstance;
-  let base: string;
-  let key: string;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("api");
-    store = await openStore(ns);
-    bus = await openBus(ns, { store });
-    await bus.provision();
-    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry, submitsPerMinute: 1_000 });
-    base = await app.listen({ host: "127.0.0.1", port: 0 });
-    const admin = newApiKey(["*"], "admin");
-    await store.saveApiKey(admin.record);
-    key = admin.key;
-  });
-
-  afterAll(async () => {
-    await app.close();
-    await bus.close();
-    await store.close();
-    await cleanup(ns, ns);
-  });
-
-  const call = async <T = unknown>(
-    method: string,
-    path: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-  ) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${key}`,
-        ...(body !== undefined ? { "content-type": "application/json" } : {}),
-        ...headers,
-      },
-      ...(body !== undefined ? { body: typeof body === "string" ? body : JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, headers: res.headers };
-  };
+  const api = useApi({ prefix: "api", api: { submitsPerMinute: 1_000 } });
+  const { store, bus, call } = api;
 
   it("answers a submit with 202 and the same session for a repeated Idempotency-Key", async () => {
     const first = await call<{ sessionId: string; status: string }>(
@@ -198,8 +152,8 @@ describe("api over a real bus and store", () => {
     await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "sse-1" });
     const writer = await SessionLogWriter.open({ store, bus, logger }, "sse-1");
     await writer.append([1, 2, 3].map((i) => ({ kind: "system" as const, line: `line ${i}` })));
-    const res = await fetch(`${base}/v1/sessions/sse-1/logs`, {
-      headers: { authorization: `Bearer ${key}`, accept: "text/event-stream", "last-event-id": "1" },
+    const res = await fetch(`${api.base}/v1/sessions/sse-1/logs`, {
+      headers: { authorization: `Bearer ${api.key}`, accept: "text/event-stream", "last-event-id": "1" },
     });
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     const text = (async () => {
@@ -242,10 +196,10 @@ describe("api over a real bus and store", () => {
       ["empty-json-cancel", { headers: { "content-type": "application/json" }, body: "" }],
     ] as const) {
       await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: id });
-      const res = await fetch(`${base}/v1/sessions/${id}/cancel`, {
+      const res = await fetch(`${api.base}/v1/sessions/${id}/cancel`, {
         method: "POST",
         ...init,
-        headers: { authorization: `Bearer ${key}`, ...("headers" in init ? init.headers : {}) },
+        headers: { authorization: `Bearer ${api.key}`, ...("headers" in init ? init.headers : {}) },
       });
       expect({ id, status: res.status, body: await res.json() }).toEqual({
         id,
@@ -266,7 +220,7 @@ describe("api over a real bus and store", () => {
   it("reports readiness, metrics and its OpenAPI document", async () => {
     expect(await call("GET", "/readyz")).toMatchObject({ status: 200, body: { ok: true, bus: true, store: true } });
     expect((await call("GET", "/healthz")).status).toBe(200);
-    const metrics = await fetch(`${base}/metrics`).then((r) => r.text());
+    const metrics = await fetch(`${api.base}/metrics`).then((r) => r.text());
     expect(metrics).toContain("fleet_setup_step_seconds");
     const spec = await call<{ openapi: string; paths: Record<string, unknown> }>("GET", "/openapi.json");
     expect(spec.body.openapi).toBe("3.1.0");
@@ -306,25 +260,24 @@ describe("api over a real bus and store", () => {
   });
 
   it("answers 405 with Allow for a method a known path does not have, and 404 for an unknown path", async () => {
-    const auth = { authorization: `Bearer ${key}` };
-    const session = await fetch(`${base}/v1/sessions/my-own-id`, { method: "DELETE", headers: auth });
+    const session = await fetch(`${api.base}/v1/sessions/my-own-id`, { method: "DELETE", headers: api.auth });
     expect(session.status).toBe(405);
     expect(session.headers.get("allow")).toBe("GET, HEAD");
     expect(((await session.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
     // QUERY carries a body; without this it would be refused for its missing content type instead.
-    const list = await fetch(`${base}/v1/sessions`, { method: "QUERY", headers: auth });
+    const list = await fetch(`${api.base}/v1/sessions`, { method: "QUERY", headers: api.auth });
     expect(list.status).toBe(405);
     expect(list.headers.get("allow")).toBe("GET, HEAD, POST");
-    expect((await fetch(`${base}/healthz`, { method: "PUT" })).status).toBe(405);
-    expect((await fetch(`${base}/v1/nowhere`, { method: "DELETE", headers: auth })).status).toBe(404);
+    expect((await fetch(`${api.base}/healthz`, { method: "PUT" })).status).toBe(405);
+    expect((await fetch(`${api.base}/v1/nowhere`, { method: "DELETE", headers: api.auth })).status).toBe(404);
   });
 
   it("opens a log stream at once, before the session has any line", async () => {
     await call("POST", "/v1/sessions", { projectId: "p1", prompt: "x", sessionId: "sse-quiet" });
     const aborted = new AbortController();
     const started = Date.now();
-    const res = await fetch(`${base}/v1/sessions/sse-quiet/logs?follow=1`, {
-      headers: { authorization: `Bearer ${key}` },
+    const res = await fetch(`${api.base}/v1/sessions/sse-quiet/logs?follow=1`, {
+      headers: api.auth,
       signal: aborted.signal,
     });
     expect(res.status).toBe(200);
@@ -335,7 +288,7 @@ describe("api over a real bus and store", () => {
 
   it("asks every /v1 route for a key, and a key reaches only its own projects", async () => {
     const bare = async (path: string, headers: Record<string, string> = {}, method = "GET", body?: unknown) => {
-      const r = await fetch(`${base}${path}`, {
+      const r = await fetch(`${api.base}${path}`, {
         method,
         headers: { ...headers, ...(body ? { "content-type": "application/json" } : {}) },
         ...(body ? { body: JSON.stringify(body) } : {}),
@@ -346,7 +299,7 @@ describe("api over a real bus and store", () => {
     expect(
       (await bare("/v1/sessions/my-own-id", { authorization: `Bearer fk_0000000000000000_${"x".repeat(43)}` })).status,
     ).toBe(401);
-    expect((await bare("/v1/sessions/my-own-id", { authorization: `Bearer ${key}x` })).status).toBe(401);
+    expect((await bare("/v1/sessions/my-own-id", { authorization: `Bearer ${api.key}x` })).status).toBe(401);
     expect((await bare("/healthz")).status).toBe(200);
     const other = newApiKey(["other-project"], "other");
     await store.saveApiKey(other.record);
@@ -372,19 +325,12 @@ describe("api over a real bus and store", () => {
   });
 
   it("limits submits per key with 429 and Retry-After", async () => {
-    const limited = await createApi({
-      store,
-      bus,
-      logger,
-      registry: createMetrics("api").registry,
-      submitsPerMinute: 2,
-    });
-    const url = await limited.listen({ host: "127.0.0.1", port: 0 });
+    const { app: limited, url } = await api.listen({ submitsPerMinute: 2 });
     try {
       const post = () =>
         fetch(`${url}/v1/sessions`, {
           method: "POST",
-          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          headers: { authorization: `Bearer ${api.key}`, "content-type": "application/json" },
           body: JSON.stringify({ projectId: "p1", prompt: "x" }),
         });
       expect((await post()).status).toBe(202);
@@ -394,7 +340,7 @@ describe("api over a real bus and store", () => {
       expect(Number(third.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(((await third.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
       // Reads are not limited.
-      const read = await fetch(`${url}/v1/sessions?projectId=p1`, { headers: { authorization: `Bearer ${key}` } });
+      const read = await fetch(`${url}/v1/sessions?projectId=p1`, { headers: api.auth });
       expect(read.status).toBe(200);
     } finally {
       await limited.close();
@@ -404,14 +350,9 @@ describe("api over a real bus and store", () => {
   it("lets a sandbox complete its own running session with its callback token, and nothing else", async () => {
     const tokens = { keys: [{ kid: "k1", secret: "s".repeat(40) }] };
     const dir = mkdtempSync(join(tmpdir(), "fleet-cb-"));
-    const withCallbacks = await createApi({
-      store,
-      bus,
-      logger,
-      registry: createMetrics("api").registry,
+    const { app: withCallbacks, url } = await api.listen({
       callbacks: { tokens, provider: new LocalSandboxProvider({ rootDir: dir }, logger) },
     });
-    const url = await withCallbacks.listen({ host: "127.0.0.1", port: 0 });
     try {
       await store.create({ id: "cb-1", projectId: "p1", prompt: "x", config: SessionConfig.parse({}) });
       await store.patch("cb-1", { attempt: 1 });
@@ -448,7 +389,7 @@ describe("api over a real bus and store", () => {
       expect(await store.lastLogSeq("cb-1")).toBe(0);
       expect(await bus.lastLogSeq("cb-1")).toBe(0);
       expect((await complete(undefined)).status).toBe(401);
-      expect((await complete(key)).status).toBe(401);
+      expect((await complete(api.key)).status).toBe(401);
       expect(
         (await complete(await mintCallbackToken({ keys: [{ kid: "k1", secret: "t".repeat(40) }] }, "cb-1", 1))).status,
       ).toBe(401);

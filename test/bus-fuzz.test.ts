@@ -1,15 +1,8 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import {
-  SCHEMA_VERSION,
-  consumerName,
-  streamName,
-  subjectFor,
-  type Bus,
-  type MongoSessionStore,
-} from "../shared/src/index.js";
-import { cleanup, eventually, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { describe, expect, it } from "vitest";
+import { SCHEMA_VERSION, consumerName, streamName, subjectFor } from "../shared/src/index.js";
+import { useBus } from "./support/api-fixture.js";
+import { eventually } from "./support/fixtures.js";
 
 /** A small seeded generator, so a failing case can be replayed. */
 function rng(seed: number): () => number {
@@ -57,25 +50,8 @@ function malformed(r: () => number, i: number): string | Uint8Array {
 }
 
 describe("bus consumers under generated malformed messages", () => {
-  let ns: string;
-  let store: MongoSessionStore;
-  let bus: Bus;
-  let nc: NatsConnection;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("fz");
-    store = await openStore(ns);
-    bus = await openBus(ns, { store });
-    await bus.provision();
-    nc = await connect({ servers: inject("natsUrl") });
-  });
-
-  afterAll(async () => {
-    await bus.close();
-    await nc.close();
-    await store.close();
-    await cleanup(ns, ns);
-  });
+  const fixture = useBus({ prefix: "fz", nats: true });
+  const { namespace: ns, store, bus } = fixture;
 
   it("dead-letters every bad message, never crashes or stalls, and still handles good ones", async () => {
     const seen = { spawner: [] as string[], poller: [] as string[], watchdog: [] as string[] };
@@ -84,7 +60,7 @@ describe("bus consumers under generated malformed messages", () => {
       bus.consume("poller", { handler: async (m) => void seen.poller.push(m.sessionId) }),
       bus.consume("watchdog", { handler: async (m) => void seen.watchdog.push(m.sessionId) }),
     ];
-    const js = jetstream(nc);
+    const js = jetstream(fixture.nc);
     const r = rng(20261124);
     const count = 120;
     const targets = ["requested", "running", "cancel"] as const;
@@ -125,7 +101,7 @@ describe("bus consumers under generated malformed messages", () => {
     // Only the good ones reached a handler.
     expect(seen).toEqual({ spawner: ["good-req"], poller: ["good-run"], watchdog: ["good-cancel"] });
     // Nothing is left pending or unacknowledged.
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(fixture.nc);
     for (const [c, stream] of [
       ["spawner", "work"],
       ["poller", "work"],

@@ -1,18 +1,15 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   FleetError,
   SCHEMA_VERSION,
   consumerName,
   streamName,
   subjectFor,
-  type Bus,
-  type MongoSessionStore,
   type SessionRequested,
 } from "../shared/src/index.js";
-import { cleanup, eventually, openBus, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { useBus } from "./support/api-fixture.js";
+import { eventually, openBus, sleep } from "./support/fixtures.js";
 
 function request(sessionId: string, prompt = "hello"): SessionRequested {
   return {
@@ -33,31 +30,14 @@ const tuning = {
 };
 
 describe("bus on a real nats-server", () => {
-  let ns: string;
-  let store: MongoSessionStore;
-  let bus: Bus;
-  let raw: NatsConnection;
-
-  beforeAll(async () => {
-    ns = uniqueNamespace("bus");
-    store = await openStore(ns);
-    bus = await openBus(ns, { store, config: tuning });
-    await bus.provision();
-    raw = await connect({ servers: inject("natsUrl") });
-  });
-
-  afterAll(async () => {
-    await bus.close();
-    await raw.close();
-    await store.close();
-    await cleanup(ns, ns);
-  });
+  const fixture = useBus({ prefix: "bus", bus: tuning, nats: true });
+  const { namespace: ns, store, bus } = fixture;
 
   it("provisioning twice (and concurrently) is harmless and leaves one set of streams", async () => {
     const other = await openBus(ns, { config: tuning });
     await Promise.all([bus.provision(), other.provision(), bus.provision()]);
     await other.close();
-    const jsm = await jetstreamManager(raw);
+    const jsm = await jetstreamManager(fixture.nc);
     const names: string[] = [];
     for await (const s of jsm.streams.list()) if (s.config.name.startsWith(ns.toUpperCase())) names.push(s.config.name);
     expect(names.sort()).toEqual([streamName(ns, "events"), streamName(ns, "logs"), streamName(ns, "work")].sort());
@@ -100,7 +80,7 @@ describe("bus on a real nats-server", () => {
     // A cancel request has an id of its own: it neither hides nor is hidden by the session's end.
     const cancel = await bus.publish("cancel", { v: 1, sessionId: "dup1", at: 5 });
     expect(cancel.duplicate).toBe(false);
-    const jsm = await jetstreamManager(raw);
+    const jsm = await jetstreamManager(fixture.nc);
     const info = await jsm.streams.info(streamName(ns, "events"));
     expect(info.state.messages).toBe(2);
   });
@@ -112,7 +92,7 @@ describe("bus on a real nats-server", () => {
   it("terminates a malformed message, records it as dead, and processes the next good one", async () => {
     const seen: string[] = [];
     const sub = bus.consume("spawner", { handler: async (m) => void seen.push(m.sessionId) });
-    const js = jetstream(raw);
+    const js = jetstream(fixture.nc);
     const subject = subjectFor(ns, "requested");
     await js.publish(subject, "{not json", { msgID: "garbage-1" });
     await js.publish(subject, JSON.stringify({ v: 2, sessionId: "wrong-version" }), { msgID: "garbage-2" });
@@ -129,7 +109,7 @@ describe("bus on a real nats-server", () => {
     expect(seen).toEqual(["good-after-bad"]);
     await sub.stop();
     // Terminated messages leave the work queue: nothing is redelivered later.
-    const jsm = await jetstreamManager(raw);
+    const jsm = await jetstreamManager(fixture.nc);
     const ci = await jsm.consumers.info(streamName(ns, "work"), consumerName(ns, "spawner"));
     expect(ci.num_pending + ci.num_ack_pending).toBe(0);
   });
@@ -221,7 +201,7 @@ describe("bus on a real nats-server", () => {
     expect(dead.subject).toBe(subjectFor(ns, "running"));
     expect(deliveries).toEqual([1, 2, 3]);
     // The exhausted message is removed from the work queue.
-    const jsm = await jetstreamManager(raw);
+    const jsm = await jetstreamManager(fixture.nc);
     await eventually(async () => {
       const ci = await jsm.consumers.info(streamName(ns, "work"), consumerName(ns, "poller"));
       return ci.num_pending === 0;

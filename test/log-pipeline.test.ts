@@ -1,53 +1,35 @@
-import type { FastifyInstance } from "fastify";
 import { MongoClient } from "mongodb";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createApi } from "../services/api/src/app.js";
 import {
   FleetError,
   SCHEMA_VERSION,
   SessionConfig,
   SessionLogWriter,
-  newApiKey,
   startLogArchiver,
-  type Bus,
+  type LogArchiver,
+  type LogArchiverDeps,
+  type LogArchiverOptions,
   type LogLine,
-  type MongoSessionStore,
 } from "../shared/src/index.js";
-import { createMetrics } from "../shared/src/metrics/index.js";
-import { cleanup, eventually, logger, openBus, openStore, uniqueNamespace } from "./support/fixtures.js";
+import { useApi } from "./support/api-fixture.js";
+import { eventually, logger } from "./support/fixtures.js";
 import { openStream, rawRequest } from "./support/http.js";
 import { expireOldestLines } from "./support/jetstream.js";
 
 const DONE = { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
 
 describe("log lines live on the bus; the archiver stores them", () => {
-  const ns = uniqueNamespace("lp");
-  let store: MongoSessionStore;
-  let bus: Bus;
-  let app: FastifyInstance;
-  let base: string;
-  let auth: Record<string, string>;
+  const api = useApi({ prefix: "lp" });
+  const { namespace: ns, store, bus } = api;
   let mongo: MongoClient;
 
   beforeAll(async () => {
-    store = await openStore(ns);
-    bus = await openBus(ns, { store });
-    await bus.provision();
-    app = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
-    base = await app.listen({ host: "127.0.0.1", port: 0 });
-    const admin = newApiKey(["*"], "admin");
-    await store.saveApiKey(admin.record);
-    auth = { authorization: `Bearer ${admin.key}` };
     mongo = await MongoClient.connect(inject("mongoUri"));
   });
 
   afterAll(async () => {
-    await app.close();
-    await bus.close();
-    await store.close();
     await mongo.close();
-    await cleanup(ns, ns);
   });
 
   const running = async (id: string): Promise<void> => {
@@ -66,19 +48,30 @@ describe("log lines live on the bus; the archiver stores them", () => {
   };
   const getLogs = async (id: string, query = ""): Promise<number[]> =>
     (
-      JSON.parse((await rawRequest(base, "GET", `/v1/sessions/${id}/logs${query}`, { headers: auth })).text) as {
+      JSON.parse(
+        (await rawRequest(api.base, "GET", `/v1/sessions/${id}/logs${query}`, { headers: api.auth })).text,
+      ) as {
         lines: LogLine[];
       }
     ).lines.map((l) => l.seq);
   /** Documents the store holds for a session: each line once means exactly one per seq. */
   const storedCopies = (id: string): Promise<number> =>
     mongo.db(ns).collection("session_logs").countDocuments({ sessionId: id });
+  /** An archiver (batches of up to 100) that stores through `appendLogs`, which stands in for the store's. */
+  const archiverOver = (
+    appendLogs: LogArchiverDeps["store"]["appendLogs"],
+    options: Partial<LogArchiverOptions> = {},
+  ): LogArchiver =>
+    startLogArchiver(
+      { bus, logger, registry: new Registry(), store: { appendLogs } },
+      { maxBatch: 100, heartbeatMs: 1_000, ...options },
+    );
   const seqs = (n: number, from = 1): number[] => Array.from({ length: n }, (_, i) => from + i);
   const sseIds = (text: string): number[] => [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
 
   it("lines reach a live follower, the stream and GET /logs before the store has them; the archiver then stores each once", async () => {
     await running("live-1");
-    const follower = openStream(base, "/v1/sessions/live-1/logs?follow=1", auth);
+    const follower = openStream(api.base, "/v1/sessions/live-1/logs?follow=1", api.auth);
     expect(await follower.head).toBe(200);
     await write("live-1", 40);
     await follower.until('"seq":40');
@@ -117,7 +110,7 @@ describe("log lines live on the bus; the archiver stores them", () => {
     expect((await bus.readLogs("aged-1")).map((l) => l.seq)).toEqual(seqs(4, 9));
     expect(await getLogs("aged-1")).toEqual(seqs(12));
     expect(await getLogs("aged-1", "?afterSeq=6&limit=4")).toEqual(seqs(4, 7));
-    const follower = openStream(base, "/v1/sessions/aged-1/logs?follow=1", auth);
+    const follower = openStream(api.base, "/v1/sessions/aged-1/logs?follow=1", api.auth);
     try {
       await follower.until('"seq":12');
       expect(sseIds(follower.text())).toEqual(seqs(12));
@@ -131,24 +124,17 @@ describe("log lines live on the bus; the archiver stores them", () => {
     // The write lands but its answer is lost: the archiver writes the same batch again.
     const calls: number[][] = [];
     let lose = true;
-    const lossy = startLogArchiver(
-      {
-        bus,
-        logger,
-        registry: new Registry(),
-        store: {
-          appendLogs: async (lines) => {
-            const done = await store.appendLogs(lines);
-            calls.push(lines.filter((l) => l.sessionId === "twice-1").map((l) => l.seq));
-            if (lose && calls.at(-1)?.length) {
-              lose = false;
-              throw new FleetError("store_unavailable", "connection reset before the answer", { retryable: true });
-            }
-            return done;
-          },
-        },
+    const lossy = archiverOver(
+      async (lines) => {
+        const done = await store.appendLogs(lines);
+        calls.push(lines.filter((l) => l.sessionId === "twice-1").map((l) => l.seq));
+        if (lose && calls.at(-1)?.length) {
+          lose = false;
+          throw new FleetError("store_unavailable", "connection reset before the answer", { retryable: true });
+        }
+        return done;
       },
-      { maxBatch: 100, concurrency: 1, heartbeatMs: 1_000 },
+      { concurrency: 1 },
     );
     await eventually(
       async () => (await store.lastLogSeq("twice-1")) === 30 && (await bus.archiveBacklog()).pending === 0,
@@ -164,41 +150,21 @@ describe("log lines live on the bus; the archiver stores them", () => {
     let answer: () => void = () => undefined;
     const held = new Promise<void>((r) => (answer = r));
     const firstSaw: number[] = [];
-    const first = startLogArchiver(
-      {
-        bus,
-        logger,
-        registry: new Registry(),
-        store: {
-          appendLogs: async (lines) => {
-            const done = await store.appendLogs(lines);
-            firstSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
-            await held;
-            return done;
-          },
-        },
-      },
-      { maxBatch: 100, heartbeatMs: 1_000 },
-    );
+    const first = archiverOver(async (lines) => {
+      const done = await store.appendLogs(lines);
+      firstSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
+      await held;
+      return done;
+    });
     await write("over-1", 20);
     // Its first batches never answer; the rest wait behind them.
     await eventually(() => firstSaw.length > 0, 10_000, 50);
     await first.stop(200);
     const secondSaw: number[] = [];
-    const second = startLogArchiver(
-      {
-        bus,
-        logger,
-        registry: new Registry(),
-        store: {
-          appendLogs: (lines) => {
-            secondSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
-            return store.appendLogs(lines);
-          },
-        },
-      },
-      { maxBatch: 100, heartbeatMs: 1_000 },
-    );
+    const second = archiverOver((lines) => {
+      secondSaw.push(...lines.filter((l) => l.sessionId === "over-1").map((l) => l.seq));
+      return store.appendLogs(lines);
+    });
     try {
       await eventually(async () => secondSaw.length >= 20 && (await bus.archiveBacklog()).pending === 0, 10_000, 50);
       answer();

@@ -12,21 +12,45 @@ import {
   SCHEMA_VERSION,
   SessionCancelled,
   SessionConfig,
-  connectBus,
   endSession,
   streamName,
   subjectFor,
-  type Bus,
   type EndDeps,
 } from "../shared/src/index.js";
 import { createMetrics, type FleetMetrics } from "../shared/src/metrics/index.js";
 import { defaultToolsDir, ensureNatsServer, freePort } from "../devtools/src/infra/index.js";
 import { SimulatedSandboxProvider, simulatedRuntime } from "../devtools/src/simulated/index.js";
-import type { MongoSessionStore } from "../shared/src/store/index.js";
-import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { useBus } from "./support/api-fixture.js";
+import { eventually, logger, sleep } from "./support/fixtures.js";
 import { Restartable } from "./support/restartable.js";
 
 const FLEET = "outbox";
+
+let dir: string;
+let nats: Restartable;
+let url: string;
+
+// The file's own nats-server, outside the describe: up before its fixture opens a bus on it, until after it closed.
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "fleet-outbox-"));
+  const port = await freePort();
+  url = `nats://127.0.0.1:${port}`;
+  nats = new Restartable(
+    "nats-outbox",
+    await ensureNatsServer(defaultToolsDir()),
+    ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")],
+    join(dir, "nats.log"),
+    async () => {
+      await (await connect({ servers: url, reconnect: false, timeout: 500 })).close();
+    },
+  );
+  await nats.start();
+}, 60_000);
+
+afterAll(async () => {
+  await nats?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /**
  * The outbox (issue 14, items 1 and 5) on real servers: a nats-server of this file's own, stopped
@@ -34,46 +58,26 @@ const FLEET = "outbox";
  * terminal subjects of FLEET_EVENTS (a plain server: the auth server cannot be restarted in place).
  */
 describe("terminal events are owed in the transition's write and paid after a bus outage", () => {
-  const ns = uniqueNamespace("obx");
-  let dir: string;
-  let nats: Restartable;
-  let url: string;
-  let store: MongoSessionStore;
-  let bus: Bus;
   let reader: NatsConnection;
   let metrics: FleetMetrics;
   let deps: EndDeps;
 
+  const fixture = useBus({
+    prefix: "obx",
+    bus: () => ({ servers: url, name: "outbox", publishTimeoutMs: 1_000 }),
+    deadLetters: false,
+  });
+  const { namespace: ns, store, bus } = fixture;
+
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "fleet-outbox-"));
-    const port = await freePort();
-    url = `nats://127.0.0.1:${port}`;
-    nats = new Restartable(
-      "nats-outbox",
-      await ensureNatsServer(defaultToolsDir()),
-      ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")],
-      join(dir, "nats.log"),
-      async () => {
-        await (await connect({ servers: url, reconnect: false, timeout: 500 })).close();
-      },
-    );
-    await nats.start();
-    store = await openStore(ns);
-    bus = await connectBus({ servers: url, namespace: ns, name: "outbox", publishTimeoutMs: 1_000 }, { logger });
-    await bus.provision();
     reader = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     metrics = createMetrics("outbox-test");
     const provider = new SimulatedSandboxProvider({ dir: join(dir, "sim"), fleet: FLEET, events: 0 }, logger);
     deps = { store, bus, provider, logger, metrics };
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await reader?.close().catch(() => undefined);
-    await bus?.close();
-    await store?.close();
-    await nats?.stop();
-    await cleanup(ns, ns).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   /** A running session with a sandbox and an admission slot, as the spawner leaves it. */

@@ -3,22 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApi } from "../services/api/src/app.js";
 import { createWatchdog, type Watchdog } from "../services/watchdog/src/app.js";
-import {
-  SessionCancel,
-  SessionCancelled,
-  feedStreamName,
-  newApiKey,
-  streamName,
-  type MongoSessionStore,
-} from "../shared/src/index.js";
+import { SessionCancel, SessionCancelled, feedStreamName, streamName } from "../shared/src/index.js";
 import { createMetrics } from "../shared/src/metrics/index.js";
 import { SimulatedSandboxProvider } from "../devtools/src/simulated/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
-import { cleanup, eventually, logger, openStore, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { useApi } from "./support/api-fixture.js";
+import { eventually, logger, sleep } from "./support/fixtures.js";
 
 const FLEET = "outside-cancel";
 // Written out, as an outside system writes them: the public subjects, not the catalog's names.
@@ -30,6 +22,19 @@ interface Seen {
   body: Record<string, unknown>;
 }
 
+let srv: AuthServer;
+let dir: string;
+
+// The file's own nats-server, outside the describe: up before its api takes a bus on it, until after the api closed.
+beforeAll(async () => {
+  srv = await startAuthServer("outcancel");
+}, 60_000);
+
+afterAll(async () => {
+  await srv?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
 /**
  * Cancelling, as an outside system sees it, on a nats-server with the fleet's accounts: the api and
  * the watchdog run in-process as their own users, the reader is the outside role with a durable of
@@ -37,31 +42,14 @@ interface Seen {
  * a terminal event (never the request that caused it), whatever else was published about it.
  */
 describe("a cancelled session reaches an outside consumer as exactly one terminal event", () => {
-  const db = uniqueNamespace("ocx");
-  let srv: AuthServer;
-  let store: MongoSessionStore;
-  let app: FastifyInstance;
-  let base: string;
-  let key: string;
-  let dir: string;
   let watchdog: Watchdog;
   let outside: NatsConnection;
   let js: JetStreamClient;
 
+  const api = useApi({ prefix: "ocx", apiBus: () => srv.busAs("api"), api: { submitsPerMinute: 1_000 } });
+  const { store, call } = api;
+
   beforeAll(async () => {
-    srv = await startAuthServer("outcancel");
-    store = await openStore(db);
-    app = await createApi({
-      store,
-      bus: await srv.busAs("api"),
-      logger,
-      registry: createMetrics("oc-api").registry,
-      submitsPerMinute: 1_000,
-    });
-    base = await app.listen({ host: "127.0.0.1", port: 0 });
-    const admin = newApiKey(["*"], "admin");
-    await store.saveApiKey(admin.record);
-    key = admin.key;
     dir = mkdtempSync(join(tmpdir(), "fleet-outside-cancel-"));
     const provider = new SimulatedSandboxProvider({ dir: join(dir, "sim"), fleet: FLEET, events: 0 }, logger);
     const deps = { store, bus: await srv.busAs("watchdog"), provider, logger, metrics: createMetrics("oc-watchdog") };
@@ -85,25 +73,7 @@ describe("a cancelled session reaches an outside consumer as exactly one termina
 
   afterAll(async () => {
     await watchdog?.stop(1_000);
-    await app?.close();
-    await srv?.stop();
-    await store?.close();
-    await cleanup(db, db).catch(() => undefined);
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
-
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${key}`,
-        ...(body !== undefined ? { "content-type": "application/json" } : {}),
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-  };
 
   /** A pending session (no spawner runs here: it waits in the queue until cancelled). */
   const submit = async (): Promise<string> => {

@@ -1,17 +1,7 @@
-import type { FastifyInstance } from "fastify";
-import { inject } from "vitest";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApi } from "../services/api/src/app.js";
-import {
-  MongoSessionStore,
-  SessionConfig,
-  SessionLogWriter,
-  consumerName,
-  newApiKey,
-  type Bus,
-} from "../shared/src/index.js";
-import { createMetrics } from "../shared/src/metrics/index.js";
-import { cleanup, eventually, logger, openBus, sleep, uniqueNamespace } from "./support/fixtures.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { SessionConfig, SessionLogWriter, consumerName, newApiKey } from "../shared/src/index.js";
+import { useApi } from "./support/api-fixture.js";
+import { eventually, logger, sleep } from "./support/fixtures.js";
 import { jsonOf, openStream, rawRequest, type OpenStream } from "./support/http.js";
 import { streamConsumers } from "./support/jetstream.js";
 
@@ -19,35 +9,17 @@ const DONE = { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], 
 const rand = (n: number): number => Math.floor(Math.random() * n);
 
 describe("log followers (server-sent events) over a real bus and store", () => {
-  const ns = uniqueNamespace("sse");
-  let store: MongoSessionStore;
-  let bus: Bus;
-  let app: FastifyInstance;
-  let base: string;
-  let key: string;
+  const api = useApi({
+    prefix: "sse",
+    // The pool the api gets in production (FLEET_STORE_POOL), so followers compete with /readyz as they would there.
+    maxPoolSize: 8,
+    api: { followers: { perKey: 400, perProcess: 1_000 } },
+  });
+  const { namespace: ns, store, bus } = api;
   const running: string[] = [];
   const ended: string[] = [];
 
   beforeAll(async () => {
-    // The pool the api gets in production (FLEET_STORE_POOL), so followers compete with /readyz as they would there.
-    store = await MongoSessionStore.connect(
-      { uri: inject("mongoUri"), database: ns, maxPoolSize: 8, serverSelectionTimeoutMs: 5_000 },
-      logger,
-    );
-    await store.init();
-    bus = await openBus(ns, { store });
-    await bus.provision();
-    app = await createApi({
-      store,
-      bus,
-      logger,
-      registry: createMetrics("api").registry,
-      followers: { perKey: 400, perProcess: 1_000 },
-    });
-    base = await app.listen({ host: "127.0.0.1", port: 0 });
-    const admin = newApiKey(["*"], "admin");
-    await store.saveApiKey(admin.record);
-    key = admin.key;
     // Other sessions' lines, so that a log query the store serves by scanning costs what it costs in a fleet that has run a while.
     for (let b = 0; b < 20; b++) {
       await store.appendLogs(
@@ -78,19 +50,12 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     }
   });
 
-  afterAll(async () => {
-    await app.close();
-    await bus.close();
-    await store.close();
-    await cleanup(ns, ns);
-  });
-
-  const follow = (id: string, withKey = key): OpenStream =>
-    openStream(base, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${withKey}` });
+  const follow = (id: string, withKey = api.key): OpenStream =>
+    openStream(api.base, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${withKey}` });
 
   /** The api's follower gauges, from /metrics. */
   const gauges = async (): Promise<{ followers: number; feeds: number }> => {
-    const text = (await rawRequest(base, "GET", "/metrics")).text;
+    const text = (await rawRequest(api.base, "GET", "/metrics")).text;
     const value = (name: string): number =>
       Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(text)?.[1] ?? Number.NaN);
     return { followers: value("fleet_api_log_followers"), feeds: value("fleet_api_log_feeds") };
@@ -166,23 +131,16 @@ describe("log followers (server-sent events) over a real bus and store", () => {
   });
 
   it("refuses followers past the per-key and per-process caps with 429 in the error shape", async () => {
-    const capped = await createApi({
-      store,
-      bus,
-      logger,
-      registry: createMetrics("api").registry,
-      followers: { perKey: 3, perProcess: 5 },
-    });
-    const url = await capped.listen({ host: "127.0.0.1", port: 0 });
+    const { app: capped, url } = await api.listen({ followers: { perKey: 3, perProcess: 5 } });
     const other = newApiKey(["*"], "other");
     await store.saveApiKey(other.record);
     const open = (withKey: string): OpenStream =>
       openStream(url, `/v1/sessions/${running[10]}/logs?follow=1`, { authorization: `Bearer ${withKey}` });
     const streams: OpenStream[] = [];
     try {
-      for (let i = 0; i < 3; i++) streams.push(open(key));
+      for (let i = 0; i < 3; i++) streams.push(open(api.key));
       expect(await Promise.all(streams.map((s) => s.head))).toEqual([200, 200, 200]);
-      const fourth = open(key);
+      const fourth = open(api.key);
       expect(await fourth.head).toBe(429);
       await fourth.ended;
       expect(jsonOf(fourth.text())).toMatchObject({
@@ -200,7 +158,7 @@ describe("log followers (server-sent events) over a real bus and store", () => {
       streams.shift()?.drop();
       await eventually(
         async () => {
-          const again = open(key);
+          const again = open(api.key);
           const status = await again.head;
           streams.push(again);
           return status === 200;
@@ -215,12 +173,9 @@ describe("log followers (server-sent events) over a real bus and store", () => {
   });
 
   it("ends open streams without an end event when the api closes, so clients resume elsewhere", async () => {
-    const closing = await createApi({ store, bus, logger, registry: createMetrics("api").registry });
-    const url = await closing.listen({ host: "127.0.0.1", port: 0 });
+    const { app: closing, url } = await api.listen();
     // s-22 has lines, s-24 has none (both running).
-    const streams = ["s-22", "s-22", "s-24"].map((id) =>
-      openStream(url, `/v1/sessions/${id}/logs?follow=1`, { authorization: `Bearer ${key}` }),
-    );
+    const streams = ["s-22", "s-22", "s-24"].map((id) => openStream(url, `/v1/sessions/${id}/logs?follow=1`, api.auth));
     expect(await Promise.all(streams.map((s) => s.head))).toEqual([200, 200, 200]);
     await Promise.all([streams[0]?.until('"seq":40'), streams[1]?.until('"seq":40')]);
     const started = Date.now();
@@ -236,7 +191,7 @@ describe("log followers (server-sent events) over a real bus and store", () => {
     const probe = (async () => {
       while (probing) {
         const t = performance.now();
-        const r = await rawRequest(base, "GET", "/readyz");
+        const r = await rawRequest(api.base, "GET", "/readyz");
         times.push(r.status === 200 ? performance.now() - t : Number.POSITIVE_INFINITY);
         await sleep(50);
       }

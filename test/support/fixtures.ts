@@ -22,8 +22,12 @@ export function uniqueNamespace(prefix = "t"): string {
 }
 
 /** A store on `database` of the run's shared server, or of the server at `uri`. */
-export async function openStore(database: string, uri = inject("mongoUri")): Promise<MongoSessionStore> {
-  const store = await MongoSessionStore.connect({ uri, database, serverSelectionTimeoutMs: 5_000 }, logger);
+export async function openStore(
+  database: string,
+  uri = inject("mongoUri"),
+  options: { maxPoolSize?: number } = {},
+): Promise<MongoSessionStore> {
+  const store = await MongoSessionStore.connect({ uri, database, serverSelectionTimeoutMs: 5_000, ...options }, logger);
   await store.init();
   return store;
 }
@@ -106,12 +110,40 @@ export function useStore(prefix: string): MongoSessionStore & { readonly databas
     await store?.close();
     await cleanup(db, db);
   });
-  return new Proxy({} as MongoSessionStore & { readonly database: string }, {
+  return handle("store", () => store, { database: db });
+}
+
+/**
+ * A stand-in for an object a fixture opens later: every member read goes to `current()` (methods
+ * bound to it) and throws while there is none yet; `fixed` members answer at once.
+ */
+export function handle<T extends object, F extends object = Record<never, never>>(
+  what: string,
+  current: () => T | undefined,
+  fixed?: F,
+): T & Readonly<F> {
+  const opened = (): T => {
+    const value = current();
+    if (!value) throw new Error(`the test ${what} is not open`);
+    return value;
+  };
+  return new Proxy({} as T & Readonly<F>, {
     get(_target, key) {
-      if (key === "database") return db;
-      if (!store) throw new Error("the test store is not open yet");
-      const value: unknown = Reflect.get(store, key, store);
-      return typeof value === "function" ? value.bind(store) : value;
+      if (fixed && Object.hasOwn(fixed, key)) return Reflect.get(fixed, key);
+      const target = opened();
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
     },
+    has: (_target, key) => (fixed !== undefined && Object.hasOwn(fixed, key)) || Reflect.has(opened(), key),
   });
+}
+
+/** Runs every step, whatever failed before it; then raises the first error, if any. */
+export async function runAll(steps: ReadonlyArray<() => unknown>): Promise<void> {
+  const errors: unknown[] = [];
+  for (const step of steps)
+    await Promise.resolve()
+      .then(step)
+      .catch((err: unknown) => errors.push(err));
+  if (errors.length > 0) throw errors[0];
 }

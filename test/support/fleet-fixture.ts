@@ -13,7 +13,7 @@ import {
 import { SimulatedSandboxProvider } from "../../devtools/src/simulated/index.js";
 import type { MongoSessionStore, SandboxProvider, Session } from "../../shared/src/index.js";
 import { LocalSandboxProvider } from "../../shared/src/sandbox/local/index.js";
-import { deleteStreams, dropDatabase, eventually, logger, openStore, uniqueNamespace } from "./fixtures.js";
+import { deleteStreams, dropDatabase, eventually, logger, openStore, runAll, uniqueNamespace } from "./fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./fleet.js";
 
 const ENDED: readonly string[] = ["completed", "failed", "cancelled"];
@@ -151,12 +151,7 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
       () => simDir && rmSync(simDir, { recursive: true, force: true }),
       () => options.teardown?.(),
     ];
-    const errors: unknown[] = [];
-    for (const step of steps)
-      await Promise.resolve()
-        .then(step)
-        .catch((err: unknown) => errors.push(err));
-    if (errors.length > 0) throw errors[0];
+    await runAll(steps);
   });
 
   const until = (id: string, done: (s: Session) => boolean, timeoutMs: number, intervalMs: number) =>
