@@ -14,6 +14,7 @@ import {
   withBenchFleet,
   type BenchFleet,
   type BenchInfra,
+  type FleetSpec,
 } from "./env.js";
 import { cpuSeconds, maxOf, minOf, percentile, round, rssBytes, sleep, spread, until, type Spread } from "./util.js";
 
@@ -71,6 +72,43 @@ async function paced(fleet: BenchFleet, prefix: string, rate: number, seconds: n
 
 const fastPoller = { POLLER_MAX_IN_FLIGHT: "20000", POLLER_STATUS_INTERVAL_MS: "1000" };
 
+/** A fleet as a scenario asks for it; its namespace is the scenario's, and its env goes over `fastPoller`. */
+type ScenarioFleet = Omit<FleetSpec, "namespace">;
+
+/** Runs `run` on a simulated fleet started for it in a namespace of its own, and stops the fleet whatever happens. */
+function onFleet<T>(
+  ctx: Ctx,
+  scenario: string,
+  spec: ScenarioFleet,
+  run: (fleet: BenchFleet) => Promise<T>,
+): Promise<T> {
+  return withBenchFleet(ctx.b, { ...spec, namespace: ns(scenario), env: { ...fastPoller, ...spec.env } }, run);
+}
+
+/**
+ * The runner of a scenario that measures one row per variant: for each in turn, a fleet of `fleetFor(variant)`
+ * started, measured by `run` (which sees the rows so far) and stopped.
+ */
+async function perFleet<V, R>(
+  ctx: Ctx,
+  scenario: string,
+  variants: readonly V[],
+  fleetFor: (variant: V) => ScenarioFleet,
+  run: (fleet: BenchFleet, variant: V, rows: readonly R[]) => Promise<R>,
+): Promise<R[]> {
+  const rows: R[] = [];
+  for (const variant of variants)
+    rows.push(await onFleet(ctx, scenario, fleetFor(variant), (fleet) => run(fleet, variant, rows)));
+  return rows;
+}
+
+/** B1's fleet at saturation, and B2's at a fraction of it: `instances` spawners and pollers, two events a session. */
+const saturated = (instances: number): ScenarioFleet => ({
+  spawners: instances,
+  pollers: instances,
+  env: { SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" },
+});
+
 // ---------------------------------------------------------------------------------------------
 // B1 throughput at saturation, and the BullMQ peer on the same work
 
@@ -104,67 +142,59 @@ export async function b1(ctx: Ctx, peer: PeerRunner | undefined): Promise<B1Row[
   const n = ctx.quick ? 100 : 1_000;
   // Per-operation baselines only: an insertMany call carries 100 documents, so it is not one operation.
   const slowest = Math.min(ctx.baselines.jsPublish, ctx.baselines.jsConsume, ctx.baselines.findOneAndUpdate);
-  const rows: B1Row[] = [];
-  for (const instances of [1, 2]) {
-    await withBenchFleet(
-      ctx.b,
-      {
-        namespace: ns("b1"),
-        spawners: instances,
-        pollers: instances,
-        env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" },
-        ...cpuProfile(ctx),
-      },
-      async (fleet) => {
-        ctx.log(`B1 fleet, ${instances} instance(s) per stage: ${n} sessions as fast as they come`);
-        const before = await serverCounters(ctx.b);
-        const readsBefore = harnessReads.count;
-        const t0 = Date.now();
-        const at = await flood(fleet, "b1", n);
-        const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
-        const after = await serverCounters(ctx.b);
-        // The harness's own reads of the sessions are no work of the fleet's.
-        const ownReads = harnessReads.count - readsBefore;
-        after.storeOps -= ownReads;
-        after.storeOpsByCommand.find = (after.storeOpsByCommand.find ?? 0) - ownReads;
-        const seconds = (t1 - t0) / 1000;
-        const failed = await fleet.db.collection("sessions").countDocuments({ status: { $ne: "completed" } });
-        const ops = after.busMsgs - before.busMsgs + (after.storeOps - before.storeOps);
-        const row: B1Row = {
-          instances,
-          sessions: n,
-          failed,
-          sessionsPerSecond: n / seconds,
-          busMsgsPerSession: (after.busMsgs - before.busMsgs) / n,
-          storeOpsPerSession: (after.storeOps - before.storeOps) / n,
-          storeOpsByCommandPerSession: Object.fromEntries(
-            Object.entries(after.storeOpsByCommand)
-              .map(([c, v]) => [c, round((v - (before.storeOpsByCommand[c] ?? 0)) / n, 2)] as const)
-              .filter(([, v]) => v > 0),
-          ),
-          opsPerSecond: ops / seconds,
-          efficiency: ops / seconds / slowest,
-        };
-        ctx.log(
-          `  ${round(row.sessionsPerSecond)} sessions/s, ${round(row.busMsgsPerSession)} bus msgs + ${round(row.storeOpsPerSession)} store ops per session, efficiency ${round(row.efficiency, 2)}`,
-        );
-        ctx.log(
-          `  store ops per session by command: ${Object.entries(row.storeOpsByCommandPerSession)
-            .map(([c, v]) => `${c} ${v}`)
-            .join(", ")}`,
-        );
-        if (peer) {
-          ctx.log(`B1 BullMQ peer, ${instances} instance(s) per stage: ${n} sessions`);
-          const p = await peer(instances, n, { createMs: 0, events: 2, eventMs: 0 });
-          row.peerSessionsPerSecond = p.sessionsPerSecond;
-          row.ratioToPeer = row.sessionsPerSecond / p.sessionsPerSecond;
-          ctx.log(`  peer ${round(p.sessionsPerSecond)} sessions/s; fleet/peer ${round(row.ratioToPeer, 2)}`);
-        }
-        rows.push(row);
-      },
-    );
-  }
-  return rows;
+  return perFleet(
+    ctx,
+    "b1",
+    [1, 2],
+    (instances) => ({ ...saturated(instances), ...cpuProfile(ctx) }),
+    async (fleet, instances) => {
+      ctx.log(`B1 fleet, ${instances} instance(s) per stage: ${n} sessions as fast as they come`);
+      const before = await serverCounters(ctx.b);
+      const readsBefore = harnessReads.count;
+      const t0 = Date.now();
+      const at = await flood(fleet, "b1", n);
+      const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
+      const after = await serverCounters(ctx.b);
+      // The harness's own reads of the sessions are no work of the fleet's.
+      const ownReads = harnessReads.count - readsBefore;
+      after.storeOps -= ownReads;
+      after.storeOpsByCommand.find = (after.storeOpsByCommand.find ?? 0) - ownReads;
+      const seconds = (t1 - t0) / 1000;
+      const failed = await fleet.db.collection("sessions").countDocuments({ status: { $ne: "completed" } });
+      const ops = after.busMsgs - before.busMsgs + (after.storeOps - before.storeOps);
+      const row: B1Row = {
+        instances,
+        sessions: n,
+        failed,
+        sessionsPerSecond: n / seconds,
+        busMsgsPerSession: (after.busMsgs - before.busMsgs) / n,
+        storeOpsPerSession: (after.storeOps - before.storeOps) / n,
+        storeOpsByCommandPerSession: Object.fromEntries(
+          Object.entries(after.storeOpsByCommand)
+            .map(([c, v]) => [c, round((v - (before.storeOpsByCommand[c] ?? 0)) / n, 2)] as const)
+            .filter(([, v]) => v > 0),
+        ),
+        opsPerSecond: ops / seconds,
+        efficiency: ops / seconds / slowest,
+      };
+      ctx.log(
+        `  ${round(row.sessionsPerSecond)} sessions/s, ${round(row.busMsgsPerSession)} bus msgs + ${round(row.storeOpsPerSession)} store ops per session, efficiency ${round(row.efficiency, 2)}`,
+      );
+      ctx.log(
+        `  store ops per session by command: ${Object.entries(row.storeOpsByCommandPerSession)
+          .map(([c, v]) => `${c} ${v}`)
+          .join(", ")}`,
+      );
+      if (peer) {
+        ctx.log(`B1 BullMQ peer, ${instances} instance(s) per stage: ${n} sessions`);
+        const p = await peer(instances, n, { createMs: 0, events: 2, eventMs: 0 });
+        row.peerSessionsPerSecond = p.sessionsPerSecond;
+        row.ratioToPeer = row.sessionsPerSecond / p.sessionsPerSecond;
+        ctx.log(`  peer ${round(p.sessionsPerSecond)} sessions/s; fleet/peer ${round(row.ratioToPeer, 2)}`);
+      }
+      return row;
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,52 +214,44 @@ export interface B2Row {
 export async function b2(ctx: Ctx, maxRate: number, instances: number, peer: PeerRunner | undefined): Promise<B2Row[]> {
   const fractions = ctx.quick ? [0.1, 0.5] : [0.1, 0.25, 0.5, 0.75];
   const seconds = ctx.quick ? 6 : 20;
-  const rows: B2Row[] = [];
-  for (const f of fractions) {
-    const rate = Math.max(1, maxRate * f);
-    await withBenchFleet(
-      ctx.b,
-      {
-        namespace: ns("b2"),
-        spawners: instances,
-        pollers: instances,
-        env: { ...fastPoller, SPAWNER_MAX_IN_FLIGHT: "256", FLEET_SIM_EVENTS: "2" },
-        ...cpuProfile(ctx),
-      },
-      async (fleet) => {
-        ctx.log(`B2 ${Math.round(f * 100)}% of B1's maximum: ${round(rate)} sessions/s for ${seconds} s`);
-        const at = await paced(fleet, "b2", rate, seconds);
-        await waitEnded(fleet, [...at.keys()], 300_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
-        const times = (await sessionTimes(fleet, at)).filter((t) => t.status === "completed");
-        const row: B2Row = {
-          loadFraction: f,
-          offeredPerSecond: rate,
-          sessions: times.length,
-          requestToClaimed: spread(times.map((t) => t.claimedAt - t.requestedAt)),
-          claimedToRunning: spread(times.map((t) => t.runningAt - t.claimedAt)),
-          idleToCompleted: spread(times.map((t) => t.endedAt - t.idleAt)),
-          endToEndMinusSimulated: spread(times.map((t) => t.endedAt - t.requestedAt - (t.idleAt - t.promptedAt))),
-        };
+  return perFleet(
+    ctx,
+    "b2",
+    fractions,
+    () => ({ ...saturated(instances), ...cpuProfile(ctx) }),
+    async (fleet, f) => {
+      const rate = Math.max(1, maxRate * f);
+      ctx.log(`B2 ${Math.round(f * 100)}% of B1's maximum: ${round(rate)} sessions/s for ${seconds} s`);
+      const at = await paced(fleet, "b2", rate, seconds);
+      await waitEnded(fleet, [...at.keys()], 300_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
+      const times = (await sessionTimes(fleet, at)).filter((t) => t.status === "completed");
+      const row: B2Row = {
+        loadFraction: f,
+        offeredPerSecond: rate,
+        sessions: times.length,
+        requestToClaimed: spread(times.map((t) => t.claimedAt - t.requestedAt)),
+        claimedToRunning: spread(times.map((t) => t.runningAt - t.claimedAt)),
+        idleToCompleted: spread(times.map((t) => t.endedAt - t.idleAt)),
+        endToEndMinusSimulated: spread(times.map((t) => t.endedAt - t.requestedAt - (t.idleAt - t.promptedAt))),
+      };
+      ctx.log(
+        `  e2e p50 ${row.endToEndMinusSimulated.p50} ms, p99 ${row.endToEndMinusSimulated.p99} ms over ${row.sessions} sessions`,
+      );
+      if (peer) {
+        const p = await peer(instances, Math.round(rate * seconds), {
+          createMs: 0,
+          events: 2,
+          eventMs: 0,
+          ratePerSecond: rate,
+        });
+        if (p.latencies) row.peer = p.latencies;
         ctx.log(
-          `  e2e p50 ${row.endToEndMinusSimulated.p50} ms, p99 ${row.endToEndMinusSimulated.p99} ms over ${row.sessions} sessions`,
+          `  peer e2e p50 ${p.latencies?.endToEndMinusSimulated?.p50} ms, p99 ${p.latencies?.endToEndMinusSimulated?.p99} ms`,
         );
-        if (peer) {
-          const p = await peer(instances, Math.round(rate * seconds), {
-            createMs: 0,
-            events: 2,
-            eventMs: 0,
-            ratePerSecond: rate,
-          });
-          if (p.latencies) row.peer = p.latencies;
-          ctx.log(
-            `  peer e2e p50 ${p.latencies?.endToEndMinusSimulated?.p50} ms, p99 ${p.latencies?.endToEndMinusSimulated?.p99} ms`,
-          );
-        }
-        rows.push(row);
-      },
-    );
-  }
-  return rows;
+      }
+      return row;
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,109 +290,103 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
         [1_000, 1],
         [1_000, 5],
       ];
-  const rows: B3Row[] = [];
-  for (const [sessions, viewers] of cases as Array<[number, number]>) {
-    await withBenchFleet(
-      ctx.b,
-      {
-        namespace: ns("b3"),
-        spawners: 1,
-        pollers: 1,
-        env: {
-          ...fastPoller,
-          SPAWNER_MAX_IN_FLIGHT: "256",
-          FLEET_SIM_EVENTS: String(events),
-          FLEET_SIM_EVENT_MS: String(eventMs),
-        },
-        ...cpuProfile(ctx),
+  return perFleet(
+    ctx,
+    "b3",
+    cases as Array<[number, number]>,
+    ([sessions, viewers]) => ({
+      spawners: 1,
+      pollers: 1,
+      env: {
+        SPAWNER_MAX_IN_FLIGHT: "256",
+        FLEET_SIM_EVENTS: String(events),
+        FLEET_SIM_EVENT_MS: String(eventMs),
       },
-      async (fleet) => {
-        ctx.log(
-          `B3 ${sessions} sessions × ${events} tool events (2 lines each), ${viewers} live viewer(s) per session`,
-        );
-        const viewerLatency: number[] = [];
-        const arrivals: Array<{ id: string; seq: number; line: string; arrived: number }> = [];
-        let delivered = 0;
-        let first = Number.POSITIVE_INFINITY;
-        let last = 0;
-        const subs = [];
-        for (let s = 0; s < sessions; s++) {
-          const id = `b3-${s}`;
-          for (let v = 0; v < viewers; v++) {
-            subs.push(
-              ctx.b.nc.subscribe(subjectFor(fleet.namespace, "log", id), {
-                callback: (_err, m) => {
-                  const now = Date.now();
-                  const body = m.json<{ at: number; seq: number; line: string }>();
-                  delivered++;
-                  first = Math.min(first, now);
-                  last = Math.max(last, now);
-                  if (v === 0) arrivals.push({ id, seq: body.seq, line: body.line, arrived: now });
-                  if (delivered % 7 === 0) viewerLatency.push(now - body.at);
-                },
-              }),
-            );
-          }
+      ...cpuProfile(ctx),
+    }),
+    async (fleet, [sessions, viewers]) => {
+      ctx.log(`B3 ${sessions} sessions × ${events} tool events (2 lines each), ${viewers} live viewer(s) per session`);
+      const viewerLatency: number[] = [];
+      const arrivals: Array<{ id: string; seq: number; line: string; arrived: number }> = [];
+      let delivered = 0;
+      let first = Number.POSITIVE_INFINITY;
+      let last = 0;
+      const subs = [];
+      for (let s = 0; s < sessions; s++) {
+        const id = `b3-${s}`;
+        for (let v = 0; v < viewers; v++) {
+          subs.push(
+            ctx.b.nc.subscribe(subjectFor(fleet.namespace, "log", id), {
+              callback: (_err, m) => {
+                const now = Date.now();
+                const body = m.json<{ at: number; seq: number; line: string }>();
+                delivered++;
+                first = Math.min(first, now);
+                last = Math.max(last, now);
+                if (v === 0) arrivals.push({ id, seq: body.seq, line: body.line, arrived: now });
+                if (delivered % 7 === 0) viewerLatency.push(now - body.at);
+              },
+            }),
+          );
         }
-        await ctx.b.nc.flush();
-        const stored = sampleStored(fleet.db.collection("session_logs"));
-        const at = await flood(fleet, "b3", sessions);
-        await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${sessions} ended`));
-        await sleep(500);
-        // Lines may reach the store after their session ended: wait (bounded) until it holds as many as a viewer saw.
-        const seen = new Set(arrivals.map((a) => `${a.id}:${a.seq}`)).size;
-        for (const end = Date.now() + 120_000; stored.count < seen && Date.now() < end; ) await sleep(100);
-        await sleep(500);
-        await stored.stop();
-        for (const s of subs) s.unsubscribe();
-        const times = new Map((await sessionTimes(fleet, at)).map((t) => [t.id, t]));
-        const emittedAt = (a: { id: string; line: string }): number | undefined => {
-          const step = /simulated step (\d+)/.exec(a.line);
-          const t = times.get(a.id);
-          return step && t && a.line.startsWith("✓") ? t.promptedAt + Number(step[1]) * eventMs : undefined;
-        };
-        const eventToViewer: number[] = [];
-        const eventToStored: number[] = [];
-        // The k-th line to arrive is taken as the k-th stored: lines are stored in about the order they are published.
-        const byArrival = [...arrivals].sort((x, y) => x.arrived - y.arrived);
-        byArrival.forEach((a, k) => {
-          const emitted = emittedAt(a);
-          if (emitted === undefined) return;
-          eventToViewer.push(a.arrived - emitted);
-          const storedAt = stored.reached(k + 1);
-          if (Number.isFinite(storedAt)) eventToStored.push(storedAt - emitted);
-        });
-        const lines = stored.count;
-        const allTimes = [...times.values()];
-        const emitFrom = minOf(allTimes.map((t) => t.promptedAt));
-        const emitTo = maxOf(allTimes.map((t) => t.idleAt));
-        const offered = (allTimes.length * events * 2) / Math.max(0.001, (emitTo - emitFrom) / 1000);
-        const ingest = arrivals.length / Math.max(0.001, (last - first) / 1000);
-        const window = stored.window();
-        const storedRate = lines / Math.max(0.001, (window.full - window.first) / 1000);
-        const row: B3Row = {
-          sessions,
-          viewersPerSession: viewers,
-          lines,
-          ingestLinesPerSecond: ingest,
-          storedLinesPerSecond: storedRate,
-          offeredLinesPerSecond: offered,
-          ingestVsRawPublish: ingest / ctx.baselines.jsPublish,
-          storedVsRawInsertMany: storedRate / ctx.baselines.insertManyDocs,
-          viewerLatency: spread(viewerLatency),
-          eventToViewer: spread(eventToViewer),
-          eventToStored: spread(eventToStored),
-          missing: lines * viewers - delivered,
-          doubled: arrivals.length - seen,
-        };
-        ctx.log(
-          `  ${lines} lines (agents emitted ${round(offered)} lines/s): ${round(ingest)} lines/s to viewers, ${round(storedRate)} lines/s stored, viewer p99 ${row.viewerLatency.p99} ms, event→viewer p99 ${row.eventToViewer.p99} ms, event→stored p99 ${spread(eventToStored).p99} ms, missing ${row.missing}, doubled ${row.doubled}`,
-        );
-        rows.push(row);
-      },
-    );
-  }
-  return rows;
+      }
+      await ctx.b.nc.flush();
+      const stored = sampleStored(fleet.db.collection("session_logs"));
+      const at = await flood(fleet, "b3", sessions);
+      await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${sessions} ended`));
+      await sleep(500);
+      // Lines may reach the store after their session ended: wait (bounded) until it holds as many as a viewer saw.
+      const seen = new Set(arrivals.map((a) => `${a.id}:${a.seq}`)).size;
+      for (const end = Date.now() + 120_000; stored.count < seen && Date.now() < end; ) await sleep(100);
+      await sleep(500);
+      await stored.stop();
+      for (const s of subs) s.unsubscribe();
+      const times = new Map((await sessionTimes(fleet, at)).map((t) => [t.id, t]));
+      const emittedAt = (a: { id: string; line: string }): number | undefined => {
+        const step = /simulated step (\d+)/.exec(a.line);
+        const t = times.get(a.id);
+        return step && t && a.line.startsWith("✓") ? t.promptedAt + Number(step[1]) * eventMs : undefined;
+      };
+      const eventToViewer: number[] = [];
+      const eventToStored: number[] = [];
+      // The k-th line to arrive is taken as the k-th stored: lines are stored in about the order they are published.
+      const byArrival = [...arrivals].sort((x, y) => x.arrived - y.arrived);
+      byArrival.forEach((a, k) => {
+        const emitted = emittedAt(a);
+        if (emitted === undefined) return;
+        eventToViewer.push(a.arrived - emitted);
+        const storedAt = stored.reached(k + 1);
+        if (Number.isFinite(storedAt)) eventToStored.push(storedAt - emitted);
+      });
+      const lines = stored.count;
+      const allTimes = [...times.values()];
+      const emitFrom = minOf(allTimes.map((t) => t.promptedAt));
+      const emitTo = maxOf(allTimes.map((t) => t.idleAt));
+      const offered = (allTimes.length * events * 2) / Math.max(0.001, (emitTo - emitFrom) / 1000);
+      const ingest = arrivals.length / Math.max(0.001, (last - first) / 1000);
+      const window = stored.window();
+      const storedRate = lines / Math.max(0.001, (window.full - window.first) / 1000);
+      const row: B3Row = {
+        sessions,
+        viewersPerSession: viewers,
+        lines,
+        ingestLinesPerSecond: ingest,
+        storedLinesPerSecond: storedRate,
+        offeredLinesPerSecond: offered,
+        ingestVsRawPublish: ingest / ctx.baselines.jsPublish,
+        storedVsRawInsertMany: storedRate / ctx.baselines.insertManyDocs,
+        viewerLatency: spread(viewerLatency),
+        eventToViewer: spread(eventToViewer),
+        eventToStored: spread(eventToStored),
+        missing: lines * viewers - delivered,
+        doubled: arrivals.length - seen,
+      };
+      ctx.log(
+        `  ${lines} lines (agents emitted ${round(offered)} lines/s): ${round(ingest)} lines/s to viewers, ${round(storedRate)} lines/s stored, viewer p99 ${row.viewerLatency.p99} ms, event→viewer p99 ${row.eventToViewer.p99} ms, event→stored p99 ${spread(eventToStored).p99} ms, missing ${row.missing}, doubled ${row.doubled}`,
+      );
+      return row;
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,43 +403,39 @@ export interface B4Row {
 export async function b4(ctx: Ctx): Promise<B4Row[]> {
   const n = ctx.quick ? 30 : 200;
   const interval = 1_000;
-  const rows: B4Row[] = [];
-  for (const stream of ["on", "off"] as const) {
-    await withBenchFleet(
-      ctx.b,
-      {
-        namespace: ns("b4"),
-        spawners: 1,
-        pollers: 1,
-        env: {
-          ...fastPoller,
-          POLLER_STATUS_INTERVAL_MS: String(interval),
-          FLEET_SIM_EVENTS: "3",
-          FLEET_SIM_EVENT_MS: "300",
-          FLEET_SIM_EVENT_STREAM: stream,
-        },
+  return perFleet(
+    ctx,
+    "b4",
+    ["on", "off"] as const,
+    (stream) => ({
+      spawners: 1,
+      pollers: 1,
+      env: {
+        POLLER_STATUS_INTERVAL_MS: String(interval),
+        FLEET_SIM_EVENTS: "3",
+        FLEET_SIM_EVENT_MS: "300",
+        FLEET_SIM_EVENT_STREAM: stream,
       },
-      async (fleet) => {
-        ctx.log(
-          `B4 completion detection, event stream ${stream}, status check every ${interval} ms: ${n} sessions at 10/s`,
-        );
-        const at = await paced(fleet, "b4", 10, n / 10);
-        await waitEnded(fleet, [...at.keys()], 120_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
-        const times = (await sessionTimes(fleet, at)).filter((t) => t.status === "completed");
-        const lag = times.map((t) => t.endedAt - t.idleAt);
-        const row: B4Row = {
-          eventStream: stream,
-          statusIntervalMs: interval,
-          sessions: times.length,
-          idleToCompleted: spread(lag),
-          withinTwiceInterval: lag.filter((l) => l <= 2 * interval).length / Math.max(1, lag.length),
-        };
-        ctx.log(`  idle → completed stored: p50 ${row.idleToCompleted.p50} ms, p99 ${row.idleToCompleted.p99} ms`);
-        rows.push(row);
-      },
-    );
-  }
-  return rows;
+    }),
+    async (fleet, stream) => {
+      ctx.log(
+        `B4 completion detection, event stream ${stream}, status check every ${interval} ms: ${n} sessions at 10/s`,
+      );
+      const at = await paced(fleet, "b4", 10, n / 10);
+      await waitEnded(fleet, [...at.keys()], 120_000, (e) => ctx.log(`  ${e}/${at.size} ended`));
+      const times = (await sessionTimes(fleet, at)).filter((t) => t.status === "completed");
+      const lag = times.map((t) => t.endedAt - t.idleAt);
+      const row: B4Row = {
+        eventStream: stream,
+        statusIntervalMs: interval,
+        sessions: times.length,
+        idleToCompleted: spread(lag),
+        withinTwiceInterval: lag.filter((l) => l <= 2 * interval).length / Math.max(1, lag.length),
+      };
+      ctx.log(`  idle → completed stored: p50 ${row.idleToCompleted.p50} ms, p99 ${row.idleToCompleted.p99} ms`);
+      return row;
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,15 +471,14 @@ export async function b5(ctx: Ctx): Promise<B5Result> {
   const sizes = ctx.quick ? [200, 500] : [1_000, 10_000];
   const soak = ctx.quick ? 20 : 600;
   const metricsPort = await freePort();
-  return withBenchFleet(
-    ctx.b,
+  return onFleet(
+    ctx,
+    "b5",
     {
-      namespace: ns("b5"),
       spawners: 1,
       pollers: 1,
       // Agents that stay busy for an hour: the poller watches every session for the whole soak.
       env: {
-        ...fastPoller,
         // The safety-net checks cost store reads and agent calls per session but hardly memory: at
         // these intervals 10,000 watches stay within what the store serves while more are set up.
         POLLER_STATUS_INTERVAL_MS: "30000",
@@ -766,39 +777,35 @@ export async function b7(ctx: Ctx): Promise<B7Row[]> {
   // One create at a time per spawner, so one instance stays well under what the store can take and
   // the figure shows the spawners' own scale-out.
   const perInstance = 1;
-  const rows: B7Row[] = [];
-  for (const spawners of [1, 2, 4]) {
-    await withBenchFleet(
-      ctx.b,
-      {
-        namespace: ns("b7"),
+  return perFleet(
+    ctx,
+    "b7",
+    [1, 2, 4],
+    (spawners) => ({
+      spawners,
+      pollers: 1,
+      env: {
+        SPAWNER_MAX_IN_FLIGHT: String(perInstance),
+        FLEET_SIM_CREATE_MS: "200",
+        FLEET_SIM_EVENTS: "1",
+      },
+    }),
+    async (fleet, spawners, rows) => {
+      ctx.log(`B7 ${spawners} spawner(s), ${perInstance} creates at a time each, 200 ms per create: ${n} sessions`);
+      const t0 = Date.now();
+      const at = await flood(fleet, "b7", n);
+      const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
+      const rate = n / ((t1 - t0) / 1000);
+      const row = {
         spawners,
-        pollers: 1,
-        env: {
-          ...fastPoller,
-          SPAWNER_MAX_IN_FLIGHT: String(perInstance),
-          FLEET_SIM_CREATE_MS: "200",
-          FLEET_SIM_EVENTS: "1",
-        },
-      },
-      async (fleet) => {
-        ctx.log(`B7 ${spawners} spawner(s), ${perInstance} creates at a time each, 200 ms per create: ${n} sessions`);
-        const t0 = Date.now();
-        const at = await flood(fleet, "b7", n);
-        const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
-        const rate = n / ((t1 - t0) / 1000);
-        const row = {
-          spawners,
-          sessions: n,
-          sessionsPerSecond: rate,
-          speedup: rate / (rows[0]?.sessionsPerSecond ?? rate),
-        };
-        rows.push(row);
-        ctx.log(`  ${round(rate)} sessions/s (${round(row.speedup, 2)}× one spawner)`);
-      },
-    );
-  }
-  return rows;
+        sessions: n,
+        sessionsPerSecond: rate,
+        speedup: rate / (rows[0]?.sessionsPerSecond ?? rate),
+      };
+      ctx.log(`  ${round(rate)} sessions/s (${round(row.speedup, 2)}× one spawner)`);
+      return row;
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -832,66 +839,62 @@ function watchLines(file: string): Map<string, Map<number, number>> {
 
 export async function b8(ctx: Ctx): Promise<B8Row[]> {
   const n = ctx.quick ? 20 : 100;
-  const rows: B8Row[] = [];
   // The default, and the ack wait every message had before watches were held with confirmed heartbeats.
-  for (const watchAckWaitMs of [6_000, 30_000]) {
-    await withBenchFleet(
-      ctx.b,
-      {
-        namespace: ns("b8"),
-        spawners: 1,
-        pollers: 2,
-        // Sessions that outlive the kill by far: 60 events, one a second.
-        env: {
-          ...fastPoller,
-          LOG_LEVEL: "info",
-          SPAWNER_MAX_IN_FLIGHT: "64",
-          FLEET_SIM_EVENTS: "60",
-          FLEET_SIM_EVENT_MS: "1000",
-          FLEET_WATCH_ACK_WAIT_MS: String(watchAckWaitMs),
-        },
+  return perFleet(
+    ctx,
+    "b8",
+    [6_000, 30_000],
+    (watchAckWaitMs) => ({
+      spawners: 1,
+      pollers: 2,
+      // Sessions that outlive the kill by far: 60 events, one a second.
+      env: {
+        LOG_LEVEL: "info",
+        SPAWNER_MAX_IN_FLIGHT: "64",
+        FLEET_SIM_EVENTS: "60",
+        FLEET_SIM_EVENT_MS: "1000",
+        FLEET_WATCH_ACK_WAIT_MS: String(watchAckWaitMs),
       },
-      async (fleet) => {
-        ctx.log(
-          `B8 ack wait ${watchAckWaitMs} ms: ${n} sessions of about 60 s on 2 pollers, then one poller killed (SIGKILL)`,
-        );
-        const at = await flood(fleet, "b8", n);
-        const pollers = fleet.services.filter((s) => s.name === "poller");
-        const watchedBy = (): Array<Map<string, Map<number, number>>> =>
-          pollers.map((p) => watchLines(p.process.logFile));
-        await until("every session watched", async () => watchedBy().reduce((sum, w) => sum + w.size, 0) >= n, 120_000);
-        const [first, second] = pollers.map((p, i) => ({ poller: p, watched: watchedBy()[i] ?? new Map() }));
-        if (!first || !second) throw new Error("B8 needs two pollers");
-        const [victim, survivor] = first.watched.size >= second.watched.size ? [first, second] : [second, first];
-        const theirs = [...victim.watched.keys()];
-        const killedAt = Date.now();
-        process.kill(victim.poller.process.pid, "SIGKILL");
-        const bound = watchAckWaitMs + 30_000;
-        await until(
-          "the killed poller's sessions watched again",
-          async () => theirs.every((id) => (watchLines(survivor.poller.process.logFile).get(id)?.size ?? 0) > 0),
-          bound,
-        ).catch(() => undefined);
-        const again = watchLines(survivor.poller.process.logFile);
-        const delays = theirs.flatMap((id) => {
-          const t = Math.min(...(again.get(id)?.values() ?? []));
-          return Number.isFinite(t) ? [t - killedAt] : [];
-        });
-        await waitEnded(fleet, [...at.keys()], 180_000, (e) => ctx.log(`  ${e}/${n} ended`));
-        const completed = await fleet.db.collection("sessions").countDocuments({ status: "completed" });
-        const r: B8Row = {
-          watchAckWaitMs,
-          sessions: theirs.length,
-          reattach: spread(delays),
-          notReattached: theirs.length - delays.length,
-          notCompleted: n - completed,
-        };
-        rows.push(r);
-        ctx.log(
-          `  ${r.sessions} sessions re-attached after p50 ${round(r.reattach.p50)} ms, max ${round(r.reattach.max)} ms; ${r.notReattached} not re-attached, ${r.notCompleted} not completed`,
-        );
-      },
-    );
-  }
-  return rows;
+    }),
+    async (fleet, watchAckWaitMs) => {
+      ctx.log(
+        `B8 ack wait ${watchAckWaitMs} ms: ${n} sessions of about 60 s on 2 pollers, then one poller killed (SIGKILL)`,
+      );
+      const at = await flood(fleet, "b8", n);
+      const pollers = fleet.services.filter((s) => s.name === "poller");
+      const watchedBy = (): Array<Map<string, Map<number, number>>> =>
+        pollers.map((p) => watchLines(p.process.logFile));
+      await until("every session watched", async () => watchedBy().reduce((sum, w) => sum + w.size, 0) >= n, 120_000);
+      const [first, second] = pollers.map((p, i) => ({ poller: p, watched: watchedBy()[i] ?? new Map() }));
+      if (!first || !second) throw new Error("B8 needs two pollers");
+      const [victim, survivor] = first.watched.size >= second.watched.size ? [first, second] : [second, first];
+      const theirs = [...victim.watched.keys()];
+      const killedAt = Date.now();
+      process.kill(victim.poller.process.pid, "SIGKILL");
+      const bound = watchAckWaitMs + 30_000;
+      await until(
+        "the killed poller's sessions watched again",
+        async () => theirs.every((id) => (watchLines(survivor.poller.process.logFile).get(id)?.size ?? 0) > 0),
+        bound,
+      ).catch(() => undefined);
+      const again = watchLines(survivor.poller.process.logFile);
+      const delays = theirs.flatMap((id) => {
+        const t = Math.min(...(again.get(id)?.values() ?? []));
+        return Number.isFinite(t) ? [t - killedAt] : [];
+      });
+      await waitEnded(fleet, [...at.keys()], 180_000, (e) => ctx.log(`  ${e}/${n} ended`));
+      const completed = await fleet.db.collection("sessions").countDocuments({ status: "completed" });
+      const r: B8Row = {
+        watchAckWaitMs,
+        sessions: theirs.length,
+        reattach: spread(delays),
+        notReattached: theirs.length - delays.length,
+        notCompleted: n - completed,
+      };
+      ctx.log(
+        `  ${r.sessions} sessions re-attached after p50 ${round(r.reattach.p50)} ms, max ${round(r.reattach.max)} ms; ${r.notReattached} not re-attached, ${r.notCompleted} not completed`,
+      );
+      return r;
+    },
+  );
 }
