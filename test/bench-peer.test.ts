@@ -5,13 +5,11 @@ import { Queue } from "bullmq";
 import { MongoClient } from "mongodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
-  LOGS,
   REQUESTED_QUEUE,
   RUNNING_QUEUE,
-  SESSIONS,
+  peerCollections,
   redisConnection,
   type PeerLogDoc,
-  type PeerSessionDoc,
 } from "../bench/peer/queues.js";
 import { startRedis, type StartedRedis } from "../bench/peer/redis.js";
 import { runPeerLoad } from "../bench/peer/run.js";
@@ -79,7 +77,8 @@ describe("BullMQ benchmark peer", () => {
     }
 
     const db = mongo.db(database);
-    const docs = await db.collection<PeerSessionDoc>(SESSIONS).find({}).toArray();
+    const { sessions, logs } = peerCollections(db);
+    const docs = await sessions.find({}).toArray();
     expect(docs).toHaveLength(SESSIONS_N);
     for (const d of docs) {
       expect(d.status).toBe("completed");
@@ -89,7 +88,7 @@ describe("BullMQ benchmark peer", () => {
     }
 
     // Each tool part is two lines (started, done), numbered 1..2N without gaps or repeats.
-    const lines = await db.collection<PeerLogDoc>(LOGS).find({}).sort({ sessionId: 1, seq: 1 }).toArray();
+    const lines = await logs.find({}).sort({ sessionId: 1, seq: 1 }).toArray();
     expect(lines).toHaveLength(SESSIONS_N * EVENTS * 2);
     const bySession = new Map<string, PeerLogDoc[]>();
     for (const l of lines) bySession.set(l.sessionId, [...(bySession.get(l.sessionId) ?? []), l]);

@@ -6,6 +6,7 @@
  * reach for instead.
  */
 import type { ConnectionOptions, JobsOptions } from "bullmq";
+import type { Collection, Db } from "mongodb";
 import { z } from "zod";
 import { sandboxEnv, type SessionOutput } from "@fleet/shared";
 
@@ -76,6 +77,11 @@ export interface PeerLogDoc {
   kind: "tool" | "error" | "system";
   line: string;
   key: string;
+}
+
+/** The peer's documents and log lines in its database. */
+export function peerCollections(db: Db): { sessions: Collection<PeerSessionDoc>; logs: Collection<PeerLogDoc> } {
+  return { sessions: db.collection<PeerSessionDoc>(SESSIONS), logs: db.collection<PeerLogDoc>(LOGS) };
 }
 
 export const PeerRole = z.enum(["spawn", "watch"]);

@@ -14,13 +14,11 @@ import { logTail, ownLog, repoRoot, startProcess, type ManagedProcess } from "@f
 import { readSimulatedState, simulatedIdleAt } from "@fleet/devtools/simulated";
 import {
   JOB_OPTIONS,
-  LOGS,
   READY_LINE,
   REQUESTED_QUEUE,
   RUNNING_QUEUE,
-  SESSIONS,
+  peerCollections,
   redisConnection,
-  type PeerLogDoc,
   type PeerRole,
   type PeerSessionDoc,
   type RequestedJob,
@@ -76,8 +74,8 @@ export async function runPeerLoad(o: PeerLoadOptions): Promise<PeerLoadResult> {
   mkdirSync(o.simDir, { recursive: true });
   const mongo = await MongoClient.connect(o.mongoUri, { appName: "peer-load" });
   const db = mongo.db(o.database);
-  const sessions = db.collection<PeerSessionDoc>(SESSIONS);
-  await db.collection<PeerLogDoc>(LOGS).createIndex({ sessionId: 1, seq: 1 }, { unique: true, name: "session_seq" });
+  const { sessions, logs } = peerCollections(db);
+  await logs.createIndex({ sessionId: 1, seq: 1 }, { unique: true, name: "session_seq" });
   const connection = redisConnection(o.redisUrl, "producer");
   const requested = new Queue(REQUESTED_QUEUE, { connection });
   const running = new Queue(RUNNING_QUEUE, { connection });

@@ -9,17 +9,7 @@ import { Queue, Worker, type Job } from "bullmq";
 import { MongoClient } from "mongodb";
 import { createLogger, errorMessage, loadConfigOrExit } from "@fleet/shared";
 import { SimulatedSandboxProvider, simulatedRuntime } from "@fleet/devtools/simulated";
-import {
-  LOGS,
-  PeerEnv,
-  READY_LINE,
-  REQUESTED_QUEUE,
-  RUNNING_QUEUE,
-  SESSIONS,
-  redisConnection,
-  type PeerLogDoc,
-  type PeerSessionDoc,
-} from "./queues.js";
+import { PeerEnv, READY_LINE, REQUESTED_QUEUE, RUNNING_QUEUE, peerCollections, redisConnection } from "./queues.js";
 import { handleRequested, type PeerDeps } from "./spawn.js";
 import { settleFailedJob } from "./settle.js";
 import { handleRunning } from "./watch.js";
@@ -36,8 +26,7 @@ async function main(): Promise<void> {
   });
   const db = mongo.db(env.PEER_DATABASE);
   const deps: PeerDeps = {
-    sessions: db.collection<PeerSessionDoc>(SESSIONS),
-    logs: db.collection<PeerLogDoc>(LOGS),
+    ...peerCollections(db),
     provider: new SimulatedSandboxProvider(
       {
         dir: env.FLEET_SIM_DIR,
