@@ -2,10 +2,10 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
-import { startInfra, startService, type ManagedProcess } from "@fleet/devtools/infra";
+import { startInfra, type ManagedProcess } from "@fleet/devtools/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 import { ApiClient } from "./client.js";
-import { agentSecret, callbackKeys, ensureSandboxTools, modelEnvFor, startModelProcess } from "./fleet.js";
+import { SCRIPTED_MODEL, ensureSandboxTools, startFleetProcesses } from "./fleet.js";
 import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
 import type { CliContext } from "./infra.js";
 import { createKey } from "./keys.js";
@@ -40,31 +40,16 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
     progress: step,
   });
   try {
-    let modelUrl = ctx.env.FLEET_MODEL_URL;
-    if (!modelUrl) {
-      const model = await startModelProcess(join(dir, "logs"), false);
-      owned.push(model.process);
-      modelUrl = model.url;
-      step(`scripted model server at ${modelUrl}`);
-    }
-    let apiUrl = "";
-    for (const name of ["api", "spawner", "poller", "watchdog"] as const) {
-      const callbacks = {
-        FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
-        ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
-      };
-      const s = await startService(name, {
-        natsUrl: infra.natsUrl,
-        mongoUri: infra.mongoUri,
-        dataDir: join(dir, "logs"),
-        agentSecret: agentSecret(ctx.home),
-        modelUrl,
-        ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-        env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: sandboxes, FLEET_DB: "fleet-demo" },
-      });
-      owned.push(s.process);
-      if (s.url) apiUrl = s.url;
-    }
+    const { apiUrl } = await startFleetProcesses(ctx, infra, {
+      logDir: join(dir, "logs"),
+      sandboxDir: sandboxes,
+      persistent: false,
+      env: { FLEET_DB: "fleet-demo" },
+      started: (name, proc, url) => {
+        owned.push(proc);
+        if (name === SCRIPTED_MODEL) step(`scripted model server at ${url}`);
+      },
+    });
     step(`api, spawner, poller and watchdog running; api at ${apiUrl}`);
     const store = await MongoSessionStore.connect(
       { uri: infra.mongoUri, database: "fleet-demo" },

@@ -10,6 +10,7 @@ import {
   startProcess,
   startService,
   stopPid,
+  type FleetProcessOptions,
   type ManagedProcess,
   type ServiceName,
 } from "@fleet/devtools/infra";
@@ -84,6 +85,57 @@ export function ensureSandboxTools(ctx: CliContext): void {
 }
 
 const SERVICES: ServiceName[] = ["api", "spawner", "poller", "watchdog"];
+/** The name `startFleetProcesses` gives the scripted model's process. */
+export const SCRIPTED_MODEL = "scripted-model";
+
+export interface FleetProcessesOptions {
+  /** Where the processes write their logs. */
+  logDir: string;
+  sandboxDir: string;
+  /** Outlive this process (`./fleet up`); otherwise they die with it. */
+  persistent: boolean;
+  /** More environment for every service. */
+  env?: Record<string, string>;
+  /** Told of each process as soon as it runs (with the model's or the api's URL), so the caller can stop what did start. */
+  started(name: string, process: ManagedProcess, url?: string): void;
+}
+
+/**
+ * The scripted model (unless FLEET_MODEL_URL names a model) and one of each service, the api first: the
+ * others are given its URL for sandbox callbacks.
+ */
+export async function startFleetProcesses(
+  ctx: CliContext,
+  infra: Pick<FleetProcessOptions, "natsUrl" | "mongoUri" | "natsUsers">,
+  options: FleetProcessesOptions,
+): Promise<{ apiUrl: string; modelUrl: string }> {
+  let modelUrl = ctx.env.FLEET_MODEL_URL;
+  if (!modelUrl) {
+    const model = await startModelProcess(options.logDir, options.persistent);
+    options.started(SCRIPTED_MODEL, model.process, model.url);
+    modelUrl = model.url;
+  }
+  let apiUrl = "";
+  for (const name of SERVICES) {
+    const callbacks = {
+      FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
+      ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
+    };
+    const s = await startService(name, {
+      natsUrl: infra.natsUrl,
+      mongoUri: infra.mongoUri,
+      dataDir: options.logDir,
+      agentSecret: agentSecret(ctx.home),
+      modelUrl,
+      ...(options.persistent ? { persistent: true } : {}),
+      ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
+      env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: options.sandboxDir, ...options.env },
+    });
+    options.started(name, s.process, s.url);
+    if (s.url) apiUrl = s.url;
+  }
+  return { apiUrl, modelUrl };
+}
 
 /** `./fleet up`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each service. */
 export async function upCmd(ctx: CliContext): Promise<number> {
@@ -100,33 +152,19 @@ export async function upCmd(ctx: CliContext): Promise<number> {
   const logDir = join(ctx.home, "logs");
   mkdirSync(logDir, { recursive: true });
   const started: Array<{ name: string; pid: number; logFile: string }> = [];
-  let modelUrl = ctx.env.FLEET_MODEL_URL;
-  if (!modelUrl) {
-    const model = await startModelProcess(logDir, true);
-    started.push({ name: "scripted-model", pid: model.process.pid, logFile: model.process.logFile });
-    modelUrl = model.url;
-    ctx.out(`scripted model server: ${modelUrl}`);
-  }
-  let apiUrl = "";
-  for (const name of SERVICES) {
-    const callbacks = {
-      FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
-      ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
-    };
-    const s = await startService(name, {
-      natsUrl: infra.natsUrl,
-      mongoUri: infra.mongoUri,
-      dataDir: logDir,
-      agentSecret: agentSecret(ctx.home),
-      modelUrl,
-      persistent: true,
-      ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-      env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: reachableSandboxRoot(join(ctx.home, "sandboxes")) },
-    });
-    started.push({ name, pid: s.process.pid, logFile: s.process.logFile });
-    if (s.url) apiUrl = s.url;
-    ctx.out(`${name.padEnd(8)} pid ${s.process.pid}  log ${s.process.logFile}`);
-  }
+  const { apiUrl, modelUrl } = await startFleetProcesses(ctx, infra, {
+    logDir,
+    sandboxDir: reachableSandboxRoot(join(ctx.home, "sandboxes")),
+    persistent: true,
+    started: (name, proc, url) => {
+      started.push({ name, pid: proc.pid, logFile: proc.logFile });
+      ctx.out(
+        name === SCRIPTED_MODEL
+          ? `scripted model server: ${url}`
+          : `${name.padEnd(8)} pid ${proc.pid}  log ${proc.logFile}`,
+      );
+    },
+  });
   writeFleetState(ctx.home, { apiUrl, modelUrl, processes: started, startedAt: Date.now() });
   const store = await openStoreFor(ctx);
   const dev = await createKey(store, ["*"], "local development").finally(() => store.close());
