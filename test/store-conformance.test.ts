@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MongoBulkWriteError } from "mongodb";
+import { MongoBulkWriteError, type Collection } from "mongodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { defaultToolsDir } from "../devtools/src/infra/index.js";
@@ -48,34 +48,39 @@ for (const backend of backends) {
       await racers.close();
     });
 
-    it("gives exactly one winner to 8 racing compare-and-sets, in each of 200 rounds", async () => {
-      await withDatabase(racers, async (db) => {
+    /**
+     * `n` rounds on as many documents (ids `prefix` and the round, status "a") in a database of their own, each
+     * raced by every racer through its own connection; the rounds by their number of winners.
+     */
+    const raceOnDocuments = (
+      collection: string,
+      prefix: string,
+      n: number,
+      attempt: (coll: Collection<Status>, id: string, racer: number) => Promise<boolean>,
+    ): Promise<Record<number, number>> =>
+      withDatabase(racers, async (db) => {
         await racers
-          .coll<Status>(0, db, "cas")
-          .insertMany(Array.from({ length: 200 }, (_, i) => ({ _id: `r${i}`, status: "a" })));
-        const byWinners = await raceRounds(200, racers.size, async (round, racer) => {
-          const won = await racers
-            .coll<Status>(racer, db, "cas")
-            .findOneAndUpdate({ _id: `r${round}`, status: "a" }, { $set: { status: "b", by: racer } });
-          return won !== null;
-        });
-        // Rounds by their number of winners: every round must have exactly one.
-        expect(Object.fromEntries(byWinners)).toEqual({ 1: 200 });
+          .coll<Status>(0, db, collection)
+          .insertMany(Array.from({ length: n }, (_, i) => ({ _id: `${prefix}${i}`, status: "a" })));
+        const byWinners = await raceRounds(n, racers.size, (round, racer) =>
+          attempt(racers.coll<Status>(racer, db, collection), `${prefix}${round}`, racer),
+        );
+        return Object.fromEntries(byWinners);
       });
+
+    it("gives exactly one winner to 8 racing compare-and-sets, in each of 200 rounds", async () => {
+      const byWinners = await raceOnDocuments("cas", "r", 200, async (coll, _id, racer) => {
+        return (await coll.findOneAndUpdate({ _id, status: "a" }, { $set: { status: "b", by: racer } })) !== null;
+      });
+      // Rounds by their number of winners: every round must have exactly one.
+      expect(byWinners).toEqual({ 1: 200 });
     });
 
     it("gives a racing conditional delete to one caller only, in each of 100 rounds", async () => {
-      await withDatabase(racers, async (db) => {
-        await racers
-          .coll<Status>(0, db, "del")
-          .insertMany(Array.from({ length: 100 }, (_, i) => ({ _id: `d${i}`, status: "a" })));
-        const byWinners = await raceRounds(100, racers.size, async (round, racer) => {
-          return (
-            (await racers.coll<Status>(racer, db, "del").findOneAndDelete({ _id: `d${round}`, status: "a" })) !== null
-          );
-        });
-        expect(Object.fromEntries(byWinners)).toEqual({ 1: 100 });
+      const byWinners = await raceOnDocuments("del", "d", 100, async (coll, _id) => {
+        return (await coll.findOneAndDelete({ _id, status: "a" })) !== null;
       });
+      expect(byWinners).toEqual({ 1: 100 });
     });
 
     it("keeps all 400 of 400 concurrent $inc on one document", async () => {
