@@ -61,15 +61,18 @@ for (const isolation of modes) {
   });
 }
 
+/** A provider of a describe's own, in `folder` under the run's root, and the metadata of its sandboxes for a session. */
+function providerOf(folder: string, isolation: "none" | "bubblewrap", fleet: string) {
+  const rootDir = join(root, folder);
+  return {
+    rootDir,
+    provider: new LocalSandboxProvider({ rootDir, isolation }, logger),
+    metadata: (sessionId: string): SandboxMetadata => ({ fleet, sessionId, projectId: "p", attempt: "1" }),
+  };
+}
+
 describe("local sandbox provider specifics", () => {
-  const rootDir = join(root, "specifics");
-  const provider = new LocalSandboxProvider({ rootDir, isolation: "none" }, logger);
-  const metadata = (sessionId: string): SandboxMetadata => ({
-    fleet: "specifics",
-    sessionId,
-    projectId: "p",
-    attempt: "1",
-  });
+  const { rootDir, provider, metadata } = providerOf("specifics", "none", "specifics");
 
   it("registers each sandbox in sandbox.json with the agent port, deadline and process groups", async () => {
     const s = await provider.create({ metadata: metadata("reg"), envs: { TOKEN: "t0ps3cret" }, timeoutMs: 30_000 });
@@ -179,14 +182,7 @@ describe("local sandbox provider specifics", () => {
 });
 
 describe.runIf(bubblewrap)("local sandbox provider under bubblewrap", () => {
-  const rootDir = join(root, "bwrap-specifics");
-  const provider = new LocalSandboxProvider({ rootDir, isolation: "bubblewrap" }, logger);
-  const metadata = (sessionId: string): SandboxMetadata => ({
-    fleet: "bwrap",
-    sessionId,
-    projectId: "p",
-    attempt: "1",
-  });
+  const { provider, metadata } = providerOf("bwrap-specifics", "bubblewrap", "bwrap");
 
   it("refuses a sandbox it cannot isolate, saying why and what to set, and creates nothing", async () => {
     // A folder only the fleet's user may search: no sandbox user could reach its folders there.
