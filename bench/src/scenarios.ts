@@ -294,7 +294,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
     ctx,
     "b3",
     cases as Array<[number, number]>,
-    ([sessions, viewers]) => ({
+    () => ({
       spawners: 1,
       pollers: 1,
       env: {
