@@ -97,6 +97,23 @@ describe("the log writer: lines go to the stream, a reopened writer continues fr
     expect(await logMessages(ns, "s-crash")).toBe(5);
   });
 
+  it("a writer told where the log stands (the spawner's last line, handed to the first watch) continues after it", async () => {
+    const setup = await SessionLogWriter.open({ store, bus, logger }, "s-after", { fresh: true });
+    await setup.append([
+      { kind: "system", line: "Sandbox ready", key: "setup:1:sandbox" },
+      { kind: "system", line: "Prompt sent", key: "setup:1:prompt" },
+    ]);
+    const watch = await SessionLogWriter.open({ store, bus, logger }, "s-after", { after: setup.seq });
+    expect(watch.seq).toBe(2);
+    await watch.append([{ kind: "tool", line: "▸ Bash ls", key: "tool:p1:start" }]);
+    expect((await streamed(bus, "s-after", 3)).map((l) => [l.seq, l.line])).toEqual([
+      [1, "Sandbox ready"],
+      [2, "Prompt sent"],
+      [3, "▸ Bash ls"],
+    ]);
+    expect(await logMessages(ns, "s-after")).toBe(3);
+  });
+
   it("closes a gap a crashed writer left below its last line, so readers waiting for it go on", async () => {
     // Line 3 of a failed write never landed and its writer died before it published it again.
     for (const seq of [1, 2, 4]) await bus.publish("log", line("s-gap", seq, `line ${seq}`));

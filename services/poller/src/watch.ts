@@ -83,7 +83,14 @@ async function watch(
   client: AgentClient,
   ctx: MessageContext,
 ): Promise<void> {
-  const writer = await SessionLogWriter.open(deps, session.id);
+  // A first delivery that names the spawner's last line continues after it: no other writer has
+  // written since (the spawner published this after its last line was confirmed). A redelivery,
+  // or an event without it, reads the stream for where the log stands.
+  const writer = await SessionLogWriter.open(
+    deps,
+    session.id,
+    ctx.deliveryCount === 1 && msg.logSeq !== undefined ? { after: msg.logSeq } : {},
+  );
   deps.logger.info(
     { sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq },
     "watching session",

@@ -170,7 +170,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     ]);
     for (const [step, value] of Object.entries(timings))
       if (value !== undefined) deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
-    await republishRunning(deps, running);
+    await republishRunning(deps, running, writer.seq);
   } catch (err) {
     if (err instanceof SessionEnded) {
       log.info("session ended during setup; sandbox released");
@@ -217,7 +217,8 @@ function unawaited(writer: SessionLogWriter): { append(lines: NewLine[]): void; 
   };
 }
 
-async function republishRunning(deps: SpawnDeps, s: Session): Promise<void> {
+/** `logSeq`: only from the setup that has just written the session's log, never from a mere republish. */
+async function republishRunning(deps: SpawnDeps, s: Session, logSeq?: number): Promise<void> {
   if (!s.sandbox || !s.agentSessionId) return;
   await deps.bus.publish("running", {
     v: SCHEMA_VERSION,
@@ -228,6 +229,7 @@ async function republishRunning(deps: SpawnDeps, s: Session): Promise<void> {
     agentSessionId: s.agentSessionId,
     attempt: s.attempt,
     at: Date.now(),
+    ...(logSeq !== undefined ? { logSeq } : {}),
   });
 }
 

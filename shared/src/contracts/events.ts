@@ -38,6 +38,11 @@ export const SessionRunning = z
     agentSessionId: z.string().min(1),
     attempt: z.number().int().nonnegative(),
     at: Millis,
+    /**
+     * The seq of the last log line the spawner wrote for this attempt, when it published this event
+     * right after writing it: the first watch continues the log from there without reading the stream.
+     */
+    logSeq: z.number().int().nonnegative().optional(),
   })
   .strict();
 export type SessionRunning = z.infer<typeof SessionRunning>;

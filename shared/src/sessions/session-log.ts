@@ -41,14 +41,16 @@ export class SessionLogWriter {
 
   /**
    * `fresh`: the caller knows no writer ever wrote for this session (its first setup), so neither
-   * the stream nor the store is asked for its lines.
+   * the stream nor the store is asked for its lines. `after`: the caller knows the last line written
+   * (by a writer whose keys it never writes) and that no one else writes; it continues after it.
    */
   static async open(
     deps: SessionLogDeps,
     sessionId: string,
-    options: { fresh?: boolean } = {},
+    options: { fresh?: boolean; after?: number } = {},
   ): Promise<SessionLogWriter> {
     if (options.fresh) return new SessionLogWriter(deps, sessionId, 0, new Set());
+    if (options.after !== undefined) return new SessionLogWriter(deps, sessionId, options.after, new Set());
     let lines: Array<Pick<LogLine, "seq" | "key">> = await deps.bus.readLogs(sessionId, { limit: MAX_SCAN });
     // Nothing in the stream: a new session, or (past the stream's retention, or after the stream lost
     // its data) one whose lines only the store has. Continue after those rather than reuse their seqs.
