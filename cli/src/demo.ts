@@ -5,7 +5,7 @@ import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
 import { startInfra, startService, type ManagedProcess } from "@fleet/devtools/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 import { ApiClient } from "./client.js";
-import { agentSecret, callbackKeys, ensureSandboxTools, modelEnvFor, startModelProcess } from "./fleet.js";
+import { SERVICES, agentSecret, ensureSandboxTools, serviceEnvFor, startModelProcess } from "./fleet.js";
 import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
 import type { CliContext } from "./infra.js";
 import { createKey } from "./keys.js";
@@ -47,12 +47,8 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
       modelUrl = model.url;
       step(`scripted model server at ${modelUrl}`);
     }
-    let apiUrl = "";
-    for (const name of ["api", "spawner", "poller", "watchdog"] as const) {
-      const callbacks = {
-        FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
-        ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
-      };
+    const urls = { api: "", gateway: "" };
+    for (const name of SERVICES) {
       const s = await startService(name, {
         natsUrl: infra.natsUrl,
         mongoUri: infra.mongoUri,
@@ -60,12 +56,13 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
         agentSecret: agentSecret(ctx.home),
         modelUrl,
         ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-        env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: sandboxes, FLEET_DB: "fleet-demo" },
+        env: { ...serviceEnvFor(ctx, name, urls), FLEET_SANDBOX_DIR: sandboxes, FLEET_DB: "fleet-demo" },
       });
       owned.push(s.process);
-      if (s.url) apiUrl = s.url;
+      if (s.url && (name === "api" || name === "gateway")) urls[name] = s.url;
     }
-    step(`api, spawner, poller and watchdog running; api at ${apiUrl}`);
+    const apiUrl = urls.api;
+    step(`api, model gateway, spawner, poller and watchdog running; api at ${apiUrl}`);
     const store = await MongoSessionStore.connect(
       { uri: infra.mongoUri, database: "fleet-demo" },
       createLogger({ name: "demo", level: "warn" }),

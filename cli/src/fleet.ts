@@ -41,6 +41,16 @@ export function callbackKeys(home: string): string {
   return keys;
 }
 
+/** Keys that sign model gateway tokens (`kid:secret`); made once per FLEET_HOME. */
+export function gatewayKeys(home: string): string {
+  const file = join(home, "gateway-keys");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  mkdirSync(home, { recursive: true });
+  const keys = `g1:${randomBytes(32).toString("base64url")}`;
+  writeFileSync(file, `${keys}\n`, { mode: 0o600 });
+  return keys;
+}
+
 /** The scripted model server as its own process; resolves with its base URL. */
 export async function startModelProcess(
   logDir: string,
@@ -72,9 +82,40 @@ export async function startModelProcess(
 export function modelEnvFor(ctx: CliContext): Record<string, string> {
   return {
     ...(ctx.env.FLEET_MODEL ? { FLEET_MODEL: ctx.env.FLEET_MODEL } : {}),
-    ...(ctx.env.FLEET_MODEL_API_KEY ? { FLEET_MODEL_API_KEY: ctx.env.FLEET_MODEL_API_KEY } : {}),
+    ...(ctx.env.FLEET_FALLBACK_MODELS ? { FLEET_FALLBACK_MODELS: ctx.env.FLEET_FALLBACK_MODELS } : {}),
     // Passed on so that a developer can choose unisolated sandboxes; the services say so loudly.
     ...(ctx.env.FLEET_SANDBOX_ISOLATION ? { FLEET_SANDBOX_ISOLATION: ctx.env.FLEET_SANDBOX_ISOLATION } : {}),
+  };
+}
+
+/** The gateway's own settings from the caller's environment: the model key (the gateway's alone), prices, budgets. */
+export function gatewayEnvFor(ctx: CliContext): Record<string, string> {
+  const names: ReadonlyArray<keyof CliContext["env"]> = [
+    "FLEET_MODEL_API_KEY",
+    "GATEWAY_PRICES",
+    "GATEWAY_PROJECT_DAILY_TOKENS",
+    "GATEWAY_PROJECT_DAILY_COST",
+    "GATEWAY_SESSION_CACHE_MS",
+    "GATEWAY_FIRST_BYTE_TIMEOUT_MS",
+  ];
+  return Object.fromEntries(names.flatMap((n) => (ctx.env[n] ? [[n, String(ctx.env[n])]] : [])));
+}
+
+/**
+ * The environment of one service of `up` / `demo`: callbacks for all, the gateway's keys for the
+ * gateway and the spawner, the model key for the gateway only, the gateway's URL for the spawner.
+ */
+export function serviceEnvFor(
+  ctx: CliContext,
+  name: ServiceName,
+  urls: { api: string; gateway: string },
+): Record<string, string> {
+  return {
+    ...modelEnvFor(ctx),
+    FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
+    ...(urls.api ? { FLEET_CALLBACK_URL: urls.api } : {}),
+    ...(name === "gateway" ? { ...gatewayEnvFor(ctx), FLEET_GATEWAY_KEYS: gatewayKeys(ctx.home) } : {}),
+    ...(name === "spawner" ? { FLEET_GATEWAY_KEYS: gatewayKeys(ctx.home), FLEET_GATEWAY_URL: urls.gateway } : {}),
   };
 }
 
@@ -83,7 +124,8 @@ export function ensureSandboxTools(ctx: CliContext): void {
   if (ctx.env.FLEET_SANDBOX_ISOLATION !== "none") ensureDebianPackages(ctx, SANDBOX_PACKAGES);
 }
 
-const SERVICES: ServiceName[] = ["api", "spawner", "poller", "watchdog"];
+/** In this order: the spawner needs the api's URL (for callbacks) and the gateway's. */
+export const SERVICES: ServiceName[] = ["api", "gateway", "spawner", "poller", "watchdog"];
 
 /** `./fleet up`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each service. */
 export async function upCmd(ctx: CliContext): Promise<number> {
@@ -107,12 +149,8 @@ export async function upCmd(ctx: CliContext): Promise<number> {
     modelUrl = model.url;
     ctx.out(`scripted model server: ${modelUrl}`);
   }
-  let apiUrl = "";
+  const urls = { api: "", gateway: "" };
   for (const name of SERVICES) {
-    const callbacks = {
-      FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
-      ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
-    };
     const s = await startService(name, {
       natsUrl: infra.natsUrl,
       mongoUri: infra.mongoUri,
@@ -121,17 +159,18 @@ export async function upCmd(ctx: CliContext): Promise<number> {
       modelUrl,
       persistent: true,
       ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-      env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: reachableSandboxRoot(join(ctx.home, "sandboxes")) },
+      env: { ...serviceEnvFor(ctx, name, urls), FLEET_SANDBOX_DIR: reachableSandboxRoot(join(ctx.home, "sandboxes")) },
     });
     started.push({ name, pid: s.process.pid, logFile: s.process.logFile });
-    if (s.url) apiUrl = s.url;
+    if (s.url && (name === "api" || name === "gateway")) urls[name] = s.url;
     ctx.out(`${name.padEnd(8)} pid ${s.process.pid}  log ${s.process.logFile}`);
   }
+  const apiUrl = urls.api;
   writeFleetState(ctx.home, { apiUrl, modelUrl, processes: started, startedAt: Date.now() });
   const store = await openStoreFor(ctx);
   const dev = await createKey(store, ["*"], "local development").finally(() => store.close());
   saveDevKey(ctx, dev.key);
-  ctx.out(`the fleet is up: api ${apiUrl}`);
+  ctx.out(`the fleet is up: api ${apiUrl}, model gateway ${urls.gateway}`);
   ctx.out(`development API key (all projects; also in ${keyFile(ctx)}): ${dev.key}`);
   ctx.out(`try: ./fleet submit -f "write a hello file"`);
   return 0;
