@@ -20,6 +20,11 @@ export interface ScriptedModelOptions {
   byModel?: Record<string, ScenarioInput>;
   /** When set, a chat request without `Authorization: Bearer <apiKey>` is answered 401, as a provider would. */
   apiKey?: string;
+  /**
+   * Each streamed chunk carries `sent_at`, the epoch time (ms, with fractions: performance.timeOrigin +
+   * performance.now()) it was written, so a client in the same process measures each chunk's latency.
+   */
+  stampChunks?: boolean;
   logger: Logger;
 }
 
@@ -158,7 +163,10 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     for (const delta of answer.deltas) {
       if (delay > 0) await sleep(delay);
       if (gone()) return;
-      res.write(`data: ${chunkEnvelope(id, request.model, created, [{ index: 0, delta, finish_reason: null }])}\n\n`);
+      const sentAt = options.stampChunks ? performance.timeOrigin + performance.now() : undefined;
+      res.write(
+        `data: ${chunkEnvelope(id, request.model, created, [{ index: 0, delta, finish_reason: null }], undefined, sentAt)}\n\n`,
+      );
     }
     if (gone()) return;
     res.write(

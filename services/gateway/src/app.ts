@@ -104,17 +104,31 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const endAsked = new Set<string>();
   const ctx = { deps, metrics, views, upstream, endAsked };
 
+  /**
+   * Tokens whose signature, claims and expiry held, until they expire: an agent sends the same token
+   * on every call, and WebCrypto's HMAC check would cost each call a trip through the thread pool.
+   */
+  const tokens = new Map<string, { grant: GatewayGrant; expiresAt: number }>();
+  async function verified(token: string): Promise<GatewayGrant> {
+    const known = tokens.get(token);
+    if (known && known.expiresAt > Date.now()) return known.grant;
+    try {
+      const grant = await verifyGatewayToken(settings.tokens, token);
+      if (tokens.size >= 10_000) tokens.clear();
+      tokens.set(token, { grant, expiresAt: grant.expiresAt ?? 0 });
+      return grant;
+    } catch (err) {
+      tokens.delete(token);
+      throw unauthorized(errorMessage(err));
+    }
+  }
+
   /** The token's session, checked live (within the cache's age): active, on this attempt, this project. */
   async function authorise(req: IncomingMessage): Promise<GatewayGrant> {
     const header = req.headers.authorization ?? "";
     if (!header.startsWith("Bearer "))
       throw unauthorized("a session token is required (Authorization: Bearer <token>)");
-    let grant: GatewayGrant;
-    try {
-      grant = await verifyGatewayToken(settings.tokens, header.slice(7).trim());
-    } catch (err) {
-      throw unauthorized(errorMessage(err));
-    }
+    const grant = await verified(header.slice(7).trim());
     const view = await views.session(grant.sessionId);
     const why = Views.refusal(view, grant);
     if (why) throw new GatewayError(401, "invalid_request_error", "invalid_api_key", why, "session_ended");

@@ -53,8 +53,14 @@ export function callTotals(call: Pick<UsageCall, "tokensIn" | "tokensOut" | "cac
 export class Views {
   private readonly sessions = new Map<string, Entry<SessionView>>();
   private readonly days = new Map<string, Entry<UsageTotals>>();
-  /** Calls this instance counted that the store may not show yet, by session and by project day. */
+  /** Calls this instance counted whose write the store has not confirmed yet, by key. */
   private readonly pending = new Map<string, UsageTotals>();
+  /**
+   * Calls whose write the store confirmed, by key, with when: a read that started before that may
+   * not show them, so they are added to it (a read that raced the write may count one twice, which
+   * errs on the safe side for budgets). Dropped once a read started after them.
+   */
+  private readonly confirmed = new Map<string, Array<{ at: number; totals: UsageTotals }>>();
 
   constructor(
     private readonly store: ViewStore,
@@ -62,39 +68,41 @@ export class Views {
   ) {}
 
   async session(id: string): Promise<SessionView> {
-    const view = await this.fresh(this.sessions, id, async () => {
+    const key = `s:${id}`;
+    const { at, value } = this.fresh(this.sessions, id, async () => {
       const [s, usage] = await Promise.all([this.store.get(id), this.store.sessionUsage(id)]);
       return { session: s, usage: usage ?? { ...ZERO_USAGE } };
     });
-    return { session: view.session, usage: this.withPending(`s:${id}`, view.usage) };
+    const view = await value;
+    return { session: view.session, usage: this.effective(key, at, view.usage) };
   }
 
   async projectDay(projectId: string, at = Date.now()): Promise<UsageTotals> {
     const day = usageDay(at);
-    const key = `${projectId}:${day}`;
-    const stored = await this.fresh(this.days, key, () => this.store.projectDayUsage(projectId, day));
-    return this.withPending(`d:${key}`, stored);
+    const dayKey = `${projectId}:${day}`;
+    const entry = this.fresh(this.days, dayKey, () => this.store.projectDayUsage(projectId, day));
+    return this.effective(`d:${dayKey}`, entry.at, await entry.value);
   }
 
-  /** Counts a call at once (the next call's budget check sees it) until `confirmed` says the store has it. */
+  /** Counts a call at once (the next call's budget check sees it); `confirmed` once the store has it. */
   counted(call: UsageCall): { confirmed(): void } {
     const t = callTotals(call);
-    const dayKey = `${call.projectId}:${usageDay(call.at)}`;
-    const keys = [`s:${call.sessionId}`, `d:${dayKey}`];
+    const keys = [`s:${call.sessionId}`, `d:${call.projectId}:${usageDay(call.at)}`];
     for (const k of keys) this.pending.set(k, add(this.pending.get(k) ?? { ...ZERO_USAGE }, t));
     let done = false;
     return {
       confirmed: () => {
         if (done) return;
         done = true;
+        const at = Date.now();
         for (const k of keys) {
           const left = add(this.pending.get(k) ?? { ...ZERO_USAGE }, t, -1);
           if (left.calls <= 0) this.pending.delete(k);
           else this.pending.set(k, left);
+          const list = this.confirmed.get(k) ?? [];
+          list.push({ at, totals: t });
+          this.confirmed.set(k, list);
         }
-        // The store has it now: what was read before it is stale.
-        this.sessions.delete(call.sessionId);
-        this.days.delete(dayKey);
       },
     };
   }
@@ -113,22 +121,40 @@ export class Views {
     return undefined;
   }
 
-  private withPending(key: string, stored: UsageTotals): UsageTotals {
+  /** What the store showed at `readAt`, plus what this instance counted that it may not have shown. */
+  private effective(key: string, readAt: number, stored: UsageTotals): UsageTotals {
+    let total = stored;
     const p = this.pending.get(key);
-    return p ? add(stored, p) : stored;
+    if (p) total = add(total, p);
+    const list = this.confirmed.get(key);
+    if (list) {
+      const later = list.filter((c) => c.at >= readAt);
+      if (later.length === 0) this.confirmed.delete(key);
+      else if (later.length < list.length) this.confirmed.set(key, later);
+      for (const c of later) total = add(total, c.totals);
+    }
+    return total;
   }
 
-  private fresh<T>(map: Map<string, Entry<T>>, key: string, load: () => Promise<T>): Promise<T> {
+  private fresh<T>(map: Map<string, Entry<T>>, key: string, load: () => Promise<T>): Entry<T> {
     const now = Date.now();
     const e = map.get(key);
-    if (e && now - e.at < this.ttlMs) return e.value;
+    if (e && now - e.at < this.ttlMs) return e;
     const next: Entry<T> = { at: now, value: load() };
     // A failed read is not kept: the next call asks again.
     next.value.catch(() => {
       if (map.get(key) === next) map.delete(key);
     });
     map.set(key, next);
-    if (map.size > 10_000) for (const [k, old] of map) if (now - old.at > Math.max(this.ttlMs, 60_000)) map.delete(k);
-    return next.value;
+    if (map.size > 10_000) this.sweep(now);
+    return next;
+  }
+
+  /** Forgets sessions and days nobody asked about for a while. */
+  private sweep(now: number): void {
+    const old = Math.max(this.ttlMs, 60_000);
+    for (const map of [this.sessions, this.days] as Array<Map<string, Entry<unknown>>>)
+      for (const [k, e] of map) if (now - e.at > old) map.delete(k);
+    for (const [k, list] of this.confirmed) if (list.every((c) => now - c.at > old)) this.confirmed.delete(k);
   }
 }

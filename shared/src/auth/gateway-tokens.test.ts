@@ -11,9 +11,12 @@ const grant = { sessionId: "ses-1", attempt: 2, projectId: "p1", models: ["m1", 
 describe("gateway tokens", () => {
   it("carry the session, attempt, project and models, and verify with any listed key", async () => {
     const t = await mintGatewayToken({ keys: [k1] }, grant, 60);
-    expect(await verifyGatewayToken({ keys: [k1] }, t)).toEqual(grant);
+    const verified = await verifyGatewayToken({ keys: [k1] }, t);
+    expect(verified).toMatchObject(grant);
+    expect(verified.expiresAt).toBeGreaterThan(Date.now() + 50_000);
+    expect(verified.expiresAt).toBeLessThanOrEqual(Date.now() + 61_000);
     // Rotation: the new key signs, the old one still verifies what it signed.
-    expect(await verifyGatewayToken({ keys: [k2, k1] }, t)).toEqual(grant);
+    expect(await verifyGatewayToken({ keys: [k2, k1] }, t)).toMatchObject(grant);
   });
 
   it("refuse other audiences and issuers, expired, unknown-key, forged and unsigned tokens, and callback tokens", async () => {

@@ -38,6 +38,8 @@ export interface GatewayGrant {
   attempt: number;
   projectId: string;
   models: readonly string[];
+  /** When the token expires (epoch ms); set by verification, ignored when minting. */
+  expiresAt?: number;
 }
 
 export async function mintGatewayToken(
@@ -82,7 +84,13 @@ export async function verifyGatewayToken(config: GatewayTokenConfig, token: stri
     );
     const claims = GatewayClaims.parse(payload);
     if (payload.sub !== claims.sid) throw new Error("subject and session differ");
-    return { sessionId: claims.sid, attempt: claims.att, projectId: claims.prj, models: claims.mdl };
+    return {
+      sessionId: claims.sid,
+      attempt: claims.att,
+      projectId: claims.prj,
+      models: claims.mdl,
+      expiresAt: (payload.exp ?? 0) * 1000,
+    };
   } catch (err) {
     throw new FleetError("unauthorized", `invalid gateway token: ${err instanceof Error ? err.message : String(err)}`);
   }
