@@ -1,10 +1,14 @@
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
+import { freePort } from "../devtools/src/infra/index.js";
 import { SCENARIOS, type ScenarioInput } from "../devtools/src/model/index.js";
 import { CallbackKeys, mintGatewayToken, type Session } from "../shared/src/index.js";
 import { eventually, present } from "./support/fixtures.js";
 import { useTestFleet } from "./support/fleet-fixture.js";
 import { api } from "./support/fleet.js";
+
+/** The gateway's metrics are on a port of their own, which sandboxes are not given. */
+const METRICS_PORT = await freePort();
 
 /** The provider's key: only the gateway's environment has it. */
 const MODEL_KEY = "sk-fleet-gw-test-7Hq2x9Lm4Pz8";
@@ -91,6 +95,7 @@ describe("model gateway: agents reach the model only through it, with a session'
         {
           FLEET_MODEL_API_KEY: MODEL_KEY,
           GATEWAY_SESSION_CACHE_MS: "200",
+          GATEWAY_METRICS_PORT: String(METRICS_PORT),
           GATEWAY_PRICES: "*=1000/2000/100",
           GATEWAY_PROJECT_DAILY_TOKENS: "p-capped=1",
         },
@@ -160,9 +165,11 @@ describe("model gateway: agents reach the model only through it, with a session'
     expect(streamed.length).toBeGreaterThan(0);
     expect(streamed.every((r) => r.includeUsage)).toBe(true);
     // The same figures as Prometheus counters.
-    const metrics = await (await fetch(fleet.gatewayUrl.replace(/\/v1$/, "/metrics"))).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
     expect(metrics).toMatch(/fleet_gateway_tokens_total\{[^}]*project="p-gw"[^}]*kind="in"[^}]*\} [1-9]/);
     expect(metrics).toMatch(/fleet_gateway_ledger_writes_total\{[^}]*result="ok"[^}]*\} [1-9]/);
+    // Not on the port agents reach: its counters name every project.
+    expect((await fetch(fleet.gatewayUrl.replace(/\/v1$/, "/metrics"))).status).toBe(404);
   }, 150_000);
 
   it("refuses forged, expired, other-session, other-attempt and post-end tokens, and streams for a live one", async () => {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { join } from "node:path";
 import { CallbackKeys, MongoSessionStore, createLogger, mintGatewayToken } from "@fleet/shared";
-import { startService } from "@fleet/devtools/infra";
+import { freePort, startService } from "@fleet/devtools/infra";
 import { startScriptedModel } from "@fleet/devtools/model";
 import { serverCounters } from "./env.js";
 import type { Ctx } from "./scenarios.js";
@@ -115,6 +115,7 @@ export async function b9(ctx: Ctx): Promise<B9Result> {
     { sessionId: "b9-session", attempt: 0, projectId: "bench", models: ["scripted"] },
     3_600,
   );
+  const metricsPort = await freePort();
   const gateway = await startService(
     "gateway",
     {
@@ -125,7 +126,12 @@ export async function b9(ctx: Ctx): Promise<B9Result> {
       modelUrl: model.url,
       namespace,
       database: namespace,
-      env: { LOG_LEVEL: "warn", FLEET_GATEWAY_KEYS: keys, FLEET_MODEL_API_KEY: "bench-upstream-key" },
+      env: {
+        LOG_LEVEL: "warn",
+        FLEET_GATEWAY_KEYS: keys,
+        FLEET_MODEL_API_KEY: "bench-upstream-key",
+        GATEWAY_METRICS_PORT: String(metricsPort),
+      },
     },
     0,
   );
@@ -167,7 +173,7 @@ export async function b9(ctx: Ctx): Promise<B9Result> {
         .map(([c, n]) => [c, round((n - (before.storeOpsByCommand[c] ?? 0)) / calls, 3)] as const)
         .filter(([, v]) => v > 0),
     );
-    const metrics = await (await fetch(gatewayUrl.replace(/\/v1$/, "/metrics"))).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const writes = Number(/fleet_gateway_ledger_writes_total\{[^}]*result="ok"[^}]*\} (\d+)/.exec(metrics)?.[1] ?? 0);
     const figures = (ts: Timing[]) => {
       const ttft = ts.map((t) => t.ttft);

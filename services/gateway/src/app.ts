@@ -92,7 +92,8 @@ const unauthorized = (message: string) =>
 
 /**
  * The model gateway: OpenAI-compatible routes for agents (`POST /v1/chat/completions`, `GET
- * /v1/models`), authorised by a session's token, plus `/healthz`, `/readyz` and `/metrics`.
+ * /v1/models`), authorised by a session's token, plus `/healthz` and `/readyz`. Metrics go on a port
+ * of their own (GATEWAY_METRICS_PORT): agents reach this one, and must not read other projects' figures.
  * Plain node:http, so a streamed answer goes from the provider to the agent chunk by chunk.
  */
 export function createGateway(deps: GatewayDeps): Gateway {
@@ -228,11 +229,6 @@ export function createGateway(deps: GatewayDeps): Gateway {
         throw new GatewayError(503, "api_error", "store_unavailable", `store: ${errorMessage(err)}`);
       });
       return sendJson(res, 200, { ok: true });
-    }
-    if (req.method === "GET" && path === "/metrics") {
-      const text = await deps.registry.metrics();
-      res.writeHead(200, { "content-type": deps.registry.contentType }).end(text);
-      return;
     }
     throw new GatewayError(404, "invalid_request_error", "not_found", `no route ${req.method} ${path}`);
   }

@@ -14,6 +14,8 @@ export const GatewayConfig = baseEnv.extend(modelEnv.shape).extend({
   GATEWAY_PROJECT_DAILY_TOKENS: ProjectLimits,
   /** `project=cost,…` (`*` for any other project): cost a project may spend per UTC day. */
   GATEWAY_PROJECT_DAILY_COST: ProjectLimits,
+  /** Port of /metrics (not the agents' port: the counters name every project); 0 turns it off. */
+  GATEWAY_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   /** How long a session's status and totals are trusted before the store is asked again. */
   GATEWAY_SESSION_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1_000),
   /** How long the upstream may take to answer a call's headers before the next model is tried. */

@@ -1,4 +1,5 @@
 import { loadConfigOrExit, onSignals } from "@fleet/shared";
+import { serveMetrics } from "@fleet/shared/metrics";
 import { startRuntime } from "@fleet/shared/service";
 import { createGateway } from "./app.js";
 import { GatewayConfig } from "./config.js";
@@ -25,6 +26,10 @@ const gateway = createGateway({
   },
 });
 rt.closer.add("http", () => gateway.close());
+if (config.GATEWAY_METRICS_PORT) {
+  const server = await serveMetrics(rt.metrics.registry, config.GATEWAY_METRICS_PORT);
+  rt.closer.add("metrics", () => new Promise<void>((r) => server.close(() => r())));
+}
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);
 const url = await gateway.listen(config.GATEWAY_HOST, config.GATEWAY_PORT);
 rt.logger.info({ url, prices: config.GATEWAY_PRICES.size }, "gateway listening");
