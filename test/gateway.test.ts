@@ -20,7 +20,7 @@ const MODEL_KEY = "sk-fleet-gw-test-7Hq2x9Lm4Pz8";
  * the haystack is shown to be real: the agent's own environ (with its password and its config,
  * whose apiKey is the gateway token) is among it.
  */
-const KEY_PROBE = String.raw`
+const KEY_PROBE = `
 import json, os, sys
 pre = ("sk-fleet" + "-gw-").encode()
 out = {"found": [], "files": 0, "environs": 0, "agentEnviron": False, "tokenInConfig": False}
