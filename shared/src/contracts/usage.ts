@@ -14,7 +14,11 @@ export { SessionBudget } from "./common.js";
 export const UsageDay = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, "a day as YYYY-MM-DD")
-  .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), "not a calendar day")
+  .refine((d) => {
+    const at = Date.parse(`${d}T00:00:00Z`);
+    // A real day (not 2031-02-30), from 1970 on.
+    return at >= 0 && new Date(at).toISOString().startsWith(d);
+  }, "not a calendar day from 1970-01-01 on")
   .describe("UTC day, YYYY-MM-DD");
 export type UsageDay = z.infer<typeof UsageDay>;
 

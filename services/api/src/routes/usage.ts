@@ -28,7 +28,7 @@ export const usageRoutes =
         if (!reaches(req, projectId))
           throw new FleetError("forbidden", `this API key does not reach project ${projectId}`);
         const to = req.query.to ?? usageDay(Date.now());
-        const from = req.query.from ?? usageDay(Date.parse(`${to}T00:00:00Z`) - 29 * DAY_MS);
+        const from = req.query.from ?? usageDay(Math.max(0, Date.parse(`${to}T00:00:00Z`) - 29 * DAY_MS));
         const span = (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS;
         if (span < 0) throw new FleetError("bad_input", `from (${from}) is after to (${to})`);
         if (span >= MAX_DAYS) throw new FleetError("bad_input", `at most ${MAX_DAYS} days at once`);
