@@ -378,12 +378,16 @@ class Watch {
   }
 
   private async finish(messages: AgentMessage[]): Promise<void> {
-    // A call refused over budget ends the agent's run too (with the refusal as its error, or with
-    // an answer the refused call no longer shaped): the gateway's reason decides, not the agent's.
-    const asked = await this.deps.store.get(this.session.id).then(
-      (s) => (s ? endRequestOf(s) : undefined),
-      () => undefined,
-    );
+    // A call the gateway refused over budget ends the agent's run with the refusal as its error:
+    // the gateway's reason decides, not the agent's. Read only for a run that failed, so a session
+    // that completes costs the store nothing more.
+    const failed = messages.filter((m) => m.role === "assistant").at(-1)?.error;
+    const asked = failed
+      ? await this.deps.store.get(this.session.id).then(
+          (s) => (s ? endRequestOf(s) : undefined),
+          () => undefined,
+        )
+      : undefined;
     if (asked) return this.endAsRequested(asked);
     return this.end(async () => {
       const { store, metrics } = this.deps;
