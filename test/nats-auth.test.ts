@@ -161,6 +161,8 @@ describe("NATS authorization: each user only its subjects", () => {
       spawner: ["running", "log", ...terminal],
       poller: ["log", ...terminal],
       watchdog: terminal,
+      // The model gateway publishes no event: it only asks the watching poller to log a model switch.
+      gateway: [],
     };
     for (const [role, allowed] of Object.entries(rights) as Array<[Exclude<Role, "outside">, readonly EventKind[]]>) {
       const js = jetstream(await as(role), { timeout: 2_000 });
@@ -175,8 +177,9 @@ describe("NATS authorization: each user only its subjects", () => {
     }
   });
 
-  it("lets the api ask the poller for sandbox progress, and nobody else answer or ask", async () => {
+  it("lets the api and the gateway ask the poller for sandbox progress, and nobody else answer or ask", async () => {
     const [api, poller, outside] = [await srv.busAs("api"), await srv.busAs("poller"), await as("outside")];
+    const gateway = await srv.busAs("gateway");
     try {
       const served = poller.serveProgress("s-1", async (p) => ({ ok: true, stored: p.lines.length, seq: 7 }));
       const msg = { v: SCHEMA_VERSION, sessionId: "s-1", attempt: 1, lines: [{ kind: "text" as const, line: "hi" }] };
@@ -186,6 +189,7 @@ describe("NATS authorization: each user only its subjects", () => {
         100,
       );
       expect(await api.sendProgress(msg, 1_000)).toEqual({ ok: true, stored: 1, seq: 7 });
+      expect(await gateway.sendProgress(msg, 1_000)).toEqual({ ok: true, stored: 1, seq: 7 });
       // An outside system may neither ask nor listen on progress subjects.
       await expect(
         outside.request(progressSubject("", "s-1"), JSON.stringify(msg), { timeout: 1_000 }),
@@ -206,6 +210,7 @@ describe("NATS authorization: each user only its subjects", () => {
     } finally {
       await api.close();
       await poller.close();
+      await gateway.close();
     }
   });
 });

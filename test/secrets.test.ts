@@ -22,11 +22,13 @@ function filesUnder(dir: string): string[] {
 }
 
 describe("secrets never reach logs or stored documents", () => {
+  // The model key is the gateway's alone; the scripted model refuses calls without it, so the
+  // session completing shows the key was used, upstream of the gateway only.
   const fleet = useTestFleet({
     prefix: "sec",
-    model: { scenario: "demo" },
-    env: { FLEET_MODEL_API_KEY: MODEL_KEY, LOG_LEVEL: "trace" },
-    services: [["api"], ["spawner"], ["poller"], ["watchdog"]],
+    model: { scenario: "demo", apiKey: MODEL_KEY },
+    env: { LOG_LEVEL: "trace" },
+    services: [["gateway", { FLEET_MODEL_API_KEY: MODEL_KEY }], ["api"], ["spawner"], ["poller"], ["watchdog"]],
   });
 
   it("runs a whole session at trace level and finds none of its secrets anywhere", async () => {
@@ -35,6 +37,8 @@ describe("secrets never reach logs or stored documents", () => {
       const s = await fleet.get(id);
       return s.status === "completed" ? s : undefined;
     }, 90_000);
+    // Its calls went through the gateway, into the ledger (which is among the documents searched).
+    expect(done.usage?.calls).toBeGreaterThan(0);
     // The sandbox goes right after the session ends; look once it is gone.
     await fleet.noSandbox(done.id);
     const password = agentPassword(fleet.agentSecret, done.id, done.attempt);
@@ -44,11 +48,13 @@ describe("secrets never reach logs or stored documents", () => {
       "agent password": password,
       "agent basic auth": Buffer.from(`opencode:${password}`).toString("base64"),
       "callback signing key": fleet.callbackKeys.split(":")[1] as string,
+      "gateway signing key": fleet.gatewayKeys.split(":")[1] as string,
       "api key": fleet.apiKey,
     };
     // Every service log (at trace level) and every file the fleet left on disk.
     const haystacks: Array<[string, string]> = filesUnder(fleet.dir).map((f) => [f, readFileSync(f, "latin1")]);
     expect(haystacks.some(([f]) => f.endsWith("spawner-0.log"))).toBe(true);
+    expect(haystacks.some(([f]) => f.endsWith("gateway-0.log"))).toBe(true);
     // Every document of every collection of the fleet's database.
     const client = new MongoClient(inject("mongoUri"));
     const db = client.db(fleet.database);

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Baselines } from "./baselines.js";
+import type { B9Result } from "./gateway.js";
 import type { B1Row, B2Row, B3Row, B4Row, B5Result, B6Result, B7Row, B8Row } from "./scenarios.js";
 import { round } from "./util.js";
 
@@ -18,6 +19,7 @@ export interface Results {
   b6?: B6Result;
   b7?: B7Row[];
   b8?: B8Row[];
+  b9?: B9Result;
   seconds?: number;
 }
 
@@ -215,8 +217,35 @@ function tableRows(r: Results): Row[] {
       ok(pass),
     ]);
   }
+  const g = r.b9;
+  if (g) {
+    const at = `B9 gateway, ${g.calls} streamed calls of ${g.chunksPerCall} chunks`;
+    rows.push([
+      `${at}: time to first token added p50 / p99`,
+      `${ms3(g.addedTtftP50)} / ${ms3(g.addedTtftP99)} (direct ${ms3(g.direct.ttftP50)} / ${ms3(g.direct.ttftP99)})`,
+      "<= 2 ms / <= 10 ms",
+      ok(g.addedTtftP50 <= 2 && g.addedTtftP99 <= 10),
+    ]);
+    rows.push([
+      `${at}: per-chunk latency added p50 / p99`,
+      `${ms3(g.addedChunkP50)} / ${ms3(g.addedChunkP99)} (direct ${ms3(g.direct.chunkP50)} / ${ms3(g.direct.chunkP99)})`,
+      "p50 <= 1 ms",
+      ok(g.addedChunkP50 <= 1),
+    ]);
+    const updates = g.storeOpsPerCall.update ?? 0;
+    rows.push([
+      `${at}: store commands per call (ledger complete: ${g.ledgerComplete ? "yes" : "NO"})`,
+      Object.entries(g.storeOpsPerCall)
+        .map(([c, n]) => `${c} ${n}`)
+        .join(", "),
+      "ledger <= 1 write per call",
+      ok(updates <= 1 && g.ledgerWritesPerCall <= 1 && g.ledgerComplete),
+    ]);
+  }
   return rows;
 }
+
+const ms3 = (v: number): string => (Number.isFinite(v) ? `${round(v, 3)} ms` : "n/a");
 
 // Run as a script: print a results file's table in Markdown.
 if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {

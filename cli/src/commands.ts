@@ -4,12 +4,16 @@
  */
 export const COMMANDS = [
   { name: "demo", about: "start everything on the embedded defaults, run one session end to end, stop" },
-  { name: "up", about: "start the infrastructure, the model (scripted unless FLEET_MODEL_URL) and the services" },
+  {
+    name: "up",
+    about: "start the infrastructure, the model (scripted unless FLEET_MODEL_URL), the model gateway and the services",
+  },
   { name: "down", about: "stop what 'up' started" },
   {
     name: "submit",
     args: '"..."',
-    about: "submit a session: [--project p] [--card c] [--file local[=path]] [--tool t] [-f]",
+    about:
+      "submit a session: [--project p] [--card c] [--file local[=path]] [--tool t] [--max-tokens n] [--max-cost c] [-f]",
   },
   { name: "logs", args: "[-f] ID", about: "a session's log lines (-f follows them live)" },
   { name: "ls", about: "sessions of a project: [--project p] [--limit n]" },

@@ -24,7 +24,13 @@ export const CliEnv = z.object({
     .describe("the api for submit, logs, ls, show (default: the one ./fleet up started)"),
   FLEET_MODEL_URL: z.url().optional().describe("an OpenAI-compatible model endpoint; unset: the scripted model server"),
   FLEET_MODEL: z.string().min(1).optional(),
-  FLEET_MODEL_API_KEY: z.string().min(1).optional(),
+  FLEET_MODEL_API_KEY: z.string().min(1).optional().describe("the model's key: given to the model gateway only"),
+  FLEET_FALLBACK_MODELS: z.string().optional(),
+  GATEWAY_PRICES: z.string().optional().describe("the gateway's price table (see the README)"),
+  GATEWAY_PROJECT_DAILY_TOKENS: z.string().optional(),
+  GATEWAY_PROJECT_DAILY_COST: z.string().optional(),
+  GATEWAY_SESSION_CACHE_MS: z.string().optional(),
+  GATEWAY_FIRST_BYTE_TIMEOUT_MS: z.string().optional(),
   FLEET_SANDBOX_ISOLATION: z
     .enum(["bubblewrap", "none"])
     .optional()

@@ -50,7 +50,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
         if (name === SCRIPTED_MODEL) step(`scripted model server at ${url}`);
       },
     });
-    step(`api, spawner, poller and watchdog running; api at ${apiUrl}`);
+    step(`api, model gateway, spawner, poller and watchdog running; api at ${apiUrl}`);
     const store = await MongoSessionStore.connect(
       { uri: infra.mongoUri, database: "fleet-demo" },
       createLogger({ name: "demo", level: "warn" }),

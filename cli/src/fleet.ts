@@ -42,6 +42,16 @@ export function callbackKeys(home: string): string {
   return keys;
 }
 
+/** Keys that sign model gateway tokens (`kid:secret`); made once per FLEET_HOME. */
+export function gatewayKeys(home: string): string {
+  const file = join(home, "gateway-keys");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  mkdirSync(home, { recursive: true });
+  const keys = `g1:${randomBytes(32).toString("base64url")}`;
+  writeFileSync(file, `${keys}\n`, { mode: 0o600 });
+  return keys;
+}
+
 /** The scripted model server as its own process; resolves with its base URL. */
 export async function startModelProcess(
   logDir: string,
@@ -73,9 +83,40 @@ export async function startModelProcess(
 export function modelEnvFor(ctx: CliContext): Record<string, string> {
   return {
     ...(ctx.env.FLEET_MODEL ? { FLEET_MODEL: ctx.env.FLEET_MODEL } : {}),
-    ...(ctx.env.FLEET_MODEL_API_KEY ? { FLEET_MODEL_API_KEY: ctx.env.FLEET_MODEL_API_KEY } : {}),
+    ...(ctx.env.FLEET_FALLBACK_MODELS ? { FLEET_FALLBACK_MODELS: ctx.env.FLEET_FALLBACK_MODELS } : {}),
     // Passed on so that a developer can choose unisolated sandboxes; the services say so loudly.
     ...(ctx.env.FLEET_SANDBOX_ISOLATION ? { FLEET_SANDBOX_ISOLATION: ctx.env.FLEET_SANDBOX_ISOLATION } : {}),
+  };
+}
+
+/** The gateway's own settings from the caller's environment: the model key (the gateway's alone), prices, budgets. */
+export function gatewayEnvFor(ctx: CliContext): Record<string, string> {
+  const names: ReadonlyArray<keyof CliContext["env"]> = [
+    "FLEET_MODEL_API_KEY",
+    "GATEWAY_PRICES",
+    "GATEWAY_PROJECT_DAILY_TOKENS",
+    "GATEWAY_PROJECT_DAILY_COST",
+    "GATEWAY_SESSION_CACHE_MS",
+    "GATEWAY_FIRST_BYTE_TIMEOUT_MS",
+  ];
+  return Object.fromEntries(names.flatMap((n) => (ctx.env[n] ? [[n, String(ctx.env[n])]] : [])));
+}
+
+/**
+ * The environment of one service of `up` / `demo`: callbacks for all, the gateway's keys for the
+ * gateway and the spawner, the model key for the gateway only, the gateway's URL for the spawner.
+ */
+export function serviceEnvFor(
+  ctx: CliContext,
+  name: ServiceName,
+  urls: { api: string; gateway: string },
+): Record<string, string> {
+  return {
+    ...modelEnvFor(ctx),
+    FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
+    ...(urls.api ? { FLEET_CALLBACK_URL: urls.api } : {}),
+    ...(name === "gateway" ? { ...gatewayEnvFor(ctx), FLEET_GATEWAY_KEYS: gatewayKeys(ctx.home) } : {}),
+    ...(name === "spawner" ? { FLEET_GATEWAY_KEYS: gatewayKeys(ctx.home), FLEET_GATEWAY_URL: urls.gateway } : {}),
   };
 }
 
@@ -84,7 +125,8 @@ export function ensureSandboxTools(ctx: CliContext): void {
   if (ctx.env.FLEET_SANDBOX_ISOLATION !== "none") ensureDebianPackages(ctx, SANDBOX_PACKAGES);
 }
 
-const SERVICES: ServiceName[] = ["api", "spawner", "poller", "watchdog"];
+/** In this order: the spawner needs the api's URL (for callbacks) and the gateway's. */
+export const SERVICES: ServiceName[] = ["api", "gateway", "spawner", "poller", "watchdog"];
 /** The name `startFleetProcesses` gives the scripted model's process. */
 export const SCRIPTED_MODEL = "scripted-model";
 
@@ -101,26 +143,22 @@ export interface FleetProcessesOptions {
 }
 
 /**
- * The scripted model (unless FLEET_MODEL_URL names a model) and one of each service, the api first: the
- * others are given its URL for sandbox callbacks.
+ * The scripted model (unless FLEET_MODEL_URL names a model) and one of each service, the api and the
+ * model gateway first: the spawner is given their URLs (sandbox callbacks, the agents' model endpoint).
  */
 export async function startFleetProcesses(
   ctx: CliContext,
   infra: Pick<FleetProcessOptions, "natsUrl" | "mongoUri" | "natsUsers">,
   options: FleetProcessesOptions,
-): Promise<{ apiUrl: string; modelUrl: string }> {
+): Promise<{ apiUrl: string; gatewayUrl: string; modelUrl: string }> {
   let modelUrl = ctx.env.FLEET_MODEL_URL;
   if (!modelUrl) {
     const model = await startModelProcess(options.logDir, options.persistent);
     options.started(SCRIPTED_MODEL, model.process, model.url);
     modelUrl = model.url;
   }
-  let apiUrl = "";
+  const urls = { api: "", gateway: "" };
   for (const name of SERVICES) {
-    const callbacks = {
-      FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
-      ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
-    };
     const s = await startService(name, {
       natsUrl: infra.natsUrl,
       mongoUri: infra.mongoUri,
@@ -129,12 +167,12 @@ export async function startFleetProcesses(
       modelUrl,
       ...(options.persistent ? { persistent: true } : {}),
       ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-      env: { ...modelEnvFor(ctx), ...callbacks, FLEET_SANDBOX_DIR: options.sandboxDir, ...options.env },
+      env: { ...serviceEnvFor(ctx, name, urls), FLEET_SANDBOX_DIR: options.sandboxDir, ...options.env },
     });
     options.started(name, s.process, s.url);
-    if (s.url) apiUrl = s.url;
+    if (s.url && (name === "api" || name === "gateway")) urls[name] = s.url;
   }
-  return { apiUrl, modelUrl };
+  return { apiUrl: urls.api, gatewayUrl: urls.gateway, modelUrl };
 }
 
 /** `./fleet up`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each service. */
@@ -152,7 +190,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
   const logDir = join(ctx.home, "logs");
   mkdirSync(logDir, { recursive: true });
   const started: Array<{ name: string; pid: number; logFile: string }> = [];
-  const { apiUrl, modelUrl } = await startFleetProcesses(ctx, infra, {
+  const { apiUrl, gatewayUrl, modelUrl } = await startFleetProcesses(ctx, infra, {
     logDir,
     sandboxDir: reachableSandboxRoot(join(ctx.home, "sandboxes")),
     persistent: true,
@@ -169,7 +207,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
   const store = await openStoreFor(ctx);
   const dev = await createKey(store, ["*"], "local development").finally(() => store.close());
   saveDevKey(ctx, dev.key);
-  ctx.out(`the fleet is up: api ${apiUrl}`);
+  ctx.out(`the fleet is up: api ${apiUrl}, model gateway ${gatewayUrl}`);
   ctx.out(`development API key (all projects; also in ${keyFile(ctx)}): ${dev.key}`);
   ctx.out(`try: ./fleet submit -f "write a hello file"`);
   return 0;

@@ -21,6 +21,11 @@ export function formatSession(s: Session): string[] {
   const out = [`session ${s.id}  ${statusText(s)}  project ${s.projectId}${s.cardId ? `  card ${s.cardId}` : ""}`];
   if (s.sandbox) out.push(`sandbox ${s.sandbox.id} (${s.sandbox.provider})`);
   if (s.error) out.push(`error   ${s.error.code}: ${s.error.message}`);
+  const u = s.usage;
+  if (u)
+    out.push(
+      `model   ${u.calls} call(s) through the gateway: ${u.tokensIn} tokens in (${u.cachedTokens} cached), ${u.tokensOut} out, cost ${u.cost}`,
+    );
   const o = s.output;
   if (o) {
     out.push("", "response:", indent(o.response || "(empty)"));
@@ -49,7 +54,7 @@ export function formatMetrics(m: MetricsView): string[] {
     ...m.steps.filter((s) => s.step !== "execution").map((s) => `  ${s.step.padEnd(14)} ${secs(s.ms).padStart(9)}`),
     `  ${"setup total".padEnd(14)} ${secs(m.setupMs).padStart(9)}  (${m.setupPercent}%)`,
     `  ${"execution".padEnd(14)} ${secs(m.executionMs).padStart(9)}  (${m.executionPercent}%)`,
-    `usage: ${m.usage.tokensIn} tokens in, ${m.usage.tokensOut} out, cost ${m.usage.cost}, sandbox ${m.usage.sandboxSeconds.toFixed(1)} s`,
+    `usage (as the agent reported it): ${m.usage.tokensIn} tokens in, ${m.usage.tokensOut} out, cost ${m.usage.cost}, sandbox ${m.usage.sandboxSeconds.toFixed(1)} s`,
   ];
 }
 

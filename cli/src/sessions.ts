@@ -24,6 +24,8 @@ export async function submitCmd(ctx: CliContext, argv: string[]): Promise<number
       file: { type: "string", multiple: true, default: [] },
       tool: { type: "string", multiple: true, default: [] },
       model: { type: "string" },
+      "max-tokens": { type: "string" },
+      "max-cost": { type: "string" },
       id: { type: "string" },
       follow: { type: "boolean", short: "f", default: false },
     },
@@ -32,12 +34,16 @@ export async function submitCmd(ctx: CliContext, argv: string[]): Promise<number
   if (!prompt)
     throw new FleetError(
       "bad_input",
-      'usage: ./fleet submit "prompt" [--project p] [--card c] [--file local[=path]] [-f]',
+      'usage: ./fleet submit "prompt" [--project p] [--card c] [--file local[=path]] [--max-tokens n] [--max-cost c] [-f]',
     );
   const files = (values.file ?? []).map((spec) => {
     const [local, dest] = spec.split("=", 2) as [string, string | undefined];
     return { path: dest ?? local, content: readFileSync(local).toString("base64"), encoding: "base64" as const };
   });
+  const budget = {
+    ...(values["max-tokens"] ? { maxTokens: Number(values["max-tokens"]) } : {}),
+    ...(values["max-cost"] ? { maxCost: Number(values["max-cost"]) } : {}),
+  };
   const api = client(ctx);
   const res = await api.request<{ sessionId: string; status: string }>("POST", "/v1/sessions", {
     projectId: values.project,
@@ -47,6 +53,7 @@ export async function submitCmd(ctx: CliContext, argv: string[]): Promise<number
     ...(values.model ? { model: values.model } : {}),
     ...(values.tool?.length ? { tools: values.tool } : {}),
     ...(files.length ? { files } : {}),
+    ...(Object.keys(budget).length ? { budget } : {}),
   });
   ctx.out(`${res.sessionId} ${res.status}`);
   return values.follow ? followLogs(ctx, api, res.sessionId) : 0;

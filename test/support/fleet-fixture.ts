@@ -20,13 +20,28 @@ const ENDED: readonly string[] = ["completed", "failed", "cancelled"];
 /** The spawner's config requires a model URL; a simulated agent never calls it. */
 const UNUSED_MODEL_URL = "http://127.0.0.1:9/v1";
 /** What the fixture reads from the running fleet each time it is asked. */
-const FLEET_FIELDS = ["dir", "sandboxDir", "agentSecret", "callbackKeys", "apiUrl", "apiKey", "services"] as const;
+const FLEET_FIELDS = [
+  "dir",
+  "sandboxDir",
+  "agentSecret",
+  "callbackKeys",
+  "gatewayKeys",
+  "apiUrl",
+  "gatewayUrl",
+  "apiKey",
+  "services",
+] as const;
 
 export interface FleetFixtureOptions {
   /** Start of the fleet's namespace (also its database's name), made unique per call. */
   prefix: string;
   /** A scripted model for the agents: the scenario it plays (or the name of one of SCENARIOS) and those by model id. */
-  model?: { scenario: ScenarioInput | string; byModel?: Record<string, ScenarioInput> };
+  model?: {
+    scenario: ScenarioInput | string;
+    byModel?: Record<string, ScenarioInput>;
+    /** The key the scripted model requires (401 without it), as a provider would. */
+    apiKey?: string;
+  };
   /** Sandboxes and agents of the simulated provider, kept in a folder made and removed here. */
   simulated?: boolean;
   services: Array<[ServiceName, Record<string, string>?]>;
@@ -110,12 +125,13 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
     const infra = { natsUrl: own.natsUrl ?? inject("natsUrl"), mongoUri: own.mongoUri ?? inject("mongoUri") };
     if (options.simulated) simDir = mkdtempSync(join(tmpdir(), `fleet-sim-${options.prefix}-`));
     if (options.model) {
-      const { scenario, byModel } = options.model;
+      const { scenario, byModel, apiKey } = options.model;
       model = await startScriptedModel({
         port: 0,
         scenario:
           typeof scenario === "string" ? present(scenarioByName(scenario), `has no scenario ${scenario}`) : scenario,
         ...(byModel ? { byModel } : {}),
+        ...(apiKey ? { apiKey } : {}),
         logger,
       });
     }

@@ -15,7 +15,11 @@ export interface TestFleet {
   agentSecret: string;
   /** Signing keys of sandbox callback tokens (`kid:secret`). */
   callbackKeys: string;
+  /** Signing keys of model gateway tokens (`kid:secret`). */
+  gatewayKeys: string;
   apiUrl: string;
+  /** The model gateway's base URL (ending in /v1), when the fleet runs one. */
+  gatewayUrl: string;
   /** A key for all projects, made in the fleet's database. */
   apiKey: string;
   services: RunningService[];
@@ -43,7 +47,9 @@ export async function startTestFleet(options: {
   const sandboxDir = join(dir, "sandboxes");
   const agentSecret = randomBytes(32).toString("base64url");
   const callbackKeys = `k1:${randomBytes(32).toString("base64url")}`;
+  const gatewayKeys = `g1:${randomBytes(32).toString("base64url")}`;
   let apiUrl = "";
+  let gatewayUrl = "";
   const services: RunningService[] = [];
   const counts = new Map<ServiceName, number>();
   const add = async (name: ServiceName, env: Record<string, string> = {}): Promise<RunningService> => {
@@ -65,6 +71,9 @@ export async function startTestFleet(options: {
           FLEET_SHUTDOWN_MS: "3000",
           FLEET_CALLBACK_KEYS: callbackKeys,
           ...(apiUrl ? { FLEET_CALLBACK_URL: apiUrl } : {}),
+          // A gateway started earlier in the list serves the spawners started after it.
+          ...(name === "gateway" || (name === "spawner" && gatewayUrl) ? { FLEET_GATEWAY_KEYS: gatewayKeys } : {}),
+          ...(name === "spawner" && gatewayUrl ? { FLEET_GATEWAY_URL: gatewayUrl } : {}),
           ...options.env,
           ...env,
         },
@@ -73,7 +82,8 @@ export async function startTestFleet(options: {
       index,
     );
     services.push(s);
-    if (s.url && !apiUrl) apiUrl = s.url;
+    if (s.url && name === "api" && !apiUrl) apiUrl = s.url;
+    if (s.url && name === "gateway" && !gatewayUrl) gatewayUrl = s.url;
     return s;
   };
   const stop = async (): Promise<void> => {
@@ -103,7 +113,9 @@ export async function startTestFleet(options: {
     sandboxDir,
     agentSecret,
     callbackKeys,
+    gatewayKeys,
     apiUrl: api?.url ?? "",
+    gatewayUrl,
     apiKey,
     services,
     add,

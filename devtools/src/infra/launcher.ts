@@ -142,7 +142,7 @@ const InfraState = z.object({
   natsUsers: z
     .array(
       z.object({
-        role: z.enum(["api", "spawner", "poller", "watchdog", "outside"]),
+        role: z.enum(["api", "spawner", "poller", "watchdog", "gateway", "outside"]),
         user: z.string(),
         password: z.string(),
       }),

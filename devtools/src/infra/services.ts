@@ -6,7 +6,7 @@ import { repoRoot } from "./paths.js";
 import { freePort } from "./ports.js";
 import { logTail, ownLog, startProcess, type ManagedProcess } from "./process.js";
 
-export type ServiceName = "api" | "spawner" | "poller" | "watchdog";
+export type ServiceName = "api" | "spawner" | "poller" | "watchdog" | "gateway";
 
 export interface FleetProcessOptions {
   natsUrl: string;
@@ -31,18 +31,21 @@ export interface FleetProcessOptions {
 export interface RunningService {
   name: ServiceName;
   process: ManagedProcess;
-  /** The api's base URL. */
+  /** The api's base URL; the gateway's, ending in /v1. */
   url?: string;
 }
 
-/** Each service prints one line when it is ready to take work: `<name> ready …` or `api listening on <url>`. */
+/** Each service prints one line when it is ready to take work: `<name> ready …`, or `<api|gateway> listening on <url>`. */
 async function waitForReadyLine(
   proc: ManagedProcess,
   name: ServiceName,
   timeoutMs: number,
 ): Promise<string | undefined> {
   const until = Date.now() + timeoutMs;
-  const pattern = name === "api" ? /api listening on (\S+)/ : new RegExp(`^${name} ready`, "m");
+  const pattern =
+    name === "api" || name === "gateway"
+      ? new RegExp(`${name} listening on (\\S+)`)
+      : new RegExp(`^${name} ready`, "m");
   while (Date.now() < until) {
     const text = ownLog(proc);
     const m = pattern.exec(text);
@@ -80,6 +83,7 @@ export async function startService(
     FLEET_SANDBOX_DIR: reachableSandboxRoot(join(options.dataDir, "sandboxes")),
     LOG_LEVEL: "info",
     ...(name === "api" ? { API_PORT: String(await freePort()) } : {}),
+    ...(name === "gateway" ? { GATEWAY_PORT: String(await freePort()) } : {}),
     ...natsCredentials(options.natsUsers, name),
     ...options.env,
   };

@@ -9,5 +9,5 @@ export {
   ToolsTurn,
   turnIndex,
 } from "./scenario.js";
-export { startScriptedModel, type ScriptedModel, type ScriptedModelOptions } from "./server.js";
+export { type SeenRequest, startScriptedModel, type ScriptedModel, type ScriptedModelOptions } from "./server.js";
 export { SCENARIOS, scenarioByName, DEMO_FILE, DEMO_TODOS, TEXT_ONLY_ANSWER } from "./scenarios/index.js";

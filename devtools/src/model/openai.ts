@@ -88,8 +88,24 @@ export function usageFor(request: ChatRequest, completionChars: number): Usage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-export function chunkEnvelope(id: string, model: string, created: number, choices: unknown[], usage?: Usage): string {
-  return JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...(usage ? { usage } : {}) });
+/** `sentAt` (epoch ms with fractions) marks when the chunk was written, for latency measurements. */
+export function chunkEnvelope(
+  id: string,
+  model: string,
+  created: number,
+  choices: unknown[],
+  usage?: Usage,
+  sentAt?: number,
+): string {
+  return JSON.stringify({
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    choices,
+    ...(usage ? { usage } : {}),
+    ...(sentAt !== undefined ? { sent_at: sentAt } : {}),
+  });
 }
 
 export function completionBody(

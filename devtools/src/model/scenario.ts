@@ -8,8 +8,8 @@ import { z } from "zod";
 
 /** Makes a request of a turn fail, for tests of the agent's retry and timeout handling. */
 export const ScenarioFailure = z.object({
-  /** `http_500`: answer 500 at once. `hang`: accept the request and never answer. */
-  kind: z.enum(["http_500", "hang"]),
+  /** `http_500` / `http_429`: answer 500 / 429 (rate limited) at once. `hang`: accept the request and never answer. */
+  kind: z.enum(["http_500", "http_429", "hang"]),
   /** How many requests for this turn fail before it is played normally (per server); absent: all of them. */
   times: z.number().int().positive().optional(),
 });

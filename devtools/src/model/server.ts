@@ -18,7 +18,23 @@ export interface ScriptedModelOptions {
    * models) can play different scripts per prompt.
    */
   byModel?: Record<string, ScenarioInput>;
+  /** When set, a chat request without `Authorization: Bearer <apiKey>` is answered 401, as a provider would. */
+  apiKey?: string;
+  /**
+   * Each streamed chunk carries `sent_at`, the epoch time (ms, with fractions: performance.timeOrigin +
+   * performance.now()) it was written, so a client in the same process measures each chunk's latency.
+   */
+  stampChunks?: boolean;
   logger: Logger;
+}
+
+/** What the server saw of a chat request it answered or failed on purpose (for tests). */
+export interface SeenRequest {
+  model: string;
+  stream: boolean;
+  /** The request asked for usage in the stream (`stream_options.include_usage`). */
+  includeUsage: boolean;
+  side: boolean;
 }
 
 export interface ScriptedModel {
@@ -27,6 +43,8 @@ export interface ScriptedModel {
   readonly port: number;
   /** Chat requests received so far (side requests included). */
   requests(): number;
+  /** The chat requests received so far, oldest first. */
+  seen(): SeenRequest[];
   close(): Promise<void>;
 }
 
@@ -50,6 +68,7 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
   // Failure budgets are the one piece of state: "fail twice, then answer" needs a count.
   const failuresServed = new Map<string, number>();
   let received = 0;
+  const seen: SeenRequest[] = [];
   let closed: Promise<void> | undefined;
 
   const server = createServer((req, res) => {
@@ -81,6 +100,8 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
   }
 
   async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`)
+      throw new HttpError(401, "invalid api key");
     let body: unknown;
     try {
       body = JSON.parse(await readBody(req));
@@ -96,6 +117,14 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     // without consuming a turn, so the script stays in step with the main conversation.
     const side = !request.tools || request.tools.length === 0;
     const index = turnIndex(request.messages);
+    const streamOptions = (request as { stream_options?: { include_usage?: unknown } }).stream_options;
+    seen.push({
+      model: request.model,
+      stream: request.stream === true,
+      includeUsage: streamOptions?.include_usage === true,
+      side,
+    });
+    if (seen.length > 10_000) seen.shift();
     const turn: ScenarioTurn = side
       ? { type: "text", text: scenario.sideText }
       : (scenario.turns[index] ?? { type: "text", text: scenario.afterText });
@@ -116,6 +145,7 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
       if (turn.failure.times === undefined || served < turn.failure.times) {
         failuresServed.set(key, served + 1);
         if (turn.failure.kind === "hang") return; // left open until the client or close() ends it
+        if (turn.failure.kind === "http_429") throw new HttpError(429, "scripted rate limit");
         throw new HttpError(500, "scripted failure");
       }
     }
@@ -133,7 +163,10 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     for (const delta of answer.deltas) {
       if (delay > 0) await sleep(delay);
       if (gone()) return;
-      res.write(`data: ${chunkEnvelope(id, request.model, created, [{ index: 0, delta, finish_reason: null }])}\n\n`);
+      const sentAt = options.stampChunks ? performance.timeOrigin + performance.now() : undefined;
+      res.write(
+        `data: ${chunkEnvelope(id, request.model, created, [{ index: 0, delta, finish_reason: null }], undefined, sentAt)}\n\n`,
+      );
     }
     if (gone()) return;
     res.write(
@@ -158,6 +191,7 @@ export async function startScriptedModel(options: ScriptedModelOptions): Promise
     url,
     port: address.port,
     requests: () => received,
+    seen: () => [...seen],
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

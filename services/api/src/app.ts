@@ -14,6 +14,7 @@ import { callbackRoutes } from "./routes/callbacks.js";
 import { healthRoutes } from "./routes/health.js";
 import { logRoutes } from "./routes/logs.js";
 import { sessionRoutes } from "./routes/sessions.js";
+import { usageRoutes } from "./routes/usage.js";
 import { SECURITY_SCHEMES } from "./schemas.js";
 
 export interface ApiDeps {
@@ -76,6 +77,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   // Open streams would hold close() until their sessions end: end them first (clients resume elsewhere).
   app.addHook("preClose", async () => followers.hub.close());
   await app.register(logRoutes({ store: deps.store, bus: deps.bus, followers }));
+  await app.register(usageRoutes({ store: deps.store }));
   if (deps.callbacks) {
     // A session completed by its sandbox ends here: counted in the api's /metrics.
     const metrics = { sessionsEnded: sessionsEndedCounter(deps.registry) };

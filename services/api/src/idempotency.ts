@@ -21,6 +21,7 @@ export function configOf(b: CreateSessionBody): SessionConfig {
     ...(b.tools ? { tools: b.tools } : {}),
     ...(b.systemPrompt ? { systemPrompt: b.systemPrompt } : {}),
     ...(b.timeoutMs ? { timeoutMs: b.timeoutMs } : {}),
+    ...(b.budget ? { budget: b.budget } : {}),
   });
 }
 

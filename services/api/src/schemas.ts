@@ -1,4 +1,17 @@
-import { CardId, FileSpec, LIMITS, LogLine, ProjectId, Session, SessionId, SessionStatus } from "@fleet/shared";
+import {
+  CardId,
+  FileSpec,
+  LIMITS,
+  LogLine,
+  ProjectDayUsage,
+  ProjectId,
+  Session,
+  SessionBudget,
+  SessionId,
+  SessionStatus,
+  UsageDay,
+  UsageTotals,
+} from "@fleet/shared";
 import { z } from "zod";
 
 export const CreateSessionBody = z
@@ -14,6 +27,9 @@ export const CreateSessionBody = z
     maxTokens: z.number().int().positive().max(1_000_000).optional(),
     timeoutMs: z.number().int().min(LIMITS.timeoutMsMin).max(LIMITS.timeoutMsMax).optional(),
     files: z.array(FileSpec).max(LIMITS.files).optional(),
+    budget: SessionBudget.optional().describe(
+      "limits on what the session may spend through the model gateway; a call past one is refused and the session fails budget_exceeded",
+    ),
   })
   .strict();
 export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
@@ -149,3 +165,18 @@ export const Metrics = z.object({
 export const ActiveSession = z.object({ session: Session, logs: z.array(LogLine) });
 
 export const CancelBody = z.object({ reason: z.string().max(500).optional() }).strict();
+
+export const ProjectParams = z.object({ id: ProjectId });
+
+export const UsageQuery = z.object({
+  from: UsageDay.optional().describe("first UTC day (YYYY-MM-DD); default: 29 days before `to`"),
+  to: UsageDay.optional().describe("last UTC day (YYYY-MM-DD), included; default: today"),
+});
+
+export const ProjectUsage = z.object({
+  projectId: ProjectId,
+  from: UsageDay,
+  to: UsageDay,
+  total: UsageTotals,
+  days: z.array(ProjectDayUsage).describe("days with calls, oldest first"),
+});

@@ -12,6 +12,7 @@ import {
   type AgentClient,
   type AgentMessage,
   type AgentPart,
+  type EndRequest,
   type Logger,
   type MessageContext,
   type ProgressReply,
@@ -175,6 +176,9 @@ class Watch {
   }
 
   async run(): Promise<void> {
+    // Over budget before this poller took it (a call refused between the prompt and `running`).
+    const asked = endRequestOf(this.session);
+    if (asked) return this.endAsRequested(asked);
     const events = this.followEvents();
     try {
       while (!this.stop.signal.aborted) {
@@ -270,6 +274,8 @@ class Watch {
         this.stop.abort();
         return;
       }
+      const asked = endRequestOf(current);
+      if (asked) return this.endAsRequested(asked);
     }
     let busy: boolean;
     try {
@@ -355,6 +361,19 @@ class Watch {
     });
   }
 
+  /**
+   * The model gateway refused a call over budget and asked for the end: the reason goes to the log,
+   * then the session fails with the gateway's code (its sandbox killed by endSession).
+   */
+  private endAsRequested(asked: EndRequest): Promise<void> {
+    return this.end(async () => {
+      this.log.info({ code: asked.code }, asked.message);
+      await this.writer.append([{ kind: "error", key: `end:${asked.code}`, line: asked.message }]);
+      if (this.lost()) return;
+      await fail(this.deps, this.session, asked.code, asked.message);
+    });
+  }
+
   private async end(action: () => Promise<void>): Promise<void> {
     if (this.finishing || this.lost()) return;
     this.finishing = true;
@@ -365,7 +384,18 @@ class Watch {
     }
   }
 
-  private finish(messages: AgentMessage[]): Promise<void> {
+  private async finish(messages: AgentMessage[]): Promise<void> {
+    // A call the gateway refused over budget ends the agent's run with the refusal as its error:
+    // the gateway's reason decides, not the agent's. Read only for a run that failed, so a session
+    // that completes costs the store nothing more.
+    const failed = messages.filter((m) => m.role === "assistant").at(-1)?.error;
+    const asked = failed
+      ? await this.deps.store.get(this.session.id).then(
+          (s) => (s ? endRequestOf(s) : undefined),
+          () => undefined,
+        )
+      : undefined;
+    if (asked) return this.endAsRequested(asked);
     return this.end(async () => {
       const { store, metrics } = this.deps;
       // Straight to the terminal write: a "collecting" phase would cost a store write per session.
@@ -418,6 +448,11 @@ class Watch {
       }
     });
   }
+}
+
+/** The gateway's request to end this attempt of the session, if it made one. */
+function endRequestOf(s: Pick<Session, "endRequested" | "attempt">): EndRequest | undefined {
+  return s.endRequested && s.endRequested.attempt === s.attempt ? s.endRequested : undefined;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -28,11 +28,21 @@ const spawner = createSpawner(
       projects: config.FLEET_PROJECTS,
       instanceId: rt.instanceId,
       agentSecret: config.FLEET_AGENT_SECRET,
-      model: {
-        baseUrl: config.FLEET_MODEL_URL,
-        apiKey: config.FLEET_MODEL_API_KEY,
-        models: [config.FLEET_MODEL, ...config.FLEET_FALLBACK_MODELS],
-      },
+      ...(config.FLEET_GATEWAY_URL && config.FLEET_GATEWAY_KEYS
+        ? { gateway: { url: config.FLEET_GATEWAY_URL, tokens: { keys: config.FLEET_GATEWAY_KEYS } } }
+        : {}),
+      model: config.FLEET_GATEWAY_URL
+        ? // Agents reach the model through the gateway only; this spawner holds no model key.
+          {
+            baseUrl: config.FLEET_GATEWAY_URL,
+            apiKey: "none",
+            models: [config.FLEET_MODEL, ...config.FLEET_FALLBACK_MODELS],
+          }
+        : {
+            baseUrl: config.FLEET_MODEL_URL ?? "",
+            apiKey: config.FLEET_MODEL_API_KEY,
+            models: [config.FLEET_MODEL, ...config.FLEET_FALLBACK_MODELS],
+          },
       agentReadyMs: config.FLEET_AGENT_READY_MS,
     },
   },
@@ -46,5 +56,14 @@ if (config.SPAWNER_METRICS_PORT) {
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);
 spawner.start();
-rt.logger.info({ provider: provider.name, maxInFlight: config.SPAWNER_MAX_IN_FLIGHT }, "spawner started");
+rt.logger.info(
+  {
+    provider: provider.name,
+    maxInFlight: config.SPAWNER_MAX_IN_FLIGHT,
+    model: config.FLEET_GATEWAY_URL
+      ? `gateway ${config.FLEET_GATEWAY_URL}`
+      : "direct (the model key reaches sandboxes)",
+  },
+  "spawner started",
+);
 process.stdout.write(`spawner ready (${provider.name} sandboxes)\n`);

@@ -11,10 +11,12 @@ import {
   isKnownProject,
   isTerminal,
   mintCallbackToken,
+  mintGatewayToken,
   settleEnded,
   type AgentClient,
   type CallbackTokenConfig,
   type FileSpec,
+  type GatewayTokenConfig,
   type KnownProjects,
   type MessageContext,
   type ModelSettings,
@@ -38,9 +40,17 @@ export interface SpawnSettings {
   projects: KnownProjects;
   instanceId: string;
   agentSecret: string;
+  /**
+   * The model the agents call. With `gateway`, its baseUrl and apiKey are not used: each agent gets
+   * the gateway's URL and a token of its own session instead, and no model key enters a sandbox.
+   */
   model: ModelSettings;
+  gateway?: { url: string; tokens: GatewayTokenConfig };
   agentReadyMs: number;
 }
+
+/** A gateway token outlives its session's deadline by this much (the watchdog ends the session by then). */
+const GATEWAY_TOKEN_GRACE_S = 300;
 
 export type SpawnDeps = StageDeps<SpawnSettings>;
 
@@ -295,8 +305,8 @@ async function createSandbox(
       : {},
     // The provider's own limit outlives the session's deadline a little, as a backstop to the watchdog.
     timeoutMs: Math.max(60_000, session.deadlineAt - Date.now() + 60_000),
-    // All the network an isolated sandbox gets: its model endpoint and the fleet's callback url.
-    egress: [deps.settings.model.baseUrl, ...(cb ? [cb.url] : [])],
+    // All the network an isolated sandbox gets: its model endpoint (the gateway) and the fleet's callback url.
+    egress: [deps.settings.gateway?.url ?? deps.settings.model.baseUrl, ...(cb ? [cb.url] : [])],
   });
   timings.sandboxCreateMs = Date.now() - started;
   // Recorded at once, so a reaper or a later attempt can find it whatever happens next.
@@ -349,13 +359,26 @@ async function startAgent(
   await guard(session.id, deps.store.patch(session.id, { phase: "server_starting" }));
   const started = Date.now();
   const password = agentPassword(deps.settings.agentSecret, session.id, attempt);
+  const models = unique([
+    session.config.model ?? deps.settings.model.models[0] ?? "default",
+    ...session.config.fallbackModels,
+    ...deps.settings.model.models,
+  ]);
+  const gateway = deps.settings.gateway;
   const model: ModelSettings = {
     ...deps.settings.model,
-    models: unique([
-      session.config.model ?? deps.settings.model.models[0] ?? "default",
-      ...session.config.fallbackModels,
-      ...deps.settings.model.models,
-    ]),
+    ...(gateway
+      ? {
+          baseUrl: gateway.url,
+          // Valid while the session is (the gateway checks that live); the expiry bounds it past the deadline.
+          apiKey: await mintGatewayToken(
+            gateway.tokens,
+            { sessionId: session.id, attempt, projectId: session.projectId, models },
+            (session.deadlineAt - Date.now()) / 1000 + GATEWAY_TOKEN_GRACE_S,
+          ),
+        }
+      : {}),
+    models,
     ...(session.config.maxTokens ? { maxTokens: session.config.maxTokens } : {}),
   };
   const { pid } = await sandbox.startBackground(

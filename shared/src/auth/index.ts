@@ -6,3 +6,11 @@ export {
   mintCallbackToken,
   verifyCallbackToken,
 } from "./callback-tokens.js";
+export {
+  GATEWAY_AUDIENCE,
+  GatewayClaims,
+  type GatewayGrant,
+  type GatewayTokenConfig,
+  mintGatewayToken,
+  verifyGatewayToken,
+} from "./gateway-tokens.js";

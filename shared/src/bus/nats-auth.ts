@@ -25,7 +25,7 @@ import { FEED, feedStreamName, progressSubject, subjectFilter, type EventKind } 
  * 2.15 consumer.go checkConsumerCfg only refuses a deliver subject inside the consumer's own stream).
  * In its own account, whatever the outside creates can only see and deliver to that account's subjects.
  */
-export type NatsRole = "api" | "spawner" | "poller" | "watchdog" | "outside";
+export type NatsRole = "api" | "spawner" | "poller" | "watchdog" | "gateway" | "outside";
 
 export const FLEET_ACCOUNT = "FLEET";
 export const OUTSIDE_ACCOUNT = "OUTSIDE";
@@ -67,16 +67,20 @@ export function rolePermissions(role: NatsRole, namespace = ""): NatsPermissions
       subscribe: { allow: [inbox, ...LENT.map(s)] },
     };
   }
+  // Sandbox progress: the api asks, the poller watching the session answers on the asker's inbox.
+  const progress = progressSubject(namespace, "*");
+  if (role === "gateway") {
+    // The model gateway only asks the watching poller to log a model switch: no stream, no event.
+    return { publish: { allow: [progress, "$JS.API.INFO"] }, subscribe: { allow: [inbox] } };
+  }
   // Every stage may pay any terminal event: the api ends a session its sandbox completes through
   // the callback route, and a path that loses the race to end a session settles the winner's debt.
-  const own: Record<Exclude<NatsRole, "outside">, readonly EventKind[]> = {
+  const own: Record<Exclude<NatsRole, "outside" | "gateway">, readonly EventKind[]> = {
     api: ["requested", "cancel", ...TERMINAL],
     spawner: ["running", "log", ...TERMINAL],
     poller: ["log", ...TERMINAL],
     watchdog: TERMINAL,
   };
-  // Sandbox progress: the api asks, the poller watching the session answers on the asker's inbox.
-  const progress = progressSubject(namespace, "*");
   const extraPublish = role === "api" ? [progress] : role === "poller" ? [inbox] : [];
   const extraSubscribe = role === "poller" ? [progress] : [];
   return {
@@ -94,7 +98,7 @@ export interface NatsUser {
 }
 
 export function generateNatsUsers(
-  roles: readonly NatsRole[] = ["api", "spawner", "poller", "watchdog", "outside"],
+  roles: readonly NatsRole[] = ["api", "spawner", "poller", "watchdog", "gateway", "outside"],
 ): NatsUser[] {
   return roles.map((role) => ({ role, user: `fleet-${role}`, password: randomBytes(24).toString("base64url") }));
 }

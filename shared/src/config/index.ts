@@ -178,3 +178,13 @@ export const callbackEnv = z.object({
   FLEET_CALLBACK_KEYS: CallbackKeys.optional(),
   FLEET_CALLBACK_URL: z.url().optional(),
 });
+
+/**
+ * The model gateway, as the spawner uses it: where agents reach it (a URL ending in /v1) and the keys
+ * that sign their tokens (`kid:secret,…`, the first signs; the gateway holds the same list). With
+ * both set, agents get the gateway's URL and a token instead of the model's URL and key.
+ */
+export const gatewayClientEnv = z.object({
+  FLEET_GATEWAY_URL: z.url({ protocol: /^https?$/ }).optional(),
+  FLEET_GATEWAY_KEYS: CallbackKeys.optional(),
+});

@@ -76,6 +76,26 @@ export const FileSpec = z
   .strict();
 export type FileSpec = z.infer<typeof FileSpec>;
 
+/** A session's spending limits, checked by the gateway before each call (the request's `config.budget`). */
+export const SessionBudget = z
+  .object({
+    maxTokens: z
+      .number()
+      .int()
+      .positive()
+      .max(1_000_000_000_000)
+      .optional()
+      .describe("model tokens (in + out) the session may use through the gateway"),
+    maxCost: z
+      .number()
+      .positive()
+      .max(1_000_000)
+      .optional()
+      .describe("model cost the session may spend, in the unit of the gateway's price table"),
+  })
+  .strict();
+export type SessionBudget = z.infer<typeof SessionBudget>;
+
 export const SessionConfig = z
   .object({
     model: z.string().min(1).max(200).optional(),
@@ -84,6 +104,7 @@ export const SessionConfig = z
     tools: z.array(z.string().min(1).max(100)).max(100).default([]).describe("allowed tools"),
     systemPrompt: z.string().max(LIMITS.systemPromptChars).optional(),
     timeoutMs: z.number().int().min(LIMITS.timeoutMsMin).max(LIMITS.timeoutMsMax).default(LIMITS.timeoutMsDefault),
+    budget: SessionBudget.optional(),
   })
   .strict();
 export type SessionConfig = z.infer<typeof SessionConfig>;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { UsageDay, usageDay } from "./usage.js";
 import {
   CONSUMERS,
   EVENTS,
@@ -84,5 +85,14 @@ describe("contracts", () => {
       expect(s.required).toContain("v");
     }
     expect(Object.keys(schemas)).toContain("document.session");
+  });
+});
+
+describe("usage days", () => {
+  it("are real UTC calendar days from 1970 on", () => {
+    expect(UsageDay.safeParse("2031-03-04").success).toBe(true);
+    for (const bad of ["2031-02-30", "1969-12-31", "0000-01-01", "2031-3-4", "2031-13-01", ""])
+      expect(UsageDay.safeParse(bad).success, bad).toBe(false);
+    expect(usageDay(Date.parse("2031-03-04T23:59:59Z"))).toBe("2031-03-04");
   });
 });

@@ -8,9 +8,20 @@ export {
   RelativePath,
   SCHEMA_VERSION,
   schemaVersion,
+  SessionBudget,
   SessionConfig,
   SessionId,
 } from "./common.js";
+export {
+  EndRequest,
+  ProjectDayUsage,
+  SessionUsage,
+  UsageCall,
+  UsageDay,
+  usageDay,
+  UsageTotals,
+  ZERO_USAGE,
+} from "./usage.js";
 export {
   ACTIVE_STATUSES,
   Artifact,

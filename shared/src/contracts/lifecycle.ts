@@ -58,7 +58,8 @@ export const LIFECYCLE = {
     phases: [],
     writers: {
       spawner: "setup failed for good",
-      poller: "the agent failed, stalled, became unreachable or lost its sandbox",
+      poller:
+        "the agent failed, stalled, became unreachable or lost its sandbox; or the model gateway asked for its end (endRequested: budget_exceeded)",
       watchdog: "the deadline passed",
     },
     event: "failed",

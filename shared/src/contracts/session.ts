@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { CardId, ErrorInfo, Millis, ProjectId, SessionConfig, SessionId } from "./common.js";
 import { SESSION_PHASES, SESSION_STATUSES, TERMINAL_STATUSES } from "./lifecycle.js";
+import { EndRequest, SessionUsage } from "./usage.js";
 
 export {
   ACTIVE_STATUSES,
@@ -144,6 +145,13 @@ export const Session = z.object({
    * watchdog's sweep.
    */
   slotsHeld: z.literal(true).optional(),
+  /**
+   * The model gateway refused a call of this attempt (over budget) and asks for the session's end;
+   * the poller watching it ends it failed with this code (shared/src/contracts/usage.ts).
+   */
+  endRequested: EndRequest.optional(),
+  /** The gateway's ledger for this session, added by the api when it serves the document (not stored here). */
+  usage: SessionUsage.optional(),
 });
 export type Session = z.infer<typeof Session>;
 

@@ -23,7 +23,14 @@ export interface ServiceRuntime {
  * What every service's main.ts needs first: a logger, the store (indexes ensured), the bus (streams
  * and consumers provisioned, dead letters going to the store), and one closer that undoes it all.
  */
-export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceRuntime> {
+export async function startRuntime(
+  name: string,
+  env: BaseEnv,
+  options: {
+    /** False for a service that only sends requests on the bus (the gateway): its NATS user may not manage streams. */
+    provision?: boolean;
+  } = {},
+): Promise<ServiceRuntime> {
   const instanceId = `${name}-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const logger = createLogger({ name, level: env.LOG_LEVEL });
   const closer = createCloser((step, err) => logger.error({ step, err }, "shutdown step failed"));
@@ -54,7 +61,7 @@ export async function startRuntime(name: string, env: BaseEnv): Promise<ServiceR
     { logger, deadLetters: store },
   );
   closer.add("bus", () => bus.close());
-  await bus.provision();
+  if (options.provision !== false) await bus.provision();
   logger.info(
     { nats: env.NATS_URL, store: safeUrl(env.MONGODB_URI), db: env.FLEET_DB, namespace: env.FLEET_NAMESPACE },
     `${name} connected`,

@@ -10,6 +10,7 @@ export type {
   SessionStore,
   SlotStore,
   TransitionRequest,
+  UsageStore,
 } from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";

@@ -1,5 +1,17 @@
 import type { Db, MongoClient } from "mongodb";
-import type { CardFile, DeadLetter, LogLine, NewSession, Session, SessionStatus } from "../contracts/index.js";
+import type {
+  CardFile,
+  DeadLetter,
+  LogLine,
+  NewSession,
+  ProjectDayUsage,
+  Session,
+  SessionStatus,
+  SessionUsage,
+  UsageCall,
+  UsageDay,
+  UsageTotals,
+} from "../contracts/index.js";
 import type { ApiKeyRecord } from "../auth/index.js";
 import { errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
@@ -13,6 +25,7 @@ import { MongoLogLines } from "./log-lines.js";
 import type { SessionStore } from "./port.js";
 import { MongoSessions, type CreateResult, type Page, type SessionPatch, type TransitionRequest } from "./sessions.js";
 import { MongoSlots } from "./slots.js";
+import { MongoUsage } from "./usage.js";
 
 export type { MongoStoreConfig } from "./connection.js";
 
@@ -29,6 +42,7 @@ export class MongoSessionStore implements SessionStore {
   private readonly keys: MongoApiKeys;
   private readonly cardFileDocs: MongoCardFiles;
   private readonly dead: MongoDeadLetters;
+  private readonly usage: MongoUsage;
   private closing: Promise<void> | undefined;
   private readonly stopHealing: () => void;
 
@@ -44,6 +58,7 @@ export class MongoSessionStore implements SessionStore {
     this.keys = new MongoApiKeys(this.db);
     this.cardFileDocs = new MongoCardFiles(this.db);
     this.dead = new MongoDeadLetters(this.db);
+    this.usage = new MongoUsage(this.db);
     this.stopHealing = healWhenStuck(client, { uri: config.uri }, logger);
   }
 
@@ -54,7 +69,8 @@ export class MongoSessionStore implements SessionStore {
   async init(): Promise<void> {
     // One index at a time: FerretDB 1.24 panics on a createIndexes naming several indexes that exist.
     await guarded("init", async () => {
-      for (const part of [this.sessions, this.logLines, this.dead, this.cardFileDocs, this.slots]) await part.init();
+      for (const part of [this.sessions, this.logLines, this.dead, this.cardFileDocs, this.slots, this.usage])
+        await part.init();
     });
   }
 
@@ -143,6 +159,22 @@ export class MongoSessionStore implements SessionStore {
   }
   deadLetters(options?: { limit?: number }): Promise<DeadLetter[]> {
     return this.dead.deadLetters(options);
+  }
+
+  recordUsage(call: UsageCall): Promise<void> {
+    return this.usage.recordUsage(call);
+  }
+  sessionUsage(sessionId: string): Promise<SessionUsage | null> {
+    return this.usage.sessionUsage(sessionId);
+  }
+  projectDayUsage(projectId: string, day: UsageDay): Promise<UsageTotals> {
+    return this.usage.projectDayUsage(projectId, day);
+  }
+  projectUsage(projectId: string, from: UsageDay, to: UsageDay): Promise<ProjectDayUsage[]> {
+    return this.usage.projectUsage(projectId, from, to);
+  }
+  usageCalls(sessionId: string, limit?: number): Promise<UsageCall[]> {
+    return this.usage.usageCalls(sessionId, limit);
   }
 
   async ping(): Promise<void> {

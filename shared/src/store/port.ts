@@ -4,6 +4,7 @@ import type { DeadLetterStore } from "./dead-letters.js";
 import type { LogLineStore } from "./log-lines.js";
 import type { SessionDocStore } from "./sessions.js";
 import type { SlotStore } from "./slots.js";
+import type { UsageStore } from "./usage.js";
 
 export type { ApiKeyStore } from "./api-keys.js";
 export type { CardFileStore } from "./card-files.js";
@@ -11,6 +12,7 @@ export type { DeadLetterStore } from "./dead-letters.js";
 export type { LogLineStore } from "./log-lines.js";
 export type { CreateResult, Page, SessionDocStore, SessionPatch, TransitionRequest } from "./sessions.js";
 export type { SlotStore } from "./slots.js";
+export type { UsageStore } from "./usage.js";
 
 /**
  * The store as services wire it: one port per collection, over one connection. A caller that needs
@@ -22,7 +24,8 @@ export interface SessionStore
     SlotStore,
     ApiKeyStore,
     CardFileStore,
-    DeadLetterStore {
+    DeadLetterStore,
+    UsageStore {
   /** Creates indexes; safe to run from every instance at start. */
   init(): Promise<void>;
   ping(): Promise<void>;

@@ -174,7 +174,14 @@ export const sessionRoutes =
         },
         config: { access: "key" },
       },
-      async (req) => mustGet(store, req.params.id, req),
+      async (req) => {
+        // The ledger's totals come with the document: what the gateway measured, not what the agent said.
+        const [session, usage] = await Promise.all([
+          mustGet(store, req.params.id, req),
+          store.sessionUsage(req.params.id),
+        ]);
+        return usage ? { ...session, usage } : session;
+      },
     );
 
     app.get(

@@ -1,0 +1,97 @@
+import { SignJWT, jwtVerify, type JWTHeaderParameters } from "jose";
+import { z } from "zod";
+import { FleetError } from "../errors/index.js";
+import type { CallbackKey } from "./callback-tokens.js";
+
+/**
+ * What an agent holds instead of a model key: a JWT for the model gateway, minted by the spawner per
+ * session and attempt, naming the session's project and the models it may call. HS256 only, with
+ * issuer, audience `fleet-gateway`, expiry and key id checked; keys rotate like the callback keys
+ * (the first of FLEET_GATEWAY_KEYS signs, the others still verify).
+ *
+ * The token alone is not enough: the gateway also checks, on every call (cached for at most
+ * GATEWAY_SESSION_CACHE_MS), that its session is still active and on the token's attempt. So a token
+ * stops working when its session ends or another attempt starts, whatever its expiry says; the
+ * expiry only bounds it when the store cannot be asked (docs/security.md, "Model gateway").
+ */
+export interface GatewayTokenConfig {
+  keys: readonly CallbackKey[];
+  issuer?: string;
+  audience?: string;
+}
+
+export const GATEWAY_AUDIENCE = "fleet-gateway";
+const ISSUER = "session-fleet";
+const enc = new TextEncoder();
+
+export const GatewayClaims = z.object({
+  sid: z.string().min(1),
+  att: z.number().int().nonnegative(),
+  prj: z.string().min(1),
+  /** The models this session may call, its first choice first; later ones are its fallbacks. */
+  mdl: z.array(z.string().min(1)).min(1).max(50),
+});
+export type GatewayClaims = z.infer<typeof GatewayClaims>;
+
+export interface GatewayGrant {
+  sessionId: string;
+  attempt: number;
+  projectId: string;
+  models: readonly string[];
+  /** When the token expires (epoch ms); set by verification, ignored when minting. */
+  expiresAt?: number;
+}
+
+export async function mintGatewayToken(
+  config: GatewayTokenConfig,
+  grant: GatewayGrant,
+  ttlSeconds: number,
+): Promise<string> {
+  const key = config.keys[0];
+  if (!key) throw new FleetError("config", "no gateway signing key");
+  const claims: GatewayClaims = {
+    sid: grant.sessionId,
+    att: grant.attempt,
+    prj: grant.projectId,
+    mdl: [...grant.models],
+  };
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: "HS256", kid: key.kid, typ: "JWT" })
+    .setIssuer(config.issuer ?? ISSUER)
+    .setAudience(config.audience ?? GATEWAY_AUDIENCE)
+    .setSubject(grant.sessionId)
+    .setIssuedAt()
+    .setExpirationTime(`${Math.max(1, Math.ceil(ttlSeconds))}s`)
+    .sign(enc.encode(key.secret));
+}
+
+/** The token's grant when its signature, issuer, audience and expiry hold; a FleetError("unauthorized") otherwise. */
+export async function verifyGatewayToken(config: GatewayTokenConfig, token: string): Promise<GatewayGrant> {
+  try {
+    const { payload } = await jwtVerify(
+      token,
+      (header: JWTHeaderParameters) => {
+        const key = config.keys.find((k) => k.kid === header.kid);
+        if (!key) throw new Error("unknown key id");
+        return enc.encode(key.secret);
+      },
+      {
+        algorithms: ["HS256"],
+        issuer: config.issuer ?? ISSUER,
+        audience: config.audience ?? GATEWAY_AUDIENCE,
+        requiredClaims: ["exp", "sub", "sid", "att", "prj", "mdl"],
+      },
+    );
+    const claims = GatewayClaims.parse(payload);
+    if (payload.sub !== claims.sid) throw new Error("subject and session differ");
+    return {
+      sessionId: claims.sid,
+      attempt: claims.att,
+      projectId: claims.prj,
+      models: claims.mdl,
+      expiresAt: (payload.exp ?? 0) * 1000,
+    };
+  } catch (err) {
+    throw new FleetError("unauthorized", `invalid gateway token: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
