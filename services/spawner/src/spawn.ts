@@ -25,7 +25,7 @@ import {
   type SessionRequested,
   type SetupTimings,
 } from "@fleet/shared";
-import { SessionLogWriter, type NewLine } from "@fleet/shared/sessions";
+import { SessionLogWriter } from "@fleet/shared/sessions";
 import { admissionCapped, admit, type AdmissionLimits } from "./admission.js";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { waitHealthy } from "./health.js";
@@ -143,25 +143,34 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     sandbox = await createSandbox(deps, session, attempt, timings);
-    // Setup's lines go out while setup goes on; all are confirmed before the session is declared running.
-    const setupLines = unawaited(writer);
-    setupLines.append([
-      {
-        kind: "system",
-        key: `setup:${attempt}:sandbox`,
-        line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})`,
-      },
-    ]);
+    // Setup's lines and its last phase go out while setup goes on; all are confirmed before the
+    // session is declared running.
+    const pending = inFlight();
+    pending.add(
+      writer.append([
+        {
+          kind: "system",
+          key: `setup:${attempt}:sandbox`,
+          line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})`,
+        },
+      ]),
+    );
     const restored = await restoreFiles(deps, session, sandbox, req.files, timings);
     if (restored > 0)
-      setupLines.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]);
+      pending.add(
+        writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]),
+      );
+    // Only while still pending: the phase never lands on a session that went on (or ended) meanwhile.
+    pending.add(guard(session.id, store.patch(session.id, { phase: "server_starting" }, ["pending"])));
     const { client, pid } = await startAgent(deps, session, sandbox, attempt, timings);
-    setupLines.append([
-      { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
-    ]);
+    pending.add(
+      writer.append([
+        { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
+      ]),
+    );
     const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
     timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
-    await setupLines.confirmed();
+    await pending.confirmed();
     const running = await store.transition(session.id, {
       from: LIFECYCLE.running.from,
       to: "running",
@@ -210,16 +219,15 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
 }
 
 /**
- * A log writer's appends not waited for one by one: they keep their order, and `confirmed()` waits
- * for all of them (throwing the first failure). Until then a failure is held, not unhandled.
+ * Writes not waited for one by one: `confirmed()` waits for all of them and throws the first
+ * failure. Until then a failure is held, not left unhandled.
  */
-function unawaited(writer: SessionLogWriter): { append(lines: NewLine[]): void; confirmed(): Promise<void> } {
-  const sent: Array<Promise<void>> = [];
+function inFlight(): { add(write: Promise<unknown>): void; confirmed(): Promise<void> } {
+  const sent: Array<Promise<unknown>> = [];
   return {
-    append(lines) {
-      const written = writer.append(lines);
-      written.catch(() => undefined);
-      sent.push(written);
+    add(write) {
+      write.catch(() => undefined);
+      sent.push(write);
     },
     async confirmed() {
       await Promise.all(sent);
@@ -356,7 +364,6 @@ async function startAgent(
   attempt: number,
   timings: SetupTimings,
 ): Promise<{ client: AgentClient; pid: number }> {
-  await guard(session.id, deps.store.patch(session.id, { phase: "server_starting" }));
   const started = Date.now();
   const password = agentPassword(deps.settings.agentSecret, session.id, attempt);
   const models = unique([
