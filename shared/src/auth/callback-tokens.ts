@@ -1,6 +1,5 @@
-import { SignJWT, jwtVerify, type JWTHeaderParameters } from "jose";
 import { z } from "zod";
-import { FleetError } from "../errors/index.js";
+import { signToken, verifyToken } from "./jwt.js";
 
 /**
  * Short-lived tokens that let something inside a sandbox (an agent hook, a forwarder) call back
@@ -39,54 +38,37 @@ export interface CallbackTokenConfig {
   ttlSeconds?: number;
 }
 
-const ISSUER = "session-fleet";
 const AUDIENCE = "session-fleet/callbacks";
-const enc = new TextEncoder();
 
-export async function mintCallbackToken(
-  config: CallbackTokenConfig,
-  sessionId: string,
-  attempt: number,
-): Promise<string> {
-  const key = config.keys[0];
-  if (!key) throw new FleetError("config", "no callback signing key");
-  return new SignJWT({ sid: sessionId, att: attempt })
-    .setProtectedHeader({ alg: "HS256", kid: key.kid, typ: "JWT" })
-    .setIssuer(config.issuer ?? ISSUER)
-    .setAudience(config.audience ?? AUDIENCE)
-    .setSubject(sessionId)
-    .setIssuedAt()
-    .setExpirationTime(`${config.ttlSeconds ?? 3_600}s`)
-    .sign(enc.encode(key.secret));
+function signing(config: CallbackTokenConfig) {
+  return {
+    keys: config.keys,
+    audience: config.audience ?? AUDIENCE,
+    ...(config.issuer ? { issuer: config.issuer } : {}),
+  };
+}
+
+export function mintCallbackToken(config: CallbackTokenConfig, sessionId: string, attempt: number): Promise<string> {
+  return signToken(
+    signing(config),
+    { sid: sessionId, att: attempt },
+    sessionId,
+    config.ttlSeconds ?? 3_600,
+    "callback",
+  );
 }
 
 const Claims = z.object({ sid: z.string().min(1), att: z.number().int().nonnegative() });
 
 /** The token's attempt when it is valid for this session; a FleetError("unauthorized") otherwise. */
-export async function verifyCallbackToken(
+export function verifyCallbackToken(
   config: CallbackTokenConfig,
   token: string,
   sessionId: string,
 ): Promise<{ attempt: number }> {
-  try {
-    const { payload } = await jwtVerify(
-      token,
-      (header: JWTHeaderParameters) => {
-        const key = config.keys.find((k) => k.kid === header.kid);
-        if (!key) throw new Error("unknown key id");
-        return enc.encode(key.secret);
-      },
-      {
-        algorithms: ["HS256"],
-        issuer: config.issuer ?? ISSUER,
-        audience: config.audience ?? AUDIENCE,
-        requiredClaims: ["exp", "sid", "sub"],
-      },
-    );
+  return verifyToken(signing(config), token, ["sid"], "callback token", (payload) => {
     const claims = Claims.parse(payload);
     if (claims.sid !== sessionId || payload.sub !== sessionId) throw new Error("token is for another session");
     return { attempt: claims.att };
-  } catch (err) {
-    throw new FleetError("unauthorized", `invalid callback token: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  });
 }

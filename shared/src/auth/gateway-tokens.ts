@@ -1,7 +1,6 @@
-import { SignJWT, jwtVerify, type JWTHeaderParameters } from "jose";
 import { z } from "zod";
-import { FleetError } from "../errors/index.js";
 import type { CallbackKey } from "./callback-tokens.js";
+import { signToken, verifyToken } from "./jwt.js";
 
 /**
  * What an agent holds instead of a model key: a JWT for the model gateway, minted by the spawner per
@@ -21,8 +20,6 @@ export interface GatewayTokenConfig {
 }
 
 export const GATEWAY_AUDIENCE = "fleet-gateway";
-const ISSUER = "session-fleet";
-const enc = new TextEncoder();
 
 export const GatewayClaims = z.object({
   sid: z.string().min(1),
@@ -42,46 +39,27 @@ export interface GatewayGrant {
   expiresAt?: number;
 }
 
-export async function mintGatewayToken(
-  config: GatewayTokenConfig,
-  grant: GatewayGrant,
-  ttlSeconds: number,
-): Promise<string> {
-  const key = config.keys[0];
-  if (!key) throw new FleetError("config", "no gateway signing key");
+function signing(config: GatewayTokenConfig) {
+  return {
+    keys: config.keys,
+    audience: config.audience ?? GATEWAY_AUDIENCE,
+    ...(config.issuer ? { issuer: config.issuer } : {}),
+  };
+}
+
+export function mintGatewayToken(config: GatewayTokenConfig, grant: GatewayGrant, ttlSeconds: number): Promise<string> {
   const claims: GatewayClaims = {
     sid: grant.sessionId,
     att: grant.attempt,
     prj: grant.projectId,
     mdl: [...grant.models],
   };
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: "HS256", kid: key.kid, typ: "JWT" })
-    .setIssuer(config.issuer ?? ISSUER)
-    .setAudience(config.audience ?? GATEWAY_AUDIENCE)
-    .setSubject(grant.sessionId)
-    .setIssuedAt()
-    .setExpirationTime(`${Math.max(1, Math.ceil(ttlSeconds))}s`)
-    .sign(enc.encode(key.secret));
+  return signToken(signing(config), claims, grant.sessionId, ttlSeconds, "gateway");
 }
 
 /** The token's grant when its signature, issuer, audience and expiry hold; a FleetError("unauthorized") otherwise. */
-export async function verifyGatewayToken(config: GatewayTokenConfig, token: string): Promise<GatewayGrant> {
-  try {
-    const { payload } = await jwtVerify(
-      token,
-      (header: JWTHeaderParameters) => {
-        const key = config.keys.find((k) => k.kid === header.kid);
-        if (!key) throw new Error("unknown key id");
-        return enc.encode(key.secret);
-      },
-      {
-        algorithms: ["HS256"],
-        issuer: config.issuer ?? ISSUER,
-        audience: config.audience ?? GATEWAY_AUDIENCE,
-        requiredClaims: ["exp", "sub", "sid", "att", "prj", "mdl"],
-      },
-    );
+export function verifyGatewayToken(config: GatewayTokenConfig, token: string): Promise<GatewayGrant> {
+  return verifyToken(signing(config), token, ["sid", "att", "prj", "mdl"], "gateway token", (payload) => {
     const claims = GatewayClaims.parse(payload);
     if (payload.sub !== claims.sid) throw new Error("subject and session differ");
     return {
@@ -91,7 +69,5 @@ export async function verifyGatewayToken(config: GatewayTokenConfig, token: stri
       models: claims.mdl,
       expiresAt: (payload.exp ?? 0) * 1000,
     };
-  } catch (err) {
-    throw new FleetError("unauthorized", `invalid gateway token: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  });
 }
