@@ -1,9 +1,7 @@
-import { MongoClient, type CommandStartedEvent } from "mongodb";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { FleetError, SessionConfig, type SessionDocStore } from "../shared/src/index.js";
 import { MongoSessions } from "../shared/src/store/sessions.js";
-import { uniqueNamespace, useStore } from "./support/fixtures.js";
+import { useCommandLog, useStore } from "./support/fixtures.js";
 
 const config = SessionConfig.parse({});
 const output = { response: "done", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
@@ -257,33 +255,7 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
 });
 
 describe("sessions cost one round trip per operation", () => {
-  const db = uniqueNamespace("roundtrips");
-  let client: MongoClient;
-  let sessions: MongoSessions;
-  const commands: string[] = [];
-
-  beforeAll(async () => {
-    client = new MongoClient(inject("mongoUri"), { monitorCommands: true });
-    client.on("commandStarted", (e: CommandStartedEvent) => {
-      if (e.databaseName === db) commands.push(e.commandName);
-    });
-    await client.connect();
-    sessions = new MongoSessions(client.db(db));
-  });
-
-  afterAll(async () => {
-    await client
-      .db(db)
-      .dropDatabase()
-      .catch(() => undefined);
-    await client.close();
-  });
-
-  async function sent(op: () => Promise<unknown>): Promise<string[]> {
-    commands.length = 0;
-    await op();
-    return [...commands];
-  }
+  const { adapter: sessions, db, sent } = useCommandLog("roundtrips", (d) => new MongoSessions(d));
 
   it("creates, reads, patches and transitions with one command each, won or lost", async () => {
     expect(await sent(() => sessions.create({ id: "rt", projectId: "p", prompt: "x", config }))).toEqual([
@@ -304,6 +276,6 @@ describe("sessions cost one round trip per operation", () => {
     ).toEqual(["findAndModify"]);
     expect(await sent(() => sessions.patch("rt", { phase: "running" }))).toEqual(["update"]);
     // Nothing but the sessions collection is touched: no transition records, no cache repair.
-    expect((await client.db(db).listCollections().toArray()).map((c) => c.name)).toEqual(["sessions"]);
+    expect((await db.listCollections().toArray()).map((c) => c.name)).toEqual(["sessions"]);
   });
 });

@@ -1,8 +1,7 @@
-import { type CommandStartedEvent, MongoClient } from "mongodb";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import type { UsageCall } from "../shared/src/index.js";
 import { MongoUsage } from "../shared/src/store/usage.js";
-import { dropDatabase, present, uniqueNamespace } from "./support/fixtures.js";
+import { present, useCommandLog } from "./support/fixtures.js";
 
 const DAY = Date.parse("2031-03-04T10:00:00Z");
 
@@ -26,27 +25,14 @@ function call(n: number, over: Partial<UsageCall> = {}): UsageCall {
 }
 
 describe(`the usage ledger on a real ${inject("storeKind")}`, () => {
-  const db = uniqueNamespace("usage");
-  let client: MongoClient;
-  let usage: MongoUsage;
-  const commands: CommandStartedEvent[] = [];
-
-  beforeAll(async () => {
-    client = new MongoClient(inject("mongoUri"), { monitorCommands: true });
-    await client.connect();
-    client.on("commandStarted", (e) => commands.push(e));
-    usage = new MongoUsage(client.db(db));
-    await usage.init();
-  });
-  afterAll(async () => {
-    await client.close();
-    await dropDatabase(db);
+  const { adapter: usage, sent } = useCommandLog("usage", async (db) => {
+    const ledger = new MongoUsage(db);
+    await ledger.init();
+    return ledger;
   });
 
   it("records a call with one store operation, and keeps its session's and project's day totals", async () => {
-    commands.length = 0;
-    await usage.recordUsage(call(1));
-    expect(commands.map((c) => c.commandName)).toEqual(["update"]);
+    expect(await sent(() => usage.recordUsage(call(1)))).toEqual(["update"]);
     await usage.recordUsage(call(2, { model: "other", requestedModel: "m", cost: 0.5 }));
     expect(await usage.sessionUsage("s1")).toEqual({
       calls: 2,

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { MongoClient } from "mongodb";
+import { type CommandStartedEvent, type Db, MongoClient } from "mongodb";
 import { afterAll, beforeAll, inject } from "vitest";
 import {
   STREAMS,
@@ -111,6 +111,45 @@ export function useStore(prefix: string): MongoSessionStore & { readonly databas
     await cleanup(db, db);
   });
   return handle("store", () => store, { database: db });
+}
+
+/**
+ * One store adapter over a database of its own, on a client that records the commands sent there:
+ * `sent(op)` runs `op` and answers the names of the commands it cost, in order. Opened before the
+ * describe's tests; the database is dropped and the client closed after them.
+ */
+export function useCommandLog<T extends object>(
+  prefix: string,
+  open: (db: Db) => T | Promise<T>,
+): { adapter: T; db: Db; sent(op: () => Promise<unknown>): Promise<string[]> } {
+  const name = uniqueNamespace(prefix);
+  const commands: string[] = [];
+  let client: MongoClient | undefined;
+  let adapter: T | undefined;
+  beforeAll(async () => {
+    client = new MongoClient(inject("mongoUri"), { monitorCommands: true });
+    client.on("commandStarted", (e: CommandStartedEvent) => {
+      if (e.databaseName === name) commands.push(e.commandName);
+    });
+    await client.connect();
+    adapter = await open(client.db(name));
+  });
+  afterAll(async () => {
+    await client
+      ?.db(name)
+      .dropDatabase()
+      .catch(() => undefined);
+    await client?.close();
+  });
+  return {
+    adapter: handle("adapter", () => adapter),
+    db: handle("database", () => client?.db(name)),
+    async sent(op) {
+      commands.length = 0;
+      await op();
+      return [...commands];
+    },
+  };
 }
 
 /**
