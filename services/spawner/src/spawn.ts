@@ -22,6 +22,7 @@ import {
   type ModelSettings,
   type Sandbox,
   type Session,
+  type SessionPhase,
   type SessionRequested,
   type SetupTimings,
 } from "@fleet/shared";
@@ -143,8 +144,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     sandbox = await createSandbox(deps, session, attempt, timings);
-    // Setup's lines and its last phase go out while setup goes on; all are confirmed before the
-    // session is declared running.
+    // Setup's lines go out while setup goes on; all are confirmed before the session is declared running.
     const pending = inFlight();
     pending.add(
       writer.append([
@@ -160,9 +160,10 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       pending.add(
         writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]),
       );
-    // Only while still pending: the phase never lands on a session that went on (or ended) meanwhile.
-    pending.add(guard(session.id, store.patch(session.id, { phase: "server_starting" }, ["pending"])));
-    const { client, pid } = await startAgent(deps, session, sandbox, attempt, timings);
+    const starting = slowPhase(deps, session.id, "server_starting");
+    const { client, pid } = await startAgent(deps, session, sandbox, attempt, timings).finally(() =>
+      starting.settled(),
+    );
     pending.add(
       writer.append([
         { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
@@ -284,6 +285,28 @@ async function handOverFiles(deps: SpawnDeps, other: Session): Promise<void> {
 /** A patch that did not apply means the session is no longer active: stop setting it up. */
 async function guard(sessionId: string, applied: Promise<boolean>): Promise<void> {
   if (!(await applied)) throw new SessionEnded(sessionId, "during setup");
+}
+
+/** How long a setup step runs before its phase is worth a store write (a step of milliseconds has none). */
+export const SLOW_STEP_MS = 250;
+
+/**
+ * A phase written only if its step is slow: once the step has taken SLOW_STEP_MS, and only while the
+ * session is still pending. `settled()` ends the wait: nothing is written if the step ended first,
+ * else it waits for the write (SessionEnded if the session ended meanwhile).
+ */
+function slowPhase(deps: SpawnDeps, sessionId: string, phase: SessionPhase): { settled(): Promise<void> } {
+  let write: Promise<void> | undefined;
+  const timer = setTimeout(() => {
+    write = guard(sessionId, deps.store.patch(sessionId, { phase }, ["pending"]));
+    write.catch(() => undefined);
+  }, SLOW_STEP_MS);
+  return {
+    settled() {
+      clearTimeout(timer);
+      return write ?? Promise.resolve();
+    },
+  };
 }
 
 async function createSandbox(
