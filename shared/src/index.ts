@@ -140,6 +140,9 @@ export {
   type SessionPatch,
   type SessionStore,
   type SlotStore,
+  type PoolClaim,
+  type PoolEntry,
+  type PoolStore,
   type TransitionRequest,
   type UsageStore,
 } from "./store/index.js";
@@ -150,6 +153,8 @@ export {
   type SandboxCreateSpec,
   type SandboxFile,
   SandboxMetadata,
+  SessionSandboxMetadata,
+  PooledSandboxMetadata,
   type SandboxProvider,
   type SandboxSummary,
 } from "./sandbox/port.js";
@@ -171,6 +176,7 @@ export {
 export {
   agentFinished,
   agentPassword,
+  pooledAgentPassword,
   asCardFiles,
   buildPromptText,
   type EndDeps,
@@ -211,6 +217,9 @@ export {
   keyReaches,
   mintCallbackToken,
   mintGatewayToken,
+  mintPoolGatewayToken,
+  pooledSandboxOf,
+  POOL_TOKEN_PREFIX,
   newApiKey,
   verifyApiKey,
   verifyCallbackToken,

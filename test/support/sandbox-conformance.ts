@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { FleetError } from "../../shared/src/errors/index.js";
-import type { Sandbox, SandboxMetadata, SandboxProvider } from "../../shared/src/sandbox/index.js";
+import type { Sandbox, SessionSandboxMetadata, SandboxProvider } from "../../shared/src/sandbox/index.js";
 
 /**
  * The one suite every SandboxProvider adapter must pass (run per adapter, like BullMQ's adapter
@@ -18,7 +18,7 @@ export interface SandboxConformanceHarness {
   /** Host-side view of a sandbox process (local providers): true while the pid runs. */
   processRunning?(pid: number): boolean;
   /** In a separate OS process: create a sandbox with this metadata, start `sleep 60`, report, then be SIGKILLed. */
-  crashCreator?(metadata: SandboxMetadata): Promise<{ sandboxId: string; pid: number }>;
+  crashCreator?(metadata: SessionSandboxMetadata): Promise<{ sandboxId: string; pid: number }>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -54,7 +54,7 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
     const provider = harness.makeProvider();
     const fleet = `conf${randomBytes(3).toString("hex")}`;
     const created: string[] = [];
-    const meta = (): SandboxMetadata => ({
+    const meta = (): SessionSandboxMetadata => ({
       fleet,
       sessionId: `s-${randomBytes(4).toString("hex")}`,
       projectId: "p1",
@@ -64,7 +64,7 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
     async function create(
       timeoutMs = 60_000,
       envs: Record<string, string> = {},
-    ): Promise<{ sandbox: Sandbox; metadata: SandboxMetadata }> {
+    ): Promise<{ sandbox: Sandbox; metadata: SessionSandboxMetadata }> {
       const metadata = meta();
       const sandbox = await provider.create({ metadata, envs, timeoutMs });
       created.push(sandbox.id);

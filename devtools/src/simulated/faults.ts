@@ -10,6 +10,8 @@ import type { SandboxMetadata } from "@fleet/shared/sandbox";
 
 /** The error the provider answers a create with, as the e2b adapter would map the cloud's answer. */
 export function createFault(faults: readonly SimCreateFault[], metadata: SandboxMetadata): FleetError | undefined {
+  // A warm-pool sandbox belongs to no project or attempt yet: the faults are per project.
+  if (!("attempt" in metadata)) return undefined;
   const attempt = Number(metadata.attempt);
   const fault = faults.find((f) => f.projectId === metadata.projectId && attempt <= f.attempts);
   if (!fault) return undefined;

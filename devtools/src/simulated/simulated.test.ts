@@ -6,7 +6,7 @@ import type { AgentClient, AgentEvent } from "@fleet/shared/agent";
 import { loadConfig, sandboxEnv } from "@fleet/shared/config";
 import { FleetError } from "@fleet/shared/errors";
 import { createLogger } from "@fleet/shared/log";
-import type { SandboxMetadata } from "@fleet/shared/sandbox";
+import type { SessionSandboxMetadata } from "@fleet/shared/sandbox";
 import { createAgentRuntime, createSandboxProvider } from "@fleet/shared/service";
 import { agentFinished, extractOutput, extractUsage, toolLines } from "@fleet/shared/sessions";
 import {
@@ -31,7 +31,7 @@ function stateDir(): string {
 }
 
 let n = 0;
-const meta = (over: Partial<SandboxMetadata> = {}): SandboxMetadata => ({
+const meta = (over: Partial<SessionSandboxMetadata> = {}): SessionSandboxMetadata => ({
   fleet: "simtest",
   sessionId: `s-${++n}`,
   projectId: "p1",

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import {
   FleetError,
   errorMessage,
+  pooledSandboxOf,
   verifyGatewayToken,
   type Bus,
   type GatewayGrant,
@@ -32,7 +33,7 @@ export interface GatewaySettings {
 
 export type GatewayStore = Pick<
   SessionStore,
-  "get" | "patch" | "recordUsage" | "sessionUsage" | "projectDayUsage" | "ping"
+  "get" | "patch" | "recordUsage" | "sessionUsage" | "projectDayUsage" | "ping" | "poolEntry"
 >;
 
 export interface GatewayDeps {
@@ -124,12 +125,32 @@ export function createGateway(deps: GatewayDeps): Gateway {
     }
   }
 
+  /**
+   * A warm-pool agent's token names its sandbox, not a session: inert until a session claimed that
+   * sandbox, then that session's (checked live like any session token). A claim never changes, so a
+   * resolved one is kept; an unclaimed one is asked again on every call.
+   */
+  const claims = new Map<string, GatewayGrant>();
+  async function bound(grant: GatewayGrant): Promise<GatewayGrant> {
+    const sandboxId = pooledSandboxOf(grant);
+    if (sandboxId === undefined) return grant;
+    const known = claims.get(sandboxId);
+    if (known) return known;
+    const entry = await deps.store.poolEntry(sandboxId);
+    if (entry?.state !== "claimed" || !entry.sessionId || entry.attempt === undefined || !entry.projectId)
+      throw unauthorized("this warm-pool agent has not been claimed by a session");
+    const resolved = { ...grant, sessionId: entry.sessionId, attempt: entry.attempt, projectId: entry.projectId };
+    if (claims.size >= 10_000) claims.clear();
+    claims.set(sandboxId, resolved);
+    return resolved;
+  }
+
   /** The token's session, checked live (within the cache's age): active, on this attempt, this project. */
   async function authorise(req: IncomingMessage): Promise<GatewayGrant> {
     const header = req.headers.authorization ?? "";
     if (!header.startsWith("Bearer "))
       throw unauthorized("a session token is required (Authorization: Bearer <token>)");
-    const grant = await verified(header.slice(7).trim());
+    const grant = await bound(await verified(header.slice(7).trim()));
     const view = await views.session(grant.sessionId);
     const why = Views.refusal(view, grant);
     if (why) throw new GatewayError(401, "invalid_request_error", "invalid_api_key", why, "session_ended");

@@ -2,6 +2,7 @@ import {
   FleetError,
   agentFinished,
   agentPassword,
+  pooledAgentPassword,
   endSession,
   errorMessage,
   extractOutput,
@@ -67,7 +68,9 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
   }
   const client = deps.runtime.connect({
     baseUrl: msg.sandboxHost ?? sandbox.url(sandbox.agentPort),
-    password: agentPassword(deps.settings.agentSecret, session.id, session.attempt),
+    password: session.sandbox?.pooled
+      ? pooledAgentPassword(deps.settings.agentSecret, msg.sandboxId)
+      : agentPassword(deps.settings.agentSecret, session.id, session.attempt),
   });
   // What the watch keeps for the session's whole life: the document without its prompt, which may
   // be large and is not needed again (memory per watched session, B5). Returned, not awaited, so

@@ -36,6 +36,8 @@ export async function admit(
   session: Session,
   limits: AdmissionLimits,
   ctx: MessageContext,
+  /** Frees a slot held by an unclaimed warm-pool sandbox, so the pool never keeps a session queued. */
+  makeRoom?: () => Promise<boolean>,
 ): Promise<boolean> {
   const scopes: Array<[string, number]> = [];
   if (limits.global > 0) scopes.push(["global", limits.global]);
@@ -53,6 +55,7 @@ export async function admit(
       ...(await Promise.all(scopes.map(async ([scope, cap]) => cap - (await store.slotsInUse(scope))))),
     );
     if (position < free && (await takeAll(store, scopes, session.id))) return true;
+    if (position === 0 && free <= 0 && makeRoom && (await makeRoom())) continue;
     if (position !== lastPosition) {
       await store.patch(session.id, { phase: "queued", queuePosition: position });
       lastPosition = position;

@@ -30,6 +30,7 @@ import { SessionLogWriter } from "@fleet/shared/sessions";
 import { admissionCapped, admit, type AdmissionLimits } from "./admission.js";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { waitHealthy } from "./health.js";
+import type { PoolManager, WarmClaim } from "./pool.js";
 import { asCardFiles, workspaceChanges } from "@fleet/shared/sessions";
 
 export interface SpawnSettings {
@@ -48,6 +49,8 @@ export interface SpawnSettings {
   model: ModelSettings;
   gateway?: { url: string; tokens: GatewayTokenConfig };
   agentReadyMs: number;
+  /** The warm pool: a session takes a ready agent from it when one is there, else starts cold. */
+  pool?: PoolManager;
 }
 
 /** A gateway token outlives its session's deadline by this much (the watchdog ends the session by then). */
@@ -127,9 +130,23 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   const timings: SetupTimings = { queuedMs: Math.max(0, Date.now() - session.createdAt) };
   let sandbox: Sandbox | undefined;
   let slots = false;
+  // A ready agent from the warm pool, when there is one within the claim wait: it comes with its
+  // fleet-wide slot (already counted under FLEET_MAX_SANDBOXES), so only a per-project cap is waited for.
+  const pool = deps.settings.pool;
+  const warm = pool ? await pool.claim(session, attempt) : null;
+  sandbox = warm?.sandbox;
+  slots = warm !== null && deps.settings.admission.global > 0;
   try {
     if (capped) {
-      slots = await admit(store, session, deps.settings.admission, ctx);
+      const limits = deps.settings.admission;
+      const took = await admit(
+        store,
+        session,
+        warm ? { ...limits, global: 0 } : limits,
+        ctx,
+        pool && !warm ? () => pool.makeRoom() : undefined,
+      );
+      slots ||= took;
       timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
       // Each store write counts: admission (with the slots it took) and the start of sandbox creation are one write.
       await guard(
@@ -143,7 +160,10 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     }
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
-    sandbox = await createSandbox(deps, session, attempt, timings);
+    const started = warm
+      ? await bindWarm(deps, session, warm, timings)
+      : { sandbox: await createSandbox(deps, session, attempt, timings), pid: undefined };
+    sandbox = started.sandbox;
     // Setup's lines go out while setup goes on; all are confirmed before the session is declared running.
     const pending = inFlight();
     pending.add(
@@ -151,7 +171,9 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
         {
           kind: "system",
           key: `setup:${attempt}:sandbox`,
-          line: `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})`,
+          line: warm
+            ? `Warm sandbox ${sandbox.id} claimed from the pool (${deps.provider.name}, ready ${ms(timings.warmAgeMs)} before, claim ${ms(timings.claimMs)})`
+            : `Sandbox ${sandbox.id} ready (${deps.provider.name}, ${ms(timings.sandboxCreateMs)})`,
         },
       ]),
     );
@@ -160,15 +182,20 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       pending.add(
         writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]),
       );
-    const starting = slowPhase(deps, session.id, "server_starting");
-    const { client, pid } = await startAgent(deps, session, sandbox, attempt, timings).finally(() =>
-      starting.settled(),
-    );
-    pending.add(
-      writer.append([
-        { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
-      ]),
-    );
+    let client: AgentClient;
+    let pid: number | undefined;
+    if (warm) {
+      client = warm.client;
+      pid = started.pid;
+    } else {
+      const starting = slowPhase(deps, session.id, "server_starting");
+      ({ client, pid } = await startAgent(deps, session, sandbox, attempt, timings).finally(() => starting.settled()));
+      pending.add(
+        writer.append([
+          { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
+        ]),
+      );
+    }
     const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
     timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
     await pending.confirmed();
@@ -180,7 +207,13 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
         startedAt: Date.now(),
         agentSessionId,
         agentMessageId: messageId,
-        sandbox: { id: sandbox.id, provider: sandbox.provider, host: sandbox.url(sandbox.agentPort), agentPid: pid },
+        sandbox: {
+          id: sandbox.id,
+          provider: sandbox.provider,
+          host: sandbox.url(sandbox.agentPort),
+          ...(pid ? { agentPid: pid } : {}),
+          ...(warm ? { pooled: true } : {}),
+        },
         metrics: { ...session.metrics, setup: timings },
       },
     });
@@ -189,7 +222,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       { kind: "system", key: `setup:${attempt}:prompt`, line: `Prompt sent; setup took ${ms(timings.totalMs)}` },
     ]);
     for (const [step, value] of Object.entries(timings))
-      if (value !== undefined) deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
+      if (typeof value === "number") deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
     await republishRunning(deps, running, writer.seq);
   } catch (err) {
     if (err instanceof SessionEnded) {
@@ -350,6 +383,48 @@ async function createSandbox(
     throw new SessionEnded(session.id, "while its sandbox was created");
   }
   return sandbox;
+}
+
+/**
+ * A claimed warm sandbox becomes the session's: recorded on the document at once (so the reaper and a
+ * later attempt find it), and given what a cold sandbox gets in its environment at create, here as
+ * a file in its home (its agent started before the session existed).
+ */
+async function bindWarm(
+  deps: SpawnDeps,
+  session: Session,
+  warm: WarmClaim,
+  timings: SetupTimings,
+): Promise<{ sandbox: Sandbox; pid: number | undefined }> {
+  timings.warm = true;
+  timings.claimMs = warm.claimMs;
+  timings.warmAgeMs = Math.max(0, Date.now() - (warm.entry.readyAt ?? warm.entry.createdAt));
+  timings.sandboxCreateMs = 0;
+  timings.serverStartMs = 0;
+  const recorded = await deps.store.patch(session.id, {
+    sandbox: { id: warm.sandbox.id, provider: warm.sandbox.provider, pooled: true },
+    phase: "restoring",
+  });
+  if (!recorded) {
+    await deps.provider.kill(warm.sandbox.id);
+    throw new SessionEnded(session.id, "while it claimed a warm sandbox");
+  }
+  const cb = deps.settings.callbacks;
+  if (cb) {
+    const attempt = warm.entry.attempt ?? session.attempt;
+    const callback = {
+      url: `${cb.url.replace(/\/$/, "")}/v1/callbacks/sessions/${session.id}`,
+      token: await mintCallbackToken(
+        { ...cb.tokens, ttlSeconds: Math.ceil((session.deadlineAt - Date.now()) / 1000) + 300 },
+        session.id,
+        attempt,
+      ),
+    };
+    await warm.sandbox.writeFiles([{ path: ".fleet/callback.json", content: JSON.stringify(callback) }], {
+      base: "home",
+    });
+  }
+  return { sandbox: warm.sandbox, pid: warm.entry.agentPid };
 }
 
 async function restoreFiles(

@@ -4,6 +4,11 @@ import { failPastDeadline } from "./deadlines.js";
 export interface ReapOptions {
   fleet: string;
   graceMs: number;
+  /**
+   * An unclaimed warm-pool sandbox whose owner has not refreshed its record for this long is
+   * abandoned (its spawner died): reaped. Default: 30 s.
+   */
+  poolStaleMs?: number;
 }
 
 /**
@@ -15,7 +20,25 @@ export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()
   const killed: string[] = [];
   for (const sb of await deps.provider.list({ fleet: options.fleet })) {
     if (now - sb.startedAt < options.graceMs && (sb.endAt === undefined || sb.endAt > now)) continue;
-    const sessionId = sb.metadata.sessionId;
+    let sessionId = sb.metadata.sessionId;
+    let attempt = sb.metadata.attempt;
+    let pooled = false;
+    if (sb.metadata.pool !== undefined) {
+      // A warm-pool sandbox: its pool record says whether a session claimed it, and which.
+      const entry = await deps.store.poolEntry(sb.id);
+      if (entry?.state !== "claimed") {
+        const stale = !entry || now - entry.seenAt > (options.poolStaleMs ?? 30_000);
+        if (!stale) continue;
+        // Only while still unclaimed: a claim racing with this reap wins or loses as a whole.
+        if (entry && !(await deps.store.removeUnclaimed(sb.id))) continue;
+        await killPooled(deps, sb.id, entry?.slotHolder, entry ? "pool owner gone" : "no pool record");
+        killed.push(sb.id);
+        continue;
+      }
+      sessionId = entry.sessionId;
+      attempt = entry.attempt === undefined ? undefined : String(entry.attempt);
+      pooled = true;
+    }
     const session = sessionId ? await deps.store.get(sessionId) : null;
     const why = !session
       ? "unknown session"
@@ -23,8 +46,8 @@ export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()
         ? `session ${session.status}`
         : session.deadlineAt < now
           ? "session past its deadline"
-          : String(session.attempt) !== sb.metadata.attempt
-            ? `attempt ${sb.metadata.attempt} replaced by ${session.attempt}`
+          : String(session.attempt) !== attempt
+            ? `attempt ${attempt} replaced by ${session.attempt}`
             : sb.endAt !== undefined && sb.endAt < now
               ? "sandbox past its own timeout"
               : undefined;
@@ -33,6 +56,7 @@ export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()
       // Ended first: a watch that saw its sandbox go before the session ended would fail it as lost.
       if (session && !isTerminal(session.status) && session.deadlineAt < now) await failPastDeadline(deps, session);
       await deps.provider.kill(sb.id);
+      if (pooled) await deps.store.removePoolEntry(sb.id);
       killed.push(sb.id);
       deps.logger.info({ sandboxId: sb.id, sessionId, reason: why }, "reaped sandbox");
     } catch (err) {
@@ -42,12 +66,20 @@ export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()
   return killed;
 }
 
+async function killPooled(deps: EndDeps, sandboxId: string, slotHolder: string | undefined, reason: string) {
+  await deps.provider.kill(sandboxId);
+  if (slotHolder) await deps.store.releaseSlots(slotHolder);
+  deps.logger.info({ sandboxId, reason }, "reaped pooled sandbox");
+}
+
 /** Frees admission slots still held by sessions that ended (or never existed), e.g. after a crash. */
 export async function sweepSlots(deps: EndDeps): Promise<number> {
   let freed = 0;
   const seen = new Set<string>();
   for (const slot of await deps.store.heldSlots()) {
     if (seen.has(slot.sessionId)) continue;
+    // A warm-pool sandbox's slot: freed by its pool's reaping (or the reaper's, above), not here.
+    if (slot.sessionId.startsWith("pool:")) continue;
     seen.add(slot.sessionId);
     const s = await deps.store.get(slot.sessionId);
     if (!s || isTerminal(s.status)) {

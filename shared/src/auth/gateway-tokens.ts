@@ -57,6 +57,32 @@ export function mintGatewayToken(config: GatewayTokenConfig, grant: GatewayGrant
   return signToken(signing(config), claims, grant.sessionId, ttlSeconds, "gateway");
 }
 
+/** The session id a warm-pool agent's token names: none yet, only its sandbox. */
+export const POOL_TOKEN_PREFIX = "pool:";
+
+/**
+ * A token for an agent started in the warm pool, before any session exists. Inert: the gateway
+ * refuses it until a session has claimed the sandbox (the pool's record names that session, its
+ * attempt and project), and then treats it as that session's token, checked live like any other.
+ */
+export function mintPoolGatewayToken(
+  config: GatewayTokenConfig,
+  sandboxId: string,
+  models: readonly string[],
+  ttlSeconds: number,
+): Promise<string> {
+  return mintGatewayToken(
+    config,
+    { sessionId: `${POOL_TOKEN_PREFIX}${sandboxId}`, attempt: 0, projectId: "pool", models },
+    ttlSeconds,
+  );
+}
+
+/** The pooled sandbox a token names, when it is a warm-pool token. */
+export function pooledSandboxOf(grant: Pick<GatewayGrant, "sessionId">): string | undefined {
+  return grant.sessionId.startsWith(POOL_TOKEN_PREFIX) ? grant.sessionId.slice(POOL_TOKEN_PREFIX.length) : undefined;
+}
+
 /** The token's grant when its signature, issuer, audience and expiry hold; a FleetError("unauthorized") otherwise. */
 export function verifyGatewayToken(config: GatewayTokenConfig, token: string): Promise<GatewayGrant> {
   return verifyToken(signing(config), token, ["sid", "att", "prj", "mdl"], "gateway token", (payload) => {

@@ -12,5 +12,8 @@ export {
   type GatewayGrant,
   type GatewayTokenConfig,
   mintGatewayToken,
+  mintPoolGatewayToken,
+  pooledSandboxOf,
+  POOL_TOKEN_PREFIX,
   verifyGatewayToken,
 } from "./gateway-tokens.js";

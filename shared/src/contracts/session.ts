@@ -72,6 +72,11 @@ export const SetupTimings = z.object({
   sessionCreateMs: z.number().nonnegative().optional(),
   promptSendMs: z.number().nonnegative().optional(),
   totalMs: z.number().nonnegative().optional(),
+  /** Whether the session took a ready agent from the warm pool (no sandbox create, no server start). */
+  warm: z.boolean().optional(),
+  /** Warm only: how long the claim of a pooled sandbox took, and how long it had waited ready. */
+  claimMs: z.number().nonnegative().optional(),
+  warmAgeMs: z.number().nonnegative().optional(),
 });
 export type SetupTimings = z.infer<typeof SetupTimings>;
 
@@ -102,6 +107,8 @@ export const SandboxRef = z.object({
   host: z.string().optional(),
   /** The agent server's process inside the sandbox, so a stuck agent can be killed on its own. */
   agentPid: z.number().int().positive().optional(),
+  /** Set when the sandbox came from the warm pool: its agent's password is the pooled server's own. */
+  pooled: z.boolean().optional(),
 });
 
 /** The session document as stored (MongoDB `sessions`, `_id` = id) and served by the api. */

@@ -5,6 +5,8 @@ export {
   type SandboxCreateSpec,
   type SandboxFile,
   SandboxMetadata,
+  SessionSandboxMetadata,
+  PooledSandboxMetadata,
   type SandboxProvider,
   type SandboxSummary,
 } from "./port.js";

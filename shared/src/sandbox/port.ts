@@ -6,13 +6,27 @@ import { z } from "zod";
  */
 
 /** Labels every fleet sandbox carries, so a reaper can list them and match them to sessions. */
-export const SandboxMetadata = z.object({
+export const SessionSandboxMetadata = z.object({
   fleet: z.string().min(1),
   sessionId: z.string().min(1),
   projectId: z.string().min(1),
   attempt: z.string().regex(/^\d+$/),
 });
+/**
+ * A warm-pool sandbox has no session when it is created: it names its pool key, that it was created
+ * warm, and the spawner instance that owns it; the pool's record in the store says whether (and by
+ * which session) it was claimed since, so a reaper can tell a claimed one from an abandoned one.
+ */
+export const PooledSandboxMetadata = z.object({
+  fleet: z.string().min(1),
+  pool: z.string().min(1).max(64),
+  state: z.literal("warm"),
+  owner: z.string().min(1),
+});
+export const SandboxMetadata = z.union([SessionSandboxMetadata, PooledSandboxMetadata]);
 export type SandboxMetadata = z.infer<typeof SandboxMetadata>;
+export type SessionSandboxMetadata = z.infer<typeof SessionSandboxMetadata>;
+export type PooledSandboxMetadata = z.infer<typeof PooledSandboxMetadata>;
 
 export interface SandboxCreateSpec {
   metadata: SandboxMetadata;

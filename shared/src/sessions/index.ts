@@ -1,4 +1,4 @@
-export { agentPassword } from "./password.js";
+export { agentPassword, pooledAgentPassword } from "./password.js";
 export { buildPromptText } from "./prompt.js";
 export { toolLabel, toolLines, type ToolLine } from "./log-lines.js";
 export { extractOutput, extractUsage, agentFinished, type Usage } from "./extract.js";

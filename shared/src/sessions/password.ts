@@ -8,3 +8,12 @@ import { createHmac } from "node:crypto";
 export function agentPassword(secret: string, sessionId: string, attempt: number): string {
   return createHmac("sha256", secret).update(`agent-password\0${sessionId}\0${attempt}`).digest("base64url");
 }
+
+/**
+ * The password of a warm-pool agent server, which starts before any session exists. Its own per
+ * sandbox (no two pooled servers share one: OpenCode reads it only at start), derived like a
+ * session's so a spawner or poller of any instance can reach the agent once a session claimed it.
+ */
+export function pooledAgentPassword(secret: string, sandboxId: string): string {
+  return createHmac("sha256", secret).update(`pooled-agent-password\0${sandboxId}`).digest("base64url");
+}

@@ -24,6 +24,7 @@ import { guarded } from "./errors.js";
 import { MongoLogLines } from "./log-lines.js";
 import type { SessionStore } from "./port.js";
 import { MongoSessions, type CreateResult, type Page, type SessionPatch, type TransitionRequest } from "./sessions.js";
+import { MongoPool, type PoolClaim, type PoolEntry } from "./pool.js";
 import { MongoSlots } from "./slots.js";
 import { MongoUsage } from "./usage.js";
 
@@ -39,6 +40,7 @@ export class MongoSessionStore implements SessionStore {
   private readonly sessions: MongoSessions;
   private readonly logLines: MongoLogLines;
   private readonly slots: MongoSlots;
+  private readonly pool: MongoPool;
   private readonly keys: MongoApiKeys;
   private readonly cardFileDocs: MongoCardFiles;
   private readonly dead: MongoDeadLetters;
@@ -55,6 +57,7 @@ export class MongoSessionStore implements SessionStore {
     this.sessions = new MongoSessions(this.db);
     this.logLines = new MongoLogLines(this.db);
     this.slots = new MongoSlots(this.db);
+    this.pool = new MongoPool(this.db);
     this.keys = new MongoApiKeys(this.db);
     this.cardFileDocs = new MongoCardFiles(this.db);
     this.dead = new MongoDeadLetters(this.db);
@@ -69,7 +72,15 @@ export class MongoSessionStore implements SessionStore {
   async init(): Promise<void> {
     // One index at a time: FerretDB 1.24 panics on a createIndexes naming several indexes that exist.
     await guarded("init", async () => {
-      for (const part of [this.sessions, this.logLines, this.dead, this.cardFileDocs, this.slots, this.usage])
+      for (const part of [
+        this.sessions,
+        this.logLines,
+        this.dead,
+        this.cardFileDocs,
+        this.slots,
+        this.pool,
+        this.usage,
+      ])
         await part.init();
     });
   }
@@ -132,6 +143,37 @@ export class MongoSessionStore implements SessionStore {
   }
   heldSlots(): Promise<Array<{ scope: string; sessionId: string }>> {
     return this.slots.heldSlots();
+  }
+  transferSlots(fromHolder: string, toHolder: string): Promise<number> {
+    return this.slots.transferSlots(fromHolder, toHolder);
+  }
+
+  addPoolEntry(e: Pick<PoolEntry, "sandboxId" | "fleet" | "key" | "owner" | "slotHolder">): Promise<void> {
+    return this.pool.addPoolEntry(e);
+  }
+  markPoolWarm(sandboxId: string, agentPid?: number): Promise<boolean> {
+    return this.pool.markPoolWarm(sandboxId, agentPid);
+  }
+  claimPooled(fleet: string, key: string, claim: PoolClaim, now?: number): Promise<PoolEntry | null> {
+    return this.pool.claimPooled(fleet, key, claim, now);
+  }
+  poolEntry(sandboxId: string): Promise<PoolEntry | null> {
+    return this.pool.poolEntry(sandboxId);
+  }
+  poolEntries(
+    fleet: string,
+    filter?: { key?: string; owner?: string; state?: PoolEntry["state"] },
+  ): Promise<PoolEntry[]> {
+    return this.pool.poolEntries(fleet, filter);
+  }
+  touchPool(fleet: string, owner: string, now?: number): Promise<void> {
+    return this.pool.touchPool(fleet, owner, now);
+  }
+  removeUnclaimed(sandboxId: string): Promise<boolean> {
+    return this.pool.removeUnclaimed(sandboxId);
+  }
+  removePoolEntry(sandboxId: string): Promise<void> {
+    return this.pool.removePoolEntry(sandboxId);
   }
 
   saveApiKey(record: ApiKeyRecord): Promise<void> {

@@ -3,6 +3,7 @@ import type { CardFileStore } from "./card-files.js";
 import type { DeadLetterStore } from "./dead-letters.js";
 import type { LogLineStore } from "./log-lines.js";
 import type { SessionDocStore } from "./sessions.js";
+import type { PoolStore } from "./pool.js";
 import type { SlotStore } from "./slots.js";
 import type { UsageStore } from "./usage.js";
 
@@ -11,6 +12,7 @@ export type { CardFileStore } from "./card-files.js";
 export type { DeadLetterStore } from "./dead-letters.js";
 export type { LogLineStore } from "./log-lines.js";
 export type { CreateResult, Page, SessionDocStore, SessionPatch, TransitionRequest } from "./sessions.js";
+export type { PoolClaim, PoolEntry, PoolStore } from "./pool.js";
 export type { SlotStore } from "./slots.js";
 export type { UsageStore } from "./usage.js";
 
@@ -22,6 +24,7 @@ export interface SessionStore
   extends SessionDocStore,
     LogLineStore,
     SlotStore,
+    PoolStore,
     ApiKeyStore,
     CardFileStore,
     DeadLetterStore,

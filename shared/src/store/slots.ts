@@ -12,6 +12,8 @@ export interface SlotStore {
   slotsInUse(scope: string): Promise<number>;
   /** Frees every slot the session holds. Idempotent. */
   releaseSlots(sessionId: string): Promise<void>;
+  /** Hands every slot of one holder to another (a warm-pool sandbox's slot to the session that claimed it). */
+  transferSlots(fromHolder: string, toHolder: string): Promise<number>;
   /** Every held slot, for the sweep that frees those of ended sessions. */
   heldSlots(): Promise<Array<{ scope: string; sessionId: string }>>;
 }
@@ -52,6 +54,13 @@ export class MongoSlots implements SlotStore {
 
   async releaseSlots(sessionId: string): Promise<void> {
     await guarded("releaseSlots", () => this.slots.deleteMany({ sessionId }));
+  }
+
+  async transferSlots(fromHolder: string, toHolder: string): Promise<number> {
+    const r = await guarded("transferSlots", () =>
+      this.slots.updateMany({ sessionId: fromHolder }, { $set: { sessionId: toHolder } }),
+    );
+    return r.modifiedCount;
   }
 
   async heldSlots(): Promise<Array<{ scope: string; sessionId: string }>> {

@@ -109,7 +109,7 @@ export class LocalSandboxProvider implements SandboxProvider {
     }
     if (!isolated)
       this.logger.warn(
-        { sessionId: metadata.sessionId },
+        "sessionId" in metadata ? { sessionId: metadata.sessionId } : { pool: metadata.pool },
         "creating an UNISOLATED local sandbox: its agent can reach everything the fleet can",
       );
     const egress = isolated ? [...new Set((spec.egress ?? []).map(egressPort))] : [];

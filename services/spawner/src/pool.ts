@@ -1,0 +1,311 @@
+import { createHash, randomUUID } from "node:crypto";
+import {
+  errorMessage,
+  mintPoolGatewayToken,
+  pooledAgentPassword,
+  type AgentClient,
+  type AgentRuntime,
+  type GatewayTokenConfig,
+  type Logger,
+  type ModelSettings,
+  type PoolEntry,
+  type PoolStore,
+  type Sandbox,
+  type SandboxProvider,
+  type Session,
+  type SlotStore,
+} from "@fleet/shared";
+import { waitHealthy } from "./health.js";
+import { poolDemandTarget, type PoolSizing } from "./pool-sizing.js";
+
+export interface PoolSettings extends PoolSizing {
+  fleet: string;
+  instanceId: string;
+  agentSecret: string;
+  /** The fleet's models and endpoint; with `gateway`, agents get its URL and an inert pool token. */
+  model: ModelSettings;
+  gateway?: { url: string; tokens: GatewayTokenConfig };
+  egress: readonly string[];
+  agentReadyMs: number;
+  /** A warm sandbox older than this is replaced. */
+  maxAgeMs: number;
+  /** How long a session looks for a ready sandbox before it starts cold. */
+  claimWaitMs: number;
+  /** FLEET_MAX_SANDBOXES: pooled sandboxes hold a fleet-wide slot each; 0 = no cap. */
+  globalCap: number;
+  tickMs: number;
+}
+
+export type PoolManagerStore = PoolStore & SlotStore;
+
+export interface PoolDeps {
+  store: PoolManagerStore;
+  provider: SandboxProvider;
+  runtime: AgentRuntime;
+  logger: Logger;
+}
+
+export interface WarmClaim {
+  sandbox: Sandbox;
+  client: AgentClient;
+  entry: PoolEntry;
+  claimMs: number;
+}
+
+/** A warm sandbox's hard timeout past its maximum age: the longest a claimed one may serve its session. */
+const SERVE_LIMIT_MS = 6 * 3_600_000;
+/** Creation failures in a row after which the pool stops creating (until a claim asks again). */
+const MAX_FAILURES = 5;
+
+/**
+ * The warm pool of one spawner instance: keeps ready agents (sandbox made, OpenCode started with its
+ * own password and an inert model token, its workspace bootstrapped) for the fleet's pool key, and
+ * lets sessions claim them. Every instance may claim any instance's warm sandboxes: the claim is a
+ * compare-and-set in the store. A sandbox is removed from the pool only by a compare-and-set too, so
+ * a sandbox being claimed is never reaped, and a reaped one never claimed.
+ */
+export class PoolManager {
+  readonly key: string;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private creating = 0;
+  private failures = 0;
+  private lastError: string | undefined;
+  private readonly demand: number[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly deps: PoolDeps,
+    readonly settings: PoolSettings,
+  ) {
+    this.key = poolKey(deps.provider.name, deps.runtime.name, settings.model, settings.gateway?.url);
+  }
+
+  start(): void {
+    const loop = () => {
+      this.ticking = this.tick()
+        .catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, "pool tick failed"))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(loop, this.settings.tickMs);
+        });
+    };
+    loop();
+  }
+
+  /** Stops topping up and kills this instance's unclaimed sandboxes (claimed ones belong to their sessions). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
+    const mine = await this.deps.store.poolEntries(this.settings.fleet, { owner: this.settings.instanceId });
+    await Promise.all(mine.filter((e) => e.state !== "claimed").map((e) => this.reap(e, "shutdown")));
+  }
+
+  /** What `./fleet pool` and the metrics show for this instance. */
+  status(): { key: string; target: number; failures: number; lastError?: string } {
+    return {
+      key: this.key,
+      target: this.target(),
+      failures: this.failures,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
+  }
+
+  /** Whether a session can run on a pooled agent: its models are the pool's, nothing set at start differs. */
+  eligible(session: Session): boolean {
+    if (session.config.maxTokens) return false;
+    const models = new Set(this.settings.model.models);
+    const wanted = [
+      session.config.model ?? this.settings.model.models[0] ?? "default",
+      ...session.config.fallbackModels,
+    ];
+    return wanted.every((m) => models.has(m));
+  }
+
+  /**
+   * Claims a ready sandbox for one attempt of a session, looking for up to `claimWaitMs`; null: start
+   * cold. A claimed sandbox that turns out dead is dropped and the next one tried.
+   */
+  async claim(session: Session, attempt: number): Promise<WarmClaim | null> {
+    if (!this.eligible(session)) return null;
+    this.demand.push(Date.now());
+    const started = Date.now();
+    for (;;) {
+      const entry = await this.deps.store.claimPooled(this.settings.fleet, this.key, {
+        sessionId: session.id,
+        attempt,
+        projectId: session.projectId,
+      });
+      if (entry) {
+        const sandbox = await this.deps.provider.connect(entry.sandboxId).catch(() => null);
+        if (sandbox && (await sandbox.isAlive().catch(() => false))) {
+          // The sandbox's fleet-wide slot becomes the session's: the count of sandboxes does not change.
+          if (entry.slotHolder) await this.deps.store.transferSlots(entry.slotHolder, session.id);
+          const client = this.deps.runtime.connect({
+            baseUrl: sandbox.url(sandbox.agentPort),
+            password: pooledAgentPassword(this.settings.agentSecret, sandbox.id),
+          });
+          return { sandbox, client, entry, claimMs: Date.now() - started };
+        }
+        this.deps.logger.warn({ sandboxId: entry.sandboxId }, "claimed a pooled sandbox that is gone; trying another");
+        await this.drop(entry);
+        continue;
+      }
+      if (Date.now() - started >= this.settings.claimWaitMs) return null;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /**
+   * Gives up one unclaimed warm sandbox (any instance's) so that a session waiting for a slot under
+   * FLEET_MAX_SANDBOXES gets one: the pool never keeps a session queued.
+   */
+  async makeRoom(): Promise<boolean> {
+    const warm = await this.deps.store.poolEntries(this.settings.fleet, { state: "warm" });
+    for (const e of warm.reverse()) if (await this.reap(e, "make_room")) return true;
+    return false;
+  }
+
+  /** The size the pool aims at now (see pool-sizing.ts). */
+  target(now = Date.now()): number {
+    while (this.demand.length > 0 && (this.demand[0] ?? 0) < now - this.settings.windowMs) this.demand.shift();
+    return poolDemandTarget(this.settings, this.demand, now);
+  }
+
+  private async tick(): Promise<void> {
+    const { store, logger } = this.deps;
+    const { fleet, instanceId } = this.settings;
+    await store.touchPool(fleet, instanceId);
+    const mine = await store.poolEntries(fleet, { owner: instanceId });
+    const now = Date.now();
+    let kept = 0;
+    for (const e of mine) {
+      if (e.state === "claimed") continue;
+      if (e.state === "warm" && now - e.createdAt > this.settings.maxAgeMs) {
+        await this.reap(e, "max_age");
+        continue;
+      }
+      if (e.state === "warm" && !(await this.healthy(e))) {
+        await this.reap(e, "health");
+        continue;
+      }
+      kept += 1;
+    }
+    const target = this.target(now);
+    // Over target (demand fell, or stopped: the pool shrinks to its minimum), the oldest go first.
+    const warm = mine.filter((e) => e.state === "warm");
+    for (let surplus = kept - target; surplus > 0 && warm.length > 0; surplus--) {
+      const e = warm.shift();
+      if (e && (await this.reap(e, "idle"))) kept -= 1;
+    }
+    if (this.failures >= MAX_FAILURES) return;
+    for (let missing = target - kept - this.creating; missing > 0; missing--) {
+      if (this.creating >= this.settings.maxCreating) break;
+      const holder = `pool:${randomUUID()}`;
+      if (this.settings.globalCap > 0 && !(await store.acquireSlot("global", this.settings.globalCap, holder))) break;
+      this.creating += 1;
+      void this.create(holder)
+        .then(() => {
+          this.failures = 0;
+          this.lastError = undefined;
+        })
+        .catch((err: unknown) => {
+          this.failures += 1;
+          this.lastError = errorMessage(err);
+          logger.warn({ err: this.lastError, failures: this.failures }, "could not make a pooled sandbox");
+        })
+        .finally(() => {
+          this.creating -= 1;
+        });
+    }
+  }
+
+  private async create(holder: string): Promise<void> {
+    const { provider, store, runtime } = this.deps;
+    const s = this.settings;
+    let sandbox: Sandbox | undefined;
+    try {
+      sandbox = await provider.create({
+        metadata: { fleet: s.fleet, pool: this.key, state: "warm", owner: s.instanceId },
+        envs: {},
+        timeoutMs: s.maxAgeMs + SERVE_LIMIT_MS,
+        egress: s.egress,
+      });
+      await store.addPoolEntry({
+        sandboxId: sandbox.id,
+        fleet: s.fleet,
+        key: this.key,
+        owner: s.instanceId,
+        slotHolder: holder,
+      });
+      await sandbox.writeFiles(runtime.homeFiles(), { base: "home" });
+      const password = pooledAgentPassword(s.agentSecret, sandbox.id);
+      const model: ModelSettings = s.gateway
+        ? {
+            ...s.model,
+            baseUrl: s.gateway.url,
+            apiKey: await mintPoolGatewayToken(
+              s.gateway.tokens,
+              sandbox.id,
+              s.model.models,
+              (s.maxAgeMs + SERVE_LIMIT_MS) / 1000,
+            ),
+          }
+        : s.model;
+      const { pid } = await sandbox.startBackground(
+        runtime.launchCommand({ port: sandbox.agentPort, password, workspace: sandbox.workspace, model }),
+      );
+      const client = runtime.connect({ baseUrl: sandbox.url(sandbox.agentPort), password });
+      await waitHealthy(client, sandbox, s.agentReadyMs);
+      // Bootstraps the workspace's instance (config, providers, tools), which a first prompt would pay.
+      await client.createSession("warm-up");
+      if (!(await store.markPoolWarm(sandbox.id, pid))) throw new Error("its pool record is gone");
+    } catch (err) {
+      if (sandbox) {
+        await provider.kill(sandbox.id).catch(() => undefined);
+        await store.removeUnclaimed(sandbox.id).catch(() => undefined);
+      }
+      await store.releaseSlots(holder).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async healthy(e: PoolEntry): Promise<boolean> {
+    const sandbox = await this.deps.provider.connect(e.sandboxId).catch(() => null);
+    if (!sandbox || !(await sandbox.isAlive().catch(() => false))) return false;
+    const client = this.deps.runtime.connect({
+      baseUrl: sandbox.url(sandbox.agentPort),
+      password: pooledAgentPassword(this.settings.agentSecret, sandbox.id),
+    });
+    // Generous: under load a healthy server can stay silent for seconds.
+    return client.health(5_000).catch(() => false);
+  }
+
+  /** Removes an unclaimed sandbox from the pool (a compare-and-set), then kills it; false when it was claimed meanwhile. */
+  private async reap(e: PoolEntry, reason: string): Promise<boolean> {
+    if (!(await this.deps.store.removeUnclaimed(e.sandboxId))) return false;
+    await this.deps.provider.kill(e.sandboxId).catch(() => undefined);
+    if (e.slotHolder) await this.deps.store.releaseSlots(e.slotHolder).catch(() => undefined);
+    this.deps.logger.info({ sandboxId: e.sandboxId, reason }, "pooled sandbox reaped");
+    return true;
+  }
+
+  /** A claimed sandbox that is gone: nothing to serve, so its record and slot go. */
+  private async drop(e: PoolEntry): Promise<void> {
+    await this.deps.provider.kill(e.sandboxId).catch(() => undefined);
+    await this.deps.store.removePoolEntry(e.sandboxId);
+    if (e.slotHolder) await this.deps.store.releaseSlots(e.slotHolder).catch(() => undefined);
+  }
+}
+
+/**
+ * Sandboxes are interchangeable only when made the same way: provider, agent runtime, model endpoint
+ * and models. No secret enters the key.
+ */
+export function poolKey(provider: string, runtime: string, model: ModelSettings, gatewayUrl?: string): string {
+  const h = createHash("sha256")
+    .update(JSON.stringify([provider, runtime, gatewayUrl ?? model.baseUrl, model.models]))
+    .digest("hex")
+    .slice(0, 12);
+  return `${provider}-${h}`;
+}
