@@ -10,6 +10,8 @@ export const WatchdogConfig = baseEnv.extend(sandboxEnv.shape).extend({
   REAPER_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
   /** A sandbox younger than this is left alone by the reaper (its session may not record it yet). */
   REAPER_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(30_000),
+  /** An unclaimed warm-pool sandbox whose owner has not refreshed its record for this long is reaped. */
+  REAPER_POOL_STALE_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(30_000),
   /** Serves /metrics (timeouts and cancels are counted here) when set. */
   WATCHDOG_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
 });

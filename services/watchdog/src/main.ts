@@ -12,6 +12,7 @@ const watchdog = createWatchdog(
   {
     fleet: config.FLEET_NAME,
     graceMs: config.REAPER_GRACE_MS,
+    poolStaleMs: config.REAPER_POOL_STALE_MS,
     intervalMs: config.WATCHDOG_INTERVAL_MS,
     reaperIntervalMs: config.REAPER_INTERVAL_MS,
     debtGraceMs: config.WATCHDOG_DEBT_GRACE_MS,
