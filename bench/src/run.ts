@@ -14,11 +14,12 @@ import { measureBaselines } from "./baselines.js";
 import { startBenchInfra } from "./env.js";
 import { plotSvg } from "./plot.js";
 import { b9 } from "./gateway.js";
+import { b10 } from "./pool.js";
 import { b1, b2, b3, b4, b5, b6, b7, b8, type Ctx, type PeerRunner } from "./scenarios.js";
 import { renderTable, type Results } from "./table.js";
 import { progress, round } from "./util.js";
 
-const ALL = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9"] as const;
+const ALL = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10"] as const;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -88,6 +89,7 @@ async function main(): Promise<void> {
     if (only.has("B7")) results.b7 = await b7(ctx);
     if (only.has("B8")) results.b8 = await b8(ctx);
     if (only.has("B9")) results.b9 = await b9(ctx);
+    if (only.has("B10")) results.b10 = await b10(ctx);
   } finally {
     await peer?.stop();
     await b.stop();

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Baselines } from "./baselines.js";
 import type { B9Result } from "./gateway.js";
+import type { B10Result } from "./pool.js";
 import type { B1Row, B2Row, B3Row, B4Row, B5Result, B6Result, B7Row, B8Row } from "./scenarios.js";
 import { round } from "./util.js";
 
@@ -20,6 +21,7 @@ export interface Results {
   b7?: B7Row[];
   b8?: B8Row[];
   b9?: B9Result;
+  b10?: B10Result;
   seconds?: number;
 }
 
@@ -240,6 +242,28 @@ function tableRows(r: Results): Row[] {
         .join(", "),
       "ledger <= 1 write per call",
       ok(updates <= 1 && g.ledgerWritesPerCall <= 1 && g.ledgerComplete),
+    ]);
+  }
+  const w = r.b10;
+  if (w) {
+    const at = `B10 warm pool, one session per ${round(w.intervalMs / 1000)} s`;
+    rows.push([
+      `${at}: request → first tool call p50 / p99, warm (cold)`,
+      `${ms(w.pooled.firstToolP50)} / ${ms(w.pooled.firstToolP99)} (${ms(w.cold.firstToolP50)} / ${ms(w.cold.firstToolP99)})`,
+      "<= 1000 ms / <= 2000 ms",
+      ok(w.pooled.firstToolP50 <= 1_000 && w.pooled.firstToolP99 <= 2_000),
+    ]);
+    rows.push([
+      `${at}: setup p50, warm (cold)`,
+      `${ms(w.pooled.setupP50)} (${ms(w.cold.setupP50)})`,
+      "<= 300 ms",
+      ok(w.pooled.setupP50 <= 300),
+    ]);
+    rows.push([
+      `${at}: hit ratio; warm sandbox-seconds per session`,
+      `${round(w.pooled.hitRatio * 100, 1)}% (${w.pooled.warm}/${w.pooled.sessions}); ${round(w.pooled.warmSandboxSecondsPerSession, 1)} s`,
+      ">= 95%",
+      ok(w.pooled.hitRatio >= 0.95),
     ]);
   }
   return rows;
