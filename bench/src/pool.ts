@@ -95,9 +95,27 @@ async function phase(
     namespace,
     database: namespace,
     readyTimeoutMs: 60_000,
-    env: { LOG_LEVEL: "warn", POLLER_STATUS_INTERVAL_MS: "500", FLEET_SHUTDOWN_MS: "2000", ...env },
+    // The sessions ask for the fleet's own model, which pooled agents are started with.
+    env: {
+      LOG_LEVEL: "warn",
+      POLLER_STATUS_INTERVAL_MS: "500",
+      FLEET_SHUTDOWN_MS: "2000",
+      FLEET_MODEL: "demo",
+      ...env,
+    },
   };
-  const services = [await startService("spawner", common, 0), await startService("poller", common, 0)];
+  // The model gateway, as `./fleet up` runs it: pooled agents hold an inert token until claimed.
+  const keys = `g1:${randomBytes(32).toString("base64url")}`;
+  const gateway = await startService(
+    "gateway",
+    { ...common, env: { ...common.env, FLEET_GATEWAY_KEYS: keys, FLEET_MODEL_API_KEY: "none" } },
+    0,
+  );
+  const viaGateway = {
+    ...common,
+    env: { ...common.env, FLEET_GATEWAY_KEYS: keys, FLEET_GATEWAY_URL: gateway.url ?? "" },
+  };
+  const services = [gateway, await startService("spawner", viaGateway, 0), await startService("poller", common, 0)];
   const db = ctx.b.mongo.db(namespace);
   const pool = db.collection<{ _id: string; state: string }>("pool");
   const pooled = env.FLEET_POOL_MAX !== undefined;

@@ -4,6 +4,7 @@ import {
   mintPoolGatewayToken,
   pooledAgentPassword,
   type AgentClient,
+  type AgentSessionStatus,
   type AgentRuntime,
   type GatewayTokenConfig,
   type Logger,
@@ -257,8 +258,7 @@ export class PoolManager {
       );
       const client = runtime.connect({ baseUrl: sandbox.url(sandbox.agentPort), password });
       await waitHealthy(client, sandbox, s.agentReadyMs);
-      // Bootstraps the workspace's instance (config, providers, tools), which a first prompt would pay.
-      await client.createSession("warm-up");
+      await warmUp(client, s);
       if (!(await store.markPoolWarm(sandbox.id, pid))) throw new Error("its pool record is gone");
     } catch (err) {
       if (sandbox) {
@@ -297,6 +297,31 @@ export class PoolManager {
     if (e.slotHolder) await this.deps.store.releaseSlots(e.slotHolder).catch(() => undefined);
   }
 }
+
+/**
+ * Bootstraps the workspace's instance (config, providers, tools), which a first prompt would pay.
+ * With the gateway, a prompt runs too: its model call carries the inert pool token, which the gateway
+ * refuses at once, so the provider's code is loaded and nothing runs in the workspace. Without the
+ * gateway a prompt would reach the real model with the real key: only the session is created.
+ */
+async function warmUp(client: AgentClient, s: PoolSettings): Promise<void> {
+  const session = await client.createSession("warm-up");
+  if (!s.gateway) return;
+  await client.prompt(session.id, { text: "warm-up", model: s.model.models[0] ?? "default" });
+  const started = Date.now();
+  let seenBusy = false;
+  while (Date.now() - started < WARM_UP_MS) {
+    await new Promise((r) => setTimeout(r, 200));
+    const statuses = await client.status().catch((): Record<string, AgentSessionStatus> => ({}));
+    if (statuses[session.id]) seenBusy = true;
+    // "absent" means done only after busy was seen (the status can lag the prompt by ~200 ms).
+    else if (seenBusy || Date.now() - started > 3_000) break;
+  }
+  await client.abort(session.id).catch(() => undefined);
+}
+
+/** The longest a pooled agent's warm-up prompt may take before it is aborted. */
+const WARM_UP_MS = 15_000;
 
 /**
  * Sandboxes are interchangeable only when made the same way: provider, agent runtime, model endpoint
