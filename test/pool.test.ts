@@ -50,6 +50,9 @@ describe("warm pool: ready agents claimed by exactly one session each", () => {
     expect(warm).toHaveLength(POOL);
     // Nothing of a session reaches a warm sandbox before its claim: no session, no slot of a session.
     for (const e of warm) expect(e.sessionId).toBeUndefined();
+    // What `./fleet pool` shows: the spawner's report for the key, its target the configured minimum.
+    const [status] = await fleet.store.poolStatuses(FLEET);
+    expect(status).toMatchObject({ key: warm[0]?.key, target: POOL });
 
     const ids = await Promise.all(
       Array.from({ length: POOL + 2 }, (_, i) =>
@@ -65,6 +68,7 @@ describe("warm pool: ready agents claimed by exactly one session each", () => {
     expect(new Set(sandboxes).size).toBe(done.length);
     const warmRuns = done.filter((s) => s.metrics.setup.warm === true);
     expect(warmRuns.length).toBeGreaterThanOrEqual(POOL);
+    expect((await fleet.store.poolStatuses(FLEET))[0]?.hits).toBeGreaterThanOrEqual(POOL);
     for (const s of warmRuns) {
       expect(s.sandbox?.pooled).toBe(true);
       expect(s.metrics.setup.serverStartMs).toBe(0);

@@ -24,6 +24,7 @@ export const COMMANDS = [
     args: "create --project P [--project Q] [--label L] | keys revoke ID | keys ls",
     about: "API keys scoped to projects (* = all); stored hashed, shown once",
   },
+  { name: "pool", about: "the warm pool per key: ready vs target, starting, claimed, hit ratio" },
   { name: "infra up", about: "start NATS (JetStream) and the store in the background; print their URLs" },
   { name: "infra down", about: "stop what 'infra up' started" },
   { name: "infra status", about: "show whether they run and answer" },

@@ -18,6 +18,11 @@ export const CliEnv = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]{1,63}$/)
     .optional(),
+  FLEET_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .optional()
+    .describe("the fleet whose warm pool ./fleet pool shows (default fleet)"),
   FLEET_API_URL: z
     .url()
     .optional()

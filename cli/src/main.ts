@@ -9,6 +9,7 @@ import { demoCmd } from "./demo.js";
 import { downCmd, upCmd } from "./fleet.js";
 import { cancelCmd, logsCmd, lsCmd, showCmd, submitCmd } from "./sessions.js";
 import { keysCmd } from "./keys.js";
+import { poolCmd } from "./pool.js";
 import { COMMANDS, type CommandName } from "./commands.js";
 
 type Run = (ctx: CliContext, args: string[], root: string) => number | Promise<number>;
@@ -24,6 +25,7 @@ const RUN: Record<CommandName, Run> = {
   show: (ctx, args) => showCmd(ctx, args),
   cancel: (ctx, args) => cancelCmd(ctx, args),
   keys: (ctx, args) => keysCmd(ctx, args),
+  pool: (ctx) => poolCmd(ctx),
   "infra up": (ctx) => infraUp(ctx),
   "infra down": (ctx) => infraDown(ctx),
   "infra status": (ctx) => infraStatusCmd(ctx),

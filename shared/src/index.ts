@@ -142,6 +142,7 @@ export {
   type SlotStore,
   type PoolClaim,
   type PoolEntry,
+  type PoolStatus,
   type PoolStore,
   type TransitionRequest,
   type UsageStore,

@@ -1,5 +1,5 @@
 import { loadConfigOrExit, onSignals } from "@fleet/shared";
-import { serveMetrics } from "@fleet/shared/metrics";
+import { poolMetrics, serveMetrics } from "@fleet/shared/metrics";
 import { createAgentRuntime, createSandboxProvider, startRuntime } from "@fleet/shared/service";
 import { createSpawner } from "./spawn.js";
 import { PoolManager } from "./pool.js";
@@ -28,7 +28,13 @@ const runtime = await createAgentRuntime(config, rt.logger);
 const pool =
   config.FLEET_POOL_MAX > 0
     ? new PoolManager(
-        { store: rt.store, provider, runtime, logger: rt.logger.child({ component: "pool" }) },
+        {
+          store: rt.store,
+          provider,
+          runtime,
+          logger: rt.logger.child({ component: "pool" }),
+          metrics: poolMetrics(rt.metrics.registry),
+        },
         {
           fleet: config.FLEET_NAME,
           instanceId: rt.instanceId,

@@ -16,6 +16,7 @@ import {
   type Session,
   type SlotStore,
 } from "@fleet/shared";
+import type { PoolMetrics } from "@fleet/shared/metrics";
 import { waitHealthy } from "./health.js";
 import { poolDemandTarget, type PoolSizing } from "./pool-sizing.js";
 
@@ -44,6 +45,7 @@ export interface PoolDeps {
   provider: SandboxProvider;
   runtime: AgentRuntime;
   logger: Logger;
+  metrics?: PoolMetrics;
 }
 
 export interface WarmClaim {
@@ -74,6 +76,9 @@ export class PoolManager {
   private lastError: string | undefined;
   private readonly demand: number[] = [];
   private stopped = false;
+  private lastTick: number | undefined;
+  private hits = 0;
+  private misses = 0;
 
   constructor(
     private readonly deps: PoolDeps,
@@ -146,13 +151,26 @@ export class PoolManager {
             baseUrl: sandbox.url(sandbox.agentPort),
             password: pooledAgentPassword(this.settings.agentSecret, sandbox.id),
           });
-          return { sandbox, client, entry, claimMs: Date.now() - started };
+          const claimMs = Date.now() - started;
+          this.hits += 1;
+          this.deps.metrics?.claims.inc({ key: this.key, result: "hit" });
+          this.deps.metrics?.claimSeconds.observe({ key: this.key }, claimMs / 1000);
+          this.deps.metrics?.warmAgeSeconds.observe(
+            { key: this.key },
+            Math.max(0, Date.now() - (entry.readyAt ?? entry.createdAt)) / 1000,
+          );
+          return { sandbox, client, entry, claimMs };
         }
         this.deps.logger.warn({ sandboxId: entry.sandboxId }, "claimed a pooled sandbox that is gone; trying another");
         await this.drop(entry);
         continue;
       }
-      if (Date.now() - started >= this.settings.claimWaitMs) return null;
+      if (Date.now() - started >= this.settings.claimWaitMs) {
+        this.misses += 1;
+        this.deps.metrics?.claims.inc({ key: this.key, result: "miss" });
+        this.deps.metrics?.claimSeconds.observe({ key: this.key }, (Date.now() - started) / 1000);
+        return null;
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -193,6 +211,25 @@ export class PoolManager {
       kept += 1;
     }
     const target = this.target(now);
+    const ready = mine.filter((e) => e.state === "warm").length;
+    this.deps.metrics?.target.set({ key: this.key }, target);
+    this.deps.metrics?.ready.set({ key: this.key }, ready);
+    if (this.lastTick !== undefined)
+      this.deps.metrics?.idleWarmSeconds.inc({ key: this.key }, (ready * (now - this.lastTick)) / 1000);
+    this.lastTick = now;
+    await store.reportPoolStatus({
+      fleet,
+      owner: instanceId,
+      key: this.key,
+      target,
+      ready,
+      starting: mine.filter((e) => e.state === "starting").length,
+      hits: this.hits,
+      misses: this.misses,
+      failures: this.failures,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+      at: now,
+    });
     // Over target (demand fell, or stopped: the pool shrinks to its minimum), the oldest go first.
     const warm = mine.filter((e) => e.state === "warm");
     for (let surplus = kept - target; surplus > 0 && warm.length > 0; surplus--) {
@@ -286,6 +323,7 @@ export class PoolManager {
     if (!(await this.deps.store.removeUnclaimed(e.sandboxId))) return false;
     await this.deps.provider.kill(e.sandboxId).catch(() => undefined);
     if (e.slotHolder) await this.deps.store.releaseSlots(e.slotHolder).catch(() => undefined);
+    this.deps.metrics?.reaps.inc({ key: this.key, reason });
     this.deps.logger.info({ sandboxId: e.sandboxId, reason }, "pooled sandbox reaped");
     return true;
   }

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** The fleet's Prometheus metrics; each service registers the same names and fills what it does. */
 export interface FleetMetrics {
@@ -86,4 +86,65 @@ export function serveMetrics(registry: Registry, port: number, host = "127.0.0.1
     server.once("error", reject);
     server.listen(port, host, () => resolve(server));
   });
+}
+
+/** The warm pool's metrics (spawner, when its pool is on). */
+export interface PoolMetrics {
+  ready: Gauge<"key">;
+  target: Gauge<"key">;
+  claims: Counter<"key" | "result">;
+  claimSeconds: Histogram<"key">;
+  warmAgeSeconds: Histogram<"key">;
+  reaps: Counter<"key" | "reason">;
+  idleWarmSeconds: Counter<"key">;
+}
+
+export function poolMetrics(registry: Registry): PoolMetrics {
+  const registers = [registry];
+  return {
+    ready: new Gauge({
+      name: "fleet_pool_ready",
+      help: "Warm, unclaimed pooled sandboxes this instance owns",
+      labelNames: ["key"],
+      registers,
+    }),
+    target: new Gauge({
+      name: "fleet_pool_target",
+      help: "Pooled sandboxes this instance aims to keep ready",
+      labelNames: ["key"],
+      registers,
+    }),
+    claims: new Counter({
+      name: "fleet_pool_claims_total",
+      help: "Sessions that looked for a pooled sandbox: result hit (claimed one) or miss (started cold)",
+      labelNames: ["key", "result"],
+      registers,
+    }),
+    claimSeconds: new Histogram({
+      name: "fleet_pool_claim_seconds",
+      help: "Time a session spent claiming a pooled sandbox (hits and misses)",
+      labelNames: ["key"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1],
+      registers,
+    }),
+    warmAgeSeconds: new Histogram({
+      name: "fleet_pool_warm_age_seconds",
+      help: "How long a claimed sandbox had been ready",
+      labelNames: ["key"],
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800],
+      registers,
+    }),
+    reaps: new Counter({
+      name: "fleet_pool_reaps_total",
+      help: "Pooled sandboxes killed unclaimed, by reason (max_age, health, idle, make_room, shutdown)",
+      labelNames: ["key", "reason"],
+      registers,
+    }),
+    idleWarmSeconds: new Counter({
+      name: "fleet_pool_idle_warm_sandbox_seconds_total",
+      help: "Sandbox-seconds pooled sandboxes spent warm and unclaimed (the pool's idle cost)",
+      labelNames: ["key"],
+      registers,
+    }),
+  };
 }

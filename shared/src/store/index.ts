@@ -7,6 +7,7 @@ export type {
   Page,
   PoolClaim,
   PoolEntry,
+  PoolStatus,
   PoolStore,
   SessionDocStore,
   SessionPatch,

@@ -24,7 +24,7 @@ import { guarded } from "./errors.js";
 import { MongoLogLines } from "./log-lines.js";
 import type { SessionStore } from "./port.js";
 import { MongoSessions, type CreateResult, type Page, type SessionPatch, type TransitionRequest } from "./sessions.js";
-import { MongoPool, type PoolClaim, type PoolEntry } from "./pool.js";
+import { MongoPool, type PoolClaim, type PoolEntry, type PoolStatus } from "./pool.js";
 import { MongoSlots } from "./slots.js";
 import { MongoUsage } from "./usage.js";
 
@@ -174,6 +174,12 @@ export class MongoSessionStore implements SessionStore {
   }
   removePoolEntry(sandboxId: string): Promise<void> {
     return this.pool.removePoolEntry(sandboxId);
+  }
+  reportPoolStatus(status: PoolStatus): Promise<void> {
+    return this.pool.reportPoolStatus(status);
+  }
+  poolStatuses(fleet: string): Promise<PoolStatus[]> {
+    return this.pool.poolStatuses(fleet);
   }
 
   saveApiKey(record: ApiKeyRecord): Promise<void> {

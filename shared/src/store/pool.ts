@@ -32,6 +32,22 @@ export interface PoolClaim {
   projectId: string;
 }
 
+/** What a spawner's pool reports of itself (`pool_status`, one document per instance), for `./fleet pool`. */
+export interface PoolStatus {
+  fleet: string;
+  owner: string;
+  key: string;
+  target: number;
+  ready: number;
+  starting: number;
+  /** Since the instance started: sessions that got a pooled sandbox, and those that started cold. */
+  hits: number;
+  misses: number;
+  failures: number;
+  lastError?: string;
+  at: number;
+}
+
 /** The `pool` collection: warm sandboxes per pool key, and the claims that bind them to sessions. */
 export interface PoolStore {
   /** Records a sandbox being made for the pool (state starting). */
@@ -58,6 +74,9 @@ export interface PoolStore {
   removeUnclaimed(sandboxId: string): Promise<boolean>;
   /** Removes an entry whatever its state (its sandbox is gone). */
   removePoolEntry(sandboxId: string): Promise<void>;
+  reportPoolStatus(status: PoolStatus): Promise<void>;
+  /** The latest report of every instance of a fleet, newest first. */
+  poolStatuses(fleet: string): Promise<PoolStatus[]>;
 }
 
 type PoolDoc = Omit<PoolEntry, "sandboxId"> & { _id: string };
@@ -69,9 +88,24 @@ function entry(doc: PoolDoc): PoolEntry {
 
 export class MongoPool implements PoolStore {
   private readonly pool: Collection<PoolDoc>;
+  private readonly statuses: Collection<PoolStatus & { _id: string }>;
 
   constructor(db: Db) {
     this.pool = db.collection<PoolDoc>("pool");
+    this.statuses = db.collection<PoolStatus & { _id: string }>("pool_status");
+  }
+
+  async reportPoolStatus(status: PoolStatus): Promise<void> {
+    await guarded("reportPoolStatus", () =>
+      this.statuses.replaceOne({ _id: `${status.fleet}/${status.owner}` }, status, { upsert: true }),
+    );
+  }
+
+  async poolStatuses(fleet: string): Promise<PoolStatus[]> {
+    const docs = await guarded("poolStatuses", () =>
+      this.statuses.find({ fleet }).sort({ at: -1 }).limit(1_000).toArray(),
+    );
+    return docs.map(({ _id, ...rest }) => rest);
   }
 
   async init(): Promise<void> {
