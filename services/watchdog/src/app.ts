@@ -39,7 +39,7 @@ export function createWatchdog(deps: EndDeps, options: WatchdogOptions): Watchdo
       });
       const tickReaper = guarded("reaper", async () => {
         await reap(deps, options);
-        await sweepSlots(deps);
+        await sweepSlots(deps, options.fleet);
       });
       tickReaper();
       timers.push(setInterval(tickDeadlines, options.intervalMs), setInterval(tickReaper, options.reaperIntervalMs));

@@ -72,14 +72,30 @@ async function killPooled(deps: EndDeps, sandboxId: string, slotHolder: string |
   deps.logger.info({ sandboxId, reason }, "reaped pooled sandbox");
 }
 
-/** Frees admission slots still held by sessions that ended (or never existed), e.g. after a crash. */
-export async function sweepSlots(deps: EndDeps): Promise<number> {
+/** A warm-pool slot named by no pool record after this long was taken by a spawner that died before it recorded its sandbox. */
+const ORPHAN_POOL_SLOT_MS = 10 * 60_000;
+
+/**
+ * Frees admission slots still held by sessions that ended (or never existed), e.g. after a crash,
+ * and warm-pool slots whose sandbox was never recorded.
+ */
+export async function sweepSlots(deps: EndDeps, fleet?: string, now = Date.now()): Promise<number> {
   let freed = 0;
   const seen = new Set<string>();
+  let poolHolders: Set<string> | undefined;
   for (const slot of await deps.store.heldSlots()) {
     if (seen.has(slot.sessionId)) continue;
-    // A warm-pool sandbox's slot: freed by its pool's reaping (or the reaper's, above), not here.
-    if (slot.sessionId.startsWith("pool:")) continue;
+    if (slot.sessionId.startsWith("pool:")) {
+      // A warm-pool sandbox's slot is freed by the pool's reaping (or the reaper's, above); only one
+      // that no record names, long after it was taken, is an orphan.
+      if (fleet === undefined || now - slot.at < ORPHAN_POOL_SLOT_MS) continue;
+      poolHolders ??= new Set((await deps.store.poolEntries(fleet)).map((e) => e.slotHolder ?? ""));
+      if (poolHolders.has(slot.sessionId)) continue;
+      seen.add(slot.sessionId);
+      await deps.store.releaseSlots(slot.sessionId);
+      freed += 1;
+      continue;
+    }
     seen.add(slot.sessionId);
     const s = await deps.store.get(slot.sessionId);
     if (!s || isTerminal(s.status)) {

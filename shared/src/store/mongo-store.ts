@@ -141,7 +141,7 @@ export class MongoSessionStore implements SessionStore {
   releaseSlots(sessionId: string): Promise<void> {
     return this.slots.releaseSlots(sessionId);
   }
-  heldSlots(): Promise<Array<{ scope: string; sessionId: string }>> {
+  heldSlots(): Promise<Array<{ scope: string; sessionId: string; at: number }>> {
     return this.slots.heldSlots();
   }
   transferSlots(fromHolder: string, toHolder: string): Promise<number> {

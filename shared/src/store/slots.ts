@@ -15,7 +15,7 @@ export interface SlotStore {
   /** Hands every slot of one holder to another (a warm-pool sandbox's slot to the session that claimed it). */
   transferSlots(fromHolder: string, toHolder: string): Promise<number>;
   /** Every held slot, for the sweep that frees those of ended sessions. */
-  heldSlots(): Promise<Array<{ scope: string; sessionId: string }>>;
+  heldSlots(): Promise<Array<{ scope: string; sessionId: string; at: number }>>;
 }
 
 type SlotDoc = { _id: string; scope: string; sessionId: string; at: number };
@@ -63,8 +63,8 @@ export class MongoSlots implements SlotStore {
     return r.modifiedCount;
   }
 
-  async heldSlots(): Promise<Array<{ scope: string; sessionId: string }>> {
+  async heldSlots(): Promise<Array<{ scope: string; sessionId: string; at: number }>> {
     const docs = await guarded("heldSlots", () => this.slots.find({}).limit(10_000).toArray());
-    return docs.map((d) => ({ scope: d.scope, sessionId: d.sessionId }));
+    return docs.map((d) => ({ scope: d.scope, sessionId: d.sessionId, at: d.at }));
   }
 }
