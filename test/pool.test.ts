@@ -8,6 +8,15 @@ const FLEET = "pooltest";
 /** Pooled sandboxes kept ready; fewer than the sessions that race for them. */
 const POOL = 2;
 
+/** The pool settings of the fleet's spawner (also for one started again after a kill). */
+const POOL_ENV = {
+  FLEET_MAX_SANDBOXES: "4",
+  FLEET_POOL_MAX: String(POOL),
+  FLEET_POOL_MIN: String(POOL),
+  FLEET_POOL_BURST: "0",
+  FLEET_POOL_TICK_MS: "300",
+};
+
 describe("warm pool: ready agents claimed by exactly one session each", () => {
   const fleet = useTestFleet({
     prefix: "pool",
@@ -20,22 +29,7 @@ describe("warm pool: ready agents claimed by exactly one session each", () => {
       REAPER_GRACE_MS: "1000",
       REAPER_POOL_STALE_MS: "10000",
     },
-    services: [
-      ["gateway"],
-      ["api"],
-      [
-        "spawner",
-        {
-          FLEET_MAX_SANDBOXES: "4",
-          FLEET_POOL_MAX: String(POOL),
-          FLEET_POOL_MIN: String(POOL),
-          FLEET_POOL_BURST: "0",
-          FLEET_POOL_TICK_MS: "300",
-        },
-      ],
-      ["poller"],
-      ["watchdog"],
-    ],
+    services: [["gateway"], ["api"], ["spawner", POOL_ENV], ["poller"], ["watchdog"]],
     store: true,
     submitDefaults: { projectId: "p-pool" },
     timeoutMs: 180_000,
@@ -163,4 +157,42 @@ describe("warm pool: ready agents claimed by exactly one session each", () => {
     expect(most).toBeLessThanOrEqual(4);
     expect((await fleet.provider.list()).length).toBeLessThanOrEqual(4);
   }, 300_000);
+
+  it("a pool owner killed with SIGKILL and claims whose spawner died leave nothing behind, and nothing is used twice", async () => {
+    const done = await fleet.ended(await fleet.submit({ prompt: "before the kill" }), 120_000);
+    expect(done.status).toBe("completed");
+    const warm = await warmPool();
+    // Claims whose spawner died before it recorded the sandbox on the session: one for a session
+    // that has ended since, one for a session the store never had.
+    const ghosts = await fleet.store.poolEntries(FLEET, { state: "warm" });
+    const key = warm[0]?.key ?? "";
+    const a = await fleet.store.claimPooled(FLEET, key, {
+      sessionId: done.id,
+      attempt: done.attempt,
+      projectId: "p-pool",
+    });
+    const b = await fleet.store.claimPooled(FLEET, key, {
+      sessionId: "ses-never-was",
+      attempt: 1,
+      projectId: "p-pool",
+    });
+    expect(a && b).toBeTruthy();
+    // The pool's owner dies while it refills (or holds) what is left.
+    const owner = fleet.services.find((x) => x.name === "spawner" && x.process.running);
+    expect(owner).toBeDefined();
+    process.kill(owner?.process.pid ?? 0, "SIGKILL");
+    // The reaper kills the ghosts' sandboxes and everything the dead owner kept, recorded or not.
+    await eventually(
+      async () => (await fleet.provider.list()).every((x) => x.metadata.pool === undefined),
+      45_000,
+      250,
+    );
+    expect(await fleet.store.poolEntries(FLEET)).toEqual([]);
+    // A spawner started again fills the pool anew; its sessions never get a ghost's sandbox.
+    await fleet.add("spawner", POOL_ENV);
+    const id = await fleet.submit({ prompt: "after the kill" });
+    const s = await fleet.ended(id, 120_000);
+    expect(s.status, JSON.stringify(s.error)).toBe("completed");
+    expect(ghosts.map((g) => g.sandboxId)).not.toContain(s.sandbox?.id);
+  }, 240_000);
 });

@@ -18,7 +18,9 @@ export interface ReapOptions {
  */
 export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()): Promise<string[]> {
   const killed: string[] = [];
-  for (const sb of await deps.provider.list({ fleet: options.fleet })) {
+  const listed = await deps.provider.list({ fleet: options.fleet });
+  await sweepPoolRecords(deps, options, new Set(listed.map((sb) => sb.id)), now);
+  for (const sb of listed) {
     if (now - sb.startedAt < options.graceMs && (sb.endAt === undefined || sb.endAt > now)) continue;
     let sessionId = sb.metadata.sessionId;
     let attempt = sb.metadata.attempt;
@@ -64,6 +66,21 @@ export async function reap(deps: EndDeps, options: ReapOptions, now = Date.now()
     }
   }
   return killed;
+}
+
+/**
+ * Pool records whose sandbox is gone: a claimed one (its session's end killed the sandbox) is only a
+ * record now; an unclaimed one of a dead owner still holds a slot.
+ */
+async function sweepPoolRecords(deps: EndDeps, options: ReapOptions, alive: Set<string>, now: number): Promise<void> {
+  for (const e of await deps.store.poolEntries(options.fleet)) {
+    if (alive.has(e.sandboxId)) continue;
+    if (e.state === "claimed") {
+      if (now - (e.claimedAt ?? e.createdAt) > options.graceMs) await deps.store.removePoolEntry(e.sandboxId);
+    } else if (now - e.seenAt > (options.poolStaleMs ?? 30_000) && (await deps.store.removeUnclaimed(e.sandboxId))) {
+      if (e.slotHolder) await deps.store.releaseSlots(e.slotHolder);
+    }
+  }
 }
 
 async function killPooled(deps: EndDeps, sandboxId: string, slotHolder: string | undefined, reason: string) {
