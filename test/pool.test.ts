@@ -98,6 +98,14 @@ describe("warm pool: ready agents claimed by exactly one session each", () => {
       await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`)
     ).body.lines.map((l) => l.line);
     expect(lines.some((l) => l.includes("claimed from the pool"))).toBe(true);
+    // The setup breakdown says so.
+    const metrics = await api<{ startedWarm: boolean; steps: Array<{ step: string }> }>(
+      fleet,
+      "GET",
+      `/v1/sessions/${id}/metrics`,
+    );
+    expect(metrics.body.startedWarm).toBe(true);
+    expect(metrics.body.steps.map((x) => x.step)).toContain("claim");
   }, 180_000);
 
   it("skips a pooled sandbox that died before its claim, and the session still completes", async () => {

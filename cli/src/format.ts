@@ -1,6 +1,8 @@
 import { isTerminal, type Session } from "@fleet/shared";
 
 export interface MetricsView {
+  /** Absent from an api older than the warm pool. */
+  startedWarm?: boolean;
   setupMs: number;
   executionMs: number;
   totalMs: number;
@@ -50,7 +52,7 @@ function statusText(s: Session): string {
 
 export function formatMetrics(m: MetricsView): string[] {
   return [
-    "setup breakdown:",
+    m.startedWarm ? "setup breakdown (warm: a ready agent from the pool):" : "setup breakdown:",
     ...m.steps.filter((s) => s.step !== "execution").map((s) => `  ${s.step.padEnd(14)} ${secs(s.ms).padStart(9)}`),
     `  ${"setup total".padEnd(14)} ${secs(m.setupMs).padStart(9)}  (${m.setupPercent}%)`,
     `  ${"execution".padEnd(14)} ${secs(m.executionMs).padStart(9)}  (${m.executionPercent}%)`,

@@ -152,6 +152,8 @@ export const Metrics = z.object({
   sessionId: SessionId,
   status: SessionStatus,
   setup: z.record(z.string(), z.number()),
+  /** Whether the session took a ready agent from the warm pool (no sandbox create, no server start). */
+  startedWarm: z.boolean(),
   setupMs: z.number(),
   executionMs: z.number(),
   totalMs: z.number(),

@@ -254,6 +254,7 @@ export const sessionRoutes =
         const pct = (v: number): number => (totalMs > 0 ? Math.round((v / totalMs) * 1_000) / 10 : 0);
         const order = [
           "queuedMs",
+          "claimMs",
           "sandboxCreateMs",
           "restoreMs",
           "serverStartMs",
@@ -265,6 +266,7 @@ export const sessionRoutes =
           sessionId: s.id,
           status: s.status,
           setup,
+          startedWarm: s.metrics.setup.warm === true,
           setupMs,
           executionMs,
           totalMs,
