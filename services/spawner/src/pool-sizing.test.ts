@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { creationBackoffMs } from "./pool.js";
 import { poolDemandTarget, type PoolSizing } from "./pool-sizing.js";
 
 const sizing: PoolSizing = { min: 0, max: 4, windowMs: 60_000, refillMs: 10_000, burst: 1, maxCreating: 1 };
@@ -15,5 +16,11 @@ describe("poolDemandTarget", () => {
     expect(poolDemandTarget(sizing, steady, 110_000)).toBe(2);
     const burst = Array.from({ length: 60 }, (_, i) => 100_000 + i);
     expect(poolDemandTarget(sizing, burst, 110_000)).toBe(4);
+  });
+});
+
+describe("creationBackoffMs", () => {
+  it("doubles the wait after each failure in a row, up to a minute", () => {
+    expect([0, 1, 2, 3, 10].map(creationBackoffMs)).toEqual([0, 1_000, 2_000, 4_000, 60_000]);
   });
 });

@@ -57,8 +57,17 @@ export interface WarmClaim {
 
 /** A warm sandbox's hard timeout past its maximum age: the longest a claimed one may serve its session. */
 const SERVE_LIMIT_MS = 6 * 3_600_000;
-/** Creation failures in a row after which the pool stops creating (until a claim asks again). */
+/**
+ * Creation failures in a row after which the pool stops creating; a session that finds no ready
+ * agent restarts it once RETRY_STOPPED_MS have passed. Before that, each failure doubles the wait.
+ */
 const MAX_FAILURES = 5;
+const RETRY_STOPPED_MS = 5 * 60_000;
+
+/** The wait before the next creation after `failures` failures in a row: 1 s, 2 s, 4 s… */
+export function creationBackoffMs(failures: number): number {
+  return failures === 0 ? 0 : Math.min(60_000, 1_000 * 2 ** (failures - 1));
+}
 
 /**
  * The warm pool of one spawner instance: keeps ready agents (sandbox made, OpenCode started with its
@@ -73,6 +82,7 @@ export class PoolManager {
   private ticking: Promise<void> | undefined;
   private creating = 0;
   private failures = 0;
+  private lastFailureAt = 0;
   private lastError: string | undefined;
   private readonly demand: number[] = [];
   private stopped = false;
@@ -167,6 +177,9 @@ export class PoolManager {
       }
       if (Date.now() - started >= this.settings.claimWaitMs) {
         this.misses += 1;
+        // A stopped pool tries again for a session that wanted an agent, long after it stopped.
+        if (this.failures >= MAX_FAILURES && Date.now() - this.lastFailureAt > RETRY_STOPPED_MS)
+          this.failures = MAX_FAILURES - 1;
         this.deps.metrics?.claims.inc({ key: this.key, result: "miss" });
         this.deps.metrics?.claimSeconds.observe({ key: this.key }, (Date.now() - started) / 1000);
         return null;
@@ -237,6 +250,7 @@ export class PoolManager {
       if (e && (await this.reap(e, "idle"))) kept -= 1;
     }
     if (this.failures >= MAX_FAILURES) return;
+    if (Date.now() - this.lastFailureAt < creationBackoffMs(this.failures)) return;
     for (let missing = target - kept - this.creating; missing > 0; missing--) {
       if (this.creating >= this.settings.maxCreating) break;
       const holder = `pool:${randomUUID()}`;
@@ -249,6 +263,7 @@ export class PoolManager {
         })
         .catch((err: unknown) => {
           this.failures += 1;
+          this.lastFailureAt = Date.now();
           this.lastError = errorMessage(err);
           logger.warn({ err: this.lastError, failures: this.failures }, "could not make a pooled sandbox");
         })
