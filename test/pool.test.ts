@@ -195,7 +195,9 @@ describe("warm pool: ready agents claimed by exactly one session each", () => {
       45_000,
       250,
     );
-    expect(await fleet.store.poolEntries(FLEET)).toEqual([]);
+    // Their records go too: a reaped sandbox's at once, a claimed one whose sandbox is gone at a later
+    // sweep (after the grace), so the state is awaited rather than read once.
+    await eventually(async () => (await fleet.store.poolEntries(FLEET)).length === 0, 30_000, 250);
     // A spawner started again fills the pool anew; its sessions never get a ghost's sandbox.
     await fleet.add("spawner", POOL_ENV);
     const id = await fleet.submit({ prompt: "after the kill" });
