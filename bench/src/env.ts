@@ -9,6 +9,7 @@ import {
   freePort,
   startInfra,
   startService,
+  type FleetProcessOptions,
   type Infra,
   type RunningService,
   type ServiceName,
@@ -109,6 +110,29 @@ export interface BenchFleet {
 }
 
 /** The fleet's services as separate processes on the simulated provider, in a namespace of their own. */
+/**
+ * The options of services that run real agents (local sandboxes, OpenCode) on the given model, in a
+ * namespace and database of their own: B6 and B10 start their services with these.
+ */
+export function realAgentServices(
+  b: BenchInfra,
+  namespace: string,
+  modelUrl: string,
+  env: Record<string, string> = {},
+): FleetProcessOptions {
+  return {
+    natsUrl: b.infra.natsUrl,
+    mongoUri: b.infra.mongoUri,
+    dataDir: join(b.dataDir, namespace),
+    agentSecret: randomBytes(32).toString("base64url"),
+    modelUrl,
+    namespace,
+    database: namespace,
+    readyTimeoutMs: 60_000,
+    env: { LOG_LEVEL: "warn", POLLER_STATUS_INTERVAL_MS: "500", FLEET_SHUTDOWN_MS: "2000", ...env },
+  };
+}
+
 export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<BenchFleet> {
   const dir = join(b.dataDir, spec.namespace);
   const simDir = join(dir, "sim");

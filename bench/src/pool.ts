@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { createLogger, subjectFor } from "@fleet/shared";
 import { startService } from "@fleet/devtools/infra";
 import { SCENARIOS, type ScenarioInput, startScriptedModel } from "@fleet/devtools/model";
 import type { Ctx } from "./scenarios.js";
+import { realAgentServices } from "./env.js";
 import { percentile, round } from "./util.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -86,24 +86,8 @@ async function phase(
   env: Record<string, string>,
 ): Promise<{ summary: B10Phase; warmSeconds: number }> {
   const namespace = `${name}-${randomBytes(4).toString("hex")}`;
-  const common = {
-    natsUrl: ctx.b.infra.natsUrl,
-    mongoUri: ctx.b.infra.mongoUri,
-    dataDir: join(ctx.b.dataDir, namespace),
-    agentSecret: randomBytes(32).toString("base64url"),
-    modelUrl,
-    namespace,
-    database: namespace,
-    readyTimeoutMs: 60_000,
-    // The sessions ask for the fleet's own model, which pooled agents are started with.
-    env: {
-      LOG_LEVEL: "warn",
-      POLLER_STATUS_INTERVAL_MS: "500",
-      FLEET_SHUTDOWN_MS: "2000",
-      FLEET_MODEL: "demo",
-      ...env,
-    },
-  };
+  // The sessions ask for the fleet's own model, which pooled agents are started with.
+  const common = realAgentServices(ctx.b, namespace, modelUrl, { FLEET_MODEL: "demo", ...env });
   // The model gateway, as `./fleet up` runs it: pooled agents hold an inert token until claimed.
   const keys = `g1:${randomBytes(32).toString("base64url")}`;
   const gateway = await startService(

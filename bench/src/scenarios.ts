@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { LIMITS, createLogger, subjectFor } from "@fleet/shared";
@@ -8,6 +7,7 @@ import type { Baselines } from "./baselines.js";
 import { sampleStored } from "./stored.js";
 import {
   harnessReads,
+  realAgentServices,
   serverCounters,
   sessionTimes,
   waitEnded,
@@ -665,23 +665,7 @@ export async function b6(ctx: Ctx): Promise<B6Result> {
     logger,
   });
   const namespace = ns("b6");
-  const dir = join(ctx.b.dataDir, namespace);
-  const common = {
-    natsUrl: ctx.b.infra.natsUrl,
-    mongoUri: ctx.b.infra.mongoUri,
-    dataDir: dir,
-    agentSecret: randomBytes(32).toString("base64url"),
-    modelUrl: model.url,
-    namespace,
-    database: namespace,
-    readyTimeoutMs: 60_000,
-    env: {
-      LOG_LEVEL: "warn",
-      POLLER_STATUS_INTERVAL_MS: "500",
-      FLEET_SHUTDOWN_MS: "2000",
-    },
-    ...cpuProfile(ctx),
-  };
+  const common = { ...realAgentServices(ctx.b, namespace, model.url), ...cpuProfile(ctx) };
   const services = [await startService("spawner", common, 0), await startService("poller", common, 0)];
   const db = ctx.b.mongo.db(namespace);
   try {
