@@ -9,6 +9,18 @@ const output = { response: "done", thinking: "", toolCalls: [], todos: [], diffs
 describe(`sessions on a real ${inject("storeKind")}`, () => {
   const sessions: SessionDocStore = useStore("sessions");
 
+  it("counts the active sessions per project, status and phase, and no ended one", async () => {
+    const make = (id: string, projectId: string) => sessions.create({ id, projectId, prompt: "x", config }, 1_000);
+    await Promise.all([make("ac-1", "p-ac-a"), make("ac-2", "p-ac-a"), make("ac-3", "p-ac-b"), make("ac-4", "p-ac-b")]);
+    await sessions.transition("ac-3", { from: ["pending"], to: "running", set: { phase: "running" } });
+    await sessions.transition("ac-4", { from: ["pending"], to: "failed", set: { completedAt: 2_000 } });
+    const counts = (await sessions.activeCounts()).filter((c) => c.projectId.startsWith("p-ac-"));
+    expect(counts).toEqual([
+      { projectId: "p-ac-a", status: "pending", phase: "queued", count: 2 },
+      { projectId: "p-ac-b", status: "running", phase: "running", count: 1 },
+    ]);
+  });
+
   it("creates idempotently on the session id and fills the defaults", async () => {
     const a = await sessions.create({ id: "s-create", projectId: "p", prompt: "x", config }, 1_000);
     const b = await sessions.create({ id: "s-create", projectId: "other", prompt: "y", config }, 2_000);

@@ -29,6 +29,11 @@ export const SUITE_PACKAGES: readonly DebianPackage[] = [
     probe: ["redis-server", "--version"],
     without: "test/bench-peer.test.ts (the BullMQ peer) fails",
   },
+  {
+    name: "chromium",
+    probe: ["chromium", "--version"],
+    without: "test/dashboard.test.ts (the dashboard in a real browser) fails",
+  },
 ];
 
 /**

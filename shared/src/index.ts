@@ -52,6 +52,7 @@ export {
 } from "./bus/index.js";
 export {
   type ApiKeyStore,
+  type ActiveCount,
   type CardFileStore,
   type CreateResult,
   type DeadLetterStore,
@@ -69,6 +70,8 @@ export {
   type PoolEntry,
   type PoolStatus,
   type PoolStore,
+  poolSummary,
+  STALE_POOL_REPORT_MS,
   type TransitionRequest,
   type UsageStore,
 } from "./store/index.js";

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { CardId, FileSpec, LIMITS, ProjectId, SessionBudget, SessionId } from "./common.js";
-import { LogLine, Session, SessionStatus } from "./session.js";
+import { DeadLetter, LogLine, Session, SessionStatus } from "./session.js";
 import { ProjectDayUsage, UsageDay, UsageTotals } from "./usage.js";
 
 /**
@@ -100,3 +100,37 @@ export type Metrics = z.infer<typeof Metrics>;
 export type ActiveSession = z.infer<typeof ActiveSession>;
 export type CancelBody = z.infer<typeof CancelBody>;
 export type ProjectUsage = z.infer<typeof ProjectUsage>;
+
+/** One pool key of the warm pool, summed over the spawners that run it (`GET /v1/fleet`, `./fleet pool`). */
+export const PoolKeyView = z.object({
+  key: z.string(),
+  ready: z.number().int().nonnegative(),
+  target: z.number().int().nonnegative(),
+  starting: z.number().int().nonnegative(),
+  claimed: z.number().int().nonnegative(),
+  hits: z.number().int().nonnegative(),
+  misses: z.number().int().nonnegative(),
+  /** Age of the oldest ready agent, 0 when none is ready. */
+  oldestReadyMs: z.number().nonnegative(),
+  errors: z.array(z.object({ owner: z.string(), failures: z.number().int(), lastError: z.string() })),
+});
+export type PoolKeyView = z.infer<typeof PoolKeyView>;
+
+/** `GET /v1/fleet`: what runs and what waits, per project; the admission slots; the warm pool; dead letters. */
+export const FleetOverview = z.object({
+  at: z.number().int(),
+  projects: z.array(
+    z.object({
+      projectId: ProjectId,
+      queued: z.number().int().nonnegative().describe("waiting for admission or a spawner"),
+      starting: z.number().int().nonnegative().describe("admitted, sandbox and agent being set up"),
+      running: z.number().int().nonnegative(),
+    }),
+  ),
+  admission: z.object({
+    sandboxesHeld: z.number().int().nonnegative().describe("fleet-wide admission slots held (sessions and warm pool)"),
+  }),
+  pool: z.array(PoolKeyView),
+  deadLetters: z.array(DeadLetter).describe("the newest dead bus messages"),
+});
+export type FleetOverview = z.infer<typeof FleetOverview>;

@@ -90,9 +90,11 @@ export {
   Details,
   EndEventData,
   ErrorBody,
+  FleetOverview,
   LogEventData,
   LogsBody,
   Metrics,
+  PoolKeyView,
   ProjectUsage,
   SessionPage,
 } from "./http.js";

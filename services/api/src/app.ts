@@ -15,6 +15,8 @@ import { healthRoutes } from "./routes/health.js";
 import { logRoutes } from "./routes/logs.js";
 import { sessionRoutes } from "./routes/sessions.js";
 import { usageRoutes } from "./routes/usage.js";
+import { fleetRoutes } from "./routes/fleet.js";
+import { dashboardRoutes } from "./routes/dashboard.js";
 import { SECURITY_SCHEMES } from "./schemas.js";
 
 export interface ApiDeps {
@@ -32,6 +34,8 @@ export interface ApiDeps {
   projects?: KnownProjects;
   /** Largest request body accepted, in bytes. */
   bodyLimit?: number;
+  /** The fleet's name (FLEET_NAME): whose warm pool the overview shows (default `fleet`). */
+  fleet?: string;
   /** Open log streams per API key and per process (default 50 and 1,000); more are refused with 429. */
   followers?: Partial<FollowerCaps>;
 }
@@ -78,6 +82,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook("preClose", async () => followers.hub.close());
   await app.register(logRoutes({ store: deps.store, bus: deps.bus, followers }));
   await app.register(usageRoutes({ store: deps.store }));
+  await app.register(fleetRoutes({ store: deps.store, fleet: deps.fleet ?? "fleet" }));
+  await app.register(dashboardRoutes);
   if (deps.callbacks) {
     // A session completed by its sandbox ends here: counted in the api's /metrics.
     const metrics = { sessionsEnded: sessionsEndedCounter(deps.registry) };

@@ -14,6 +14,7 @@ const app = await createApi({
   submitsPerMinute: config.API_SUBMITS_PER_MINUTE,
   followers: { perKey: config.API_FOLLOWERS_PER_KEY, perProcess: config.API_FOLLOWERS_MAX },
   projects: config.FLEET_PROJECTS,
+  fleet: config.FLEET_NAME,
   ...(config.FLEET_CALLBACK_KEYS
     ? {
         callbacks: {

@@ -9,6 +9,7 @@ export {
   CreateSessionBody,
   Details,
   ErrorBody,
+  FleetOverview,
   Metrics,
   ProjectUsage,
   SessionPage,

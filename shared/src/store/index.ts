@@ -1,4 +1,5 @@
 export type {
+  ActiveCount,
   ApiKeyStore,
   CardFileStore,
   CreateResult,
@@ -18,3 +19,4 @@ export type {
 } from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";
+export { poolSummary, STALE_POOL_REPORT_MS } from "./pool-summary.js";

@@ -23,7 +23,14 @@ import { MongoDeadLetters } from "./dead-letters.js";
 import { guarded } from "./errors.js";
 import { MongoLogLines } from "./log-lines.js";
 import type { SessionStore } from "./port.js";
-import { MongoSessions, type CreateResult, type Page, type SessionPatch, type TransitionRequest } from "./sessions.js";
+import {
+  MongoSessions,
+  type ActiveCount,
+  type CreateResult,
+  type Page,
+  type SessionPatch,
+  type TransitionRequest,
+} from "./sessions.js";
 import { MongoPool, type PoolClaim, type PoolEntry, type PoolStatus } from "./pool.js";
 import { MongoSlots } from "./slots.js";
 import { MongoUsage } from "./usage.js";
@@ -120,6 +127,10 @@ export class MongoSessionStore implements SessionStore {
   }
   queuePosition(session: { id: string; createdAt: number }): Promise<number> {
     return this.sessions.queuePosition(session);
+  }
+
+  activeCounts(): Promise<ActiveCount[]> {
+    return this.sessions.activeCounts();
   }
 
   appendLogs(lines: readonly LogLine[]): Promise<{ inserted: number }> {

@@ -1,5 +1,13 @@
 import type { Collection, Db, Filter } from "mongodb";
-import { ACTIVE_STATUSES, LIFECYCLE, NewSession, Session, isTerminal, type SessionStatus } from "../contracts/index.js";
+import {
+  ACTIVE_STATUSES,
+  LIFECYCLE,
+  NewSession,
+  Session,
+  isTerminal,
+  type SessionPhase,
+  type SessionStatus,
+} from "../contracts/index.js";
 import { FleetError } from "../errors/index.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { guarded, isDuplicateKey, wrap } from "./errors.js";
@@ -60,6 +68,15 @@ export interface SessionDocStore {
    * this one: its place in the queue. Requests not yet picked up do not hold anyone back.
    */
   queuePosition(session: { id: string; createdAt: number }): Promise<number>;
+  /** How many sessions are pending or running now, per project, status and phase (the fleet page). */
+  activeCounts(): Promise<ActiveCount[]>;
+}
+
+export interface ActiveCount {
+  projectId: string;
+  status: SessionStatus;
+  phase: SessionPhase;
+  count: number;
 }
 
 type SessionDoc = Omit<Session, "id"> & { _id: string };
@@ -281,5 +298,24 @@ export class MongoSessions implements SessionDocStore {
         .toArray(),
     );
     return earlier.length;
+  }
+
+  activeCounts(): Promise<ActiveCount[]> {
+    return guarded("activeCounts", async () => {
+      const groups = await this.docs
+        .aggregate<{ _id: { projectId: string; status: SessionStatus; phase: SessionPhase }; count: number }>([
+          { $match: { status: { $in: [...ACTIVE_STATUSES] } } },
+          { $group: { _id: { projectId: "$projectId", status: "$status", phase: "$phase" }, count: { $sum: 1 } } },
+        ])
+        .toArray();
+      return groups
+        .map(({ _id, count }) => ({ ..._id, count }))
+        .sort(
+          (a, b) =>
+            a.projectId.localeCompare(b.projectId) ||
+            a.status.localeCompare(b.status) ||
+            a.phase.localeCompare(b.phase),
+        );
+    });
   }
 }
