@@ -108,3 +108,6 @@ export const SessionConfig = z
   })
   .strict();
 export type SessionConfig = z.infer<typeof SessionConfig>;
+
+/** A W3C trace context `traceparent` (version 00): names the trace a session's spans belong to. */
+export const Traceparent = z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);

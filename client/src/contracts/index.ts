@@ -11,6 +11,7 @@ export {
   SessionBudget,
   SessionConfig,
   SessionId,
+  Traceparent,
 } from "./common.js";
 export {
   EndRequest,

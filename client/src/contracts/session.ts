@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { CardId, ErrorInfo, Millis, ProjectId, SessionConfig, SessionId } from "./common.js";
+import { CardId, ErrorInfo, Millis, ProjectId, SessionConfig, SessionId, Traceparent } from "./common.js";
 import { SESSION_PHASES, SESSION_STATUSES, TERMINAL_STATUSES } from "./lifecycle.js";
 import { EndRequest, SessionUsage } from "./usage.js";
 
@@ -145,6 +145,8 @@ export const Session = z.object({
    * transition in the same write, cleared once the bus confirmed the event (docs/guarantees.md §8).
    */
   eventOwed: z.object({ kind: z.enum(TERMINAL_STATUSES), at: Millis }).optional(),
+  /** The session's trace (OpenTelemetry): every stage that acts on the session adds its spans to it. */
+  trace: Traceparent.optional(),
   /**
    * The session took admission slots (a cap is configured), recorded with the first setup write:
    * its end gives them back. Without it no slot is released, so a fleet without caps spends no
@@ -170,6 +172,7 @@ export const NewSession = Session.pick({
   prompt: true,
   config: true,
   requestedAt: true,
+  trace: true,
 }).extend({
   createdAt: Millis.optional(),
 });

@@ -22,6 +22,7 @@ import {
   type SessionProgress,
   type SessionRunning,
 } from "@fleet/shared";
+import { recordSpan } from "@fleet/shared/telemetry";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { SessionLogWriter, saveCardFiles } from "@fleet/shared/sessions";
 
@@ -238,6 +239,15 @@ class Watch {
     if (part.kind !== "tool" || this.lost()) return;
     const lines = toolLines(part, this.sandbox.workspace).filter((l) => !this.writer.has(l.key));
     if (lines.length) {
+      // A tool call seen ending for the first time is one span of the session's trace, timed by the agent.
+      if ((part.status === "completed" || part.status === "error") && part.startedAt && part.endedAt)
+        recordSpan(
+          `agent.tool ${part.tool}`,
+          { "agent.tool": part.tool, ...(part.title ? { "agent.tool.title": part.title.slice(0, 200) } : {}) },
+          part.startedAt,
+          part.endedAt,
+          part.status === "error" ? (part.error ?? "failed").slice(0, 500) : undefined,
+        );
       await this.writer.append(lines);
       this.deps.metrics.logLines.inc(lines.length);
     }

@@ -26,6 +26,7 @@ import {
   type SessionRequested,
   type SetupTimings,
 } from "@fleet/shared";
+import { activeTraceparent, withSpan } from "@fleet/shared/telemetry";
 import { SessionLogWriter } from "@fleet/shared/sessions";
 import { admissionCapped, admit, type AdmissionLimits } from "./admission.js";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
@@ -92,6 +93,8 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       prompt: req.prompt,
       config: req.config,
       requestedAt: req.requestedAt,
+      // A session that came straight from the bus begins its trace here (under the publisher's, if it sent one).
+      ...(activeTraceparent() ? { trace: activeTraceparent() } : {}),
     },
     ctx.storedAt,
   );
@@ -139,12 +142,14 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   try {
     if (capped) {
       const limits = deps.settings.admission;
-      const took = await admit(
-        store,
-        session,
-        warm ? { ...limits, global: 0 } : limits,
-        ctx,
-        pool && !warm ? () => pool.makeRoom() : undefined,
+      const took = await withSpan("setup.admission", {}, () =>
+        admit(
+          store,
+          session,
+          warm ? { ...limits, global: 0 } : limits,
+          ctx,
+          pool && !warm ? () => pool.makeRoom() : undefined,
+        ),
       );
       slots ||= took;
       timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
@@ -161,8 +166,13 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     const started = warm
-      ? await bindWarm(deps, session, warm, timings)
-      : { sandbox: await createSandbox(deps, session, attempt, timings), pid: undefined };
+      ? await withSpan("setup.warm_bind", { "sandbox.id": warm.sandbox.id }, () =>
+          bindWarm(deps, session, warm, timings),
+        )
+      : {
+          sandbox: await withSpan("setup.sandbox_create", {}, () => createSandbox(deps, session, attempt, timings)),
+          pid: undefined,
+        };
     sandbox = started.sandbox;
     // Setup's lines go out while setup goes on; all are confirmed before the session is declared running.
     const pending = inFlight();
@@ -177,7 +187,10 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
         },
       ]),
     );
-    const restored = await restoreFiles(deps, session, sandbox, req.files, timings);
+    const ready = sandbox;
+    const restored = await withSpan("setup.restore", { files: req.files.length }, () =>
+      restoreFiles(deps, session, ready, req.files, timings),
+    );
     if (restored > 0)
       pending.add(
         writer.append([{ kind: "system", key: `setup:${attempt}:restore`, line: `Restored ${restored} file(s)` }]),
@@ -189,14 +202,19 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       pid = started.pid;
     } else {
       const starting = slowPhase(deps, session.id, "server_starting");
-      ({ client, pid } = await startAgent(deps, session, sandbox, attempt, timings).finally(() => starting.settled()));
+      ({ client, pid } = await withSpan("setup.server_start", {}, () =>
+        startAgent(deps, session, ready, attempt, timings),
+      ).finally(() => starting.settled()));
       pending.add(
         writer.append([
           { kind: "system", key: `setup:${attempt}:server`, line: `Agent server ready (${ms(timings.serverStartMs)})` },
         ]),
       );
     }
-    const { agentSessionId, messageId } = await sendPrompt(deps, session, client, timings);
+    const agent = client;
+    const { agentSessionId, messageId } = await withSpan("setup.prompt_send", {}, () =>
+      sendPrompt(deps, session, agent, timings),
+    );
     timings.totalMs = Date.now() - session.createdAt - (timings.queuedMs ?? 0);
     await pending.confirmed();
     const running = await store.transition(session.id, {

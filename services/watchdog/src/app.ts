@@ -1,4 +1,5 @@
 import { endSession, errorMessage, type EndDeps, type Subscription } from "@fleet/shared";
+import { SpanKind, withSpan } from "@fleet/shared/telemetry";
 import { payDebts } from "./debts.js";
 import { enforceDeadlines } from "./deadlines.js";
 import { reap, sweepSlots, type ReapOptions } from "./reaper.js";
@@ -29,9 +30,18 @@ export function createWatchdog(deps: EndDeps, options: WatchdogOptions): Watchdo
       if (sub) return;
       sub = deps.bus.consume("watchdog", {
         maxInFlight: 32,
-        handler: async (msg) => {
-          await endSession(deps, msg.sessionId, { status: "cancelled", ...(msg.reason ? { reason: msg.reason } : {}) });
-        },
+        handler: (msg, ctx) =>
+          withSpan(
+            "watchdog.cancel",
+            { "session.id": msg.sessionId },
+            async () => {
+              await endSession(deps, msg.sessionId, {
+                status: "cancelled",
+                ...(msg.reason ? { reason: msg.reason } : {}),
+              });
+            },
+            { parent: ctx.headers.traceparent, kind: SpanKind.CONSUMER },
+          ),
       });
       const tickDeadlines = guarded("deadline check", async () => {
         await enforceDeadlines(deps);

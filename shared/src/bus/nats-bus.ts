@@ -1,4 +1,5 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { activeTraceparent } from "../telemetry/index.js";
 import {
   RequestError,
   TimeoutError,
@@ -93,6 +94,9 @@ class NatsBus implements Bus {
     const body = parsed.data as EventOf<K>;
     const sessionId = (body as { sessionId: string }).sessionId;
     const h = natsHeaders();
+    // A message sent while a span runs carries its trace, so the next stage's spans join it.
+    const traceparent = activeTraceparent();
+    if (traceparent) h.set("traceparent", traceparent);
     for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, v);
     try {
       const ack = await this.js.publish(subjectFor(this.config.namespace, kind, sessionId), JSON.stringify(body), {

@@ -1,3 +1,4 @@
+import { TelemetryEnv } from "../telemetry/index.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
@@ -46,20 +47,23 @@ export const storeEnv = z.object({
     .transform((v) => v === "1"),
 });
 
-export const baseEnv = busEnv.extend(storeEnv.shape).extend({
-  LOG_LEVEL: logLevel,
-  FLEET_SHUTDOWN_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
-  /** How long a message may go without an ack or a progress heartbeat before another instance gets it. */
-  FLEET_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
-  /**
-   * The same for a session's watch (session.running, held for the session's whole life): how soon
-   * another poller takes a session over after its poller died. Its holder heartbeats every quarter
-   * of it and stops acting on the session when a heartbeat has not been confirmed in time.
-   */
-  FLEET_WATCH_ACK_WAIT_MS: z.coerce.number().int().min(2_000).max(600_000).default(6_000),
-  /** Deliveries of one message before it is dead-lettered. */
-  FLEET_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(10),
-});
+export const baseEnv = busEnv
+  .extend(storeEnv.shape)
+  .extend(TelemetryEnv.shape)
+  .extend({
+    LOG_LEVEL: logLevel,
+    FLEET_SHUTDOWN_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+    /** How long a message may go without an ack or a progress heartbeat before another instance gets it. */
+    FLEET_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+    /**
+     * The same for a session's watch (session.running, held for the session's whole life): how soon
+     * another poller takes a session over after its poller died. Its holder heartbeats every quarter
+     * of it and stops acting on the session when a heartbeat has not been confirmed in time.
+     */
+    FLEET_WATCH_ACK_WAIT_MS: z.coerce.number().int().min(2_000).max(600_000).default(6_000),
+    /** Deliveries of one message before it is dead-lettered. */
+    FLEET_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(10),
+  });
 
 export type BaseEnv = z.infer<typeof baseEnv>;
 

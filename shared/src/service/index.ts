@@ -6,6 +6,7 @@ import { createCloser, type Closer } from "../lifecycle/index.js";
 import { createLogger, safeUrl, type Logger } from "../log/index.js";
 import { createMetrics, type FleetMetrics } from "../metrics/index.js";
 import { MongoSessionStore, type SessionStore } from "../store/index.js";
+import { startTelemetry, type Telemetry } from "../telemetry/index.js";
 
 export interface ServiceRuntime {
   name: string;
@@ -14,6 +15,8 @@ export interface ServiceRuntime {
   store: SessionStore;
   bus: Bus;
   metrics: FleetMetrics;
+  /** Traces of sessions (exported when OTEL_EXPORTER_OTLP_ENDPOINT is set). */
+  telemetry: Telemetry;
   closer: Closer;
   /** Interval of progress heartbeats for long work: well inside the ack deadline. */
   heartbeatMs: number;
@@ -34,6 +37,9 @@ export async function startRuntime(
   const instanceId = `${name}-${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const logger = createLogger({ name, level: env.LOG_LEVEL });
   const closer = createCloser((step, err) => logger.error({ step, err }, "shutdown step failed"));
+  const telemetry = startTelemetry(name, env);
+  // Last to close: what the other steps record on the way down is still sent.
+  closer.add("telemetry", () => telemetry.shutdown());
   const store = await MongoSessionStore.connect(
     {
       uri: env.MONGODB_URI,
@@ -73,6 +79,7 @@ export async function startRuntime(
     store,
     bus,
     metrics: createMetrics(name),
+    telemetry,
     closer,
     heartbeatMs: Math.max(250, Math.floor(env.FLEET_ACK_WAIT_MS / 4)),
   };

@@ -3,6 +3,7 @@ import type { Bus, Handler, Subscription } from "../bus/index.js";
 import type { FleetMetrics } from "../metrics/index.js";
 import type { EndDeps } from "../sessions/index.js";
 import type { ConsumerEvent, ConsumerName } from "../contracts/index.js";
+import { SpanKind, withSpan } from "../telemetry/index.js";
 
 /** What a session stage (spawner, poller) works with: the ending deps, the agent kind, metrics, its settings. */
 export interface StageDeps<S> extends EndDeps {
@@ -16,7 +17,10 @@ export interface Stage {
   stop(deadlineMs: number): Promise<void>;
 }
 
-/** A pipeline stage: one durable consumer, started once, stopped by releasing what it holds. */
+/**
+ * A pipeline stage: one durable consumer, started once, stopped by releasing what it holds. Each
+ * message is handled in a span of the session's trace (the message's `traceparent`).
+ */
 export function createStage<C extends ConsumerName>(
   bus: Bus,
   consumer: C,
@@ -26,7 +30,16 @@ export function createStage<C extends ConsumerName>(
   let sub: Subscription | undefined;
   return {
     start() {
-      sub ??= bus.consume(consumer, { handler, ...options });
+      sub ??= bus.consume(consumer, {
+        handler: (msg, ctx) =>
+          withSpan(
+            consumer,
+            { "session.id": (msg as { sessionId: string }).sessionId, "messaging.delivery_count": ctx.deliveryCount },
+            () => handler(msg, ctx),
+            { parent: ctx.headers.traceparent, kind: SpanKind.CONSUMER },
+          ),
+        ...options,
+      });
     },
     async stop(deadlineMs) {
       await sub?.stop(deadlineMs);

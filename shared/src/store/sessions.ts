@@ -126,6 +126,7 @@ export class MongoSessions implements SessionDocStore {
       prompt: parsed.prompt,
       config: parsed.config,
       ...(parsed.requestedAt !== undefined ? { requestedAt: parsed.requestedAt } : {}),
+      ...(parsed.trace ? { trace: parsed.trace } : {}),
       status: "pending",
       phase: "queued",
       attempt: 0,

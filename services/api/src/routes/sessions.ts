@@ -11,6 +11,7 @@ import {
   type KnownProjects,
   type SessionStore,
 } from "@fleet/shared";
+import { SpanKind, activeTraceparent, validTraceparent, withSpan } from "@fleet/shared/telemetry";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { reaches } from "../auth.js";
@@ -83,49 +84,65 @@ export const sessionRoutes =
           },
         },
       },
-      async (req, reply) => {
-        const b = req.body;
-        mustReach(req, b.projectId);
-        if (!isKnownProject(deps.projects ?? "*", b.projectId))
-          throw new FleetError("not_found", `no project ${b.projectId} in this fleet`);
-        const id = sessionIdFor(b, req.headers["idempotency-key"]);
-        const config = configOf(b);
-        // Checked before anything is stored: the request must fit in one bus message.
-        const size = Buffer.byteLength(JSON.stringify({ prompt: b.prompt, config, files: b.files ?? [] }));
-        if (size > LIMITS.requestMessageBytes) {
-          throw new FleetError(
-            "bad_input",
-            `prompt and files take ${size} bytes; one request may carry at most ${LIMITS.requestMessageBytes} (send fewer or smaller files)`,
-          );
-        }
-        const now = Date.now();
-        const { session, created } = await store.create(
-          { id, projectId: b.projectId, ...(b.cardId ? { cardId: b.cardId } : {}), prompt: b.prompt, config },
-          now,
-        );
-        if (session.projectId !== b.projectId) {
-          // Only a key that reaches the other project may learn the id is taken there.
-          throw reaches(req, session.projectId)
-            ? new FleetError("conflict", `session ${id} belongs to another project`)
-            : new FleetError("not_found", `no session ${id}`);
-        }
-        if (!created && req.headers["idempotency-key"] !== undefined) mustBeSameRequest(session, b, config);
-        // Published on every submit: a client retrying after a crash between create and publish
-        // repairs it, and the Nats-Msg-Id keeps the request from being queued twice.
-        if (session.status === "pending") {
-          await bus.publish("requested", {
-            v: SCHEMA_VERSION,
-            sessionId: id,
-            projectId: session.projectId,
-            ...(session.cardId ? { cardId: session.cardId } : {}),
-            prompt: session.prompt,
-            config: session.config,
-            files: b.files ?? [],
-            requestedAt: session.createdAt,
-          });
-        }
-        return reply.code(202).send({ sessionId: id, status: session.status });
-      },
+      async (req, reply) =>
+        withSpan(
+          "api.submit",
+          { "session.project": req.body.projectId },
+          async (span) => {
+            const b = req.body;
+            mustReach(req, b.projectId);
+            if (!isKnownProject(deps.projects ?? "*", b.projectId))
+              throw new FleetError("not_found", `no project ${b.projectId} in this fleet`);
+            const id = sessionIdFor(b, req.headers["idempotency-key"]);
+            const config = configOf(b);
+            // Checked before anything is stored: the request must fit in one bus message.
+            const size = Buffer.byteLength(JSON.stringify({ prompt: b.prompt, config, files: b.files ?? [] }));
+            if (size > LIMITS.requestMessageBytes) {
+              throw new FleetError(
+                "bad_input",
+                `prompt and files take ${size} bytes; one request may carry at most ${LIMITS.requestMessageBytes} (send fewer or smaller files)`,
+              );
+            }
+            const now = Date.now();
+            span.setAttribute("session.id", id);
+            // The session's trace: this span's (a child of the caller's traceparent, if it sent one).
+            const trace = activeTraceparent() ?? validTraceparent(req.headers.traceparent);
+            const { session, created } = await store.create(
+              {
+                id,
+                projectId: b.projectId,
+                ...(b.cardId ? { cardId: b.cardId } : {}),
+                prompt: b.prompt,
+                config,
+                ...(trace ? { trace } : {}),
+              },
+              now,
+            );
+            if (session.projectId !== b.projectId) {
+              // Only a key that reaches the other project may learn the id is taken there.
+              throw reaches(req, session.projectId)
+                ? new FleetError("conflict", `session ${id} belongs to another project`)
+                : new FleetError("not_found", `no session ${id}`);
+            }
+            if (!created && req.headers["idempotency-key"] !== undefined) mustBeSameRequest(session, b, config);
+            // Published on every submit: a client retrying after a crash between create and publish
+            // repairs it, and the Nats-Msg-Id keeps the request from being queued twice.
+            if (session.status === "pending") {
+              await bus.publish("requested", {
+                v: SCHEMA_VERSION,
+                sessionId: id,
+                projectId: session.projectId,
+                ...(session.cardId ? { cardId: session.cardId } : {}),
+                prompt: session.prompt,
+                config: session.config,
+                files: b.files ?? [],
+                requestedAt: session.createdAt,
+              });
+            }
+            return reply.code(202).send({ sessionId: id, status: session.status });
+          },
+          { parent: validTraceparent(req.headers.traceparent), kind: SpanKind.SERVER },
+        ),
     );
 
     app.post(
@@ -153,12 +170,19 @@ export const sessionRoutes =
         const session = await mustGet(store, req.params.id, req);
         if (isTerminal(session.status))
           throw new FleetError("conflict", `session ${session.id} already ended (${session.status})`);
-        await bus.publish("cancel", {
-          v: SCHEMA_VERSION,
-          sessionId: session.id,
-          at: Date.now(),
-          ...(req.body?.reason ? { reason: req.body.reason } : {}),
-        });
+        // In the session's own trace: the watchdog's span for the cancel follows from this one.
+        await withSpan(
+          "api.cancel",
+          { "session.id": session.id },
+          () =>
+            bus.publish("cancel", {
+              v: SCHEMA_VERSION,
+              sessionId: session.id,
+              at: Date.now(),
+              ...(req.body?.reason ? { reason: req.body.reason } : {}),
+            }),
+          { parent: session.trace, kind: SpanKind.SERVER },
+        );
         return reply.code(202).send({ sessionId: session.id, status: session.status });
       },
     );
