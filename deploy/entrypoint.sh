@@ -1,0 +1,13 @@
+#!/bin/sh
+# Runs the service named by the first argument in place of this shell (it gets the signals as PID 1).
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in
+  api | spawner | poller | watchdog | gateway)
+    exec node "$root/services/$1/dist/main.js"
+    ;;
+  *)
+    echo "usage: <image> api|spawner|poller|watchdog|gateway (got: '${1:-}')" >&2
+    exit 64
+    ;;
+esac
