@@ -25,3 +25,4 @@ export {
   type NatsUser,
   type NatsPermissions,
 } from "./nats-auth.js";
+export { asyncApiDocument, subjectAllowed } from "./asyncapi.js";
