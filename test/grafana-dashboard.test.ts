@@ -3,7 +3,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createMetrics, poolMetrics } from "@fleet/shared/metrics";
 import { startLogArchiver } from "@fleet/shared/sessions";
-import { Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { gatewayMetrics } from "../services/gateway/src/metrics.js";
 import { useApi } from "./support/api-fixture.js";
