@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs the service named by the first argument in place of this shell (it gets the signals as PID 1).
 set -eu
-root=$(cd "$(dirname "$0")/.." && pwd)
+# The image folder (/app): two levels above this script, found without any tool beyond the shell.
+root="${0%/*}/.."
 case "${1:-}" in
   api | spawner | poller | watchdog | gateway)
     exec node "$root/services/$1/dist/main.js"
