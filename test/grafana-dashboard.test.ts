@@ -7,7 +7,7 @@ import type { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { gatewayMetrics } from "../services/gateway/src/metrics.js";
 import { useApi } from "./support/api-fixture.js";
-import { logger } from "./support/fixtures.js";
+import { eventually, logger } from "./support/fixtures.js";
 
 /**
  * deploy/grafana/fleet.json queries only metrics the code registers: each PromQL expression's
@@ -117,9 +117,31 @@ describe("Grafana dashboard", () => {
     ]);
   });
 
+  it("reads the stages' queues from the bus", async () => {
+    const sessionId = `grafana-${Date.now()}`;
+    await api.bus.publish("requested", {
+      v: 1,
+      sessionId,
+      projectId: "p-grafana",
+      prompt: "nobody takes this: no spawner runs here",
+      requestedAt: Date.now(),
+    });
+    // Scrapes within a second share one read of the consumers: poll until the request shows.
+    const text = await eventually(async () => {
+      const body = await fetch(`${api.base}/metrics`).then((r) => r.text());
+      return /^fleet_bus_consumer_pending\{consumer="spawner"[^}]*\} 1$/m.test(body) ? body : undefined;
+    });
+    expect(text).toMatch(/^fleet_bus_consumer_pending\{consumer="spawner"[^}]*\} 1$/m);
+    expect(text).toMatch(/^fleet_bus_consumer_ack_pending\{consumer="poller"[^}]*\} 0$/m);
+    expect(text).toMatch(/^fleet_bus_consumer_delivered_total\{consumer="archiver"[^}]*\} \d+$/m);
+  });
+
   it("covers every stage's throughput, queue depth, setup, hops, sandboxes and usage", () => {
     const used = new Set(exprs(dashboard.panels).flatMap(({ expr }) => metricNames(expr)));
     for (const name of [
+      "fleet_bus_consumer_delivered_total",
+      "fleet_bus_consumer_pending",
+      "fleet_bus_consumer_ack_pending",
       "fleet_setup_step_seconds_count",
       "fleet_sessions_ended_total",
       "fleet_execution_seconds_count",

@@ -2,6 +2,7 @@ export type {
   ArchiveBacklog,
   BatchConsumeOptions,
   Bus,
+  ConsumerBacklog,
   ConsumeOptions,
   DeadLetterSink,
   Handler,
