@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1";
 import { CONSUMERS, streamName, type ConsumerName } from "@fleet/shared";
 import { FLEET_ACCOUNT, consumerName } from "@fleet/shared/bus";
+import { createMetrics, poolMetrics } from "@fleet/shared/metrics";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { ConfigMap, Service } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
@@ -193,6 +194,20 @@ describe("deploy/", () => {
       return s;
     });
     expect(unscaledConsumers(renamed)).toEqual(["archiver"]);
+  });
+
+  it("a Prometheus trigger queries only metrics the services register", async () => {
+    const registry = createMetrics("keda-test").registry;
+    poolMetrics(registry);
+    const registered = new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
+    const queries = scaledObjects
+      .flatMap((s) => (s.spec as { triggers: Trigger[] }).triggers)
+      .filter((t) => t.type === "prometheus")
+      .map((t) => t.metadata.query ?? "");
+    expect(queries).not.toEqual([]);
+    const named = queries.flatMap((q) => q.match(/\bfleet_[a-z0-9_]+/g) ?? []);
+    expect(named).not.toEqual([]);
+    expect(named.filter((n) => !registered.has(n))).toEqual([]);
   });
 
   it("compose runs every service from the one image, a three-node NATS cluster and MongoDB, with no secret inline", () => {
