@@ -2,11 +2,14 @@ import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 const shared = fileURLToPath(new URL("./shared/src", import.meta.url));
+const client = fileURLToPath(new URL("./client/src", import.meta.url));
 const devtools = fileURLToPath(new URL("./devtools/src", import.meta.url));
 
 export default defineConfig({
   resolve: {
     alias: [
+      { find: /^@session-fleet\/client$/, replacement: `${client}/index.ts` },
+      { find: /^@session-fleet\/client\/contracts$/, replacement: `${client}/contracts/index.ts` },
       { find: /^@fleet\/shared$/, replacement: `${shared}/index.ts` },
       { find: /^@fleet\/shared\/(.*)$/, replacement: `${shared}/$1/index.ts` },
       { find: /^@fleet\/devtools\/(.*)$/, replacement: `${devtools}/$1/index.ts` },
@@ -14,6 +17,7 @@ export default defineConfig({
   },
   test: {
     include: [
+      "client/src/**/*.test.ts",
       "shared/src/**/*.test.ts",
       "devtools/src/**/*.test.ts",
       "services/*/src/**/*.test.ts",

@@ -1,4 +1,5 @@
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,16 +19,79 @@ function fleet(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 60_000) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
+/** The same, without blocking: many of them can run at once. */
+async function fleetAsync(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const run = promisify(execFile);
+  return run(process.execPath, [join(root, "cli", "dist", "main.js"), ...args], {
+    env: { ...process.env, FLEET_HOME: home },
+    encoding: "utf8",
+    timeout: 60_000,
+  }).then(
+    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({
+      code: e.code ?? -1,
+      out: e.stdout ?? "",
+      err: e.stderr ?? "",
+    }),
+  );
+}
+
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 describe("./fleet command line", () => {
   it("prints usage for help and refuses unknown commands with exit 2", () => {
     expect(fleet(["help"])).toMatchObject({ code: 0 });
-    expect(fleet(["help"]).out).toContain("infra up");
+    expect(fleet(["help"]).out).toContain("./fleet infra");
     const bad = fleet(["launch"]);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("unknown command 'launch'");
   });
+
+  it("answers --help on every command and subcommand with what it does; wrong usage is one line and exit 2", async () => {
+    // `completion --help` prints the script itself: its test is the next one.
+    const named = COMMANDS.filter((c) => c.name !== "completion");
+    const helps = await Promise.all(named.map(({ name }) => fleetAsync([...name.split(" "), "--help"])));
+    named.forEach(({ name, about }, i) => {
+      expect(helps[i], name).toMatchObject({ code: 0, err: "" });
+      expect(helps[i]?.out, name).toContain(about);
+    });
+    for (const [args, says] of [
+      [["submit"], /not enough non-option arguments/i],
+      [["submit", "  "], /a prompt is required/],
+      [["ls", "--bogus"], /unknown argument: bogus/i],
+      [["keys", "create"], /missing required argument: project/i],
+      [["infra"], /name an infra command/],
+      [["ls", "--limit", "many"], /limit/],
+    ] as const) {
+      const r = await fleetAsync([...args]);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.err, args.join(" ")).toMatch(says);
+      expect(r.err.trim().split("\n"), args.join(" ")).toHaveLength(1);
+    }
+    // Nothing to talk to: exit 3, the fix on the same line, no stack trace.
+    const r = fleet(["show", "s-1"]);
+    expect(r).toMatchObject({ code: 3, out: "" });
+    expect(r.err).toBe("fleet: no api to talk to: start the fleet with ./fleet up, or set FLEET_API_URL\n");
+  });
+
+  it("prints a completion script that completes commands, subcommands and options", () => {
+    const script = fleet(["completion"]);
+    expect(script.code).toBe(0);
+    const complete = (...words: string[]) => {
+      const r = spawnSync(
+        "bash",
+        [
+          "-c",
+          `eval "$(cat)"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")}); COMP_CWORD=${words.length - 1}; _fleet_yargs_completions; echo "\${COMPREPLY[@]}"`,
+        ],
+        { cwd: root, input: script.out, encoding: "utf8", env: { ...process.env, FLEET_HOME: home } },
+      );
+      return r.stdout.trim().split(" ");
+    };
+    expect(complete("./fleet", "su")).toEqual(["submit"]);
+    expect(complete("./fleet", "infra", "st")).toEqual(["status"]);
+    expect(complete("./fleet", "submit", "--pro")).toEqual(["--project"]);
+  }, 120_000);
 
   it("the README's command table lists every command, and only those", () => {
     const readme = readFileSync(join(root, "README.md"), "utf8");
@@ -100,6 +164,30 @@ describe("./fleet up, submit, logs, ls, show, down", () => {
       const id = /^(ses-\S+) pending/m.exec(submitted.out)?.[1] as string;
       expect(submitted.out).toContain(`session ${id} completed`);
       expect(fleet(["ls", "--project", "cli"], env).out).toContain(id);
+      // Every read command also speaks JSON, for scripts.
+      const listed = JSON.parse(fleet(["ls", "--project", "cli", "--json"], env).out) as {
+        items: Array<{ id: string }>;
+      };
+      expect(listed.items.map((s) => s.id)).toContain(id);
+      const asJson = JSON.parse(fleet(["show", id, "--json"], env).out) as {
+        session: { status: string };
+        metrics: { counts: { toolCalls: number } };
+      };
+      expect(asJson.session.status).toBe("completed");
+      expect(asJson.metrics.counts.toolCalls).toBeGreaterThan(0);
+      const lines = JSON.parse(fleet(["logs", id, "--json"], env).out) as Array<{ seq: number }>;
+      expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
+      expect(JSON.parse(fleet(["infra", "status", "--json"], env).out)).toMatchObject({
+        running: true,
+        nats: { ready: true },
+        store: { ready: true },
+      });
+      // A refusal of the api: its status and code, and the fix, on one line; exit 1.
+      const missing = fleet(["show", "no-such-session"], env);
+      expect(missing.code).toBe(1);
+      expect(missing.err).toMatch(
+        /^fleet: 404 not_found: .*\(check the id: \.\/fleet ls --project P lists a project's sessions\)\n$/,
+      );
       const shown = fleet(["show", id], env);
       expect(shown.out).toContain("Done. hello.txt now says");
       expect(shown.out).toMatch(/serverStart\s+[\d.]+ s/);
@@ -111,6 +199,9 @@ describe("./fleet up, submit, logs, ls, show, down", () => {
       expect(fleet(["keys", "ls"], env).out).toMatch(new RegExp(`${keyId}  active .* cli  ci`));
       expect(fleet(["keys", "revoke", keyId], env).out).toContain(`revoked ${keyId}`);
       expect(fleet(["keys", "ls"], env).out).toMatch(new RegExp(`${keyId}  revoked`));
+      const keys = JSON.parse(fleet(["keys", "ls", "--json"], env).out) as Array<Record<string, unknown>>;
+      expect(keys.find((k) => k.id === keyId)).toMatchObject({ projects: ["cli"], label: "ci" });
+      expect(JSON.stringify(keys)).not.toMatch(/hash|fk_/);
       // The server requires users (up would have failed otherwise); the outside role is handed out.
       const env2 = fleet(["infra", "env"], env).out;
       expect(env2).toContain("NATS_USER='fleet-outside'");

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiClient } from "../cli/src/client.js";
-import type { Session } from "../shared/src/index.js";
+import { FleetHttpClient } from "../client/src/index.js";
 import { readSimulatedState, simulatedIdleAt } from "../devtools/src/simulated/index.js";
 import { eventually } from "./support/fixtures.js";
 import { useTestFleet } from "./support/fleet-fixture.js";
@@ -28,25 +27,19 @@ describe("simulated sandboxes and agent through the real services", () => {
   });
 
   it(`completes ${SESSIONS} sessions with the scripted log lines, leaving no sandbox alive`, async () => {
-    const client = new ApiClient(fleet.apiUrl, fleet.apiKey);
+    const client = new FleetHttpClient({ baseUrl: fleet.apiUrl, apiKey: fleet.apiKey });
     const started = Date.now();
     const ids = await Promise.all(
       Array.from(
         { length: SESSIONS },
-        async (_, i) =>
-          (
-            await client.request<{ sessionId: string }>("POST", "/v1/sessions", {
-              projectId: "p-sim",
-              prompt: `task ${i}`,
-            })
-          ).sessionId,
+        async (_, i) => (await client.submit({ projectId: "p-sim", prompt: `task ${i}` })).sessionId,
       ),
     );
     const done = await Promise.all(
       ids.map((id) =>
         eventually(
           async () => {
-            const s = await client.request<Session>("GET", `/v1/sessions/${id}`);
+            const s = await client.get(id);
             return ["completed", "failed", "cancelled"].includes(s.status) ? s : undefined;
           },
           60_000,
@@ -60,10 +53,7 @@ describe("simulated sandboxes and agent through the real services", () => {
       expect(s.attempt).toBe(1);
       expect(s.sandbox?.provider).toBe("simulated");
       expect(s.output?.toolCalls).toHaveLength(EVENTS);
-      const { lines } = await client.request<{ lines: Array<{ seq: number; line: string }> }>(
-        "GET",
-        `/v1/sessions/${s.id}/logs`,
-      );
+      const lines = await client.logs(s.id);
       expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i + 1));
       const steps = Array.from({ length: EVENTS }, (_, i) => `echo simulated step ${i + 1}`);
       expect(lines.filter((l) => l.line.startsWith("✓ Bash")).map((l) => l.line)).toEqual(

@@ -1,12 +1,11 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { MongoSessionStore, createLogger, type Session } from "@fleet/shared";
+import { MongoSessionStore, createLogger } from "@fleet/shared";
 import { startInfra, type ManagedProcess } from "@fleet/devtools/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
-import { ApiClient } from "./client.js";
+import { FleetHttpClient } from "@session-fleet/client";
 import { SCRIPTED_MODEL, ensureSandboxTools, startFleetProcesses } from "./fleet.js";
-import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
+import { formatLogLine, formatMetrics, formatSession } from "./format.js";
 import type { CliContext } from "./infra.js";
 import { createKey } from "./keys.js";
 
@@ -18,11 +17,11 @@ const DEMO_PROMPT =
  * model, local sandboxes with a real OpenCode), one session end to end with its log lines live,
  * then its result and timing; stops all it started, whatever happens.
  */
-export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { prompt: { type: "string", default: DEMO_PROMPT }, keep: { type: "boolean", default: false } },
-  });
+export async function demoCmd(
+  ctx: CliContext,
+  options: { prompt?: string | undefined; keep: boolean },
+): Promise<number> {
+  const prompt = options.prompt ?? DEMO_PROMPT;
   const dir = join(ctx.home, "demo");
   const sandboxes = reachableSandboxRoot(join(dir, "sandboxes"));
   rmSync(dir, { recursive: true, force: true });
@@ -56,22 +55,18 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
       createLogger({ name: "demo", level: "warn" }),
     );
     const { key } = await createKey(store, ["demo"], "demo").finally(() => store.close());
-    const api = new ApiClient(apiUrl, key);
+    const api = new FleetHttpClient({ baseUrl: apiUrl, apiKey: key });
     const submitted = Date.now();
-    const { sessionId } = await api.request<{ sessionId: string }>("POST", "/v1/sessions", {
-      projectId: "demo",
-      prompt: values.prompt,
-    });
+    const { sessionId } = await api.submit({ projectId: "demo", prompt });
     step(`submitted session ${sessionId}`);
     let status = "unknown";
     for await (const ev of api.follow(sessionId)) {
-      if (ev.event === "log") ctx.out(`    ${formatLogLine(ev.data as { seq: number; at: number; line: string })}`);
-      if (ev.event === "end") status = (ev.data as { status: string }).status;
+      if (ev.type === "log") ctx.out(`    ${formatLogLine(ev.line)}`);
+      else status = ev.end.status;
     }
     const endToEnd = Date.now() - submitted;
     step(`session ${status} in ${(endToEnd / 1000).toFixed(2)} s end to end`);
-    const session = await api.request<Session>("GET", `/v1/sessions/${sessionId}`);
-    const metrics = await api.request<MetricsView>("GET", `/v1/sessions/${sessionId}/metrics`);
+    const [session, metrics] = await Promise.all([api.get(sessionId), api.metrics(sessionId)]);
     ctx.out("");
     for (const l of [
       ...formatSession(session),
@@ -86,7 +81,7 @@ export async function demoCmd(ctx: CliContext, argv: string[]): Promise<number> 
     step("stopping");
     for (const p of owned.reverse()) await p.stop(10_000);
     await infra.stop();
-    if (!values.keep) rmSync(sandboxes, { recursive: true, force: true });
+    if (!options.keep) rmSync(sandboxes, { recursive: true, force: true });
     step(`done; logs in ${join(dir, "logs")}`);
   }
 }

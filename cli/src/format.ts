@@ -1,17 +1,4 @@
-import { isTerminal, type Session } from "@fleet/shared";
-
-export interface MetricsView {
-  /** Absent from an api older than the warm pool. */
-  startedWarm?: boolean;
-  setupMs: number;
-  executionMs: number;
-  totalMs: number;
-  setupPercent: number;
-  executionPercent: number;
-  steps: Array<{ step: string; ms: number }>;
-  usage: { tokensIn: number; tokensOut: number; cost: number; sandboxSeconds: number };
-  counts: { messages: number; toolCalls: number; logLines: number };
-}
+import { isTerminal, type Metrics, type Session } from "@session-fleet/client";
 
 const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 
@@ -50,7 +37,7 @@ function statusText(s: Session): string {
   return s.phase === "running" ? s.status : `${s.status} (ended during ${s.phase})`;
 }
 
-export function formatMetrics(m: MetricsView): string[] {
+export function formatMetrics(m: Metrics): string[] {
   return [
     m.startedWarm ? "setup breakdown (warm: a ready agent from the pool):" : "setup breakdown:",
     ...m.steps.filter((s) => s.step !== "execution").map((s) => `  ${s.step.padEnd(14)} ${secs(s.ms).padStart(9)}`),

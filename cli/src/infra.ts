@@ -12,6 +12,8 @@ import type { CliEnv } from "./config.js";
 
 export interface CliContext {
   env: CliEnv;
+  /** The project's root folder. */
+  root: string;
   home: string;
   out: (line: string) => void;
 }
@@ -68,8 +70,23 @@ export async function infraDown(ctx: CliContext): Promise<number> {
   return 0;
 }
 
-export async function infraStatusCmd(ctx: CliContext): Promise<number> {
+export async function infraStatusCmd(ctx: CliContext, a: { json: boolean }): Promise<number> {
   const health = await infraStatus(infraDir(ctx));
+  if (a.json) {
+    ctx.out(
+      JSON.stringify(
+        health
+          ? {
+              running: true,
+              nats: { ready: health.natsReady, url: health.state.natsUrl, kind: health.state.nats },
+              store: { ready: health.storeReady, url: safeUrl(health.state.mongoUri), kind: health.state.store },
+              processes: health.processes,
+            }
+          : { running: false },
+      ),
+    );
+    return health?.natsReady && health.storeReady ? 0 : 1;
+  }
   if (!health) {
     ctx.out("infrastructure is not running (start it with ./fleet infra up)");
     return 1;

@@ -1,6 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { FleetError, MongoSessionStore, createLogger, newApiKey, type SessionStore } from "@fleet/shared";
 import { readInfraState } from "@fleet/devtools/infra";
 import { infraDir, type CliContext } from "./infra.js";
@@ -42,41 +41,62 @@ export function saveDevKey(ctx: CliContext, key: string): void {
   writeFileSync(keyFile(ctx), `${key}\n`, { mode: 0o600 });
 }
 
-/** `./fleet keys create --project p [--project q] [--label l] | revoke <id> | ls` */
-export async function keysCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
+/** Runs `use` on the store and closes it, whatever happens. */
+async function withStore<T>(ctx: CliContext, use: (store: SessionStore) => Promise<T>): Promise<T> {
   const store = await openStoreFor(ctx);
   try {
-    if (sub === "create") {
-      const { values } = parseArgs({
-        args: rest,
-        options: { project: { type: "string", multiple: true, default: [] }, label: { type: "string", default: "" } },
-      });
-      const projects = values.project ?? [];
-      if (projects.length === 0)
-        throw new FleetError("bad_input", "usage: ./fleet keys create --project <id|*> [--project …] [--label text]");
-      const { id, key } = await createKey(store, projects, values.label ?? "");
-      ctx.out(`key ${id} for ${projects.join(", ")} (shown once, store it now):`);
-      ctx.out(key);
-      return 0;
-    }
-    if (sub === "revoke") {
-      const id = rest[0];
-      if (!id) throw new FleetError("bad_input", "usage: ./fleet keys revoke <key id>");
-      const done = await store.revokeApiKey(id);
-      ctx.out(done ? `revoked ${id}` : `no active key ${id}`);
-      return done ? 0 : 1;
-    }
-    if (sub === "ls") {
-      for (const k of await store.listApiKeys()) {
-        ctx.out(
-          `${k.id}  ${k.revokedAt ? "revoked" : "active "}  ${new Date(k.createdAt).toISOString()}  ${k.projects.join(",")}  ${k.label}`,
-        );
-      }
-      return 0;
-    }
-    throw new FleetError("bad_input", "usage: ./fleet keys create|revoke|ls");
+    return await use(store);
   } finally {
     await store.close();
   }
+}
+
+/** `./fleet keys create --project p [--project q] [--label l]`: the key is shown once. */
+export function keysCreateCmd(
+  ctx: CliContext,
+  a: { project: string[]; label: string; json: boolean },
+): Promise<number> {
+  return withStore(ctx, async (store) => {
+    const { id, key } = await createKey(store, a.project, a.label);
+    if (a.json) ctx.out(JSON.stringify({ id, key, projects: a.project, label: a.label }));
+    else {
+      ctx.out(`key ${id} for ${a.project.join(", ")} (shown once, store it now):`);
+      ctx.out(key);
+    }
+    return 0;
+  });
+}
+
+/** `./fleet keys revoke ID`: exit 1 when there was no active key of that id. */
+export function keysRevokeCmd(ctx: CliContext, a: { id: string }): Promise<number> {
+  return withStore(ctx, async (store) => {
+    const done = await store.revokeApiKey(a.id);
+    ctx.out(done ? `revoked ${a.id}` : `no active key ${a.id}`);
+    return done ? 0 : 1;
+  });
+}
+
+/** `./fleet keys ls`: every key (never the secret itself). */
+export function keysLsCmd(ctx: CliContext, a: { json: boolean }): Promise<number> {
+  return withStore(ctx, async (store) => {
+    const keys = await store.listApiKeys();
+    if (a.json)
+      ctx.out(
+        JSON.stringify(
+          keys.map((k) => ({
+            id: k.id,
+            projects: k.projects,
+            label: k.label,
+            createdAt: k.createdAt,
+            revokedAt: k.revokedAt,
+          })),
+        ),
+      );
+    for (const k of a.json ? [] : keys) {
+      ctx.out(
+        `${k.id}  ${k.revokedAt ? "revoked" : "active "}  ${new Date(k.createdAt).toISOString()}  ${k.projects.join(",")}  ${k.label}`,
+      );
+    }
+    return 0;
+  });
 }

@@ -6,14 +6,15 @@ import { openStoreFor } from "./keys.js";
 const STALE_REPORT_MS = 60_000;
 
 /** `./fleet pool`: per pool key, ready against target, what is starting and claimed, and the hit ratio. */
-export async function poolCmd(ctx: CliContext): Promise<number> {
+export async function poolCmd(ctx: CliContext, a: { json: boolean }): Promise<number> {
   const fleet = ctx.env.FLEET_NAME ?? "fleet";
   const store = await openStoreFor(ctx);
   try {
     const now = Date.now();
     const statuses = (await store.poolStatuses(fleet)).filter((s) => now - s.at < STALE_REPORT_MS);
     const entries = await store.poolEntries(fleet);
-    for (const line of poolLines(statuses, entries, now)) ctx.out(line);
+    if (a.json) ctx.out(JSON.stringify({ fleet, statuses, entries }));
+    else for (const line of poolLines(statuses, entries, now)) ctx.out(line);
     return 0;
   } finally {
     await store.close();

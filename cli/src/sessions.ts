@@ -1,140 +1,121 @@
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
-import { FleetError, type Session } from "@fleet/shared";
-import { ApiClient } from "./client.js";
-import { formatLogLine, formatMetrics, formatSession, type MetricsView } from "./format.js";
+import { FleetError } from "@fleet/shared";
+import { FleetHttpClient, FleetUnreachable, type SubmitInput } from "@session-fleet/client";
+import { formatLogLine, formatMetrics, formatSession } from "./format.js";
 import type { CliContext } from "./infra.js";
 import { readFleetState } from "./fleet-state.js";
 import { cliApiKey } from "./keys.js";
 
-function client(ctx: CliContext): ApiClient {
+/** The api the CLI talks to (FLEET_API_URL, or the one `./fleet up` started), through the client package. */
+export function apiClient(ctx: CliContext): FleetHttpClient {
   const url = ctx.env.FLEET_API_URL ?? readFleetState(ctx.home)?.apiUrl;
-  if (!url) throw new FleetError("config", "no api to talk to: start the fleet with ./fleet up, or set FLEET_API_URL");
-  return new ApiClient(url, cliApiKey(ctx));
+  if (!url) throw new FleetUnreachable("no api to talk to: start the fleet with ./fleet up, or set FLEET_API_URL");
+  const apiKey = cliApiKey(ctx);
+  return new FleetHttpClient({ baseUrl: url, ...(apiKey ? { apiKey } : {}) });
 }
 
-/** `./fleet submit "prompt" [--project p] [--card c] [--file path[=dest]]… [--follow]` */
-export async function submitCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      project: { type: "string", default: "default" },
-      card: { type: "string" },
-      file: { type: "string", multiple: true, default: [] },
-      tool: { type: "string", multiple: true, default: [] },
-      model: { type: "string" },
-      "max-tokens": { type: "string" },
-      "max-cost": { type: "string" },
-      id: { type: "string" },
-      follow: { type: "boolean", short: "f", default: false },
-    },
-  });
-  const prompt = positionals.join(" ").trim();
-  if (!prompt)
-    throw new FleetError(
-      "bad_input",
-      'usage: ./fleet submit "prompt" [--project p] [--card c] [--file local[=path]] [--max-tokens n] [--max-cost c] [-f]',
-    );
-  const files = (values.file ?? []).map((spec) => {
+export interface SubmitArgs {
+  prompt: string;
+  project: string;
+  card?: string | undefined;
+  file: string[];
+  tool: string[];
+  model?: string | undefined;
+  maxTokens?: number | undefined;
+  maxCost?: number | undefined;
+  id?: string | undefined;
+  follow: boolean;
+  json: boolean;
+}
+
+/** `./fleet submit "prompt"`: submits over HTTP; with --follow, prints the log until the session ends. */
+export async function submitCmd(ctx: CliContext, a: SubmitArgs): Promise<number> {
+  const files = a.file.map((spec) => {
     const [local, dest] = spec.split("=", 2) as [string, string | undefined];
-    return { path: dest ?? local, content: readFileSync(local).toString("base64"), encoding: "base64" as const };
+    let content: Buffer;
+    try {
+      content = readFileSync(local);
+    } catch (err) {
+      throw new FleetError("bad_input", `cannot read --file ${local}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    return { path: dest ?? local, content: content.toString("base64"), encoding: "base64" as const };
   });
   const budget = {
-    ...(values["max-tokens"] ? { maxTokens: Number(values["max-tokens"]) } : {}),
-    ...(values["max-cost"] ? { maxCost: Number(values["max-cost"]) } : {}),
+    ...(a.maxTokens !== undefined ? { maxTokens: a.maxTokens } : {}),
+    ...(a.maxCost !== undefined ? { maxCost: a.maxCost } : {}),
   };
-  const api = client(ctx);
-  const res = await api.request<{ sessionId: string; status: string }>("POST", "/v1/sessions", {
-    projectId: values.project,
-    prompt,
-    ...(values.id ? { sessionId: values.id } : {}),
-    ...(values.card ? { cardId: values.card } : {}),
-    ...(values.model ? { model: values.model } : {}),
-    ...(values.tool?.length ? { tools: values.tool } : {}),
+  const input: SubmitInput = {
+    projectId: a.project,
+    prompt: a.prompt,
+    ...(a.id ? { sessionId: a.id } : {}),
+    ...(a.card ? { cardId: a.card } : {}),
+    ...(a.model ? { model: a.model } : {}),
+    ...(a.tool.length ? { tools: a.tool } : {}),
     ...(files.length ? { files } : {}),
     ...(Object.keys(budget).length ? { budget } : {}),
-  });
-  ctx.out(`${res.sessionId} ${res.status}`);
-  return values.follow ? followLogs(ctx, api, res.sessionId) : 0;
+  };
+  const api = apiClient(ctx);
+  const res = await api.submit(input);
+  ctx.out(a.json ? JSON.stringify(res) : `${res.sessionId} ${res.status}`);
+  return a.follow ? followLogs(ctx, api, res.sessionId, a.json) : 0;
 }
 
-async function followLogs(ctx: CliContext, api: ApiClient, id: string): Promise<number> {
+/** Prints the log as it comes (JSON lines with --json); exit 0 when the session completed. */
+async function followLogs(ctx: CliContext, api: FleetHttpClient, id: string, json: boolean): Promise<number> {
   let status = "unknown";
   for await (const ev of api.follow(id)) {
-    if (ev.event === "log") ctx.out(formatLogLine(ev.data as { seq: number; at: number; line: string }));
-    if (ev.event === "end") status = (ev.data as { status: string }).status;
+    if (ev.type === "log") ctx.out(json ? JSON.stringify(ev.line) : formatLogLine(ev.line));
+    else {
+      status = ev.end.status;
+      ctx.out(json ? JSON.stringify({ sessionId: id, ...ev.end }) : `session ${id} ${status}`);
+    }
   }
-  ctx.out(`session ${id} ${status}`);
   return status === "completed" ? 0 : 1;
 }
 
-/** `./fleet logs [-f] <id>` */
-export async function logsCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { follow: { type: "boolean", short: "f", default: false } },
-  });
-  const id = positionals[0];
-  if (!id) throw new FleetError("bad_input", "usage: ./fleet logs [-f] <session id>");
-  const api = client(ctx);
-  if (values.follow) return followLogs(ctx, api, id);
-  const res = await api.request<{ lines: Array<{ seq: number; at: number; line: string }> }>(
-    "GET",
-    `/v1/sessions/${encodeURIComponent(id)}/logs`,
-  );
-  for (const l of res.lines) ctx.out(formatLogLine(l));
+/** `./fleet logs [-f] ID` */
+export async function logsCmd(ctx: CliContext, a: { id: string; follow: boolean; json: boolean }): Promise<number> {
+  const api = apiClient(ctx);
+  if (a.follow) return followLogs(ctx, api, a.id, a.json);
+  const lines = await api.logs(a.id);
+  if (a.json) ctx.out(JSON.stringify(lines));
+  else for (const l of lines) ctx.out(formatLogLine(l));
   return 0;
 }
 
 /** `./fleet ls [--project p] [--limit n]` */
-export async function lsCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { project: { type: "string", default: "default" }, limit: { type: "string", default: "20" } },
-  });
-  const page = await client(ctx).request<{ items: Session[] }>(
-    "GET",
-    `/v1/sessions?projectId=${encodeURIComponent(values.project ?? "default")}&limit=${values.limit}`,
-  );
+export async function lsCmd(ctx: CliContext, a: { project: string; limit: number; json: boolean }): Promise<number> {
+  const page = await apiClient(ctx).list({ projectId: a.project, limit: a.limit });
+  if (a.json) {
+    ctx.out(JSON.stringify(page));
+    return 0;
+  }
   for (const s of page.items) {
     ctx.out(
       `${s.id.padEnd(40)} ${s.status.padEnd(10)} ${new Date(s.createdAt).toISOString()}  ${s.prompt.replace(/\s+/g, " ").slice(0, 50)}`,
     );
   }
-  if (page.items.length === 0) ctx.out(`no sessions in project ${values.project}`);
+  if (page.items.length === 0) ctx.out(`no sessions in project ${a.project}`);
   return 0;
 }
 
-/** `./fleet show <id>` */
-export async function showCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const id = argv[0];
-  if (!id) throw new FleetError("bad_input", "usage: ./fleet show <session id>");
-  const api = client(ctx);
-  const s = await api.request<Session>("GET", `/v1/sessions/${encodeURIComponent(id)}`);
-  for (const l of formatSession(s)) ctx.out(l);
-  const m = await api.request<MetricsView>("GET", `/v1/sessions/${encodeURIComponent(id)}/metrics`);
+/** `./fleet show ID` */
+export async function showCmd(ctx: CliContext, a: { id: string; json: boolean }): Promise<number> {
+  const api = apiClient(ctx);
+  const [session, metrics] = await Promise.all([api.get(a.id), api.metrics(a.id)]);
+  if (a.json) {
+    ctx.out(JSON.stringify({ session, metrics }));
+    return 0;
+  }
+  for (const l of formatSession(session)) ctx.out(l);
   ctx.out("");
-  for (const l of formatMetrics(m)) ctx.out(l);
+  for (const l of formatMetrics(metrics)) ctx.out(l);
   return 0;
 }
 
-/** `./fleet cancel <id> [--reason r]`: asks the fleet to end the session; the watchdog does it. */
-export async function cancelCmd(ctx: CliContext, argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { reason: { type: "string" } },
-  });
-  const id = positionals[0];
-  if (!id || positionals.length > 1)
-    throw new FleetError("bad_input", "usage: ./fleet cancel <session id> [--reason r]");
-  const res = await client(ctx).request<{ sessionId: string; status: string }>(
-    "POST",
-    `/v1/sessions/${encodeURIComponent(id)}/cancel`,
-    values.reason !== undefined ? { reason: values.reason } : undefined,
-  );
+/** `./fleet cancel ID [--reason r]`: asks the fleet to end the session; the watchdog does it. */
+export async function cancelCmd(ctx: CliContext, a: { id: string; reason?: string | undefined }): Promise<number> {
+  const res = await apiClient(ctx).cancel(a.id, a.reason);
   ctx.out(
     `cancel requested for ${res.sessionId} (was ${res.status}); ./fleet show ${res.sessionId} tells when it ended`,
   );

@@ -18,15 +18,22 @@ export interface AuthServer {
   stop(): Promise<void>;
 }
 
-export async function startAuthServer(prefix: string): Promise<AuthServer> {
+/**
+ * `namespace`: the fleet's namespace on it (subjects, streams and the feed), none by default;
+ * `users`: the roles' users, when the caller needs them before the server starts.
+ */
+export async function startAuthServer(
+  prefix: string,
+  namespace = "",
+  users: NatsUser[] = generateNatsUsers(),
+): Promise<AuthServer> {
   const dir = mkdtempSync(join(tmpdir(), `fleet-${prefix}-`));
-  const users = generateNatsUsers();
   const port = await freePort();
   const url = `nats://127.0.0.1:${port}`;
   const conf = join(dir, "nats.conf");
   writeFileSync(
     conf,
-    `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\n${natsAuthConfig(users)}`,
+    `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\n${natsAuthConfig(users, namespace)}`,
     { mode: 0o600 },
   );
   const server = startProcess({
@@ -50,10 +57,7 @@ export async function startAuthServer(prefix: string): Promise<AuthServer> {
   };
   const busAs = async (role: NatsUser["role"]): Promise<Bus> => {
     const u = user(role);
-    const bus = await connectBus(
-      { servers: url, namespace: "", name: role, user: u.user, pass: u.password },
-      { logger },
-    );
+    const bus = await connectBus({ servers: url, namespace, name: role, user: u.user, pass: u.password }, { logger });
     buses.push(bus);
     return bus;
   };
@@ -80,7 +84,7 @@ export async function startAuthServer(prefix: string): Promise<AuthServer> {
     );
     // A fleet service provisions the streams and consumers, as it does at start; the launcher, the outside feed.
     await (await busAs("spawner")).provision();
-    await provisionOutsideFeed(await as("spawner"));
+    await provisionOutsideFeed(await as("spawner"), namespace);
   } catch (err) {
     await stop();
     throw err;

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inject } from "vitest";
-import { ApiClient } from "../../cli/src/client.js";
+import { FleetHttpClient } from "../../client/src/index.js";
 import { startService, type RunningService, type ServiceName } from "../../devtools/src/infra/index.js";
 import { MongoSessionStore, createLogger, newApiKey } from "../../shared/src/index.js";
 
@@ -151,11 +151,10 @@ export async function readSse(
   onLine?: (l: { seq: number; line: string }) => void,
 ): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {
   const lines: Array<{ seq: number; line: string }> = [];
-  for await (const ev of new ApiClient(fleet.apiUrl, fleet.apiKey).follow(sessionId)) {
-    if (ev.event === "end") return { lines, end: ev.data as { status: string } };
-    const l = ev.data as { seq: number; line: string };
-    lines.push(l);
-    onLine?.(l);
+  for await (const ev of new FleetHttpClient({ baseUrl: fleet.apiUrl, apiKey: fleet.apiKey }).follow(sessionId)) {
+    if (ev.type === "end") return { lines, end: ev.end };
+    lines.push(ev.line);
+    onLine?.(ev.line);
   }
   throw new Error("log stream ended without an end event");
 }

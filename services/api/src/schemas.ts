@@ -1,38 +1,18 @@
-import {
-  CardId,
-  FileSpec,
-  LIMITS,
-  LogLine,
-  ProjectDayUsage,
-  ProjectId,
-  Session,
-  SessionBudget,
-  SessionId,
-  SessionStatus,
-  UsageDay,
-  UsageTotals,
-} from "@fleet/shared";
+import { CardId, EndEventData, ErrorBody, LogEventData, LogsBody, ProjectId, SessionId, UsageDay } from "@fleet/shared";
 import { z } from "zod";
 
-export const CreateSessionBody = z
-  .object({
-    projectId: ProjectId,
-    prompt: z.string().min(1).max(LIMITS.promptChars),
-    sessionId: SessionId.optional(),
-    cardId: CardId.optional(),
-    systemPrompt: z.string().max(LIMITS.systemPromptChars).optional(),
-    tools: z.array(z.string().min(1).max(100)).max(100).optional(),
-    model: z.string().min(1).max(200).optional(),
-    fallbackModels: z.array(z.string().min(1).max(200)).max(10).optional(),
-    maxTokens: z.number().int().positive().max(1_000_000).optional(),
-    timeoutMs: z.number().int().min(LIMITS.timeoutMsMin).max(LIMITS.timeoutMsMax).optional(),
-    files: z.array(FileSpec).max(LIMITS.files).optional(),
-    budget: SessionBudget.optional().describe(
-      "limits on what the session may spend through the model gateway; a call past one is refused and the session fails budget_exceeded",
-    ),
-  })
-  .strict();
-export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
+/** The bodies themselves are the public HTTP contract, defined with the client (@session-fleet/client/contracts). */
+export {
+  Accepted,
+  ActiveSession,
+  CancelBody,
+  CreateSessionBody,
+  Details,
+  ErrorBody,
+  Metrics,
+  ProjectUsage,
+  SessionPage,
+} from "@fleet/shared";
 
 export const CreateSessionHeaders = z.object({
   "idempotency-key": z
@@ -43,16 +23,6 @@ export const CreateSessionHeaders = z.object({
     .describe(
       "names the session (with the project): a retry with the same key and request answers the same session; the same key with a different request answers 422",
     ),
-});
-
-export const Accepted = z.object({ sessionId: SessionId, status: SessionStatus });
-
-export const ErrorBody = z.object({
-  error: z.object({
-    code: z.string(),
-    message: z.string(),
-    issues: z.array(z.unknown()).optional(),
-  }),
 });
 
 /**
@@ -85,14 +55,12 @@ export const ListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(20),
   cursor: z.string().max(500).optional(),
 });
-export const SessionPage = z.object({ items: z.array(Session), nextCursor: z.string().optional() });
 
 export const LogsQuery = z.object({
   afterSeq: z.coerce.number().int().nonnegative().default(0),
   limit: z.coerce.number().int().min(1).max(10_000).default(1_000),
   follow: z.enum(["0", "1", "true", "false"]).optional(),
 });
-export const LogsBody = z.object({ sessionId: SessionId, lines: z.array(LogLine) });
 
 /** A string holding JSON of the given shape (an SSE `data` field), as JSON Schema's contentSchema. */
 function jsonText(schema: z.ZodType): z.ZodString {
@@ -111,7 +79,7 @@ export const LogStreamEvent = z.union([
       .string()
       .regex(/^[0-9]+$/)
       .describe("the line's seq"),
-    data: jsonText(LogLine.pick({ seq: true, at: true, kind: true, line: true }).strict()),
+    data: jsonText(LogEventData),
   }),
   z.object({
     event: z.literal("end"),
@@ -120,11 +88,7 @@ export const LogStreamEvent = z.union([
       .regex(/^[0-9]+$/)
       .optional()
       .describe("the last event id seen, which an SSE parser carries over"),
-    data: jsonText(
-      z
-        .object({ status: z.union([SessionStatus, z.literal("unknown")]), lastSeq: z.number().int().nonnegative() })
-        .strict(),
-    ),
+    data: jsonText(EndEventData),
   }),
 ]);
 
@@ -137,48 +101,9 @@ export const LogsResponse = {
   },
 };
 
-export const Details = z.object({
-  session: Session,
-  logs: z.array(LogLine),
-  response: z.string(),
-  thinking: z.string(),
-  toolCalls: z.array(z.unknown()),
-  todos: z.array(z.unknown()),
-  diffs: z.array(z.unknown()),
-  artifacts: z.array(z.unknown()),
-});
-
-export const Metrics = z.object({
-  sessionId: SessionId,
-  status: SessionStatus,
-  setup: z.record(z.string(), z.number()),
-  /** Whether the session took a ready agent from the warm pool (no sandbox create, no server start). */
-  startedWarm: z.boolean(),
-  setupMs: z.number(),
-  executionMs: z.number(),
-  totalMs: z.number(),
-  setupPercent: z.number(),
-  executionPercent: z.number(),
-  counts: z.object({ messages: z.number(), toolCalls: z.number(), logLines: z.number() }),
-  usage: z.object({ tokensIn: z.number(), tokensOut: z.number(), cost: z.number(), sandboxSeconds: z.number() }),
-  steps: z.array(z.object({ step: z.string(), ms: z.number() })),
-});
-
-export const ActiveSession = z.object({ session: Session, logs: z.array(LogLine) });
-
-export const CancelBody = z.object({ reason: z.string().max(500).optional() }).strict();
-
 export const ProjectParams = z.object({ id: ProjectId });
 
 export const UsageQuery = z.object({
   from: UsageDay.optional().describe("first UTC day (YYYY-MM-DD); default: 29 days before `to`"),
   to: UsageDay.optional().describe("last UTC day (YYYY-MM-DD), included; default: today"),
-});
-
-export const ProjectUsage = z.object({
-  projectId: ProjectId,
-  from: UsageDay,
-  to: UsageDay,
-  total: UsageTotals,
-  days: z.array(ProjectDayUsage).describe("days with calls, oldest first"),
 });

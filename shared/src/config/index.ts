@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { FleetError } from "../errors/index.js";
 import { CallbackKeys } from "../auth/callback-tokens.js";
-import { ProjectId } from "../contracts/common.js";
+import { ProjectId } from "../contracts/index.js";
 import { SimCreateFaults } from "./simulated.js";
 
 export { SimCreateFault, SimCreateFaults, SimFaultKind } from "./simulated.js";

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { jsonSchemas } from "./json-schema.js";
+import { jsonSchemas } from "@session-fleet/client/contracts";
 
 /** `npm run schemas`: writes one JSON Schema file per message into the folder given (docs/schemas). */
 const dir = resolve(process.argv[2] ?? "docs/schemas");

@@ -18,7 +18,7 @@ export {
 export const SessionStatus = z.enum(SESSION_STATUSES);
 export type SessionStatus = z.infer<typeof SessionStatus>;
 
-/** The finer step inside `pending` / `running` (shared/src/contracts/lifecycle.ts). */
+/** The finer step inside `pending` / `running` (lifecycle.ts). */
 export const SessionPhase = z.enum(SESSION_PHASES);
 export type SessionPhase = z.infer<typeof SessionPhase>;
 
@@ -154,7 +154,7 @@ export const Session = z.object({
   slotsHeld: z.literal(true).optional(),
   /**
    * The model gateway refused a call of this attempt (over budget) and asks for the session's end;
-   * the poller watching it ends it failed with this code (shared/src/contracts/usage.ts).
+   * the poller watching it ends it failed with this code (usage.ts).
    */
   endRequested: EndRequest.optional(),
   /** The gateway's ledger for this session, added by the api when it serves the document (not stored here). */
