@@ -7,8 +7,11 @@ case "${1:-}" in
   api | spawner | poller | watchdog | gateway)
     exec node "$root/services/$1/dist/main.js"
     ;;
+  provision-feed)
+    exec node "$root/deploy/provision-feed.mjs"
+    ;;
   *)
-    echo "usage: <image> api|spawner|poller|watchdog|gateway (got: '${1:-}')" >&2
+    echo "usage: <image> api|spawner|poller|watchdog|gateway|provision-feed (got: '${1:-}')" >&2
     exit 64
     ;;
 esac

@@ -1,11 +1,23 @@
-import { readFileSync, readdirSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1";
-import { CONSUMERS, streamName, type ConsumerName } from "@fleet/shared";
-import { FLEET_ACCOUNT, consumerName } from "@fleet/shared/bus";
+import { CONSUMERS, feedStreamName, streamName, type ConsumerName } from "@fleet/shared";
+import {
+  DEPLOY_ROLES,
+  FLEET_ACCOUNT,
+  consumerName,
+  natsAccountsTemplate,
+  natsPasswordVariable,
+} from "@fleet/shared/bus";
 import { createMetrics, poolMetrics } from "@fleet/shared/metrics";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Deployment } from "kubernetes-models/apps/v1";
+import { Job } from "kubernetes-models/batch/v1";
 import { ConfigMap, Service } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
@@ -14,6 +26,8 @@ import { GatewayConfig } from "../services/gateway/src/config.js";
 import { PollerConfig } from "../services/poller/src/config.js";
 import { SpawnerConfig } from "../services/spawner/src/config.js";
 import { WatchdogConfig } from "../services/watchdog/src/config.js";
+import { defaultToolsDir, ensureNatsServer, freePort, startProcess } from "../devtools/src/infra/index.js";
+import { eventually } from "./support/fixtures.js";
 
 /**
  * deploy/: every Kubernetes manifest validated against the Kubernetes and KEDA schemas (offline:
@@ -24,6 +38,7 @@ import { WatchdogConfig } from "../services/watchdog/src/config.js";
  */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const DEPLOY = join(ROOT, "deploy");
+const run = promisify(execFile);
 const SERVICES = readdirSync(join(ROOT, "services")).sort();
 
 type Obj = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata?: { name?: string } };
@@ -33,6 +48,7 @@ const MODELS: Record<string, (o: Obj) => { validate(): void }> = {
   "apps/v1/Deployment": (o) => new Deployment(o as never),
   "v1/Service": (o) => new Service(o as never),
   "v1/ConfigMap": (o) => new ConfigMap(o as never),
+  "batch/v1/Job": (o) => new Job(o as never),
   "keda.sh/v1alpha1/ScaledObject": (o) => new ScaledObject(o as never),
 };
 
@@ -119,6 +135,10 @@ function deploymentProblems(d: DeploymentDoc, configMaps: ReadonlySet<string>): 
       if (ref.secretRef && ref.secretRef.name !== `fleet-${service}`) say(`reads the Secret ${ref.secretRef.name}`);
     }
     if (!c.envFrom?.some((r) => r.secretRef)) say("reads no Secret");
+    const natsUser = (c.env as Array<{ name: string; value?: string }> | undefined)?.find(
+      (e) => e.name === "NATS_USER",
+    );
+    if (natsUser?.value !== `fleet-${service}`) say(`connects to NATS as ${natsUser?.value}, not fleet-${service}`);
   }
   return out;
 }
@@ -210,6 +230,53 @@ describe("deploy/", () => {
     expect(named.filter((n) => !registered.has(n))).toEqual([]);
   });
 
+  it("the NATS accounts file is natsAuthConfig's, and a nats-server run on it admits each role with its password only", async () => {
+    const file = readFileSync(join(DEPLOY, "nats", "accounts.conf"), "utf8");
+    expect(
+      file.replace(/^#.*\n/gm, ""),
+      "deploy/nats/accounts.conf is stale: npx tsc -b && npm run nats-accounts",
+    ).toBe(natsAccountsTemplate());
+    const dir = mkdtempSync(join(tmpdir(), "fleet-deploy-nats-"));
+    const port = await freePort();
+    copyFileSync(join(DEPLOY, "nats", "accounts.conf"), join(dir, "accounts.conf"));
+    writeFileSync(
+      join(dir, "nats.conf"),
+      `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(join(dir, "js"))} }\ninclude ./accounts.conf\n`,
+    );
+    const passwords = Object.fromEntries(DEPLOY_ROLES.map((r) => [natsPasswordVariable(r), `pw-${r}-${port}`]));
+    const server = startProcess({
+      name: "deploy-nats",
+      command: await ensureNatsServer(defaultToolsDir()),
+      args: ["-c", join(dir, "nats.conf")],
+      logFile: join(dir, "nats.log"),
+      env: { ...process.env, ...passwords },
+    });
+    const url = `nats://127.0.0.1:${port}`;
+    const as = (role: string, pass: string) => connect({ servers: url, user: `fleet-${role}`, pass, reconnect: false });
+    try {
+      await eventually(() => as("api", `pw-api-${port}`).then((nc) => nc.close().then(() => true)));
+      await Promise.all(DEPLOY_ROLES.map((r) => as(r, `pw-${r}-${port}`).then((nc) => nc.close())));
+      await expect(as("spawner", `pw-api-${port}`)).rejects.toThrow(/Authorization/i);
+      // The image's provision-feed, as the fleet's api user: the outside account gets its stream.
+      await run(process.execPath, [join(DEPLOY, "provision-feed.mjs")], {
+        env: {
+          ...process.env,
+          NATS_URL: url,
+          NATS_USER: "fleet-api",
+          NATS_PASSWORD: `pw-api-${port}`,
+          FLEET_NAMESPACE: "",
+        },
+      });
+      const outside = await as("outside", `pw-outside-${port}`);
+      const info = await (await jetstreamManager(outside)).streams.info(feedStreamName(""));
+      expect(info.config.name).toBe(feedStreamName(""));
+      await outside.close();
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("compose runs every service from the one image, a three-node NATS cluster and MongoDB, with no secret inline", () => {
     const compose = parseYaml(readFileSync(join(DEPLOY, "compose.yaml"), "utf8"), { merge: true }) as {
       services: Record<string, { command?: string[]; environment?: Record<string, string>; env_file?: string[] }>;
@@ -234,6 +301,14 @@ describe("deploy/", () => {
       const known = CONFIGS[service]?.shape ?? {};
       expect(env.filter((k) => !(k in known) && !FORWARD_SETTINGS.has(k))).toEqual([]);
     }
+    // Each service as its own NATS user; every node reads all the users' passwords; the feed is provisioned.
+    for (const service of SERVICES) expect(compose.services[service]?.environment?.NATS_USER).toBe(`fleet-${service}`);
+    for (const node of names.filter((n) => /^nats-\d$/.test(n))) {
+      expect(compose.services[node]?.env_file).toEqual(["./secrets/nats.env"]);
+    }
+    const natsSecrets = readFileSync(join(DEPLOY, "secrets", "nats.env.example"), "utf8");
+    for (const role of DEPLOY_ROLES) expect(natsSecrets).toContain(`${natsPasswordVariable(role)}=`);
+    expect(compose.services["provision-feed"]?.command).toEqual(["provision-feed"]);
     // The examples carry no secret value: only the store's address, without credentials.
     for (const f of secretFiles) {
       const set = [...readFileSync(join(DEPLOY, "secrets", f), "utf8").matchAll(/^([A-Z0-9_]+)=(.+)$/gm)];

@@ -27,3 +27,4 @@ export {
   type NatsPermissions,
 } from "./nats-auth.js";
 export { asyncApiDocument, subjectAllowed } from "./asyncapi.js";
+export { DEPLOY_ROLES, natsAccountsTemplate, natsPasswordVariable } from "./nats-accounts.js";
