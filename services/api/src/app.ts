@@ -1,7 +1,8 @@
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
+import { asyncApiDocument } from "@fleet/shared/bus";
 import type { Bus, CallbackTokenConfig, KnownProjects, Logger, SandboxProvider, SessionStore } from "@fleet/shared";
-import { sessionsEndedCounter } from "@fleet/shared/metrics";
+import { consumerMetrics, sessionsEndedCounter } from "@fleet/shared/metrics";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { markOptionalBodies } from "./openapi.js";
@@ -98,7 +99,12 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       }),
     );
   }
+  // The stages' queues and throughput, read from the bus when /metrics is scraped.
+  consumerMetrics(deps.registry, () => deps.bus.consumerBacklogs());
   await app.register(healthRoutes({ store: deps.store, bus: deps.bus, registry: deps.registry }));
   app.get("/openapi.json", { schema: { hide: true }, config: { access: "public" } }, async () => app.swagger());
+  // The bus's contract beside the HTTP one, under the same rules.
+  const asyncApi = asyncApiDocument();
+  app.get("/asyncapi.json", { schema: { hide: true }, config: { access: "public" } }, async () => asyncApi);
   return app;
 }

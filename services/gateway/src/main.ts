@@ -27,7 +27,7 @@ const gateway = createGateway({
 });
 rt.closer.add("http", () => gateway.close());
 if (config.GATEWAY_METRICS_PORT) {
-  const server = await serveMetrics(rt.metrics.registry, config.GATEWAY_METRICS_PORT);
+  const server = await serveMetrics(rt.metrics.registry, config.GATEWAY_METRICS_PORT, config.FLEET_METRICS_HOST);
   rt.closer.add("metrics", () => new Promise<void>((r) => server.close(() => r())));
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);

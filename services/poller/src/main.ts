@@ -45,7 +45,7 @@ if (config.POLLER_ARCHIVER) {
 // next poller re-attaches); only a result collection already under way gets a moment to finish.
 rt.closer.add("consumer", () => poller.stop(Math.min(config.FLEET_SHUTDOWN_MS, 2_000)));
 if (config.POLLER_METRICS_PORT) {
-  const server = await serveMetrics(rt.metrics.registry, config.POLLER_METRICS_PORT);
+  const server = await serveMetrics(rt.metrics.registry, config.POLLER_METRICS_PORT, config.FLEET_METRICS_HOST);
   rt.closer.add("metrics", () => new Promise<void>((r) => server.close(() => r())));
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);

@@ -90,7 +90,7 @@ const spawner = createSpawner(
 if (pool) rt.closer.add("pool", () => pool.stop());
 rt.closer.add("consumer", () => spawner.stop(config.FLEET_SHUTDOWN_MS));
 if (config.SPAWNER_METRICS_PORT) {
-  const server = await serveMetrics(rt.metrics.registry, config.SPAWNER_METRICS_PORT);
+  const server = await serveMetrics(rt.metrics.registry, config.SPAWNER_METRICS_PORT, config.FLEET_METRICS_HOST);
   rt.closer.add("metrics", () => new Promise<void>((r) => server.close(() => r())));
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);

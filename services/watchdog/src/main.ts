@@ -20,7 +20,7 @@ const watchdog = createWatchdog(
 );
 rt.closer.add("watchdog", () => watchdog.stop(config.FLEET_SHUTDOWN_MS));
 if (config.WATCHDOG_METRICS_PORT) {
-  const server = await serveMetrics(rt.metrics.registry, config.WATCHDOG_METRICS_PORT);
+  const server = await serveMetrics(rt.metrics.registry, config.WATCHDOG_METRICS_PORT, config.FLEET_METRICS_HOST);
   rt.closer.add("metrics", () => new Promise<void>((r) => server.close(() => r())));
 }
 onSignals(() => rt.closer.close(), config.FLEET_SHUTDOWN_MS);

@@ -2,6 +2,7 @@ export type {
   ArchiveBacklog,
   BatchConsumeOptions,
   Bus,
+  ConsumerBacklog,
   ConsumeOptions,
   DeadLetterSink,
   Handler,
@@ -25,3 +26,5 @@ export {
   type NatsUser,
   type NatsPermissions,
 } from "./nats-auth.js";
+export { asyncApiDocument, subjectAllowed } from "./asyncapi.js";
+export { DEPLOY_ROLES, natsAccountsTemplate, natsPasswordVariable } from "./nats-accounts.js";

@@ -33,6 +33,7 @@ import type {
   ArchiveBacklog,
   BatchConsumeOptions,
   Bus,
+  ConsumerBacklog,
   ConsumeOptions,
   DeadLetterSink,
   PublishOptions,
@@ -161,6 +162,32 @@ class NatsBus implements Bus {
 
   archiveBacklog(): Promise<ArchiveBacklog> {
     return archiveBacklog(this.logStream, consumerName(this.config.namespace, "archiver"));
+  }
+
+  async consumerBacklogs(): Promise<ConsumerBacklog[]> {
+    const ns = this.config.namespace;
+    try {
+      return await Promise.all(
+        (Object.keys(CONSUMERS) as ConsumerName[]).map(async (consumer) => {
+          const info = await this.jsm.consumers.info(
+            streamName(ns, CONSUMERS[consumer].stream),
+            consumerName(ns, consumer),
+          );
+          return {
+            consumer,
+            pending: info.num_pending,
+            ackPending: info.num_ack_pending,
+            redelivered: info.num_redelivered,
+            delivered: info.delivered.consumer_seq,
+          };
+        }),
+      );
+    } catch (err) {
+      throw new FleetError("bus_unavailable", `cannot read the fleet's consumers: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
+    }
   }
 
   serveProgress(sessionId: string, handler: (msg: SessionProgress) => Promise<ProgressReply>): { stop(): void } {

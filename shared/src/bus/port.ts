@@ -94,6 +94,19 @@ export interface ArchiveBacklog {
   oldestAgeMs: number;
 }
 
+/** One fleet consumer as the server sees it (a stage's queue depth and its deliveries so far). */
+export interface ConsumerBacklog {
+  consumer: ConsumerName;
+  /** Messages not yet delivered. */
+  pending: number;
+  /** Messages delivered and not yet acknowledged (being handled, or held by a watch). */
+  ackPending: number;
+  /** Delivered messages that were delivered before. */
+  redelivered: number;
+  /** Deliveries the consumer has made (its delivered consumer sequence; redeliveries count). */
+  delivered: number;
+}
+
 export interface Subscription {
   /** Stop taking work, wait for in-flight handlers up to `deadlineMs`, release the rest (nak). */
   stop(deadlineMs?: number): Promise<void>;
@@ -138,6 +151,8 @@ export interface Bus {
   archiveLogs(options: BatchConsumeOptions<SessionLog>): Subscription;
   /** How far behind the archiver's consumer is (read from the server: the same figure on every instance). */
   archiveBacklog(): Promise<ArchiveBacklog>;
+  /** Every fleet consumer's backlog and deliveries, read from the server (the same figures on every instance). */
+  consumerBacklogs(): Promise<ConsumerBacklog[]>;
   /** Resolves when the server answers a round trip. */
   ping(): Promise<void>;
   /** Stops subscriptions, drains the connection. Idempotent. */

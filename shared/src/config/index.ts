@@ -63,6 +63,8 @@ export const baseEnv = busEnv
     FLEET_WATCH_ACK_WAIT_MS: z.coerce.number().int().min(2_000).max(600_000).default(6_000),
     /** Deliveries of one message before it is dead-lettered. */
     FLEET_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(10),
+    /** Address the /metrics endpoints of spawner, poller, watchdog and gateway listen on (0.0.0.0 in a container). */
+    FLEET_METRICS_HOST: z.string().min(1).default("127.0.0.1"),
   });
 
 export type BaseEnv = z.infer<typeof baseEnv>;

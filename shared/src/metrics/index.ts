@@ -1,4 +1,5 @@
 import { createServer, type Server } from "node:http";
+import type { ConsumerBacklog } from "../bus/port.js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** The fleet's Prometheus metrics; each service registers the same names and fills what it does. */
@@ -147,4 +148,61 @@ export function poolMetrics(registry: Registry): PoolMetrics {
       registers,
     }),
   };
+}
+
+/** How long one read of the consumers serves scrapes (several metrics, and several scrapers, share it). */
+const BACKLOG_TTL_MS = 1_000;
+
+/**
+ * Each fleet consumer's queue depth and deliveries, read from the server when scraped: the stages'
+ * queues (pending, held) and throughput (rate of deliveries). The same figures on every instance
+ * that registers them (aggregate with max, not sum); the api does.
+ */
+export function consumerMetrics(registry: Registry, read: () => Promise<ConsumerBacklog[]>): void {
+  // Registered once per registry (a second app over the same registry reads the same figures).
+  if (registry.getSingleMetric("fleet_bus_consumer_pending")) return;
+  let cached: { at: number; value: Promise<ConsumerBacklog[]> } | undefined;
+  const backlogs = (): Promise<ConsumerBacklog[]> => {
+    if (!cached || Date.now() - cached.at > BACKLOG_TTL_MS) {
+      cached = { at: Date.now(), value: read() };
+      // A failed read is reported as no series, and tried again at the next scrape.
+      cached.value.catch(() => {
+        cached = undefined;
+      });
+    }
+    return cached.value;
+  };
+  const gauge = (name: string, help: string, pick: (b: ConsumerBacklog) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["consumer"],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const b of await backlogs().catch(() => [])) this.set({ consumer: b.consumer }, pick(b));
+      },
+    });
+  gauge("fleet_bus_consumer_pending", "Messages waiting for a fleet consumer (not yet delivered)", (b) => b.pending);
+  gauge(
+    "fleet_bus_consumer_ack_pending",
+    "Messages a fleet consumer has delivered and not had acknowledged (being handled, or held by a watch)",
+    (b) => b.ackPending,
+  );
+  gauge(
+    "fleet_bus_consumer_redelivered",
+    "Messages of a fleet consumer delivered more than once",
+    (b) => b.redelivered,
+  );
+  new Counter({
+    name: "fleet_bus_consumer_delivered_total",
+    help: "Deliveries a fleet consumer has made, redeliveries included (its rate is the stage's throughput)",
+    labelNames: ["consumer"],
+    registers: [registry],
+    async collect() {
+      const read = await backlogs().catch(() => []);
+      this.reset();
+      for (const b of read) this.inc({ consumer: b.consumer }, b.delivered);
+    },
+  });
 }
