@@ -140,6 +140,7 @@ export {
   type SessionPatch,
   type SessionStore,
   type SlotStore,
+  LearnedCap,
   type PoolClaim,
   type PoolEntry,
   type PoolStatus,
@@ -159,6 +160,7 @@ export {
   type SandboxProvider,
   type SandboxSummary,
 } from "./sandbox/port.js";
+export { isProviderQuota, parseRetryAfter, ProviderQuotaError } from "./sandbox/quota.js";
 export {
   type AgentClient,
   type AgentEndpoint,

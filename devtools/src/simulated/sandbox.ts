@@ -19,6 +19,7 @@ import {
   type SandboxSummary,
 } from "@fleet/shared/sandbox";
 import { createFault } from "./faults.js";
+import { SimulatedQuota } from "./quota.js";
 import {
   SIM_ID,
   appendMark,
@@ -50,6 +51,10 @@ export const SimulatedSandboxConfig = z.object({
   fleet: z.string().min(1).optional(),
   /** Creates that fail on purpose (FLEET_SIM_CREATE_FAULTS), for tests of provider errors. */
   createFaults: z.array(SimCreateFault).default([]),
+  /** The account's concurrent-sandbox limit (FLEET_SIM_QUOTA), answered like E2B's; 0 = none. */
+  quota: z.number().int().min(0).default(0),
+  /** The Retry-After of its 429s (FLEET_SIM_RETRY_AFTER_MS), also of the rate_limit faults. */
+  retryAfterMs: z.number().int().min(0).default(1_000),
 });
 export type SimulatedSandboxConfig = z.input<typeof SimulatedSandboxConfig>;
 
@@ -64,6 +69,7 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   readonly dir: string;
   private readonly config: z.output<typeof SimulatedSandboxConfig>;
   private folders: Promise<void> | undefined;
+  private readonly quota: SimulatedQuota | undefined;
 
   constructor(
     config: SimulatedSandboxConfig,
@@ -71,12 +77,23 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   ) {
     this.config = SimulatedSandboxConfig.parse(config);
     this.dir = this.config.dir;
+    this.quota =
+      this.config.quota > 0
+        ? new SimulatedQuota(
+            this.dir,
+            this.config.quota,
+            this.config.retryAfterMs,
+            (id) => this.alive(id),
+            this.config.createMs,
+          )
+        : undefined;
   }
 
   private ensureFolders(): Promise<void> {
     this.folders ??= Promise.all([
       mkdir(join(this.dir, "live"), { recursive: true }),
       mkdir(join(this.dir, "ended"), { recursive: true }),
+      mkdir(join(this.dir, "quota"), { recursive: true }),
     ]).then(
       () => undefined,
       (err: unknown) => {
@@ -92,11 +109,25 @@ export class SimulatedSandboxProvider implements SandboxProvider {
 
   async create(spec: SandboxCreateSpec): Promise<SimulatedSandbox> {
     const { metadata } = checkCreateSpec(spec, this.config.fleet);
-    const fault = createFault(this.config.createFaults, metadata);
-    if (fault) throw fault;
     await this.ensureFolders();
-    if (this.config.createMs > 0) await delay(this.config.createMs);
+    const fault = await createFault(this.dir, this.config.createFaults, metadata, this.config.retryAfterMs);
+    if (fault) throw fault;
     const id = `sim-${randomBytes(8).toString("hex")}`;
+    await this.quota?.take(id);
+    try {
+      return await this.record(id, spec, metadata);
+    } catch (err) {
+      await this.quota?.give(id);
+      throw err;
+    }
+  }
+
+  private async record(
+    id: string,
+    spec: SandboxCreateSpec,
+    metadata: SandboxCreateSpec["metadata"],
+  ): Promise<SimulatedSandbox> {
+    if (this.config.createMs > 0) await delay(this.config.createMs);
     const createdAt = Date.now();
     const line = createdLine({
       id,
@@ -175,6 +206,7 @@ export class SimulatedSandboxProvider implements SandboxProvider {
         cause: err,
       });
     }
+    await this.quota?.give(id);
     // The kill is done; its time is only a record for the benchmark.
     await appendMark(endedPath(this.dir, id), "killed", Date.now()).catch((err: unknown) =>
       this.logger.debug({ sandboxId: id, err: errorMessage(err) }, "could not record the kill time"),

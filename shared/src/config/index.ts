@@ -148,6 +148,10 @@ export const sandboxEnv = z.object({
    * `p1=rate_limit:2,p2=transient,p3=permanent` (attempts 1..n fail; permanent ones always).
    */
   FLEET_SIM_CREATE_FAULTS: SimCreateFaults,
+  /** Simulated: the account's concurrent-sandbox limit, answered like E2B's (429 with Retry-After); 0 = none. */
+  FLEET_SIM_QUOTA: z.coerce.number().int().min(0).max(100_000).default(0),
+  /** Simulated: the Retry-After of its 429s (quota and rate_limit faults). */
+  FLEET_SIM_RETRY_AFTER_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
 });
 export type SandboxEnv = z.infer<typeof sandboxEnv>;
 

@@ -32,3 +32,11 @@ export {
   E2BSandboxProvider,
   mapE2BError,
 } from "./e2b/index.js";
+export {
+  isConcurrencyMessage,
+  isProviderQuota,
+  limitInMessage,
+  MAX_RETRY_AFTER_MS,
+  parseRetryAfter,
+  ProviderQuotaError,
+} from "./quota.js";

@@ -21,6 +21,8 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
         eventMs: env.FLEET_SIM_EVENT_MS,
         fleet: env.FLEET_NAME,
         createFaults: env.FLEET_SIM_CREATE_FAULTS,
+        quota: env.FLEET_SIM_QUOTA,
+        retryAfterMs: env.FLEET_SIM_RETRY_AFTER_MS,
       },
       logger,
     );

@@ -20,6 +20,8 @@ export interface SimulatedProviderOptions {
   eventMs: number;
   fleet: string;
   createFaults: SimCreateFault[];
+  quota: number;
+  retryAfterMs: number;
 }
 
 export interface SimulatedRuntimeOptions {

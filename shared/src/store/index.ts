@@ -17,4 +17,5 @@ export type {
   UsageStore,
 } from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
+export { LearnedCap } from "./slots.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";

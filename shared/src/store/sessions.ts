@@ -60,6 +60,12 @@ export interface SessionDocStore {
    * this one: its place in the queue. Requests not yet picked up do not hold anyone back.
    */
   queuePosition(session: { id: string; createdAt: number }): Promise<number>;
+  /**
+   * Every session waiting for admission, oldest first, with what a fair admission order needs:
+   * pending in phase queued and picked up by a spawner (an attempt claimed), so one that has only
+   * just been picked up already holds back those picked up after it. Bounded.
+   */
+  waitingSessions(limit?: number): Promise<Array<{ id: string; projectId: string; createdAt: number }>>;
 }
 
 type SessionDoc = Omit<Session, "id"> & { _id: string };
@@ -281,5 +287,17 @@ export class MongoSessions implements SessionDocStore {
         .toArray(),
     );
     return earlier.length;
+  }
+
+  async waitingSessions(limit = 10_000): Promise<Array<{ id: string; projectId: string; createdAt: number }>> {
+    const docs = await guarded("waitingSessions", () =>
+      this.docs
+        .find({ status: "pending", phase: "queued", attempt: { $gte: 1 } })
+        .project<{ _id: string; projectId: string; createdAt: number }>({ _id: 1, projectId: 1, createdAt: 1 })
+        .sort({ createdAt: 1, _id: 1 })
+        .limit(limit)
+        .toArray(),
+    );
+    return docs.map((d) => ({ id: d._id, projectId: d.projectId, createdAt: d.createdAt }));
   }
 }
