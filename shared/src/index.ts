@@ -157,6 +157,7 @@ export {
   SandboxMetadata,
   SessionSandboxMetadata,
   PooledSandboxMetadata,
+  SANDBOX_GRACE_MS,
   type SandboxProvider,
   type SandboxSummary,
 } from "./sandbox/port.js";

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { access, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { z } from "zod";
@@ -8,6 +8,7 @@ import type { Logger } from "@fleet/shared/log";
 import { SimCreateFault } from "@fleet/shared/config";
 import {
   checkCreateSpec,
+  checkTimeout,
   oldestFirst,
   relativeSegments,
   type CommandResult,
@@ -28,6 +29,7 @@ import {
   forEachBounded,
   isMissing,
   listJournals,
+  liveness,
   livePath,
   parseJournal,
   type SimulatedState,
@@ -55,6 +57,8 @@ export const SimulatedSandboxConfig = z.object({
   quota: z.number().int().min(0).default(0),
   /** The Retry-After of its 429s (FLEET_SIM_RETRY_AFTER_MS), also of the rate_limit faults. */
   retryAfterMs: z.number().int().min(0).default(1_000),
+  /** The longest timeout one create or setTimeout may ask (FLEET_SIM_MAX_TIMEOUT_MS), like E2B's plans; 0 = none. */
+  maxTimeoutMs: z.number().int().min(0).default(0),
 });
 export type SimulatedSandboxConfig = z.input<typeof SimulatedSandboxConfig>;
 
@@ -70,6 +74,7 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   private readonly config: z.output<typeof SimulatedSandboxConfig>;
   private folders: Promise<void> | undefined;
   private readonly quota: SimulatedQuota | undefined;
+  readonly maxTimeoutMs: number | undefined;
 
   constructor(
     config: SimulatedSandboxConfig,
@@ -77,6 +82,7 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   ) {
     this.config = SimulatedSandboxConfig.parse(config);
     this.dir = this.config.dir;
+    this.maxTimeoutMs = this.config.maxTimeoutMs > 0 ? this.config.maxTimeoutMs : undefined;
     this.quota =
       this.config.quota > 0
         ? new SimulatedQuota(
@@ -109,6 +115,7 @@ export class SimulatedSandboxProvider implements SandboxProvider {
 
   async create(spec: SandboxCreateSpec): Promise<SimulatedSandbox> {
     const { metadata } = checkCreateSpec(spec, this.config.fleet);
+    checkTimeout(spec.timeoutMs, undefined);
     await this.ensureFolders();
     const fault = await createFault(this.dir, this.config.createFaults, metadata, this.config.retryAfterMs);
     if (fault) throw fault;
@@ -132,7 +139,8 @@ export class SimulatedSandboxProvider implements SandboxProvider {
     const line = createdLine({
       id,
       createdAt,
-      endAt: createdAt + spec.timeoutMs,
+      // Like E2B's plans: no sandbox gets more than the maximum at a time.
+      endAt: createdAt + Math.min(spec.timeoutMs, this.maxTimeoutMs ?? Number.POSITIVE_INFINITY),
       metadata: { ...metadata },
       events: this.config.events,
       eventMs: this.config.eventMs,
@@ -152,19 +160,31 @@ export class SimulatedSandboxProvider implements SandboxProvider {
     return (await this.alive(id)) ? new SimulatedSandbox(id, this) : null;
   }
 
-  /** Alive means the journal is still in live/: one access() call. */
+  /** Alive means the journal is still in live/ and its hard timeout has not passed (then it ends here). */
   async alive(id: string): Promise<boolean> {
     if (!SIM_ID.test(id)) return false;
+    let state: Awaited<ReturnType<typeof liveness>>;
     try {
-      await access(livePath(this.dir, id));
-      return true;
+      state = await liveness(this.dir, id);
     } catch (err) {
-      if (isMissing(err)) return false;
       throw new FleetError("sandbox", `cannot read simulated sandbox ${id}: ${errorMessage(err)}`, {
         retryable: true,
         cause: err,
       });
     }
+    if (state === "lapsed") {
+      await this.quota?.give(id);
+      this.logger.info({ sandboxId: id }, "simulated sandbox reached its timeout and ended");
+    }
+    return state === "alive";
+  }
+
+  /** Sets the hard timeout to `timeoutMs` from now (a `timeout` mark in the journal). */
+  async setTimeout(id: string, timeoutMs: number): Promise<boolean> {
+    checkTimeout(timeoutMs, this.maxTimeoutMs);
+    if (!(await this.alive(id))) return false;
+    const at = Date.now();
+    return appendMark(livePath(this.dir, id), "timeout", at, { endAt: at + timeoutMs });
   }
 
   /** Live sandboxes matching the filter, including those past their own timeout, so a reaper sees them. */
@@ -182,8 +202,12 @@ export class SimulatedSandboxProvider implements SandboxProvider {
           this.logger.warn({ file: name, err: errorMessage(err) }, "skipping unreadable simulated sandbox journal");
       }
     });
+    // Past its timeout is gone, as on a provider that enforces it: ended here, not listed.
+    const now = Date.now();
+    const lapsed = found.filter((s) => s.endAt <= now);
+    for (const s of lapsed) await this.alive(s.id);
     return found
-      .filter((s) => wanted.every(([k, v]) => s.metadata[k] === v))
+      .filter((s) => s.endAt > now && wanted.every(([k, v]) => s.metadata[k] === v))
       .map((s) => ({
         id: s.id,
         provider: this.name,

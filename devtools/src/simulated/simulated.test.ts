@@ -221,6 +221,31 @@ describe("the simulated provider's quota and faults", () => {
   });
 });
 
+describe("the simulated provider's timeouts", () => {
+  it("gives a create at most its maximum, extends within it, and ends a sandbox at its timeout", async () => {
+    const dir = stateDir();
+    const p = new SimulatedSandboxProvider({ dir, fleet: "simtest", maxTimeoutMs: 400 }, logger);
+    expect(p.maxTimeoutMs).toBe(400);
+    const sb = await p.create({ metadata: meta(), envs: {}, timeoutMs: 3_600_000 });
+    const made = await readSimulatedState(dir, sb.id);
+    expect((made?.endAt ?? 0) - (made?.createdAt ?? 0)).toBe(400);
+    await expect(p.setTimeout(sb.id, 401)).rejects.toBeInstanceOf(FleetError);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await p.setTimeout(sb.id, 400)).toBe(true);
+    // Past its first end, alive thanks to the extension.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await sb.isAlive()).toBe(true);
+    expect((await readSimulatedState(dir, sb.id))?.extensions).toBe(1);
+    // Then nothing extends it: listed no more, gone, its end recorded as a lapse and not a kill.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await p.list()).toEqual([]);
+    expect(await p.connect(sb.id)).toBeNull();
+    expect(await p.setTimeout(sb.id, 100)).toBe(false);
+    const ended = await readSimulatedState(dir, sb.id);
+    expect([ended?.alive, ended?.expiredAt !== undefined, ended?.killedAt]).toEqual([false, true, undefined]);
+  });
+});
+
 describe("simulated agent", () => {
   it("plays its scripted tool events at their times, then goes idle at promptedAt + N × interval", async () => {
     const dir = stateDir();

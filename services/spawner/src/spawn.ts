@@ -10,6 +10,7 @@ import {
   isRetryable,
   isKnownProject,
   isProviderQuota,
+  SANDBOX_GRACE_MS,
   isTerminal,
   mintCallbackToken,
   mintGatewayToken,
@@ -392,8 +393,12 @@ async function createSandbox(
           ),
         }
       : {},
-    // The provider's own limit outlives the session's deadline a little, as a backstop to the watchdog.
-    timeoutMs: Math.max(60_000, session.deadlineAt - Date.now() + 60_000),
+    // The provider's own limit outlives the session's deadline a little, as a backstop to the
+    // watchdog; where the provider caps a sandbox's timeout, the poller extends it while it runs.
+    timeoutMs: Math.min(
+      deps.provider.maxTimeoutMs ?? Number.POSITIVE_INFINITY,
+      Math.max(60_000, session.deadlineAt - Date.now() + SANDBOX_GRACE_MS),
+    ),
     // All the network an isolated sandbox gets: its model endpoint (the gateway) and the fleet's callback url.
     egress: [deps.settings.gateway?.url ?? deps.settings.model.baseUrl, ...(cb ? [cb.url] : [])],
   });

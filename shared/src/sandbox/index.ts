@@ -7,11 +7,12 @@ export {
   SandboxMetadata,
   SessionSandboxMetadata,
   PooledSandboxMetadata,
+  SANDBOX_GRACE_MS,
   type SandboxProvider,
   type SandboxSummary,
 } from "./port.js";
 export { relativeSegments, checkEnvs } from "./paths.js";
-export { oldestFirst, checkCreateSpec, MAX_SANDBOX_TIMEOUT_MS } from "./spec.js";
+export { oldestFirst, checkCreateSpec, checkTimeout, MAX_SANDBOX_TIMEOUT_MS } from "./spec.js";
 export { shellQuote, shellCommand } from "./shell.js";
 export {
   type IsolationMode,

@@ -22,6 +22,7 @@ export interface SimulatedProviderOptions {
   createFaults: SimCreateFault[];
   quota: number;
   retryAfterMs: number;
+  maxTimeoutMs: number;
 }
 
 export interface SimulatedRuntimeOptions {
