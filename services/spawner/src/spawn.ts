@@ -144,6 +144,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     sandbox = started.sandbox;
     // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
     const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
+    // Setup's lines go out while setup goes on; all are confirmed before the session is declared running.
     const pending = inFlight();
     pending.add(
       writer.append([
