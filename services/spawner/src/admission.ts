@@ -45,6 +45,22 @@ export interface AdmissionDeps {
   metrics: AdmissionMetrics;
 }
 
+type Waiting = Awaited<ReturnType<SessionDocStore["waitingSessions"]>>;
+
+/**
+ * The waiting list, read at most once per `maxAgeMs` per store (per spawner instance), however many
+ * sessions it holds waiting: each computes its own place from the same list.
+ */
+const waitingLists = new WeakMap<object, { at: number; list: Promise<Waiting> }>();
+function waitingSessions(store: AdmissionStore, maxAgeMs: number): Promise<Waiting> {
+  const cached = waitingLists.get(store);
+  if (cached && Date.now() - cached.at < maxAgeMs) return cached.list;
+  const list = store.waitingSessions();
+  waitingLists.set(store, { at: Date.now(), list });
+  list.catch(() => waitingLists.delete(store));
+  return list;
+}
+
 /** The scope of the fleet-wide slots and of the learned cap. */
 export const GLOBAL_SCOPE = "global";
 /** Slots taken under no cap at all: only counted, never refused. */
@@ -75,7 +91,7 @@ export async function admit(
   // A slot this session still holds from an attempt that did not finish (a crash, a retryable
   // failure) would count against it: it is given back and taken again in turn. A warm sandbox's
   // slot is the session's own and stays.
-  if (!options.holdsGlobal) await store.releaseSlots(session.id);
+  if (!options.holdsGlobal && (session.attempt > 0 || ctx.deliveryCount > 1)) await store.releaseSlots(session.id);
   deps.metrics.waiting.inc();
   try {
     for (;;) {
@@ -96,7 +112,7 @@ export async function admit(
       }
       const current = await store.get(session.id);
       if (!current || isTerminal(current.status)) throw new SessionEnded(session.id, "while queued");
-      const position = fairPosition(await store.waitingSessions(), session);
+      const position = fairPosition(await waitingSessions(store, limits.pollMs / 4), session);
       // Only as many of the first waiting sessions as there are free slots may try, so none overtakes
       // one ahead of it in the fair order.
       const used = await Promise.all(scopes.map(([scope]) => store.slotsInUse(scope)));
