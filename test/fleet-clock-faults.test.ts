@@ -81,9 +81,10 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
   it("retries sandbox creates refused for a rate limit or a transient error, with backoff, and the sessions complete", async () => {
     const [rate, busy] = [await submit("p-rate"), await submit("p-busy")];
     const [r, b] = await Promise.all([ended(rate), ended(busy)]);
+    // A rate limit is a quota answer: the session waits in the queue within its first attempt.
     expect({ status: r.status, attempt: r.attempt, error: r.error }).toEqual({
       status: "completed",
-      attempt: 3,
+      attempt: 1,
       error: undefined,
     });
     expect({ status: b.status, attempt: b.attempt, error: b.error }).toEqual({
@@ -91,10 +92,10 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
       attempt: 2,
       error: undefined,
     });
-    // Two refusals cost at least the two shortest backoffs (250 ms, then 500 ms) before the third try.
-    expect((r.startedAt ?? 0) - r.createdAt).toBeGreaterThanOrEqual(750);
+    // Two refusals cost at least their Retry-After (FLEET_SIM_RETRY_AFTER_MS, 1 s by default) each.
+    expect((r.startedAt ?? 0) - r.createdAt).toBeGreaterThanOrEqual(2_000);
     const spawner = fleet.logsOf("spawner").join("\n");
-    expect(spawner).toContain(`429 too many sandboxes being created (project p-rate, attempt 2)`);
+    expect(spawner).toContain("provider quota answer: session queued again");
     const { provider } = fleet;
     await eventually(
       async () =>
@@ -128,10 +129,11 @@ describe("the fleet's clock, provider faults and ./fleet cancel, with real servi
       return { code: r.status, out: r.stdout, err: r.stderr };
     };
     try {
-      expect(cli(["help"]).out).toContain("cancel ID");
+      expect(cli(["help"]).out).toContain("./fleet cancel <id>");
+      expect(cli(["cancel", "--help"]).out).toContain("--reason");
       expect(cli(["cancel"])).toMatchObject({
-        code: 1,
-        err: expect.stringContaining("usage: ./fleet cancel <session id> [--reason r]"),
+        code: 2,
+        err: expect.stringContaining("Not enough non-option arguments"),
       });
       expect(cli(["cancel", "no-such-session"])).toMatchObject({ code: 1, err: expect.stringContaining("404") });
       const done = cli(["cancel", id, "--reason", "not needed any more"]);
@@ -152,28 +154,38 @@ describe("a provider that keeps refusing for a rate limit, with real services", 
   const fleet = useTestFleet({
     prefix: "rl",
     simulated: true,
-    // Three deliveries, so giving up takes about two backoffs (0.75-1.5 s) rather than minutes.
-    env: { FLEET_SIM_CREATE_FAULTS: "p-limited=rate_limit:99", FLEET_MAX_DELIVER: "3" },
-    services: [["api"], ["spawner"]],
+    // Three deliveries: a quota answer must not spend them.
+    env: {
+      FLEET_SIM_CREATE_FAULTS: "p-limited=rate_limit:5",
+      FLEET_SIM_RETRY_AFTER_MS: "200",
+      FLEET_MAX_DELIVER: "3",
+    },
+    services: [["api"], ["spawner"], ["poller"]],
     store: true,
   });
 
-  it("fails the session with code rate_limited once the retries are spent, and records the dead request", async () => {
+  it("never fails a session for the provider's rate limit: it waits, queued, past the delivery limit, and completes", async () => {
     const id = await fleet.submit({ projectId: "p-limited", prompt: "go" });
-    const s = await fleet.ended(id, 30_000, 100);
-    expect({ status: s.status, code: s.error?.code, attempt: s.attempt }).toEqual({
-      status: "failed",
-      code: "rate_limited",
-      attempt: 3,
+    let queued = false;
+    const s = await eventually(
+      async () => {
+        const d = await fleet.store.get(id);
+        if (d?.phase === "queued" && d.queuePosition !== undefined) queued = true;
+        return d && ["completed", "failed", "cancelled"].includes(d.status) ? d : undefined;
+      },
+      60_000,
+      50,
+    );
+    expect({ status: s.status, error: s.error, attempt: s.attempt }).toEqual({
+      status: "completed",
+      error: undefined,
+      attempt: 1,
     });
-    expect(s.error?.message).toMatch(
-      /^gave up after 3 attempts: simulated provider: 429 too many sandboxes being created/,
-    );
-    const dead = await eventually(
-      async () => (await fleet.store.deadLetters({ limit: 10 })).find((d) => d.excerpt.includes(id)),
-      10_000,
-      100,
-    );
-    expect(dead.reason).toContain("gave up after 3 attempts");
-  }, 60_000);
+    expect(queued).toBe(true);
+    // Five refusals, each waited out for at least its Retry-After.
+    expect((s.startedAt ?? 0) - s.createdAt).toBeGreaterThanOrEqual(5 * 200);
+    const logs = fleet.logsOf("spawner").join("\n");
+    expect(logs.split("provider quota answer: session queued again").length - 1).toBe(5);
+    expect(await fleet.store.deadLetters({ limit: 10 })).toEqual([]);
+  }, 90_000);
 });

@@ -41,4 +41,34 @@ describe(`admission slots on a real ${inject("storeKind")}`, () => {
     expect(await slots.slotsInUse("other")).toBe(0);
     expect(await slots.slotsInUse("project:b")).toBe(1);
   });
+
+  it("counts slots under a large capacity with one insert each, and keeps the capacity", async () => {
+    const holders = Array.from({ length: 6 }, (_, i) => `big-${i}`);
+    expect(await Promise.all(holders.map((h) => slots.acquireSlot("big", 100_000, h)))).toEqual(
+      holders.map(() => true),
+    );
+    expect(await slots.slotsInUse("big")).toBe(6);
+    await slots.releaseSlots("big-0");
+    expect(await slots.acquireSlot("big", 6, "big-6")).toBe(true);
+    expect(await slots.acquireSlot("big", 6, "big-7")).toBe(false);
+  });
+
+  it("changes the learned cap by compare-and-set: of racing spawners one wins each revision", async () => {
+    const scope = "learned-test";
+    expect(await slots.learnedCap(scope)).toBeNull();
+    const first = { scope, cap: 5, providerLimit: 5, hits: 1, lastHitAt: 1_000, lastChangeAt: 1_000 };
+    const created = await Promise.all(Array.from({ length: 8 }, () => slots.replaceLearnedCap(-1, first)));
+    expect(created.filter(Boolean)).toHaveLength(1);
+    expect(await slots.learnedCap(scope)).toMatchObject({ ...first, rev: 0 });
+    const lowered = await Promise.all(
+      [4, 3, 2].map((cap) => slots.replaceLearnedCap(0, { ...first, cap, hits: 2, lastChangeAt: 2_000 })),
+    );
+    expect(lowered.filter(Boolean)).toHaveLength(1);
+    const now = await slots.learnedCap(scope);
+    expect(now?.rev).toBe(1);
+    expect([4, 3, 2]).toContain(now?.cap);
+    // A stale revision changes nothing.
+    expect(await slots.replaceLearnedCap(0, { ...first, cap: 9 })).toBe(false);
+    expect((await slots.learnedCap(scope))?.cap).toBe(now?.cap);
+  });
 });

@@ -66,6 +66,7 @@ export {
   type SessionPatch,
   type SessionStore,
   type SlotStore,
+  LearnedCap,
   type PoolClaim,
   type PoolEntry,
   type PoolStatus,
@@ -84,9 +85,11 @@ export {
   SandboxMetadata,
   SessionSandboxMetadata,
   PooledSandboxMetadata,
+  SANDBOX_GRACE_MS,
   type SandboxProvider,
   type SandboxSummary,
 } from "./sandbox/port.js";
+export { isProviderQuota, parseRetryAfter, ProviderQuotaError } from "./sandbox/quota.js";
 export {
   type AgentClient,
   type AgentEndpoint,

@@ -208,6 +208,15 @@ export function describeSandboxProviderConformance(name: string, harness: Sandbo
       expect(await other.connect("no-such-sandbox")).toBeNull();
     });
 
+    it("setTimeout: true for a live sandbox, false once it is gone, refused past the provider's maximum", async () => {
+      const { sandbox } = await create();
+      expect(await provider.setTimeout(sandbox.id, 30_000)).toBe(true);
+      const max = provider.maxTimeoutMs;
+      if (max !== undefined) await expect(provider.setTimeout(sandbox.id, max + 1)).rejects.toThrow(/maximum/);
+      await provider.kill(sandbox.id);
+      expect(await provider.setTimeout(sandbox.id, 30_000)).toBe(false);
+    });
+
     it("kill() ends the processes, drops the sandbox from list, and is harmless twice", async () => {
       const { sandbox, metadata } = await create();
       const pid = await startServer(sandbox);

@@ -129,6 +129,13 @@ export const FleetOverview = z.object({
   ),
   admission: z.object({
     sandboxesHeld: z.number().int().nonnegative().describe("fleet-wide admission slots held (sessions and warm pool)"),
+    learnedCap: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe("the cap learned from the provider's quota answers (absent until the first)"),
+    providerLimit: z.number().int().positive().optional().describe("the concurrent limit the provider last named"),
   }),
   pool: z.array(PoolKeyView),
   deadLetters: z.array(DeadLetter).describe("the newest dead bus messages"),

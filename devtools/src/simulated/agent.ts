@@ -1,4 +1,3 @@
-import { access } from "node:fs/promises";
 import { FleetError } from "@fleet/shared/errors";
 import type {
   AgentClient,
@@ -24,7 +23,7 @@ import {
   userMessageIdFor,
   wasAborted,
 } from "./script.js";
-import { appendMark, livePath, readSimulatedState, simulatedIdleAt, type SimulatedState } from "./state.js";
+import { appendMark, liveness, livePath, readSimulatedState, simulatedIdleAt, type SimulatedState } from "./state.js";
 
 /** How often an event stream opened before the prompt looks for it. */
 const PROMPT_POLL_MS = 50;
@@ -165,14 +164,9 @@ export class SimulatedAgentClient implements AgentClient {
     return read;
   }
 
-  /** One access() call: a killed sandbox's journal has left live/. */
+  /** A killed sandbox's journal has left live/; one past its timeout ends now (so its agent is gone). */
   private async stillAlive(): Promise<boolean> {
-    try {
-      await access(livePath(this.dir, this.sandboxId));
-      return true;
-    } catch {
-      return false;
-    }
+    return (await liveness(this.dir, this.sandboxId).catch(() => "gone")) === "alive";
   }
 
   private checkSession(sessionId: string): void {

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { access, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { z } from "zod";
@@ -8,6 +8,7 @@ import type { Logger } from "@fleet/shared/log";
 import { SimCreateFault } from "@fleet/shared/config";
 import {
   checkCreateSpec,
+  checkTimeout,
   oldestFirst,
   relativeSegments,
   type CommandResult,
@@ -19,6 +20,7 @@ import {
   type SandboxSummary,
 } from "@fleet/shared/sandbox";
 import { createFault } from "./faults.js";
+import { SimulatedQuota } from "./quota.js";
 import {
   SIM_ID,
   appendMark,
@@ -27,6 +29,7 @@ import {
   forEachBounded,
   isMissing,
   listJournals,
+  liveness,
   livePath,
   parseJournal,
   type SimulatedState,
@@ -50,6 +53,12 @@ export const SimulatedSandboxConfig = z.object({
   fleet: z.string().min(1).optional(),
   /** Creates that fail on purpose (FLEET_SIM_CREATE_FAULTS), for tests of provider errors. */
   createFaults: z.array(SimCreateFault).default([]),
+  /** The account's concurrent-sandbox limit (FLEET_SIM_QUOTA), answered like E2B's; 0 = none. */
+  quota: z.number().int().min(0).default(0),
+  /** The Retry-After of its 429s (FLEET_SIM_RETRY_AFTER_MS), also of the rate_limit faults. */
+  retryAfterMs: z.number().int().min(0).default(1_000),
+  /** The longest timeout one create or setTimeout may ask (FLEET_SIM_MAX_TIMEOUT_MS), like E2B's plans; 0 = none. */
+  maxTimeoutMs: z.number().int().min(0).default(0),
 });
 export type SimulatedSandboxConfig = z.input<typeof SimulatedSandboxConfig>;
 
@@ -64,6 +73,8 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   readonly dir: string;
   private readonly config: z.output<typeof SimulatedSandboxConfig>;
   private folders: Promise<void> | undefined;
+  private readonly quota: SimulatedQuota | undefined;
+  readonly maxTimeoutMs: number | undefined;
 
   constructor(
     config: SimulatedSandboxConfig,
@@ -71,12 +82,24 @@ export class SimulatedSandboxProvider implements SandboxProvider {
   ) {
     this.config = SimulatedSandboxConfig.parse(config);
     this.dir = this.config.dir;
+    this.maxTimeoutMs = this.config.maxTimeoutMs > 0 ? this.config.maxTimeoutMs : undefined;
+    this.quota =
+      this.config.quota > 0
+        ? new SimulatedQuota(
+            this.dir,
+            this.config.quota,
+            this.config.retryAfterMs,
+            (id) => this.alive(id),
+            this.config.createMs,
+          )
+        : undefined;
   }
 
   private ensureFolders(): Promise<void> {
     this.folders ??= Promise.all([
       mkdir(join(this.dir, "live"), { recursive: true }),
       mkdir(join(this.dir, "ended"), { recursive: true }),
+      mkdir(join(this.dir, "quota"), { recursive: true }),
     ]).then(
       () => undefined,
       (err: unknown) => {
@@ -92,16 +115,32 @@ export class SimulatedSandboxProvider implements SandboxProvider {
 
   async create(spec: SandboxCreateSpec): Promise<SimulatedSandbox> {
     const { metadata } = checkCreateSpec(spec, this.config.fleet);
-    const fault = createFault(this.config.createFaults, metadata);
-    if (fault) throw fault;
+    checkTimeout(spec.timeoutMs, undefined);
     await this.ensureFolders();
-    if (this.config.createMs > 0) await delay(this.config.createMs);
+    const fault = await createFault(this.dir, this.config.createFaults, metadata, this.config.retryAfterMs);
+    if (fault) throw fault;
     const id = `sim-${randomBytes(8).toString("hex")}`;
+    await this.quota?.take(id);
+    try {
+      return await this.record(id, spec, metadata);
+    } catch (err) {
+      await this.quota?.give(id);
+      throw err;
+    }
+  }
+
+  private async record(
+    id: string,
+    spec: SandboxCreateSpec,
+    metadata: SandboxCreateSpec["metadata"],
+  ): Promise<SimulatedSandbox> {
+    if (this.config.createMs > 0) await delay(this.config.createMs);
     const createdAt = Date.now();
     const line = createdLine({
       id,
       createdAt,
-      endAt: createdAt + spec.timeoutMs,
+      // Like E2B's plans: no sandbox gets more than the maximum at a time.
+      endAt: createdAt + Math.min(spec.timeoutMs, this.maxTimeoutMs ?? Number.POSITIVE_INFINITY),
       metadata: { ...metadata },
       events: this.config.events,
       eventMs: this.config.eventMs,
@@ -121,19 +160,31 @@ export class SimulatedSandboxProvider implements SandboxProvider {
     return (await this.alive(id)) ? new SimulatedSandbox(id, this) : null;
   }
 
-  /** Alive means the journal is still in live/: one access() call. */
+  /** Alive means the journal is still in live/ and its hard timeout has not passed (then it ends here). */
   async alive(id: string): Promise<boolean> {
     if (!SIM_ID.test(id)) return false;
+    let state: Awaited<ReturnType<typeof liveness>>;
     try {
-      await access(livePath(this.dir, id));
-      return true;
+      state = await liveness(this.dir, id);
     } catch (err) {
-      if (isMissing(err)) return false;
       throw new FleetError("sandbox", `cannot read simulated sandbox ${id}: ${errorMessage(err)}`, {
         retryable: true,
         cause: err,
       });
     }
+    if (state === "lapsed") {
+      await this.quota?.give(id);
+      this.logger.info({ sandboxId: id }, "simulated sandbox reached its timeout and ended");
+    }
+    return state === "alive";
+  }
+
+  /** Sets the hard timeout to `timeoutMs` from now (a `timeout` mark in the journal). */
+  async setTimeout(id: string, timeoutMs: number): Promise<boolean> {
+    checkTimeout(timeoutMs, this.maxTimeoutMs);
+    if (!(await this.alive(id))) return false;
+    const at = Date.now();
+    return appendMark(livePath(this.dir, id), "timeout", at, { endAt: at + timeoutMs });
   }
 
   /** Live sandboxes matching the filter, including those past their own timeout, so a reaper sees them. */
@@ -151,8 +202,12 @@ export class SimulatedSandboxProvider implements SandboxProvider {
           this.logger.warn({ file: name, err: errorMessage(err) }, "skipping unreadable simulated sandbox journal");
       }
     });
+    // Past its timeout is gone, as on a provider that enforces it: ended here, not listed.
+    const now = Date.now();
+    const lapsed = found.filter((s) => s.endAt <= now);
+    for (const s of lapsed) await this.alive(s.id);
     return found
-      .filter((s) => wanted.every(([k, v]) => s.metadata[k] === v))
+      .filter((s) => s.endAt > now && wanted.every(([k, v]) => s.metadata[k] === v))
       .map((s) => ({
         id: s.id,
         provider: this.name,
@@ -175,6 +230,7 @@ export class SimulatedSandboxProvider implements SandboxProvider {
         cause: err,
       });
     }
+    await this.quota?.give(id);
     // The kill is done; its time is only a record for the benchmark.
     await appendMark(endedPath(this.dir, id), "killed", Date.now()).catch((err: unknown) =>
       this.logger.debug({ sandboxId: id, err: errorMessage(err) }, "could not record the kill time"),

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { AgentClient, AgentEvent } from "@fleet/shared/agent";
 import { loadConfig, sandboxEnv } from "@fleet/shared/config";
 import { FleetError } from "@fleet/shared/errors";
+import { isProviderQuota } from "@fleet/shared/sandbox";
 import { createLogger } from "@fleet/shared/log";
 import type { SessionSandboxMetadata } from "@fleet/shared/sandbox";
 import { createAgentRuntime, createSandboxProvider } from "@fleet/shared/service";
@@ -171,6 +172,77 @@ describe("SimulatedSandboxProvider", () => {
       stderr: "",
     });
     expect((await sb.startBackground({ command: "true", args: [] })).pid).toBeGreaterThan(0);
+  });
+});
+
+describe("the simulated provider's quota and faults", () => {
+  it("holds at most the quota of sandboxes across instances, answering more creates like E2B (429, Retry-After, limit)", async () => {
+    const dir = stateDir();
+    const [a, b] = [0, 1].map(
+      () => new SimulatedSandboxProvider({ dir, fleet: "simtest", quota: 3, retryAfterMs: 700 }, logger),
+    ) as [SimulatedSandboxProvider, SimulatedSandboxProvider];
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).create({ metadata: meta(), envs: {}, timeoutMs: 60_000 })),
+    );
+    const made = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+    expect([made.length, refused.length]).toEqual([3, 7]);
+    for (const e of refused) {
+      expect(isProviderQuota(e)).toBe(true);
+      if (isProviderQuota(e)) expect([e.code, e.retryAfterMs, e.limit]).toEqual(["rate_limited", 700, 3]);
+    }
+    expect(await a.list()).toHaveLength(3);
+    // A kill (through either instance) gives its place back at once.
+    await b.kill(made[0]?.id ?? "");
+    const next = await a.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 });
+    expect(await next.isAlive()).toBe(true);
+    await expect(b.create({ metadata: meta(), envs: {}, timeoutMs: 60_000 })).rejects.toSatisfy(isProviderQuota);
+  });
+
+  it("fails a session's first n creates for a rate_limit fault, whatever its attempt, with a Retry-After", async () => {
+    const dir = stateDir();
+    const p = new SimulatedSandboxProvider(
+      {
+        dir,
+        fleet: "simtest",
+        retryAfterMs: 250,
+        createFaults: [{ projectId: "p1", kind: "rate_limit", attempts: 2 }],
+      },
+      logger,
+    );
+    const m = meta();
+    for (const n of [1, 2]) {
+      const e = await p.create({ metadata: m, envs: {}, timeoutMs: 1_000 }).catch((err: unknown) => err);
+      expect(isProviderQuota(e) && [e.retryAfterMs, e.message.includes(`create ${n})`)]).toEqual([250, true]);
+    }
+    expect((await p.create({ metadata: m, envs: {}, timeoutMs: 1_000 })).id).toMatch(/^sim-/);
+    // Another session of the project has its own count.
+    await expect(p.create({ metadata: meta(), envs: {}, timeoutMs: 1_000 })).rejects.toSatisfy(isProviderQuota);
+  });
+});
+
+describe("the simulated provider's timeouts", () => {
+  it("gives a create at most its maximum, extends within it, and ends a sandbox at its timeout", async () => {
+    const dir = stateDir();
+    const p = new SimulatedSandboxProvider({ dir, fleet: "simtest", maxTimeoutMs: 400 }, logger);
+    expect(p.maxTimeoutMs).toBe(400);
+    const sb = await p.create({ metadata: meta(), envs: {}, timeoutMs: 3_600_000 });
+    const made = await readSimulatedState(dir, sb.id);
+    expect((made?.endAt ?? 0) - (made?.createdAt ?? 0)).toBe(400);
+    await expect(p.setTimeout(sb.id, 401)).rejects.toBeInstanceOf(FleetError);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await p.setTimeout(sb.id, 400)).toBe(true);
+    // Past its first end, alive thanks to the extension.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await sb.isAlive()).toBe(true);
+    expect((await readSimulatedState(dir, sb.id))?.extensions).toBe(1);
+    // Then nothing extends it: listed no more, gone, its end recorded as a lapse and not a kill.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await p.list()).toEqual([]);
+    expect(await p.connect(sb.id)).toBeNull();
+    expect(await p.setTimeout(sb.id, 100)).toBe(false);
+    const ended = await readSimulatedState(dir, sb.id);
+    expect([ended?.alive, ended?.expiredAt !== undefined, ended?.killedAt]).toEqual([false, true, undefined]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { type FileHandle, open, readdir, readFile } from "node:fs/promises";
+import { type FileHandle, open, readdir, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { oldestFirst } from "@fleet/shared/sandbox";
@@ -34,7 +34,12 @@ const CreatedLine = z.object({
 });
 export type CreatedLine = z.infer<typeof CreatedLine>;
 
-const MarkLine = z.object({ type: z.enum(["prompted", "aborted", "killed"]), at: z.number() });
+/** `timeout`: the hard timeout was set again (to `endAt`); `expired`: it lapsed, and the sandbox ended. */
+const MarkLine = z.object({
+  type: z.enum(["prompted", "aborted", "killed", "timeout", "expired"]),
+  at: z.number(),
+  endAt: z.number().optional(),
+});
 type MarkLine = z.infer<typeof MarkLine>;
 
 export interface SimulatedState {
@@ -50,6 +55,10 @@ export interface SimulatedState {
   /** When the agent session was aborted (only counted when it came after the prompt). */
   abortedAt?: number;
   killedAt?: number;
+  /** When its hard timeout ended it (killed by the provider, not by anyone's kill). */
+  expiredAt?: number;
+  /** Times its timeout was set again after the create. */
+  extensions: number;
   /** False once killed. */
   alive: boolean;
 }
@@ -71,7 +80,12 @@ export function createdLine(line: Omit<CreatedLine, "type" | "v">): string {
  * Appends a mark to an existing journal; false when the file is not there (killed, or never
  * made). One open without O_CREAT and one small append.
  */
-export async function appendMark(path: string, type: MarkLine["type"], at: number): Promise<boolean> {
+export async function appendMark(
+  path: string,
+  type: MarkLine["type"],
+  at: number,
+  extra: { endAt?: number } = {},
+): Promise<boolean> {
   let fh: FileHandle;
   try {
     fh = await open(path, constants.O_WRONLY | constants.O_APPEND);
@@ -80,7 +94,7 @@ export async function appendMark(path: string, type: MarkLine["type"], at: numbe
     throw err;
   }
   try {
-    const mark: MarkLine = { type, at };
+    const mark: MarkLine = { type, at, ...extra };
     await fh.write(`${JSON.stringify(mark)}\n`);
     return true;
   } finally {
@@ -103,6 +117,7 @@ export function parseJournal(text: string, alive: boolean): SimulatedState {
     metadata: created.metadata,
     events: created.events,
     eventMs: created.eventMs,
+    extensions: 0,
     alive,
   };
   for (const raw of lines.slice(1)) {
@@ -110,9 +125,37 @@ export function parseJournal(text: string, alive: boolean): SimulatedState {
     if (mark.type === "prompted") state.promptedAt ??= mark.at;
     else if (mark.type === "aborted") {
       if (state.promptedAt !== undefined && mark.at >= state.promptedAt) state.abortedAt ??= mark.at;
-    } else state.killedAt ??= mark.at;
+    } else if (mark.type === "timeout") {
+      if (mark.endAt !== undefined) state.endAt = mark.endAt;
+      state.extensions++;
+    } else if (mark.type === "expired") state.expiredAt ??= mark.at;
+    else state.killedAt ??= mark.at;
   }
   return state;
+}
+
+/**
+ * Whether a sandbox is alive, ending it first if its hard timeout has passed, as a provider's own
+ * clock would: its journal moves to ended/ with an `expired` mark. `lapsed` only for the call that
+ * ended it or found it past its time.
+ */
+export async function liveness(dir: string, id: string, now = Date.now()): Promise<"alive" | "gone" | "lapsed"> {
+  let text: string;
+  try {
+    text = await readFile(livePath(dir, id), "utf8");
+  } catch (err) {
+    if (isMissing(err)) return "gone";
+    throw err;
+  }
+  if (parseJournal(text, true).endAt > now) return "alive";
+  try {
+    await rename(livePath(dir, id), endedPath(dir, id));
+  } catch (err) {
+    if (isMissing(err)) return "gone";
+    throw err;
+  }
+  await appendMark(endedPath(dir, id), "expired", now).catch(() => undefined);
+  return "lapsed";
 }
 
 /** A sandbox's state, alive or ended; null when the directory never had it. */

@@ -378,7 +378,7 @@ async function fleetPage(): Promise<void> {
   const load = async (): Promise<void> => {
     const f = await api<{
       projects: Array<{ projectId: string; queued: number; starting: number; running: number }>;
-      admission: { sandboxesHeld: number };
+      admission: { sandboxesHeld: number; learnedCap?: number; providerLimit?: number };
       pool: Array<{
         key: string;
         ready: number;
@@ -408,7 +408,11 @@ async function fleetPage(): Promise<void> {
         "section",
         {},
         h("h1", {}, "Admission"),
-        h("p", {}, `Sandboxes held fleet-wide: ${f.admission.sandboxesHeld}`),
+        h(
+          "p",
+          { id: "admission" },
+          `Sandboxes held fleet-wide: ${f.admission.sandboxesHeld}. Cap learned from the provider: ${f.admission.learnedCap ?? "none yet"}${f.admission.providerLimit ? ` (the provider named ${f.admission.providerLimit})` : ""}.`,
+        ),
         table(
           ["project", "queued", "starting", "running"],
           f.projects.map((p) => [p.projectId, String(p.queued), String(p.starting), String(p.running)]),

@@ -25,6 +25,7 @@ import {
 import { recordSpan } from "@fleet/shared/telemetry";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { SessionLogWriter, saveCardFiles } from "@fleet/shared/sessions";
+import { LifetimeKeeper } from "./lifetime.js";
 
 export interface WatchSettings {
   agentSecret: string;
@@ -64,7 +65,10 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
   }
   const sandbox = await deps.provider.connect(msg.sandboxId);
   if (!sandbox) {
-    await fail(deps, session, "sandbox_lost", `sandbox ${msg.sandboxId} is gone`);
+    const keeper = new LifetimeKeeper(deps.provider, msg.sandboxId, session.deadlineAt, deps.logger);
+    const cause = keeper.lapseCause(session.startedAt);
+    deps.logger.warn({ sessionId: session.id, sandboxId: msg.sandboxId, cause }, "sandbox gone before the watch");
+    await fail(deps, session, "sandbox_lost", `sandbox ${msg.sandboxId} is gone${cause}`);
     return;
   }
   const client = deps.runtime.connect({
@@ -150,6 +154,7 @@ class Watch {
   /** A log write failed: the next tick rebuilds the lines from the agent's messages. */
   private reconcileNeeded = false;
   private readonly log: Logger;
+  private readonly lifetime: LifetimeKeeper;
 
   constructor(
     private readonly deps: WatchDeps,
@@ -161,6 +166,7 @@ class Watch {
     private readonly ctx: Pick<MessageContext, "signal" | "holds" | "deliveryCount">,
   ) {
     this.log = deps.logger.child({ sessionId: session.id, sandboxId: sandbox.id });
+    this.lifetime = new LifetimeKeeper(deps.provider, sandbox.id, session.deadlineAt, this.log);
     // Shutdown, or the hold on the session's message lapsed: either way another poller carries on.
     ctx.signal.addEventListener("abort", () => this.stop.abort(), { once: true });
   }
@@ -261,6 +267,7 @@ class Watch {
   /** The safety net: is the session still ours, is the agent reachable, is it done? */
   private async tick(): Promise<void> {
     if (this.finishing || this.stop.signal.aborted || this.lost()) return;
+    await this.lifetime.keep();
     if (this.reconcileNeeded) {
       await this.client
         .messages(this.agentSessionId)
@@ -311,7 +318,9 @@ class Watch {
   private async onUnreachable(err: unknown): Promise<void> {
     this.unreachableSince ??= Date.now();
     if (!(await this.sandbox.isAlive().catch(() => false))) {
-      await this.end(() => fail(this.deps, this.session, "sandbox_lost", "the sandbox ended under the agent"));
+      const cause = this.lifetime.lapseCause(this.session.startedAt);
+      this.log.warn({ cause: cause || "unknown" }, "the sandbox ended under the agent");
+      await this.end(() => fail(this.deps, this.session, "sandbox_lost", `the sandbox ended under the agent${cause}`));
     } else if (Date.now() - this.unreachableSince > this.deps.settings.unreachableMs) {
       await this.end(() =>
         fail(

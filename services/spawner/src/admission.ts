@@ -1,76 +1,255 @@
 import {
   SessionEnded,
   ShuttingDown,
+  errorMessage,
   isTerminal,
+  type LearnedCap,
   type MessageContext,
+  type ProviderQuotaError,
+  type SandboxProvider,
   type Session,
   type SessionDocStore,
   type SlotStore,
 } from "@fleet/shared";
+import type { Logger } from "@fleet/shared/log";
+import type { AdmissionMetrics } from "@fleet/shared/metrics";
+import {
+  afterQuiet,
+  afterQuotaHit,
+  effectiveCap,
+  fairPosition,
+  quotaBackoffMs,
+  type CapChange,
+  type CapPolicy,
+} from "./admission-cap.js";
 
 /** Admission reads the session and the queue, and takes slots: nothing else of the store. */
 type AdmissionStore = SessionDocStore & SlotStore;
 
 export interface AdmissionLimits {
-  /** Sandboxes running at once across the fleet; 0 = no cap. */
+  /** Sandboxes running at once across the fleet; 0 = no cap configured (one is learned from quota answers). */
   global: number;
   /** Sandboxes running at once per project; 0 = no cap. */
   perProject: number;
   /** How often a waiting session looks again. */
   pollMs: number;
+  /** How the fleet-wide cap is learned from the provider's quota answers. */
+  policy: CapPolicy;
 }
 
-/** Whether any cap is configured: without one, admission takes no slot and writes nothing. */
-export function admissionCapped(limits: AdmissionLimits): boolean {
-  return limits.global > 0 || limits.perProject > 0;
+export interface AdmissionDeps {
+  store: AdmissionStore;
+  provider: SandboxProvider;
+  fleet: string;
+  logger: Logger;
+  metrics: AdmissionMetrics;
 }
+
+type Waiting = Awaited<ReturnType<SessionDocStore["waitingSessions"]>>;
 
 /**
- * Waits, in order of creation, until the session may hold a sandbox under the caps, and takes its
- * slots; true when it took any (false: no cap configured). Never fails for a cap: the request's
- * message is held (with progress heartbeats) while the document shows phase `queued` and the queue
- * position.
+ * The waiting list, read at most once per `maxAgeMs` per store (per spawner instance), however many
+ * sessions it holds waiting: each computes its own place from the same list.
+ */
+const waitingLists = new WeakMap<object, { at: number; list: Promise<Waiting> }>();
+function waitingSessions(store: AdmissionStore, maxAgeMs: number): Promise<Waiting> {
+  const cached = waitingLists.get(store);
+  if (cached && Date.now() - cached.at < maxAgeMs) return cached.list;
+  const list = store.waitingSessions();
+  waitingLists.set(store, { at: Date.now(), list });
+  list.catch(() => waitingLists.delete(store));
+  return list;
+}
+
+/** The scope of the fleet-wide slots and of the learned cap. */
+export const GLOBAL_SCOPE = "global";
+/** Slots taken under no cap at all: only counted, never refused. */
+const UNBOUNDED = 100_000;
+
+/**
+ * Waits until the session may hold a sandbox and takes its slots. The fleet-wide slot is always
+ * taken (so the fleet knows what it holds when the provider says "limit"), under the configured
+ * cap or the learned one, whichever is lower; with `holdsGlobal` (a warm sandbox brings its own)
+ * only a per-project cap is waited for. Sessions wait in a fair order (fairPosition): the oldest
+ * waiting session of each project in turn. Never fails for a cap: the request's message is held
+ * (with progress heartbeats) while the document shows phase `queued` and the queue position.
+ * Answers whether it took any slot, and the revision of the learned cap it was admitted under.
  */
 export async function admit(
-  store: AdmissionStore,
+  deps: AdmissionDeps,
   session: Session,
   limits: AdmissionLimits,
   ctx: MessageContext,
-  /** Frees a slot held by an unclaimed warm-pool sandbox, so the pool never keeps a session queued. */
-  makeRoom?: () => Promise<boolean>,
-): Promise<boolean> {
-  const scopes: Array<[string, number]> = [];
-  if (limits.global > 0) scopes.push(["global", limits.global]);
-  if (limits.perProject > 0) scopes.push([`project:${session.projectId}`, limits.perProject]);
-  if (scopes.length === 0) return false;
+  options: {
+    holdsGlobal?: boolean;
+    /** Frees a slot held by an unclaimed warm-pool sandbox, so the pool never keeps a session queued. */
+    makeRoom?: () => Promise<boolean>;
+  } = {},
+): Promise<{ slots: boolean; capRev: number }> {
+  const { store } = deps;
   let lastPosition = -1;
-  for (;;) {
-    if (ctx.signal.aborted) throw new ShuttingDown("while queued");
-    const current = await store.get(session.id);
-    if (!current || isTerminal(current.status)) throw new SessionEnded(session.id, "while queued");
-    const position = await store.queuePosition(session);
-    // Only as many of the oldest waiting sessions as there are free slots may try, so a newer
-    // request never overtakes an older one.
-    const free = Math.min(
-      ...(await Promise.all(scopes.map(async ([scope, cap]) => cap - (await store.slotsInUse(scope))))),
-    );
-    if (position < free && (await takeAll(store, scopes, session.id))) return true;
-    if (position === 0 && free <= 0 && makeRoom && (await makeRoom())) continue;
-    if (position !== lastPosition) {
-      await store.patch(session.id, { phase: "queued", queuePosition: position });
-      lastPosition = position;
+  // A slot this session still holds from an attempt that did not finish (a crash, a retryable
+  // failure) would count against it: it is given back and taken again in turn. A warm sandbox's
+  // slot is the session's own and stays.
+  if (!options.holdsGlobal && (session.attempt > 0 || ctx.deliveryCount > 1)) await store.releaseSlots(session.id);
+  deps.metrics.waiting.inc();
+  try {
+    for (;;) {
+      if (ctx.signal.aborted) throw new ShuttingDown("while queued");
+      const learned = options.holdsGlobal ? null : await store.learnedCap(GLOBAL_SCOPE);
+      const globalCap = effectiveCap(limits.global, learned);
+      if (!options.holdsGlobal) showCap(deps.metrics, globalCap, learned);
+      const scopes: Array<[string, number]> = [];
+      if (!options.holdsGlobal) scopes.push([GLOBAL_SCOPE, globalCap]);
+      if (limits.perProject > 0) scopes.push([`project:${session.projectId}`, limits.perProject]);
+      const capRev = learned?.rev ?? -1;
+      if (scopes.length === 0) return { slots: false, capRev };
+      // Nothing caps anything: no queue to keep, the slot only counts.
+      if (scopes.every(([, cap]) => cap === Number.POSITIVE_INFINITY)) {
+        if (await takeAll(store, scopes, session.id)) return { slots: true, capRev };
+        await pause(limits.pollMs, ctx);
+        continue;
+      }
+      const current = await store.get(session.id);
+      if (!current || isTerminal(current.status)) throw new SessionEnded(session.id, "while queued");
+      const position = fairPosition(await waitingSessions(store, limits.pollMs / 4), session);
+      // Only as many of the first waiting sessions as there are free slots may try, so none overtakes
+      // one ahead of it in the fair order.
+      const used = await Promise.all(scopes.map(([scope]) => store.slotsInUse(scope)));
+      const free = Math.min(...scopes.map(([, cap], i) => cap - (used[i] ?? 0)));
+      if (position < free && (await takeAll(store, scopes, session.id))) return { slots: true, capRev };
+      if (position === 0 && free <= 0 && options.makeRoom && (await options.makeRoom())) continue;
+      // Held back by a learned cap: time may have come to try one more.
+      if (position === 0 && free <= 0 && learned?.cap !== undefined && learned.cap === globalCap)
+        await raiseIfQuiet(deps, learned, limits);
+      if (position !== lastPosition) {
+        await store.patch(session.id, { phase: "queued", queuePosition: position });
+        lastPosition = position;
+      }
+      ctx.working();
+      await pause(limits.pollMs * (0.75 + Math.random() / 2), ctx);
     }
-    ctx.working();
-    await new Promise((r) => setTimeout(r, limits.pollMs * (0.75 + Math.random() / 2)));
+  } finally {
+    deps.metrics.waiting.dec();
   }
+}
+
+/**
+ * A quota answer to this session's create: its slots go back, the fleet's learned cap goes down as
+ * far as the answer proves (a concurrent-limit answer; a rate answer teaches nothing of the
+ * concurrency), and the session waits in the queue (its place kept: it was created when
+ * it was) for at least the answer's Retry-After, jittered, before admission runs again.
+ */
+export async function backOffForQuota(
+  deps: AdmissionDeps,
+  session: Session,
+  err: ProviderQuotaError,
+  /** The learned cap's revision when the session was admitted (see admit). */
+  admittedUnderRev: number,
+  answers: number,
+  limits: AdmissionLimits,
+  ctx: MessageContext,
+): Promise<void> {
+  const { store } = deps;
+  deps.metrics.quotaAnswers.inc({ kind: err.kind });
+  await store.releaseSlots(session.id);
+  // A rate answer says nothing of how many sandboxes the account may hold: the session only waits.
+  const held = err.kind === "concurrency" ? await heldByFleet(deps) : undefined;
+  if (held !== undefined)
+    await changeCap(deps, (current) =>
+      afterQuotaHit(
+        current,
+        {
+          scope: GLOBAL_SCOPE,
+          held,
+          at: Date.now(),
+          admittedUnderRev,
+          ...(err.limit !== undefined ? { limit: err.limit } : {}),
+          ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+        },
+        limits.policy,
+      ),
+    );
+  const waitMs = quotaBackoffMs(err.retryAfterMs, answers);
+  const position = fairPosition(await store.waitingSessions(), session);
+  if (!(await store.patch(session.id, { phase: "queued", queuePosition: position }, ["pending"])))
+    throw new SessionEnded(session.id, "while it waited out a quota answer");
+  deps.logger.info(
+    { sessionId: session.id, answers, held, retryAfterMs: err.retryAfterMs, waitMs, position },
+    "provider quota answer: session queued again",
+  );
+  deps.metrics.waiting.inc();
+  try {
+    ctx.working();
+    await pause(waitMs, ctx);
+  } finally {
+    deps.metrics.waiting.dec();
+  }
+}
+
+/** This fleet's sandboxes the provider holds now; the fleet's slots when the provider cannot say. */
+async function heldByFleet(deps: AdmissionDeps): Promise<number> {
+  try {
+    return (await deps.provider.list({ fleet: deps.fleet })).length;
+  } catch (err) {
+    deps.logger.warn({ err: errorMessage(err) }, "could not list the provider's sandboxes after a quota answer");
+    return Math.max(0, (await deps.store.slotsInUse(GLOBAL_SCOPE)) - 1);
+  }
+}
+
+async function raiseIfQuiet(deps: AdmissionDeps, learned: LearnedCap, limits: AdmissionLimits): Promise<void> {
+  const ceiling = limits.global > 0 ? limits.global : Number.POSITIVE_INFINITY;
+  const next = afterQuiet(learned, Date.now(), ceiling, limits.policy);
+  if (next && (await deps.store.replaceLearnedCap(learned.rev, next)))
+    deps.logger.info({ from: learned.cap, to: next.cap }, "admission cap raised: no quota answer for a while");
+}
+
+/** One compare-and-set of the learned cap, retried a few times when another spawner changed it first. */
+async function changeCap(deps: AdmissionDeps, change: (current: LearnedCap | null) => CapChange): Promise<void> {
+  for (let tries = 0; tries < 5; tries++) {
+    const current = await deps.store.learnedCap(GLOBAL_SCOPE);
+    const next = change(current);
+    if (await deps.store.replaceLearnedCap(current?.rev ?? -1, next)) {
+      if (next.cap !== current?.cap)
+        deps.logger.info(
+          { from: current?.cap ?? null, to: next.cap, providerLimit: next.providerLimit, hits: next.hits },
+          "admission cap lowered after a provider quota answer",
+        );
+      return;
+    }
+  }
+}
+
+function showCap(metrics: AdmissionMetrics, cap: number, learned: LearnedCap | null): void {
+  metrics.cap.set(cap);
+  if (learned?.cap !== undefined) metrics.learnedCap.set(learned.cap);
 }
 
 async function takeAll(store: AdmissionStore, scopes: Array<[string, number]>, sessionId: string): Promise<boolean> {
   for (const [scope, cap] of scopes) {
-    if (!(await store.acquireSlot(scope, cap, sessionId))) {
+    if (!(await store.acquireSlot(scope, Math.min(cap, UNBOUNDED), sessionId))) {
       await store.releaseSlots(sessionId);
       return false;
     }
   }
   return true;
+}
+
+/** Sleeps `ms`, sending progress heartbeats; ShuttingDown when the instance stops meanwhile. */
+async function pause(ms: number, ctx: MessageContext): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (ctx.signal.aborted) throw new ShuttingDown("while queued");
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.min(5_000, until - Date.now()));
+      function done(): void {
+        clearTimeout(timer);
+        ctx.signal.removeEventListener("abort", done);
+        resolve();
+      }
+      ctx.signal.addEventListener("abort", done, { once: true });
+    });
+    ctx.working();
+  }
+  if (ctx.signal.aborted) throw new ShuttingDown("while queued");
 }

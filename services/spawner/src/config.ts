@@ -13,8 +13,13 @@ export const SpawnerConfig = baseEnv
   .extend({
     /** Requests this instance holds at once: setting up, or waiting in the admission queue. */
     SPAWNER_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000).default(16),
-    /** Sandboxes running at once across the fleet (about 4 per 2 cores for local OpenCode); 0 = no cap. */
+    /**
+     * Sandboxes running at once across the fleet (about 4 per 2 cores for local OpenCode); 0 = no cap
+     * configured. Either way the provider's quota answers teach the fleet a lower cap when there is one.
+     */
     FLEET_MAX_SANDBOXES: z.coerce.number().int().min(0).max(100_000).default(4),
+    /** A cap learned from quota answers goes up by one after this long without another answer. */
+    FLEET_ADMISSION_RAISE_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
     /** Sandboxes running at once per project; 0 = no cap. */
     FLEET_MAX_SANDBOXES_PER_PROJECT: z.coerce.number().int().min(0).max(100_000).default(0),
     /** How long an agent server may take to answer its health route. */

@@ -4,6 +4,7 @@ import { createAgentRuntime, createSandboxProvider, startRuntime } from "@fleet/
 import { createSpawner } from "./spawn.js";
 import { PoolManager } from "./pool.js";
 import { SpawnerConfig } from "./config.js";
+import { DEFAULT_CAP_POLICY } from "./admission-cap.js";
 
 const config = loadConfigOrExit(SpawnerConfig, process.env);
 const rt = await startRuntime("spawner", config);
@@ -69,6 +70,11 @@ const spawner = createSpawner(
         global: config.FLEET_MAX_SANDBOXES,
         perProject: config.FLEET_MAX_SANDBOXES_PER_PROJECT,
         pollMs: 500,
+        policy: {
+          raiseEveryMs: config.FLEET_ADMISSION_RAISE_MS,
+          decreaseGapMs: DEFAULT_CAP_POLICY.decreaseGapMs,
+          limitMemoryMs: DEFAULT_CAP_POLICY.limitMemoryMs,
+        },
       },
       ...(config.FLEET_CALLBACK_KEYS && config.FLEET_CALLBACK_URL
         ? { callbacks: { tokens: { keys: config.FLEET_CALLBACK_KEYS }, url: config.FLEET_CALLBACK_URL } }

@@ -9,6 +9,8 @@ import {
   errorMessage,
   isRetryable,
   isKnownProject,
+  isProviderQuota,
+  SANDBOX_GRACE_MS,
   isTerminal,
   mintCallbackToken,
   mintGatewayToken,
@@ -28,7 +30,8 @@ import {
 } from "@fleet/shared";
 import { activeTraceparent, withSpan } from "@fleet/shared/telemetry";
 import { SessionLogWriter } from "@fleet/shared/sessions";
-import { admissionCapped, admit, type AdmissionLimits } from "./admission.js";
+import { admit, backOffForQuota, type AdmissionDeps, type AdmissionLimits } from "./admission.js";
+import { admissionMetrics } from "@fleet/shared/metrics";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { waitHealthy } from "./health.js";
 import type { PoolManager, WarmClaim } from "./pool.js";
@@ -117,14 +120,8 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   const attempt = session.attempt + 1;
   // The claim is a compare-and-set on the attempt number: of duplicate requests (each a first
   // delivery) one wins attempt 1; a redelivery (the holder stopped, or released the message at
-  // shutdown) reads the attempt its predecessor recorded and claims the next. Without caps the same
-  // write starts sandbox creation; with caps the session waits in the queue first.
-  const capped = admissionCapped(deps.settings.admission);
-  const claimed = await store.claimAttempt(
-    session.id,
-    attempt,
-    capped ? {} : { phase: "sandbox_creating", queuePosition: 0 },
-  );
+  // shutdown) reads the attempt its predecessor recorded and claims the next. Admission follows.
+  const claimed = await store.claimAttempt(session.id, attempt);
   if (!claimed) return;
   log.info({ attempt, delivery: ctx.deliveryCount }, "setting up session");
   if (session.cardId) await supersedeCardSessions(deps, session);
@@ -132,48 +129,28 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
 
   const timings: SetupTimings = { queuedMs: Math.max(0, Date.now() - session.createdAt) };
   let sandbox: Sandbox | undefined;
-  let slots = false;
   // A ready agent from the warm pool, when there is one within the claim wait: it comes with its
   // fleet-wide slot (already counted under FLEET_MAX_SANDBOXES), so only a per-project cap is waited for.
   const pool = deps.settings.pool;
   const warm = pool ? await pool.claim(session, attempt) : null;
   sandbox = warm?.sandbox;
-  slots = warm !== null && deps.settings.admission.global > 0;
+  const admission = admissionDeps(deps);
   try {
-    if (capped) {
-      const limits = deps.settings.admission;
-      const took = await withSpan("setup.admission", {}, () =>
-        admit(
-          store,
-          session,
-          warm ? { ...limits, global: 0 } : limits,
-          ctx,
-          pool && !warm ? () => pool.makeRoom() : undefined,
-        ),
-      );
-      slots ||= took;
-      timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
-      // Each store write counts: admission (with the slots it took) and the start of sandbox creation are one write.
-      await guard(
-        session.id,
-        store.patch(session.id, {
-          phase: "sandbox_creating",
-          queuePosition: 0,
-          ...(slots ? { slotsHeld: true as const } : {}),
-        }),
-      );
+    if (warm) {
+      if (deps.settings.admission.perProject > 0)
+        await withSpan("setup.admission", {}, () =>
+          admit(admission, session, deps.settings.admission, ctx, { holdsGlobal: true }),
+        );
+      await admitted(deps, session, timings);
     }
-    // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
-    const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     const started = warm
       ? await withSpan("setup.warm_bind", { "sandbox.id": warm.sandbox.id }, () =>
           bindWarm(deps, session, warm, timings),
         )
-      : {
-          sandbox: await withSpan("setup.sandbox_create", {}, () => createSandbox(deps, session, attempt, timings)),
-          pid: undefined,
-        };
+      : { sandbox: await admitAndCreate(deps, admission, session, attempt, timings, ctx), pid: undefined };
     sandbox = started.sandbox;
+    // A first attempt on its first delivery has never had a writer: nothing to look up in the store.
+    const writer = await SessionLogWriter.open(deps, session.id, { fresh: attempt === 1 && ctx.deliveryCount === 1 });
     // Setup's lines go out while setup goes on; all are confirmed before the session is declared running.
     const pending = inFlight();
     pending.add(
@@ -247,7 +224,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       log.info("session ended during setup; sandbox released");
       if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
       // Its end may have come before the slots were recorded on it, so its ender did not free them.
-      if (slots) await store.releaseSlots(session.id).catch(() => undefined);
+      await store.releaseSlots(session.id).catch(() => undefined);
       return;
     }
     if (isRetryable(err) && !ctx.finalDelivery) {
@@ -285,6 +262,55 @@ function inFlight(): { add(write: Promise<unknown>): void; confirmed(): Promise<
       await Promise.all(sent);
     },
   };
+}
+
+function admissionDeps(deps: SpawnDeps): AdmissionDeps {
+  return {
+    store: deps.store,
+    provider: deps.provider,
+    fleet: deps.settings.fleet,
+    logger: deps.logger,
+    metrics: admissionMetrics(deps.metrics.registry),
+  };
+}
+
+/** Admission and the start of sandbox creation are one write, with the slots the session now holds. */
+async function admitted(deps: SpawnDeps, session: Session, timings: SetupTimings): Promise<void> {
+  timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
+  await guard(
+    session.id,
+    deps.store.patch(session.id, { phase: "sandbox_creating", queuePosition: 0, slotsHeld: true }),
+  );
+}
+
+/**
+ * Admission, then the sandbox. A quota answer from the provider never fails the session: it goes
+ * back to the queue (slots given back, the fleet's cap lowered) for the answer's Retry-After and is
+ * admitted again, within the same attempt and delivery, however many times the provider says no.
+ * Warm-pool slots are made room for only while the session waits for a cold start.
+ */
+async function admitAndCreate(
+  deps: SpawnDeps,
+  admission: AdmissionDeps,
+  session: Session,
+  attempt: number,
+  timings: SetupTimings,
+  ctx: MessageContext,
+): Promise<Sandbox> {
+  const limits = deps.settings.admission;
+  const pool = deps.settings.pool;
+  for (let answers = 0; ; ) {
+    const { capRev } = await withSpan("setup.admission", {}, () =>
+      admit(admission, session, limits, ctx, pool ? { makeRoom: () => pool.makeRoom() } : {}),
+    );
+    await admitted(deps, session, timings);
+    try {
+      return await withSpan("setup.sandbox_create", {}, () => createSandbox(deps, session, attempt, timings));
+    } catch (err) {
+      if (!isProviderQuota(err)) throw err;
+      await backOffForQuota(admission, session, err, capRev, ++answers, limits, ctx);
+    }
+  }
 }
 
 /** `logSeq`: only from the setup that has just written the session's log, never from a mere republish. */
@@ -385,8 +411,12 @@ async function createSandbox(
           ),
         }
       : {},
-    // The provider's own limit outlives the session's deadline a little, as a backstop to the watchdog.
-    timeoutMs: Math.max(60_000, session.deadlineAt - Date.now() + 60_000),
+    // The provider's own limit outlives the session's deadline a little, as a backstop to the
+    // watchdog; where the provider caps a sandbox's timeout, the poller extends it while it runs.
+    timeoutMs: Math.min(
+      deps.provider.maxTimeoutMs ?? Number.POSITIVE_INFINITY,
+      Math.max(60_000, session.deadlineAt - Date.now() + SANDBOX_GRACE_MS),
+    ),
     // All the network an isolated sandbox gets: its model endpoint (the gateway) and the fleet's callback url.
     egress: [deps.settings.gateway?.url ?? deps.settings.model.baseUrl, ...(cb ? [cb.url] : [])],
   });

@@ -129,6 +129,8 @@ export const sandboxEnv = z.object({
     .pipe(z.array(z.string().startsWith("/", "absolute paths only"))),
   E2B_API_KEY: z.string().min(1).optional(),
   E2B_TEMPLATE: z.string().min(1).default("opencode"),
+  /** The longest timeout the E2B plan allows one sandbox create or extension (Hobby: 1 h, Pro: 24 h). */
+  E2B_MAX_TIMEOUT_MS: z.coerce.number().int().min(60_000).max(86_400_000).default(3_600_000),
   /** The agent server binary (local provider); default: the one shipped in node_modules. */
   OPENCODE_BIN: z.string().min(1).optional(),
   /** Label on every sandbox of this fleet, so fleets sharing a provider account never reap each other. */
@@ -154,6 +156,12 @@ export const sandboxEnv = z.object({
    * `p1=rate_limit:2,p2=transient,p3=permanent` (attempts 1..n fail; permanent ones always).
    */
   FLEET_SIM_CREATE_FAULTS: SimCreateFaults,
+  /** Simulated: the account's concurrent-sandbox limit, answered like E2B's (429 with Retry-After); 0 = none. */
+  FLEET_SIM_QUOTA: z.coerce.number().int().min(0).max(100_000).default(0),
+  /** Simulated: the longest timeout one create or setTimeout may ask for, like E2B's plans; 0 = none. */
+  FLEET_SIM_MAX_TIMEOUT_MS: z.coerce.number().int().min(0).max(86_400_000).default(0),
+  /** Simulated: the Retry-After of its 429s (quota and rate_limit faults). */
+  FLEET_SIM_RETRY_AFTER_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
 });
 export type SandboxEnv = z.infer<typeof sandboxEnv>;
 

@@ -4,7 +4,7 @@ import { z } from "zod";
  * Provider faults on demand for SANDBOX_PROVIDER=simulated (benchmarks and tests only), parsed here
  * with the rest of the sandbox settings so a bad value stops a service at start like any other.
  * Chosen per project, so one fleet can run faulty and healthy sessions side by side, and counted by
- * the spawner's attempt number (in the sandbox metadata), so every spawner process agrees on it.
+ * the creates of each session (in the simulated state directory), so every spawner process agrees.
  */
 export const SimFaultKind = z.enum(["rate_limit", "transient", "permanent"]);
 export type SimFaultKind = z.infer<typeof SimFaultKind>;
@@ -12,7 +12,7 @@ export type SimFaultKind = z.infer<typeof SimFaultKind>;
 export const SimCreateFault = z.object({
   projectId: z.string().min(1),
   kind: SimFaultKind,
-  /** Attempts 1..n fail; a permanent fault fails every attempt. */
+  /** The session's creates 1..n fail; a permanent fault fails every one. */
   attempts: z.number().int().positive(),
 });
 export type SimCreateFault = z.infer<typeof SimCreateFault>;

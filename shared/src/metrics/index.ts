@@ -206,3 +206,40 @@ export function consumerMetrics(registry: Registry, read: () => Promise<Consumer
     },
   });
 }
+
+/** Admission's metrics (spawner): the cap it admits under, and the provider's quota answers. */
+export interface AdmissionMetrics {
+  /** The fleet-wide cap in force (the configured one, or lower as learned); +Inf when there is none. */
+  cap: Gauge;
+  /** The cap learned from quota answers; absent until the first. */
+  learnedCap: Gauge;
+  quotaAnswers: Counter<"kind">;
+  /** Sessions this instance holds waiting for admission or backing off after a quota answer. */
+  waiting: Gauge;
+}
+
+/** Registered once per registry, whichever caller asks first. */
+export function admissionMetrics(registry: Registry): AdmissionMetrics {
+  const gauge = (name: string, help: string): Gauge => {
+    const found = registry.getSingleMetric(name);
+    return found instanceof Gauge ? found : new Gauge({ name, help, registers: [registry] });
+  };
+  const found = registry.getSingleMetric("fleet_provider_quota_answers_total");
+  return {
+    cap: gauge(
+      "fleet_admission_cap",
+      "Sandboxes the fleet admits at once: the configured cap, or the learned one below it",
+    ),
+    learnedCap: gauge("fleet_admission_learned_cap", "The cap learned from the provider's quota answers (AIMD)"),
+    quotaAnswers:
+      found instanceof Counter
+        ? (found as Counter<"kind">)
+        : new Counter({
+            name: "fleet_provider_quota_answers_total",
+            help: "Sandbox creates the provider refused for its quota: kind concurrency (its limit) or rate (429)",
+            labelNames: ["kind"],
+            registers: [registry],
+          }),
+    waiting: gauge("fleet_admission_waiting", "Sessions this instance holds in the admission queue"),
+  };
+}

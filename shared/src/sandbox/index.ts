@@ -7,11 +7,12 @@ export {
   SandboxMetadata,
   SessionSandboxMetadata,
   PooledSandboxMetadata,
+  SANDBOX_GRACE_MS,
   type SandboxProvider,
   type SandboxSummary,
 } from "./port.js";
 export { relativeSegments, checkEnvs } from "./paths.js";
-export { oldestFirst, checkCreateSpec, MAX_SANDBOX_TIMEOUT_MS } from "./spec.js";
+export { oldestFirst, checkCreateSpec, checkTimeout, MAX_SANDBOX_TIMEOUT_MS } from "./spec.js";
 export { shellQuote, shellCommand } from "./shell.js";
 export {
   type IsolationMode,
@@ -32,3 +33,11 @@ export {
   E2BSandboxProvider,
   mapE2BError,
 } from "./e2b/index.js";
+export {
+  isConcurrencyMessage,
+  isProviderQuota,
+  limitInMessage,
+  MAX_RETRY_AFTER_MS,
+  parseRetryAfter,
+  ProviderQuotaError,
+} from "./quota.js";

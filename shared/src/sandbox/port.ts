@@ -28,11 +28,20 @@ export type SandboxMetadata = z.infer<typeof SandboxMetadata>;
 export type SessionSandboxMetadata = z.infer<typeof SessionSandboxMetadata>;
 export type PooledSandboxMetadata = z.infer<typeof PooledSandboxMetadata>;
 
+/**
+ * A session's sandbox is given a hard timeout this much past the session's deadline (created so, or
+ * extended up to it), a backstop to the watchdog that ends the session at its deadline.
+ */
+export const SANDBOX_GRACE_MS = 60_000;
+
 export interface SandboxCreateSpec {
   metadata: SandboxMetadata;
   /** Environment of every process started in the sandbox (on top of the provider's minimal one). */
   envs: Record<string, string>;
-  /** Hard limit: the provider ends the sandbox after this, whether or not the fleet is still there. */
+  /**
+   * Hard limit: the provider ends the sandbox after this, whether or not the fleet is still there.
+   * At most the provider's `maxTimeoutMs` is given (longer asks get that much); `setTimeout` extends it.
+   */
   timeoutMs: number;
   /**
    * Endpoints (URLs) the sandbox's processes need: the model server or gateway, the fleet's callback
@@ -97,7 +106,19 @@ export interface SandboxSummary {
 
 export interface SandboxProvider {
   readonly name: string;
+  /**
+   * The longest hard timeout one create or setTimeout may ask for (E2B: an hour on its Hobby plan,
+   * a day on Pro); undefined when the provider has none. A session that needs longer has its
+   * sandbox's timeout extended while it runs.
+   */
+  readonly maxTimeoutMs?: number | undefined;
   create(spec: SandboxCreateSpec): Promise<Sandbox>;
+  /**
+   * Sets a running sandbox's hard timeout to `timeoutMs` from now (longer or shorter); false when it
+   * is gone. Refused (a non-retryable error) past `maxTimeoutMs`, or where the provider cannot move
+   * a timeout it enforces.
+   */
+  setTimeout(id: string, timeoutMs: number): Promise<boolean>;
   /** Re-attaches to a sandbox created earlier (by any process); null when it is gone. */
   connect(id: string): Promise<Sandbox | null>;
   /**

@@ -39,3 +39,15 @@ export function checkCreateSpec(
   }
   return { metadata: metadata.data, envs: checkEnvs(spec.envs, "sandbox envs") };
 }
+
+/** A hard timeout a provider can be asked for: a positive whole number of ms, within its maximum. */
+export function checkTimeout(timeoutMs: number, maxTimeoutMs: number | undefined): void {
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+    throw new FleetError("sandbox", `invalid sandbox timeoutMs ${timeoutMs}`, { retryable: false });
+  if (maxTimeoutMs !== undefined && timeoutMs > maxTimeoutMs)
+    throw new FleetError(
+      "sandbox",
+      `sandbox timeout ${timeoutMs} ms is past the provider's maximum of ${maxTimeoutMs} ms`,
+      { retryable: false },
+    );
+}

@@ -21,6 +21,9 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
         eventMs: env.FLEET_SIM_EVENT_MS,
         fleet: env.FLEET_NAME,
         createFaults: env.FLEET_SIM_CREATE_FAULTS,
+        quota: env.FLEET_SIM_QUOTA,
+        retryAfterMs: env.FLEET_SIM_RETRY_AFTER_MS,
+        maxTimeoutMs: env.FLEET_SIM_MAX_TIMEOUT_MS,
       },
       logger,
     );
@@ -28,7 +31,10 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
   if (env.SANDBOX_PROVIDER === "e2b") {
     if (!env.E2B_API_KEY) throw new FleetError("config", "SANDBOX_PROVIDER=e2b needs E2B_API_KEY");
     const { E2BSandboxProvider } = await import("../sandbox/e2b/index.js");
-    return new E2BSandboxProvider({ apiKey: env.E2B_API_KEY, template: env.E2B_TEMPLATE }, logger);
+    return new E2BSandboxProvider(
+      { apiKey: env.E2B_API_KEY, template: env.E2B_TEMPLATE, maxTimeoutMs: env.E2B_MAX_TIMEOUT_MS },
+      logger,
+    );
   }
   const { LocalSandboxProvider } = await import("../sandbox/local/index.js");
   return new LocalSandboxProvider(

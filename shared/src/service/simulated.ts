@@ -20,6 +20,9 @@ export interface SimulatedProviderOptions {
   eventMs: number;
   fleet: string;
   createFaults: SimCreateFault[];
+  quota: number;
+  retryAfterMs: number;
+  maxTimeoutMs: number;
 }
 
 export interface SimulatedRuntimeOptions {

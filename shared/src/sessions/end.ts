@@ -59,26 +59,28 @@ export async function endSession(
 }
 
 /**
- * What every stage does on meeting an ended session: pays its owed terminal event, gives its
- * admission slots back (so the next queued session can start) and kills its sandbox. Idempotent:
+ * What every stage does on meeting an ended session: pays its owed terminal event, kills its
+ * sandbox and gives its admission slots back (so the next queued session can start). Idempotent:
  * the event's Nats-Msg-Id is fixed per session (`ended:<id>` on all three terminal subjects), so a
  * second payment is dropped by the stream.
  */
 export async function settleEnded(deps: EndDeps, session: Session): Promise<void> {
   if (session.eventOwed) await payEvent(deps, session);
-  if (session.slotsHeld) {
-    await deps.store
-      .releaseSlots(session.id)
-      .catch((err: unknown) =>
-        deps.logger.warn({ sessionId: session.id, err: errorMessage(err) }, "slot release failed"),
-      );
-  }
+  // The sandbox goes before its slot: a slot given back while its sandbox still runs would let the
+  // next session's create meet the provider's quota with the fleet inside its own cap.
   const sandboxId = session.sandbox?.id;
   if (sandboxId) {
     await deps.provider.kill(sandboxId).catch((err: unknown) => {
       // The reaper ends it later; the session's state does not depend on this kill.
       deps.logger.warn({ sessionId: session.id, sandboxId, err: errorMessage(err) }, "sandbox kill failed");
     });
+  }
+  if (session.slotsHeld) {
+    await deps.store
+      .releaseSlots(session.id)
+      .catch((err: unknown) =>
+        deps.logger.warn({ sessionId: session.id, err: errorMessage(err) }, "slot release failed"),
+      );
   }
 }
 

@@ -18,5 +18,6 @@ export type {
   UsageStore,
 } from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
+export { LearnedCap } from "./slots.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";
 export { poolSummary, STALE_POOL_REPORT_MS } from "./pool-summary.js";

@@ -32,7 +32,7 @@ import {
   type TransitionRequest,
 } from "./sessions.js";
 import { MongoPool, type PoolClaim, type PoolEntry, type PoolStatus } from "./pool.js";
-import { MongoSlots } from "./slots.js";
+import { type LearnedCap, MongoSlots } from "./slots.js";
 import { MongoUsage } from "./usage.js";
 
 export type { MongoStoreConfig } from "./connection.js";
@@ -128,6 +128,9 @@ export class MongoSessionStore implements SessionStore {
   queuePosition(session: { id: string; createdAt: number }): Promise<number> {
     return this.sessions.queuePosition(session);
   }
+  waitingSessions(limit?: number): Promise<Array<{ id: string; projectId: string; createdAt: number }>> {
+    return this.sessions.waitingSessions(limit);
+  }
 
   activeCounts(): Promise<ActiveCount[]> {
     return this.sessions.activeCounts();
@@ -157,6 +160,12 @@ export class MongoSessionStore implements SessionStore {
   }
   transferSlots(fromHolder: string, toHolder: string): Promise<number> {
     return this.slots.transferSlots(fromHolder, toHolder);
+  }
+  learnedCap(scope: string): Promise<LearnedCap | null> {
+    return this.slots.learnedCap(scope);
+  }
+  replaceLearnedCap(expectedRev: number, next: Omit<LearnedCap, "rev" | "updatedAt">): Promise<boolean> {
+    return this.slots.replaceLearnedCap(expectedRev, next);
   }
 
   addPoolEntry(e: Pick<PoolEntry, "sandboxId" | "fleet" | "key" | "owner" | "slotHolder">): Promise<void> {

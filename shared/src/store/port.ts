@@ -13,7 +13,7 @@ export type { DeadLetterStore } from "./dead-letters.js";
 export type { LogLineStore } from "./log-lines.js";
 export type { ActiveCount, CreateResult, Page, SessionDocStore, SessionPatch, TransitionRequest } from "./sessions.js";
 export type { PoolClaim, PoolEntry, PoolStatus, PoolStore } from "./pool.js";
-export type { SlotStore } from "./slots.js";
+export type { LearnedCap, SlotStore } from "./slots.js";
 export type { UsageStore } from "./usage.js";
 
 /**

@@ -70,6 +70,12 @@ export interface SessionDocStore {
   queuePosition(session: { id: string; createdAt: number }): Promise<number>;
   /** How many sessions are pending or running now, per project, status and phase (the fleet page). */
   activeCounts(): Promise<ActiveCount[]>;
+  /**
+   * Every session waiting for admission, oldest first, with what a fair admission order needs:
+   * pending in phase queued and picked up by a spawner (an attempt claimed), so one that has only
+   * just been picked up already holds back those picked up after it. Bounded.
+   */
+  waitingSessions(limit?: number): Promise<Array<{ id: string; projectId: string; createdAt: number }>>;
 }
 
 export interface ActiveCount {
@@ -318,5 +324,17 @@ export class MongoSessions implements SessionDocStore {
             a.phase.localeCompare(b.phase),
         );
     });
+  }
+
+  async waitingSessions(limit = 10_000): Promise<Array<{ id: string; projectId: string; createdAt: number }>> {
+    const docs = await guarded("waitingSessions", () =>
+      this.docs
+        .find({ status: "pending", phase: "queued", attempt: { $gte: 1 } })
+        .project<{ _id: string; projectId: string; createdAt: number }>({ _id: 1, projectId: 1, createdAt: 1 })
+        .sort({ createdAt: 1, _id: 1 })
+        .limit(limit)
+        .toArray(),
+    );
+    return docs.map((d) => ({ id: d._id, projectId: d.projectId, createdAt: d.createdAt }));
   }
 }

@@ -1,5 +1,28 @@
 import type { Collection, Db } from "mongodb";
+import { z } from "zod";
 import { guarded, isDuplicateKey } from "./errors.js";
+
+/**
+ * The fleet-wide admission cap learned from the provider's quota answers, one document per scope
+ * (`admission_caps`), shared by every spawner so all admit under the same cap. `rev` makes each
+ * change a compare-and-set: of spawners reacting to the same answer, one changes it.
+ */
+export const LearnedCap = z.object({
+  scope: z.string().min(1),
+  /** Sandboxes the fleet may hold at once as learned; absent until the provider first said "limit". */
+  cap: z.number().int().positive().optional(),
+  /** The concurrent limit the provider's answer named, when one did: the cap is never raised past it. */
+  providerLimit: z.number().int().positive().optional(),
+  /** Quota answers seen, ever. */
+  hits: z.number().int().nonnegative(),
+  lastHitAt: z.number().optional(),
+  /** When the cap last went down or up. */
+  lastChangeAt: z.number(),
+  lastRetryAfterMs: z.number().int().nonnegative().optional(),
+  rev: z.number().int().nonnegative(),
+  updatedAt: z.number(),
+});
+export type LearnedCap = z.infer<typeof LearnedCap>;
 
 /** The `slots` collection: admission slots, `capacity` per scope, each held by one session. */
 export interface SlotStore {
@@ -16,16 +39,26 @@ export interface SlotStore {
   transferSlots(fromHolder: string, toHolder: string): Promise<number>;
   /** Every held slot, for the sweep that frees those of ended sessions. */
   heldSlots(): Promise<Array<{ scope: string; sessionId: string; at: number }>>;
+  /** The learned cap of a scope; null before the first quota answer. */
+  learnedCap(scope: string): Promise<LearnedCap | null>;
+  /**
+   * Replaces the learned cap if it is still at revision `expectedRev` (-1: none yet); true when this
+   * call changed it. The new document's revision is `expectedRev + 1`.
+   */
+  replaceLearnedCap(expectedRev: number, next: Omit<LearnedCap, "rev" | "updatedAt">): Promise<boolean>;
 }
 
 type SlotDoc = { _id: string; scope: string; sessionId: string; at: number };
+type CapDoc = Omit<LearnedCap, "scope"> & { _id: string };
 
 /** Slot n of a scope is the document `<scope>#<n>`: taking it is an insert only one caller wins. */
 export class MongoSlots implements SlotStore {
   private readonly slots: Collection<SlotDoc>;
+  private readonly caps: Collection<CapDoc>;
 
   constructor(db: Db) {
     this.slots = db.collection<SlotDoc>("slots");
+    this.caps = db.collection<CapDoc>("admission_caps");
   }
 
   async init(): Promise<void> {
@@ -36,7 +69,10 @@ export class MongoSlots implements SlotStore {
   acquireSlot(scope: string, capacity: number, sessionId: string): Promise<boolean> {
     return guarded("acquireSlot", async () => {
       if (await this.slots.findOne({ scope, sessionId })) return true;
-      for (let n = 0; n < capacity; n++) {
+      // Start where the free slots most likely are, so a large capacity costs one insert, not a scan.
+      const start = capacity > 64 ? await this.slots.countDocuments({ scope }) : 0;
+      for (let i = 0; i < capacity; i++) {
+        const n = (start + i) % capacity;
         try {
           await this.slots.insertOne({ _id: `${scope}#${n}`, scope, sessionId, at: Date.now() });
           return true;
@@ -66,5 +102,30 @@ export class MongoSlots implements SlotStore {
   async heldSlots(): Promise<Array<{ scope: string; sessionId: string; at: number }>> {
     const docs = await guarded("heldSlots", () => this.slots.find({}).limit(10_000).toArray());
     return docs.map((d) => ({ scope: d.scope, sessionId: d.sessionId, at: d.at }));
+  }
+
+  async learnedCap(scope: string): Promise<LearnedCap | null> {
+    const doc = await guarded("learnedCap", () => this.caps.findOne({ _id: scope }));
+    if (!doc) return null;
+    const { _id, ...rest } = doc;
+    return LearnedCap.parse({ scope: _id, ...rest });
+  }
+
+  replaceLearnedCap(expectedRev: number, next: Omit<LearnedCap, "rev" | "updatedAt">): Promise<boolean> {
+    const { scope, ...fields } = LearnedCap.omit({ rev: true, updatedAt: true }).parse(next);
+    const doc: CapDoc = { _id: scope, ...fields, rev: expectedRev + 1, updatedAt: Date.now() };
+    return guarded("replaceLearnedCap", async () => {
+      if (expectedRev < 0) {
+        try {
+          await this.caps.insertOne(doc);
+          return true;
+        } catch (err) {
+          if (isDuplicateKey(err)) return false;
+          throw err;
+        }
+      }
+      const r = await this.caps.replaceOne({ _id: scope, rev: expectedRev }, doc);
+      return r.modifiedCount === 1;
+    });
   }
 }

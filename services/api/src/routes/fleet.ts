@@ -32,9 +32,10 @@ export const fleetRoutes =
           );
         const { store } = deps;
         const now = Date.now();
-        const [counts, held, statuses, entries, deadLetters] = await Promise.all([
+        const [counts, held, learned, statuses, entries, deadLetters] = await Promise.all([
           store.activeCounts(),
           store.slotsInUse("global"),
+          store.learnedCap("global"),
           store.poolStatuses(deps.fleet),
           store.poolEntries(deps.fleet),
           store.deadLetters({ limit: DEAD_LETTERS }),
@@ -50,7 +51,11 @@ export const fleetRoutes =
         return {
           at: now,
           projects: [...projects.values()],
-          admission: { sandboxesHeld: held },
+          admission: {
+            sandboxesHeld: held,
+            ...(learned?.cap ? { learnedCap: learned.cap } : {}),
+            ...(learned?.providerLimit ? { providerLimit: learned.providerLimit } : {}),
+          },
           pool: poolSummary(statuses, entries, now),
           deadLetters,
         };

@@ -13,6 +13,7 @@ import {
 import { afterAll, describe, expect, it } from "vitest";
 import { FleetError } from "../../errors/index.js";
 import { createLogger } from "../../log/index.js";
+import { isProviderQuota } from "../quota.js";
 import { isNotFound, mapE2BError } from "./errors.js";
 import { checkGuardOutput, pathGuardLine } from "./guard.js";
 import { collectPages, E2BSandboxProvider, e2bListOptions, workspaceInitLine } from "./provider.js";
@@ -67,6 +68,27 @@ describe("E2B error mapping", () => {
       const e = mapE2BError(err, "create");
       expect([e.code, e.retryable]).toEqual(["sandbox", true]);
     }
+  });
+
+  it("maps a 429 or a concurrent-sandbox limit to the port's quota error, with Retry-After and the limit when given", () => {
+    const concurrent = mapE2BError(
+      new RateLimitError(
+        "Rate limit exceeded, please try again later - You have reached the maximum number of concurrent E2B sandboxes (20)",
+      ),
+      "create",
+    );
+    expect(isProviderQuota(concurrent)).toBe(true);
+    if (!isProviderQuota(concurrent)) return;
+    expect([concurrent.code, concurrent.retryable, concurrent.kind, concurrent.limit, concurrent.retryAfterMs]).toEqual(
+      ["rate_limited", true, "concurrency", 20, undefined],
+    );
+    const withHeader = Object.assign(new SandboxError("429: slow down"), {
+      statusCode: 429,
+      response: { headers: new Headers({ "Retry-After": "7" }) },
+    });
+    const mapped = mapE2BError(withHeader, "create");
+    expect(isProviderQuota(mapped) ? [mapped.retryAfterMs, mapped.kind] : "not a quota error").toEqual([7_000, "rate"]);
+    expect(mapped.cause).toBe(withHeader);
   });
 
   it("maps HTTP statuses carried by SDK errors", () => {

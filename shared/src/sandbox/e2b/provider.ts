@@ -5,7 +5,7 @@ import type { Logger } from "../../log/index.js";
 import { checkEnvs, joinPosix } from "../paths.js";
 import { SandboxMetadata, type SandboxCreateSpec, type SandboxProvider, type SandboxSummary } from "../port.js";
 import { shellCommand, shellQuote } from "../shell.js";
-import { oldestFirst } from "../spec.js";
+import { checkTimeout, oldestFirst } from "../spec.js";
 import { isNotFound, mapE2BError } from "./errors.js";
 import { E2B_WORKSPACE, E2BSandbox } from "./sandbox.js";
 
@@ -16,6 +16,8 @@ export const E2BSandboxConfig = z.object({
   agentPort: z.number().int().min(1).max(65535).default(4096),
   domain: z.string().min(1).optional(),
   requestTimeoutMs: z.number().int().positive().optional(),
+  /** The longest timeout the account's plan allows one create or setTimeout (Hobby: 1 h, Pro: 24 h). */
+  maxTimeoutMs: z.number().int().positive().default(3_600_000),
 });
 export type E2BSandboxConfig = z.input<typeof E2BSandboxConfig>;
 
@@ -73,6 +75,7 @@ export class E2BSandboxProvider implements SandboxProvider {
   readonly name = "e2b";
   private readonly config: z.output<typeof E2BSandboxConfig>;
   private client: SdkClient | undefined;
+  readonly maxTimeoutMs: number;
 
   constructor(
     config: E2BSandboxConfig,
@@ -82,6 +85,7 @@ export class E2BSandboxProvider implements SandboxProvider {
     if (!parsed.success)
       throw new FleetError("config", `e2b sandbox provider: ${z.prettifyError(parsed.error)}`, { retryable: false });
     this.config = parsed.data;
+    this.maxTimeoutMs = parsed.data.maxTimeoutMs;
   }
 
   /** The SDK loads on first use, so fleets on the local provider never pay for it. */
@@ -105,14 +109,13 @@ export class E2BSandboxProvider implements SandboxProvider {
       throw new FleetError("sandbox", `invalid sandbox metadata: ${z.prettifyError(metadata.error)}`, {
         retryable: false,
       });
-    if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0)
-      throw new FleetError("sandbox", `invalid sandbox timeoutMs ${spec.timeoutMs}`, { retryable: false });
+    checkTimeout(spec.timeoutMs, undefined);
     const envs = checkEnvs(spec.envs, "sandbox envs");
     const Sandbox = await this.sdk();
     const sbx = await Sandbox.create(this.config.template, {
       metadata: { ...metadata.data },
       envs,
-      timeoutMs: spec.timeoutMs,
+      timeoutMs: Math.min(spec.timeoutMs, this.maxTimeoutMs),
     }).catch((err: unknown) => {
       throw mapE2BError(err, "create");
     });
@@ -168,6 +171,19 @@ export class E2BSandboxProvider implements SandboxProvider {
     }
     // E2B's pages promise no order; the port does.
     return out.sort(oldestFirst);
+  }
+
+  async setTimeout(id: string, timeoutMs: number): Promise<boolean> {
+    if (!SANDBOX_ID.test(id)) return false;
+    checkTimeout(timeoutMs, this.maxTimeoutMs);
+    const Sandbox = await this.sdk();
+    try {
+      await Sandbox.setTimeout(id, timeoutMs);
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw mapE2BError(err, "setTimeout");
+    }
   }
 
   async kill(id: string): Promise<boolean> {

@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { FleetError, errorMessage } from "../../errors/index.js";
 import type { Logger } from "../../log/index.js";
 import type { SandboxCreateSpec, SandboxProvider, SandboxSummary } from "../port.js";
-import { checkCreateSpec, oldestFirst } from "../spec.js";
+import { checkCreateSpec, checkTimeout, oldestFirst } from "../spec.js";
 import { ephemeralPortRange, resolveLocalConfig, type LocalSandboxConfig, type ResolvedLocalConfig } from "./config.js";
 import { startBridges } from "./host-bridges.js";
 import { isolationProblem, type IsolationMode } from "./isolation.js";
@@ -259,6 +259,25 @@ export class LocalSandboxProvider implements SandboxProvider {
         endAt: r.endAt,
       }))
       .sort(oldestFirst);
+  }
+
+  /**
+   * Local sandboxes have no lifetime cap (they are created for the session's whole life), and the
+   * timeout they were created with is enforced by every process they run: it cannot move. A timeout
+   * that ends within it is already honoured; one past it is refused.
+   */
+  async setTimeout(id: string, timeoutMs: number): Promise<boolean> {
+    checkTimeout(timeoutMs, undefined);
+    if (!LOCAL_ID.test(id)) return false;
+    const record = await readRecord(layoutOf(join(this.rootDir, id)));
+    if (!record || !recordAlive(record)) return false;
+    if (Date.now() + timeoutMs > record.endAt)
+      throw new FleetError(
+        "sandbox",
+        `local sandbox ${id} cannot outlive the timeout it was created with (${new Date(record.endAt).toISOString()})`,
+        { retryable: false },
+      );
+    return true;
   }
 
   async kill(id: string): Promise<boolean> {
