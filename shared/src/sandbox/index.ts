@@ -22,6 +22,8 @@ export {
   LocalSandboxProvider,
   MARKER_VAR,
   reachableSandboxRoot,
+  layoutOf,
+  BRIDGE_DIR_INSIDE,
 } from "./local/index.js";
 export {
   E2B_HOME,
