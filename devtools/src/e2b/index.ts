@@ -31,7 +31,10 @@ export const LocalE2BOptions = z.object({
   egress: z.array(z.url()).default([]),
   /** E2B's default when a create names no timeout (5 minutes). */
   defaultTimeoutMs: z.number().int().positive().default(300_000),
-  /** E2B's cap on a sandbox's lifetime (1 hour on the hobby tier). */
+  /**
+   * E2B's cap on a sandbox's lifetime (1 hour on the hobby tier, 24 on pro). Also the hard limit of
+   * the local sandbox underneath, which outlives a local E2B that died without stopping.
+   */
   maxLifetimeMs: z.number().int().positive().default(3_600_000),
   faults: LocalE2BFaults.default(LocalE2BFaults.parse({})),
 });
@@ -39,6 +42,8 @@ export type LocalE2BOptions = z.input<typeof LocalE2BOptions>;
 
 export interface LocalE2B {
   apiKey: string;
+  /** The host folder of the sandboxes (one folder per sandbox id, as the local provider lays them out). */
+  rootDir: string;
   /** E2B_API_URL: the control plane. */
   apiUrl: string;
   /** E2B_SANDBOX_URL: envd and ports of every sandbox, routed by the SDK's headers. */
@@ -130,6 +135,7 @@ export async function startLocalE2B(input: LocalE2BOptions, logger: Logger): Pro
   let stopped: Promise<void> | undefined;
   return {
     apiKey: options.apiKey,
+    rootDir: pool.local.rootDir,
     apiUrl,
     sandboxUrl,
     portUrl,
