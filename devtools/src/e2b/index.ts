@@ -54,7 +54,7 @@ export interface LocalE2B {
   env: Record<string, string>;
   /** Changes fault knobs (validated); counted faults start counting again. */
   setFaults(faults: LocalE2BFaultsInput): void;
-  /** Allows sandboxes created from now on to reach these host loopback endpoints. */
+  /** Allows sandboxes created from now on to reach these endpoints (those on this host's loopback). */
   setEgress(urls: readonly string[]): void;
   stats(): LocalE2BStats;
   /** Running sandbox ids. */
@@ -65,6 +65,8 @@ export interface LocalE2B {
   expireSandbox(id: string): boolean;
   stop(): Promise<void>;
 }
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
 const listen = (server: Server, host: string, port: number) =>
   new Promise<number>((resolve, reject) => {
@@ -79,7 +81,7 @@ export async function startLocalE2B(input: LocalE2BOptions, logger: Logger): Pro
   const rootDir = options.rootDir ?? mkdtempSync(join(tmpdir(), "local-e2b-"));
   // Sandbox users must be able to search their way to their own folders.
   if (ownRoot) chmodSync(rootDir, 0o711);
-  let egress = [...options.egress];
+  let egress = options.egress.filter((u) => LOOPBACK.has(new URL(u).hostname));
   let faults = options.faults;
   const pool = new SandboxPool({
     rootDir,
@@ -144,7 +146,11 @@ export async function startLocalE2B(input: LocalE2BOptions, logger: Logger): Pro
       faults = LocalE2BFaults.parse({ ...faults, ...next });
     },
     setEgress(urls) {
-      egress = z.array(z.url()).parse([...urls]);
+      // Only this host's loopback can be bridged into a sandbox; anything else stays unreachable.
+      egress = z
+        .array(z.url())
+        .parse([...urls])
+        .filter((u) => LOOPBACK.has(new URL(u).hostname));
     },
     stats: () => ({ ...stats, running: pool.size }),
     sandboxIds: () => pool.all().map((s) => s.id),
