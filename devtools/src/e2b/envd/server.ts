@@ -70,7 +70,7 @@ export function createEnvdServer(options: EnvdOptions): { server: Server; shutdo
     }
     const done = (p: Promise<void>) =>
       p.catch((err: unknown) => {
-        if (url.pathname.startsWith("/files")) httpError(res, 500, (err as Error).message);
+        if (url.pathname === "/files") httpError(res, 500, (err as Error).message);
         else sendUnaryError(res, err);
       });
     if (url.pathname === "/health") {
