@@ -112,6 +112,23 @@ describe("local E2B: envd and the control plane through the SDK", async () => {
     expect(gone.status).toBe(404);
     const traffic = await fetch(`${e2b.sandboxUrl}/health`, { headers: { "e2b-sandbox-id": "no-such" } });
     expect(traffic.status).toBe(502);
+    // envd answers only with the sandbox's access token (from create or connect).
+    const sbx = await Sandbox.create("opencode", { ...sdk, timeoutMs: 30_000 });
+    const rpc = (token?: string) =>
+      fetch(`${e2b.sandboxUrl}/process.Process/List`, {
+        method: "POST",
+        headers: {
+          "e2b-sandbox-id": sbx.sandboxId,
+          "e2b-sandbox-port": "49983",
+          "content-type": "application/json",
+          ...(token ? { "x-access-token": token } : {}),
+        },
+        body: "{}",
+      });
+    expect((await rpc()).status).toBe(401);
+    expect((await rpc("wrong")).status).toBe(401);
+    expect((await sbx.commands.list()).length).toBe(0);
+    await sbx.kill();
   });
 });
 

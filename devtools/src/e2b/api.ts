@@ -100,7 +100,14 @@ function summary(s: LocalE2BSandbox) {
 }
 
 function connection(s: LocalE2BSandbox) {
-  return { sandboxID: s.id, templateID: s.templateId, clientID: "local", envdVersion: ENVD_VERSION, domain: null };
+  return {
+    sandboxID: s.id,
+    templateID: s.templateId,
+    clientID: "local",
+    envdVersion: ENVD_VERSION,
+    envdAccessToken: s.accessToken,
+    domain: null,
+  };
 }
 
 /** The SDK sends the metadata filter as one url-encoded query string of url-encoded pairs. */

@@ -57,6 +57,15 @@ export function createProxyHandler(pool: SandboxPool) {
       else fail(res, 502, "The sandbox was not found", route.id);
       return;
     }
+    // envd answers only its access token's holders (its /health excepted); a sandbox's other ports are public.
+    if (
+      route.port === ENVD_PORT &&
+      !route.path.startsWith("/health") &&
+      req.headers["x-access-token"] !== sandbox.accessToken
+    ) {
+      fail(res, 401, "unauthorized access, please provide a valid access token", route.id);
+      return;
+    }
     const headers: Record<string, string | string[] | undefined> = {
       ...req.headers,
       [PORT_HEADER]: String(route.port),

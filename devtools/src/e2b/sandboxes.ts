@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { symlink } from "node:fs/promises";
 import { request } from "node:http";
@@ -22,6 +23,8 @@ export interface LocalE2BSandbox {
   endAt: number;
   /** The Unix socket of the sandbox's envd, on the host. */
   envdSocket: string;
+  /** What envd requires in X-Access-Token (E2B's envdAccessToken, handed out by create and connect). */
+  accessToken: string;
 }
 
 export interface SandboxPoolOptions {
@@ -114,6 +117,7 @@ export class SandboxPool {
         startedAt,
         endAt: startedAt + Math.min(spec.timeoutMs, this.options.maxLifetimeMs),
         envdSocket: socket,
+        accessToken: randomBytes(24).toString("base64url"),
       };
       this.sandboxes.set(record.id, record);
       return record;

@@ -134,11 +134,12 @@ export class ProcessService {
   }
 
   sendSignal(raw: unknown, res: ServerResponse): void {
-    const { process, signal } = parseMessage(SendSignalRequest, raw);
-    const proc = this.find(process);
+    const { process: selector, signal } = parseMessage(SendSignalRequest, raw);
+    const proc = this.find(selector);
     const sig = signal === "SIGNAL_SIGKILL" || signal === 9 ? "SIGKILL" : "SIGTERM";
     try {
-      globalThis.process.kill(-proc.pid, sig);
+      // The process's group, as it was started detached: what it started goes too.
+      process.kill(-proc.pid, sig);
     } catch {
       proc.child.kill(sig);
     }
@@ -146,8 +147,8 @@ export class ProcessService {
   }
 
   sendInput(raw: unknown, res: ServerResponse): void {
-    const { process, input } = parseMessage(SendInputRequest, raw);
-    const proc = this.find(process);
+    const { process: selector, input } = parseMessage(SendInputRequest, raw);
+    const proc = this.find(selector);
     const data = Buffer.from("stdin" in input ? input.stdin : input.pty, "base64");
     if (!proc.child.stdin || proc.child.stdin.writableEnded)
       throw new ConnectError("failed_precondition", "stdin of the process is closed");
@@ -165,7 +166,7 @@ export class ProcessService {
   killAll(): void {
     for (const p of this.procs.values()) {
       try {
-        globalThis.process.kill(-p.pid, "SIGKILL");
+        process.kill(-p.pid, "SIGKILL");
       } catch {
         // gone already
       }
