@@ -82,7 +82,7 @@ export async function startLocalE2B(input: LocalE2BOptions, logger: Logger): Pro
   // Sandbox users must be able to search their way to their own folders.
   if (ownRoot) chmodSync(rootDir, 0o711);
   let egress = options.egress.filter((u) => LOOPBACK.has(new URL(u).hostname));
-  let faults = options.faults;
+  let faults = LocalE2BFaults.parse({ ...options.faults });
   const pool = new SandboxPool({
     rootDir,
     instance: `local-e2b-${randomBytes(4).toString("hex")}`,
