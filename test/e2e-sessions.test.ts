@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
 import { DEMO_FILE, DEMO_TODOS, SCENARIOS } from "../devtools/src/model/index.js";
 import { eventually } from "./support/fixtures.js";
-import { useTestFleet } from "./support/fleet-fixture.js";
+import { SANDBOX_KINDS, useTestFleet } from "./support/fleet-fixture.js";
 import { api, readSse } from "./support/fleet.js";
 
 /** Card scenarios: the first writes notes and then thinks for a long time; the second reads them. */
@@ -60,9 +60,13 @@ const cardScenarios = {
   },
 };
 
-describe("sessions end to end: api, spawners and pollers as processes, real OpenCode", () => {
+describe.each(SANDBOX_KINDS)("sessions end to end on %s sandboxes: services as processes, real OpenCode", (kind) => {
+  // On the local E2B (SANDBOX_PROVIDER=e2b) only whole sessions and the callbacks run, to keep the
+  // suite's time down: the rest exercises the fleet, not its sandbox provider.
+  const localOnly = kind === "local" ? it : undefined;
   const fleet = useTestFleet({
-    prefix: "e2e",
+    prefix: kind === "local" ? "e2e" : `e2e${kind}`,
+    sandboxes: kind,
     model: { scenario: "demo", byModel: { ...SCENARIOS, ...cardScenarios } },
     env: { SPAWNER_MAX_IN_FLIGHT: "1", POLLER_STATUS_INTERVAL_MS: "500" },
     services: [["api"], ["spawner"], ["spawner"], ["poller"], ["poller"]],
@@ -108,7 +112,7 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
         const s =
           readFileSync(join(fleet.dir, "poller-0.log"), "utf8") + readFileSync(join(fleet.dir, "poller-1.log"), "utf8");
         const sandboxId = new RegExp(`"sessionId":"${httpId}","sandboxId":"([^"]+)"`).exec(s)?.[1];
-        const file = sandboxId ? join(fleet.sandboxDir, sandboxId, "workspace", DEMO_FILE.path) : "";
+        const file = sandboxId ? join(fleet.workspaceOf(sandboxId), DEMO_FILE.path) : "";
         seenInSandbox = existsSync(file) ? readFileSync(file, "utf8") : "";
       }
     });
@@ -182,114 +186,132 @@ describe("sessions end to end: api, spawners and pollers as processes, real Open
     await fleet.noSandbox(body.sessionId, 20_000);
   }, 120_000);
 
-  it("starts one sandbox for a duplicated session.requested", async () => {
-    const id = `dup-${ns}`;
-    const js = (await import("@nats-io/jetstream")).jetstream(fleet.nc);
-    const body = JSON.stringify({
-      v: SCHEMA_VERSION,
-      sessionId: id,
-      projectId: "p-e2e",
-      prompt: "answer",
-      config: { model: "text-only" },
-      requestedAt: Date.now(),
-    });
-    // Two ids, so the server's deduplication does not hide the second copy: the fleet must.
-    await js.publish(subjectFor(ns, "requested"), body, { msgID: `a-${id}` });
-    await js.publish(subjectFor(ns, "requested"), body, { msgID: `b-${id}` });
-    const done = await eventually(async () => {
-      const r = await api<Session>(fleet, "GET", `/v1/sessions/${id}`);
-      return r.body.status === "completed" ? r.body : undefined;
-    }, 90_000);
-    expect(done.attempt).toBe(1);
-    const logs = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`);
-    expect(logs.body.lines.filter((l) => l.line.startsWith("Sandbox "))).toHaveLength(1);
-    await fleet.noSandbox(id);
-  }, 120_000);
+  localOnly?.(
+    "starts one sandbox for a duplicated session.requested",
+    async () => {
+      const id = `dup-${ns}`;
+      const js = (await import("@nats-io/jetstream")).jetstream(fleet.nc);
+      const body = JSON.stringify({
+        v: SCHEMA_VERSION,
+        sessionId: id,
+        projectId: "p-e2e",
+        prompt: "answer",
+        config: { model: "text-only" },
+        requestedAt: Date.now(),
+      });
+      // Two ids, so the server's deduplication does not hide the second copy: the fleet must.
+      await js.publish(subjectFor(ns, "requested"), body, { msgID: `a-${id}` });
+      await js.publish(subjectFor(ns, "requested"), body, { msgID: `b-${id}` });
+      const done = await eventually(async () => {
+        const r = await api<Session>(fleet, "GET", `/v1/sessions/${id}`);
+        return r.body.status === "completed" ? r.body : undefined;
+      }, 90_000);
+      expect(done.attempt).toBe(1);
+      const logs = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${id}/logs`);
+      expect(logs.body.lines.filter((l) => l.line.startsWith("Sandbox "))).toHaveLength(1);
+      await fleet.noSandbox(id);
+    },
+    120_000,
+  );
 
-  it("cancels a card's running session for its new one, which starts from the first one's files", async () => {
-    const firstId = await fleet.submit({ cardId: "card-1", prompt: "take notes", model: "card-first" });
-    await eventually(async () => {
-      const l = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${firstId}/logs`);
-      return l.body.lines.some((x) => x.line.startsWith("✓ Write notes.txt"));
-    }, 90_000);
-    const secondId = await fleet.submit({ cardId: "card-1", prompt: "read notes", model: "card-second" });
-    const done = await eventually(async () => {
-      const r = await fleet.get(secondId);
-      return r.status === "completed" || r.status === "failed" ? r : undefined;
-    }, 90_000);
-    expect(done.status).toBe("completed");
-    expect(done.output?.toolCalls.find((t) => t.name === "bash")?.output).toContain(NOTES.trim());
-    const firstDoc = await fleet.get(firstId);
-    expect(firstDoc.status).toBe("cancelled");
-    expect(firstDoc.error?.message).toContain(secondId);
-    await fleet.noSandbox(firstId);
-    await fleet.noSandbox(secondId);
-  }, 180_000);
+  localOnly?.(
+    "cancels a card's running session for its new one, which starts from the first one's files",
+    async () => {
+      const firstId = await fleet.submit({ cardId: "card-1", prompt: "take notes", model: "card-first" });
+      await eventually(async () => {
+        const l = await api<{ lines: Array<{ line: string }> }>(fleet, "GET", `/v1/sessions/${firstId}/logs`);
+        return l.body.lines.some((x) => x.line.startsWith("✓ Write notes.txt"));
+      }, 90_000);
+      const secondId = await fleet.submit({ cardId: "card-1", prompt: "read notes", model: "card-second" });
+      const done = await eventually(async () => {
+        const r = await fleet.get(secondId);
+        return r.status === "completed" || r.status === "failed" ? r : undefined;
+      }, 90_000);
+      expect(done.status).toBe("completed");
+      expect(done.output?.toolCalls.find((t) => t.name === "bash")?.output).toContain(NOTES.trim());
+      const firstDoc = await fleet.get(firstId);
+      expect(firstDoc.status).toBe("cancelled");
+      expect(firstDoc.error?.message).toContain(secondId);
+      await fleet.noSandbox(firstId);
+      await fleet.noSandbox(secondId);
+    },
+    180_000,
+  );
 
-  it("lets no symlink a session left carry files out of the workspace or host files into the card", async () => {
-    const { ended } = fleet;
-    const linked = await ended(await fleet.submit({ cardId: "card-link", prompt: "link", model: "card-symlink" }));
-    expect(linked.status).toBe("completed");
-    expect(linked.output?.toolCalls.find((t) => t.name === "bash")?.status).toBe("completed");
-    const secondId = await fleet.submit({
-      cardId: "card-link",
-      prompt: "answer",
-      model: "text-only",
-      files: [
-        { path: "escape/pwned.txt", content: "written through a link" },
-        { path: "leak.txt", content: "overwrite" },
-      ],
-    });
-    const done = await ended(secondId);
-    // Either the files land inside the new workspace or the session fails saying why; never outside.
-    console.log(`symlink escape attempt: second session ${done.status}${done.error ? ` (${done.error.message})` : ""}`);
-    if (done.status !== "completed")
-      expect(done.error?.message).toMatch(/escape|leak|symlink|outside|exists|directory/i);
-    expect(readdirSync(OUTSIDE)).toEqual(["secret.txt"]);
-    expect(readFileSync(join(OUTSIDE, "secret.txt"), "utf8")).toBe(HOST_SECRET);
-    const saved = await fleet.store.cardFiles("card-link");
-    expect(saved.map((f) => f.content).join("\n")).not.toContain(HOST_SECRET);
-    await fleet.noSandbox(secondId);
-  }, 180_000);
-
-  it("shares the work between two spawners and two pollers, no session handled twice", async () => {
-    const ids = await Promise.all(
-      [1, 2].map(
-        async (i) =>
-          (
-            await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
-              projectId: "p-share",
-              prompt: `answer ${i}`,
-              model: "text-only",
-            })
-          ).body.sessionId,
-      ),
-    );
-    for (const id of ids) {
-      await eventually(
-        async () => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body.status === "completed",
-        120_000,
+  localOnly?.(
+    "lets no symlink a session left carry files out of the workspace or host files into the card",
+    async () => {
+      const { ended } = fleet;
+      const linked = await ended(await fleet.submit({ cardId: "card-link", prompt: "link", model: "card-symlink" }));
+      expect(linked.status).toBe("completed");
+      expect(linked.output?.toolCalls.find((t) => t.name === "bash")?.status).toBe("completed");
+      const secondId = await fleet.submit({
+        cardId: "card-link",
+        prompt: "answer",
+        model: "text-only",
+        files: [
+          { path: "escape/pwned.txt", content: "written through a link" },
+          { path: "leak.txt", content: "overwrite" },
+        ],
+      });
+      const done = await ended(secondId);
+      // Either the files land inside the new workspace or the session fails saying why; never outside.
+      console.log(
+        `symlink escape attempt: second session ${done.status}${done.error ? ` (${done.error.message})` : ""}`,
       );
-    }
-    // Every session of this file: claimed by exactly one spawner attempt, watched by exactly one poller.
-    const all = (await fleet.store.listByProject("p-e2e", { limit: 50 })).items.concat(
-      (await fleet.store.listByProject("p-share", { limit: 50 })).items,
-    );
-    const pollerLogs = fleet.logsOf("poller");
-    const hasLine = (log: string, id: string, msg: string) =>
-      log.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes(msg));
-    const watchers = (id: string) => pollerLogs.filter((log) => hasLine(log, id, "watching session"));
-    for (const x of all.filter((x) => x.status === "completed")) {
-      expect(x.attempt, x.id).toBe(1);
-      expect(watchers(x.id), x.id).toHaveLength(1);
-    }
-    const spawnerLogs = fleet.logsOf("spawner");
-    const setUpBy = (id: string) => spawnerLogs.filter((log) => hasLine(log, id, "setting up session"));
-    for (const x of all.filter((x) => x.status === "completed")) expect(setUpBy(x.id), x.id).toHaveLength(1);
-    // Both instances of each stage took part.
-    expect(spawnerLogs.every((log) => log.includes("setting up session"))).toBe(true);
-    expect(pollerLogs.every((log) => log.includes("watching session"))).toBe(true);
-  }, 240_000);
+      if (done.status !== "completed")
+        expect(done.error?.message).toMatch(/escape|leak|symlink|outside|exists|directory/i);
+      expect(readdirSync(OUTSIDE)).toEqual(["secret.txt"]);
+      expect(readFileSync(join(OUTSIDE, "secret.txt"), "utf8")).toBe(HOST_SECRET);
+      const saved = await fleet.store.cardFiles("card-link");
+      expect(saved.map((f) => f.content).join("\n")).not.toContain(HOST_SECRET);
+      await fleet.noSandbox(secondId);
+    },
+    180_000,
+  );
+
+  localOnly?.(
+    "shares the work between two spawners and two pollers, no session handled twice",
+    async () => {
+      const ids = await Promise.all(
+        [1, 2].map(
+          async (i) =>
+            (
+              await api<{ sessionId: string }>(fleet, "POST", "/v1/sessions", {
+                projectId: "p-share",
+                prompt: `answer ${i}`,
+                model: "text-only",
+              })
+            ).body.sessionId,
+        ),
+      );
+      for (const id of ids) {
+        await eventually(
+          async () => (await api<Session>(fleet, "GET", `/v1/sessions/${id}`)).body.status === "completed",
+          120_000,
+        );
+      }
+      // Every session of this file: claimed by exactly one spawner attempt, watched by exactly one poller.
+      const all = (await fleet.store.listByProject("p-e2e", { limit: 50 })).items.concat(
+        (await fleet.store.listByProject("p-share", { limit: 50 })).items,
+      );
+      const pollerLogs = fleet.logsOf("poller");
+      const hasLine = (log: string, id: string, msg: string) =>
+        log.split("\n").some((l) => l.includes(`"sessionId":"${id}"`) && l.includes(msg));
+      const watchers = (id: string) => pollerLogs.filter((log) => hasLine(log, id, "watching session"));
+      for (const x of all.filter((x) => x.status === "completed")) {
+        expect(x.attempt, x.id).toBe(1);
+        expect(watchers(x.id), x.id).toHaveLength(1);
+      }
+      const spawnerLogs = fleet.logsOf("spawner");
+      const setUpBy = (id: string) => spawnerLogs.filter((log) => hasLine(log, id, "setting up session"));
+      for (const x of all.filter((x) => x.status === "completed")) expect(setUpBy(x.id), x.id).toHaveLength(1);
+      // Both instances of each stage took part.
+      expect(spawnerLogs.every((log) => log.includes("setting up session"))).toBe(true);
+      expect(pollerLogs.every((log) => log.includes("watching session"))).toBe(true);
+    },
+    240_000,
+  );
 });
 
 describe("an agent server that never becomes healthy", () => {

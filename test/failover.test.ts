@@ -4,9 +4,8 @@ import { connect } from "@nats-io/transport-node";
 import { describe, expect, inject, it } from "vitest";
 import { streamName, subjectFor, type Session } from "../shared/src/index.js";
 import { SCENARIOS, type ScenarioInput } from "../devtools/src/model/index.js";
-import { isProcessRunning } from "../shared/src/sandbox/local/index.js";
 import { eventually, present, sleep } from "./support/fixtures.js";
-import { useTestFleet } from "./support/fleet-fixture.js";
+import { SANDBOX_KINDS, useTestFleet } from "./support/fleet-fixture.js";
 import { api } from "./support/fleet.js";
 
 /** Several short steps, so a session runs long enough to lose a process in the middle of it. */
@@ -21,9 +20,13 @@ const steps: ScenarioInput = {
   ],
 };
 
-describe("control and failover with real processes", () => {
+describe.each(SANDBOX_KINDS)("control and failover with real processes on %s sandboxes", (kind) => {
+  // On the local E2B (SANDBOX_PROVIDER=e2b) the scenarios where the sandbox provider matters run:
+  // cancel, deadline, a lost sandbox, a spawner or poller killed, the reaper. The rest is the fleet's.
+  const localOnly = kind === "local" ? it : undefined;
   const fleet = useTestFleet({
-    prefix: "fo",
+    prefix: kind === "local" ? "fo" : `fo${kind}`,
+    sandboxes: kind,
     model: { scenario: "demo", byModel: { ...SCENARIOS, steps } },
     env: {
       FLEET_ACK_WAIT_MS: "4000",
@@ -113,16 +116,20 @@ describe("control and failover with real processes", () => {
     expect(await eventsOf(id)).toEqual([`session.cancel ${id}`, `session.cancelled ${id}`]);
   }, 120_000);
 
-  it("cancels a session mid-setup: the spawner stops, its sandbox goes, and it never becomes running", async () => {
-    const id = await submit({ model: "demo" });
-    await eventually(async () => ["server_starting", "restoring"].includes((await get(id)).phase), 30_000, 20);
-    expect((await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {})).status).toBe(202);
-    const s = await ended(id, 20_000);
-    expect(s.status).toBe("cancelled");
-    expect(s.startedAt).toBeUndefined();
-    await noSandbox(id);
-    await stays(s);
-  }, 120_000);
+  localOnly?.(
+    "cancels a session mid-setup: the spawner stops, its sandbox goes, and it never becomes running",
+    async () => {
+      const id = await submit({ model: "demo" });
+      await eventually(async () => ["server_starting", "restoring"].includes((await get(id)).phase), 30_000, 20);
+      expect((await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {})).status).toBe(202);
+      const s = await ended(id, 20_000);
+      expect(s.status).toBe("cancelled");
+      expect(s.startedAt).toBeUndefined();
+      await noSandbox(id);
+      await stays(s);
+    },
+    120_000,
+  );
 
   it("fails a session past its deadline with code timeout", async () => {
     const id = await submit({ model: "slow", timeoutMs: 10_000 });
@@ -134,22 +141,24 @@ describe("control and failover with real processes", () => {
     await stays(s);
   }, 120_000);
 
-  it("escalates a stuck agent and fails it as stalled, well before its deadline", async () => {
-    const id = await submit({ model: "stuck" });
-    const s = await ended(id, 60_000);
-    expect(s.status).toBe("failed");
-    expect(s.error?.code).toBe("stalled");
-    expect(s.error?.message).toMatch(/agent busy with no progress for \d+ s; tried: abort \((went idle|no effect)\)/);
-    expect(present(s.completedAt, "completedAt") - (s.startedAt ?? 0)).toBeLessThan(30_000);
-    await noSandbox(id);
-  }, 120_000);
+  localOnly?.(
+    "escalates a stuck agent and fails it as stalled, well before its deadline",
+    async () => {
+      const id = await submit({ model: "stuck" });
+      const s = await ended(id, 60_000);
+      expect(s.status).toBe("failed");
+      expect(s.error?.code).toBe("stalled");
+      expect(s.error?.message).toMatch(/agent busy with no progress for \d+ s; tried: abort \((went idle|no effect)\)/);
+      expect(present(s.completedAt, "completedAt") - (s.startedAt ?? 0)).toBeLessThan(30_000);
+      await noSandbox(id);
+    },
+    120_000,
+  );
 
   it("fails within seconds when the sandbox dies under the agent", async () => {
     const id = await submit({ model: "slow" });
     const s = await running(id);
-    const pid = s.sandbox?.agentPid as number;
-    expect(isProcessRunning(pid)).toBe(true);
-    process.kill(pid, "SIGKILL");
+    await fleet.killSandboxUnderAgent(s);
     const killedAt = Date.now();
     const done = await ended(id, 30_000);
     expect(done.status).toBe("failed");
@@ -177,36 +186,40 @@ describe("control and failover with real processes", () => {
     await fleet.add("poller");
   }, 150_000);
 
-  it("a poller frozen past its watch's ack wait lets the session go when it wakes: one poller acts on it, no line lost or doubled", async () => {
-    const { id, owner } = await watchedMidway();
-    const other = present(
-      fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner),
-      "a second poller",
-    );
-    // A stalled event loop, as far as the bus can tell: no heartbeat, no ack, the socket still open.
-    process.kill(owner.process.pid, "SIGSTOP");
-    try {
-      await eventually(() => hasWatchLine(other.process.logFile, id), 20_000, 100);
-    } finally {
-      process.kill(owner.process.pid, "SIGCONT");
-    }
-    // Awake again, the owner lets go of the session rather than go on watching beside the other one.
-    await eventually(
-      () =>
-        readFileSync(owner.process.logFile, "utf8").includes(
-          "heartbeats were not confirmed in time; another instance takes them over",
-        ),
-      10_000,
-      100,
-    );
-    await completesWhole(id);
-    // The owner wrote nothing for the session after it woke: its last word on it is the watch it started.
-    const ownerLines = readFileSync(owner.process.logFile, "utf8")
-      .split("\n")
-      .filter((l) => l.includes(`"sessionId":"${id}"`));
-    expect(ownerLines.filter((l) => l.includes("watching session"))).toHaveLength(1);
-    expect(ownerLines.some((l) => /"level":(40|50)/.test(l) && !l.includes("no longer sure to hold"))).toBe(false);
-  }, 150_000);
+  localOnly?.(
+    "a poller frozen past its watch's ack wait lets the session go when it wakes: one poller acts on it, no line lost or doubled",
+    async () => {
+      const { id, owner } = await watchedMidway();
+      const other = present(
+        fleet.services.find((x) => x.name === "poller" && x.process.running && x !== owner),
+        "a second poller",
+      );
+      // A stalled event loop, as far as the bus can tell: no heartbeat, no ack, the socket still open.
+      process.kill(owner.process.pid, "SIGSTOP");
+      try {
+        await eventually(() => hasWatchLine(other.process.logFile, id), 20_000, 100);
+      } finally {
+        process.kill(owner.process.pid, "SIGCONT");
+      }
+      // Awake again, the owner lets go of the session rather than go on watching beside the other one.
+      await eventually(
+        () =>
+          readFileSync(owner.process.logFile, "utf8").includes(
+            "heartbeats were not confirmed in time; another instance takes them over",
+          ),
+        10_000,
+        100,
+      );
+      await completesWhole(id);
+      // The owner wrote nothing for the session after it woke: its last word on it is the watch it started.
+      const ownerLines = readFileSync(owner.process.logFile, "utf8")
+        .split("\n")
+        .filter((l) => l.includes(`"sessionId":"${id}"`));
+      expect(ownerLines.filter((l) => l.includes("watching session"))).toHaveLength(1);
+      expect(ownerLines.some((l) => /"level":(40|50)/.test(l) && !l.includes("no longer sure to hold"))).toBe(false);
+    },
+    150_000,
+  );
 
   it("a spawner killed with SIGKILL mid-spawn: another replaces its sandbox and the session completes once", async () => {
     const second = await fleet.add("spawner");
@@ -241,21 +254,25 @@ describe("control and failover with real processes", () => {
     await eventually(async () => (await fleet.provider.connect(orphan.id)) === null, 15_000);
   }, 30_000);
 
-  it("keeps the first terminal state when cancel races completion and the watchdog fires twice", async () => {
-    const id = await submit({ model: "text-only" });
-    const s = await ended(id, 90_000);
-    expect(s.status).toBe("completed");
-    // Late cancel, a second deadline pass, a duplicate completion: none changes anything.
-    await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {});
-    expect(
-      await fleet.store.transition(id, {
-        from: ["pending", "running"],
-        to: "failed",
-        set: { error: { code: "timeout", message: "late" } },
-      }),
-    ).toBeNull();
-    await stays(s);
-  }, 120_000);
+  localOnly?.(
+    "keeps the first terminal state when cancel races completion and the watchdog fires twice",
+    async () => {
+      const id = await submit({ model: "text-only" });
+      const s = await ended(id, 90_000);
+      expect(s.status).toBe("completed");
+      // Late cancel, a second deadline pass, a duplicate completion: none changes anything.
+      await api(fleet, "POST", `/v1/sessions/${id}/cancel`, {});
+      expect(
+        await fleet.store.transition(id, {
+          from: ["pending", "running"],
+          to: "failed",
+          set: { error: { code: "timeout", message: "late" } },
+        }),
+      ).toBeNull();
+      await stays(s);
+    },
+    120_000,
+  );
 });
 
 function hasWatchLine(file: string, id: string): boolean {

@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -14,37 +12,13 @@ import {
   type SandboxMetadata,
 } from "../shared/src/sandbox/index.js";
 import { eventually, logger } from "./support/fixtures.js";
+import { crashCreator } from "./support/crash-creator.js";
 import { describeSandboxProviderConformance } from "./support/sandbox-conformance.js";
 
 const root = mkdtempSync(join(tmpdir(), "fleet-sandboxes-"));
 // Sandbox users must be able to search their way to their own folders.
 chmodSync(root, 0o711);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-/** Runs sandbox-creator.mjs (over shared/dist: build first), waits for its report, then SIGKILLs it. */
-async function crashCreator(
-  rootDir: string,
-  isolation: string,
-  metadata: SandboxMetadata,
-): Promise<{ sandboxId: string; pid: number }> {
-  const child = spawn(
-    process.execPath,
-    [join(import.meta.dirname, "support", "sandbox-creator.mjs"), rootDir, isolation, JSON.stringify(metadata)],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout }).once("line", resolve);
-    child.once("exit", (code) => reject(new Error(`creator exited ${code} before reporting`)));
-  });
-  const report = JSON.parse(line) as { sandboxId?: string; pid?: number; error?: string };
-  if (!report.sandboxId || !report.pid) throw new Error(`creator failed: ${report.error}`);
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGKILL");
-  await exited;
-  return { sandboxId: report.sandboxId, pid: report.pid };
-}
 
 const isolationProblem = new LocalSandboxProvider({ rootDir: join(root, "probe"), isolation: "bubblewrap" }, logger)
   .isolationProblem;
@@ -57,7 +31,7 @@ for (const isolation of modes) {
     makeProvider: () => new LocalSandboxProvider({ rootDir, isolation }, logger),
     baseEnv: LOCAL_BASE_ENV,
     processRunning: isProcessRunning,
-    crashCreator: (metadata) => crashCreator(rootDir, isolation, metadata),
+    crashCreator: (metadata) => crashCreator(["local", rootDir, isolation, JSON.stringify(metadata)]),
   });
 }
 

@@ -1,7 +1,9 @@
 import { rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { MongoSessionStore, createLogger } from "@fleet/shared";
 import { startInfra, type ManagedProcess } from "@fleet/devtools/infra";
+import { type LocalE2B, startLocalE2B } from "@fleet/devtools/e2b";
+import { resolveOpencodeBinary } from "@fleet/shared/agent/opencode";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
 import { FleetHttpClient } from "@session-fleet/client";
 import { SCRIPTED_MODEL, ensureSandboxTools, startFleetProcesses } from "./fleet.js";
@@ -15,11 +17,12 @@ const DEMO_PROMPT =
 /**
  * `./fleet demo`: everything on the embedded defaults (local nats-server and store, the scripted
  * model, local sandboxes with a real OpenCode), one session end to end with its log lines live,
- * then its result and timing; stops all it started, whatever happens.
+ * then its result and timing; stops all it started, whatever happens. `--provider e2b` runs the
+ * fleet's e2b provider against a local E2B (devtools/src/e2b) started here instead.
  */
 export async function demoCmd(
   ctx: CliContext,
-  options: { prompt?: string | undefined; keep: boolean },
+  options: { prompt?: string | undefined; keep: boolean; provider?: "local" | "e2b" },
 ): Promise<number> {
   const prompt = options.prompt ?? DEMO_PROMPT;
   const dir = join(ctx.home, "demo");
@@ -38,18 +41,29 @@ export async function demoCmd(
     natsAuth: true,
     progress: step,
   });
+  let e2b: LocalE2B | undefined;
   try {
-    const { apiUrl } = await startFleetProcesses(ctx, infra, {
+    if (options.provider === "e2b") {
+      // The agent's binary is readable in its sandboxes, as an E2B template would hold it.
+      e2b = await startLocalE2B(
+        { readable: [dirname(dirname(resolveOpencodeBinary()))] },
+        createLogger({ name: "local-e2b", level: "warn" }),
+      );
+      step(`local E2B: control plane at ${e2b.apiUrl}, sandboxes at ${e2b.sandboxUrl}`);
+    }
+    const { apiUrl, gatewayUrl, modelUrl } = await startFleetProcesses(ctx, infra, {
       logDir: join(dir, "logs"),
       sandboxDir: sandboxes,
       persistent: false,
-      env: { FLEET_DB: "fleet-demo" },
+      env: { FLEET_DB: "fleet-demo", ...(e2b ? { SANDBOX_PROVIDER: "e2b", ...e2b.env } : {}) },
       started: (name, proc, url) => {
         owned.push(proc);
         if (name === SCRIPTED_MODEL) step(`scripted model server at ${url}`);
       },
     });
     step(`api, model gateway, spawner, poller and watchdog running; api at ${apiUrl}`);
+    // What an E2B sandbox reaches here: the model gateway, the model and the fleet's callbacks.
+    e2b?.setEgress([apiUrl, gatewayUrl, modelUrl].filter(Boolean));
     const store = await MongoSessionStore.connect(
       { uri: infra.mongoUri, database: "fleet-demo" },
       createLogger({ name: "demo", level: "warn" }),
@@ -80,6 +94,7 @@ export async function demoCmd(
   } finally {
     step("stopping");
     for (const p of owned.reverse()) await p.stop(10_000);
+    await e2b?.stop();
     await infra.stop();
     if (!options.keep) rmSync(sandboxes, { recursive: true, force: true });
     step(`done; logs in ${join(dir, "logs")}`);

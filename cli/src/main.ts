@@ -32,7 +32,12 @@ function cli(argv: string[], ctx: () => Promise<CliContext>, done: (code: number
       (y) =>
         y
           .option("prompt", { type: "string", describe: "what the demo session asks the agent" })
-          .option("keep", { type: "boolean", default: false, describe: "keep the sandbox folder afterwards" }),
+          .option("keep", { type: "boolean", default: false, describe: "keep the sandbox folder afterwards" })
+          .option("provider", {
+            choices: ["local", "e2b"] as const,
+            default: "local" as const,
+            describe: "where sandboxes run: local, or the fleet's e2b provider on a local E2B started for the demo",
+          }),
       (a) => run(async (c) => (await import("./demo.js")).demoCmd(c, a)),
     )
     .command("up", about("up"), {}, () => run(async (c) => (await import("./fleet.js")).upCmd(c)))

@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, inject } from "vitest";
 import type { ServiceName } from "../../devtools/src/infra/index.js";
@@ -11,8 +11,11 @@ import {
   type ScriptedModel,
 } from "../../devtools/src/model/index.js";
 import { SimulatedSandboxProvider } from "../../devtools/src/simulated/index.js";
+import { type LocalE2B, startLocalE2B } from "../../devtools/src/e2b/index.js";
 import type { MongoSessionStore, SandboxProvider, Session } from "../../shared/src/index.js";
-import { LocalSandboxProvider } from "../../shared/src/sandbox/local/index.js";
+import { resolveOpencodeBinary } from "../../shared/src/agent/opencode/index.js";
+import { E2BSandboxProvider } from "../../shared/src/sandbox/e2b/index.js";
+import { isProcessRunning, LocalSandboxProvider } from "../../shared/src/sandbox/local/index.js";
 import { deleteStreams, dropDatabase, eventually, logger, openStore, runAll, uniqueNamespace } from "./fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./fleet.js";
 
@@ -44,6 +47,11 @@ export interface FleetFixtureOptions {
   };
   /** Sandboxes and agents of the simulated provider, kept in a folder made and removed here. */
   simulated?: boolean;
+  /**
+   * Where real sandboxes run: the local provider (default), or `e2b`: the fleet's e2b provider
+   * (SANDBOX_PROVIDER=e2b) on a local E2B started here (devtools/src/e2b), stopped with the fleet.
+   */
+  sandboxes?: SandboxKind;
   services: Array<[ServiceName, Record<string, string>?]>;
   /** For every service, over the fixture's own settings. */
   env?: Record<string, string>;
@@ -70,6 +78,10 @@ export interface FleetFixtureOptions {
  * tests around it need: its model, store, NATS connection and sandbox provider, and the session
  * calls every test makes through its api.
  */
+/** The real sandbox providers the session tests run on. */
+export type SandboxKind = "local" | "e2b";
+export const SANDBOX_KINDS: readonly SandboxKind[] = ["local", "e2b"];
+
 export interface FleetFixture<P extends SandboxProvider = SandboxProvider> extends TestFleet {
   readonly model: ScriptedModel;
   readonly store: MongoSessionStore;
@@ -87,6 +99,17 @@ export interface FleetFixture<P extends SandboxProvider = SandboxProvider> exten
   running(id: string, timeoutMs?: number, intervalMs?: number): Promise<Session>;
   /** Waits until no sandbox of the session is alive. */
   noSandbox(id: string, timeoutMs?: number, intervalMs?: number): Promise<void>;
+  /** Which real provider the fleet's sandboxes come from. */
+  readonly sandboxKind: SandboxKind;
+  /** The local E2B the fleet's sandboxes run on (options.sandboxes: "e2b"). */
+  readonly e2b: LocalE2B;
+  /** The host folder of a sandbox's workspace (local and local-E2B sandboxes both live on this host). */
+  workspaceOf(sandboxId: string): string;
+  /**
+   * Ends a running session's sandbox behind the fleet's back: SIGKILL to its agent server (local),
+   * or the local E2B killing the sandbox, as a lost E2B host would.
+   */
+  killSandboxUnderAgent(session: Session): Promise<void>;
 }
 
 /**
@@ -96,7 +119,10 @@ export interface FleetFixture<P extends SandboxProvider = SandboxProvider> exten
 export function useTestFleet(
   options: FleetFixtureOptions & { simulated: true },
 ): FleetFixture<SimulatedSandboxProvider>;
-export function useTestFleet(options: FleetFixtureOptions & { simulated?: false }): FleetFixture<LocalSandboxProvider>;
+export function useTestFleet(
+  options: FleetFixtureOptions & { simulated?: false; sandboxes?: "local" },
+): FleetFixture<LocalSandboxProvider>;
+export function useTestFleet(options: FleetFixtureOptions & { simulated?: false }): FleetFixture;
 export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
   const namespace = uniqueNamespace(options.prefix);
   let fleet: TestFleet | undefined;
@@ -106,6 +132,8 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
   let simDir: string | undefined;
   let provider: SandboxProvider | undefined;
   let own: { natsUrl?: string; mongoUri?: string } | undefined;
+  let e2b: LocalE2B | undefined;
+  const sandboxKind: SandboxKind = options.sandboxes ?? "local";
 
   const present = <T>(value: T | undefined, missing: string): T => {
     if (value === undefined) throw new Error(`the test fleet ${missing}`);
@@ -115,7 +143,9 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
   const sandboxes = (): SandboxProvider => {
     provider ??= options.simulated
       ? new SimulatedSandboxProvider({ dir: present(simDir, "has no simulated sandboxes yet") }, logger)
-      : new LocalSandboxProvider({ rootDir: started().sandboxDir }, logger);
+      : sandboxKind === "e2b"
+        ? e2bProvider(present(e2b, "has no local E2B"))
+        : new LocalSandboxProvider({ rootDir: started().sandboxDir }, logger);
     return provider;
   };
 
@@ -124,6 +154,9 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
     own = (await options.infra?.(namespace)) ?? {};
     const infra = { natsUrl: own.natsUrl ?? inject("natsUrl"), mongoUri: own.mongoUri ?? inject("mongoUri") };
     if (options.simulated) simDir = mkdtempSync(join(tmpdir(), `fleet-sim-${options.prefix}-`));
+    // The agent's binary is readable in local E2B sandboxes, as a template would hold it.
+    if (sandboxKind === "e2b")
+      e2b = await startLocalE2B({ readable: [dirname(dirname(resolveOpencodeBinary()))] }, logger);
     if (options.model) {
       const { scenario, byModel, apiKey } = options.model;
       model = await startScriptedModel({
@@ -139,9 +172,15 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
       namespace,
       modelUrl: model?.url ?? UNUSED_MODEL_URL,
       infra,
-      env: { ...(simDir ? { SANDBOX_PROVIDER: "simulated", FLEET_SIM_DIR: simDir } : {}), ...options.env },
+      env: {
+        ...(simDir ? { SANDBOX_PROVIDER: "simulated", FLEET_SIM_DIR: simDir } : {}),
+        ...(e2b ? { SANDBOX_PROVIDER: "e2b", ...e2b.env } : {}),
+        ...options.env,
+      },
       services: options.services,
     });
+    // All the network an E2B sandbox needs here: the model, the gateway and the fleet's callbacks.
+    e2b?.setEgress([model?.url, fleet.apiUrl, fleet.gatewayUrl].filter((u): u is string => Boolean(u)));
     if (options.store) store = await openStore(namespace, infra.mongoUri);
     if (options.nats) nc = await connect({ servers: infra.natsUrl });
   }, options.timeoutMs ?? 120_000);
@@ -151,8 +190,9 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
     const steps: Array<() => unknown> = [
       () => fleet?.stop(),
       // A session cut short by the stop leaves its agent server behind.
+      () => e2b?.stop(),
       async () => {
-        if (!fleet || options.simulated) return;
+        if (!fleet || options.simulated || e2b) return;
         const local = sandboxes();
         for (const s of await local.list()) await local.kill(s.id);
       },
@@ -211,9 +251,37 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
     noSandbox: async (id, timeoutMs = 15_000, intervalMs = 25) => {
       await eventually(async () => (await sandboxes().list({ sessionId: id })).length === 0, timeoutMs, intervalMs);
     },
+    sandboxKind,
+    get e2b() {
+      return present(e2b, "has no local E2B (options.sandboxes)");
+    },
+    workspaceOf: (sandboxId) => join(e2b ? e2b.rootDir : started().sandboxDir, sandboxId, "workspace"),
+    killSandboxUnderAgent: async (session) => {
+      const sandbox = present(session.sandbox, "a sandbox of the session");
+      if (e2b) {
+        if (!(await e2b.killSandbox(sandbox.id))) throw new Error(`sandbox ${sandbox.id} was not running`);
+        return;
+      }
+      const pid = present(sandbox.agentPid, "the agent's pid");
+      if (!isProcessRunning(pid)) throw new Error(`agent ${pid} was not running`);
+      process.kill(pid, "SIGKILL");
+    },
   };
   const fixture: FleetFixture = delegate(started, FLEET_FIELDS, members);
   return fixture;
+}
+
+function e2bProvider(local: LocalE2B): E2BSandboxProvider {
+  return new E2BSandboxProvider(
+    {
+      apiKey: local.apiKey,
+      template: "opencode",
+      apiUrl: local.apiUrl,
+      sandboxUrl: local.sandboxUrl,
+      portUrl: local.portUrl,
+    },
+    logger,
+  );
 }
 
 /** `base` with getters that read `keys` from `source()` when used, not before. */

@@ -34,7 +34,9 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs: number,
 async function answers(url: string): Promise<string | null> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
-    return await res.text();
+    // A sandbox proxy (E2B's) answers for the sandbox with 502 when nothing listens on the port.
+    const text = await res.text();
+    return res.status === 502 ? null : text;
   } catch {
     return null;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { FleetError } from "../errors/index.js";
-import { baseEnv, loadConfig } from "./index.js";
+import { baseEnv, loadConfig, sandboxEnv } from "./index.js";
 
 describe("config", () => {
   it("applies defaults", () => {
@@ -21,6 +21,24 @@ describe("config", () => {
       expect(err).toBeInstanceOf(FleetError);
       const msg = (err as FleetError).message;
       for (const name of ["MONGODB_URI", "FLEET_NAMESPACE", "FLEET_SHUTDOWN_MS"]) expect(msg).toContain(name);
+    }
+  });
+
+  it("points the e2b provider elsewhere only with URLs and a port URL template naming the sandbox and port", () => {
+    const ok = loadConfig(sandboxEnv, {
+      SANDBOX_PROVIDER: "e2b",
+      E2B_API_KEY: "e2b_x",
+      E2B_API_URL: "http://127.0.0.1:3000",
+      E2B_SANDBOX_URL: "http://127.0.0.1:3001",
+      E2B_PORT_URL: "http://127.0.0.1:3001/ports/{sandboxId}/{port}",
+    });
+    expect(ok.E2B_PORT_URL).toBe("http://127.0.0.1:3001/ports/{sandboxId}/{port}");
+    try {
+      loadConfig(sandboxEnv, { E2B_API_URL: "not a url", E2B_SANDBOX_URL: "ftp://x", E2B_PORT_URL: "http://x/{port}" });
+      expect.unreachable();
+    } catch (err) {
+      const msg = (err as FleetError).message;
+      for (const name of ["E2B_API_URL", "E2B_SANDBOX_URL", "E2B_PORT_URL"]) expect(msg).toContain(name);
     }
   });
 });

@@ -131,6 +131,17 @@ export const sandboxEnv = z.object({
   E2B_TEMPLATE: z.string().min(1).default("opencode"),
   /** The longest timeout the E2B plan allows one sandbox create or extension (Hobby: 1 h, Pro: 24 h). */
   E2B_MAX_TIMEOUT_MS: z.coerce.number().int().min(60_000).max(86_400_000).default(3_600_000),
+  /** E2B's control plane; unset: E2B's own (api.<E2B_DOMAIN>). A local E2B (devtools/src/e2b) sets it. */
+  E2B_API_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** One URL for all traffic to sandboxes (the SDK routes by E2b-Sandbox-Id/-Port headers). */
+  E2B_SANDBOX_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** A sandbox port's URL with {sandboxId} and {port}; unset: https://<port>-<id>.<domain>. */
+  E2B_PORT_URL: z
+    .string()
+    .refine((t) => t.includes("{sandboxId}") && t.includes("{port}"), "needs {sandboxId} and {port}")
+    .optional(),
+  /** E2B's domain (default e2b.app). */
+  E2B_DOMAIN: z.string().min(1).optional(),
   /** The agent server binary (local provider); default: the one shipped in node_modules. */
   OPENCODE_BIN: z.string().min(1).optional(),
   /** Label on every sandbox of this fleet, so fleets sharing a provider account never reap each other. */

@@ -23,6 +23,8 @@ export {
   LocalSandboxProvider,
   MARKER_VAR,
   reachableSandboxRoot,
+  layoutOf,
+  BRIDGE_DIR_INSIDE,
 } from "./local/index.js";
 export {
   E2B_HOME,

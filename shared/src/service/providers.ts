@@ -32,7 +32,15 @@ export async function createSandboxProvider(env: SandboxEnv, logger: Logger): Pr
     if (!env.E2B_API_KEY) throw new FleetError("config", "SANDBOX_PROVIDER=e2b needs E2B_API_KEY");
     const { E2BSandboxProvider } = await import("../sandbox/e2b/index.js");
     return new E2BSandboxProvider(
-      { apiKey: env.E2B_API_KEY, template: env.E2B_TEMPLATE, maxTimeoutMs: env.E2B_MAX_TIMEOUT_MS },
+      {
+        apiKey: env.E2B_API_KEY,
+        template: env.E2B_TEMPLATE,
+        maxTimeoutMs: env.E2B_MAX_TIMEOUT_MS,
+        ...(env.E2B_API_URL ? { apiUrl: env.E2B_API_URL } : {}),
+        ...(env.E2B_SANDBOX_URL ? { sandboxUrl: env.E2B_SANDBOX_URL } : {}),
+        ...(env.E2B_PORT_URL ? { portUrl: env.E2B_PORT_URL } : {}),
+        ...(env.E2B_DOMAIN ? { domain: env.E2B_DOMAIN } : {}),
+      },
       logger,
     );
   }

@@ -15,6 +15,19 @@ export const E2BSandboxConfig = z.object({
   /** Where the agent server listens inside every sandbox (E2B sandboxes do not share ports). */
   agentPort: z.number().int().min(1).max(65535).default(4096),
   domain: z.string().min(1).optional(),
+  /** The control plane (E2B_API_URL), for a self-hosted or local E2B. */
+  apiUrl: z.url().optional(),
+  /** One URL for all traffic to sandboxes, routed by the SDK's E2b-Sandbox-Id/-Port headers (E2B_SANDBOX_URL). */
+  sandboxUrl: z.url().optional(),
+  /**
+   * A sandbox port's URL, `{sandboxId}` and `{port}` filled in (E2B_PORT_URL), for a sandbox proxy
+   * that clients without those headers (the agent client) must reach by path. Default: E2B's own
+   * `https://<port>-<sandboxId>.<domain>`.
+   */
+  portUrl: z
+    .string()
+    .refine((t) => t.includes("{sandboxId}") && t.includes("{port}"), "portUrl needs {sandboxId} and {port}")
+    .optional(),
   requestTimeoutMs: z.number().int().positive().optional(),
   /** The longest timeout the account's plan allows one create or setTimeout (Hobby: 1 h, Pro: 24 h). */
   maxTimeoutMs: z.number().int().positive().default(3_600_000),
@@ -93,10 +106,12 @@ export class E2BSandboxProvider implements SandboxProvider {
     if (!this.client) {
       sdkModule ??= loadSdk();
       const { E2B } = await sdkModule;
-      const { apiKey, domain, requestTimeoutMs } = this.config;
+      const { apiKey, domain, apiUrl, sandboxUrl, requestTimeoutMs } = this.config;
       this.client = new E2B({
         apiKey,
         ...(domain ? { domain } : {}),
+        ...(apiUrl ? { apiUrl } : {}),
+        ...(sandboxUrl ? { sandboxUrl } : {}),
         ...(requestTimeoutMs ? { requestTimeoutMs } : {}),
       });
     }
@@ -119,7 +134,7 @@ export class E2BSandboxProvider implements SandboxProvider {
     }).catch((err: unknown) => {
       throw mapE2BError(err, "create");
     });
-    const sandbox = new E2BSandbox(sbx, this.config.agentPort, this.logger);
+    const sandbox = new E2BSandbox(sbx, this.config.agentPort, this.logger, this.config.portUrl);
     try {
       const r = await sandbox.run({ command: "sh", args: ["-c", workspaceInitLine()] }, { timeoutMs: 60_000 });
       if (r.exitCode !== 0)
@@ -138,7 +153,7 @@ export class E2BSandboxProvider implements SandboxProvider {
     if (!SANDBOX_ID.test(id)) return null;
     const Sandbox = await this.sdk();
     try {
-      return new E2BSandbox(await Sandbox.connect(id), this.config.agentPort, this.logger);
+      return new E2BSandbox(await Sandbox.connect(id), this.config.agentPort, this.logger, this.config.portUrl);
     } catch (err) {
       if (isNotFound(err)) return null;
       throw mapE2BError(err, "connect");

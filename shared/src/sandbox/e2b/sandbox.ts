@@ -46,6 +46,7 @@ export class E2BSandbox implements Sandbox {
     private readonly sbx: SdkSandbox,
     readonly agentPort: number,
     private readonly logger: Logger,
+    private readonly portUrl?: string,
   ) {
     this.id = sbx.sandboxId;
   }
@@ -140,6 +141,8 @@ export class E2BSandbox implements Sandbox {
   url(port: number): string {
     if (!Number.isInteger(port) || port < 1 || port > 65535)
       throw new FleetError("sandbox", `invalid port ${port}`, { retryable: false });
+    if (this.portUrl)
+      return this.portUrl.replaceAll("{sandboxId}", encodeURIComponent(this.id)).replaceAll("{port}", String(port));
     return `https://${this.sbx.getHost(port)}`;
   }
 

@@ -34,6 +34,11 @@ export const LocalSandboxConfig = z.object({
   lang: z.string().min(1).default("C.UTF-8"),
   /** Host folders sandboxes may read under bubblewrap, besides the system ones and those on PATH. */
   readable: z.array(z.string().min(1)).default([]),
+  /**
+   * Symbolic links every isolated sandbox's root gets (a path inside, and where it points), for
+   * tooling that needs fixed paths inside every sandbox (the local E2B's /home/user).
+   */
+  links: z.array(z.object({ path: z.string().startsWith("/"), target: z.string().min(1) })).default([]),
   /** Grace between SIGTERM and SIGKILL when a sandbox is killed. */
   killGraceMs: z.number().int().min(0).max(60_000).default(2_000),
   /** Per stream cap on what run() captures; the rest is dropped and flagged. */
@@ -105,7 +110,8 @@ export function resolveLocalConfig(input: LocalSandboxConfig): ResolvedLocalConf
     setpriv: findBinary("setpriv", toolPath),
     socat: findBinary("socat", toolPath),
   };
-  return { ...cfg, readable, rootDir, path, timeoutBin, gitBin, tools, view: hostView(path, readable) };
+  const links = cfg.links.map((l) => ({ kind: "symlink" as const, target: l.target, path: l.path }));
+  return { ...cfg, readable, rootDir, path, timeoutBin, gitBin, tools, view: [...hostView(path, readable), ...links] };
 }
 
 /** The kernel's ephemeral port range, when readable: outgoing connections take ports from it. */
