@@ -1,13 +1,16 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { describe, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   FleetApiError,
   FleetBusClient,
   FleetHttpClient,
+  FleetUnreachable,
   type FollowEvent,
   type LogEventData,
 } from "../client/src/index.js";
 import { generateNatsUsers, type NatsUser } from "../shared/src/bus/index.js";
+import { streamName } from "../shared/src/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
 import { useTestFleet } from "./support/fleet-fixture.js";
 
@@ -115,4 +118,28 @@ describe("the client package, against a real fleet over HTTP and over the bus", 
     await following;
     expect(lines).toEqual(stored.map((l) => l.seq));
   });
+});
+
+/**
+ * A request the fleet's own stream did not confirm is not accepted, whatever else answered (on a
+ * cluster the outside feed may answer while the fleet's stream has no leader). Shown here with the
+ * fleet's work stream removed on a server of the test's own: nothing confirms.
+ */
+describe("the bus client takes only the fleet's own stream's ack", () => {
+  let srv: AuthServer;
+  beforeAll(async () => {
+    srv = await startAuthServer("client-ack");
+  }, 60_000);
+  afterAll(() => srv?.stop());
+
+  it("reports a request the fleet's stream did not confirm as not accepted", async () => {
+    const client = new FleetBusClient({ nc: await srv.as("outside") });
+    const accepted = await client.submit({ sessionId: "ack-1", projectId: "p", prompt: "x" });
+    expect(accepted.duplicate).toBe(false);
+    const jsm = await jetstreamManager(await srv.as("spawner"));
+    await jsm.streams.delete(streamName("", "work"));
+    const refused = await client.submit({ sessionId: "ack-2", projectId: "p", prompt: "x" }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(FleetUnreachable);
+    expect(String(refused)).toContain("did not confirm requested:ack-2");
+  }, 30_000);
 });

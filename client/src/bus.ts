@@ -1,7 +1,7 @@
 import { DeliverPolicy, jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
-import type { z } from "zod";
-import { feedStreamName, subjectFor, type EventKind } from "./contracts/catalog.js";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { z } from "zod";
+import { EVENTS, feedStreamName, streamName, subjectFor, type EventKind } from "./contracts/catalog.js";
 import { SCHEMA_VERSION } from "./contracts/common.js";
 import {
   SessionCancel,
@@ -11,6 +11,7 @@ import {
   SessionLog,
   SessionRequested,
 } from "./contracts/events.js";
+import { FleetUnreachable } from "./errors.js";
 
 export interface FleetBusClientOptions {
   /** A connection as the fleet's outside user (docs/bus.md, Authorization). */
@@ -28,6 +29,10 @@ export type TerminalEvent =
   | { status: "failed"; event: SessionFailed }
   | { status: "cancelled"; event: SessionCancelled };
 
+const PUBLISH_TIMEOUT_MS = 5_000;
+/** A JetStream publish ack, as a stream sends it. */
+const PubAck = z.object({ stream: z.string(), seq: z.number(), duplicate: z.boolean().default(false) });
+
 const TERMINAL = {
   completed: SessionCompleted,
   failed: SessionFailed,
@@ -42,9 +47,11 @@ type TerminalKind = keyof typeof TERMINAL;
  */
 export class FleetBusClient {
   private readonly js: JetStreamClient;
+  private readonly nc: NatsConnection;
   private readonly namespace: string;
 
   constructor(options: FleetBusClientOptions) {
+    this.nc = options.nc;
     this.js = jetstream(options.nc);
     this.namespace = options.namespace ?? "";
   }
@@ -55,16 +62,46 @@ export class FleetBusClient {
    */
   async submit(input: BusSubmitInput): Promise<{ sessionId: string; duplicate: boolean; requestedAt: number }> {
     const message = SessionRequested.parse({ v: SCHEMA_VERSION, requestedAt: Date.now(), ...input });
-    const ack = await this.js.publish(this.subject("requested"), JSON.stringify(message), {
-      msgID: `requested:${message.sessionId}`,
-    });
+    const ack = await this.publish("requested", JSON.stringify(message), `requested:${message.sessionId}`);
     return { sessionId: message.sessionId, duplicate: ack.duplicate, requestedAt: message.requestedAt };
   }
 
   /** Asks the fleet to cancel a session; its end arrives as a terminal event like any other. */
   async cancel(sessionId: string, reason?: string): Promise<void> {
     const message = SessionCancel.parse({ v: SCHEMA_VERSION, sessionId, at: Date.now(), reason });
-    await this.js.publish(this.subject("cancel"), JSON.stringify(message), { msgID: `cancel:${sessionId}` });
+    await this.publish("cancel", JSON.stringify(message), `cancel:${sessionId}`);
+  }
+
+  /**
+   * Publishes a request and returns the fleet's own stream's ack. The outside feed also captures
+   * requests and may answer first (a duplicate, even while the fleet's stream has no leader on a
+   * cluster): only the fleet's stream's ack means the request is in the fleet's hands, so another
+   * answer is followed by the same publish again (deduplicated by its id), waiting for that ack.
+   */
+  private async publish(kind: "requested" | "cancel", payload: string, msgID: string): Promise<{ duplicate: boolean }> {
+    const subject = this.subject(kind);
+    const fleetStream = streamName(this.namespace, EVENTS[kind].stream);
+    const unconfirmed = () =>
+      new FleetUnreachable(`the fleet's stream ${fleetStream} did not confirm ${msgID}: publish it again`);
+    const ack = await this.js
+      .publish(subject, payload, { msgID, timeout: PUBLISH_TIMEOUT_MS })
+      .catch((err: unknown) => {
+        // No stream answered in time (or none listens): the request may or may not be stored.
+        throw Object.assign(unconfirmed(), { cause: err });
+      });
+    if (ack.stream === fleetStream) return { duplicate: ack.duplicate };
+    const headers = natsHeaders();
+    headers.set("Nats-Msg-Id", msgID);
+    const replies = await this.nc.requestMany(subject, payload, {
+      strategy: "timer",
+      maxWait: PUBLISH_TIMEOUT_MS,
+      headers,
+    });
+    for await (const reply of replies) {
+      const parsed = PubAck.safeParse(reply.json());
+      if (parsed.success && parsed.data.stream === fleetStream) return { duplicate: parsed.data.duplicate };
+    }
+    throw unconfirmed();
   }
 
   /**
