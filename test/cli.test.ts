@@ -1,6 +1,6 @@
 import { execFile, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
@@ -77,6 +77,17 @@ describe("./fleet command line", () => {
   it("prints a completion script that completes commands, subcommands and options", () => {
     const script = fleet(["completion"]);
     expect(script.code).toBe(0);
+    // The script asks `./fleet` (the project's wrapper, which may install and build first); here a
+    // `./fleet` of a folder of the test's own runs the built CLI alone, so nothing is reinstalled
+    // under the suite's feet.
+    const shimDir = mkdtempSync(join(tmpdir(), "fleet-completion-"));
+    writeFileSync(
+      join(shimDir, "fleet"),
+      `#!/bin/sh\nexec "${process.execPath}" "${join(root, "cli", "dist", "main.js")}" "$@"\n`,
+      {
+        mode: 0o755,
+      },
+    );
     const complete = (...words: string[]) => {
       const r = spawnSync(
         "bash",
@@ -84,13 +95,14 @@ describe("./fleet command line", () => {
           "-c",
           `eval "$(cat)"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")}); COMP_CWORD=${words.length - 1}; _fleet_yargs_completions; echo "\${COMPREPLY[@]}"`,
         ],
-        { cwd: root, input: script.out, encoding: "utf8", env: { ...process.env, FLEET_HOME: home } },
+        { cwd: shimDir, input: script.out, encoding: "utf8", env: { ...process.env, FLEET_HOME: home } },
       );
       return r.stdout.trim().split(" ");
     };
     expect(complete("./fleet", "su")).toEqual(["submit"]);
     expect(complete("./fleet", "infra", "st")).toEqual(["status"]);
     expect(complete("./fleet", "submit", "--pro")).toEqual(["--project"]);
+    rmSync(shimDir, { recursive: true, force: true });
   }, 120_000);
 
   it("the README's command table lists every command, and only those", () => {
