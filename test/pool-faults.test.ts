@@ -1,0 +1,170 @@
+import { describe, expect, it } from "vitest";
+import { freePort, type RunningService } from "../devtools/src/infra/index.js";
+import type { PoolEntry } from "../shared/src/index.js";
+import { eventually, present } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
+import { terminalEvents } from "./support/jetstream.js";
+
+const FLEET = "poolfaults";
+/** Every spawner of this file: a short tick, no burst margin unless a test says otherwise. */
+const SPAWNER_ENV = { FLEET_MAX_SANDBOXES: "4", FLEET_POOL_BURST: "0", FLEET_POOL_TICK_MS: "300" };
+/** One warm agent kept at all times. */
+const ONE_WARM = { ...SPAWNER_ENV, FLEET_POOL_MIN: "1", FLEET_POOL_MAX: "1" };
+/** Long enough for a pooled agent to become ready on a loaded machine, short enough to wait for. */
+const MAX_AGE_MS = 12_000;
+/** Demand is counted over this window: a pool without claims in it falls to its minimum. */
+const WINDOW_MS = 5_000;
+
+describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () => {
+  const fleet = useTestFleet({
+    prefix: "poolf",
+    model: { scenario: "demo" },
+    env: {
+      FLEET_NAME: FLEET,
+      FLEET_ACK_WAIT_MS: "6000",
+      POLLER_STATUS_INTERVAL_MS: "500",
+      WATCHDOG_INTERVAL_MS: "500",
+      REAPER_INTERVAL_MS: "1000",
+      REAPER_GRACE_MS: "1000",
+      REAPER_POOL_STALE_MS: "5000",
+    },
+    // Each test starts the spawner (and pool) it needs.
+    services: [["gateway"], ["api"], ["poller"], ["watchdog"]],
+    store: true,
+    submitDefaults: { projectId: "p-poolf" },
+    timeoutMs: 180_000,
+  });
+
+  const entries = (state?: PoolEntry["state"]) => fleet.store.poolEntries(FLEET, state ? { state } : {});
+  const pooledSandboxes = async () => (await fleet.provider.list()).filter((s) => s.metadata.pool !== undefined);
+  /** Ends a test's spawner (its pool kills its unclaimed sandboxes) and waits until the pool has left nothing. */
+  const stopPool = async (spawner: RunningService) => {
+    await spawner.process.stop(10_000);
+    await eventually(async () => (await entries()).length === 0 && (await pooledSandboxes()).length === 0, 45_000, 250);
+    await eventually(async () => !(await fleet.store.heldSlots()).some((s) => s.sessionId.startsWith("pool:")), 30_000);
+  };
+
+  it("a spawner SIGKILLed between its claim and the prompt: the session completes once elsewhere, its claimed sandbox is killed and never reused", async () => {
+    const first = await fleet.add("spawner", ONE_WARM);
+    const [warm] = await eventually(async () => {
+      const w = await entries("warm");
+      return w.length >= 1 ? w : undefined;
+    }, 90_000);
+    const pooled = present(warm, "a warm sandbox");
+    // Many files: restoring them and their baseline commit take the claim-to-prompt window from
+    // milliseconds to a good part of a second, time for the store to show the claim.
+    const files = Array.from({ length: 200 }, (_, i) => ({
+      path: `src/m${i % 10}/f${i}.txt`,
+      content: `file ${i}\n`.padEnd(3_500, "."),
+    }));
+    const id = await fleet.submit({ prompt: "many files, then the spawner dies", files });
+    // The moment the claim is in the store and the session is not running yet, the spawner dies.
+    const claimed = await eventually(
+      async () => {
+        const [e, s] = await Promise.all([fleet.store.poolEntry(pooled.sandboxId), fleet.store.get(id)]);
+        if (e?.state !== "claimed" || s?.status !== "pending") return undefined;
+        process.kill(first.process.pid, "SIGKILL");
+        return e;
+      },
+      60_000,
+      1,
+    );
+    expect(claimed).toMatchObject({ sessionId: id, attempt: 1, projectId: "p-poolf" });
+    // Another session while the claimed sandbox still lives: it can only get a sandbox of its own.
+    const otherId = await fleet.submit({ prompt: "another session" });
+    // The redelivered request goes to another spawner, which takes a new attempt.
+    await fleet.add("spawner", ONE_WARM);
+    const [s, other] = await Promise.all([fleet.ended(id, 150_000, 250), fleet.ended(otherId, 150_000, 250)]);
+    expect(s.status, JSON.stringify(s.error)).toBe("completed");
+    expect(other.status, JSON.stringify(other.error)).toBe("completed");
+    // The kill came before the session ran: a later attempt completed it, on another sandbox.
+    expect(s.attempt).toBeGreaterThan(1);
+    expect(s.sandbox?.id).toBeDefined();
+    expect(s.sandbox?.id).not.toBe(pooled.sandboxId);
+    expect(other.sandbox?.id).not.toBe(pooled.sandboxId);
+    // Exactly once: one terminal event for outside subscribers.
+    const events = await eventually(async () => {
+      const seen = await terminalEvents(fleet.namespace, id);
+      return seen.length > 0 ? seen : undefined;
+    }, 15_000);
+    expect(events).toEqual(["completed"]);
+    // Nothing of the dead attempt is left: its sandbox killed, its pool record gone, its slots freed.
+    await eventually(async () => (await fleet.provider.connect(pooled.sandboxId)) === null, 30_000, 250);
+    await eventually(async () => (await fleet.store.poolEntry(pooled.sandboxId)) === null, 30_000, 250);
+    const alive = await fleet.provider.list();
+    expect(alive.map((x) => x.id)).not.toContain(pooled.sandboxId);
+    expect(alive.filter((x) => x.metadata.sessionId === id)).toEqual([]);
+    await eventually(async () => {
+      const held = (await fleet.store.heldSlots()).map((x) => x.sessionId);
+      return !held.includes(id) && !held.includes(claimed.slotHolder ?? id);
+    }, 30_000);
+    for (const sp of fleet.services.filter((x) => x.name === "spawner" && x.process.running)) await stopPool(sp);
+  }, 300_000);
+
+  it("replaces a warm sandbox older than FLEET_POOL_MAX_AGE_MS, its reason max_age in the metrics", async () => {
+    const port = await freePort();
+    const spawner = await fleet.add("spawner", {
+      ...ONE_WARM,
+      FLEET_POOL_MAX_AGE_MS: String(MAX_AGE_MS),
+      SPAWNER_METRICS_PORT: String(port),
+    });
+    const first = await eventually(async () => (await entries())[0], 60_000, 100);
+    await eventually(async () => (await reaps(port, "max_age")) >= 1, 90_000, 250);
+    expect(Date.now() - first.createdAt).toBeGreaterThanOrEqual(MAX_AGE_MS);
+    // The old one is gone with its record and its slot, and a younger one is warm in its place.
+    await eventually(async () => (await fleet.provider.connect(first.sandboxId)) === null, 15_000);
+    expect(await fleet.store.poolEntry(first.sandboxId)).toBeNull();
+    expect((await fleet.store.heldSlots()).map((x) => x.sessionId)).not.toContain(first.slotHolder);
+    const next = await eventually(
+      async () => (await entries("warm")).find((e) => e.sandboxId !== first.sandboxId),
+      60_000,
+      100,
+    );
+    expect(next.createdAt).toBeGreaterThan(first.createdAt);
+    // Demand never changed: nothing was reaped as surplus.
+    expect(await reaps(port, "idle")).toBe(0);
+    await stopPool(spawner);
+  }, 240_000);
+
+  it("a pool whose demand has gone shrinks to its minimum (here none), killing the surplus as idle", async () => {
+    const port = await freePort();
+    const since = Date.now();
+    const spawner = await fleet.add("spawner", {
+      ...SPAWNER_ENV,
+      FLEET_POOL_MIN: "0",
+      FLEET_POOL_MAX: "1",
+      FLEET_POOL_BURST: "1",
+      FLEET_POOL_WINDOW_MS: String(WINDOW_MS),
+      SPAWNER_METRICS_PORT: String(port),
+    });
+    /** This spawner's latest report (the stopped ones report no more). */
+    const report = () => eventually(async () => (await fleet.store.poolStatuses(FLEET)).find((r) => r.at >= since));
+    // Without demand nothing is kept ready.
+    expect(await report()).toMatchObject({ target: 0, ready: 0, starting: 0 });
+    expect(await entries()).toEqual([]);
+    // A session finds no ready agent and starts cold; its claim is demand, so the pool makes one.
+    const id = await fleet.submit({ prompt: "demand" });
+    const made = await eventually(async () => (await entries())[0], 30_000, 100);
+    const s = await fleet.ended(id, 150_000, 250);
+    expect(s.status, JSON.stringify(s.error)).toBe("completed");
+    expect(s.metrics.setup.warm).toBeUndefined();
+    // The window passes without a claim: the target falls to the minimum and the surplus is killed.
+    await eventually(async () => (await reaps(port, "idle")) >= 1, 60_000, 250);
+    await eventually(async () => (await fleet.provider.connect(made.sandboxId)) === null, 15_000);
+    await eventually(async () => (await entries()).length === 0, 15_000);
+    expect(await report()).toMatchObject({ target: 0 });
+    expect((await fleet.store.heldSlots()).map((x) => x.sessionId)).not.toContain(made.slotHolder);
+    // It was idleness, not age.
+    expect(await reaps(port, "max_age")).toBe(0);
+    await stopPool(spawner);
+  }, 240_000);
+});
+
+/** `fleet_pool_reaps_total` of one reason (all keys), from a spawner's /metrics. */
+async function reaps(port: number, reason: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let total = 0;
+  for (const m of text.matchAll(/^fleet_pool_reaps_total\{([^}]*)\} (\S+)$/gm))
+    if (m[1]?.includes(`reason="${reason}"`)) total += Number(m[2]);
+  return total;
+}
