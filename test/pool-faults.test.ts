@@ -59,16 +59,17 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
     }));
     const id = await fleet.submit({ prompt: "many files, then the spawner dies", files });
     // The moment the claim is in the store and the session is not running yet, the spawner dies.
-    const claimed = await eventually(
+    const { claimed, phase } = await eventually(
       async () => {
         const [e, s] = await Promise.all([fleet.store.poolEntry(pooled.sandboxId), fleet.store.get(id)]);
         if (e?.state !== "claimed" || s?.status !== "pending") return undefined;
         process.kill(first.process.pid, "SIGKILL");
-        return e;
+        return { claimed: e, phase: s.phase };
       },
       60_000,
       1,
     );
+    console.log(`pool faults: spawner killed with the claim stored and the session pending in phase ${phase}`);
     expect(claimed).toMatchObject({ sessionId: id, attempt: 1, projectId: "p-poolf" });
     // Another session while the claimed sandbox still lives: it can only get a sandbox of its own.
     const otherId = await fleet.submit({ prompt: "another session" });
@@ -158,6 +159,31 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
     expect(await reaps(port, "max_age")).toBe(0);
     await stopPool(spawner);
   }, 240_000);
+
+  it("the reaper frees the pool slot of a sandbox claimed by a spawner that died before handing the slot to its session", async () => {
+    const holder = "pool:claimed-then-lost";
+    const sb = await fleet.provider.create({
+      metadata: { fleet: FLEET, pool: "k-test", state: "warm", owner: "dead-spawner" },
+      envs: {},
+      timeoutMs: 60_000,
+    });
+    await sb.startBackground({ command: "sleep", args: ["60"] });
+    await fleet.store.addPoolEntry({
+      sandboxId: sb.id,
+      fleet: FLEET,
+      key: "k-test",
+      owner: "dead-spawner",
+      slotHolder: holder,
+    });
+    expect(await fleet.store.markPoolWarm(sb.id)).toBe(true);
+    expect(await fleet.store.acquireSlot("global", 100, holder)).toBe(true);
+    // What a spawner killed right after its claim leaves: the claim, the slot still the pool's, no session.
+    const claim = { sessionId: "ses-claimed-then-lost", attempt: 1, projectId: "p-poolf" };
+    expect(await fleet.store.claimPooled(FLEET, "k-test", claim)).toMatchObject({ sandboxId: sb.id, state: "claimed" });
+    await eventually(async () => (await fleet.provider.connect(sb.id)) === null, 15_000);
+    await eventually(async () => (await fleet.store.poolEntry(sb.id)) === null, 15_000);
+    await eventually(async () => !(await fleet.store.heldSlots()).some((x) => x.sessionId === holder), 15_000);
+  }, 60_000);
 });
 
 /** `fleet_pool_reaps_total` of one reason (all keys), from a spawner's /metrics. */
