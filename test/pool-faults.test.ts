@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { freePort, type RunningService } from "../devtools/src/infra/index.js";
 import type { PoolEntry } from "../shared/src/index.js";
-import { eventually, present } from "./support/fixtures.js";
+import { eventually } from "./support/fixtures.js";
 import { useTestFleet } from "./support/fleet-fixture.js";
 import { terminalEvents } from "./support/jetstream.js";
 
@@ -46,13 +46,9 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
 
   it("a spawner SIGKILLed between its claim and the prompt: the session completes once elsewhere, its claimed sandbox is killed and never reused", async () => {
     const first = await fleet.add("spawner", ONE_WARM);
-    const [warm] = await eventually(async () => {
-      const w = await entries("warm");
-      return w.length >= 1 ? w : undefined;
-    }, 90_000);
-    const pooled = present(warm, "a warm sandbox");
-    // Many files: restoring them and their baseline commit take the claim-to-prompt window from
-    // milliseconds to a good part of a second, time for the store to show the claim.
+    await eventually(async () => (await entries("warm")).length >= 1, 90_000);
+    // Many files: restoring them and their baseline commit widen the claim-to-prompt window (see the
+    // restore time printed below), time for a store poll to see the claim.
     const files = Array.from({ length: 200 }, (_, i) => ({
       path: `src/m${i % 10}/f${i}.txt`,
       content: `file ${i}\n`.padEnd(3_500, "."),
@@ -61,15 +57,19 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
     // The moment the claim is in the store and the session is not running yet, the spawner dies.
     const { claimed, phase } = await eventually(
       async () => {
-        const [e, s] = await Promise.all([fleet.store.poolEntry(pooled.sandboxId), fleet.store.get(id)]);
-        if (e?.state !== "claimed" || s?.status !== "pending") return undefined;
+        const [claims, s] = await Promise.all([entries("claimed"), fleet.store.get(id)]);
+        const e = claims.find((c) => c.sessionId === id);
+        if (!e || s?.status !== "pending") return undefined;
         process.kill(first.process.pid, "SIGKILL");
         return { claimed: e, phase: s.phase };
       },
       60_000,
       1,
     );
-    console.log(`pool faults: spawner killed with the claim stored and the session pending in phase ${phase}`);
+    const slotOf = (await fleet.store.heldSlots()).find((x) => x.sessionId === claimed.slotHolder) ? "pool" : "session";
+    console.log(
+      `pool faults: spawner killed with the claim stored, the session pending in phase ${phase}, the slot the ${slotOf}'s`,
+    );
     expect(claimed).toMatchObject({ sessionId: id, attempt: 1, projectId: "p-poolf" });
     // Another session while the claimed sandbox still lives: it can only get a sandbox of its own.
     const otherId = await fleet.submit({ prompt: "another session" });
@@ -80,9 +80,13 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
     expect(other.status, JSON.stringify(other.error)).toBe("completed");
     // The kill came before the session ran: a later attempt completed it, on another sandbox.
     expect(s.attempt).toBeGreaterThan(1);
+    console.log(`pool faults: attempt ${s.attempt} restored the 200 files in ${s.metrics.setup.restoreMs} ms`);
     expect(s.sandbox?.id).toBeDefined();
-    expect(s.sandbox?.id).not.toBe(pooled.sandboxId);
-    expect(other.sandbox?.id).not.toBe(pooled.sandboxId);
+    expect(s.sandbox?.id).not.toBe(claimed.sandboxId);
+    expect(other.sandbox?.id).not.toBe(claimed.sandboxId);
+    // Its record, while it lasts, still names the one session and attempt that claimed it.
+    const record = await fleet.store.poolEntry(claimed.sandboxId);
+    if (record) expect(record).toMatchObject({ state: "claimed", sessionId: id, attempt: 1 });
     // Exactly once: one terminal event for outside subscribers.
     const events = await eventually(async () => {
       const seen = await terminalEvents(fleet.namespace, id);
@@ -90,10 +94,10 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
     }, 15_000);
     expect(events).toEqual(["completed"]);
     // Nothing of the dead attempt is left: its sandbox killed, its pool record gone, its slots freed.
-    await eventually(async () => (await fleet.provider.connect(pooled.sandboxId)) === null, 30_000, 250);
-    await eventually(async () => (await fleet.store.poolEntry(pooled.sandboxId)) === null, 30_000, 250);
+    await eventually(async () => (await fleet.provider.connect(claimed.sandboxId)) === null, 30_000, 250);
+    await eventually(async () => (await fleet.store.poolEntry(claimed.sandboxId)) === null, 30_000, 250);
     const alive = await fleet.provider.list();
-    expect(alive.map((x) => x.id)).not.toContain(pooled.sandboxId);
+    expect(alive.map((x) => x.id)).not.toContain(claimed.sandboxId);
     expect(alive.filter((x) => x.metadata.sessionId === id)).toEqual([]);
     await eventually(async () => {
       const held = (await fleet.store.heldSlots()).map((x) => x.sessionId);
