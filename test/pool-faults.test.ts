@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { freePort, type RunningService } from "../devtools/src/infra/index.js";
-import type { PoolEntry } from "../shared/src/index.js";
+import { poolSlotHolder, type PoolEntry, type Session } from "../shared/src/index.js";
 import { eventually } from "./support/fixtures.js";
 import { useTestFleet } from "./support/fleet-fixture.js";
 import { terminalEvents } from "./support/jetstream.js";
@@ -44,69 +44,83 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
     await eventually(async () => !(await fleet.store.heldSlots()).some((s) => s.sessionId.startsWith("pool:")), 30_000);
   };
 
-  it("a spawner SIGKILLed between its claim and the prompt: the session completes once elsewhere, its claimed sandbox is killed and never reused", async () => {
-    const first = await fleet.add("spawner", ONE_WARM);
-    await eventually(async () => (await entries("warm")).length >= 1, 90_000);
-    // Many files: restoring them and their baseline commit widen the claim-to-prompt window (see the
-    // restore time printed below), time for a store poll to see the claim.
-    const files = Array.from({ length: 200 }, (_, i) => ({
-      path: `src/m${i % 10}/f${i}.txt`,
-      content: `file ${i}\n`.padEnd(3_500, "."),
-    }));
-    const id = await fleet.submit({ prompt: "many files, then the spawner dies", files });
-    // The moment the claim is in the store and the session is not running yet, the spawner dies.
-    const { claimed, phase } = await eventually(
-      async () => {
-        const [claims, s] = await Promise.all([entries("claimed"), fleet.store.get(id)]);
-        const e = claims.find((c) => c.sessionId === id);
-        if (!e || s?.status !== "pending") return undefined;
-        process.kill(first.process.pid, "SIGKILL");
-        return { claimed: e, phase: s.phase };
-      },
-      60_000,
-      1,
-    );
-    const slotOf = (await fleet.store.heldSlots()).find((x) => x.sessionId === claimed.slotHolder) ? "pool" : "session";
-    console.log(
-      `pool faults: spawner killed with the claim stored, the session pending in phase ${phase}, the slot the ${slotOf}'s`,
-    );
-    expect(claimed).toMatchObject({ sessionId: id, attempt: 1, projectId: "p-poolf" });
-    // Another session while the claimed sandbox still lives: it can only get a sandbox of its own.
-    const otherId = await fleet.submit({ prompt: "another session" });
-    // The redelivered request goes to another spawner, which takes a new attempt.
-    await fleet.add("spawner", ONE_WARM);
-    const [s, other] = await Promise.all([fleet.ended(id, 150_000, 250), fleet.ended(otherId, 150_000, 250)]);
-    expect(s.status, JSON.stringify(s.error)).toBe("completed");
-    expect(other.status, JSON.stringify(other.error)).toBe("completed");
-    // The kill came before the session ran: a later attempt completed it, on another sandbox.
-    expect(s.attempt).toBeGreaterThan(1);
-    console.log(`pool faults: attempt ${s.attempt} restored the 200 files in ${s.metrics.setup.restoreMs} ms`);
-    expect(s.sandbox?.id).toBeDefined();
-    expect(s.sandbox?.id).not.toBe(claimed.sandboxId);
-    expect(other.sandbox?.id).not.toBe(claimed.sandboxId);
-    // Its record, while it lasts, still names the one session and attempt that claimed it.
-    const record = await fleet.store.poolEntry(claimed.sandboxId);
-    if (record) expect(record).toMatchObject({ state: "claimed", sessionId: id, attempt: 1 });
-    // Exactly once: one terminal event for outside subscribers.
-    const events = await eventually(async () => {
-      const seen = await terminalEvents(fleet.namespace, id);
-      return seen.length > 0 ? seen : undefined;
-    }, 15_000);
-    expect(events).toEqual(["completed"]);
-    // Nothing of the dead attempt is left: its sandbox killed, its pool record gone, its slots freed.
-    await eventually(async () => (await fleet.provider.connect(claimed.sandboxId)) === null, 30_000, 250);
-    await eventually(async () => (await fleet.store.poolEntry(claimed.sandboxId)) === null, 30_000, 250);
-    const alive = await fleet.provider.list();
-    expect(alive.map((x) => x.id)).not.toContain(claimed.sandboxId);
-    expect(alive.filter((x) => x.metadata.sessionId === id)).toEqual([]);
-    await eventually(async () => {
-      const held = (await fleet.store.heldSlots()).map((x) => x.sessionId);
-      return !held.includes(id) && !held.includes(claimed.slotHolder ?? id);
-    }, 30_000);
-    for (const sp of fleet.services.filter((x) => x.name === "spawner" && x.process.running)) await stopPool(sp);
-  }, 300_000);
+  // Two moments of the window between a claim and the prompt: before the claim has done anything
+  // else (the sandbox's slot may still be the pool's, the session names no sandbox), and once the
+  // sandbox is recorded on the session and its files are being restored.
+  it.each([
+    ["the moment its claim is stored", (_s: Session) => true],
+    ["while it restores the session's files", (s: Session) => s.phase === "restoring"],
+  ])(
+    "a spawner SIGKILLed %s: the session completes once elsewhere, its claimed sandbox is killed and never reused",
+    async (_when, at) => {
+      // The spawner left running by the case before, or a new one.
+      const first =
+        fleet.services.find((x) => x.name === "spawner" && x.process.running) ?? (await fleet.add("spawner", ONE_WARM));
+      await eventually(async () => (await entries("warm")).length >= 1, 90_000);
+      // Many files: restoring them and their baseline commit widen the claim-to-prompt window (see the
+      // restore time printed below), time for a store poll to see each moment.
+      const files = Array.from({ length: 200 }, (_, i) => ({
+        path: `src/m${i % 10}/f${i}.txt`,
+        content: `file ${i}\n`.padEnd(3_500, "."),
+      }));
+      const id = await fleet.submit({ prompt: "many files, then the spawner dies", files });
+      // The claim is in the store, the session is not running yet: the spawner dies.
+      const { claimed, phase } = await eventually(
+        async () => {
+          const [claims, s] = await Promise.all([entries("claimed"), fleet.store.get(id)]);
+          const e = claims.find((c) => c.sessionId === id);
+          if (!e || s?.status !== "pending" || !at(s)) return undefined;
+          process.kill(first.process.pid, "SIGKILL");
+          return { claimed: e, phase: s.phase };
+        },
+        60_000,
+        1,
+      );
+      const slotOf = (await fleet.store.heldSlots()).some((x) => x.sessionId === claimed.slotHolder)
+        ? "pool"
+        : "session";
+      console.log(
+        `pool faults: spawner killed with the claim stored, the session pending in phase ${phase}, the slot the ${slotOf}'s`,
+      );
+      expect(claimed).toMatchObject({ sessionId: id, attempt: 1, projectId: "p-poolf" });
+      // Another session while the claimed sandbox still lives: it can only get a sandbox of its own.
+      const otherId = await fleet.submit({ prompt: "another session" });
+      // The redelivered request goes to another spawner, which takes a new attempt.
+      await fleet.add("spawner", ONE_WARM);
+      const [s, other] = await Promise.all([fleet.ended(id, 150_000, 250), fleet.ended(otherId, 150_000, 250)]);
+      expect(s.status, JSON.stringify(s.error)).toBe("completed");
+      expect(other.status, JSON.stringify(other.error)).toBe("completed");
+      // The kill came before the session ran: a later attempt completed it, on another sandbox.
+      expect(s.attempt).toBeGreaterThan(1);
+      console.log(`pool faults: attempt ${s.attempt} restored the 200 files in ${s.metrics.setup.restoreMs} ms`);
+      expect(s.sandbox?.id).toBeDefined();
+      expect(s.sandbox?.id).not.toBe(claimed.sandboxId);
+      expect(other.sandbox?.id).not.toBe(claimed.sandboxId);
+      // Its record, while it lasts, still names the one session and attempt that claimed it.
+      const record = await fleet.store.poolEntry(claimed.sandboxId);
+      if (record) expect(record).toMatchObject({ state: "claimed", sessionId: id, attempt: 1 });
+      // Exactly once: one terminal event for outside subscribers.
+      const events = await eventually(async () => {
+        const seen = await terminalEvents(fleet.namespace, id);
+        return seen.length > 0 ? seen : undefined;
+      }, 15_000);
+      expect(events).toEqual(["completed"]);
+      // Nothing of the dead attempt is left: its sandbox killed, its pool record gone, its slots freed.
+      await eventually(async () => (await fleet.provider.connect(claimed.sandboxId)) === null, 30_000, 250);
+      await eventually(async () => (await fleet.store.poolEntry(claimed.sandboxId)) === null, 30_000, 250);
+      const alive = await fleet.provider.list();
+      expect(alive.map((x) => x.id)).not.toContain(claimed.sandboxId);
+      expect(alive.filter((x) => x.metadata.sessionId === id)).toEqual([]);
+      await eventually(async () => {
+        const held = (await fleet.store.heldSlots()).map((x) => x.sessionId);
+        return !held.includes(id) && !held.includes(claimed.slotHolder ?? id);
+      }, 30_000);
+    },
+    300_000,
+  );
 
   it("replaces a warm sandbox older than FLEET_POOL_MAX_AGE_MS, its reason max_age in the metrics", async () => {
+    for (const sp of fleet.services.filter((x) => x.name === "spawner" && x.process.running)) await stopPool(sp);
     const port = await freePort();
     const spawner = await fleet.add("spawner", {
       ...ONE_WARM,
@@ -187,6 +201,37 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
     await eventually(async () => (await fleet.provider.connect(sb.id)) === null, 15_000);
     await eventually(async () => (await fleet.store.poolEntry(sb.id)) === null, 15_000);
     await eventually(async () => !(await fleet.store.heldSlots()).some((x) => x.sessionId === holder), 15_000);
+  }, 60_000);
+
+  it("frees a pool slot no sandbox was recorded for once its spawner has stopped reporting, and not while it reports", async () => {
+    const status = (owner: string) => ({
+      fleet: FLEET,
+      owner,
+      key: "k-test",
+      target: 1,
+      ready: 0,
+      starting: 1,
+      hits: 0,
+      misses: 0,
+      failures: 0,
+      at: Date.now(),
+    });
+    // A spawner that took a slot for a new pooled sandbox and died before it recorded one; and one
+    // still alive (it reports every tick) in the middle of the same step.
+    const dead = poolSlotHolder("spawner-dead", "s1");
+    const live = poolSlotHolder("spawner-live", "s2");
+    await fleet.store.reportPoolStatus(status("spawner-dead"));
+    expect(await fleet.store.acquireSlot("global", 100, dead)).toBe(true);
+    expect(await fleet.store.acquireSlot("global", 100, live)).toBe(true);
+    const reporting = setInterval(() => void fleet.store.reportPoolStatus(status("spawner-live")), 500);
+    try {
+      await eventually(async () => !(await fleet.store.heldSlots()).some((x) => x.sessionId === dead), 30_000, 250);
+      // Past the same age, the live spawner's slot stays: it may record its sandbox yet.
+      expect((await fleet.store.heldSlots()).map((x) => x.sessionId)).toContain(live);
+    } finally {
+      clearInterval(reporting);
+      await fleet.store.releaseSlots(live);
+    }
   }, 60_000);
 });
 

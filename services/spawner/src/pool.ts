@@ -3,6 +3,7 @@ import {
   errorMessage,
   mintPoolGatewayToken,
   pooledAgentPassword,
+  poolSlotHolder,
   type AgentClient,
   type AgentSessionStatus,
   type AgentRuntime,
@@ -253,7 +254,7 @@ export class PoolManager {
     if (Date.now() - this.lastFailureAt < creationBackoffMs(this.failures)) return;
     for (let missing = target - kept - this.creating; missing > 0; missing--) {
       if (this.creating >= this.settings.maxCreating) break;
-      const holder = `pool:${randomUUID()}`;
+      const holder = poolSlotHolder(this.settings.instanceId, randomUUID());
       if (this.settings.globalCap > 0 && !(await store.acquireSlot("global", this.settings.globalCap, holder))) break;
       this.creating += 1;
       void this.create(holder)

@@ -1,4 +1,4 @@
-import { errorMessage, isTerminal, type EndDeps } from "@fleet/shared";
+import { errorMessage, isTerminal, poolSlotOwner, type EndDeps } from "@fleet/shared";
 import { failPastDeadline } from "./deadlines.js";
 
 export interface ReapOptions {
@@ -106,22 +106,38 @@ const ORPHAN_POOL_SLOT_MS = 10 * 60_000;
 
 /**
  * Frees admission slots still held by sessions that ended (or never existed), e.g. after a crash,
- * and warm-pool slots whose sandbox was never recorded.
+ * and warm-pool slots whose sandbox was never recorded: at once when the spawner named in the slot
+ * has not reported for `poolStaleMs` (it died between taking the slot and recording the sandbox),
+ * else after 10 minutes.
  */
-export async function sweepSlots(deps: EndDeps, fleet?: string, now = Date.now()): Promise<number> {
+export async function sweepSlots(
+  deps: EndDeps,
+  fleet?: string,
+  now = Date.now(),
+  poolStaleMs = 30_000,
+): Promise<number> {
   let freed = 0;
   const seen = new Set<string>();
   let poolHolders: Set<string> | undefined;
+  let reported: Map<string, number> | undefined;
   for (const slot of await deps.store.heldSlots()) {
     if (seen.has(slot.sessionId)) continue;
     if (slot.sessionId.startsWith("pool:")) {
       // A warm-pool sandbox's slot is freed by the pool's reaping (or the reaper's, above); only one
-      // that no record names, long after it was taken, is an orphan.
-      if (fleet === undefined || now - slot.at < ORPHAN_POOL_SLOT_MS) continue;
+      // that no record names is an orphan, once its owner is gone or long after it was taken.
+      if (fleet === undefined || now - slot.at < poolStaleMs) continue;
       poolHolders ??= new Set((await deps.store.poolEntries(fleet)).map((e) => e.slotHolder ?? ""));
       if (poolHolders.has(slot.sessionId)) continue;
+      if (now - slot.at < ORPHAN_POOL_SLOT_MS) {
+        reported ??= new Map((await deps.store.poolStatuses(fleet)).map((r) => [r.owner, r.at]));
+        const owner = poolSlotOwner(slot.sessionId);
+        const lastReport = owner === undefined ? undefined : reported.get(owner);
+        // A live owner reports every tick; one of another fleet has no report here and is left alone.
+        if (lastReport === undefined || now - lastReport <= poolStaleMs) continue;
+      }
       seen.add(slot.sessionId);
       await deps.store.releaseSlots(slot.sessionId);
+      deps.logger.info({ holder: slot.sessionId }, "freed a warm-pool slot no sandbox was recorded for");
       freed += 1;
       continue;
     }

@@ -20,3 +20,4 @@ export type {
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";
 export { poolSummary, STALE_POOL_REPORT_MS } from "./pool-summary.js";
+export { poolSlotHolder, poolSlotOwner } from "./pool.js";

@@ -79,6 +79,23 @@ export interface PoolStore {
   poolStatuses(fleet: string): Promise<PoolStatus[]>;
 }
 
+/**
+ * The holder id of the fleet-wide slot a pooled sandbox takes before it is created: it names the
+ * spawner instance, so a slot its owner took but never recorded (the owner died between taking the
+ * slot and recording the sandbox) can be told from one its owner is still recording.
+ */
+export function poolSlotHolder(owner: string, id: string): string {
+  return `pool:${owner}:${id}`;
+}
+
+/** The spawner instance a pool slot holder names; undefined for any other holder. */
+export function poolSlotOwner(holder: string): string | undefined {
+  if (!holder.startsWith("pool:")) return undefined;
+  const rest = holder.slice("pool:".length);
+  const end = rest.lastIndexOf(":");
+  return end > 0 ? rest.slice(0, end) : undefined;
+}
+
 type PoolDoc = Omit<PoolEntry, "sandboxId"> & { _id: string };
 
 function entry(doc: PoolDoc): PoolEntry {
