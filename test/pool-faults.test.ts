@@ -87,12 +87,18 @@ describe("warm pool: a spawner killed mid-claim, max-age and idle reaping", () =
       const otherId = await fleet.submit({ prompt: "another session" });
       // The redelivered request goes to another spawner, which takes a new attempt.
       await fleet.add("spawner", ONE_WARM);
+      // Running again, it counts once under FLEET_MAX_SANDBOXES, on a warm sandbox or a cold one.
+      await fleet.running(id, 150_000);
+      const slots = (await fleet.store.heldSlots()).filter((x) => x.scope === "global" && x.sessionId === id);
+      expect(slots).toHaveLength(1);
       const [s, other] = await Promise.all([fleet.ended(id, 150_000, 250), fleet.ended(otherId, 150_000, 250)]);
       expect(s.status, JSON.stringify(s.error)).toBe("completed");
       expect(other.status, JSON.stringify(other.error)).toBe("completed");
       // The kill came before the session ran: a later attempt completed it, on another sandbox.
       expect(s.attempt).toBeGreaterThan(1);
-      console.log(`pool faults: attempt ${s.attempt} restored the 200 files in ${s.metrics.setup.restoreMs} ms`);
+      console.log(
+        `pool faults: attempt ${s.attempt} (${s.metrics.setup.warm ? "warm" : "cold"}) restored the 200 files in ${s.metrics.setup.restoreMs} ms`,
+      );
       expect(s.sandbox?.id).toBeDefined();
       expect(s.sandbox?.id).not.toBe(claimed.sandboxId);
       expect(other.sandbox?.id).not.toBe(claimed.sandboxId);

@@ -63,7 +63,7 @@ export interface PoolStore {
   poolEntry(sandboxId: string): Promise<PoolEntry | null>;
   poolEntries(
     fleet: string,
-    filter?: { key?: string; owner?: string; state?: PoolEntry["state"] },
+    filter?: { key?: string; owner?: string; state?: PoolEntry["state"]; sessionId?: string },
   ): Promise<PoolEntry[]>;
   /** Refreshes `seenAt` of an owner's unclaimed entries: they are still kept. */
   touchPool(fleet: string, owner: string, now?: number): Promise<void>;
@@ -182,7 +182,7 @@ export class MongoPool implements PoolStore {
 
   async poolEntries(
     fleet: string,
-    filter: { key?: string; owner?: string; state?: PoolEntry["state"] } = {},
+    filter: { key?: string; owner?: string; state?: PoolEntry["state"]; sessionId?: string } = {},
   ): Promise<PoolEntry[]> {
     const docs = await guarded("poolEntries", () =>
       this.pool
