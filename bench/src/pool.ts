@@ -38,6 +38,9 @@ interface Row {
   warm: boolean;
 }
 
+/** The timings of a row, in ms. */
+type Timing = Exclude<keyof Row, "warm">;
+
 type SessionDoc = {
   _id: string;
   status: string;
@@ -131,30 +134,20 @@ async function phase(
         `  ${name}-${i}: ${row.warm ? "warm" : "cold"}, setup ${row.setup} ms, first tool call after ${row.firstTool} ms, end to end ${row.e2e} ms`,
       );
     }
-    const p = (xs: number[], q: number) => percentile(xs, q);
+    /** A percentile of one timing over the counted sessions. */
+    const p = (timing: Timing, q: number) =>
+      percentile(
+        rows.map((r) => r[timing]),
+        q,
+      );
     return {
       summary: {
         sessions: rows.length,
-        firstToolP50: p(
-          rows.map((r) => r.firstTool),
-          50,
-        ),
-        firstToolP99: p(
-          rows.map((r) => r.firstTool),
-          99,
-        ),
-        setupP50: p(
-          rows.map((r) => r.setup),
-          50,
-        ),
-        setupP99: p(
-          rows.map((r) => r.setup),
-          99,
-        ),
-        endToEndP50: p(
-          rows.map((r) => r.e2e),
-          50,
-        ),
+        firstToolP50: p("firstTool", 50),
+        firstToolP99: p("firstTool", 99),
+        setupP50: p("setup", 50),
+        setupP99: p("setup", 99),
+        endToEndP50: p("e2e", 50),
         warm: rows.filter((r) => r.warm).length,
       },
       warmSeconds: round(warmSeconds, 1),

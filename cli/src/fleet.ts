@@ -20,6 +20,7 @@ import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
 import { createKey, keyFile, openStoreFor, saveDevKey } from "./keys.js";
 import { readInfraState } from "@fleet/devtools/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
+import { z } from "zod";
 
 /** The secret agent passwords are derived from; made once per FLEET_HOME and kept private. */
 export function agentSecret(home: string): string {
@@ -32,22 +33,15 @@ export function agentSecret(home: string): string {
   return secret;
 }
 
-/** Keys that sign sandbox callback tokens (`kid:secret`); made once per FLEET_HOME. */
-export function callbackKeys(home: string): string {
-  const file = join(home, "callback-keys");
+/**
+ * Keys that sign tokens of one kind (`kid:secret`): sandbox callback tokens (kid k1) or model gateway
+ * tokens (kid g1). Made once per FLEET_HOME and kept private.
+ */
+export function signingKeys(home: string, kind: "callback" | "gateway"): string {
+  const file = join(home, `${kind}-keys`);
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
   mkdirSync(home, { recursive: true });
-  const keys = `k1:${randomBytes(32).toString("base64url")}`;
-  writeFileSync(file, `${keys}\n`, { mode: 0o600 });
-  return keys;
-}
-
-/** Keys that sign model gateway tokens (`kid:secret`); made once per FLEET_HOME. */
-export function gatewayKeys(home: string): string {
-  const file = join(home, "gateway-keys");
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  mkdirSync(home, { recursive: true });
-  const keys = `g1:${randomBytes(32).toString("base64url")}`;
+  const keys = `${kind === "callback" ? "k1" : "g1"}:${randomBytes(32).toString("base64url")}`;
   writeFileSync(file, `${keys}\n`, { mode: 0o600 });
   return keys;
 }
@@ -113,10 +107,12 @@ export function serviceEnvFor(
 ): Record<string, string> {
   return {
     ...modelEnvFor(ctx),
-    FLEET_CALLBACK_KEYS: callbackKeys(ctx.home),
+    FLEET_CALLBACK_KEYS: signingKeys(ctx.home, "callback"),
     ...(urls.api ? { FLEET_CALLBACK_URL: urls.api } : {}),
-    ...(name === "gateway" ? { ...gatewayEnvFor(ctx), FLEET_GATEWAY_KEYS: gatewayKeys(ctx.home) } : {}),
-    ...(name === "spawner" ? { FLEET_GATEWAY_KEYS: gatewayKeys(ctx.home), FLEET_GATEWAY_URL: urls.gateway } : {}),
+    ...(name === "gateway" ? { ...gatewayEnvFor(ctx), FLEET_GATEWAY_KEYS: signingKeys(ctx.home, "gateway") } : {}),
+    ...(name === "spawner"
+      ? { FLEET_GATEWAY_KEYS: signingKeys(ctx.home, "gateway"), FLEET_GATEWAY_URL: urls.gateway }
+      : {}),
   };
 }
 
@@ -138,6 +134,8 @@ export interface FleetProcessesOptions {
   persistent: boolean;
   /** More environment for every service. */
   env?: Record<string, string>;
+  /** More environment for the spawner only (the warm pool of `up --pool`). */
+  spawnerEnv?: Record<string, string>;
   /** Told of each process as soon as it runs (with the model's or the api's URL), so the caller can stop what did start. */
   started(name: string, process: ManagedProcess, url?: string): void;
 }
@@ -167,7 +165,12 @@ export async function startFleetProcesses(
       modelUrl,
       ...(options.persistent ? { persistent: true } : {}),
       ...(infra.natsUsers ? { natsUsers: infra.natsUsers } : {}),
-      env: { ...serviceEnvFor(ctx, name, urls), FLEET_SANDBOX_DIR: options.sandboxDir, ...options.env },
+      env: {
+        ...serviceEnvFor(ctx, name, urls),
+        FLEET_SANDBOX_DIR: options.sandboxDir,
+        ...options.env,
+        ...(name === "spawner" ? options.spawnerEnv : {}),
+      },
     });
     options.started(name, s.process, s.url);
     if (s.url && (name === "api" || name === "gateway")) urls[name] = s.url;
@@ -175,8 +178,23 @@ export async function startFleetProcesses(
   return { apiUrl: urls.api, gatewayUrl: urls.gateway, modelUrl };
 }
 
-/** `./fleet up`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each service. */
-export async function upCmd(ctx: CliContext): Promise<number> {
+/** `--pool N`: ready agents the spawner keeps in its warm pool (at least and at most N). */
+const PoolSize = z.number().int().min(1).max(1_000);
+
+/** The spawner's environment for `up --pool N`: FLEET_POOL_MIN = FLEET_POOL_MAX = N; none without it. */
+export function upSpawnerEnv(pool: number | undefined): Record<string, string> {
+  if (pool === undefined) return {};
+  const size = PoolSize.safeParse(pool);
+  if (!size.success) throw new FleetError("bad_input", `--pool must be a whole number from 1 to 1000, not ${pool}`);
+  return { FLEET_POOL_MAX: String(size.data), FLEET_POOL_MIN: String(size.data) };
+}
+
+/**
+ * `./fleet up [--pool N]`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each
+ * service; with `--pool N` the spawner keeps a warm pool of N ready agents.
+ */
+export async function upCmd(ctx: CliContext, pool?: number): Promise<number> {
+  const spawnerEnv = upSpawnerEnv(pool);
   const existing = readFleetState(ctx.home);
   if (existing?.processes.every((p) => isAlive(p.pid))) {
     ctx.out(`the fleet is already up: api ${existing.apiUrl}`);
@@ -194,6 +212,7 @@ export async function upCmd(ctx: CliContext): Promise<number> {
     logDir,
     sandboxDir: reachableSandboxRoot(join(ctx.home, "sandboxes")),
     persistent: true,
+    spawnerEnv,
     started: (name, proc, url) => {
       started.push({ name, pid: proc.pid, logFile: proc.logFile });
       ctx.out(
@@ -208,6 +227,8 @@ export async function upCmd(ctx: CliContext): Promise<number> {
   const dev = await createKey(store, ["*"], "local development").finally(() => store.close());
   saveDevKey(ctx, dev.key);
   ctx.out(`the fleet is up: api ${apiUrl}, model gateway ${gatewayUrl}`);
+  if (spawnerEnv.FLEET_POOL_MAX)
+    ctx.out(`warm pool: ${spawnerEnv.FLEET_POOL_MAX} ready agent(s) kept; see ./fleet pool`);
   ctx.out(`development API key (all projects; also in ${keyFile(ctx)}): ${dev.key}`);
   ctx.out(`try: ./fleet submit -f "write a hello file"`);
   return 0;

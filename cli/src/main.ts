@@ -40,7 +40,18 @@ function cli(argv: string[], ctx: () => Promise<CliContext>, done: (code: number
           }),
       (a) => run(async (c) => (await import("./demo.js")).demoCmd(c, a)),
     )
-    .command("up", about("up"), {}, () => run(async (c) => (await import("./fleet.js")).upCmd(c)))
+    .command(
+      "up",
+      about("up"),
+      (y) =>
+        y
+          .option("pool", {
+            type: "number",
+            describe: "keep a warm pool of N ready agents (FLEET_POOL_MIN = FLEET_POOL_MAX = N, 1 to 1000)",
+          })
+          .check((a) => !Number.isNaN(a.pool) || "--pool must be a number"),
+      (a) => run(async (c) => (await import("./fleet.js")).upCmd(c, a.pool)),
+    )
     .command("down", about("down"), {}, () => run(async (c) => (await import("./fleet.js")).downCmd(c)))
     .command(
       "submit <prompt..>",

@@ -73,6 +73,8 @@ export {
   type PoolStore,
   poolSummary,
   STALE_POOL_REPORT_MS,
+  poolSlotHolder,
+  poolSlotOwner,
   type TransitionRequest,
   type UsageStore,
 } from "./store/index.js";

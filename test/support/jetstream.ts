@@ -1,4 +1,4 @@
-import { jetstreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { inject } from "vitest";
 import { streamName, subjectFor, type StreamKey } from "../../shared/src/index.js";
@@ -42,6 +42,23 @@ export async function expireOldestLines(namespace: string, sessionId: string, ke
   try {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.purge(streamName(namespace, "logs"), { filter: subjectFor(namespace, "log", sessionId), keep });
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The kinds of terminal event (completed, failed, cancelled) the namespace's events stream holds for one session, in order. */
+export async function terminalEvents(namespace: string, sessionId: string): Promise<string[]> {
+  const nc = await connect({ servers: inject("natsUrl") });
+  try {
+    const consumer = await jetstream(nc).consumers.get(streamName(namespace, "events"), {
+      filter_subjects: (["completed", "failed", "cancelled"] as const).map((k) => subjectFor(namespace, k)),
+      deliver_policy: DeliverPolicy.All,
+    });
+    const seen: string[] = [];
+    for (let m = await consumer.next({ expires: 1_000 }); m; m = await consumer.next({ expires: 1_000 }))
+      if (m.json<{ sessionId: string }>().sessionId === sessionId) seen.push(m.subject.split(".").at(-1) ?? m.subject);
+    return seen;
   } finally {
     await nc.close();
   }

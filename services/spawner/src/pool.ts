@@ -3,6 +3,7 @@ import {
   errorMessage,
   mintPoolGatewayToken,
   pooledAgentPassword,
+  poolSlotHolder,
   type AgentClient,
   type AgentSessionStatus,
   type AgentRuntime,
@@ -155,8 +156,7 @@ export class PoolManager {
       if (entry) {
         const sandbox = await this.deps.provider.connect(entry.sandboxId).catch(() => null);
         if (sandbox && (await sandbox.isAlive().catch(() => false))) {
-          // The sandbox's fleet-wide slot becomes the session's: the count of sandboxes does not change.
-          if (entry.slotHolder) await this.deps.store.transferSlots(entry.slotHolder, session.id);
+          if (entry.slotHolder) await this.takeSlot(entry.slotHolder, session.id, attempt);
           const client = this.deps.runtime.connect({
             baseUrl: sandbox.url(sandbox.agentPort),
             password: pooledAgentPassword(this.settings.agentSecret, sandbox.id),
@@ -185,6 +185,34 @@ export class PoolManager {
         return null;
       }
       await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /**
+   * The claimed sandbox's fleet-wide slot becomes the session's: the count of sandboxes does not
+   * change. A later attempt may still hold the slot of its earlier sandbox, killed by now (see
+   * `releaseEarlierClaims`): it keeps that one, and the pooled sandbox's is freed.
+   */
+  private async takeSlot(holder: string, sessionId: string, attempt: number): Promise<void> {
+    const { store } = this.deps;
+    const holds =
+      attempt > 1 && (await store.heldSlots()).some((x) => x.scope === "global" && x.sessionId === sessionId);
+    if (holds) await store.releaseSlots(holder);
+    else await store.transferSlots(holder, sessionId);
+  }
+
+  /**
+   * Kills the pooled sandboxes a session claimed in attempts before `attempt` (a spawner that died
+   * right after its claim had not recorded them on the session), freeing their records and any slot
+   * still the pool's. The reaper would find them too, but only after the session has moved on.
+   */
+  async releaseEarlierClaims(sessionId: string, attempt: number): Promise<void> {
+    const { store, provider } = this.deps;
+    for (const e of await store.poolEntries(this.settings.fleet, { sessionId })) {
+      if (e.state !== "claimed" || (e.attempt ?? 0) >= attempt) continue;
+      await provider.kill(e.sandboxId).catch(() => undefined);
+      if (e.slotHolder) await store.releaseSlots(e.slotHolder);
+      await store.removePoolEntry(e.sandboxId);
     }
   }
 
@@ -253,7 +281,7 @@ export class PoolManager {
     if (Date.now() - this.lastFailureAt < creationBackoffMs(this.failures)) return;
     for (let missing = target - kept - this.creating; missing > 0; missing--) {
       if (this.creating >= this.settings.maxCreating) break;
-      const holder = `pool:${randomUUID()}`;
+      const holder = poolSlotHolder(this.settings.instanceId, randomUUID());
       if (this.settings.globalCap > 0 && !(await store.acquireSlot("global", this.settings.globalCap, holder))) break;
       this.creating += 1;
       void this.create(holder)

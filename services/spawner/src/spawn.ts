@@ -126,6 +126,8 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   log.info({ attempt, delivery: ctx.deliveryCount }, "setting up session");
   if (session.cardId) await supersedeCardSessions(deps, session);
   if (session.sandbox) await deps.provider.kill(session.sandbox.id);
+  // A pooled sandbox an earlier attempt claimed but never recorded goes too, before this attempt's slot is counted.
+  if (attempt > 1) await deps.settings.pool?.releaseEarlierClaims(session.id, attempt);
 
   const timings: SetupTimings = { queuedMs: Math.max(0, Date.now() - session.createdAt) };
   let sandbox: Sandbox | undefined;

@@ -49,7 +49,7 @@ export function createWatchdog(deps: EndDeps, options: WatchdogOptions): Watchdo
       });
       const tickReaper = guarded("reaper", async () => {
         await reap(deps, options);
-        await sweepSlots(deps, options.fleet);
+        await sweepSlots(deps, options.fleet, Date.now(), options.poolStaleMs);
       });
       tickReaper();
       timers.push(setInterval(tickDeadlines, options.intervalMs), setInterval(tickReaper, options.reaperIntervalMs));

@@ -21,3 +21,4 @@ export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
 export { LearnedCap } from "./slots.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";
 export { poolSummary, STALE_POOL_REPORT_MS } from "./pool-summary.js";
+export { poolSlotHolder, poolSlotOwner } from "./pool.js";

@@ -63,7 +63,7 @@ export interface PoolStore {
   poolEntry(sandboxId: string): Promise<PoolEntry | null>;
   poolEntries(
     fleet: string,
-    filter?: { key?: string; owner?: string; state?: PoolEntry["state"] },
+    filter?: { key?: string; owner?: string; state?: PoolEntry["state"]; sessionId?: string },
   ): Promise<PoolEntry[]>;
   /** Refreshes `seenAt` of an owner's unclaimed entries: they are still kept. */
   touchPool(fleet: string, owner: string, now?: number): Promise<void>;
@@ -77,6 +77,23 @@ export interface PoolStore {
   reportPoolStatus(status: PoolStatus): Promise<void>;
   /** The latest report of every instance of a fleet, newest first. */
   poolStatuses(fleet: string): Promise<PoolStatus[]>;
+}
+
+/**
+ * The holder id of the fleet-wide slot a pooled sandbox takes before it is created: it names the
+ * spawner instance, so a slot its owner took but never recorded (the owner died between taking the
+ * slot and recording the sandbox) can be told from one its owner is still recording.
+ */
+export function poolSlotHolder(owner: string, id: string): string {
+  return `pool:${owner}:${id}`;
+}
+
+/** The spawner instance a pool slot holder names; undefined for any other holder. */
+export function poolSlotOwner(holder: string): string | undefined {
+  if (!holder.startsWith("pool:")) return undefined;
+  const rest = holder.slice("pool:".length);
+  const end = rest.lastIndexOf(":");
+  return end > 0 ? rest.slice(0, end) : undefined;
 }
 
 type PoolDoc = Omit<PoolEntry, "sandboxId"> & { _id: string };
@@ -165,7 +182,7 @@ export class MongoPool implements PoolStore {
 
   async poolEntries(
     fleet: string,
-    filter: { key?: string; owner?: string; state?: PoolEntry["state"] } = {},
+    filter: { key?: string; owner?: string; state?: PoolEntry["state"]; sessionId?: string } = {},
   ): Promise<PoolEntry[]> {
     const docs = await guarded("poolEntries", () =>
       this.pool
