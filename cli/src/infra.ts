@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { safeUrl } from "@fleet/shared";
+import { FleetError, safeUrl } from "@fleet/shared";
 import {
   infraStatus,
   isAlive,
@@ -34,7 +34,22 @@ function printExports(
   ctx.out(`use them with: eval "$(./fleet infra env)"`);
 }
 
-export async function infraUp(ctx: CliContext): Promise<number> {
+export interface InfraUpOptions {
+  /** Nodes of the local NATS cluster; unset: one server. */
+  cluster?: number;
+}
+
+/** `--cluster N` among a command's arguments (N from 3 to 7: a majority survives the loss of a node). */
+export function clusterArg(args: readonly string[]): InfraUpOptions {
+  const at = args.indexOf("--cluster");
+  if (at < 0) return {};
+  const n = Number(args[at + 1]);
+  if (!Number.isInteger(n) || n < 3 || n > 7)
+    throw new FleetError("config", "--cluster takes a node count from 3 to 7");
+  return { cluster: n };
+}
+
+export async function infraUp(ctx: CliContext, options: InfraUpOptions = {}): Promise<number> {
   const dir = infraDir(ctx);
   const existing = readInfraState(dir);
   if (existing?.processes.every((p) => isAlive(p.pid))) {
@@ -50,10 +65,13 @@ export async function infraUp(ctx: CliContext): Promise<number> {
     mongoUri: ctx.env.MONGODB_URI,
     dockerHost: ctx.env.DOCKER_HOST,
     natsAuth: true,
+    natsCluster: options.cluster,
+    natsSyncInterval: ctx.env.FLEET_NATS_SYNC_INTERVAL,
     progress: (m) => ctx.out(m),
   });
   writeInfraState(dir, infra);
-  ctx.out(`infrastructure up: nats ${infra.nats}, store ${infra.store}; data and logs in ${dir}`);
+  const nodes = options.cluster && infra.nats === "local" ? ` (${options.cluster}-node cluster)` : "";
+  ctx.out(`infrastructure up: nats ${infra.nats}${nodes}, store ${infra.store}; data and logs in ${dir}`);
   printExports(ctx, infra.natsUrl, infra.mongoUri, infra.natsUsers);
   return 0;
 }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { FleetError, loadConfig } from "@fleet/shared";
 import { repoRoot } from "@fleet/devtools/infra";
 import { CliEnv } from "./config.js";
-import { infraDown, infraEnv, infraStatusCmd, infraUp, type CliContext } from "./infra.js";
+import { clusterArg, infraDown, infraEnv, infraStatusCmd, infraUp, type CliContext } from "./infra.js";
 import { testCmd } from "./test-cmd.js";
 import { demoCmd } from "./demo.js";
 import { downCmd, upCmd } from "./fleet.js";
@@ -17,7 +17,7 @@ type Run = (ctx: CliContext, args: string[], root: string) => number | Promise<n
 /** What each command runs: every name of COMMANDS has one. */
 const RUN: Record<CommandName, Run> = {
   demo: (ctx, args) => demoCmd(ctx, args),
-  up: (ctx) => upCmd(ctx),
+  up: (ctx, args) => upCmd(ctx, clusterArg(args)),
   down: (ctx) => downCmd(ctx),
   submit: (ctx, args) => submitCmd(ctx, args),
   logs: (ctx, args) => logsCmd(ctx, args),
@@ -26,7 +26,7 @@ const RUN: Record<CommandName, Run> = {
   cancel: (ctx, args) => cancelCmd(ctx, args),
   keys: (ctx, args) => keysCmd(ctx, args),
   pool: (ctx) => poolCmd(ctx),
-  "infra up": (ctx) => infraUp(ctx),
+  "infra up": (ctx, args) => infraUp(ctx, clusterArg(args)),
   "infra down": (ctx) => infraDown(ctx),
   "infra status": (ctx) => infraStatusCmd(ctx),
   "infra env": (ctx) => infraEnv(ctx),

@@ -12,6 +12,7 @@ import {
 } from "../../devtools/src/model/index.js";
 import { SimulatedSandboxProvider } from "../../devtools/src/simulated/index.js";
 import type { MongoSessionStore, SandboxProvider, Session } from "../../shared/src/index.js";
+import { natsServers, type NatsUser } from "../../shared/src/bus/index.js";
 import { LocalSandboxProvider } from "../../shared/src/sandbox/local/index.js";
 import { deleteStreams, dropDatabase, eventually, logger, openStore, runAll, uniqueNamespace } from "./fixtures.js";
 import { api, startTestFleet, type TestFleet } from "./fleet.js";
@@ -32,6 +33,13 @@ const FLEET_FIELDS = [
   "services",
 ] as const;
 
+/** Servers a test file starts for its fleet; each service connects to NATS as its role's user when `natsUsers` is given. */
+export interface OwnInfra {
+  natsUrl?: string;
+  mongoUri?: string;
+  natsUsers?: NatsUser[];
+}
+
 export interface FleetFixtureOptions {
   /** Start of the fleet's namespace (also its database's name), made unique per call. */
   prefix: string;
@@ -51,7 +59,7 @@ export interface FleetFixtureOptions {
    * Starts servers of the file's own, before anything else; the run's shared server stands in for
    * any it does not name. Only what is on a shared server is cleaned up afterwards.
    */
-  infra?: (namespace: string) => Promise<{ natsUrl?: string; mongoUri?: string }>;
+  infra?: (namespace: string) => Promise<OwnInfra>;
   /** Opens `store` (the fleet's database) and `nc` (its NATS server) once the fleet runs. */
   store?: boolean;
   nats?: boolean;
@@ -105,7 +113,7 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
   let nc: NatsConnection | undefined;
   let simDir: string | undefined;
   let provider: SandboxProvider | undefined;
-  let own: { natsUrl?: string; mongoUri?: string } | undefined;
+  let own: OwnInfra | undefined;
 
   const present = <T>(value: T | undefined, missing: string): T => {
     if (value === undefined) throw new Error(`the test fleet ${missing}`);
@@ -122,7 +130,11 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
   beforeAll(async () => {
     if (options.skip) return;
     own = (await options.infra?.(namespace)) ?? {};
-    const infra = { natsUrl: own.natsUrl ?? inject("natsUrl"), mongoUri: own.mongoUri ?? inject("mongoUri") };
+    const infra = {
+      natsUrl: own.natsUrl ?? inject("natsUrl"),
+      mongoUri: own.mongoUri ?? inject("mongoUri"),
+      ...(own.natsUsers ? { natsUsers: own.natsUsers } : {}),
+    };
     if (options.simulated) simDir = mkdtempSync(join(tmpdir(), `fleet-sim-${options.prefix}-`));
     if (options.model) {
       const { scenario, byModel, apiKey } = options.model;
@@ -143,7 +155,7 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
       services: options.services,
     });
     if (options.store) store = await openStore(namespace, infra.mongoUri);
-    if (options.nats) nc = await connect({ servers: infra.natsUrl });
+    if (options.nats) nc = await connect({ servers: natsServers(infra.natsUrl) });
   }, options.timeoutMs ?? 120_000);
 
   afterAll(async () => {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { inject } from "vitest";
 import { ApiClient } from "../../cli/src/client.js";
 import { startService, type RunningService, type ServiceName } from "../../devtools/src/infra/index.js";
+import type { NatsUser } from "../../shared/src/bus/index.js";
 import { MongoSessionStore, createLogger, newApiKey } from "../../shared/src/index.js";
 
 export interface TestFleet {
@@ -37,7 +38,7 @@ export async function startTestFleet(options: {
   namespace: string;
   modelUrl: string;
   /** Servers of the test's own; default: the run's shared ones. */
-  infra?: { natsUrl: string; mongoUri: string };
+  infra?: { natsUrl: string; mongoUri: string; natsUsers?: NatsUser[] };
   env?: Record<string, string>;
   services: Array<[ServiceName, Record<string, string>?]>;
 }): Promise<TestFleet> {
@@ -78,6 +79,7 @@ export async function startTestFleet(options: {
           ...env,
         },
         readyTimeoutMs: 60_000,
+        ...(options.infra?.natsUsers ? { natsUsers: options.infra.natsUsers } : {}),
       },
       index,
     );

@@ -39,9 +39,16 @@ import type {
   Subscription,
 } from "./port.js";
 import { consumerName, DEFAULT_TUNING, provision, type ConsumerTuning } from "./provision.js";
+import { natsServers } from "./servers.js";
 
 export interface NatsBusConfig {
+  /** One URL, several, or a comma-separated list (NATS_URL of a cluster). */
   servers: string | string[];
+  /**
+   * Replicas of every stream and consumer provisioned (FLEET_STREAM_REPLICAS). Unset: 3 when the
+   * server is part of a cluster, 1 otherwise.
+   */
+  replicas?: number | undefined;
   /** Prefix of every subject, stream and durable; "" in production. */
   namespace: string;
   /** Connection name shown by the server (e.g. "spawner-<pid>"). */
@@ -77,7 +84,12 @@ class NatsBus implements Bus {
   }
 
   async provision(): Promise<void> {
-    await provision(this.jsm, this.config.namespace, this.tuning);
+    await provision(this.jsm, this.config.namespace, this.tuning, this.replicas());
+  }
+
+  /** What this bus provisions with: the configured count, or what the server it reached suggests. */
+  private replicas(): number {
+    return this.config.replicas ?? defaultReplicas(this.nc);
   }
 
   async publish<K extends EventKind>(
@@ -228,12 +240,17 @@ class NatsBus implements Bus {
   }
 }
 
+/** 3 on a cluster (the server reports the cluster it belongs to), 1 on a lone server. */
+export function defaultReplicas(nc: NatsConnection): number {
+  return nc.info?.cluster ? 3 : 1;
+}
+
 /** Connects (retrying in the background if the server goes away later) and returns the Bus. */
 export async function connectBus(config: NatsBusConfig, deps: NatsBusDeps): Promise<Bus> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: config.servers,
+      servers: natsServers(config.servers),
       name: config.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,

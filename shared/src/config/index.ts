@@ -21,7 +21,10 @@ const namespace = z
 export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
 
 export const busEnv = z.object({
+  /** One server, or the nodes of a cluster separated by commas (the client reconnects across them). */
   NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  /** Replicas of every stream and consumer the fleet provisions; unset: 3 on a cluster, 1 on a lone server. */
+  FLEET_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).optional(),
   /** This service's NATS user and password, when the server requires them (see docs/bus.md). */
   NATS_USER: z.string().min(1).optional(),
   NATS_PASSWORD: z.string().min(1).optional(),

@@ -49,6 +49,7 @@ export async function startRuntime(
   const bus = await connectBus(
     {
       servers: env.NATS_URL,
+      replicas: env.FLEET_STREAM_REPLICAS,
       namespace: env.FLEET_NAMESPACE,
       name: instanceId,
       ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? "" } : {}),
