@@ -127,7 +127,7 @@ export async function startTestFleet(options: {
 }
 
 export async function api<T>(
-  fleet: TestFleet,
+  fleet: Pick<TestFleet, "apiUrl" | "apiKey">,
   method: string,
   path: string,
   body?: unknown,
@@ -148,7 +148,7 @@ export async function api<T>(
 
 /** Reads the api's server-sent log stream of a session until its `end` event. */
 export async function readSse(
-  fleet: TestFleet,
+  fleet: Pick<TestFleet, "apiUrl" | "apiKey">,
   sessionId: string,
   onLine?: (l: { seq: number; line: string }) => void,
 ): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {

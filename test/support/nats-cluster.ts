@@ -33,7 +33,12 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function startTestCluster(prefix: string, options: { syncInterval?: string } = {}): Promise<TestCluster> {
+/** `namespace`: the fleet's (FLEET_NAMESPACE), which the users' permissions and the feed are made for. */
+export async function startTestCluster(
+  prefix: string,
+  options: { namespace?: string; syncInterval?: string } = {},
+): Promise<TestCluster> {
+  const namespace = options.namespace ?? "";
   const dir = mkdtempSync(join(tmpdir(), `fleet-${prefix}-`));
   const users = generateNatsUsers();
   const user = (role: NatsUser["role"]): NatsUser => {
@@ -48,7 +53,7 @@ export async function startTestCluster(prefix: string, options: { syncInterval?:
     size: 3,
     persistent: false,
     name: prefix,
-    auth: { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } },
+    auth: { config: natsAuthConfig(users, namespace), probe: { user: probe.user, pass: probe.password } },
     syncInterval: options.syncInterval,
   });
   const conns: NatsConnection[] = [];
@@ -79,7 +84,7 @@ export async function startTestCluster(prefix: string, options: { syncInterval?:
     if (!process.env.FLEET_TEST_KEEP) rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await provisionOutsideFeed(admin, "", 3);
+    await provisionOutsideFeed(admin, namespace, 3);
   } catch (err) {
     await stop();
     throw err;

@@ -4,8 +4,10 @@ import {
   TimeoutError,
   connect,
   headers as natsHeaders,
+  type MsgHdrs,
   type NatsConnection,
 } from "@nats-io/transport-node";
+import { z } from "zod";
 import {
   CONSUMERS,
   EVENTS,
@@ -66,6 +68,9 @@ export interface NatsBusDeps {
   deadLetters?: DeadLetterSink;
 }
 
+/** A JetStream publish ack, as a stream sends it. */
+const PubAckReply = z.object({ stream: z.string(), seq: z.number(), duplicate: z.boolean().default(false) });
+
 class NatsBus implements Bus {
   private readonly subs = new Set<Subscription>();
   private closing: Promise<void> | undefined;
@@ -106,19 +111,40 @@ class NatsBus implements Bus {
     const sessionId = (body as { sessionId: string }).sessionId;
     const h = natsHeaders();
     for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, v);
+    const subject = subjectFor(this.config.namespace, kind, sessionId);
+    const msgID = options.msgId ?? (spec.msgId as (m: EventOf<K>) => string)(body);
+    const stream = streamName(this.config.namespace, spec.stream);
+    const timeout = this.config.publishTimeoutMs ?? 5_000;
     try {
-      const ack = await this.js.publish(subjectFor(this.config.namespace, kind, sessionId), JSON.stringify(body), {
-        msgID: options.msgId ?? (spec.msgId as (m: EventOf<K>) => string)(body),
-        headers: h,
-        timeout: this.config.publishTimeoutMs ?? 5_000,
-      });
-      return { seq: ack.seq, duplicate: ack.duplicate };
+      const ack = await this.js.publish(subject, JSON.stringify(body), { msgID, headers: h, timeout });
+      if (ack.stream === stream) return { seq: ack.seq, duplicate: ack.duplicate };
+      // Another stream answered first: the outside account's feed also captures the requests its
+      // users send, and it answers a duplicate even while the fleet's stream is away (no quorum, an
+      // election). Only the fleet's own stream's ack means the message is in the fleet's hands.
+      h.set("Nats-Msg-Id", msgID);
+      return await this.ackFrom(stream, subject, JSON.stringify(body), h, timeout);
     } catch (err) {
       throw new FleetError("bus_unavailable", `publish to ${spec.subject} failed: ${errorMessage(err)}`, {
         retryable: true,
         cause: err,
       });
     }
+  }
+
+  /** Publishes again (deduplicated by its id) and waits for the ack of `stream` among the replies. */
+  private async ackFrom(
+    stream: string,
+    subject: string,
+    payload: string,
+    headers: MsgHdrs,
+    timeoutMs: number,
+  ): Promise<PublishResult> {
+    const replies = await this.nc.requestMany(subject, payload, { strategy: "timer", maxWait: timeoutMs, headers });
+    for await (const m of replies) {
+      const ack = PubAckReply.safeParse(m.json());
+      if (ack.success && ack.data.stream === stream) return { seq: ack.data.seq, duplicate: ack.data.duplicate };
+    }
+    throw new FleetError("bus_unavailable", `no ack from ${stream} within ${timeoutMs} ms`, { retryable: true });
   }
 
   consume<C extends ConsumerName>(consumer: C, options: ConsumeOptions<ConsumerEvent<C>>): Subscription {
