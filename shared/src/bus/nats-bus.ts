@@ -1,4 +1,10 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import {
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import {
   RequestError,
   TimeoutError,
@@ -26,7 +32,7 @@ import {
 } from "../contracts/index.js";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
-import { DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
+import { backoffMs, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 import { startBatchLoop } from "./batch-consume.js";
 import { startConsumeLoop } from "./consume.js";
 import { archiveBacklog, followLogs, lastLogSeq, readLogs, type LogStream } from "./logs.js";
@@ -68,6 +74,13 @@ export interface NatsBusDeps {
   deadLetters?: DeadLetterSink;
 }
 
+const PROVISION_TRIES = 5;
+
+/** A timeout, or JetStream saying it is unavailable for now (503: no leader yet). */
+function isPassing(err: unknown): boolean {
+  return err instanceof TimeoutError || (err instanceof JetStreamApiError && err.status === 503);
+}
+
 /** A JetStream publish ack, as a stream sends it. */
 const PubAckReply = z.object({ stream: z.string(), seq: z.number(), duplicate: z.boolean().default(false) });
 
@@ -89,7 +102,19 @@ class NatsBus implements Bus {
   }
 
   async provision(): Promise<void> {
-    await provision(this.jsm, this.config.namespace, this.tuning, this.replicas());
+    // On a cluster each stream and consumer change goes through its group's consensus: during an
+    // election, or on a loaded machine, a call can time out. Provisioning is idempotent: try again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await provision(this.jsm, this.config.namespace, this.tuning, this.replicas());
+        return;
+      } catch (err) {
+        if (attempt >= PROVISION_TRIES || !isPassing(err)) throw err;
+        const delay = backoffMs(attempt, { baseMs: 500, maxMs: 5_000 });
+        this.deps.logger.warn({ err: errorMessage(err), attempt, delay }, "provisioning failed; retrying");
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   /** What this bus provisions with: the configured count, or what the server it reached suggests. */
