@@ -146,6 +146,36 @@ describe("./fleet command line", () => {
     expect(fleet(["infra", "down"]).out).toMatch(/stopped nats-server \(\d+\), ferretdb \(\d+\)/);
     expect(fleet(["infra", "status"]).code).toBe(1);
   });
+
+  it("starts a three-node NATS cluster with --cluster 3: every node in NATS_URL, the fleet's users and the sync interval on each", () => {
+    const own = mkdtempSync(join(tmpdir(), "fleet-cli-cluster-"));
+    const env = { FLEET_HOME: own, FLEET_NATS_SYNC_INTERVAL: "always" };
+    try {
+      expect(fleet(["infra", "up", "--cluster", "2"], env).err).toMatch(/--cluster takes a node count from 3 to 7/);
+      const up = fleet(["infra", "up", "--cluster", "3"], env, 120_000);
+      expect(up.code, up.err).toBe(0);
+      expect(up.out).toContain("nats local (3-node cluster)");
+      expect(up.out).toMatch(
+        /NATS_URL=nats:\/\/127\.0\.0\.1:\d+,nats:\/\/127\.0\.0\.1:\d+,nats:\/\/127\.0\.0\.1:\d+$/m,
+      );
+      for (const node of ["fleet-n1", "fleet-n2", "fleet-n3"]) {
+        const conf = readFileSync(join(own, "infra", "nats", node, "nats.conf"), "utf8");
+        expect(conf).toContain(`server_name: "${node}"`);
+        expect(conf).toContain("sync_interval: always");
+        expect(conf).toMatch(/routes: \["nats-route:\/\/127\.0\.0\.1:\d+", "nats-route:\/\/127\.0\.0\.1:\d+"\]/);
+        expect(conf).toContain('user: "fleet-outside"');
+      }
+      const status = fleet(["infra", "status"], env);
+      expect(status.code, status.out).toBe(0);
+      expect(status.out.match(/nats-fleet-n\d\s+pid \d+ alive/g)).toHaveLength(3);
+      expect(fleet(["infra", "down"], env).out).toMatch(
+        /stopped nats-fleet-n1 \(\d+\), nats-fleet-n2 \(\d+\), nats-fleet-n3 \(\d+\), ferretdb \(\d+\)/,
+      );
+    } finally {
+      fleet(["infra", "down"], env);
+      rmSync(own, { recursive: true, force: true });
+    }
+  }, 150_000);
 });
 
 describe("./fleet demo", () => {

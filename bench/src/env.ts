@@ -5,6 +5,7 @@ import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { MongoClient, type Db } from "mongodb";
 import { SCHEMA_VERSION, STREAMS, streamName, subjectFor, type StreamKey } from "@fleet/shared";
+import { natsServers } from "@fleet/shared/bus";
 import {
   freePort,
   startInfra,
@@ -28,11 +29,25 @@ export interface BenchInfra {
   stop(): Promise<void>;
 }
 
-export async function startBenchInfra(dataDir: string, log: (line: string) => void): Promise<BenchInfra> {
+/**
+ * `cluster`: that many nats-server nodes on loopback (streams with 3 replicas, the fleet's default on
+ * a cluster); the bus counters then come from the first node only.
+ */
+export async function startBenchInfra(
+  dataDir: string,
+  log: (line: string) => void,
+  options: { cluster?: number } = {},
+): Promise<BenchInfra> {
   mkdirSync(dataDir, { recursive: true });
   const monitor = { nats: await freePort(), store: await freePort() };
-  const infra = await startInfra({ dataDir: join(dataDir, "infra"), docker: "off", monitor, progress: log });
-  const nc = await connect({ servers: infra.natsUrl, name: "bench" });
+  const infra = await startInfra({
+    dataDir: join(dataDir, "infra"),
+    docker: "off",
+    monitor,
+    progress: log,
+    ...(options.cluster ? { natsCluster: options.cluster } : {}),
+  });
+  const nc = await connect({ servers: natsServers(infra.natsUrl), name: "bench" });
   const mongo = await MongoClient.connect(infra.mongoUri, { maxPoolSize: 32 });
   return {
     infra,

@@ -1,9 +1,10 @@
 /**
- * `npm run bench [-- --quick] [-- --only B1,B3]`: starts the real nats-server and store, measures
+ * `npm run bench [-- --quick] [-- --only B1,B3] [-- --cluster]`: starts the real nats-server and store, measures
  * their raw limits, then runs the fleet's services as separate processes (simulated sandboxes and
  * agent for load; local sandboxes and OpenCode for B6) and the BullMQ peer, prints one table and
  * writes bench/results/<time>-<mode>.json (and latest-<mode>.json, and the plot as SVG). Runs of
- * some scenarios only, or with --profile, write to .fleet/bench-results instead.
+ * some scenarios only, or with --profile, write to .fleet/bench-results instead. --cluster runs B1
+ * and B2 again on a three-node nats-server cluster (replicas 3) and prints the ratios.
  */
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -15,7 +16,7 @@ import { startBenchInfra } from "./env.js";
 import { plotSvg } from "./plot.js";
 import { b9 } from "./gateway.js";
 import { b10 } from "./pool.js";
-import { b1, b2, b3, b4, b5, b6, b7, b8, type Ctx, type PeerRunner } from "./scenarios.js";
+import { b1, b2, b3, b4, b5, b6, b7, b8, type B1Row, type Ctx, type PeerRunner } from "./scenarios.js";
 import { renderTable, type Results } from "./table.js";
 import { progress, round } from "./util.js";
 
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
       only: { type: "string" },
       "no-peer": { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
+      cluster: { type: "boolean", default: false },
     },
   });
   const only = new Set((values.only ?? ALL.join(",")).split(",").map((s) => s.trim().toUpperCase()));
@@ -78,10 +80,10 @@ async function main(): Promise<void> {
       ...(values.profile ? { profileDir: join(dataDir, "profiles") } : {}),
     };
     if (only.has("B1")) results.b1 = await b1(ctx, peer?.run);
-    if (only.has("B2")) {
-      const best = results.b1?.reduce((a, r) => (r.sessionsPerSecond > a.sessionsPerSecond ? r : a));
-      results.b2 = await b2(ctx, best?.sessionsPerSecond ?? 100, best?.instances ?? 1, peer?.run);
-    }
+    const best = results.b1?.reduce((a, r) => (r.sessionsPerSecond > a.sessionsPerSecond ? r : a));
+    if (only.has("B2")) results.b2 = await b2(ctx, best?.sessionsPerSecond ?? 100, best?.instances ?? 1, peer?.run);
+    if (values.cluster && (only.has("B1") || only.has("B2")))
+      results.cluster = await onCluster(ctx, join(dataDir, "cluster"), only, best);
     if (only.has("B3")) results.b3 = await b3(ctx);
     if (only.has("B4")) results.b4 = await b4(ctx);
     if (only.has("B5")) results.b5 = await b5(ctx);
@@ -112,7 +114,47 @@ async function main(): Promise<void> {
     writeFileSync(join(outDir, `latest-${results.mode}.svg`), svg);
   }
   process.stdout.write(`${renderTable(results)}\n`);
+  for (const line of clusterRatios(results)) process.stdout.write(`${line}\n`);
   log(`done in ${results.seconds} s; results in ${relative(root, outDir)}/latest-${results.mode}.json`);
+}
+
+/**
+ * B1 and B2 once more on a three-node cluster with replicas 3, beside the one-node run above: B2 at
+ * the same offered rates, so the ratios compare like with like.
+ */
+async function onCluster(ctx: Ctx, dataDir: string, only: Set<string>, best: B1Row | undefined) {
+  const nodes = 3;
+  ctx.log(`B1/B2 on a ${nodes}-node nats-server cluster (replicas 3)`);
+  const b = await startBenchInfra(dataDir, ctx.log, { cluster: nodes });
+  try {
+    const c: Ctx = { ...ctx, b };
+    const out: NonNullable<Results["cluster"]> = { nodes };
+    if (only.has("B1")) out.b1 = await b1(c, undefined);
+    if (only.has("B2")) out.b2 = await b2(c, best?.sessionsPerSecond ?? 100, best?.instances ?? 1, undefined);
+    return out;
+  } finally {
+    await b.stop();
+  }
+}
+
+/** The cost of replication: one node's figure over the cluster's, row by row. */
+function clusterRatios(r: Results): string[] {
+  const lines: string[] = [];
+  for (const one of r.b1 ?? []) {
+    const three = r.cluster?.b1?.find((x) => x.instances === one.instances);
+    if (three)
+      lines.push(
+        `B1 ${one.instances} instance(s)/stage: ${round(one.sessionsPerSecond)} sessions/s on 1 node (R1), ${round(three.sessionsPerSecond)} on 3 nodes (R3): ratio ${round(one.sessionsPerSecond / three.sessionsPerSecond, 2)}`,
+      );
+  }
+  for (const one of r.b2 ?? []) {
+    const three = r.cluster?.b2?.find((x) => x.loadFraction === one.loadFraction);
+    if (three)
+      lines.push(
+        `B2 ${round(one.offeredPerSecond)} sessions/s: end to end minus simulated p50 ${round(one.endToEndMinusSimulated.p50, 1)} ms (R1) vs ${round(three.endToEndMinusSimulated.p50, 1)} ms (R3), ratio ${round(three.endToEndMinusSimulated.p50 / one.endToEndMinusSimulated.p50, 2)}; p99 ${round(one.endToEndMinusSimulated.p99, 1)} vs ${round(three.endToEndMinusSimulated.p99, 1)} ms`,
+      );
+  }
+  return lines;
 }
 
 main().then(

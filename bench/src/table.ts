@@ -22,6 +22,8 @@ export interface Results {
   b8?: B8Row[];
   b9?: B9Result;
   b10?: B10Result;
+  /** `--cluster`: B1 and B2 again on a three-node cluster (replicas 3), in the same run. */
+  cluster?: { nodes: number; b1?: B1Row[]; b2?: B2Row[] };
   seconds?: number;
 }
 

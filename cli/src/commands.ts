@@ -10,7 +10,8 @@ export const COMMANDS = [
   { name: "demo", about: "start everything on the embedded defaults, run one session end to end, stop" },
   {
     name: "up",
-    about: "start the infrastructure, the model (scripted unless FLEET_MODEL_URL), the model gateway and the services",
+    about:
+      "start the infrastructure (--cluster 3: a three-node NATS cluster), the model (scripted unless FLEET_MODEL_URL), the model gateway and the services",
   },
   { name: "down", about: "stop what 'up' started" },
   { name: "submit", about: "submit a session (with -f, print its log live until it ends)" },
@@ -22,7 +23,10 @@ export const COMMANDS = [
   { name: "keys revoke", about: "revoke an API key" },
   { name: "keys ls", about: "list the API keys (never the keys themselves)" },
   { name: "pool", about: "the warm pool per key: ready vs target, starting, claimed, hit ratio" },
-  { name: "infra up", about: "start NATS (JetStream) and the store in the background; print their URLs" },
+  {
+    name: "infra up",
+    about: "start NATS (JetStream; --cluster N: N nodes on loopback) and the store in the background; print their URLs",
+  },
   { name: "infra down", about: "stop what 'infra up' started" },
   { name: "infra status", about: "show whether they run and answer" },
   { name: "infra env", about: 'print shell exports for them: eval "$(./fleet infra env)"' },

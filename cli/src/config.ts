@@ -8,6 +8,13 @@ export const CliEnv = z.object({
     .regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://")
     .optional(),
   DOCKER_HOST: z.string().optional(),
+  FLEET_NATS_SYNC_INTERVAL: z
+    .string()
+    .regex(/^(always|\d+(ms|s|m|h))$/, "always, or a duration such as 10s")
+    .optional()
+    .describe(
+      "JetStream's sync_interval on the local NATS servers (default: nats-server's, lazy; always: fsync each write)",
+    ),
   FLEET_HOME: z.string().min(1).optional().describe("where ./fleet keeps state and logs (default <root>/.fleet)"),
   FLEET_API_KEY: z
     .string()

@@ -16,7 +16,7 @@ import {
 } from "@fleet/devtools/infra";
 import { ensureDebianPackages, SANDBOX_PACKAGES } from "./debian.js";
 import { clearFleetState, readFleetState, writeFleetState } from "./fleet-state.js";
-import { infraDown, infraDir, infraUp, type CliContext } from "./infra.js";
+import { infraDown, infraDir, infraUp, type CliContext, type InfraUpOptions } from "./infra.js";
 import { createKey, keyFile, openStoreFor, saveDevKey } from "./keys.js";
 import { readInfraState } from "@fleet/devtools/infra";
 import { reachableSandboxRoot } from "@fleet/shared/sandbox";
@@ -190,10 +190,11 @@ export function upSpawnerEnv(pool: number | undefined): Record<string, string> {
 }
 
 /**
- * `./fleet up [--pool N]`: infrastructure, the model (scripted unless FLEET_MODEL_URL), one of each
- * service; with `--pool N` the spawner keeps a warm pool of N ready agents.
+ * `./fleet up [--pool N] [--cluster N]`: infrastructure (NATS as one server or a local cluster), the
+ * model (scripted unless FLEET_MODEL_URL), one of each service; with `--pool N` the spawner keeps a
+ * warm pool of N ready agents.
  */
-export async function upCmd(ctx: CliContext, pool?: number): Promise<number> {
+export async function upCmd(ctx: CliContext, pool?: number, infra: InfraUpOptions = {}): Promise<number> {
   const spawnerEnv = upSpawnerEnv(pool);
   const existing = readFleetState(ctx.home);
   if (existing?.processes.every((p) => isAlive(p.pid))) {
@@ -202,13 +203,13 @@ export async function upCmd(ctx: CliContext, pool?: number): Promise<number> {
   }
   if (existing) await downServices(ctx);
   ensureSandboxTools(ctx);
-  await infraUp(ctx);
-  const infra = readInfraState(infraDir(ctx));
-  if (!infra) throw new FleetError("infra", "infrastructure state missing after infra up");
+  await infraUp(ctx, infra);
+  const state = readInfraState(infraDir(ctx));
+  if (!state) throw new FleetError("infra", "infrastructure state missing after infra up");
   const logDir = join(ctx.home, "logs");
   mkdirSync(logDir, { recursive: true });
   const started: Array<{ name: string; pid: number; logFile: string }> = [];
-  const { apiUrl, gatewayUrl, modelUrl } = await startFleetProcesses(ctx, infra, {
+  const { apiUrl, gatewayUrl, modelUrl } = await startFleetProcesses(ctx, state, {
     logDir,
     sandboxDir: reachableSandboxRoot(join(ctx.home, "sandboxes")),
     persistent: true,

@@ -36,7 +36,12 @@ function printExports(
   ctx.out(`use them with: eval "$(./fleet infra env)"`);
 }
 
-export async function infraUp(ctx: CliContext): Promise<number> {
+export interface InfraUpOptions {
+  /** Nodes of the local NATS cluster; unset: one server. */
+  cluster?: number;
+}
+
+export async function infraUp(ctx: CliContext, options: InfraUpOptions = {}): Promise<number> {
   const dir = infraDir(ctx);
   const existing = readInfraState(dir);
   if (existing?.processes.every((p) => isAlive(p.pid))) {
@@ -52,10 +57,13 @@ export async function infraUp(ctx: CliContext): Promise<number> {
     mongoUri: ctx.env.MONGODB_URI,
     dockerHost: ctx.env.DOCKER_HOST,
     natsAuth: true,
+    natsCluster: options.cluster,
+    natsSyncInterval: ctx.env.FLEET_NATS_SYNC_INTERVAL,
     progress: (m) => ctx.out(m),
   });
   writeInfraState(dir, infra);
-  ctx.out(`infrastructure up: nats ${infra.nats}, store ${infra.store}; data and logs in ${dir}`);
+  const nodes = options.cluster && infra.nats === "local" ? ` (${options.cluster}-node cluster)` : "";
+  ctx.out(`infrastructure up: nats ${infra.nats}${nodes}, store ${infra.store}; data and logs in ${dir}`);
   printExports(ctx, infra.natsUrl, infra.mongoUri, infra.natsUsers);
   return 0;
 }

@@ -12,6 +12,17 @@ FLEET_HOME moves state and logs (default .fleet/ in the project).
 Exit codes: 0 done; 1 failed (a session that did not complete, a refusal of the fleet, a check
 that found something down); 2 wrong usage; 3 the fleet could not be reached.`;
 
+const cluster = {
+  cluster: {
+    type: "number",
+    describe: "run NATS as a local cluster of N nodes (3 to 7: a majority survives the loss of a node)",
+  },
+} as const;
+const clusterOk = (a: { cluster?: number | undefined }): true | string =>
+  a.cluster === undefined ||
+  (Number.isInteger(a.cluster) && a.cluster >= 3 && a.cluster <= 7) ||
+  "--cluster takes a node count from 3 to 7";
+
 const json = {
   json: { type: "boolean", default: false, describe: "print JSON (one document, or JSON lines when following)" },
 } as const;
@@ -49,8 +60,13 @@ function cli(argv: string[], ctx: () => Promise<CliContext>, done: (code: number
             type: "number",
             describe: "keep a warm pool of N ready agents (FLEET_POOL_MIN = FLEET_POOL_MAX = N, 1 to 1000)",
           })
-          .check((a) => !Number.isNaN(a.pool) || "--pool must be a number"),
-      (a) => run(async (c) => (await import("./fleet.js")).upCmd(c, a.pool)),
+          .check((a) => !Number.isNaN(a.pool) || "--pool must be a number")
+          .options(cluster)
+          .check(clusterOk),
+      (a) =>
+        run(async (c) =>
+          (await import("./fleet.js")).upCmd(c, a.pool, a.cluster !== undefined ? { cluster: a.cluster } : {}),
+        ),
     )
     .command("down", about("down"), {}, () => run(async (c) => (await import("./fleet.js")).downCmd(c)))
     .command(
@@ -193,7 +209,15 @@ function cli(argv: string[], ctx: () => Promise<CliContext>, done: (code: number
     )
     .command("infra", about("infra"), (y) =>
       y
-        .command("up", about("infra up"), {}, () => run(async (c) => (await import("./infra.js")).infraUp(c)))
+        .command(
+          "up",
+          about("infra up"),
+          (u) => u.options(cluster).check(clusterOk),
+          (a) =>
+            run(async (c) =>
+              (await import("./infra.js")).infraUp(c, a.cluster !== undefined ? { cluster: a.cluster } : {}),
+            ),
+        )
         .command("down", about("infra down"), {}, () => run(async (c) => (await import("./infra.js")).infraDown(c)))
         .command(
           "status",

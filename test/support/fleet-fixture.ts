@@ -14,6 +14,7 @@ import { SimulatedSandboxProvider } from "../../devtools/src/simulated/index.js"
 import { type LocalE2B, startLocalE2B } from "../../devtools/src/e2b/index.js";
 import type { MongoSessionStore, SandboxProvider, Session } from "../../shared/src/index.js";
 import { resolveOpencodeBinary } from "../../shared/src/agent/opencode/index.js";
+import { natsServers, type NatsUser } from "../../shared/src/bus/index.js";
 import { E2BSandboxProvider } from "../../shared/src/sandbox/e2b/index.js";
 import { isProcessRunning, LocalSandboxProvider } from "../../shared/src/sandbox/local/index.js";
 import { deleteStreams, dropDatabase, eventually, logger, openStore, runAll, uniqueNamespace } from "./fixtures.js";
@@ -34,6 +35,13 @@ const FLEET_FIELDS = [
   "apiKey",
   "services",
 ] as const;
+
+/** Servers a test file starts for its fleet; each service connects to NATS as its role's user when `natsUsers` is given. */
+export interface OwnInfra {
+  natsUrl?: string;
+  mongoUri?: string;
+  natsUsers?: NatsUser[];
+}
 
 export interface FleetFixtureOptions {
   /** Start of the fleet's namespace (also its database's name), made unique per call. */
@@ -59,7 +67,7 @@ export interface FleetFixtureOptions {
    * Starts servers of the file's own, before anything else; the run's shared server stands in for
    * any it does not name. Only what is on a shared server is cleaned up afterwards.
    */
-  infra?: (namespace: string) => Promise<{ natsUrl?: string; mongoUri?: string }>;
+  infra?: (namespace: string) => Promise<OwnInfra>;
   /** Opens `store` (the fleet's database) and `nc` (its NATS server) once the fleet runs. */
   store?: boolean;
   nats?: boolean;
@@ -131,7 +139,7 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
   let nc: NatsConnection | undefined;
   let simDir: string | undefined;
   let provider: SandboxProvider | undefined;
-  let own: { natsUrl?: string; mongoUri?: string } | undefined;
+  let own: OwnInfra | undefined;
   let e2b: LocalE2B | undefined;
   const sandboxKind: SandboxKind = options.sandboxes ?? "local";
 
@@ -152,7 +160,11 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
   beforeAll(async () => {
     if (options.skip) return;
     own = (await options.infra?.(namespace)) ?? {};
-    const infra = { natsUrl: own.natsUrl ?? inject("natsUrl"), mongoUri: own.mongoUri ?? inject("mongoUri") };
+    const infra = {
+      natsUrl: own.natsUrl ?? inject("natsUrl"),
+      mongoUri: own.mongoUri ?? inject("mongoUri"),
+      ...(own.natsUsers ? { natsUsers: own.natsUsers } : {}),
+    };
     if (options.simulated) simDir = mkdtempSync(join(tmpdir(), `fleet-sim-${options.prefix}-`));
     // The agent's binary is readable in local E2B sandboxes, as a template would hold it.
     if (sandboxKind === "e2b")
@@ -182,7 +194,7 @@ export function useTestFleet(options: FleetFixtureOptions): FleetFixture {
     // All the network an E2B sandbox needs here: the model, the gateway and the fleet's callbacks.
     e2b?.setEgress([model?.url, fleet.apiUrl, fleet.gatewayUrl].filter((u): u is string => Boolean(u)));
     if (options.store) store = await openStore(namespace, infra.mongoUri);
-    if (options.nats) nc = await connect({ servers: infra.natsUrl });
+    if (options.nats) nc = await connect({ servers: natsServers(infra.natsUrl) });
   }, options.timeoutMs ?? 120_000);
 
   afterAll(async () => {

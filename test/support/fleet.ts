@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { inject } from "vitest";
 import { FleetHttpClient } from "../../client/src/index.js";
 import { startService, type RunningService, type ServiceName } from "../../devtools/src/infra/index.js";
+import type { NatsUser } from "../../shared/src/bus/index.js";
 import { MongoSessionStore, createLogger, newApiKey } from "../../shared/src/index.js";
 
 export interface TestFleet {
@@ -37,7 +38,7 @@ export async function startTestFleet(options: {
   namespace: string;
   modelUrl: string;
   /** Servers of the test's own; default: the run's shared ones. */
-  infra?: { natsUrl: string; mongoUri: string };
+  infra?: { natsUrl: string; mongoUri: string; natsUsers?: NatsUser[] };
   env?: Record<string, string>;
   services: Array<[ServiceName, Record<string, string>?]>;
 }): Promise<TestFleet> {
@@ -78,6 +79,7 @@ export async function startTestFleet(options: {
           ...env,
         },
         readyTimeoutMs: 60_000,
+        ...(options.infra?.natsUsers ? { natsUsers: options.infra.natsUsers } : {}),
       },
       index,
     );
@@ -125,7 +127,7 @@ export async function startTestFleet(options: {
 }
 
 export async function api<T>(
-  fleet: TestFleet,
+  fleet: Pick<TestFleet, "apiUrl" | "apiKey">,
   method: string,
   path: string,
   body?: unknown,
@@ -146,7 +148,7 @@ export async function api<T>(
 
 /** Reads the api's server-sent log stream of a session until its `end` event. */
 export async function readSse(
-  fleet: TestFleet,
+  fleet: Pick<TestFleet, "apiUrl" | "apiKey">,
   sessionId: string,
   onLine?: (l: { seq: number; line: string }) => void,
 ): Promise<{ lines: Array<{ seq: number; line: string }>; end: { status: string } }> {

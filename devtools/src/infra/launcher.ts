@@ -3,10 +3,11 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
-import { generateNatsUsers, natsAuthConfig, provisionOutsideFeed, type NatsUser } from "@fleet/shared/bus";
+import { generateNatsUsers, natsAuthConfig, natsServers, provisionOutsideFeed, type NatsUser } from "@fleet/shared/bus";
 import { FleetError } from "@fleet/shared/errors";
 import { defaultToolsDir } from "./paths.js";
 import { isAlive, stopPid, type ManagedProcess } from "./process.js";
+import { startNatsCluster } from "./nats-cluster.js";
 import { dockerAnswers, pingMongo, startFerretDb, startMongoContainer, startNatsServer } from "./servers.js";
 import { ensureFerretDb, ensureNatsServer, type Progress } from "./tools.js";
 
@@ -26,6 +27,13 @@ export interface InfraOptions {
   persistent?: boolean;
   /** A local nats-server requires per-role users (see shared/src/bus/nats-auth.ts); ignored for a given NATS_URL. */
   natsAuth?: boolean;
+  /** Nodes of the local nats-server cluster (`--cluster 3`); 1 or unset: a lone server. */
+  natsCluster?: number | undefined;
+  /**
+   * JetStream's sync_interval on every local node: unset keeps nats-server's lazy default (fsync
+   * every 2 minutes), `always` fsyncs each write before acknowledging it (docs/guarantees.md).
+   */
+  natsSyncInterval?: string | undefined;
   /** Serve the local servers' own counters on these loopback ports (benchmarks read them). */
   monitor?: { nats: number; store: number };
   progress?: Progress;
@@ -65,30 +73,40 @@ async function startStore(opts: InfraOptions, toolsDir: string, progress: Progre
 }
 
 async function startBus(opts: InfraOptions, toolsDir: string, progress: Progress) {
-  if (opts.natsUrl) return { url: opts.natsUrl, kind: "external" as const };
+  if (opts.natsUrl) return { url: opts.natsUrl, kind: "external" as const, processes: [] };
   const binary = await ensureNatsServer(toolsDir, progress);
   const users = opts.natsAuth ? generateNatsUsers() : undefined;
   const probe = users?.find((u) => u.role === "spawner");
-  const s = await startNatsServer({
+  const auth =
+    users && probe ? { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } } : undefined;
+  const size = opts.natsCluster ?? 1;
+  const common = {
     binary,
     dataDir: opts.dataDir,
     persistent: opts.persistent ?? false,
+    syncInterval: opts.natsSyncInterval,
     ...(opts.monitor ? { monitorPort: opts.monitor.nats } : {}),
-    ...(users && probe
-      ? { auth: { config: natsAuthConfig(users), probe: { user: probe.user, pass: probe.password } } }
-      : {}),
-  });
-  if (users && probe) {
-    // Outside systems keep their consumers on the feed in their own account; the fleet makes it.
+    ...(auth ? { auth } : {}),
+  };
+  const started =
+    size > 1
+      ? await startNatsCluster({ ...common, size }).then((c) => ({
+          url: c.url,
+          processes: c.nodes.map((n) => n.process),
+        }))
+      : await startNatsServer(common).then((s) => ({ url: s.url, processes: [s.process] }));
+  if (auth) {
+    // Outside systems keep their consumers on the feed in their own account; the fleet makes it,
+    // replicated like the fleet's own streams.
     try {
-      const nc = await connect({ servers: s.url, user: probe.user, pass: probe.password });
-      await provisionOutsideFeed(nc).finally(() => nc.close());
+      const nc = await connect({ servers: natsServers(started.url), ...auth.probe });
+      await provisionOutsideFeed(nc, "", size >= 3 ? 3 : 1).finally(() => nc.close());
     } catch (err) {
-      await s.process.stop();
+      await Promise.all(started.processes.map((p) => p.stop()));
       throw err;
     }
   }
-  return { url: s.url, kind: "local" as const, process: s.process, users };
+  return { url: started.url, kind: "local" as const, processes: started.processes, users };
 }
 
 /** Starts (or adopts) NATS with JetStream and a MongoDB-protocol store, ready to use. */
@@ -102,7 +120,7 @@ export async function startInfra(opts: InfraOptions): Promise<Infra> {
     startStore(opts, toolsDir, progress),
   ]);
   const started: ManagedProcess[] = [];
-  if (bus.status === "fulfilled" && bus.value.process) started.push(bus.value.process);
+  if (bus.status === "fulfilled") started.push(...bus.value.processes);
   if (store.status === "fulfilled" && "process" in store.value && store.value.process)
     started.push(store.value.process);
   const container = store.status === "fulfilled" && "container" in store.value ? store.value.container : undefined;
@@ -186,7 +204,7 @@ export async function infraStatus(dir: string): Promise<InfraHealth | undefined>
   const { connect } = await import("@nats-io/transport-node");
   const probe = state.natsUsers?.find((u) => u.role === "spawner");
   const natsReady = await connect({
-    servers: state.natsUrl,
+    servers: natsServers(state.natsUrl),
     reconnect: false,
     timeout: 1_000,
     ...(probe ? { user: probe.user, pass: probe.password } : {}),

@@ -6,6 +6,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { MongoClient } from "mongodb";
 import { FleetError, errorMessage } from "@fleet/shared/errors";
+import { natsNodeConfig } from "./nats-config.js";
 import { freePort } from "./ports.js";
 import { logTail, startProcess, type ManagedProcess } from "./process.js";
 
@@ -30,7 +31,7 @@ export interface StartedServer {
   process: ManagedProcess;
 }
 
-async function waitReady(
+export async function waitReady(
   proc: ManagedProcess,
   what: string,
   timeoutMs: number,
@@ -58,57 +59,53 @@ async function waitReady(
 }
 
 /** nats-server with JetStream (file storage) on a free loopback port; ready once JetStream answers. */
-export async function startNatsServer(opts: ServerStart & { auth?: NatsAuthStart }): Promise<StartedServer> {
+export async function startNatsServer(
+  opts: ServerStart & { auth?: NatsAuthStart; syncInterval?: string | undefined },
+): Promise<StartedServer> {
   const dir = join(opts.dataDir, "nats");
   mkdirSync(dir, { recursive: true });
-  const confArgs: string[] = [];
-  if (opts.auth) {
-    const conf = join(dir, "auth.conf");
-    writeFileSync(conf, opts.auth.config, { mode: 0o600 });
-    confArgs.push("-c", conf);
-  }
+  const conf = join(dir, "nats.conf");
   for (let tries = 1; ; tries++) {
     const port = await freePort();
+    // Owner-only: with auth on, it holds the users' passwords.
+    writeFileSync(
+      conf,
+      natsNodeConfig({
+        serverName: `fleet-${port}`,
+        port,
+        storeDir: join(dir, "jetstream"),
+        monitorPort: opts.monitorPort,
+        syncInterval: opts.syncInterval,
+        accounts: opts.auth?.config,
+      }),
+      { mode: 0o600 },
+    );
     const proc = startProcess({
       name: "nats-server",
       command: opts.binary,
-      args: [
-        ...confArgs,
-        "-a",
-        "127.0.0.1",
-        "-p",
-        String(port),
-        "-js",
-        "-sd",
-        join(dir, "jetstream"),
-        "-n",
-        `fleet-${port}`,
-        ...(opts.monitorPort ? ["-m", String(opts.monitorPort)] : []),
-      ],
+      args: ["-c", conf],
       logFile: join(opts.dataDir, "nats-server.log"),
       persistent: opts.persistent,
     });
     const url = `nats://127.0.0.1:${port}`;
     try {
-      await waitReady(proc, "nats-server", opts.readyTimeoutMs ?? 20_000, async () => {
-        const nc = await connect({
-          servers: url,
-          reconnect: false,
-          timeout: 1_000,
-          ...(opts.auth ? opts.auth.probe : {}),
-        });
-        try {
-          const jsm = await jetstreamManager(nc);
-          await jsm.getAccountInfo();
-        } finally {
-          await nc.close();
-        }
-      });
+      await waitReady(proc, "nats-server", opts.readyTimeoutMs ?? 20_000, () => probeJetStream(url, opts.auth?.probe));
       return { url, process: proc };
     } catch (err) {
       // The free port may have been taken between our probe and the server's bind: try another.
       if (tries >= 3) throw err;
     }
+  }
+}
+
+/** Resolves once the server at `url` answers a JetStream request (in a cluster: once it has a meta leader). */
+export async function probeJetStream(url: string, creds?: { user: string; pass: string }): Promise<void> {
+  const nc = await connect({ servers: url, reconnect: false, timeout: 1_000, ...(creds ?? {}) });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 1_000 });
+    await jsm.getAccountInfo();
+  } finally {
+    await nc.close();
   }
 }
 

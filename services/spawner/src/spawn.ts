@@ -131,6 +131,8 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
 
   const timings: SetupTimings = { queuedMs: Math.max(0, Date.now() - session.createdAt) };
   let sandbox: Sandbox | undefined;
+  /** The session runs in `sandbox` (its transition to running is written): the sandbox is no longer this attempt's to kill. */
+  let live = false;
   // A ready agent from the warm pool, when there is one within the claim wait: it comes with its
   // fleet-wide slot (already counted under FLEET_MAX_SANDBOXES), so only a per-project cap is waited for.
   const pool = deps.settings.pool;
@@ -215,6 +217,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       },
     });
     if (!running) throw new SessionEnded(session.id, "before its agent ran");
+    live = true;
     await writer.append([
       { kind: "system", key: `setup:${attempt}:prompt`, line: `Prompt sent; setup took ${ms(timings.totalMs)}` },
     ]);
@@ -230,8 +233,10 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       return;
     }
     if (isRetryable(err) && !ctx.finalDelivery) {
-      // Released for another try; the next attempt replaces this sandbox.
-      if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
+      // Released for another try; the next attempt replaces this sandbox. Once the session runs in
+      // it, the sandbox is the session's: a failed publish of session.running (which may even have
+      // landed: a timeout says nothing) is repaired by the redelivery, which republishes it.
+      if (sandbox && !live) await deps.provider.kill(sandbox.id).catch(() => undefined);
       throw err;
     }
     const code = err instanceof FleetError ? err.code : "internal";

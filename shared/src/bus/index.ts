@@ -11,6 +11,7 @@ export type {
   PublishResult,
   Subscription,
 } from "./port.js";
+export { natsServers } from "./servers.js";
 export { connectBus, type NatsBusConfig, type NatsBusDeps } from "./nats-bus.js";
 export { backoffMs, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 export { consumerName, DEFAULT_TUNING, type ConsumerTuning } from "./provision.js";

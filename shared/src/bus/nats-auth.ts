@@ -150,8 +150,9 @@ export function natsAuthConfig(users: readonly NatsUser[], namespace = ""): stri
   return `accounts {\n${[...fleet, ...outside].join("\n")}\n}\n`;
 }
 
-function feedConfig(namespace: string): Partial<StreamConfig> & { name: string } {
+function feedConfig(namespace: string, replicas: number): Partial<StreamConfig> & { name: string } {
   return {
+    num_replicas: replicas,
     name: feedStreamName(namespace),
     description: FEED.description,
     subjects: FEED.kinds.map((k) => subjectFilter(namespace, k)),
@@ -171,9 +172,9 @@ function feedConfig(namespace: string): Partial<StreamConfig> & { name: string }
  * API (`nc` is a fleet user's connection). Idempotent. Before it runs, outside systems can send
  * requests and subscribe, but keep no consumers.
  */
-export async function provisionOutsideFeed(nc: NatsConnection, namespace = ""): Promise<void> {
+export async function provisionOutsideFeed(nc: NatsConnection, namespace = "", replicas = 1): Promise<void> {
   const jsm = await jetstreamManager(nc, { apiPrefix: FEED_API_PREFIX, checkAPI: false });
-  const cfg = feedConfig(namespace);
+  const cfg = feedConfig(namespace, replicas);
   const exists = await jsm.streams.info(cfg.name).then(
     () => true,
     (err: unknown) => {

@@ -1,12 +1,20 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import {
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { activeTraceparent } from "../telemetry/index.js";
 import {
   RequestError,
   TimeoutError,
   connect,
   headers as natsHeaders,
+  type MsgHdrs,
   type NatsConnection,
 } from "@nats-io/transport-node";
+import { z } from "zod";
 import {
   CONSUMERS,
   EVENTS,
@@ -25,7 +33,7 @@ import {
 } from "../contracts/index.js";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
-import { DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
+import { backoffMs, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 import { startBatchLoop } from "./batch-consume.js";
 import { startConsumeLoop } from "./consume.js";
 import { archiveBacklog, followLogs, lastLogSeq, readLogs, type LogStream } from "./logs.js";
@@ -41,9 +49,16 @@ import type {
   Subscription,
 } from "./port.js";
 import { consumerName, DEFAULT_TUNING, provision, type ConsumerTuning } from "./provision.js";
+import { natsServers } from "./servers.js";
 
 export interface NatsBusConfig {
+  /** One URL, several, or a comma-separated list (NATS_URL of a cluster). */
   servers: string | string[];
+  /**
+   * Replicas of every stream and consumer provisioned (FLEET_STREAM_REPLICAS). Unset: 3 when the
+   * server is part of a cluster, 1 otherwise.
+   */
+  replicas?: number | undefined;
   /** Prefix of every subject, stream and durable; "" in production. */
   namespace: string;
   /** Connection name shown by the server (e.g. "spawner-<pid>"). */
@@ -60,6 +75,16 @@ export interface NatsBusDeps {
   /** Where terminated and exhausted messages are recorded. */
   deadLetters?: DeadLetterSink;
 }
+
+const PROVISION_TRIES = 5;
+
+/** A timeout, or JetStream saying it is unavailable for now (503: no leader yet). */
+function isPassing(err: unknown): boolean {
+  return err instanceof TimeoutError || (err instanceof JetStreamApiError && err.status === 503);
+}
+
+/** A JetStream publish ack, as a stream sends it. */
+const PubAckReply = z.object({ stream: z.string(), seq: z.number(), duplicate: z.boolean().default(false) });
 
 class NatsBus implements Bus {
   private readonly subs = new Set<Subscription>();
@@ -79,7 +104,24 @@ class NatsBus implements Bus {
   }
 
   async provision(): Promise<void> {
-    await provision(this.jsm, this.config.namespace, this.tuning);
+    // On a cluster each stream and consumer change goes through its group's consensus: during an
+    // election, or on a loaded machine, a call can time out. Provisioning is idempotent: try again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await provision(this.jsm, this.config.namespace, this.tuning, this.replicas());
+        return;
+      } catch (err) {
+        if (attempt >= PROVISION_TRIES || !isPassing(err)) throw err;
+        const delay = backoffMs(attempt, { baseMs: 500, maxMs: 5_000 });
+        this.deps.logger.warn({ err: errorMessage(err), attempt, delay }, "provisioning failed; retrying");
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** What this bus provisions with: the configured count, or what the server it reached suggests. */
+  private replicas(): number {
+    return this.config.replicas ?? defaultReplicas(this.nc);
   }
 
   async publish<K extends EventKind>(
@@ -99,19 +141,40 @@ class NatsBus implements Bus {
     const traceparent = activeTraceparent();
     if (traceparent) h.set("traceparent", traceparent);
     for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, v);
+    const subject = subjectFor(this.config.namespace, kind, sessionId);
+    const msgID = options.msgId ?? (spec.msgId as (m: EventOf<K>) => string)(body);
+    const stream = streamName(this.config.namespace, spec.stream);
+    const timeout = this.config.publishTimeoutMs ?? 5_000;
     try {
-      const ack = await this.js.publish(subjectFor(this.config.namespace, kind, sessionId), JSON.stringify(body), {
-        msgID: options.msgId ?? (spec.msgId as (m: EventOf<K>) => string)(body),
-        headers: h,
-        timeout: this.config.publishTimeoutMs ?? 5_000,
-      });
-      return { seq: ack.seq, duplicate: ack.duplicate };
+      const ack = await this.js.publish(subject, JSON.stringify(body), { msgID, headers: h, timeout });
+      if (ack.stream === stream) return { seq: ack.seq, duplicate: ack.duplicate };
+      // Another stream answered first: the outside account's feed also captures the requests its
+      // users send, and it answers a duplicate even while the fleet's stream is away (no quorum, an
+      // election). Only the fleet's own stream's ack means the message is in the fleet's hands.
+      h.set("Nats-Msg-Id", msgID);
+      return await this.ackFrom(stream, subject, JSON.stringify(body), h, timeout);
     } catch (err) {
       throw new FleetError("bus_unavailable", `publish to ${spec.subject} failed: ${errorMessage(err)}`, {
         retryable: true,
         cause: err,
       });
     }
+  }
+
+  /** Publishes again (deduplicated by its id) and waits for the ack of `stream` among the replies. */
+  private async ackFrom(
+    stream: string,
+    subject: string,
+    payload: string,
+    headers: MsgHdrs,
+    timeoutMs: number,
+  ): Promise<PublishResult> {
+    const replies = await this.nc.requestMany(subject, payload, { strategy: "timer", maxWait: timeoutMs, headers });
+    for await (const m of replies) {
+      const ack = PubAckReply.safeParse(m.json());
+      if (ack.success && ack.data.stream === stream) return { seq: ack.data.seq, duplicate: ack.data.duplicate };
+    }
+    throw new FleetError("bus_unavailable", `no ack from ${stream} within ${timeoutMs} ms`, { retryable: true });
   }
 
   consume<C extends ConsumerName>(consumer: C, options: ConsumeOptions<ConsumerEvent<C>>): Subscription {
@@ -259,12 +322,17 @@ class NatsBus implements Bus {
   }
 }
 
+/** 3 on a cluster (the server reports the cluster it belongs to), 1 on a lone server. */
+export function defaultReplicas(nc: NatsConnection): number {
+  return nc.info?.cluster ? 3 : 1;
+}
+
 /** Connects (retrying in the background if the server goes away later) and returns the Bus. */
 export async function connectBus(config: NatsBusConfig, deps: NatsBusDeps): Promise<Bus> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: config.servers,
+      servers: natsServers(config.servers),
       name: config.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,

@@ -44,9 +44,10 @@ export function consumerName(namespace: string, name: ConsumerName): string {
   return namespace ? `${namespace}_${name}` : name;
 }
 
-function streamConfig(namespace: string, key: StreamKey): Partial<StreamConfig> & { name: string } {
+function streamConfig(namespace: string, key: StreamKey, replicas: number): Partial<StreamConfig> & { name: string } {
   const s = STREAMS[key];
   return {
+    num_replicas: replicas,
     name: streamName(namespace, key),
     description: s.description,
     subjects: streamSubjects(namespace, key),
@@ -62,6 +63,7 @@ function consumerConfig(
   namespace: string,
   name: ConsumerName,
   tuning: ConsumerTuning,
+  replicas: number,
 ): Partial<ConsumerConfig> & { durable_name: string } {
   const spec: { event: EventKind; maxDeliver?: number; held?: boolean } = CONSUMERS[name];
   return {
@@ -72,6 +74,7 @@ function consumerConfig(
     ack_wait: nanos(spec.held ? tuning.heldAckWaitMs : tuning.ackWaitMs),
     max_deliver: spec.maxDeliver ?? tuning.maxDeliver,
     max_ack_pending: tuning.maxAckPending,
+    num_replicas: replicas,
   };
 }
 
@@ -82,12 +85,18 @@ function isNotFound(err: unknown): boolean {
 }
 
 /**
- * Idempotent: creates what is missing and brings what exists to the wanted config. Several
- * instances may run it at once; a lost create race turns into an update.
+ * Idempotent: creates what is missing and brings what exists to the wanted config (the replica
+ * count included: a stream made with 1 on a cluster is grown to `replicas`). Several instances may
+ * run it at once; a lost create race turns into an update.
  */
-export async function provision(jsm: JetStreamManager, namespace: string, tuning: ConsumerTuning): Promise<void> {
+export async function provision(
+  jsm: JetStreamManager,
+  namespace: string,
+  tuning: ConsumerTuning,
+  replicas = 1,
+): Promise<void> {
   for (const key of Object.keys(STREAMS) as StreamKey[]) {
-    const cfg = streamConfig(namespace, key);
+    const cfg = streamConfig(namespace, key, replicas);
     await upsert(
       () => jsm.streams.info(cfg.name),
       () => jsm.streams.add(cfg),
@@ -96,7 +105,7 @@ export async function provision(jsm: JetStreamManager, namespace: string, tuning
   }
   for (const name of Object.keys(CONSUMERS) as ConsumerName[]) {
     const stream = streamName(namespace, CONSUMERS[name].stream);
-    const cfg = consumerConfig(namespace, name, tuning);
+    const cfg = consumerConfig(namespace, name, tuning, replicas);
     await upsert(
       () => jsm.consumers.info(stream, cfg.durable_name),
       () => jsm.consumers.add(stream, cfg),

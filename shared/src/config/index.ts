@@ -22,7 +22,10 @@ const namespace = z
 export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
 
 export const busEnv = z.object({
+  /** One server, or the nodes of a cluster separated by commas (the client reconnects across them). */
   NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  /** Replicas of every stream and consumer the fleet provisions; unset: 3 on a cluster, 1 on a lone server. */
+  FLEET_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).optional(),
   /** This service's NATS user and password, when the server requires them (see docs/bus.md). */
   NATS_USER: z.string().min(1).optional(),
   NATS_PASSWORD: z.string().min(1).optional(),
@@ -40,6 +43,19 @@ export const storeEnv = z.object({
     .default("fleet"),
   /** Connections each service opens to the store at most; more requests wait in the driver, in order. */
   FLEET_STORE_POOL: z.coerce.number().int().min(1).max(1_000).default(8),
+  /** A replica set's settings (docs/guarantees.md); unset: the URI's options, else the driver's defaults. */
+  FLEET_STORE_WRITE_CONCERN: z.union([z.literal("majority"), z.coerce.number().int().min(0).max(50)]).optional(),
+  FLEET_STORE_WRITE_TIMEOUT_MS: z.coerce.number().int().min(1).max(600_000).optional(),
+  FLEET_STORE_READ_CONCERN: z.enum(["local", "majority"]).optional(),
+  FLEET_STORE_READ_PREFERENCE: z
+    .enum(["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"])
+    .optional(),
+  FLEET_STORE_RETRY_WRITES: z
+    .enum(["0", "1"])
+    .transform((v) => v === "1")
+    .optional(),
+  FLEET_STORE_SOCKET_TIMEOUT_MS: z.coerce.number().int().min(1).max(600_000).optional(),
+  FLEET_STORE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(1).max(600_000).optional(),
   /** 1: accept a FerretDB without the fleet's build, whose conditional updates are not atomic (logged loudly). */
   FLEET_STORE_ALLOW_UNPATCHED: z
     .enum(["0", "1"])
@@ -68,6 +84,19 @@ export const baseEnv = busEnv
   });
 
 export type BaseEnv = z.infer<typeof baseEnv>;
+
+/** The store's replica set settings from the environment (only those given). */
+export function storeReplicaSettings(env: z.infer<typeof storeEnv>) {
+  return {
+    writeConcern: env.FLEET_STORE_WRITE_CONCERN,
+    writeConcernTimeoutMs: env.FLEET_STORE_WRITE_TIMEOUT_MS,
+    readConcern: env.FLEET_STORE_READ_CONCERN,
+    readPreference: env.FLEET_STORE_READ_PREFERENCE,
+    retryWrites: env.FLEET_STORE_RETRY_WRITES,
+    socketTimeoutMs: env.FLEET_STORE_SOCKET_TIMEOUT_MS,
+    connectTimeoutMs: env.FLEET_STORE_CONNECT_TIMEOUT_MS,
+  };
+}
 
 /**
  * The projects this fleet serves: a comma-separated list, or `*` (the default) for any. A request

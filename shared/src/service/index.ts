@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { connectBus, type Bus } from "../bus/index.js";
-import type { BaseEnv } from "../config/index.js";
+import { storeReplicaSettings, type BaseEnv } from "../config/index.js";
 import { createCloser, type Closer } from "../lifecycle/index.js";
 import { createLogger, safeUrl, type Logger } from "../log/index.js";
 import { createMetrics, type FleetMetrics } from "../metrics/index.js";
@@ -47,6 +47,7 @@ export async function startRuntime(
       appName: name,
       maxPoolSize: env.FLEET_STORE_POOL,
       allowUnsafeStore: env.FLEET_STORE_ALLOW_UNPATCHED,
+      replicaSet: storeReplicaSettings(env),
     },
     logger,
   );
@@ -55,6 +56,7 @@ export async function startRuntime(
   const bus = await connectBus(
     {
       servers: env.NATS_URL,
+      replicas: env.FLEET_STREAM_REPLICAS,
       namespace: env.FLEET_NAMESPACE,
       name: instanceId,
       ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? "" } : {}),

@@ -1,4 +1,4 @@
-import { MongoClient } from "mongodb";
+import { MongoClient, type MongoClientOptions } from "mongodb";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import { wrap } from "./errors.js";
@@ -16,6 +16,47 @@ export interface MongoStoreConfig {
    * checkStoreGuarantees). Only to look at data; the fleet's guarantees do not hold on it.
    */
   allowUnsafeStore?: boolean;
+  /**
+   * What a replica set needs, each set only when given so that the same option in the URI
+   * (`?w=majority&readPreference=primary&retryWrites=true&wtimeoutMS=…`) applies otherwise.
+   * docs/guarantees.md says which guarantees need which.
+   */
+  replicaSet?: StoreReplicaSettings;
+}
+
+export interface StoreReplicaSettings {
+  /** `majority`: a write is acknowledged once most members have it, so it survives the primary's loss. */
+  writeConcern?: "majority" | number | undefined;
+  /** Bound of waiting for the write concern; past it the write reports an error (it may still apply). */
+  writeConcernTimeoutMs?: number | undefined;
+  /** `majority`: reads return only what a majority acknowledged (never a write later rolled back). */
+  readConcern?: "local" | "majority" | undefined;
+  /** Where reads go; compare-and-sets always go to the primary. `primary` keeps reads after writes consistent. */
+  readPreference?: "primary" | "primaryPreferred" | "secondary" | "secondaryPreferred" | "nearest" | undefined;
+  /** Retry a write once on a new primary after a failover (the driver's retryable writes); on by default. */
+  retryWrites?: boolean | undefined;
+  /** Bound of one socket read or write; unset: the driver's (none). */
+  socketTimeoutMs?: number | undefined;
+  connectTimeoutMs?: number | undefined;
+}
+
+/** The driver options of the replica set settings that were given. */
+export function replicaOptions(r: StoreReplicaSettings = {}): MongoClientOptions {
+  return {
+    ...(r.writeConcern !== undefined || r.writeConcernTimeoutMs !== undefined
+      ? {
+          writeConcern: {
+            ...(r.writeConcern !== undefined ? { w: r.writeConcern } : {}),
+            ...(r.writeConcernTimeoutMs !== undefined ? { wtimeoutMS: r.writeConcernTimeoutMs } : {}),
+          },
+        }
+      : {}),
+    ...(r.readConcern ? { readConcern: { level: r.readConcern } } : {}),
+    ...(r.readPreference ? { readPreference: r.readPreference } : {}),
+    ...(r.retryWrites !== undefined ? { retryWrites: r.retryWrites } : {}),
+    ...(r.socketTimeoutMs !== undefined ? { socketTimeoutMS: r.socketTimeoutMs } : {}),
+    ...(r.connectTimeoutMs !== undefined ? { connectTimeoutMS: r.connectTimeoutMs } : {}),
+  };
 }
 
 /** The first fleet build of FerretDB (infra/ferretdb-patch.ts) that makes single-document updates atomic. */
@@ -51,6 +92,7 @@ export async function connectStore(config: MongoStoreConfig, logger: Logger): Pr
     serverSelectionTimeoutMS: config.serverSelectionTimeoutMs ?? 10_000,
     appName: config.appName ?? "fleet",
     retryWrites: true,
+    ...replicaOptions(config.replicaSet),
     // A bounded pool queues requests in the driver (in order) rather than in the store, where
     // a single-writer backend such as FerretDB on SQLite lets waiting writers starve.
     ...(config.maxPoolSize ? { maxPoolSize: config.maxPoolSize } : {}),

@@ -1,0 +1,181 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { feedStreamName, streamName, type StreamKey } from "../shared/src/index.js";
+import { expectServedOnce, OutsideConsumer, Workload } from "./support/cluster-checks.js";
+import { eventually, present, sleep } from "./support/fixtures.js";
+import { useTestFleet } from "./support/fleet-fixture.js";
+import { startTestCluster, type TestCluster } from "./support/nats-cluster.js";
+
+const SESSIONS = 24;
+const EVENTS = 8;
+const STREAMS: StreamKey[] = ["work", "events", "logs"];
+
+/**
+ * A three-node JetStream cluster (replicas 3, the default on a cluster) under the fleet, losing a
+ * node with SIGKILL while sessions are submitted over HTTP and on the bus, run and stream their
+ * logs: the leader of the fleet's streams, a follower, and two leaders in a row (the second killed
+ * right after it was elected, leaving one node: no quorum until one comes back).
+ */
+describe("a three-node NATS cluster loses a node and nothing else", () => {
+  let cluster: TestCluster;
+  let admin: NatsConnection;
+  let outside: OutsideConsumer;
+  const fleet = useTestFleet({
+    prefix: "ncl",
+    simulated: true,
+    timeoutMs: 180_000,
+    infra: async (namespace) => {
+      cluster = await startTestCluster("ncl", { namespace });
+      return { natsUrl: cluster.url, natsUsers: cluster.users };
+    },
+    env: {
+      FLEET_SIM_EVENTS: String(EVENTS),
+      FLEET_SIM_EVENT_MS: "250",
+      FLEET_MAX_SANDBOXES: "0",
+      FLEET_ACK_WAIT_MS: "5000",
+      FLEET_WATCH_ACK_WAIT_MS: "4000",
+      POLLER_STATUS_INTERVAL_MS: "500",
+      WATCHDOG_INTERVAL_MS: "500",
+      REAPER_INTERVAL_MS: "1000",
+    },
+    services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
+    store: true,
+    teardown: () => cluster?.stop(),
+  });
+  const names = () => STREAMS.map((k) => streamName(fleet.namespace, k));
+
+  beforeAll(async () => {
+    admin = await cluster.as("spawner");
+    outside = new OutsideConsumer(await cluster.as("outside"), fleet.namespace);
+    await outside.start("outside-terminal");
+  });
+  afterAll(async () => {
+    await outside?.stop();
+  });
+
+  /** Every stream (the fleet's three and the outside feed) led and with both replicas current. */
+  const settled = async () => {
+    const infos = await Promise.all(names().map((s) => cluster.settled(s)));
+    await cluster.settled(feedStreamName(fleet.namespace), true);
+    return infos;
+  };
+
+  /**
+   * After the restart: the restarted node holds what the others hold. Its replicas report current,
+   * and once it leads each stream, the state it serves is the state served before.
+   */
+  const caughtUp = async (node: string) => {
+    const before = await settled();
+    for (const [i, stream] of names().entries()) {
+      await cluster.lead(stream, node);
+      const now = await cluster.info(stream);
+      const was = present(before[i], stream).state;
+      expect(
+        { messages: now.state.messages, first: now.state.first_seq, last: now.state.last_seq },
+        `${stream} led by ${node}`,
+      ).toEqual({ messages: was.messages, first: was.first_seq, last: was.last_seq });
+    }
+  };
+
+  /** A workload across the fault: submissions start, `fault` runs once some sessions run, and all are checked. */
+  const across = async (prefix: string, fault: () => Promise<void>) => {
+    const work = await Workload.open(fleet, cluster, "p-ncl");
+    try {
+      const running = work.run(prefix, SESSIONS, 200);
+      // Some sessions already run and stream lines when the node goes.
+      await eventually(() => work.accepted.length >= 8, 60_000, 50);
+      const started = Date.now();
+      await fault();
+      await running;
+      await expectServedOnce({
+        ids: work.accepted,
+        get: fleet.get,
+        store: fleet.store,
+        nc: admin,
+        namespace: fleet.namespace,
+        outside,
+        followed: await work.followed(),
+        minLines: EVENTS,
+      });
+      expect(work.accepted).toHaveLength(SESSIONS);
+      console.log(
+        `${prefix}: ${SESSIONS} sessions served once; fault and recovery ${Date.now() - started} ms; ${work.retries} submissions retried`,
+      );
+    } finally {
+      await work.close();
+    }
+  };
+
+  it("provisions every stream and consumer with 3 replicas by default", async () => {
+    for (const s of await settled()) {
+      expect(s.config.num_replicas, s.config.name).toBe(3);
+      expect(s.cluster?.replicas).toHaveLength(2);
+    }
+    const consumers = await (await import("@nats-io/jetstream")).jetstreamManager(admin);
+    for await (const c of consumers.consumers.list(streamName(fleet.namespace, "work")))
+      expect(c.config.num_replicas, c.name).toBe(3);
+  }, 60_000);
+
+  it("the leader of the sessions' streams killed with SIGKILL mid-flight and restarted later", async () => {
+    // One node leads all three streams: the one the sessions depend on for everything.
+    const infos = await settled();
+    const leader = present(infos[0]?.cluster?.leader, "a leader");
+    for (const s of names()) await cluster.lead(s, leader);
+    await across("lead", async () => {
+      await cluster.node(leader).kill();
+      // New leaders are elected among the two others; sessions go on meanwhile.
+      await eventually(
+        async () =>
+          (await Promise.all(names().map((s) => cluster.info(s)))).every(
+            (i) => i.cluster?.leader && i.cluster.leader !== leader,
+          ),
+        30_000,
+        200,
+      );
+      await sleep(3_000);
+      await cluster.node(leader).restart();
+    });
+    await caughtUp(leader);
+  }, 240_000);
+
+  it("a follower killed with SIGKILL mid-flight and restarted later", async () => {
+    const infos = await settled();
+    const leader = present(infos[0]?.cluster?.leader, "a leader");
+    for (const s of names()) await cluster.lead(s, leader);
+    const follower = present(
+      cluster.nodes.find((n) => n.name !== leader),
+      "a follower",
+    ).name;
+    await across("fol", async () => {
+      await cluster.node(follower).kill();
+      await sleep(4_000);
+      await cluster.node(follower).restart();
+    });
+    await caughtUp(follower);
+  }, 240_000);
+
+  it("a second leader killed right after its election: no quorum until the first comes back", async () => {
+    const infos = await settled();
+    const first = present(infos[0]?.cluster?.leader, "a leader");
+    const work = streamName(fleet.namespace, "work");
+    for (const s of names()) await cluster.lead(s, first);
+    let second = "";
+    await across("elect", async () => {
+      await cluster.node(first).kill();
+      second = await eventually(
+        async () => {
+          const l = (await cluster.info(work)).cluster?.leader;
+          return l && l !== first ? l : undefined;
+        },
+        30_000,
+        50,
+      );
+      await cluster.node(second).kill();
+      await sleep(3_000);
+      await cluster.node(first).restart();
+      await sleep(3_000);
+      await cluster.node(second).restart();
+    });
+    await caughtUp(second);
+  }, 300_000);
+});
