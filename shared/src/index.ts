@@ -146,6 +146,7 @@ export {
   type PoolStore,
   type TransitionRequest,
   type UsageStore,
+  type WatchLease,
 } from "./store/index.js";
 export {
   type CommandResult,

@@ -15,6 +15,7 @@ export type {
   SlotStore,
   TransitionRequest,
   UsageStore,
+  WatchLease,
 } from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";

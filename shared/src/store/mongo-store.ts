@@ -23,7 +23,14 @@ import { MongoDeadLetters } from "./dead-letters.js";
 import { guarded } from "./errors.js";
 import { MongoLogLines } from "./log-lines.js";
 import type { SessionStore } from "./port.js";
-import { MongoSessions, type CreateResult, type Page, type SessionPatch, type TransitionRequest } from "./sessions.js";
+import {
+  MongoSessions,
+  type CreateResult,
+  type Page,
+  type SessionPatch,
+  type TransitionRequest,
+  type WatchLease,
+} from "./sessions.js";
 import { MongoPool, type PoolClaim, type PoolEntry, type PoolStatus } from "./pool.js";
 import { MongoSlots } from "./slots.js";
 import { MongoUsage } from "./usage.js";
@@ -120,6 +127,15 @@ export class MongoSessionStore implements SessionStore {
   }
   queuePosition(session: { id: string; createdAt: number }): Promise<number> {
     return this.sessions.queuePosition(session);
+  }
+  renewWatch(id: string, lease: WatchLease, by: string, until: number): Promise<boolean> {
+    return this.sessions.renewWatch(id, lease, by, until);
+  }
+  lapsedWatches(before: number, leaseMs: number, limit?: number): Promise<Session[]> {
+    return this.sessions.lapsedWatches(before, leaseMs, limit);
+  }
+  rewatch(s: Pick<Session, "id" | "attempt" | "rewatches" | "watchedUntil">, until: number): Promise<Session | null> {
+    return this.sessions.rewatch(s, until);
   }
 
   appendLogs(lines: readonly LogLine[]): Promise<{ inserted: number }> {
