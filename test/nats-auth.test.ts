@@ -160,7 +160,8 @@ describe("NATS authorization: each user only its subjects", () => {
       api: ["requested", "cancel", ...terminal],
       spawner: ["running", "log", ...terminal],
       poller: ["log", ...terminal],
-      watchdog: terminal,
+      // The watchdog also republishes session.running for a session whose watch lease lapsed.
+      watchdog: ["running", ...terminal],
       // The model gateway publishes no event: it only asks the watching poller to log a model switch.
       gateway: [],
     };

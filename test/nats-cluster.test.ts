@@ -34,6 +34,9 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
       FLEET_MAX_SANDBOXES: "0",
       FLEET_ACK_WAIT_MS: "5000",
       FLEET_WATCH_ACK_WAIT_MS: "4000",
+      // A watch message the cluster loses comes back through the lease (docs/guarantees.md §9).
+      FLEET_WATCH_LEASE_MS: "10000",
+      WATCHDOG_LEASE_GRACE_MS: "2000",
       POLLER_STATUS_INTERVAL_MS: "500",
       WATCHDOG_INTERVAL_MS: "500",
       REAPER_INTERVAL_MS: "1000",
@@ -98,8 +101,11 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
         minLines: EVENTS,
       });
       expect(work.accepted).toHaveLength(SESSIONS);
+      const rewatched = (await Promise.all(work.accepted.map((id) => fleet.store.get(id)))).filter(
+        (s) => (s?.rewatches ?? 0) > 0,
+      ).length;
       console.log(
-        `${prefix}: ${SESSIONS} sessions served once; fault and recovery ${Date.now() - started} ms; ${work.retries} submissions retried`,
+        `${prefix}: ${SESSIONS} sessions served once; fault and recovery ${Date.now() - started} ms; ${work.retries} submissions retried; ${rewatched} watched again after a lapsed lease`,
       );
     } finally {
       await work.close();

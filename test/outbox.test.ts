@@ -152,6 +152,7 @@ describe("terminal events are owed in the transition's write and paid after a bu
         unreachableMs: 5_000,
         quietMs: 60_000,
         escalationStepMs: 1_000,
+        leaseMs: 60_000,
       },
     };
     const sandboxId = (await store.get(done))?.sandbox?.id as string;

@@ -1,5 +1,5 @@
 import { describe, expect, inject, it } from "vitest";
-import { FleetError, SessionConfig, type SessionDocStore } from "../shared/src/index.js";
+import { FleetError, SessionConfig, type Session, type SessionDocStore } from "../shared/src/index.js";
 import { MongoSessions } from "../shared/src/store/sessions.js";
 import { useCommandLog, useStore } from "./support/fixtures.js";
 
@@ -245,6 +245,45 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
     const late = (await sessions.pastDeadline(2 + config.timeoutMs)).map((s) => s.id);
     expect(late).toContain("card-old");
     expect(late).not.toContain("card-new");
+  });
+
+  it("renews a watch lease only for its holder and round, and a lapsed lease starts one new round", async () => {
+    const id = "s-lease";
+    await sessions.create({ id, projectId: "p", prompt: "x", config });
+    await sessions.claimAttempt(id, 1);
+    await sessions.transition(id, { from: ["pending"], to: "running", set: { startedAt: 1_000 } });
+    const round0 = { attempt: 1, round: 0 };
+    // Never renewed: the first lease ends leaseMs after the start.
+    expect((await sessions.lapsedWatches(5_999, 5_000)).map((s) => s.id)).not.toContain(id);
+    expect((await sessions.lapsedWatches(6_001, 5_000)).map((s) => s.id)).toContain(id);
+    // The first renewal names no holder; a second watch that read the same state loses to it.
+    expect(await sessions.renewWatch(id, round0, "w1", 10_000)).toBe(true);
+    expect(await sessions.renewWatch(id, round0, "w2", 10_000)).toBe(false);
+    expect(await sessions.renewWatch(id, { ...round0, attempt: 2, holder: "w1" }, "w1", 11_000)).toBe(false);
+    expect(await sessions.renewWatch(id, { ...round0, holder: "w1" }, "w1", 12_000)).toBe(true);
+    // A redelivery's watch takes over from the holder it read; the old holder is fenced.
+    expect(await sessions.renewWatch(id, { ...round0, holder: "w1" }, "w3", 13_000)).toBe(true);
+    expect(await sessions.renewWatch(id, { ...round0, holder: "w1" }, "w1", 14_000)).toBe(false);
+    expect((await sessions.lapsedWatches(12_999, 5_000)).map((s) => s.id)).not.toContain(id);
+    const [lapsed] = (await sessions.lapsedWatches(13_001, 5_000)).filter((s) => s.id === id);
+    expect(lapsed).toMatchObject({ watchedUntil: 13_000, watchedBy: "w3" });
+    // Two watchdogs read the lapsed lease: one starts round 1, which clears the holder.
+    const rounds = await Promise.all([
+      sessions.rewatch(lapsed as Session, 20_000),
+      sessions.rewatch(lapsed as Session, 20_000),
+    ]);
+    expect(rounds.filter((r) => r !== null)).toHaveLength(1);
+    const after = await sessions.get(id);
+    expect(after).toMatchObject({ rewatches: 1, watchedUntil: 20_000 });
+    expect(after?.watchedBy).toBeUndefined();
+    // The fenced holder and any watch of round 0 can no longer renew; round 1's watch can.
+    expect(await sessions.renewWatch(id, { ...round0, holder: "w3" }, "w3", 21_000)).toBe(false);
+    expect(await sessions.renewWatch(id, round0, "w4", 21_000)).toBe(false);
+    expect(await sessions.renewWatch(id, { attempt: 1, round: 1 }, "w5", 25_000)).toBe(true);
+    // An ended session's lease is nobody's to renew, and it is not watched any more.
+    await sessions.transition(id, { from: ["running"], to: "completed", set: { output } });
+    expect(await sessions.renewWatch(id, { attempt: 1, round: 1, holder: "w5" }, "w5", 30_000)).toBe(false);
+    expect((await sessions.lapsedWatches(Number.MAX_SAFE_INTEGER, 5_000)).map((s) => s.id)).not.toContain(id);
   });
 
   it("counts only older queued sessions with a queue position ahead of a session", async () => {

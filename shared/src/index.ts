@@ -77,6 +77,7 @@ export {
   poolSlotOwner,
   type TransitionRequest,
   type UsageStore,
+  type WatchLease,
 } from "./store/index.js";
 export {
   type CommandResult,

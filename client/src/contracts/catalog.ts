@@ -86,7 +86,8 @@ export const EVENTS = {
     subject: "session.running",
     stream: "work",
     schema: SessionRunning,
-    msgId: (m) => `running:${m.sessionId}:${m.attempt}`,
+    // A republish after a lapsed watch lease is a new message: `running:<id>:<attempt>:<round>`.
+    msgId: (m) => `running:${m.sessionId}:${m.attempt}${m.rewatch ? `:${m.rewatch}` : ""}`,
     description: "the agent has the prompt; watch it (spawner -> poller)",
   }),
   log: spec({

@@ -43,6 +43,11 @@ export const SessionRunning = z
      * right after writing it: the first watch continues the log from there without reading the stream.
      */
     logSeq: z.number().int().nonnegative().optional(),
+    /**
+     * Set when the watchdog republished this after the session's watch lease lapsed: the session's
+     * `rewatches` at that time. A message of an older round (absent: 0) no longer starts a watch.
+     */
+    rewatch: z.number().int().positive().optional(),
   })
   .strict();
 export type SessionRunning = z.infer<typeof SessionRunning>;

@@ -148,6 +148,16 @@ export const Session = z.object({
   /** The session's trace (OpenTelemetry): every stage that acts on the session adds its spans to it. */
   trace: Traceparent.optional(),
   /**
+   * The watch lease (docs/guarantees.md §9): the poller watching this running session renews it;
+   * once it lapses (plus a grace) the watchdog publishes `session.running` again. Absent until the
+   * first renewal: the first lease runs from `startedAt`.
+   */
+  watchedUntil: Millis.optional(),
+  /** The watch that last renewed the lease; a renewal is conditional on it, which fences a watch that lost it. */
+  watchedBy: z.string().max(200).optional(),
+  /** How often the watchdog republished `session.running` for this attempt; a message of an older round is stale. */
+  rewatches: z.number().int().nonnegative().optional(),
+  /**
    * The session took admission slots (a cap is configured), recorded with the first setup write:
    * its end gives them back. Without it no slot is released, so a fleet without caps spends no
    * store call on it; slots taken by a spawner that died before recording them are freed by the

@@ -23,6 +23,7 @@ const poller = createPoller(
       unreachableMs: config.POLLER_UNREACHABLE_MS,
       quietMs: config.POLLER_QUIET_MS,
       escalationStepMs: config.POLLER_ESCALATION_STEP_MS,
+      leaseMs: config.FLEET_WATCH_LEASE_MS,
     },
   },
   // Four heartbeats per watch ack wait: a watch survives a stall of up to two of them.

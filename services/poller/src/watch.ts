@@ -26,6 +26,7 @@ import { recordSpan } from "@fleet/shared/telemetry";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
 import { SessionLogWriter, saveCardFiles } from "@fleet/shared/sessions";
 import { LifetimeKeeper } from "./lifetime.js";
+import { WatchLease } from "./lease.js";
 
 export interface WatchSettings {
   agentSecret: string;
@@ -43,6 +44,11 @@ export interface WatchSettings {
   quietMs: number;
   /** How long each escalation step (abort, kill the agent process) is given to make the agent idle. */
   escalationStepMs: number;
+  /**
+   * The watch lease on the session document: renewed once half of it is left, and no action is
+   * taken on the session once it lapsed (the watchdog then hands the session to a new watch).
+   */
+  leaseMs: number;
 }
 
 export type WatchDeps = StageDeps<WatchSettings>;
@@ -61,6 +67,14 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
     // Ended while this message waited (or the poller that ended it died before it published):
     // its event may still be owed, its slots held and its sandbox alive.
     await settleEnded(deps, session);
+    return;
+  }
+  if ((session.rewatches ?? 0) !== (msg.rewatch ?? 0)) {
+    // The watchdog republished this session after its lease lapsed: that newer message's watch has it.
+    deps.logger.info(
+      { sessionId: session.id, round: msg.rewatch ?? 0, current: session.rewatches ?? 0 },
+      "stale watch message; a newer one has the session",
+    );
     return;
   }
   const sandbox = await deps.provider.connect(msg.sandboxId);
@@ -104,9 +118,10 @@ async function watch(
     { sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq },
     "watching session",
   );
+  const w = new Watch(deps, session, msg, sandbox, client, writer, ctx);
   // Progress pushed from inside the sandbox reaches this writer, so the log keeps one writer.
   const progress = deps.bus.serveProgress(session.id, (p) =>
-    ctx.holds()
+    w.acting()
       ? storeProgress(writer, session, p)
       : Promise.resolve({
           ok: false as const,
@@ -115,7 +130,7 @@ async function watch(
         }),
   );
   try {
-    await new Watch(deps, session, msg.agentSessionId, sandbox, client, writer, ctx).run();
+    await w.run();
   } finally {
     progress.stop();
   }
@@ -155,11 +170,13 @@ class Watch {
   private reconcileNeeded = false;
   private readonly log: Logger;
   private readonly lifetime: LifetimeKeeper;
+  private readonly agentSessionId: string;
+  private readonly lease: WatchLease;
 
   constructor(
     private readonly deps: WatchDeps,
     private readonly session: WatchedSession,
-    private readonly agentSessionId: string,
+    msg: SessionRunning,
     private readonly sandbox: Sandbox,
     private readonly client: AgentClient,
     private readonly writer: SessionLogWriter,
@@ -167,6 +184,8 @@ class Watch {
   ) {
     this.log = deps.logger.child({ sessionId: session.id, sandboxId: sandbox.id });
     this.lifetime = new LifetimeKeeper(deps.provider, sandbox.id, session.deadlineAt, this.log);
+    this.agentSessionId = msg.agentSessionId;
+    this.lease = new WatchLease(deps.store, session, msg.rewatch ?? 0, deps.settings.leaseMs, this.log);
     // Shutdown, or the hold on the session's message lapsed: either way another poller carries on.
     ctx.signal.addEventListener("abort", () => this.stop.abort(), { once: true });
   }
@@ -177,12 +196,20 @@ class Watch {
    * before every action, since after a stall other callbacks can run before the release timer.
    */
   private lost(): boolean {
-    if (this.ctx.holds()) return false;
-    if (!this.stop.signal.aborted) {
-      this.log.warn("no longer sure to hold the session; stopping this watch, another poller takes it over");
-      this.stop.abort();
+    if (!this.ctx.holds()) {
+      if (!this.stop.signal.aborted) {
+        this.log.warn("no longer sure to hold the session; stopping this watch, another poller takes it over");
+        this.stop.abort();
+      }
+      return true;
     }
-    return true;
+    // A lapsed lease is not the end yet: a renewal may still win it back (see `tick`).
+    return !this.lease.valid();
+  }
+
+  /** May act on the session now: the message is held and the lease is current. */
+  acting(): boolean {
+    return this.ctx.holds() && this.lease.valid();
   }
 
   async run(): Promise<void> {
@@ -206,7 +233,7 @@ class Watch {
     for (let connection = 0; !this.stop.signal.aborted; connection++) {
       try {
         // A watch taken over from another poller also rebuilds what happened while nobody watched.
-        if (connection > 0 || this.ctx.deliveryCount > 1)
+        if (connection > 0 || this.ctx.deliveryCount > 1 || this.lease.round > 0)
           await this.reconcile(await this.client.messages(this.agentSessionId));
         for await (const ev of this.client.events(this.stop.signal)) {
           if (
@@ -266,7 +293,15 @@ class Watch {
 
   /** The safety net: is the session still ours, is the agent reachable, is it done? */
   private async tick(): Promise<void> {
-    if (this.finishing || this.stop.signal.aborted || this.lost()) return;
+    if (this.finishing || this.stop.signal.aborted || (!this.ctx.holds() && this.lost())) return;
+    const lease = await this.lease.renewIfDue();
+    if (lease === "lost") {
+      this.stop.abort();
+      return;
+    }
+    // Lines skipped while the lease had lapsed are rebuilt now it is back.
+    if (lease === "regained") this.reconcileNeeded = true;
+    if (this.stop.signal.aborted || this.lost()) return;
     await this.lifetime.keep();
     if (this.reconcileNeeded) {
       await this.client
@@ -291,6 +326,10 @@ class Watch {
         // Ended elsewhere (cancel, deadline): make sure the sandbox goes with it, and its event out.
         if (current) await settleEnded(this.deps, current);
         await this.deps.provider.kill(this.sandbox.id).catch(() => undefined);
+        this.stop.abort();
+        return;
+      }
+      if (this.lease.takenFrom(current)) {
         this.stop.abort();
         return;
       }

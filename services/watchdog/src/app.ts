@@ -3,12 +3,15 @@ import { SpanKind, withSpan } from "@fleet/shared/telemetry";
 import { payDebts } from "./debts.js";
 import { enforceDeadlines } from "./deadlines.js";
 import { reap, sweepSlots, type ReapOptions } from "./reaper.js";
+import { rewatchLapsed, type RewatchOptions } from "./rewatch.js";
 
 export interface WatchdogOptions extends ReapOptions {
   intervalMs: number;
   reaperIntervalMs: number;
   /** A terminal event owed for longer than this is published by the watchdog. */
   debtGraceMs: number;
+  /** Republishes session.running for running sessions whose watch lease lapsed (checked with the deadlines). */
+  lease?: RewatchOptions;
 }
 
 export interface Watchdog {
@@ -46,6 +49,7 @@ export function createWatchdog(deps: EndDeps, options: WatchdogOptions): Watchdo
       const tickDeadlines = guarded("deadline check", async () => {
         await enforceDeadlines(deps);
         await payDebts(deps, options.debtGraceMs);
+        if (options.lease) await rewatchLapsed(deps, options.lease);
       });
       const tickReaper = guarded("reaper", async () => {
         await reap(deps, options);

@@ -16,6 +16,7 @@ const watchdog = createWatchdog(
     intervalMs: config.WATCHDOG_INTERVAL_MS,
     reaperIntervalMs: config.REAPER_INTERVAL_MS,
     debtGraceMs: config.WATCHDOG_DEBT_GRACE_MS,
+    lease: { leaseMs: config.FLEET_WATCH_LEASE_MS, graceMs: config.WATCHDOG_LEASE_GRACE_MS },
   },
 );
 rt.closer.add("watchdog", () => watchdog.stop(config.FLEET_SHUTDOWN_MS));

@@ -79,7 +79,8 @@ export function rolePermissions(role: NatsRole, namespace = ""): NatsPermissions
     api: ["requested", "cancel", ...TERMINAL],
     spawner: ["running", "log", ...TERMINAL],
     poller: ["log", ...TERMINAL],
-    watchdog: TERMINAL,
+    // session.running again for a session whose watch lease lapsed (docs/guarantees.md §9).
+    watchdog: ["running", ...TERMINAL],
   };
   const extraPublish = role === "api" ? [progress] : role === "poller" ? [inbox] : [];
   const extraSubscribe = role === "poller" ? [progress] : [];

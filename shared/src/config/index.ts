@@ -77,6 +77,13 @@ export const baseEnv = busEnv
      * of it and stops acting on the session when a heartbeat has not been confirmed in time.
      */
     FLEET_WATCH_ACK_WAIT_MS: z.coerce.number().int().min(2_000).max(600_000).default(6_000),
+    /**
+     * The watch lease on a running session's document (docs/guarantees.md §9): its poller renews it
+     * at half its length and stops acting on the session once it lapsed; the watchdog publishes
+     * session.running again for a running session whose lease lapsed (plus WATCHDOG_LEASE_GRACE_MS).
+     * A backstop for a watch message the bus lost; a session shorter than half of it costs no write.
+     */
+    FLEET_WATCH_LEASE_MS: z.coerce.number().int().min(2_000).max(3_600_000).default(60_000),
     /** Deliveries of one message before it is dead-lettered. */
     FLEET_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(10),
     /** Address the /metrics endpoints of spawner, poller, watchdog and gateway listen on (0.0.0.0 in a container). */

@@ -16,6 +16,7 @@ export type {
   SlotStore,
   TransitionRequest,
   UsageStore,
+  WatchLease,
 } from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
 export { LearnedCap } from "./slots.js";

@@ -30,6 +30,7 @@ import {
   type Page,
   type SessionPatch,
   type TransitionRequest,
+  type WatchLease,
 } from "./sessions.js";
 import { MongoPool, type PoolClaim, type PoolEntry, type PoolStatus } from "./pool.js";
 import { type LearnedCap, MongoSlots } from "./slots.js";
@@ -134,6 +135,16 @@ export class MongoSessionStore implements SessionStore {
 
   activeCounts(): Promise<ActiveCount[]> {
     return this.sessions.activeCounts();
+  }
+
+  renewWatch(id: string, lease: WatchLease, by: string, until: number): Promise<boolean> {
+    return this.sessions.renewWatch(id, lease, by, until);
+  }
+  lapsedWatches(before: number, leaseMs: number, limit?: number): Promise<Session[]> {
+    return this.sessions.lapsedWatches(before, leaseMs, limit);
+  }
+  rewatch(s: Pick<Session, "id" | "attempt" | "rewatches" | "watchedUntil">, until: number): Promise<Session | null> {
+    return this.sessions.rewatch(s, until);
   }
 
   appendLogs(lines: readonly LogLine[]): Promise<{ inserted: number }> {

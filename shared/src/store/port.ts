@@ -11,7 +11,15 @@ export type { ApiKeyStore } from "./api-keys.js";
 export type { CardFileStore } from "./card-files.js";
 export type { DeadLetterStore } from "./dead-letters.js";
 export type { LogLineStore } from "./log-lines.js";
-export type { ActiveCount, CreateResult, Page, SessionDocStore, SessionPatch, TransitionRequest } from "./sessions.js";
+export type {
+  ActiveCount,
+  CreateResult,
+  Page,
+  SessionDocStore,
+  SessionPatch,
+  TransitionRequest,
+  WatchLease,
+} from "./sessions.js";
 export type { PoolClaim, PoolEntry, PoolStatus, PoolStore } from "./pool.js";
 export type { LearnedCap, SlotStore } from "./slots.js";
 export type { UsageStore } from "./usage.js";

@@ -22,6 +22,15 @@ export interface TransitionRequest {
   set?: SessionPatch;
 }
 
+/** The lease a watch believes it may renew (see `renewWatch`). */
+export interface WatchLease {
+  attempt: number;
+  /** The republish round of the message being watched: 0 for the spawner's own. */
+  round: number;
+  /** The watch that renewed the lease last, as the caller last saw or wrote it. */
+  holder?: string;
+}
+
 export interface Page<T> {
   items: T[];
   /** Opaque; pass back to get the next page. Absent on the last page. */
@@ -63,6 +72,25 @@ export interface SessionDocStore {
   owedEvents(before: number, limit?: number): Promise<Session[]>;
   /** Active sessions whose deadline has passed, oldest deadline first. */
   pastDeadline(now: number, limit?: number): Promise<Session[]>;
+  /**
+   * Renews the watch lease of a running session (one small $set) for the watch `by`, until `until`:
+   * only while the session runs `lease.attempt`, no republish round newer than `lease.round` began,
+   * and the lease is still held by `lease.holder` (absent: nobody renewed it since the round
+   * began). A watch that lost its lease (the watchdog republished, or another watch renewed it)
+   * gets false and must stop acting on the session.
+   */
+  renewWatch(id: string, lease: WatchLease, by: string, until: number): Promise<boolean>;
+  /**
+   * Running sessions whose watch lease ended before `before`, oldest first; a lease never renewed
+   * ended `leaseMs` after the session started.
+   */
+  lapsedWatches(before: number, leaseMs: number, limit?: number): Promise<Session[]>;
+  /**
+   * Starts the next republish round of a session whose lease lapsed: a compare-and-set on the
+   * lease as `s` read it (round and end), so of racing watchdogs one wins; it clears the holder and
+   * gives the new round a lease until `until`. The updated document for the winner, else null.
+   */
+  rewatch(s: Pick<Session, "id" | "attempt" | "rewatches" | "watchedUntil">, until: number): Promise<Session | null>;
   /**
    * How many sessions waiting for admission (queued, with a queue position) were created before
    * this one: its place in the queue. Requests not yet picked up do not hold anyone back.
@@ -121,6 +149,7 @@ export class MongoSessions implements SessionDocStore {
     await this.docs.createIndex({ status: 1, phase: 1, createdAt: 1 }, { name: "by_queue" });
     // Few documents owe an event at any time; MongoDB serves the watchdog's query from this.
     await this.docs.createIndex({ "eventOwed.at": 1 }, { name: "by_owed_event" });
+    await this.docs.createIndex({ status: 1, watchedUntil: 1 }, { name: "by_watch" });
   }
 
   async create(input: NewSession, now = Date.now()): Promise<CreateResult> {
@@ -288,6 +317,59 @@ export class MongoSessions implements SessionDocStore {
           .limit(limit)
           .toArray()
       ).map(fromDoc),
+    );
+  }
+
+  async renewWatch(id: string, lease: WatchLease, by: string, until: number): Promise<boolean> {
+    const res = await guarded("renewWatch", () =>
+      this.docs.updateOne(
+        {
+          _id: id,
+          status: "running",
+          attempt: lease.attempt,
+          rewatches: lease.round > 0 ? lease.round : { $exists: false },
+          watchedBy: lease.holder ?? { $exists: false },
+        },
+        // No updatedAt: the lease is the watch's business, not a change of the session.
+        { $set: { watchedUntil: until, watchedBy: by } },
+      ),
+    );
+    return res.matchedCount === 1;
+  }
+
+  lapsedWatches(before: number, leaseMs: number, limit = 100): Promise<Session[]> {
+    return guarded("lapsedWatches", async () =>
+      (
+        await this.docs
+          .find({
+            status: "running",
+            $or: [
+              { watchedUntil: { $lt: before } },
+              { watchedUntil: { $exists: false }, startedAt: { $lt: before - leaseMs } },
+            ],
+          })
+          .sort({ watchedUntil: 1 })
+          .limit(limit)
+          .toArray()
+      ).map(fromDoc),
+    );
+  }
+
+  rewatch(s: Pick<Session, "id" | "attempt" | "rewatches" | "watchedUntil">, until: number): Promise<Session | null> {
+    return guarded("rewatch", async () =>
+      toSession(
+        await this.docs.findOneAndUpdate(
+          {
+            _id: s.id,
+            status: "running",
+            attempt: s.attempt,
+            rewatches: s.rewatches ?? { $exists: false },
+            watchedUntil: s.watchedUntil ?? { $exists: false },
+          },
+          { $set: { watchedUntil: until, rewatches: (s.rewatches ?? 0) + 1 }, $unset: { watchedBy: "" } },
+          { returnDocument: "after" },
+        ),
+      ),
     );
   }
 
