@@ -8,6 +8,7 @@ export {
   isRetryable,
   SessionEnded,
   ShuttingDown,
+  Superseded,
 } from "./errors/index.js";
 export {
   agentEnv,

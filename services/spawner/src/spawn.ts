@@ -3,6 +3,7 @@ import {
   LIFECYCLE,
   SCHEMA_VERSION,
   SessionEnded,
+  Superseded,
   agentPassword,
   buildPromptText,
   endSession,
@@ -201,6 +202,7 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     const running = await store.transition(session.id, {
       from: LIFECYCLE.running.from,
       to: "running",
+      attempt,
       set: {
         phase: "running",
         startedAt: Date.now(),
@@ -225,6 +227,9 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       if (typeof value === "number") deps.metrics.setupStep.observe({ step: step.replace(/Ms$/, "") }, value / 1000);
     await republishRunning(deps, running, writer.seq);
   } catch (err) {
+    // A later attempt owns the session (this delivery's ack wait lapsed during setup and a redelivery
+    // claimed the next attempt): this one writes nothing of the session and leaves its slots alone.
+    if (await superseded(deps, session.id, attempt)) return dropStale(deps, log, attempt, sandbox);
     if (err instanceof SessionEnded) {
       log.info("session ended during setup; sandbox released");
       if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
@@ -243,15 +248,40 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     const exhausted = isRetryable(err);
     const message = exhausted ? `gave up after ${ctx.deliveryCount} attempts: ${errorMessage(err)}` : errorMessage(err);
     log.warn({ code, attempt, err: message }, "setup failed");
-    await endSession(
+    const ended = await endSession(
       deps,
       session.id,
       { status: "failed", error: { code, message: message.slice(0, 2_000) } },
       { metrics: { ...session.metrics, setup: timings } },
+      { attempt },
     );
+    // Taken over since the check above: the attempt guard kept this end off the new owner's session.
+    if (!ended && (await superseded(deps, session.id, attempt))) return dropStale(deps, log, attempt, sandbox);
     // A request that ran out of retries is also recorded with the dead messages.
     if (exhausted) throw new FleetError(code, message);
   }
+}
+
+/** Whether a later setup attempt has taken the session over: still active, at another attempt. */
+async function superseded(deps: SpawnDeps, sessionId: string, attempt: number): Promise<boolean> {
+  // Unreadable: not known to be superseded; the attempt-guarded writes that follow stay safe either way.
+  const now = await deps.store.get(sessionId).catch(() => null);
+  return now !== null && !isTerminal(now.status) && now.attempt !== attempt;
+}
+
+/**
+ * A superseded attempt stops: only the sandbox it made (or claimed) is its own to kill, and the
+ * message is left to the delivery that owns the later attempt (Superseded: no verdict from this one).
+ */
+async function dropStale(
+  deps: SpawnDeps,
+  log: SpawnDeps["logger"],
+  attempt: number,
+  sandbox: Sandbox | undefined,
+): Promise<never> {
+  log.info({ attempt, sandboxId: sandbox?.id }, "setup attempt superseded by a later one; its sandbox released");
+  if (sandbox) await deps.provider.kill(sandbox.id).catch(() => undefined);
+  throw new Superseded(`setup attempt ${attempt} replaced by a later attempt`);
 }
 
 /**

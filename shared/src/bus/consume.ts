@@ -2,7 +2,7 @@ import type { Consumer, ConsumerMessages, JetStreamClient, JetStreamManager, JsM
 import type { NatsConnection, Subscription as CoreSubscription } from "@nats-io/transport-node";
 import type { z } from "zod";
 import type { Logger } from "../log/index.js";
-import { errorMessage, isRetryable } from "../errors/index.js";
+import { Superseded, errorMessage, isRetryable } from "../errors/index.js";
 import { LIMITS } from "../contracts/index.js";
 import { backoffMs, type BackoffOptions } from "./backoff.js";
 import type { ConsumeOptions, DeadLetterSink, MessageContext, Subscription } from "./port.js";
@@ -95,6 +95,10 @@ export function startConsumeLoop<T>(deps: ConsumeLoopDeps<T>, options: ConsumeOp
     } catch (err) {
       if (entry.released || hold?.lapsed(entry)) return;
       const reason = errorMessage(err);
+      if (err instanceof Superseded) {
+        log.info({ seq: msg.seq, delivery: msg.info.deliveryCount, err: reason }, "taken over by a later delivery");
+        return;
+      }
       if (isRetryable(err) && msg.info.deliveryCount < maxDeliver) {
         const delay = backoffMs(msg.info.deliveryCount, deps.backoff);
         log.warn({ seq: msg.seq, delivery: msg.info.deliveryCount, delay, err: reason }, "handler failed; retrying");

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "timeout"
   | "cancelled"
   | "session_ended"
+  | "superseded"
   | "shutting_down"
   | "stalled"
   | "rate_limited"
@@ -55,6 +56,19 @@ export class SessionEnded extends FleetError {
   constructor(sessionId: string, when: string) {
     super("session_ended", `session ${sessionId} ended ${when}`);
     this.name = "SessionEnded";
+  }
+}
+
+/**
+ * A later delivery of the same message took this work over (this one's ack wait lapsed): the
+ * handler stopped, and the message is the later delivery's to settle. No ack, nak or term follows
+ * from this delivery: the server settles a message whichever delivery answers, so an ack would drop
+ * the redelivery a crash of the new holder needs, and a nak would take the work from it.
+ */
+export class Superseded extends FleetError {
+  constructor(what: string) {
+    super("superseded", what);
+    this.name = "Superseded";
   }
 }
 

@@ -31,13 +31,15 @@ export type EndOutcome =
  * Every terminal path goes through here: one compare-and-set from an active status (the first
  * writer wins; later ones change nothing), which also records the terminal event as owed; then
  * what any ended session needs (settleEnded). A path that lost still settles: the winner may have
- * died between its write and its publish.
+ * died between its write and its publish. With `guard.attempt`, the end applies only while the
+ * session is at that setup attempt: one that a later attempt took over is left as it is.
  */
 export async function endSession(
   deps: EndDeps,
   sessionId: string,
   outcome: EndOutcome,
   set: SessionPatch = {},
+  guard: { attempt?: number } = {},
 ): Promise<Session | null> {
   const patch: SessionPatch = { ...set };
   if (outcome.status === "completed") patch.output = outcome.output;
@@ -47,6 +49,7 @@ export async function endSession(
     from: LIFECYCLE[outcome.status].from,
     to: outcome.status,
     set: patch,
+    ...(guard.attempt !== undefined ? { attempt: guard.attempt } : {}),
   });
   if (ended)
     deps.metrics.sessionsEnded.inc({

@@ -20,6 +20,11 @@ export interface TransitionRequest {
   from: readonly SessionStatus[];
   to: SessionStatus;
   set?: SessionPatch;
+  /**
+   * Only while the session is at this setup attempt: part of the same compare-and-set, so a writer
+   * for an attempt a later one has replaced changes nothing.
+   */
+  attempt?: number;
 }
 
 /** The lease a watch believes it may renew (see `renewWatch`). */
@@ -217,7 +222,11 @@ export class MongoSessions implements SessionDocStore {
     return guarded("transition", async () =>
       toSession(
         await this.docs.findOneAndUpdate(
-          { _id: id, status: { $in: [...request.from] } },
+          {
+            _id: id,
+            status: { $in: [...request.from] },
+            ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
+          },
           { $set: set },
           { returnDocument: "after" },
         ),
