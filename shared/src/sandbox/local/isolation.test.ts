@@ -69,6 +69,19 @@ describe("isolation", () => {
     );
     const loose = isolatedArgv({ ...base, command: "/tmp/tools-1/agent", args: [] });
     expect(loose.join(" ")).toContain("--tmpfs /srv/sbx --ro-bind /tmp/tools-1 /tmp/tools-1");
+    // A readable folder under /tmp (a checkout kept there) is mounted after the private /tmp, and the
+    // sandboxes' root is hidden after it, even when that folder holds the root.
+    const tmpView: HostView = [...view, { kind: "ro", path: "/tmp/checkout/tools" }, { kind: "ro", path: "/tmp/sbx" }];
+    const underTmp = isolatedArgv({
+      ...base,
+      view: tmpView,
+      rootDir: "/tmp/sbx/roots",
+      command: "node",
+      args: [],
+    }).join(" ");
+    expect(underTmp).toContain(
+      "--tmpfs /tmp --ro-bind /tmp/checkout/tools /tmp/checkout/tools --ro-bind /tmp/sbx /tmp/sbx --tmpfs /tmp/sbx/roots",
+    );
   });
 
   it("builds the host view from the system folders, PATH and extra readable folders, never /", () => {

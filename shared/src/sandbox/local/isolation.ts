@@ -159,9 +159,13 @@ export interface IsolatedCommand {
 export function isolatedArgv(c: IsolatedCommand): string[] {
   const { tools } = c;
   if (!tools.bwrap || !tools.setpriv) throw new Error("isolatedArgv needs bwrap and setpriv");
-  const mounts = c.view.flatMap((v) =>
-    v.kind === "ro" ? ["--ro-bind", v.path, v.path] : ["--symlink", v.target, v.path],
-  );
+  const mount = (v: HostView[number]) =>
+    v.kind === "ro" ? ["--ro-bind", v.path, v.path] : ["--symlink", v.target, v.path];
+  // A folder of the view under /tmp (a checkout or a tool kept there) would vanish under the private
+  // /tmp: it is mounted after it. Never /tmp itself, nor anything in the sandboxes' root.
+  const underTmp = (p: string) => p.startsWith("/tmp/") && !p.startsWith(`${c.rootDir}/`);
+  const mounts = c.view.filter((v) => !underTmp(v.path)).flatMap(mount);
+  const tmpMounts = c.view.filter((v) => underTmp(v.path)).flatMap(mount);
   // Mounted after the tmpfs folders, so a command kept under /tmp stays visible.
   const own: string[] = [];
   const program = c.program ?? c.command;
@@ -175,8 +179,11 @@ export function isolatedArgv(c: IsolatedCommand): string[] {
     ...dropToUser(tools.setpriv, c.uid),
     tools.bwrap,
     ...mounts,
-    // rootDir goes under a tmpfs too, in case the view covers it: other sandboxes must not show.
-    ...["--tmpfs", "/tmp", "--tmpfs", c.rootDir],
+    ...["--tmpfs", "/tmp"],
+    ...tmpMounts,
+    // rootDir goes under a tmpfs too, after every folder of the view, in case one covers it: other
+    // sandboxes must not show.
+    ...["--tmpfs", c.rootDir],
     ...own,
     ...binds,
     ...["--bind", c.binds.bridge, BRIDGE_DIR_INSIDE],
