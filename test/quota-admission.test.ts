@@ -32,6 +32,9 @@ describe("admission that learns the provider's quota", () => {
       // Every request is held (queued) by a spawner at once, so the fair order sees all of them.
       SPAWNER_MAX_IN_FLIGHT: String(TOTAL + 10),
       FLEET_MAX_DELIVER: "3",
+      // The fixture's short ack wait can lapse for one of 50 held requests on a loaded machine, and a
+      // redelivery takes attempt 2 for that reason alone; here only quota answers may be seen.
+      FLEET_ACK_WAIT_MS: "20000",
       POLLER_STATUS_INTERVAL_MS: "300",
     },
     services: [["api"], ["spawner"], ["spawner"], ["poller"], ["watchdog"]],
