@@ -1,13 +1,9 @@
-import type { NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { feedStreamName, streamName, type StreamKey } from "../shared/src/index.js";
-import { expectServedOnce, OutsideConsumer, Workload } from "./support/cluster-checks.js";
+import { useClusterFleet, Workload } from "./support/cluster-checks.js";
 import { eventually, present, sleep } from "./support/fixtures.js";
-import { useTestFleet } from "./support/fleet-fixture.js";
-import { startTestCluster, type TestCluster } from "./support/nats-cluster.js";
 
 const SESSIONS = 24;
-const EVENTS = 8;
 const STREAMS: StreamKey[] = ["work", "events", "logs"];
 
 /**
@@ -17,49 +13,21 @@ const STREAMS: StreamKey[] = ["work", "events", "logs"];
  * right after it was elected, leaving one node: no quorum until one comes back).
  */
 describe("a three-node NATS cluster loses a node and nothing else", () => {
-  let cluster: TestCluster;
-  let admin: NatsConnection;
-  let outside: OutsideConsumer;
-  const fleet = useTestFleet({
-    prefix: "ncl",
-    simulated: true,
-    timeoutMs: 180_000,
-    infra: async (namespace) => {
-      cluster = await startTestCluster("ncl", { namespace });
-      return { natsUrl: cluster.url, natsUsers: cluster.users };
-    },
+  const c = useClusterFleet("ncl", {
     env: {
-      FLEET_SIM_EVENTS: String(EVENTS),
-      FLEET_SIM_EVENT_MS: "250",
-      FLEET_MAX_SANDBOXES: "0",
-      FLEET_ACK_WAIT_MS: "5000",
-      FLEET_WATCH_ACK_WAIT_MS: "4000",
       // A watch message the cluster loses comes back through the lease (docs/guarantees.md §9).
       FLEET_WATCH_LEASE_MS: "10000",
       WATCHDOG_LEASE_GRACE_MS: "2000",
-      POLLER_STATUS_INTERVAL_MS: "500",
-      WATCHDOG_INTERVAL_MS: "500",
-      REAPER_INTERVAL_MS: "1000",
     },
     services: [["api"], ["spawner"], ["poller"], ["poller"], ["watchdog"]],
-    store: true,
-    teardown: () => cluster?.stop(),
   });
+  const { fleet } = c;
   const names = () => STREAMS.map((k) => streamName(fleet.namespace, k));
-
-  beforeAll(async () => {
-    admin = await cluster.as("spawner");
-    outside = new OutsideConsumer(await cluster.as("outside"), fleet.namespace);
-    await outside.start("outside-terminal");
-  });
-  afterAll(async () => {
-    await outside?.stop();
-  });
 
   /** Every stream (the fleet's three and the outside feed) led and with both replicas current. */
   const settled = async () => {
-    const infos = await Promise.all(names().map((s) => cluster.settled(s)));
-    await cluster.settled(feedStreamName(fleet.namespace), true);
+    const infos = await Promise.all(names().map((s) => c.cluster.settled(s)));
+    await c.cluster.settled(feedStreamName(fleet.namespace), true);
     return infos;
   };
 
@@ -70,8 +38,8 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
   const caughtUp = async (node: string) => {
     const before = await settled();
     for (const [i, stream] of names().entries()) {
-      await cluster.lead(stream, node);
-      const now = await cluster.info(stream);
+      await c.cluster.lead(stream, node);
+      const now = await c.cluster.info(stream);
       const was = present(before[i], stream).state;
       expect(
         { messages: now.state.messages, first: now.state.first_seq, last: now.state.last_seq },
@@ -82,7 +50,7 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
 
   /** A workload across the fault: submissions start, `fault` runs once some sessions run, and all are checked. */
   const across = async (prefix: string, fault: () => Promise<void>) => {
-    const work = await Workload.open(fleet, cluster, "p-ncl");
+    const work = await Workload.open(fleet, c.cluster, "p-ncl");
     try {
       const running = work.run(prefix, SESSIONS, 200);
       // Some sessions already run and stream lines when the node goes.
@@ -90,16 +58,7 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
       const started = Date.now();
       await fault();
       await running;
-      await expectServedOnce({
-        ids: work.accepted,
-        get: fleet.get,
-        store: fleet.store,
-        nc: admin,
-        namespace: fleet.namespace,
-        outside,
-        followed: await work.followed(),
-        minLines: EVENTS,
-      });
+      await c.servedOnce(work);
       expect(work.accepted).toHaveLength(SESSIONS);
       const rewatched = (await Promise.all(work.accepted.map((id) => fleet.store.get(id)))).filter(
         (s) => (s?.rewatches ?? 0) > 0,
@@ -117,7 +76,7 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
       expect(s.config.num_replicas, s.config.name).toBe(3);
       expect(s.cluster?.replicas).toHaveLength(2);
     }
-    const consumers = await (await import("@nats-io/jetstream")).jetstreamManager(admin);
+    const consumers = await (await import("@nats-io/jetstream")).jetstreamManager(c.admin);
     for await (const c of consumers.consumers.list(streamName(fleet.namespace, "work")))
       expect(c.config.num_replicas, c.name).toBe(3);
   }, 60_000);
@@ -126,20 +85,20 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
     // One node leads all three streams: the one the sessions depend on for everything.
     const infos = await settled();
     const leader = present(infos[0]?.cluster?.leader, "a leader");
-    for (const s of names()) await cluster.lead(s, leader);
+    for (const s of names()) await c.cluster.lead(s, leader);
     await across("lead", async () => {
-      await cluster.node(leader).kill();
+      await c.cluster.node(leader).kill();
       // New leaders are elected among the two others; sessions go on meanwhile.
       await eventually(
         async () =>
-          (await Promise.all(names().map((s) => cluster.info(s)))).every(
+          (await Promise.all(names().map((s) => c.cluster.info(s)))).every(
             (i) => i.cluster?.leader && i.cluster.leader !== leader,
           ),
         30_000,
         200,
       );
       await sleep(3_000);
-      await cluster.node(leader).restart();
+      await c.cluster.node(leader).restart();
     });
     await caughtUp(leader);
   }, 240_000);
@@ -147,15 +106,15 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
   it("a follower killed with SIGKILL mid-flight and restarted later", async () => {
     const infos = await settled();
     const leader = present(infos[0]?.cluster?.leader, "a leader");
-    for (const s of names()) await cluster.lead(s, leader);
+    for (const s of names()) await c.cluster.lead(s, leader);
     const follower = present(
-      cluster.nodes.find((n) => n.name !== leader),
+      c.cluster.nodes.find((n) => n.name !== leader),
       "a follower",
     ).name;
     await across("fol", async () => {
-      await cluster.node(follower).kill();
+      await c.cluster.node(follower).kill();
       await sleep(4_000);
-      await cluster.node(follower).restart();
+      await c.cluster.node(follower).restart();
     });
     await caughtUp(follower);
   }, 240_000);
@@ -164,23 +123,23 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
     const infos = await settled();
     const first = present(infos[0]?.cluster?.leader, "a leader");
     const work = streamName(fleet.namespace, "work");
-    for (const s of names()) await cluster.lead(s, first);
+    for (const s of names()) await c.cluster.lead(s, first);
     let second = "";
     await across("elect", async () => {
-      await cluster.node(first).kill();
+      await c.cluster.node(first).kill();
       second = await eventually(
         async () => {
-          const l = (await cluster.info(work)).cluster?.leader;
+          const l = (await c.cluster.info(work)).cluster?.leader;
           return l && l !== first ? l : undefined;
         },
         30_000,
         50,
       );
-      await cluster.node(second).kill();
+      await c.cluster.node(second).kill();
       await sleep(3_000);
-      await cluster.node(first).restart();
+      await c.cluster.node(first).restart();
       await sleep(3_000);
-      await cluster.node(second).restart();
+      await c.cluster.node(second).restart();
     });
     await caughtUp(second);
   }, 300_000);

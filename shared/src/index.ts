@@ -128,6 +128,7 @@ export {
   type NewLine,
   payEvent,
   readLog,
+  runningEvent,
   saveCardFiles,
   type SessionLogDeps,
   SessionLogWriter,

@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { expect } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import {
   SCHEMA_VERSION,
   connectBus,
@@ -15,7 +15,10 @@ import {
 import { eventually, logger, sleep } from "./fixtures.js";
 import type { TestFleet } from "./fleet.js";
 import { api, readSse } from "./fleet.js";
-import type { TestCluster } from "./nats-cluster.js";
+import { type FleetFixture, useTestFleet } from "./fleet-fixture.js";
+import type { ServiceName } from "../../devtools/src/infra/index.js";
+import type { SimulatedSandboxProvider } from "../../devtools/src/simulated/index.js";
+import { startTestCluster, type TestCluster } from "./nats-cluster.js";
 
 const TERMINAL = ["completed", "failed", "cancelled"] as const;
 
@@ -249,4 +252,91 @@ export async function expectServedOnce(opts: {
       Array.from({ length: await streamedLines(opts.nc, opts.namespace, f.id) }, (_, i) => i + 1),
     );
   }
+}
+
+/** Log lines each simulated agent of the cluster tests writes. */
+export const CLUSTER_EVENTS = 8;
+
+export interface ClusterFleet {
+  readonly fleet: FleetFixture<SimulatedSandboxProvider>;
+  readonly cluster: TestCluster;
+  /** A connection to the cluster with the fleet's own rights, for checks. */
+  readonly admin: NatsConnection;
+  /** A durable consumer of the outside feed, started before any session. */
+  readonly outside: OutsideConsumer;
+  /** expectServedOnce for the workload's accepted sessions and followers. */
+  servedOnce(work: Workload): Promise<void>;
+}
+
+/**
+ * A fleet of simulated sandboxes on a three-node cluster of the file's own (replicas 3), with an
+ * outside consumer of terminal events: what every cluster test starts from.
+ */
+export function useClusterFleet(
+  prefix: string,
+  options: { env?: Record<string, string>; services: Array<[ServiceName, Record<string, string>?]> },
+): ClusterFleet {
+  let cluster: TestCluster | undefined;
+  let admin: NatsConnection | undefined;
+  let outside: OutsideConsumer | undefined;
+  const fleet = useTestFleet({
+    prefix,
+    simulated: true,
+    timeoutMs: 180_000,
+    infra: async (namespace) => {
+      cluster = await startTestCluster(prefix, { namespace });
+      return { natsUrl: cluster.url, natsUsers: cluster.users };
+    },
+    env: {
+      FLEET_SIM_EVENTS: String(CLUSTER_EVENTS),
+      FLEET_SIM_EVENT_MS: "250",
+      FLEET_MAX_SANDBOXES: "0",
+      FLEET_ACK_WAIT_MS: "5000",
+      FLEET_WATCH_ACK_WAIT_MS: "4000",
+      POLLER_STATUS_INTERVAL_MS: "500",
+      WATCHDOG_INTERVAL_MS: "500",
+      REAPER_INTERVAL_MS: "1000",
+      ...options.env,
+    },
+    services: options.services,
+    store: true,
+    teardown: () => cluster?.stop(),
+  });
+  const started = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`the cluster fleet has no ${what} yet (used before its beforeAll)`);
+    return value;
+  };
+  beforeAll(async () => {
+    const c = started(cluster, "cluster");
+    admin = await c.as("spawner");
+    outside = new OutsideConsumer(await c.as("outside"), fleet.namespace);
+    await outside.start("outside-terminal");
+  });
+  afterAll(async () => {
+    await outside?.stop();
+  });
+  const self: ClusterFleet = {
+    fleet,
+    get cluster() {
+      return started(cluster, "cluster");
+    },
+    get admin() {
+      return started(admin, "admin connection");
+    },
+    get outside() {
+      return started(outside, "outside consumer");
+    },
+    servedOnce: async (work) =>
+      expectServedOnce({
+        ids: work.accepted,
+        get: fleet.get,
+        store: fleet.store,
+        nc: self.admin,
+        namespace: fleet.namespace,
+        outside: self.outside,
+        followed: await work.followed(),
+        minLines: CLUSTER_EVENTS,
+      }),
+  };
+  return self;
 }

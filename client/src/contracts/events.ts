@@ -66,12 +66,17 @@ export const SessionLog = z
   .strict();
 export type SessionLog = z.infer<typeof SessionLog>;
 
+/** What every terminal event (completed, failed, cancelled) starts with. */
+const terminalShape = {
+  v: schemaVersion,
+  sessionId: SessionId,
+  projectId: ProjectId,
+  at: Millis,
+};
+
 export const SessionCompleted = z
   .object({
-    v: schemaVersion,
-    sessionId: SessionId,
-    projectId: ProjectId,
-    at: Millis,
+    ...terminalShape,
     executionMs: z.number().nonnegative().optional(),
     response: z.string().max(4_000).describe("the final response, cut to 4000 chars; the full one is in the document"),
     toolCalls: z.number().int().nonnegative(),
@@ -81,10 +86,7 @@ export type SessionCompleted = z.infer<typeof SessionCompleted>;
 
 export const SessionFailed = z
   .object({
-    v: schemaVersion,
-    sessionId: SessionId,
-    projectId: ProjectId,
-    at: Millis,
+    ...terminalShape,
     error: ErrorInfo,
   })
   .strict();
@@ -107,10 +109,7 @@ export type SessionCancel = z.infer<typeof SessionCancel>;
 /** The session ended cancelled (terminal): published once the document says so, never a request. */
 export const SessionCancelled = z
   .object({
-    v: schemaVersion,
-    sessionId: SessionId,
-    projectId: ProjectId,
-    at: Millis,
+    ...terminalShape,
     reason: z
       .string()
       .max(500)

@@ -1,4 +1,4 @@
-import { SCHEMA_VERSION, errorMessage, type EndDeps } from "@fleet/shared";
+import { errorMessage, runningEvent, type EndDeps } from "@fleet/shared";
 
 export interface RewatchOptions {
   /** FLEET_WATCH_LEASE_MS, as the pollers use it. */
@@ -26,17 +26,8 @@ export async function rewatchLapsed(deps: EndDeps, options: RewatchOptions, now 
         { sessionId: s.id, round: next.rewatches, lapsedMs: now - (s.watchedUntil ?? s.startedAt ?? now) },
         "watch lease lapsed; publishing session.running again",
       );
-      await deps.bus.publish("running", {
-        v: SCHEMA_VERSION,
-        sessionId: s.id,
-        projectId: s.projectId,
-        sandboxId: s.sandbox.id,
-        ...(s.sandbox.host ? { sandboxHost: s.sandbox.host } : {}),
-        agentSessionId: s.agentSessionId,
-        attempt: s.attempt,
-        at: now,
-        rewatch: next.rewatches,
-      });
+      const event = runningEvent(next, { at: now, rewatch: next.rewatches });
+      if (event) await deps.bus.publish("running", event);
       published += 1;
     } catch (err) {
       deps.logger.warn({ sessionId: s.id, err: errorMessage(err) }, "could not republish a session whose lease lapsed");

@@ -8,3 +8,4 @@ export { lastLogSeqOf, readLog, type LogReadDeps } from "./log-read.js";
 export { endSession, payEvent, settleEnded, type EndDeps, type EndOutcome } from "./end.js";
 export { saveCardFiles } from "./card-files.js";
 export { workspaceChanges, asCardFiles, type WorkspaceChanges } from "./workspace.js";
+export { runningEvent } from "./running.js";
