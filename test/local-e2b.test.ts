@@ -153,7 +153,7 @@ describe("local E2B fault knobs, as the fleet's e2b adapter sees them", async ()
     e2b.setFaults({ maxConcurrent: undefined });
   });
 
-  it("answers 5xx and slow creates on demand: retryable errors, then a create that waits", async () => {
+  it("answers 5xx and slow creates on demand: retryable errors, then a create that waits; and 5xx to set-timeout", async () => {
     e2b.setFaults({ failCreates: 2, failStatus: 503 });
     for (let i = 0; i < 2; i++) {
       const err = await refusal(provider.create({ metadata: meta(`f${i}`), envs: {}, timeoutMs: 60_000 }));
@@ -164,6 +164,12 @@ describe("local E2B fault knobs, as the fleet's e2b adapter sees them", async ()
     const slow = await provider.create({ metadata: meta("slow"), envs: {}, timeoutMs: 60_000 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_500);
     e2b.setFaults({ createDelayMs: 0 });
+    // A set-timeout E2B fails is the adapter's error, and the sandbox keeps the end it had.
+    e2b.setFaults({ failSetTimeouts: 1 });
+    const failed = await refusal(provider.setTimeout(slow.id, 30_000));
+    expect(failed.retryable).toBe(true);
+    expect(await provider.setTimeout(slow.id, 30_000)).toBe(true);
+    expect([e2b.stats().timeoutsFailed, e2b.stats().timeoutsSet]).toEqual([1, 1]);
     await slow.kill();
   });
 

@@ -1,5 +1,6 @@
 import { jetstream } from "@nats-io/jetstream";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { ServiceName } from "../devtools/src/infra/index.js";
 import { SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
 import { eventually } from "./support/fixtures.js";
 import { useTestFleet } from "./support/fleet-fixture.js";
@@ -14,33 +15,56 @@ const PROJECTS: Array<[string, number]> = [
 const TOTAL = PROJECTS.reduce((n, [, k]) => n + k, 0);
 
 /**
- * A provider account that runs at most 5 sandboxes (the simulated provider answers a sixth like E2B:
- * 429, Retry-After, the limit named) behind the real api, two spawners, a poller and a watchdog,
- * with no cap configured: the fleet learns the quota from the answers.
+ * A provider account that runs at most 5 sandboxes, behind the real api, two spawners, a poller and
+ * a watchdog, with no cap configured: the fleet learns the quota from the answers. Once on the
+ * simulated provider (FLEET_SIM_QUOTA: it answers a sixth like E2B: 429, Retry-After, the limit
+ * named), once on the local E2B's concurrent-sandbox quota through the fleet's e2b provider, where
+ * every session runs a real OpenCode server.
  */
-describe("admission that learns the provider's quota", () => {
-  const fleet = useTestFleet({
-    prefix: "quota",
-    simulated: true,
-    env: {
-      FLEET_SIM_QUOTA: String(QUOTA),
-      FLEET_SIM_RETRY_AFTER_MS: "500",
-      FLEET_SIM_EVENTS: "3",
-      FLEET_SIM_EVENT_MS: "150",
-      FLEET_MAX_SANDBOXES: "0",
-      FLEET_ADMISSION_RAISE_MS: "4000",
-      // Every request is held (queued) by a spawner at once, so the fair order sees all of them.
-      SPAWNER_MAX_IN_FLIGHT: String(TOTAL + 10),
-      FLEET_MAX_DELIVER: "3",
-      // The fixture's short ack wait can lapse for one of 50 held requests on a loaded machine, and a
-      // redelivery takes attempt 2 for that reason alone; here only quota answers may be seen.
-      FLEET_ACK_WAIT_MS: "20000",
-      POLLER_STATUS_INTERVAL_MS: "300",
-    },
-    services: [["api"], ["spawner"], ["spawner"], ["poller"], ["watchdog"]],
-    store: true,
-    nats: true,
+describe.each(["simulated", "e2b"] as const)("admission that learns the provider's quota (%s)", (kind) => {
+  const common = {
+    FLEET_MAX_SANDBOXES: "0",
+    FLEET_ADMISSION_RAISE_MS: "4000",
+    // Every request is held (queued) by a spawner at once, so the fair order sees all of them.
+    SPAWNER_MAX_IN_FLIGHT: String(TOTAL + 10),
+    FLEET_MAX_DELIVER: "3",
+    // The fixture's short ack wait can lapse for one of 50 held requests on a loaded machine, and a
+    // redelivery takes attempt 2 for that reason alone; here only quota answers may be seen.
+    FLEET_ACK_WAIT_MS: "20000",
+    POLLER_STATUS_INTERVAL_MS: "300",
+  };
+  const services: Array<[ServiceName]> = [["api"], ["spawner"], ["spawner"], ["poller"], ["watchdog"]];
+  const fleet =
+    kind === "simulated"
+      ? useTestFleet({
+          prefix: "quota",
+          simulated: true,
+          env: {
+            ...common,
+            FLEET_SIM_QUOTA: String(QUOTA),
+            FLEET_SIM_RETRY_AFTER_MS: "500",
+            FLEET_SIM_EVENTS: "3",
+            FLEET_SIM_EVENT_MS: "150",
+          },
+          services,
+          store: true,
+          nats: true,
+        })
+      : useTestFleet({
+          prefix: "quotae2b",
+          sandboxes: "e2b",
+          // An answer and no tool: the agent's work is short, its server's start is not.
+          model: { scenario: "text-only" },
+          env: common,
+          services,
+          store: true,
+          nats: true,
+        });
+  beforeAll(() => {
+    if (kind === "e2b") fleet.e2b.setFaults({ maxConcurrent: QUOTA });
   });
+  /** The sandboxes the provider holds right now. */
+  const held = async () => (kind === "e2b" ? fleet.e2b.sandboxIds().length : (await fleet.provider.list()).length);
 
   it(`runs ${TOTAL} sessions of 3 projects under a quota of ${QUOTA}: all complete, fairly, never more than ${QUOTA} sandboxes`, async () => {
     const started = Date.now();
@@ -75,7 +99,7 @@ describe("admission that learns the provider's quota", () => {
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        peak = Math.max(peak, (await fleet.provider.list()).length);
+        peak = Math.max(peak, await held());
         samples++;
         const waiting = await fleet.store.waitingSessions();
         maxWaiting = Math.max(maxWaiting, waiting.length);
@@ -93,7 +117,7 @@ describe("admission that learns the provider's quota", () => {
             ? (docs as Session[])
             : undefined;
         },
-        240_000,
+        kind === "e2b" ? 420_000 : 240_000,
         200,
       );
     } finally {
@@ -133,13 +157,14 @@ describe("admission that learns the provider's quota", () => {
     const thirds = PROJECTS.map(([p]) => rank(p, 2) ?? TOTAL);
     const letters = order.map((p) => p.slice(-1)).join("");
     console.log(
-      `quota admission: ${TOTAL} sessions, quota ${QUOTA}: submitted in ${submittedMs} ms, drained in ${drainMs} ms; ` +
+      `quota admission (${kind}): ${TOTAL} sessions, quota ${QUOTA}: submitted in ${submittedMs} ms, drained in ${drainMs} ms; ` +
         `peak ${peak} sandboxes (${samples} samples); learned cap ${learned?.cap} after ${learned?.hits} quota answers; ` +
         `most waiting ${maxWaiting}, deepest position ${maxPosition}; completion order ${letters}; ` +
         `first completions at ${firsts.join("/")}, last at ${lasts.join("/")}`,
     );
     for (const first of firsts) expect(first, letters).toBeLessThan(3 * QUOTA);
     for (const last of lasts) for (const third of thirds) expect(last, letters).toBeGreaterThan(third);
-    await eventually(async () => (await fleet.provider.list()).length === 0, 15_000, 100);
-  }, 300_000);
+    await eventually(async () => (await held()) === 0, 15_000, 100);
+    if (kind === "e2b") expect(fleet.e2b.stats().peakRunning).toBe(QUOTA);
+  }, 480_000);
 });

@@ -27,10 +27,10 @@ const PROJECT = "p-stale";
 const ACK_WAIT_MS = 2_000;
 
 /** A delivery of session.requested as the consume loop hands it over (ack wait lapsed: the next delivery comes). */
-function delivery(n: number, storedAt: number): MessageContext {
+function delivery(n: number, storedAt: number, seq = 1): MessageContext {
   return {
     subject: "session.requested",
-    seq: 1,
+    seq,
     deliveryCount: n,
     storedAt,
     finalDelivery: false,
@@ -211,6 +211,43 @@ describe("a stale setup attempt never ends a session it no longer owns", () => {
     },
     90_000,
   );
+  it.concurrent("a first delivery that reaches its handler after the redelivery claimed the attempt leaves the message to it", async () => {
+    const id = `s-late-first-${fixture.namespace}`;
+    const storedAt = Date.now();
+    const req: SessionRequested = {
+      v: SCHEMA_VERSION,
+      sessionId: id,
+      projectId: PROJECT,
+      prompt: "go",
+      config: SessionConfig.parse({}),
+      files: [],
+      requestedAt: storedAt,
+    };
+    // Delivery 1's holder stalled before its handler ran (frozen past the ack wait); delivery 2
+    // claims attempt 1 and waits for its agent.
+    const second = handleRequested(deps, req, delivery(2, storedAt));
+    second.catch(() => undefined);
+    const sandbox = await eventually(async () => {
+      const s = await store.get(id);
+      return s?.attempt === 1 ? agents.waiting(s.sandbox?.id) : undefined;
+    }, 30_000);
+    expect((await store.get(id))?.claimedBy).toEqual({ seq: 1, delivery: 2 });
+
+    // Delivery 1 reaches its handler now: Superseded, so the consume loop does not acknowledge the
+    // message (which would leave nothing to redeliver should delivery 2's spawner die), and the
+    // session is untouched.
+    await expect(handleRequested(deps, req, delivery(1, storedAt))).rejects.toBeInstanceOf(Superseded);
+    const during = present(await store.get(id), "the session");
+    expect([during.status, during.attempt, during.sandbox?.id]).toEqual(["pending", 1, sandbox]);
+    // A duplicate request (another message of the stream) is still answered as one: acknowledged.
+    await expect(handleRequested(deps, req, delivery(1, storedAt, 2))).resolves.toBeUndefined();
+
+    agents.open(sandbox);
+    await second;
+    const after = present(await store.get(id), "the session");
+    expect([after.status, after.attempt, after.sandbox?.id]).toEqual(["running", 1, sandbox]);
+  }, 90_000);
+
   it.concurrent("through the spawner's consumer: the stale delivery leaves the message to the one that owns attempt 2", async () => {
     const id = `s-bus-${fixture.namespace}`;
     const ended: number[] = [];

@@ -129,6 +129,12 @@ export const Session = z.object({
   attempt: z.number().int().nonnegative(),
   /** When a spawner claimed the current attempt (the fleet's clock). */
   claimedAt: Millis.optional(),
+  /**
+   * The request message (its stream sequence) and the delivery of it that claimed the current
+   * attempt. Another delivery of the same message no later than that one is stale: its holder
+   * stalled past the ack wait, and the message is no longer its to acknowledge.
+   */
+  claimedBy: z.object({ seq: z.number().int().positive(), delivery: z.number().int().positive() }).strict().optional(),
   output: SessionOutput.optional(),
   error: ErrorInfo.optional(),
   metrics: SessionMetrics,

@@ -214,7 +214,14 @@ export function createApiHandler(deps: ApiDeps) {
         const m = timeoutPath;
         const body = await json(req, TimeoutBody);
         const s = found(decodeURIComponent(m[1] as string));
+        const faults = deps.faults();
+        if (faults.failSetTimeouts > 0) {
+          faults.failSetTimeouts -= 1;
+          stats.timeoutsFailed += 1;
+          throw new HttpError(faults.failStatus, "Internal server error (injected)");
+        }
         pool.setTimeout(s.id, body.timeout * 1000);
+        stats.timeoutsSet += 1;
         return send(res, 204);
       }
       if (sandboxPath) {

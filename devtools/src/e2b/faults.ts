@@ -2,7 +2,7 @@ import { z } from "zod";
 
 /**
  * Fault knobs of the local E2B, settable at any time by a test (or at start). Counted faults apply
- * to the next N creates, in this order: slow create, rate limit (429 with Retry-After), 5xx; the
+ * to the next N creates, in this order: slow create, rate limit (429 with Retry-After), 5xx (set-timeout has a 5xx count of its own); the
  * concurrent-sandbox quota answers 429 like E2B's own limit whenever it would be exceeded.
  */
 export const LocalE2BFaults = z.object({
@@ -14,6 +14,8 @@ export const LocalE2BFaults = z.object({
   /** The next N creates answer `failStatus`. */
   failCreates: z.number().int().min(0).default(0),
   failStatus: z.number().int().min(500).max(599).default(500),
+  /** The next N set-timeout calls answer `failStatus` (the sandbox keeps the end it had). */
+  failSetTimeouts: z.number().int().min(0).default(0),
   /** Concurrent sandboxes allowed (running plus being created); unset: no limit. */
   maxConcurrent: z.number().int().min(1).optional(),
 });
@@ -27,6 +29,9 @@ export interface LocalE2BStats {
   quotaRejected: number;
   failed: number;
   expired: number;
+  /** Set-timeout calls answered, and those failed by `failSetTimeouts`. */
+  timeoutsSet: number;
+  timeoutsFailed: number;
   running: number;
   peakRunning: number;
 }

@@ -97,6 +97,8 @@ export async function startLocalE2B(input: LocalE2BOptions, logger: Logger): Pro
     quotaRejected: 0,
     failed: 0,
     expired: 0,
+    timeoutsSet: 0,
+    timeoutsFailed: 0,
     running: 0,
     peakRunning: 0,
   };

@@ -359,7 +359,15 @@ class Watch {
     if (!(await this.sandbox.isAlive().catch(() => false))) {
       const cause = this.lifetime.lapseCause(this.session.startedAt);
       this.log.warn({ cause: cause || "unknown" }, "the sandbox ended under the agent");
-      await this.end(() => fail(this.deps, this.session, "sandbox_lost", `the sandbox ended under the agent${cause}`));
+      const message = `the sandbox ended under the agent${cause}`;
+      await this.end(async () => {
+        // Said in the session's own log too, for whoever follows it; the end does not wait on it.
+        await this.writer
+          .append([{ kind: "error", key: "end:sandbox_lost", line: message }])
+          .catch((e: unknown) => this.log.warn({ err: errorMessage(e) }, "could not log the sandbox's end"));
+        if (this.lost()) return;
+        await fail(this.deps, this.session, "sandbox_lost", message);
+      });
     } else if (Date.now() - this.unreachableSince > this.deps.settings.unreachableMs) {
       await this.end(() =>
         fail(

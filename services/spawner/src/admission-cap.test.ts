@@ -8,11 +8,12 @@ import {
   quotaBackoffMs,
   type CapChange,
   type CapPolicy,
+  type QuotaHit,
 } from "./admission-cap.js";
 
 const policy: CapPolicy = { raiseEveryMs: 10_000, decreaseGapMs: 2_000, limitMemoryMs: 60_000 };
 const stored = (c: CapChange, rev = 0): LearnedCap => ({ ...c, rev, updatedAt: c.lastChangeAt });
-const hit = (held: number, at: number, extra: { limit?: number; retryAfterMs?: number } = {}) => ({
+const hit = (held: number, at: number, extra: Pick<QuotaHit, "limit" | "retryAfterMs"> = {}): QuotaHit => ({
   scope: "global",
   held,
   at,
@@ -109,5 +110,35 @@ describe("fair admission order", () => {
     expect(fairPosition(waiting, w("d0", "d", 30))).toBe(3);
     expect(fairPosition(waiting, w("a5", "a", 30))).toBe(8);
     expect(fairPosition([], w("x", "p", 0))).toBe(0);
+  });
+
+  it("serves the project holding the fewest sandboxes first, whatever the age of its requests", () => {
+    // a sent everything first and already holds 3 sandboxes, c holds none, b one.
+    const waiting = [
+      w("a3", "a", 3),
+      w("a4", "a", 4),
+      w("b1", "b", 11),
+      w("b2", "b", 12),
+      w("c0", "c", 20),
+      w("c1", "c", 21),
+    ];
+    const held = new Map([
+      ["a", 3],
+      ["b", 1],
+    ]);
+    const order = [...waiting]
+      .sort((x, y) => fairPosition(waiting, x, held) - fairPosition(waiting, y, held))
+      .map((x) => x.id);
+    // Shares (held + own sessions ahead): c0 0, b1 1 and c1 1 (b1 older), b2 2, a3 3, a4 4.
+    expect(order).toEqual(["c0", "b1", "c1", "b2", "a3", "a4"]);
+    // Without what is held, it is round-robin by age again.
+    expect([...waiting].sort((x, y) => fairPosition(waiting, x) - fairPosition(waiting, y)).map((x) => x.id)).toEqual([
+      "a3",
+      "b1",
+      "c0",
+      "a4",
+      "b2",
+      "c1",
+    ]);
   });
 });

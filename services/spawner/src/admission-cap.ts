@@ -101,23 +101,27 @@ export function quotaBackoffMs(retryAfterMs: number | undefined, answers: number
 }
 
 /**
- * Round-robin by project among the waiting: each project's oldest waiting session first, then each
- * one's second oldest, and so on; within a round, older first. A project with many waiting
- * sessions cannot hold back another's first. Returns `self`'s place (0 = next), counting `self` in
- * even before its document says it waits.
+ * Fair share by project: the next slot goes to the waiting session whose project would then hold
+ * the fewest sandboxes, counting what the project holds now (`held`) and its own sessions waiting
+ * ahead of it; ties go to the older. Among projects holding nothing this is round-robin (each
+ * project's oldest first, then each one's second oldest...); a project already holding sandboxes
+ * waits behind those holding fewer, so one that sent its requests first cannot take every slot that
+ * frees while another's wait. Returns `self`'s place (0 = next), counting `self` in even before its
+ * document says it waits.
  */
 export function fairPosition(
   waiting: ReadonlyArray<{ id: string; projectId: string; createdAt: number }>,
   self: { id: string; projectId: string; createdAt: number },
+  held: ReadonlyMap<string, number> = new Map(),
 ): number {
   const all = waiting.some((w) => w.id === self.id) ? [...waiting] : [...waiting, self];
   all.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const seen = new Map<string, number>();
   const ranked = all.map((w) => {
-    const round = seen.get(w.projectId) ?? 0;
-    seen.set(w.projectId, round + 1);
-    return { ...w, round };
+    const ahead = seen.get(w.projectId) ?? 0;
+    seen.set(w.projectId, ahead + 1);
+    return { ...w, share: (held.get(w.projectId) ?? 0) + ahead };
   });
-  ranked.sort((a, b) => a.round - b.round || a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  ranked.sort((a, b) => a.share - b.share || a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return ranked.findIndex((w) => w.id === self.id);
 }

@@ -106,23 +106,33 @@ export async function admit(
       if (scopes.length === 0) return { slots: false, capRev };
       // Nothing caps anything: no queue to keep, the slot only counts.
       if (scopes.every(([, cap]) => cap === Number.POSITIVE_INFINITY)) {
-        if (await takeAll(store, scopes, session.id)) return { slots: true, capRev };
+        if (await takeAll(store, scopes, session)) return { slots: true, capRev };
         await pause(limits.pollMs, ctx);
         continue;
       }
       const current = await store.get(session.id);
       if (!current || isTerminal(current.status)) throw new SessionEnded(session.id, "while queued");
-      const position = fairPosition(await waitingSessions(store, limits.pollMs / 4), session);
+      // What each project holds now decides the order (fair share), and the totals what is free.
+      const held = await Promise.all(
+        scopes.map(([scope]) =>
+          scope === GLOBAL_SCOPE
+            ? store.slotsByProject(scope)
+            : store.slotsInUse(scope).then((total) => ({ total, byProject: undefined })),
+        ),
+      );
+      const byProject = held.find((h) => h.byProject)?.byProject ?? new Map<string, number>();
+      const position = fairPosition(await waitingSessions(store, limits.pollMs / 4), session, byProject);
       // Only as many of the first waiting sessions as there are free slots may try, so none overtakes
       // one ahead of it in the fair order.
-      const used = await Promise.all(scopes.map(([scope]) => store.slotsInUse(scope)));
+      const used = held.map((h) => h.total);
       const free = Math.min(...scopes.map(([, cap], i) => cap - (used[i] ?? 0)));
-      if (position < free && (await takeAll(store, scopes, session.id))) return { slots: true, capRev };
+      if (position < free && (await takeAll(store, scopes, session))) return { slots: true, capRev };
       if (position === 0 && free <= 0 && options.makeRoom && (await options.makeRoom())) continue;
       // Held back by a learned cap: time may have come to try one more.
       if (position === 0 && free <= 0 && learned?.cap !== undefined && learned.cap === globalCap)
         await raiseIfQuiet(deps, learned, limits);
       if (position !== lastPosition) {
+        deps.logger.debug({ sessionId: session.id, position, free, cap: globalCap }, "queued for admission");
         await store.patch(session.id, { phase: "queued", queuePosition: position });
         lastPosition = position;
       }
@@ -138,7 +148,8 @@ export async function admit(
  * A quota answer to this session's create: its slots go back, the fleet's learned cap goes down as
  * far as the answer proves (a concurrent-limit answer; a rate answer teaches nothing of the
  * concurrency), and the session waits in the queue (its place kept: it was created when
- * it was) for at least the answer's Retry-After, jittered, before admission runs again.
+ * it was) for at least the answer's Retry-After, jittered, before admission runs again; a
+ * concurrency answer without one goes back to admission after one poll, under the lowered cap.
  */
 export async function backOffForQuota(
   deps: AdmissionDeps,
@@ -170,8 +181,18 @@ export async function backOffForQuota(
         limits.policy,
       ),
     );
-  const waitMs = quotaBackoffMs(err.retryAfterMs, answers);
-  const position = fairPosition(await store.waitingSessions(), session);
+  // A concurrency answer without Retry-After: the lowered cap now holds the session back, in its
+  // fair place; a private backoff would only leave the slot idle while the head of the queue sleeps
+  // (or let later sessions overtake it). Rate answers, and any answer naming a Retry-After, wait.
+  const waitMs =
+    err.kind === "concurrency" && err.retryAfterMs === undefined
+      ? limits.pollMs
+      : quotaBackoffMs(err.retryAfterMs, answers);
+  const position = fairPosition(
+    await store.waitingSessions(),
+    session,
+    (await store.slotsByProject(GLOBAL_SCOPE)).byProject,
+  );
   if (!(await store.patch(session.id, { phase: "queued", queuePosition: position }, ["pending"])))
     throw new SessionEnded(session.id, "while it waited out a quota answer");
   deps.logger.info(
@@ -225,10 +246,14 @@ function showCap(metrics: AdmissionMetrics, cap: number, learned: LearnedCap | n
   if (learned?.cap !== undefined) metrics.learnedCap.set(learned.cap);
 }
 
-async function takeAll(store: AdmissionStore, scopes: Array<[string, number]>, sessionId: string): Promise<boolean> {
+async function takeAll(
+  store: AdmissionStore,
+  scopes: Array<[string, number]>,
+  session: Pick<Session, "id" | "projectId">,
+): Promise<boolean> {
   for (const [scope, cap] of scopes) {
-    if (!(await store.acquireSlot(scope, Math.min(cap, UNBOUNDED), sessionId))) {
-      await store.releaseSlots(sessionId);
+    if (!(await store.acquireSlot(scope, Math.min(cap, UNBOUNDED), session.id, session.projectId))) {
+      await store.releaseSlots(session.id);
       return false;
     }
   }

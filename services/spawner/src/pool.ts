@@ -156,7 +156,7 @@ export class PoolManager {
       if (entry) {
         const sandbox = await this.deps.provider.connect(entry.sandboxId).catch(() => null);
         if (sandbox && (await sandbox.isAlive().catch(() => false))) {
-          if (entry.slotHolder) await this.takeSlot(entry.slotHolder, session.id, attempt);
+          if (entry.slotHolder) await this.takeSlot(entry.slotHolder, session, attempt);
           const client = this.deps.runtime.connect({
             baseUrl: sandbox.url(sandbox.agentPort),
             password: pooledAgentPassword(this.settings.agentSecret, sandbox.id),
@@ -193,12 +193,12 @@ export class PoolManager {
    * change. A later attempt may still hold the slot of its earlier sandbox, killed by now (see
    * `releaseEarlierClaims`): it keeps that one, and the pooled sandbox's is freed.
    */
-  private async takeSlot(holder: string, sessionId: string, attempt: number): Promise<void> {
+  private async takeSlot(holder: string, session: Pick<Session, "id" | "projectId">, attempt: number): Promise<void> {
     const { store } = this.deps;
     const holds =
-      attempt > 1 && (await store.heldSlots()).some((x) => x.scope === "global" && x.sessionId === sessionId);
+      attempt > 1 && (await store.heldSlots()).some((x) => x.scope === "global" && x.sessionId === session.id);
     if (holds) await store.releaseSlots(holder);
-    else await store.transferSlots(holder, sessionId);
+    else await store.transferSlots(holder, session.id, session.projectId);
   }
 
   /**

@@ -1,7 +1,6 @@
 import {
   FleetError,
   LIFECYCLE,
-  SCHEMA_VERSION,
   SessionEnded,
   Superseded,
   agentPassword,
@@ -30,7 +29,7 @@ import {
   type SetupTimings,
 } from "@fleet/shared";
 import { activeTraceparent, withSpan } from "@fleet/shared/telemetry";
-import { SessionLogWriter } from "@fleet/shared/sessions";
+import { SessionLogWriter, runningEvent } from "@fleet/shared/sessions";
 import { admit, backOffForQuota, type AdmissionDeps, type AdmissionLimits } from "./admission.js";
 import { admissionMetrics } from "@fleet/shared/metrics";
 import { createStage, type Stage, type StageDeps } from "@fleet/shared/service";
@@ -115,6 +114,11 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   if (session.status === "running") return republishRunning(deps, session);
   // An ended session may still owe its event, hold slots or have a sandbox (its ender died midway).
   if (isTerminal(session.status)) return settleEnded(deps, session);
+  // A delivery of the message whose later delivery claimed the attempt is stale (its holder stalled
+  // past the ack wait, the message went on): it neither acts nor acknowledges, or the message the
+  // later holder needs redelivered should it die would be gone.
+  if (claimedLater(session, ctx))
+    throw new Superseded(`session ${session.id}: a later delivery of its request holds it`);
   // A first delivery of a request whose session already has an attempt is a duplicate request:
   // the delivery that owns the attempt carries on; only a redelivery takes over.
   if (ctx.deliveryCount === 1 && session.attempt > 0) return;
@@ -122,8 +126,17 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   // The claim is a compare-and-set on the attempt number: of duplicate requests (each a first
   // delivery) one wins attempt 1; a redelivery (the holder stopped, or released the message at
   // shutdown) reads the attempt its predecessor recorded and claims the next. Admission follows.
-  const claimed = await store.claimAttempt(session.id, attempt);
-  if (!claimed) return;
+  const claimed = await store.claimAttempt(session.id, attempt, {
+    claimedBy: { seq: ctx.seq, delivery: ctx.deliveryCount },
+  });
+  if (!claimed) {
+    // Lost the claim: to a duplicate request (acknowledged as such), or to another delivery of
+    // this same message, which holds it now and decides its fate.
+    const now = await store.get(session.id);
+    if (now?.claimedBy?.seq === ctx.seq)
+      throw new Superseded(`session ${session.id}: another delivery of its request claimed it`);
+    return;
+  }
   log.info({ attempt, delivery: ctx.deliveryCount }, "setting up session");
   if (session.cardId) await supersedeCardSessions(deps, session);
   if (session.sandbox) await deps.provider.kill(session.sandbox.id);
@@ -350,20 +363,15 @@ async function admitAndCreate(
   }
 }
 
+/** A later delivery of this same request message claimed the session's current attempt. */
+function claimedLater(s: Session, ctx: MessageContext): boolean {
+  return s.claimedBy?.seq === ctx.seq && s.claimedBy.delivery > ctx.deliveryCount;
+}
+
 /** `logSeq`: only from the setup that has just written the session's log, never from a mere republish. */
 async function republishRunning(deps: SpawnDeps, s: Session, logSeq?: number): Promise<void> {
-  if (!s.sandbox || !s.agentSessionId) return;
-  await deps.bus.publish("running", {
-    v: SCHEMA_VERSION,
-    sessionId: s.id,
-    projectId: s.projectId,
-    sandboxId: s.sandbox.id,
-    ...(s.sandbox.host ? { sandboxHost: s.sandbox.host } : {}),
-    agentSessionId: s.agentSessionId,
-    attempt: s.attempt,
-    at: Date.now(),
-    ...(logSeq !== undefined ? { logSeq } : {}),
-  });
+  const event = runningEvent(s, logSeq !== undefined ? { logSeq } : {});
+  if (event) await deps.bus.publish("running", event);
 }
 
 /**

@@ -166,7 +166,7 @@ export const sandboxEnv = z.object({
   E2B_API_KEY: z.string().min(1).optional(),
   E2B_TEMPLATE: z.string().min(1).default("opencode"),
   /** The longest timeout the E2B plan allows one sandbox create or extension (Hobby: 1 h, Pro: 24 h). */
-  E2B_MAX_TIMEOUT_MS: z.coerce.number().int().min(60_000).max(86_400_000).default(3_600_000),
+  E2B_MAX_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(3_600_000),
   /** E2B's control plane; unset: E2B's own (api.<E2B_DOMAIN>). A local E2B (devtools/src/e2b) sets it. */
   E2B_API_URL: z.url({ protocol: /^https?$/ }).optional(),
   /** One URL for all traffic to sandboxes (the SDK routes by E2b-Sandbox-Id/-Port headers). */

@@ -157,8 +157,8 @@ export class MongoSessionStore implements SessionStore {
     return this.logLines.lastLogSeq(sessionId);
   }
 
-  acquireSlot(scope: string, capacity: number, sessionId: string): Promise<boolean> {
-    return this.slots.acquireSlot(scope, capacity, sessionId);
+  acquireSlot(scope: string, capacity: number, sessionId: string, projectId?: string): Promise<boolean> {
+    return this.slots.acquireSlot(scope, capacity, sessionId, projectId);
   }
   slotsInUse(scope: string): Promise<number> {
     return this.slots.slotsInUse(scope);
@@ -169,8 +169,11 @@ export class MongoSessionStore implements SessionStore {
   heldSlots(): Promise<Array<{ scope: string; sessionId: string; at: number }>> {
     return this.slots.heldSlots();
   }
-  transferSlots(fromHolder: string, toHolder: string): Promise<number> {
-    return this.slots.transferSlots(fromHolder, toHolder);
+  slotsByProject(scope: string): Promise<{ total: number; byProject: Map<string, number> }> {
+    return this.slots.slotsByProject(scope);
+  }
+  transferSlots(fromHolder: string, toHolder: string, projectId?: string): Promise<number> {
+    return this.slots.transferSlots(fromHolder, toHolder, projectId);
   }
   learnedCap(scope: string): Promise<LearnedCap | null> {
     return this.slots.learnedCap(scope);

@@ -30,13 +30,18 @@ export interface SlotStore {
    * Takes one of `capacity` slots of a scope (e.g. "global", "project:p1") for a session; true when
    * it holds one (already holding counts). Unique keys make it atomic on every backend.
    */
-  acquireSlot(scope: string, capacity: number, sessionId: string): Promise<boolean>;
+  acquireSlot(scope: string, capacity: number, sessionId: string, projectId?: string): Promise<boolean>;
   /** Slots of a scope in use now. */
   slotsInUse(scope: string): Promise<number>;
+  /**
+   * Slots of a scope in use now, and how many of them each project's sessions hold (a slot taken
+   * without a project, such as a warm-pool sandbox's, counts in the total only). One read.
+   */
+  slotsByProject(scope: string): Promise<{ total: number; byProject: Map<string, number> }>;
   /** Frees every slot the session holds. Idempotent. */
   releaseSlots(sessionId: string): Promise<void>;
   /** Hands every slot of one holder to another (a warm-pool sandbox's slot to the session that claimed it). */
-  transferSlots(fromHolder: string, toHolder: string): Promise<number>;
+  transferSlots(fromHolder: string, toHolder: string, projectId?: string): Promise<number>;
   /** Every held slot, for the sweep that frees those of ended sessions. */
   heldSlots(): Promise<Array<{ scope: string; sessionId: string; at: number }>>;
   /** The learned cap of a scope; null before the first quota answer. */
@@ -48,7 +53,7 @@ export interface SlotStore {
   replaceLearnedCap(expectedRev: number, next: Omit<LearnedCap, "rev" | "updatedAt">): Promise<boolean>;
 }
 
-type SlotDoc = { _id: string; scope: string; sessionId: string; at: number };
+type SlotDoc = { _id: string; scope: string; sessionId: string; projectId?: string; at: number };
 type CapDoc = Omit<LearnedCap, "scope"> & { _id: string };
 
 /** Slot n of a scope is the document `<scope>#<n>`: taking it is an insert only one caller wins. */
@@ -66,7 +71,7 @@ export class MongoSlots implements SlotStore {
     await this.slots.createIndex({ scope: 1 }, { name: "by_scope" });
   }
 
-  acquireSlot(scope: string, capacity: number, sessionId: string): Promise<boolean> {
+  acquireSlot(scope: string, capacity: number, sessionId: string, projectId?: string): Promise<boolean> {
     return guarded("acquireSlot", async () => {
       if (await this.slots.findOne({ scope, sessionId })) return true;
       // Start where the free slots most likely are, so a large capacity costs one insert, not a scan.
@@ -74,7 +79,13 @@ export class MongoSlots implements SlotStore {
       for (let i = 0; i < capacity; i++) {
         const n = (start + i) % capacity;
         try {
-          await this.slots.insertOne({ _id: `${scope}#${n}`, scope, sessionId, at: Date.now() });
+          await this.slots.insertOne({
+            _id: `${scope}#${n}`,
+            scope,
+            sessionId,
+            ...(projectId ? { projectId } : {}),
+            at: Date.now(),
+          });
           return true;
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
@@ -88,13 +99,25 @@ export class MongoSlots implements SlotStore {
     return guarded("slotsInUse", () => this.slots.countDocuments({ scope }));
   }
 
+  async slotsByProject(scope: string): Promise<{ total: number; byProject: Map<string, number> }> {
+    const docs = await guarded("slotsByProject", () =>
+      this.slots.find({ scope }).project<{ projectId?: string }>({ _id: 0, projectId: 1 }).toArray(),
+    );
+    const byProject = new Map<string, number>();
+    for (const d of docs) if (d.projectId) byProject.set(d.projectId, (byProject.get(d.projectId) ?? 0) + 1);
+    return { total: docs.length, byProject };
+  }
+
   async releaseSlots(sessionId: string): Promise<void> {
     await guarded("releaseSlots", () => this.slots.deleteMany({ sessionId }));
   }
 
-  async transferSlots(fromHolder: string, toHolder: string): Promise<number> {
+  async transferSlots(fromHolder: string, toHolder: string, projectId?: string): Promise<number> {
     const r = await guarded("transferSlots", () =>
-      this.slots.updateMany({ sessionId: fromHolder }, { $set: { sessionId: toHolder } }),
+      this.slots.updateMany(
+        { sessionId: fromHolder },
+        { $set: { sessionId: toHolder, ...(projectId ? { projectId } : {}) } },
+      ),
     );
     return r.modifiedCount;
   }
