@@ -42,6 +42,23 @@ describe(`admission slots on a real ${inject("storeKind")}`, () => {
     expect(await slots.slotsInUse("project:b")).toBe(1);
   });
 
+  it("tells in one read how many slots of a scope each project holds, a pool's slot counting only in the total", async () => {
+    const scope = "share";
+    expect(await slots.acquireSlot(scope, 10, "sh-a1", "pa")).toBe(true);
+    expect(await slots.acquireSlot(scope, 10, "sh-a2", "pa")).toBe(true);
+    expect(await slots.acquireSlot(scope, 10, "sh-b1", "pb")).toBe(true);
+    expect(await slots.acquireSlot(scope, 10, "pool:warm-1")).toBe(true);
+    let now = await slots.slotsByProject(scope);
+    expect([now.total, Object.fromEntries(now.byProject)]).toEqual([4, { pa: 2, pb: 1 }]);
+    // The warm sandbox's slot becomes the session's that claimed it, and counts for its project.
+    expect(await slots.transferSlots("pool:warm-1", "sh-c1", "pc")).toBe(1);
+    await slots.releaseSlots("sh-a1");
+    now = await slots.slotsByProject(scope);
+    expect([now.total, Object.fromEntries(now.byProject)]).toEqual([3, { pa: 1, pb: 1, pc: 1 }]);
+    for (const s of ["sh-a2", "sh-b1", "sh-c1"]) await slots.releaseSlots(s);
+    expect((await slots.slotsByProject(scope)).total).toBe(0);
+  });
+
   it("counts slots under a large capacity with one insert each, and keeps the capacity", async () => {
     const holders = Array.from({ length: 6 }, (_, i) => `big-${i}`);
     expect(await Promise.all(holders.map((h) => slots.acquireSlot("big", 100_000, h)))).toEqual(
