@@ -111,6 +111,11 @@ export interface FleetSpec {
   pollerNodeArgs?: string[];
   /** Extra node flags for every service (a CPU profile with --profile). */
   nodeArgs?: string[];
+  /**
+   * The NATS_URL of one instance (default: every server of the infra). On a cluster, a list of one
+   * node pins that instance to it, so instances can be spread over the nodes.
+   */
+  natsUrlOf?: (name: ServiceName, index: number) => string;
 }
 
 export interface BenchFleet {
@@ -182,13 +187,14 @@ export async function startBenchFleet(b: BenchInfra, spec: FleetSpec): Promise<B
     order.map((name) => {
       const i = counts.get(name) ?? 0;
       counts.set(name, i + 1);
+      const own = { ...common, natsUrl: spec.natsUrlOf?.(name, i) ?? common.natsUrl };
       return startService(
         name,
         name === "poller" && spec.pollerNodeArgs
-          ? { ...common, nodeArgs: spec.pollerNodeArgs }
+          ? { ...own, nodeArgs: spec.pollerNodeArgs }
           : spec.nodeArgs
-            ? { ...common, nodeArgs: spec.nodeArgs }
-            : common,
+            ? { ...own, nodeArgs: spec.nodeArgs }
+            : own,
         i,
       );
     }),

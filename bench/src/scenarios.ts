@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { LIMITS, createLogger, subjectFor } from "@fleet/shared";
-import { freePort, startService } from "@fleet/devtools/infra";
+import { freePort, startService, type ServiceName } from "@fleet/devtools/infra";
+import { natsServers } from "@fleet/shared/bus";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/devtools/model";
 import type { Baselines } from "./baselines.js";
 import { sampleStored } from "./stored.js";
@@ -754,9 +755,18 @@ export interface B7Row {
   sessions: number;
   sessionsPerSecond: number;
   speedup: number;
+  /** On a cluster: the node each spawner was pinned to, in order. */
+  nodes?: number[];
 }
 
-export async function b7(ctx: Ctx): Promise<B7Row[]> {
+/**
+ * `spread`: on a cluster, spawner i connects to node i mod N only (the pollers and the requests to
+ * all), so the spawners' bus traffic is spread over the nodes.
+ */
+export async function b7(ctx: Ctx, options: { spread?: boolean } = {}): Promise<B7Row[]> {
+  const servers = natsServers(ctx.b.infra.natsUrl);
+  const nodeOf = (i: number) => i % servers.length;
+  const pin = options.spread && servers.length > 1;
   const n = ctx.quick ? 40 : 240;
   // One create at a time per spawner, so one instance stays well under what the store can take and
   // the figure shows the spawners' own scale-out.
@@ -773,6 +783,12 @@ export async function b7(ctx: Ctx): Promise<B7Row[]> {
         FLEET_SIM_CREATE_MS: "200",
         FLEET_SIM_EVENTS: "1",
       },
+      ...(pin
+        ? {
+            natsUrlOf: (name: ServiceName, i: number) =>
+              name === "spawner" ? (servers[nodeOf(i)] as string) : ctx.b.infra.natsUrl,
+          }
+        : {}),
     }),
     async (fleet, spawners, rows) => {
       ctx.log(`B7 ${spawners} spawner(s), ${perInstance} creates at a time each, 200 ms per create: ${n} sessions`);
@@ -780,11 +796,12 @@ export async function b7(ctx: Ctx): Promise<B7Row[]> {
       const at = await flood(fleet, "b7", n);
       const t1 = await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${n} ended`));
       const rate = n / ((t1 - t0) / 1000);
-      const row = {
+      const row: B7Row = {
         spawners,
         sessions: n,
         sessionsPerSecond: rate,
         speedup: rate / (rows[0]?.sessionsPerSecond ?? rate),
+        ...(pin ? { nodes: Array.from({ length: spawners }, (_, i) => nodeOf(i)) } : {}),
       };
       ctx.log(`  ${round(rate)} sessions/s (${round(row.speedup, 2)}× one spawner)`);
       return row;

@@ -7,6 +7,12 @@ import type { B10Result } from "./pool.js";
 import type { B1Row, B2Row, B3Row, B4Row, B5Result, B6Result, B7Row, B8Row } from "./scenarios.js";
 import { round } from "./util.js";
 
+/** One topology's B1 and B2 in a round of `--cluster`. */
+export interface ClusterSide {
+  b1?: B1Row[];
+  b2?: B2Row[];
+}
+
 export interface Results {
   startedAt: string;
   mode: "quick" | "full";
@@ -22,8 +28,17 @@ export interface Results {
   b8?: B8Row[];
   b9?: B9Result;
   b10?: B10Result;
-  /** `--cluster`: B1 and B2 again on a three-node cluster (replicas 3), in the same run. */
-  cluster?: { nodes: number; b1?: B1Row[]; b2?: B2Row[] };
+  /**
+   * `--cluster`: B1 and B2 on one node (replicas 1) and on a three-node cluster (replicas 3), in
+   * rounds on fresh servers; B7 on the cluster with its spawners spread over the nodes.
+   */
+  cluster?: {
+    nodes: number;
+    rounds: Array<{ one: ClusterSide; three: ClusterSide }>;
+    b7?: B7Row[];
+    /** The ratios as printed, for the record. */
+    summary?: string[];
+  };
   seconds?: number;
 }
 
