@@ -68,6 +68,7 @@ export {
   type SessionStore,
   type SlotStore,
   LearnedCap,
+  UNBOUNDED_SLOTS,
   type PoolClaim,
   type PoolEntry,
   type PoolStatus,

@@ -10,6 +10,7 @@ import {
   type Session,
   type SessionDocStore,
   type SlotStore,
+  UNBOUNDED_SLOTS,
 } from "@fleet/shared";
 import type { Logger } from "@fleet/shared/log";
 import type { AdmissionMetrics } from "@fleet/shared/metrics";
@@ -61,10 +62,22 @@ function waitingSessions(store: AdmissionStore, maxAgeMs: number): Promise<Waiti
   return list;
 }
 
+/**
+ * The learned cap, read at most once per `maxAgeMs` per store (per spawner instance): a burst of
+ * sessions admitted together shares one read. A change reaches every spawner within that time.
+ */
+const learnedCaps = new WeakMap<object, { at: number; cap: Promise<LearnedCap | null> }>();
+function learnedCapOf(store: AdmissionStore, maxAgeMs: number): Promise<LearnedCap | null> {
+  const cached = learnedCaps.get(store);
+  if (cached && Date.now() - cached.at < maxAgeMs) return cached.cap;
+  const cap = store.learnedCap(GLOBAL_SCOPE);
+  learnedCaps.set(store, { at: Date.now(), cap });
+  cap.catch(() => learnedCaps.delete(store));
+  return cap;
+}
+
 /** The scope of the fleet-wide slots and of the learned cap. */
 export const GLOBAL_SCOPE = "global";
-/** Slots taken under no cap at all: only counted, never refused. */
-const UNBOUNDED = 100_000;
 
 /**
  * Waits until the session may hold a sandbox and takes its slots. The fleet-wide slot is always
@@ -96,7 +109,7 @@ export async function admit(
   try {
     for (;;) {
       if (ctx.signal.aborted) throw new ShuttingDown("while queued");
-      const learned = options.holdsGlobal ? null : await store.learnedCap(GLOBAL_SCOPE);
+      const learned = options.holdsGlobal ? null : await learnedCapOf(store, limits.pollMs / 4);
       const globalCap = effectiveCap(limits.global, learned);
       if (!options.holdsGlobal) showCap(deps.metrics, globalCap, learned);
       const scopes: Array<[string, number]> = [];
@@ -221,8 +234,10 @@ async function heldByFleet(deps: AdmissionDeps): Promise<number> {
 async function raiseIfQuiet(deps: AdmissionDeps, learned: LearnedCap, limits: AdmissionLimits): Promise<void> {
   const ceiling = limits.global > 0 ? limits.global : Number.POSITIVE_INFINITY;
   const next = afterQuiet(learned, Date.now(), ceiling, limits.policy);
-  if (next && (await deps.store.replaceLearnedCap(learned.rev, next)))
+  if (next && (await deps.store.replaceLearnedCap(learned.rev, next))) {
+    learnedCaps.delete(deps.store);
     deps.logger.info({ from: learned.cap, to: next.cap }, "admission cap raised: no quota answer for a while");
+  }
 }
 
 /** One compare-and-set of the learned cap, retried a few times when another spawner changed it first. */
@@ -231,6 +246,7 @@ async function changeCap(deps: AdmissionDeps, change: (current: LearnedCap | nul
     const current = await deps.store.learnedCap(GLOBAL_SCOPE);
     const next = change(current);
     if (await deps.store.replaceLearnedCap(current?.rev ?? -1, next)) {
+      learnedCaps.delete(deps.store);
       if (next.cap !== current?.cap)
         deps.logger.info(
           { from: current?.cap ?? null, to: next.cap, providerLimit: next.providerLimit, hits: next.hits },
@@ -252,7 +268,7 @@ async function takeAll(
   session: Pick<Session, "id" | "projectId">,
 ): Promise<boolean> {
   for (const [scope, cap] of scopes) {
-    if (!(await store.acquireSlot(scope, Math.min(cap, UNBOUNDED), session.id, session.projectId))) {
+    if (!(await store.acquireSlot(scope, Math.min(cap, UNBOUNDED_SLOTS), session.id, session.projectId))) {
       await store.releaseSlots(session.id);
       return false;
     }

@@ -19,7 +19,7 @@ export type {
   WatchLease,
 } from "./port.js";
 export { MongoSessionStore, type MongoStoreConfig } from "./mongo-store.js";
-export { LearnedCap } from "./slots.js";
+export { LearnedCap, UNBOUNDED_SLOTS } from "./slots.js";
 export { decodeCursor, encodeCursor } from "./cursor.js";
 export { poolSummary, STALE_POOL_REPORT_MS } from "./pool-summary.js";
 export { poolSlotHolder, poolSlotOwner } from "./pool.js";

@@ -24,6 +24,9 @@ export const LearnedCap = z.object({
 });
 export type LearnedCap = z.infer<typeof LearnedCap>;
 
+/** A capacity this large is no cap: acquireSlot only counts the slot (one insert, keyed by the session). */
+export const UNBOUNDED_SLOTS = 100_000;
+
 /** The `slots` collection: admission slots, `capacity` per scope, each held by one session. */
 export interface SlotStore {
   /**
@@ -72,24 +75,39 @@ export class MongoSlots implements SlotStore {
   }
 
   acquireSlot(scope: string, capacity: number, sessionId: string, projectId?: string): Promise<boolean> {
+    const slot = (id: string): SlotDoc => ({
+      _id: id,
+      scope,
+      sessionId,
+      ...(projectId ? { projectId } : {}),
+      at: Date.now(),
+    });
     return guarded("acquireSlot", async () => {
-      if (await this.slots.findOne({ scope, sessionId })) return true;
-      // Start where the free slots most likely are, so a large capacity costs one insert, not a scan.
-      const start = capacity > 64 ? await this.slots.countDocuments({ scope }) : 0;
-      for (let i = 0; i < capacity; i++) {
-        const n = (start + i) % capacity;
+      // No cap: the slot only counts. One insert keyed by the session (a repeat finds it there).
+      if (capacity >= UNBOUNDED_SLOTS) {
         try {
-          await this.slots.insertOne({
-            _id: `${scope}#${n}`,
-            scope,
-            sessionId,
-            ...(projectId ? { projectId } : {}),
-            at: Date.now(),
-          });
-          return true;
+          await this.slots.insertOne(slot(`${scope}@${sessionId}`));
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
         }
+        return true;
+      }
+      if (await this.slots.findOne({ scope, sessionId })) return true;
+      // From a random slot: under churn the free ones are anywhere, and the expected number of
+      // inserts is 1 / (1 - the share in use) whatever the capacity.
+      const start = Math.floor(Math.random() * capacity);
+      for (let i = 0; i < capacity; i++) {
+        const id = `${scope}#${(start + i) % capacity}`;
+        try {
+          await this.slots.insertOne(slot(id));
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+          continue;
+        }
+        // Slots taken while no cap held (keyed by session) count too: past the capacity, give it back.
+        if ((await this.slots.countDocuments({ scope })) <= capacity) return true;
+        await this.slots.deleteOne({ _id: id });
+        return false;
       }
       return false;
     });
