@@ -175,6 +175,21 @@ export class OutsideConsumer {
   }
 }
 
+/** A read of a stream through its leader, asked again while the stream elects one (up to a minute). */
+async function settledRead<T>(read: () => Promise<T>): Promise<T> {
+  let last: unknown;
+  const until = Date.now() + 60_000;
+  while (Date.now() < until) {
+    try {
+      return await read();
+    } catch (err) {
+      last = err;
+      await sleep(500);
+    }
+  }
+  throw last;
+}
+
 /** Every terminal event in the fleet's events stream, by session (read by an ordered consumer of a fleet user). */
 export async function terminalEvents(nc: NatsConnection, namespace: string): Promise<Map<string, string[]>> {
   const consumer = await jetstream(nc).consumers.get(streamName(namespace, "events"), {
@@ -226,19 +241,21 @@ export async function expectServedOnce(opts: {
     ),
   );
   for (const s of ended) expect(s.status, `${s.id}: ${s.error?.message ?? ""}`).toBe("completed");
-  const events = await terminalEvents(opts.nc, opts.namespace);
+  // The checks read the streams through their leaders, which a restarted node may still be moving:
+  // a read that meets an election ("no responders", a timeout) is asked again.
+  const events = await settledRead(() => terminalEvents(opts.nc, opts.namespace));
   for (const id of opts.ids) expect(events.get(id), `terminal events of ${id}`).toHaveLength(1);
-  await eventually(() => opts.ids.every((id) => opts.outside.seen.has(id)), 60_000, 200);
+  await eventually(() => opts.ids.every((id) => opts.outside.seen.has(id)), 120_000, 200);
   for (const id of opts.ids) expect(opts.outside.seen.get(id)?.size, `outside events of ${id}`).toBe(1);
   for (const id of opts.ids) {
-    const inStream = await streamedLines(opts.nc, opts.namespace, id);
+    const inStream = await settledRead(() => streamedLines(opts.nc, opts.namespace, id));
     expect(inStream, `log lines of ${id} in the stream`).toBeGreaterThanOrEqual(opts.minLines);
     const stored = await eventually(
       async () => {
         const lines = await opts.store.logs(id, { limit: 10_000 });
         return lines.length >= inStream ? lines : undefined;
       },
-      60_000,
+      120_000,
       250,
     );
     expect(
@@ -249,7 +266,7 @@ export async function expectServedOnce(opts: {
   for (const f of opts.followed) {
     expect(f.end, `follower of ${f.id}`).toBe("completed");
     expect(f.seqs, `lines at the follower of ${f.id}`).toEqual(
-      Array.from({ length: await streamedLines(opts.nc, opts.namespace, f.id) }, (_, i) => i + 1),
+      Array.from({ length: await settledRead(() => streamedLines(opts.nc, opts.namespace, f.id)) }, (_, i) => i + 1),
     );
   }
 }
