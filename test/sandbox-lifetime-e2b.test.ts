@@ -60,6 +60,8 @@ describe("long sessions on E2B, whose plan caps a sandbox's timeout", () => {
           `^the sandbox ended under the agent: its provider timeout lapsed at \\S+ \\(last set at \\S+; the provider allows ${MAX_TIMEOUT_MS} ms at a time\\)`,
         ),
       );
+      // The sandbox is past its end as soon as it lapses; the local E2B's sweep counts it within ~250 ms.
+      await eventually(() => fleet.e2b.stats().expired - before.expired === 1, 10_000, 100);
       const stats = fleet.e2b.stats();
       expect(stats.expired - before.expired).toBe(1);
       expect(stats.timeoutsFailed).toBeGreaterThan(0);
