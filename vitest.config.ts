@@ -26,12 +26,7 @@ export default defineConfig({
     ],
     // Scenarios too heavy for ./fleet test on 2 cores run on their own (npm run test:heavy): the
     // 50-session quota test with a real OpenCode per session on the local E2B.
-    // So do the node-loss scenarios on a three-node cluster (npm run test:cluster): in full-suite runs
-    // the follower case's outside consumer missed terminal events within 120 s (docs/guarantees.md §9).
-    exclude: [
-      ...(process.env.FLEET_HEAVY_TESTS === "1" ? [] : ["test/heavy/**"]),
-      ...(process.env.FLEET_CLUSTER_TESTS === "1" ? [] : ["test/nats-cluster.test.ts"]),
-    ],
+    exclude: process.env.FLEET_HEAVY_TESTS === "1" ? [] : ["test/heavy/**"],
     globalSetup: ["test/support/global-setup.ts"],
     pool: "forks",
     fileParallelism: true,

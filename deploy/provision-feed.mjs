@@ -12,7 +12,8 @@ const nc = await connect({
   ...(config.NATS_USER ? { user: config.NATS_USER, pass: config.NATS_PASSWORD } : {}),
 });
 try {
-  await provisionOutsideFeed(nc, config.FLEET_NAMESPACE);
+  // Replicas as the services give their streams: FLEET_STREAM_REPLICAS, or 3 on a cluster and 1 alone.
+  await provisionOutsideFeed(nc, config.FLEET_NAMESPACE, config.FLEET_STREAM_REPLICAS);
   process.stdout.write("outside feed provisioned\n");
 } finally {
   await nc.close();

@@ -10,7 +10,8 @@ const STREAMS: StreamKey[] = ["work", "events", "logs"];
  * A three-node JetStream cluster (replicas 3, the default on a cluster) under the fleet, losing a
  * node with SIGKILL while sessions are submitted over HTTP and on the bus, run and stream their
  * logs: the leader of the fleet's streams, a follower, and two leaders in a row (the second killed
- * right after it was elected, leaving one node: no quorum until one comes back).
+ * right after it was elected, leaving one node: no quorum until one comes back). The first node
+ * killed in each case leads the outside feed.
  */
 describe("a three-node NATS cluster loses a node and nothing else", () => {
   const c = useClusterFleet("ncl", {
@@ -30,6 +31,13 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
     await c.cluster.settled(feedStreamName(fleet.namespace), true);
     return infos;
   };
+
+  /**
+   * The node leading the outside feed. Each case kills it too: outside consumers must get every
+   * terminal event even if the feed had no leader when the event was published.
+   */
+  const feedLeader = async () =>
+    present((await c.cluster.settled(feedStreamName(fleet.namespace), true)).cluster?.leader, "the feed's leader");
 
   /**
    * After the restart: the restarted node holds what the others hold. Its replicas report current,
@@ -66,6 +74,10 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
       console.log(
         `${prefix}: ${SESSIONS} sessions served once; fault and recovery ${Date.now() - started} ms; ${work.retries} submissions retried; ${rewatched} watched again after a lapsed lease`,
       );
+      for (const [why, { count, lastAt }] of work.failures)
+        console.log(
+          `${prefix}: a submission failed ${count}x, the last ${lastAt - started} ms after the fault: ${why}`,
+        );
     } finally {
       await work.close();
     }
@@ -82,9 +94,9 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
   }, 60_000);
 
   it("the leader of the sessions' streams killed with SIGKILL mid-flight and restarted later", async () => {
-    // One node leads all three streams: the one the sessions depend on for everything.
-    const infos = await settled();
-    const leader = present(infos[0]?.cluster?.leader, "a leader");
+    // One node leads all three streams and the feed: the one the sessions depend on for everything.
+    await settled();
+    const leader = await feedLeader();
     for (const s of names()) await c.cluster.lead(s, leader);
     await across("lead", async () => {
       await c.cluster.node(leader).kill();
@@ -104,13 +116,14 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
   }, 240_000);
 
   it("a follower killed with SIGKILL mid-flight and restarted later", async () => {
-    const infos = await settled();
-    const leader = present(infos[0]?.cluster?.leader, "a leader");
-    for (const s of names()) await c.cluster.lead(s, leader);
-    const follower = present(
-      c.cluster.nodes.find((n) => n.name !== leader),
-      "a follower",
+    // The follower of the fleet's streams leads the feed.
+    await settled();
+    const follower = await feedLeader();
+    const leader = present(
+      c.cluster.nodes.find((n) => n.name !== follower),
+      "another node",
     ).name;
+    for (const s of names()) await c.cluster.lead(s, leader);
     await across("fol", async () => {
       await c.cluster.node(follower).kill();
       await sleep(4_000);
@@ -120,8 +133,8 @@ describe("a three-node NATS cluster loses a node and nothing else", () => {
   }, 240_000);
 
   it("a second leader killed right after its election: no quorum until the first comes back", async () => {
-    const infos = await settled();
-    const first = present(infos[0]?.cluster?.leader, "a leader");
+    await settled();
+    const first = await feedLeader();
     const work = streamName(fleet.namespace, "work");
     for (const s of names()) await c.cluster.lead(s, first);
     let second = "";

@@ -245,6 +245,58 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     expect(await counts()).toEqual([work, events + 1, logs + 1]);
   });
 
+  it("(e) cannot use what the fleet lends its feed's sources: no consumer on a fleet stream, no delivery read", async () => {
+    const before = await counts();
+    const events = streamName("", "events");
+    const filter = subjectFor("", "completed");
+    // The feed's sources reach FLEET's consumer API under $JS.FLEET.API; a consumer made there could
+    // deliver the fleet's events into its own work stream.
+    const config = { name: "lent", ack_policy: "none", deliver_policy: "all", filter_subject: filter };
+    for (const deliver of [subjectFor("", "requested", "x"), "_FEED.deliver.S.x"])
+      for (const subject of [
+        `$JS.FLEET.API.CONSUMER.CREATE.${events}.lent.${filter}`,
+        `$JS.FLEET.API.CONSUMER.CREATE.${events}`,
+      ])
+        expect(
+          await ask(outside, subject, { stream_name: events, config: { ...config, deliver_subject: deliver } }),
+        ).toMatch(/^refused: .*[Pp]ermission/);
+    const made: string[] = [];
+    for await (const c of fleet.consumers.list(events)) made.push(c.name);
+    expect(made).not.toContain("lent");
+    // The sources' own deliveries are not for the outside user to read.
+    const got: string[] = [];
+    const refusals: string[] = [];
+    const sub = outside.subscribe("_FEED.deliver.>", {
+      callback: (err, m) => {
+        if (err) refusals.push(err.message);
+        else got.push(m.subject);
+      },
+    });
+    await (await srv.busAs("poller")).publish("failed", {
+      v: SCHEMA_VERSION,
+      sessionId: "s-lent",
+      projectId: "p",
+      at: 1,
+      error: { code: "internal", message: "x" },
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    sub.unsubscribe();
+    expect(got).toEqual([]);
+    expect(refusals.join()).toMatch(/[Pp]ermission/);
+    // ... though the feed has it.
+    const feed = await jetstreamManager(outside, { checkAPI: false });
+    await eventually(
+      async () => {
+        const last = await feed.streams.getMessage(feedStreamName(""), { last_by_subj: subjectFor("", "failed") });
+        return last?.json<{ sessionId: string }>().sessionId === "s-lent";
+      },
+      10_000,
+      100,
+    );
+    const [work, eventsCount, logs] = before as [number, number, number];
+    expect(await counts()).toEqual([work, eventsCount + 1, logs]);
+  });
+
   it("(e) cannot reconfigure its feed to lift that guard, nor add a stream of its own", async () => {
     const feed = feedStreamName("");
     const jsm = await jetstreamManager(outside, { checkAPI: false });

@@ -132,7 +132,7 @@ export async function api<T>(
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
-): Promise<{ status: number; body: T }> {
+): Promise<{ status: number; body: T; headers: Headers }> {
   const res = await fetch(new URL(path, fleet.apiUrl), {
     method,
     headers: {
@@ -143,7 +143,7 @@ export async function api<T>(
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, headers: res.headers };
 }
 
 /** Reads the api's server-sent log stream of a session until its `end` event. */

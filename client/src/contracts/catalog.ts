@@ -171,12 +171,14 @@ function namespacedStream(namespace: string, base: string): string {
 
 /**
  * The one stream of the outside account (docs/bus.md, Authorization), where outside systems keep
- * their own consumers. It captures what the fleet lends that account as it is published (`lent`),
- * plus the outside's own requests (`requests`): a push consumer may not deliver into its own
+ * their own consumers. It sources what the fleet lends that account (`lent`) from the fleet's own
+ * streams, so it holds every such message even if it had no leader when it was published, and
+ * captures the outside's own requests (`requests`): a push consumer may not deliver into its own
  * stream's subjects, so holding session.requested and session.cancel keeps every consumer of the
  * feed from delivering into the fleet. It never acks (a publisher's ack comes from the fleet's
  * stream), and one age and per-subject cap serve all: 7 days like the events, 100 000 per subject
- * like a session's log.
+ * like a session's log. It takes messages as large as the fleet's streams do: a sourced message
+ * the feed refused would stop its source.
  */
 const FEED_LENT = ["completed", "failed", "cancelled", "log"] as const satisfies readonly EventKind[];
 const FEED_REQUESTS = ["requested", "cancel"] as const satisfies readonly EventKind[];
@@ -189,8 +191,6 @@ export const FEED = {
   kinds: [...FEED_LENT, ...FEED_REQUESTS],
   maxAgeMs: STREAMS.events.maxAgeMs,
   maxMsgsPerSubject: 100_000,
-  /** Every event and log line fits; a larger request is forwarded to the fleet but not copied here. */
-  maxMsgBytes: 64 * 1024,
   duplicateWindowMs: STREAMS.events.duplicateWindowMs,
 } as const satisfies { kinds: readonly EventKind[] } & Record<string, unknown>;
 
