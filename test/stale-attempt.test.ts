@@ -41,6 +41,19 @@ function delivery(n: number, storedAt: number, seq = 1): MessageContext {
   };
 }
 
+/** The request the test's sessions are made from, stored at `storedAt`. */
+function requested(sessionId: string, storedAt: number): SessionRequested {
+  return {
+    v: SCHEMA_VERSION,
+    sessionId,
+    projectId: PROJECT,
+    prompt: "go",
+    config: SessionConfig.parse({}),
+    files: [],
+    requestedAt: storedAt,
+  };
+}
+
 /**
  * Agent servers that come up when the test says so: each sandbox's health check is held until its
  * gate opens, then answers as told: `live` (healthy while its sandbox lives, as a real server) or
@@ -143,15 +156,7 @@ describe("a stale setup attempt never ends a session it no longer owns", () => {
     async ({ failure }) => {
       const id = `s-${failure}-${fixture.namespace}`;
       const storedAt = Date.now();
-      const req: SessionRequested = {
-        v: SCHEMA_VERSION,
-        sessionId: id,
-        projectId: PROJECT,
-        prompt: "go",
-        config: SessionConfig.parse({}),
-        files: [],
-        requestedAt: storedAt,
-      };
+      const req = requested(id, storedAt);
       const sandboxOf = async (attempt: number) => {
         const s = await store.get(id);
         return s?.attempt === attempt ? s.sandbox?.id : undefined;
@@ -214,15 +219,7 @@ describe("a stale setup attempt never ends a session it no longer owns", () => {
   it.concurrent("a first delivery that reaches its handler after the redelivery claimed the attempt leaves the message to it", async () => {
     const id = `s-late-first-${fixture.namespace}`;
     const storedAt = Date.now();
-    const req: SessionRequested = {
-      v: SCHEMA_VERSION,
-      sessionId: id,
-      projectId: PROJECT,
-      prompt: "go",
-      config: SessionConfig.parse({}),
-      files: [],
-      requestedAt: storedAt,
-    };
+    const req = requested(id, storedAt);
     // Delivery 1's holder stalled before its handler ran (frozen past the ack wait); delivery 2
     // claims attempt 1 and waits for its agent.
     const second = handleRequested(deps, req, delivery(2, storedAt));
