@@ -1,4 +1,5 @@
 import type { Bus } from "../bus/index.js";
+import { FleetError } from "../errors/index.js";
 import type { LogLine, SessionLog } from "../contracts/index.js";
 import type { SessionStore } from "../store/index.js";
 
@@ -18,11 +19,15 @@ const toLine = ({ v: _v, ...line }: SessionLog): LogLine => line;
 export async function readLog(
   deps: LogReadDeps,
   sessionId: string,
-  options: { afterSeq?: number; limit?: number } = {},
+  options: { afterSeq?: number; limit?: number; complete?: boolean } = {},
 ): Promise<LogLine[]> {
   const afterSeq = options.afterSeq ?? 0;
   const limit = options.limit ?? 1_000;
-  const streamed = await deps.bus.readLogs(sessionId, { afterSeq, limit }).catch(() => [] as SessionLog[]);
+  // `complete`: the caller ends a log with this read (a follower's end event), so an answer from the
+  // store alone while the bus is away, or a stream read cut short, is an error, not the whole log.
+  const streamed = await deps.bus
+    .readLogs(sessionId, { afterSeq, limit })
+    .catch((err: unknown) => (options.complete ? Promise.reject(err) : ([] as SessionLog[])));
   const first = streamed[0]?.seq;
   let stored: LogLine[] = [];
   if (first !== afterSeq + 1) {
@@ -38,6 +43,15 @@ export async function readLog(
     if (l.seq !== afterSeq + out.length + 1) break;
     out.push(l);
     if (out.length >= limit) break;
+  }
+  if (options.complete && out.length < limit) {
+    const last = await deps.bus.lastLogSeq(sessionId);
+    if (last > afterSeq + out.length)
+      throw new FleetError(
+        "bus_unavailable",
+        `the log of ${sessionId} was read to seq ${afterSeq + out.length} of ${last}; ask again`,
+        { retryable: true },
+      );
   }
   return out;
 }

@@ -25,11 +25,14 @@ export class History {
     };
   }
 
-  after(sessionId: string, afterSeq: number): Promise<LogLine[]> {
-    const key = `${sessionId}\0${afterSeq}`;
+  /** `complete`: every line up to the stream's last, or an error (see readLog). */
+  after(sessionId: string, afterSeq: number, complete = false): Promise<LogLine[]> {
+    const key = `${sessionId}\0${afterSeq}\0${complete}`;
     let read = this.inFlight.get(key);
     if (!read) {
-      read = readLog(this.sources, sessionId, { afterSeq, limit: 10_000 }).finally(() => this.inFlight.delete(key));
+      read = readLog(this.sources, sessionId, { afterSeq, limit: 10_000, complete }).finally(() =>
+        this.inFlight.delete(key),
+      );
       this.inFlight.set(key, read);
     }
     return read;

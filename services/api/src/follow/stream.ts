@@ -52,12 +52,14 @@ export async function streamLogs(
     );
     if (res.writableLength > MAX_BUFFERED_BYTES) res.destroy();
   };
-  const catchUp = async (): Promise<void> => {
+  const catchUp = async (complete = false): Promise<void> => {
     if (!open()) return;
-    for (const l of await deps.history.after(session.id, last)) send(l);
+    for (const l of await deps.history.after(session.id, last, complete)) send(l);
   };
   const finish = async (status: EndStatus): Promise<void> => {
-    await catchUp();
+    // The end event says the log is whole: sent only after a read that reached the stream's last
+    // line. Otherwise (the bus away, an election) the answer is dropped and the client resumes.
+    await catchUp(true);
     if (!open()) return;
     res.write(`event: end\ndata: ${JSON.stringify({ status, lastSeq: last })}\n\n`);
     res.end();
