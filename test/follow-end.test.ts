@@ -1,42 +1,13 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { SessionConfig, SessionLogWriter } from "../shared/src/index.js";
-import { defaultToolsDir, ensureNatsServer, freePort } from "../devtools/src/infra/index.js";
 import { useApi } from "./support/api-fixture.js";
 import { logger, sleep } from "./support/fixtures.js";
 import { openStream } from "./support/http.js";
-import { Restartable } from "./support/restartable.js";
+import { useOwnNats } from "./support/restartable.js";
 
 const DONE = { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
 
-let dir: string;
-let nats: Restartable;
-let url: string;
-
-// The file's own nats-server, stopped in the test: up before the fixture opens its bus, until after it closed.
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "fleet-follow-end-"));
-  const port = await freePort();
-  url = `nats://127.0.0.1:${port}`;
-  nats = new Restartable(
-    "nats-follow-end",
-    await ensureNatsServer(defaultToolsDir()),
-    ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")],
-    join(dir, "nats.log"),
-    async () => {
-      await (await connect({ servers: url, reconnect: false, timeout: 500 })).close();
-    },
-  );
-  await nats.start();
-}, 60_000);
-
-afterAll(async () => {
-  await nats?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const nats = useOwnNats("nats-follow-end");
 
 /**
  * A follower's `end` event tells it the log is whole, so it is sent only after a read that reached
@@ -44,7 +15,10 @@ afterAll(async () => {
  * that had just completed got lines 1-13 of 20 (what the store held) and then `end`.
  */
 describe("a log follower's end event", () => {
-  const api = useApi({ prefix: "fend", bus: () => ({ servers: url, name: "follow-end", publishTimeoutMs: 1_000 }) });
+  const api = useApi({
+    prefix: "fend",
+    bus: () => ({ servers: nats.url, name: "follow-end", publishTimeoutMs: 1_000 }),
+  });
   const { store, bus } = api;
 
   const follow = (id: string, after?: number) =>
@@ -72,14 +46,14 @@ describe("a log follower's end event", () => {
     expect(seqs(whole.text())).toEqual([1, 2, 3, 4, 5, 6]);
     expect(whole.text()).toContain('"lastSeq":6');
 
-    await nats.stop();
+    await nats.server.stop();
     try {
       const away = follow(id);
       await away.ended;
       expect(away.text(), "no end while only the store answered").not.toContain("event: end");
       expect(seqs(away.text())).toEqual([1, 2, 3].slice(0, seqs(away.text()).length));
     } finally {
-      await nats.start();
+      await nats.server.start();
     }
     // As a client does: resume from the last line it got until an end comes (the api's bus reconnects meanwhile).
     const got: number[] = [];

@@ -1,5 +1,3 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AckPolicy, jetstreamManager, jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -18,39 +16,15 @@ import {
   type EndDeps,
 } from "../shared/src/index.js";
 import { createMetrics, type FleetMetrics } from "../shared/src/metrics/index.js";
-import { defaultToolsDir, ensureNatsServer, freePort } from "../devtools/src/infra/index.js";
 import { SimulatedSandboxProvider, simulatedRuntime } from "../devtools/src/simulated/index.js";
 import { useBus } from "./support/api-fixture.js";
 import { eventually, logger, sleep } from "./support/fixtures.js";
-import { Restartable } from "./support/restartable.js";
+import { useOwnNats } from "./support/restartable.js";
 
 const FLEET = "outbox";
 
-let dir: string;
-let nats: Restartable;
-let url: string;
-
 // The file's own nats-server, outside the describe: up before its fixture opens a bus on it, until after it closed.
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "fleet-outbox-"));
-  const port = await freePort();
-  url = `nats://127.0.0.1:${port}`;
-  nats = new Restartable(
-    "nats-outbox",
-    await ensureNatsServer(defaultToolsDir()),
-    ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "js")],
-    join(dir, "nats.log"),
-    async () => {
-      await (await connect({ servers: url, reconnect: false, timeout: 500 })).close();
-    },
-  );
-  await nats.start();
-}, 60_000);
-
-afterAll(async () => {
-  await nats?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const nats = useOwnNats("nats-outbox");
 
 /**
  * The outbox (issue 14, items 1 and 5) on real servers: a nats-server of this file's own, stopped
@@ -64,15 +38,15 @@ describe("terminal events are owed in the transition's write and paid after a bu
 
   const fixture = useBus({
     prefix: "obx",
-    bus: () => ({ servers: url, name: "outbox", publishTimeoutMs: 1_000 }),
+    bus: () => ({ servers: nats.url, name: "outbox", publishTimeoutMs: 1_000 }),
     deadLetters: false,
   });
   const { namespace: ns, store, bus } = fixture;
 
   beforeAll(async () => {
-    reader = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    reader = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     metrics = createMetrics("outbox-test");
-    const provider = new SimulatedSandboxProvider({ dir: join(dir, "sim"), fleet: FLEET, events: 0 }, logger);
+    const provider = new SimulatedSandboxProvider({ dir: join(nats.dir, "sim"), fleet: FLEET, events: 0 }, logger);
     deps = { store, bus, provider, logger, metrics };
   });
 
@@ -120,7 +94,7 @@ describe("terminal events are owed in the transition's write and paid after a bu
     });
 
     const down = Date.now();
-    await nats.stop();
+    await nats.server.stop();
     // As the stages do: the poller ends two, the watchdog one on a cancel request and one at its
     // deadline. A stage that sees an error carries on (the poller's tick logs it), so errors are kept.
     const errors: unknown[] = [];
@@ -137,14 +111,14 @@ describe("terminal events are owed in the transition's write and paid after a bu
     await enforceDeadlines(deps, far).catch((err: unknown) => errors.push(err));
     for (const id of ids) expect((await store.get(id))?.status, id).not.toMatch(/pending|running/);
     await sleep(Math.max(0, 10_000 - (Date.now() - down)));
-    await nats.start();
+    await nats.server.start();
 
     // The poller meets one ended session first, on a redelivered session.running: it pays the debt
     // itself (retried while the bus reconnects), before the watchdog would.
     const poller = {
       ...deps,
       metrics,
-      runtime: simulatedRuntime({ dir: join(dir, "sim") }),
+      runtime: simulatedRuntime({ dir: join(nats.dir, "sim") }),
       settings: {
         agentSecret: "s",
         statusIntervalMs: 500,

@@ -4,13 +4,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { MongoClient } from "mongodb";
 import { SessionConfig, connectBus, type Session } from "../shared/src/index.js";
-import { defaultToolsDir, ensureFerretDb, ensureNatsServer, freePort, pingMongo } from "../devtools/src/infra/index.js";
+import { defaultToolsDir, ensureFerretDb, freePort, pingMongo } from "../devtools/src/infra/index.js";
 import { SCENARIOS, type ScenarioInput } from "../devtools/src/model/index.js";
 import { MongoSessionStore } from "../shared/src/store/index.js";
 import { eventually, logger, present, sleep } from "./support/fixtures.js";
 import { useTestFleet } from "./support/fleet-fixture.js";
 import { api } from "./support/fleet.js";
-import { Restartable } from "./support/restartable.js";
+import { Restartable, restartableNats } from "./support/restartable.js";
 
 const steps: ScenarioInput = {
   name: "steps",
@@ -34,21 +34,10 @@ describe("the fleet rides out a restarted nats-server, a store outage and a shut
     infra: async () => {
       const dir = mkdtempSync(join(tmpdir(), "fleet-resilience-"));
       const tools = defaultToolsDir();
-      const [natsBin, ferretBin] = await Promise.all([ensureNatsServer(tools), ensureFerretDb(tools)]);
-      const [np, fp] = [await freePort(), await freePort()];
-      natsUrl = `nats://127.0.0.1:${np}`;
+      const ferretBin = await ensureFerretDb(tools);
+      const fp = await freePort();
       mongoUri = `mongodb://127.0.0.1:${fp}/`;
-      const { connect } = await import("@nats-io/transport-node");
-      nats = new Restartable(
-        "nats",
-        natsBin,
-        ["-a", "127.0.0.1", "-p", String(np), "-js", "-sd", join(dir, "js")],
-        join(dir, "nats.log"),
-        async () => {
-          const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 500 });
-          await nc.close();
-        },
-      );
+      ({ server: nats, url: natsUrl } = await restartableNats("nats", dir));
       ferret = new Restartable(
         "ferretdb",
         ferretBin,
