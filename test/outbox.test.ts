@@ -20,6 +20,7 @@ import { SimulatedSandboxProvider, simulatedRuntime } from "../devtools/src/simu
 import { useBus } from "./support/api-fixture.js";
 import { eventually, logger, sleep } from "./support/fixtures.js";
 import { useOwnNats } from "./support/restartable.js";
+import { delivered, pollerDeps } from "./support/stages.js";
 
 const FLEET = "outbox";
 
@@ -115,32 +116,12 @@ describe("terminal events are owed in the transition's write and paid after a bu
 
     // The poller meets one ended session first, on a redelivered session.running: it pays the debt
     // itself (retried while the bus reconnects), before the watchdog would.
-    const poller = {
-      ...deps,
-      metrics,
-      runtime: simulatedRuntime({ dir: join(nats.dir, "sim") }),
-      settings: {
-        agentSecret: "s",
-        statusIntervalMs: 500,
-        storeCheckMs: 500,
-        unreachableMs: 5_000,
-        quietMs: 60_000,
-        escalationStepMs: 1_000,
-        leaseMs: 60_000,
-      },
-    };
+    const poller = pollerDeps(
+      { ...deps, metrics, runtime: simulatedRuntime({ dir: join(nats.dir, "sim") }) },
+      { agentSecret: "s" },
+    );
     const sandboxId = (await store.get(done))?.sandbox?.id as string;
-    const ctx = {
-      subject: "running",
-      seq: 1,
-      storedAt: Date.now(),
-      deliveryCount: 2,
-      finalDelivery: false,
-      headers: {},
-      working: () => undefined,
-      signal: new AbortController().signal,
-      holds: () => true,
-    };
+    const ctx = delivered("running", 2);
     const js = jetstream(reader, { timeout: 2_000 });
     const seen: string[] = [];
     await eventually(

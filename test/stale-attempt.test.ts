@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { DEFAULT_CAP_POLICY } from "../services/spawner/src/admission-cap.js";
 import { handleRequested, type SpawnDeps } from "../services/spawner/src/spawn.js";
 import { reap } from "../services/watchdog/src/reaper.js";
 import {
@@ -12,12 +11,11 @@ import {
   Superseded,
   consumerName,
   streamName,
-  type MessageContext,
   type SessionRequested,
 } from "../shared/src/index.js";
-import { createMetrics } from "../shared/src/metrics/index.js";
 import { SimulatedSandboxProvider, sandboxIdOfUrl, simulatedRuntime } from "../devtools/src/simulated/index.js";
 import { useBus } from "./support/api-fixture.js";
+import { delivered, spawnerDeps } from "./support/stages.js";
 import { eventually, logger, present } from "./support/fixtures.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -25,21 +23,6 @@ import { connect } from "@nats-io/transport-node";
 const FLEET = "stale";
 const PROJECT = "p-stale";
 const ACK_WAIT_MS = 2_000;
-
-/** A delivery of session.requested as the consume loop hands it over (ack wait lapsed: the next delivery comes). */
-function delivery(n: number, storedAt: number, seq = 1): MessageContext {
-  return {
-    subject: "session.requested",
-    seq,
-    deliveryCount: n,
-    storedAt,
-    finalDelivery: false,
-    headers: {},
-    working: () => undefined,
-    signal: new AbortController().signal,
-    holds: () => true,
-  };
-}
 
 /** The request the test's sessions are made from, stored at `storedAt`. */
 function requested(sessionId: string, storedAt: number): SessionRequested {
@@ -123,23 +106,10 @@ describe("a stale setup attempt never ends a session it no longer owns", () => {
     dir = mkdtempSync(join(tmpdir(), "fleet-stale-"));
     provider = new SimulatedSandboxProvider({ dir: join(dir, "sim"), fleet: FLEET, events: 1 }, logger);
     agents = gatedRuntime(join(dir, "sim"), provider);
-    deps = {
-      store,
-      bus,
-      provider,
-      runtime: agents.runtime,
-      logger,
-      metrics: createMetrics("stale-spawner"),
-      settings: {
-        admission: { global: 0, perProject: 0, pollMs: 100, policy: DEFAULT_CAP_POLICY },
-        fleet: FLEET,
-        projects: "*",
-        instanceId: "stale-test",
-        agentSecret: "stale-test-agent-secret-0123456789",
-        model: { baseUrl: "http://127.0.0.1:9/v1", apiKey: "none", models: ["scripted"] },
-        agentReadyMs: 60_000,
-      },
-    };
+    deps = spawnerDeps(
+      { store, bus, provider, runtime: agents.runtime, logger },
+      { fleet: FLEET, agentSecret: "stale-test-agent-secret-0123456789" },
+    );
   });
 
   afterAll(() => {
@@ -163,12 +133,12 @@ describe("a stale setup attempt never ends a session it no longer owns", () => {
       };
 
       // Attempt 1 sets up and waits for its agent.
-      const first = handleRequested(deps, req, delivery(1, storedAt));
+      const first = handleRequested(deps, req, delivered("session.requested", 1, { storedAt }));
       first.catch(() => undefined);
       const sandbox1 = await eventually(async () => agents.waiting(await sandboxOf(1)), 30_000);
 
       // Its ack wait lapses; the redelivery claims attempt 2 (replacing attempt 1's sandbox) and waits for its own agent.
-      const second = handleRequested(deps, req, delivery(2, storedAt));
+      const second = handleRequested(deps, req, delivered("session.requested", 2, { storedAt }));
       second.catch(() => undefined);
       // Until attempt 2 records its own sandbox, the session still names attempt 1's.
       const sandbox2 = await eventually(async () => {
@@ -222,7 +192,7 @@ describe("a stale setup attempt never ends a session it no longer owns", () => {
     const req = requested(id, storedAt);
     // Delivery 1's holder stalled before its handler ran (frozen past the ack wait); delivery 2
     // claims attempt 1 and waits for its agent.
-    const second = handleRequested(deps, req, delivery(2, storedAt));
+    const second = handleRequested(deps, req, delivered("session.requested", 2, { storedAt }));
     second.catch(() => undefined);
     const sandbox = await eventually(async () => {
       const s = await store.get(id);
@@ -233,11 +203,15 @@ describe("a stale setup attempt never ends a session it no longer owns", () => {
     // Delivery 1 reaches its handler now: Superseded, so the consume loop does not acknowledge the
     // message (which would leave nothing to redeliver should delivery 2's spawner die), and the
     // session is untouched.
-    await expect(handleRequested(deps, req, delivery(1, storedAt))).rejects.toBeInstanceOf(Superseded);
+    await expect(handleRequested(deps, req, delivered("session.requested", 1, { storedAt }))).rejects.toBeInstanceOf(
+      Superseded,
+    );
     const during = present(await store.get(id), "the session");
     expect([during.status, during.attempt, during.sandbox?.id]).toEqual(["pending", 1, sandbox]);
     // A duplicate request (another message of the stream) is still answered as one: acknowledged.
-    await expect(handleRequested(deps, req, delivery(1, storedAt, 2))).resolves.toBeUndefined();
+    await expect(
+      handleRequested(deps, req, delivered("session.requested", 1, { storedAt, seq: 2 })),
+    ).resolves.toBeUndefined();
 
     agents.open(sandbox);
     await second;

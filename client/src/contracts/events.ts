@@ -10,7 +10,7 @@ import {
   SessionId,
   schemaVersion,
 } from "./common.js";
-import { LogKind } from "./session.js";
+import { LogKind, Session } from "./session.js";
 
 /** Published by the api or by any outside system: run this prompt. */
 export const SessionRequested = z
@@ -26,6 +26,10 @@ export const SessionRequested = z
   })
   .strict();
 export type SessionRequested = z.infer<typeof SessionRequested>;
+
+/** A running session's document as a watch needs it: everything but the prompt (and the usage the api adds). */
+export const RunningSession = Session.omit({ prompt: true, usage: true });
+export type RunningSession = z.infer<typeof RunningSession>;
 
 /** Published by the spawner once the prompt is with the agent. */
 export const SessionRunning = z
@@ -48,6 +52,12 @@ export const SessionRunning = z
      * `rewatches` at that time. A message of an older round (absent: 0) no longer starts a watch.
      */
     rewatch: z.number().int().positive().optional(),
+    /**
+     * The session document as the `running` transition wrote it, without its prompt, when the setup
+     * that made that write publishes this: a first watch starts from it instead of reading the store
+     * (a redelivery, or a watch started later than the store check interval, reads it again).
+     */
+    session: RunningSession.optional(),
   })
   .strict();
 export type SessionRunning = z.infer<typeof SessionRunning>;

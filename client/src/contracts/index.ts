@@ -61,6 +61,7 @@ export {
   SessionProgress,
   SessionRequested,
   SessionRunning,
+  RunningSession,
 } from "./events.js";
 export {
   type ConsumerEvent,

@@ -60,7 +60,9 @@ type WatchedSession = Omit<Session, "prompt">;
  * crash) re-attaches to the same agent and continues the log where the stored lines end.
  */
 export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: MessageContext): Promise<void> {
-  const session = await deps.store.get(msg.sessionId);
+  const carried = startingDocument(deps, msg, ctx);
+  const readAt = carried ? Math.min(msg.at, Date.now()) : Date.now();
+  const session = carried ?? (await deps.store.get(msg.sessionId));
   if (!session) throw new FleetError("not_found", `no session ${msg.sessionId}`);
   if (session.attempt !== msg.attempt) return;
   if (isTerminal(session.status)) {
@@ -94,13 +96,32 @@ export async function handleRunning(deps: WatchDeps, msg: SessionRunning, ctx: M
   // What the watch keeps for the session's whole life: the document without its prompt, which may
   // be large and is not needed again (memory per watched session, B5). Returned, not awaited, so
   // this frame (which holds the whole document) is not kept suspended for the watch's life.
-  const { prompt: _prompt, ...watched } = session;
-  return watch(deps, watched, msg, sandbox, client, ctx);
+  return watch(deps, withoutPrompt(session), readAt, msg, sandbox, client, ctx);
+}
+
+/**
+ * The document the setup's own event carries, for a first delivery that is still recent: the
+ * watch's store check would not have read the store yet either (`storeCheckMs`). Anything else (a
+ * redelivery, a republish, an event that waited in the stream) reads the store.
+ */
+function startingDocument(deps: WatchDeps, msg: SessionRunning, ctx: MessageContext): WatchedSession | undefined {
+  const doc = msg.session;
+  if (!doc || ctx.deliveryCount !== 1 || msg.rewatch !== undefined) return undefined;
+  if (doc.id !== msg.sessionId || doc.attempt !== msg.attempt) return undefined;
+  if (Date.now() - msg.at >= deps.settings.storeCheckMs) return undefined;
+  return doc;
+}
+
+function withoutPrompt(s: Session | WatchedSession): WatchedSession {
+  if (!("prompt" in s)) return s;
+  const { prompt: _prompt, ...rest } = s;
+  return rest;
 }
 
 async function watch(
   deps: WatchDeps,
   session: WatchedSession,
+  readAt: number,
   msg: SessionRunning,
   sandbox: Sandbox,
   client: AgentClient,
@@ -118,7 +139,7 @@ async function watch(
     { sessionId: session.id, sandboxId: sandbox.id, delivery: ctx.deliveryCount, resumeAfterSeq: writer.seq },
     "watching session",
   );
-  const w = new Watch(deps, session, msg, sandbox, client, writer, ctx);
+  const w = new Watch(deps, session, readAt, msg, sandbox, client, writer, ctx);
   // Progress pushed from inside the sandbox reaches this writer, so the log keeps one writer.
   const progress = deps.bus.serveProgress(session.id, (p) =>
     w.acting()
@@ -164,8 +185,8 @@ class Watch {
   private unreachableSince: number | undefined;
   private lastActivity = Date.now();
   private partsSeen = 0;
-  /** The watch starts from a session just read. */
-  private storeCheckedAt = Date.now();
+  /** When the document the watch starts from was read (or, carried by the event, written). */
+  private storeCheckedAt: number;
   /** A log write failed: the next tick rebuilds the lines from the agent's messages. */
   private reconcileNeeded = false;
   private readonly log: Logger;
@@ -176,6 +197,7 @@ class Watch {
   constructor(
     private readonly deps: WatchDeps,
     private readonly session: WatchedSession,
+    readAt: number,
     msg: SessionRunning,
     private readonly sandbox: Sandbox,
     private readonly client: AgentClient,
@@ -185,6 +207,7 @@ class Watch {
     this.log = deps.logger.child({ sessionId: session.id, sandboxId: sandbox.id });
     this.lifetime = new LifetimeKeeper(deps.provider, sandbox.id, session.deadlineAt, this.log);
     this.agentSessionId = msg.agentSessionId;
+    this.storeCheckedAt = readAt;
     this.lease = new WatchLease(deps.store, session, msg.rewatch ?? 0, deps.settings.leaseMs, this.log);
     // Shutdown, or the hold on the session's message lapsed: either way another poller carries on.
     ctx.signal.addEventListener("abort", () => this.stop.abort(), { once: true });

@@ -86,7 +86,8 @@ export const GLOBAL_SCOPE = "global";
  * only a per-project cap is waited for. Sessions wait in a fair order (fairPosition): the oldest
  * waiting session of each project in turn. Never fails for a cap: the request's message is held
  * (with progress heartbeats) while the document shows phase `queued` and the queue position.
- * Answers whether it took any slot, and the revision of the learned cap it was admitted under.
+ * Answers whether it took any slot, whether it wrote phase `queued` on the document (it waited), and
+ * the revision of the learned cap it was admitted under.
  */
 export async function admit(
   deps: AdmissionDeps,
@@ -98,7 +99,7 @@ export async function admit(
     /** Frees a slot held by an unclaimed warm-pool sandbox, so the pool never keeps a session queued. */
     makeRoom?: () => Promise<boolean>;
   } = {},
-): Promise<{ slots: boolean; capRev: number }> {
+): Promise<{ slots: boolean; queued: boolean; capRev: number }> {
   const { store } = deps;
   let lastPosition = -1;
   // A slot this session still holds from an attempt that did not finish (a crash, a retryable
@@ -116,10 +117,11 @@ export async function admit(
       if (!options.holdsGlobal) scopes.push([GLOBAL_SCOPE, globalCap]);
       if (limits.perProject > 0) scopes.push([`project:${session.projectId}`, limits.perProject]);
       const capRev = learned?.rev ?? -1;
-      if (scopes.length === 0) return { slots: false, capRev };
+      const queued = lastPosition !== -1;
+      if (scopes.length === 0) return { slots: false, queued, capRev };
       // Nothing caps anything: no queue to keep, the slot only counts.
       if (scopes.every(([, cap]) => cap === Number.POSITIVE_INFINITY)) {
-        if (await takeAll(store, scopes, session)) return { slots: true, capRev };
+        if (await takeAll(store, scopes, session)) return { slots: true, queued, capRev };
         await pause(limits.pollMs, ctx);
         continue;
       }
@@ -139,7 +141,7 @@ export async function admit(
       // one ahead of it in the fair order.
       const used = held.map((h) => h.total);
       const free = Math.min(...scopes.map(([, cap], i) => cap - (used[i] ?? 0)));
-      if (position < free && (await takeAll(store, scopes, session))) return { slots: true, capRev };
+      if (position < free && (await takeAll(store, scopes, session))) return { slots: true, queued, capRev };
       if (position === 0 && free <= 0 && options.makeRoom && (await options.makeRoom())) continue;
       // Held back by a learned cap: time may have come to try one more.
       if (position === 0 && free <= 0 && learned?.cap !== undefined && learned.cap === globalCap)

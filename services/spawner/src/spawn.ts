@@ -125,9 +125,12 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
   const attempt = session.attempt + 1;
   // The claim is a compare-and-set on the attempt number: of duplicate requests (each a first
   // delivery) one wins attempt 1; a redelivery (the holder stopped, or released the message at
-  // shutdown) reads the attempt its predecessor recorded and claims the next. Admission follows.
+  // shutdown) reads the attempt its predecessor recorded and claims the next. Admission follows;
+  // with no cap configured it seldom waits, so the claim already shows the sandbox being created
+  // (a wait under a learned cap writes phase `queued` first).
   const claimed = await store.claimAttempt(session.id, attempt, {
     claimedBy: { seq: ctx.seq, delivery: ctx.deliveryCount },
+    ...(uncapped(deps.settings.admission) ? { phase: "sandbox_creating", queuePosition: 0 } : {}),
   });
   if (!claimed) {
     // Lost the claim: to a duplicate request (acknowledged as such), or to another delivery of
@@ -324,6 +327,11 @@ function admissionDeps(deps: SpawnDeps): AdmissionDeps {
   };
 }
 
+/** No admission cap is configured: a session waits only under a learned cap. */
+function uncapped(limits: AdmissionLimits): boolean {
+  return limits.global <= 0 && limits.perProject <= 0;
+}
+
 /** Admission and the start of sandbox creation are one write, with the slots the session now holds. */
 async function admitted(deps: SpawnDeps, session: Session, timings: SetupTimings): Promise<void> {
   timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
@@ -350,12 +358,19 @@ async function admitAndCreate(
   const limits = deps.settings.admission;
   const pool = deps.settings.pool;
   for (let answers = 0; ; ) {
-    const { capRev } = await withSpan("setup.admission", {}, () =>
+    const { slots, queued, capRev } = await withSpan("setup.admission", {}, () =>
       admit(admission, session, limits, ctx, pool ? { makeRoom: () => pool.makeRoom() } : {}),
     );
-    await admitted(deps, session, timings);
+    // Admitted at once, and the claim already showed the sandbox being created: the slots are
+    // recorded with the sandbox instead of in a write of their own. Until then a spawner that dies
+    // leaves them to the watchdog's sweep, a session ended meanwhile to this setup's release.
+    const recordLater = answers === 0 && !queued && uncapped(limits);
+    if (recordLater) timings.queuedMs = Math.max(0, Date.now() - session.createdAt);
+    else await admitted(deps, session, timings);
     try {
-      return await withSpan("setup.sandbox_create", {}, () => createSandbox(deps, session, attempt, timings));
+      return await withSpan("setup.sandbox_create", {}, () =>
+        createSandbox(deps, session, attempt, timings, recordLater && slots),
+      );
     } catch (err) {
       if (!isProviderQuota(err)) throw err;
       await backOffForQuota(admission, session, err, capRev, ++answers, limits, ctx);
@@ -368,9 +383,12 @@ function claimedLater(s: Session, ctx: MessageContext): boolean {
   return s.claimedBy?.seq === ctx.seq && s.claimedBy.delivery > ctx.deliveryCount;
 }
 
-/** `logSeq`: only from the setup that has just written the session's log, never from a mere republish. */
+/**
+ * `logSeq`: only from the setup that has just written the session's log and its `running` document
+ * (both go in the event), never from a mere republish.
+ */
 async function republishRunning(deps: SpawnDeps, s: Session, logSeq?: number): Promise<void> {
-  const event = runningEvent(s, logSeq !== undefined ? { logSeq } : {});
+  const event = runningEvent(s, logSeq !== undefined ? { logSeq, withDocument: true } : {});
   if (event) await deps.bus.publish("running", event);
 }
 
@@ -436,6 +454,7 @@ async function createSandbox(
   session: Session,
   attempt: number,
   timings: SetupTimings,
+  slotsHeld: boolean,
 ): Promise<Sandbox> {
   const started = Date.now();
   const cb = deps.settings.callbacks;
@@ -470,6 +489,7 @@ async function createSandbox(
   const recorded = await deps.store.patch(session.id, {
     sandbox: { id: sandbox.id, provider: sandbox.provider },
     phase: "restoring",
+    ...(slotsHeld ? { slotsHeld: true as const } : {}),
   });
   if (!recorded) {
     await deps.provider.kill(sandbox.id);

@@ -67,7 +67,7 @@ export async function endSession(
  * the event's Nats-Msg-Id is fixed per session (`ended:<id>` on all three terminal subjects), so a
  * second payment is dropped by the stream.
  */
-export async function settleEnded(deps: EndDeps, session: Session): Promise<void> {
+export async function settleEnded(deps: EndDeps, session: Omit<Session, "prompt">): Promise<void> {
   if (session.eventOwed) await payEvent(deps, session);
   // The sandbox goes before its slot: a slot given back while its sandbox still runs would let the
   // next session's create meet the provider's quota with the fleet inside its own cap.
@@ -91,7 +91,7 @@ export async function settleEnded(deps: EndDeps, session: Session): Promise<void
  * Publishes a session's terminal event from its stored document and clears the debt once the bus
  * confirmed it. A failure leaves the debt for the watchdog (or the next stage to meet the session).
  */
-export async function payEvent(deps: EndDeps, s: Session): Promise<boolean> {
+export async function payEvent(deps: EndDeps, s: Omit<Session, "prompt">): Promise<boolean> {
   const at = s.completedAt ?? s.updatedAt;
   try {
     if (s.status === "completed") {
