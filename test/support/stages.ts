@@ -26,18 +26,13 @@ export function delivered(
 /** What a spawner's handler runs on in-process: no admission cap, a model no test calls. */
 export function spawnerDeps(
   base: Omit<EndDeps, "metrics"> & { runtime: AgentRuntime },
-  settings: {
-    fleet: string;
-    agentSecret: string;
-    agentReadyMs?: number;
-    admission?: Partial<SpawnDeps["settings"]["admission"]>;
-  },
+  settings: { fleet: string; agentSecret: string; agentReadyMs?: number },
 ): SpawnDeps {
   return {
     ...base,
     metrics: createMetrics(`${settings.fleet}-spawner`),
     settings: {
-      admission: { global: 0, perProject: 0, pollMs: 100, policy: DEFAULT_CAP_POLICY, ...settings.admission },
+      admission: { global: 0, perProject: 0, pollMs: 100, policy: DEFAULT_CAP_POLICY },
       fleet: settings.fleet,
       projects: "*",
       instanceId: `${settings.fleet}-test`,

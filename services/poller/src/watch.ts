@@ -17,6 +17,7 @@ import {
   type Logger,
   type MessageContext,
   type ProgressReply,
+  type RunningSession,
   type Sandbox,
   type Session,
   type SessionProgress,
@@ -53,7 +54,8 @@ export interface WatchSettings {
 
 export type WatchDeps = StageDeps<WatchSettings>;
 
-type WatchedSession = Omit<Session, "prompt">;
+/** What a watch keeps of its session: the document without its prompt, as `session.running` carries it. */
+type WatchedSession = RunningSession;
 
 /**
  * session.running -> watch the agent until the session ends. A redelivery (another poller after a
