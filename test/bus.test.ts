@@ -10,6 +10,7 @@ import {
 } from "../shared/src/index.js";
 import { useBus } from "./support/api-fixture.js";
 import { eventually, openBus, sleep } from "./support/fixtures.js";
+import { logMessage } from "./support/jetstream.js";
 
 function request(sessionId: string, prompt = "hello"): SessionRequested {
   return {
@@ -210,31 +211,24 @@ describe("bus on a real nats-server", () => {
   }, 30_000);
 
   it("follows one session's log lines: history first, then live, and nothing of other sessions", async () => {
-    const line = (sessionId: string, seq: number) => ({
-      v: 1 as const,
-      sessionId,
-      seq,
-      at: seq,
-      kind: "tool" as const,
-      line: `l${seq}`,
-    });
-    await bus.publish("log", line("follow-me", 1));
-    await bus.publish("log", line("someone-else", 1));
-    await bus.publish("log", line("follow-me", 2));
+    await bus.publish("log", logMessage("follow-me", 1, "l1"));
+    await bus.publish("log", logMessage("someone-else", 1, "l1"));
+    await bus.publish("log", logMessage("follow-me", 2, "l2"));
     const stop = new AbortController();
     const seen: number[] = [];
     const reading = (async () => {
       for await (const l of bus.followLogs("follow-me", stop.signal)) {
         expect(l.sessionId).toBe("follow-me");
         seen.push(l.seq);
-        if (seen.length === 3) stop.abort();
+        if (seen.length === 4) stop.abort();
       }
     })();
     await eventually(() => seen.length === 2);
-    await bus.publish("log", line("follow-me", 3));
+    // One message of two lines: followed line by line.
+    await bus.publish("log", logMessage("follow-me", 3, "l3", "l4"));
     await reading;
-    expect(seen).toEqual([1, 2, 3]);
-    expect(await bus.lastLogSeq("follow-me")).toBe(3);
+    expect(seen).toEqual([1, 2, 3, 4]);
+    expect(await bus.lastLogSeq("follow-me")).toBe(4);
     expect(await bus.lastLogSeq("never-logged")).toBe(0);
   });
 

@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { SCHEMA_VERSION, subjectFor, type Session } from "../shared/src/index.js";
+import { SCHEMA_VERSION, SessionLog, logLines, subjectFor, type LogLine, type Session } from "../shared/src/index.js";
 import { DEMO_FILE, DEMO_TODOS, SCENARIOS } from "../devtools/src/model/index.js";
 import { eventually } from "./support/fixtures.js";
 import { SANDBOX_KINDS, useTestFleet } from "./support/fleet-fixture.js";
@@ -79,9 +79,9 @@ describe.each(SANDBOX_KINDS)("sessions end to end on %s sandboxes: services as p
   it("runs a session submitted over HTTP and one published raw on the bus, with their tools really run", async () => {
     const rawId = `raw-${ns}`;
     // A plain subscriber, as another system would follow a session.
-    const plain: Array<{ seq: number; line: string }> = [];
+    const plain: LogLine[] = [];
     const sub = fleet.nc.subscribe(subjectFor(ns, "log", rawId), {
-      callback: (_e, m) => void plain.push(m.json<{ seq: number; line: string }>()),
+      callback: (_e, m) => void plain.push(...logLines(SessionLog.parse(m.json()))),
     });
 
     const posted = await api<{ sessionId: string; status: string }>(fleet, "POST", "/v1/sessions", {

@@ -3,7 +3,6 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   FleetError,
-  SCHEMA_VERSION,
   SessionConfig,
   SessionLogWriter,
   startLogArchiver,
@@ -15,7 +14,7 @@ import {
 import { useApi } from "./support/api-fixture.js";
 import { eventually, logger } from "./support/fixtures.js";
 import { openStream, rawRequest } from "./support/http.js";
-import { expireOldestLines } from "./support/jetstream.js";
+import { expireOldestLines, logMessage } from "./support/jetstream.js";
 
 const DONE = { response: "", thinking: "", toolCalls: [], todos: [], diffs: [], artifacts: [] };
 
@@ -36,11 +35,12 @@ describe("log lines live on the bus; the archiver stores them", () => {
     await store.create({ id, projectId: "p1", prompt: "x", config: SessionConfig.parse({}) });
     await store.transition(id, { from: ["pending"], to: "running", set: { startedAt: Date.now() } });
   };
-  const write = async (id: string, n: number, from = 1): Promise<void> => {
+  /** Lines `from`… written `per` at a time: each write is one message of the stream. */
+  const write = async (id: string, n: number, from = 1, per = 10): Promise<void> => {
     const writer = await SessionLogWriter.open({ store, bus, logger }, id);
-    for (let i = from; i < from + n; i += 10)
+    for (let i = from; i < from + n; i += per)
       await writer.append(
-        Array.from({ length: Math.min(10, from + n - i) }, (_, k) => ({
+        Array.from({ length: Math.min(per, from + n - i) }, (_, k) => ({
           kind: "tool" as const,
           line: `line ${i + k}`,
         })),
@@ -101,12 +101,12 @@ describe("log lines live on the bus; the archiver stores them", () => {
 
   it("serves lines older than the stream keeps from the store, the rest from the stream, gap-free", async () => {
     await running("aged-1");
-    await write("aged-1", 12);
-    // The first eight were archived, then left the stream (what its max age does to old lines).
+    await write("aged-1", 12, 1, 4);
+    // The first eight (two messages) were archived, then left the stream (what its max age does to old lines).
     await store.appendLogs(
       seqs(8).map((seq) => ({ sessionId: "aged-1", seq, at: Date.now(), kind: "tool" as const, line: `line ${seq}` })),
     );
-    await expireOldestLines(ns, "aged-1", 4);
+    await expireOldestLines(ns, "aged-1", 1);
     expect((await bus.readLogs("aged-1")).map((l) => l.seq)).toEqual(seqs(4, 9));
     expect(await getLogs("aged-1")).toEqual(seqs(12));
     expect(await getLogs("aged-1", "?afterSeq=6&limit=4")).toEqual(seqs(4, 7));
@@ -157,8 +157,9 @@ describe("log lines live on the bus; the archiver stores them", () => {
       return done;
     });
     await write("over-1", 20);
-    // Its first batches never answer; the rest wait behind them.
-    await eventually(() => firstSaw.length > 0, 10_000, 50);
+    // Its batches (both messages, two writes under way) never answer. Waiting for both keeps a
+    // message from being in flight to its fetch when it stops (one would come back only after the ack wait).
+    await eventually(() => firstSaw.length === 20, 10_000, 50);
     await first.stop(200);
     const secondSaw: number[] = [];
     const second = archiverOver((lines) => {
@@ -177,16 +178,37 @@ describe("log lines live on the bus; the archiver stores them", () => {
     }
   });
 
+  it("stores at most maxBatch lines per write, whole messages only (a larger message alone)", async () => {
+    // Six messages of 10 lines, then one of 40: more than a batch.
+    await write("sized-1", 60);
+    await write("sized-1", 40, 61, 40);
+    const calls: number[][] = [];
+    const sized = archiverOver(
+      async (lines) => {
+        calls.push(lines.filter((l) => l.sessionId === "sized-1").map((l) => l.seq));
+        return store.appendLogs(lines);
+      },
+      { maxBatch: 25, concurrency: 1 },
+    );
+    try {
+      await eventually(async () => (await store.lastLogSeq("sized-1")) === 100, 10_000, 50);
+    } finally {
+      await sized.stop();
+    }
+    const mine = calls.filter((c) => c.length > 0);
+    expect(mine.flat()).toEqual(seqs(100));
+    for (const c of mine) {
+      if (c.includes(61)) expect(c).toEqual(seqs(40, 61));
+      else {
+        expect(c.length).toBeLessThanOrEqual(25);
+        expect(c.length % 10).toBe(0);
+      }
+    }
+    expect(await storedCopies("sized-1")).toBe(100);
+  });
+
   it("shows its backlog on /metrics: lines not stored yet and the oldest one's age, both 0 once caught up", async () => {
-    for (let seq = 1; seq <= 5; seq++)
-      await bus.publish("log", {
-        v: SCHEMA_VERSION,
-        sessionId: "backlog-1",
-        seq,
-        at: Date.now(),
-        kind: "system",
-        line: `b${seq}`,
-      });
+    for (let seq = 1; seq <= 5; seq++) await bus.publish("log", logMessage("backlog-1", seq, `b${seq}`));
     await new Promise((r) => setTimeout(r, 1_100));
     const waiting = await bus.archiveBacklog();
     expect(waiting.pending).toBe(5);

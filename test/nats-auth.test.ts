@@ -9,10 +9,12 @@ import {
   subjectFor,
   type EventInput,
   type EventKind,
+  type SessionLog,
 } from "../shared/src/index.js";
 import { progressSubject } from "../shared/src/contracts/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
 import { eventually } from "./support/fixtures.js";
+import { logMessage } from "./support/jetstream.js";
 
 describe("NATS authorization: each user only its subjects", () => {
   let srv: AuthServer;
@@ -67,8 +69,7 @@ describe("NATS authorization: each user only its subjects", () => {
   it("(h, i) lets an outside system keep its own durables on results and a log, and follow a log with an ordered consumer", async () => {
     const poller = jetstream(await as("poller"));
     const watchdog = jetstream(await as("watchdog"));
-    const line = (seq: number, text: string) =>
-      JSON.stringify({ v: 1, sessionId: "s-out", seq, at: 1, kind: "system", line: text });
+    const line = (seq: number, text: string) => JSON.stringify(logMessage("s-out", seq, text));
     await poller.publish(subjectFor("", "log", "s-out"), line(1, "hello"));
     await poller.publish(
       subjectFor("", "completed"),
@@ -112,16 +113,16 @@ describe("NATS authorization: each user only its subjects", () => {
       filter_subject: subjectFor("", "log", "s-out"),
     });
     const logged = await (await js.consumers.get(feed, "acme-log")).next({ expires: 2_000 });
-    expect(logged?.json<{ line: string }>().line).toBe("hello");
+    expect(logged?.json<SessionLog>().lines[0]?.line).toBe("hello");
 
     // History, then live: an ordered consumer on one session's log.
     const ordered = await js.consumers.get(feed, {
       filter_subjects: subjectFor("", "log", "s-out"),
       deliver_policy: DeliverPolicy.All,
     });
-    expect((await ordered.next({ expires: 2_000 }))?.json<{ line: string }>().line).toBe("hello");
+    expect((await ordered.next({ expires: 2_000 }))?.json<SessionLog>().lines[0]?.line).toBe("hello");
     await poller.publish(subjectFor("", "log", "s-out"), line(2, "live"));
-    expect((await ordered.next({ expires: 2_000 }))?.json<{ line: string }>().line).toBe("live");
+    expect((await ordered.next({ expires: 2_000 }))?.json<SessionLog>().lines[0]?.line).toBe("live");
 
     // The fleet's own cancel requests and the work queue are not lent to the outside account: a
     // consumer may name them and gets only the outside's own request, and the fleet's streams do not exist there.
@@ -222,7 +223,7 @@ function validBody(kind: EventKind, sessionId: string): EventInput<EventKind> {
   const bodies: { [K in EventKind]: EventInput<K> } = {
     requested: { v: SCHEMA_VERSION, sessionId, projectId: "p", prompt: "x", requestedAt: 1 },
     running: { ...base, projectId: "p", sandboxId: "sb", agentSessionId: "a", attempt: 1 },
-    log: { ...base, seq: 1, kind: "system", line: "x" },
+    log: logMessage(sessionId, 1, "x"),
     cancel: base,
     completed: { ...base, projectId: "p", response: "ok", toolCalls: 0 },
     failed: { ...base, projectId: "p", error: { code: "agent", message: "x" } },

@@ -18,6 +18,7 @@ import { consumerName } from "../shared/src/bus/index.js";
 import { progressSubject } from "../shared/src/contracts/index.js";
 import { startAuthServer, type AuthServer } from "./support/auth-server.js";
 import { eventually } from "./support/fixtures.js";
+import { logMessage } from "./support/jetstream.js";
 
 /**
  * What the `outside` NATS user (another system) must not do to the fleet, tried on a real server
@@ -81,14 +82,7 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
       attempt: 1,
       at: 1,
     });
-    await (await srv.busAs("poller")).publish("log", {
-      v: SCHEMA_VERSION,
-      sessionId: "held-by-archiver",
-      seq: 1,
-      at: 1,
-      kind: "system",
-      line: "held",
-    });
+    await (await srv.busAs("poller")).publish("log", logMessage("held-by-archiver", 1, "held"));
     // The api follows a session's log for a viewer: an ordered consumer of the fleet on the log stream.
     const stop = new AbortController();
     const lines = api.followLogs("s-view", stop.signal)[Symbol.asyncIterator]();
@@ -176,14 +170,7 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
     for (const t of targets) await ask(outside, `$JS.API.CONSUMER.DELETE.${t.stream}.${t.name}`);
     for (const t of targets) expect((await fleet.consumers.info(t.stream, t.name)).name, t.name).toBe(t.name);
     // The api's viewer still gets its session's lines.
-    await (await srv.busAs("poller")).publish("log", {
-      v: SCHEMA_VERSION,
-      sessionId: "s-view",
-      seq: 1,
-      at: 1,
-      kind: "system",
-      line: "still here",
-    });
+    await (await srv.busAs("poller")).publish("log", logMessage("s-view", 1, "still here"));
     expect((await viewer.next).value?.line).toBe("still here");
   });
 
@@ -239,7 +226,7 @@ describe("the outside NATS role cannot reach the fleet's own consumers or subjec
       response: "ok",
       toolCalls: 0,
     });
-    await poller.publish("log", { v: SCHEMA_VERSION, sessionId: "s-push", seq: 1, at: 1, kind: "system", line: "x" });
+    await poller.publish("log", logMessage("s-push", 1, "x"));
     await new Promise((r) => setTimeout(r, 1_500));
     const [work, events, logs] = before as [number, number, number];
     expect(await counts()).toEqual([work, events + 1, logs + 1]);

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { LIMITS, createLogger, subjectFor } from "@fleet/shared";
+import { LIMITS, createLogger, subjectFor, type SessionLog } from "@fleet/shared";
 import { freePort, startService, type ServiceName } from "@fleet/devtools/infra";
 import { natsServers } from "@fleet/shared/bus";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/devtools/model";
@@ -320,12 +320,15 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
             ctx.b.nc.subscribe(subjectFor(fleet.namespace, "log", id), {
               callback: (_err, m) => {
                 const now = Date.now();
-                const body = m.json<{ at: number; seq: number; line: string }>();
-                delivered++;
+                // A message carries the consecutive lines of one write: each counts as a line delivered.
+                const body = m.json<SessionLog>();
                 first = Math.min(first, now);
                 last = Math.max(last, now);
-                if (v === 0) arrivals.push({ id, seq: body.seq, line: body.line, arrived: now });
-                if (delivered % 7 === 0) viewerLatency.push(now - body.at);
+                body.lines.forEach((l, i) => {
+                  delivered++;
+                  if (v === 0) arrivals.push({ id, seq: body.seq + i, line: l.line, arrived: now });
+                  if (delivered % 7 === 0) viewerLatency.push(now - body.at);
+                });
               },
             }),
           );

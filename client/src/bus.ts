@@ -10,7 +10,9 @@ import {
   SessionFailed,
   SessionLog,
   SessionRequested,
+  logLines,
 } from "./contracts/events.js";
+import type { LogLine } from "./contracts/session.js";
 import { FleetUnreachable } from "./errors.js";
 
 export interface FleetBusClientOptions {
@@ -105,21 +107,21 @@ export class FleetBusClient {
   }
 
   /**
-   * A session's log lines from the feed, each once and in `seq` order, from the first after
-   * `afterSeq`, live as they are published. Runs until the signal aborts: pair it with
+   * A session's log lines from the feed, line by line (a message carries several), each once and
+   * in `seq` order, from the first after `afterSeq`, live as they are published. Runs until the signal aborts: pair it with
    * `awaitEnd` to stop once the session has ended and its last line came.
    */
-  async *follow(
-    sessionId: string,
-    options: { afterSeq?: number; signal?: AbortSignal } = {},
-  ): AsyncGenerator<SessionLog> {
+  async *follow(sessionId: string, options: { afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogLine> {
     let lastSeq = options.afterSeq ?? 0;
     for await (const msg of this.read([this.subject("log", sessionId)], {}, options.signal)) {
-      const line = SessionLog.safeParse(msg.json());
-      // Lines are copied into the feed as published: one published again after a failed write is skipped here.
-      if (!line.success || line.data.sessionId !== sessionId || line.data.seq <= lastSeq) continue;
-      lastSeq = line.data.seq;
-      yield line.data;
+      const parsed = SessionLog.safeParse(msg.json());
+      if (!parsed.success || parsed.data.sessionId !== sessionId) continue;
+      // Messages are copied into the feed as published: one published again after a failed write is skipped here.
+      for (const line of logLines(parsed.data)) {
+        if (line.seq <= lastSeq) continue;
+        lastSeq = line.seq;
+        yield line;
+      }
     }
   }
 

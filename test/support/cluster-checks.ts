@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect } from "vitest";
 import {
   SCHEMA_VERSION,
+  SessionLog,
   connectBus,
   feedStreamName,
   streamName,
@@ -213,13 +214,26 @@ export async function terminalEvents(nc: NatsConnection, namespace: string): Pro
   return out;
 }
 
-/** How many copies of the session's log lines the log stream holds. */
+/** How many copies of the session's log lines the log stream holds: the lines of every message on its subject. */
 export async function streamedLines(nc: NatsConnection, namespace: string, id: string): Promise<number> {
   const subject = subjectFor(namespace, "log", id);
-  const info = await (await jetstreamManager(nc)).streams.info(streamName(namespace, "logs"), {
-    subjects_filter: subject,
+  const stream = streamName(namespace, "logs");
+  const info = await (await jetstreamManager(nc)).streams.info(stream, { subjects_filter: subject });
+  const messages = info.state.subjects?.[subject] ?? 0;
+  if (messages === 0) return 0;
+  const consumer = await jetstream(nc, { timeout: 5_000 }).consumers.get(stream, {
+    filter_subjects: subject,
+    deliver_policy: DeliverPolicy.All,
   });
-  return info.state.subjects?.[subject] ?? 0;
+  let lines = 0;
+  for (let read = 0; read < messages; ) {
+    const m = await consumer.next({ expires: 5_000 });
+    if (!m) throw new Error(`the log of ${id} was read to message ${read} of ${messages}`);
+    lines += SessionLog.parse(m.json()).lines.length;
+    read++;
+  }
+  await consumer.delete().catch(() => undefined);
+  return lines;
 }
 
 /**

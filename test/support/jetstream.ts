@@ -1,7 +1,25 @@
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { inject } from "vitest";
-import { streamName, subjectFor, type StreamKey } from "../../shared/src/index.js";
+import {
+  LOG_SCHEMA_VERSION,
+  streamName,
+  subjectFor,
+  type LogEntry,
+  type SessionLog,
+  type StreamKey,
+} from "../../shared/src/index.js";
+
+/** A session.log message as a writer publishes it: consecutive lines from `seq` (a plain string is a tool line). */
+export function logMessage(sessionId: string, seq: number, ...lines: Array<string | LogEntry>): SessionLog {
+  return {
+    v: LOG_SCHEMA_VERSION,
+    sessionId,
+    seq,
+    at: Date.now(),
+    lines: lines.map((l) => (typeof l === "string" ? { kind: "tool", line: l } : l)),
+  };
+}
 
 export interface ConsumerState {
   name: string;

@@ -95,7 +95,7 @@ export const EVENTS = {
     stream: "logs",
     schema: SessionLog,
     msgId: (m) => `log:${m.sessionId}:${m.seq}`,
-    description: "one progress line (poller -> viewers)",
+    description: "consecutive progress lines of one session, up to 64 (spawner, poller -> viewers)",
   }),
   cancel: spec({
     subject: "session.cancel",

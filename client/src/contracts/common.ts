@@ -48,6 +48,9 @@ export const LIMITS = {
   /** Lines one session may write; past it one marker line says the rest was dropped. */
   logLinesPerSession: 5_000,
   logLineChars: 2_000,
+  /** Lines in one session.log message, and their characters (lines and keys) together. */
+  logLinesPerMessage: 64,
+  logCharsPerMessage: 32_000,
   timeoutMsMin: 10_000,
   timeoutMsMax: 4 * 60 * 60 * 1000,
   timeoutMsDefault: 10 * 60 * 1000,

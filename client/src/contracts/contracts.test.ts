@@ -5,9 +5,13 @@ import {
   EVENTS,
   FEED,
   FileSpec,
+  LIMITS,
   SessionId,
+  SessionLog,
   SessionRequested,
   jsonSchemas,
+  lastSeqOf,
+  logLines,
   streamName,
   streamSubjects,
   subjectFilter,
@@ -77,11 +81,37 @@ describe("contracts", () => {
     expect([...FEED.requests].sort()).toEqual(["cancel", "requested"]);
   });
 
+  it("unpacks a log message into its lines, each with its seq, and knows its last", () => {
+    const m = SessionLog.parse({
+      v: 2,
+      sessionId: "s1",
+      seq: 7,
+      at: 5,
+      lines: [
+        { kind: "tool", line: "a", key: "k" },
+        { kind: "text", line: "b" },
+      ],
+    });
+    expect(logLines(m)).toEqual([
+      { sessionId: "s1", seq: 7, at: 5, kind: "tool", line: "a", key: "k" },
+      { sessionId: "s1", seq: 8, at: 5, kind: "text", line: "b" },
+    ]);
+    expect(lastSeqOf(m)).toBe(8);
+    // Version 1 (one line per message) and an empty message are refused.
+    expect(SessionLog.safeParse({ v: 1, sessionId: "s1", seq: 1, at: 1, kind: "tool", line: "a" }).success).toBe(false);
+    expect(SessionLog.safeParse({ ...m, lines: [] }).success).toBe(false);
+    expect(
+      SessionLog.safeParse({ ...m, lines: Array.from({ length: LIMITS.logLinesPerMessage + 1 }, () => m.lines[0]) })
+        .success,
+    ).toBe(false);
+  });
+
   it("exports a JSON Schema for every message, carrying the version field", () => {
     const schemas = jsonSchemas();
     for (const kind of Object.keys(EVENTS) as EventKind[]) {
       const s = schemas[`session.${kind}`] as { properties: Record<string, { const?: number }>; required: string[] };
-      expect(s.properties.v?.const, kind).toBe(1);
+      // The log's body is at version 2 (one message carries several lines); every other is at 1.
+      expect(s.properties.v?.const, kind).toBe(kind === "log" ? 2 : 1);
       expect(s.required).toContain("v");
     }
     expect(Object.keys(schemas)).toContain("document.session");

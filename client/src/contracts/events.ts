@@ -10,7 +10,7 @@ import {
   SessionId,
   schemaVersion,
 } from "./common.js";
-import { LogKind, Session } from "./session.js";
+import { LogKind, type LogLine, Session } from "./session.js";
 
 /** Published by the api or by any outside system: run this prompt. */
 export const SessionRequested = z
@@ -62,19 +62,48 @@ export const SessionRunning = z
   .strict();
 export type SessionRunning = z.infer<typeof SessionRunning>;
 
-/** One progress line on session.log.<sessionId>; seq is 1-based and gap-free per session. */
-export const SessionLog = z
+/** The schema version of session.log.<sessionId> bodies: 2 since one message carries several lines. */
+export const LOG_SCHEMA_VERSION = 2 as const;
+
+/** One line of a session.log message: its seq is the message's `seq` plus its index. */
+export const LogEntry = z
   .object({
-    v: schemaVersion,
-    sessionId: SessionId,
-    seq: z.number().int().positive(),
-    at: Millis,
     kind: LogKind,
     line: z.string().max(LIMITS.logLineChars),
     key: z.string().max(300).optional(),
   })
   .strict();
+export type LogEntry = z.infer<typeof LogEntry>;
+
+/**
+ * Consecutive progress lines on session.log.<sessionId>, written together: `seq` is the first
+ * one's (1-based and gap-free per session), the others follow it. Each line is in one message only.
+ */
+export const SessionLog = z
+  .object({
+    v: z.literal(LOG_SCHEMA_VERSION).describe("schema version of this message body"),
+    sessionId: SessionId,
+    seq: z.number().int().positive(),
+    at: Millis,
+    lines: z.array(LogEntry).min(1).max(LIMITS.logLinesPerMessage),
+  })
+  .strict();
 export type SessionLog = z.infer<typeof SessionLog>;
+
+/** The lines of a session.log message, each with its own seq, as the store keeps them. */
+export function logLines(m: SessionLog): LogLine[] {
+  return m.lines.map((l, i) => ({
+    sessionId: m.sessionId,
+    seq: m.seq + i,
+    at: m.at,
+    kind: l.kind,
+    line: l.line,
+    ...(l.key !== undefined ? { key: l.key } : {}),
+  }));
+}
+
+/** The seq of a session.log message's last line. */
+export const lastSeqOf = (m: SessionLog): number => m.seq + m.lines.length - 1;
 
 /** What every terminal event (completed, failed, cancelled) starts with. */
 const terminalShape = {

@@ -18,6 +18,8 @@ export interface BatchLoopDeps<T> {
 interface Held<T> {
   msg: JsMsg;
   body: T;
+  /** What it counts for against the batch size and the room to fetch. */
+  weight: number;
   /** When it was taken, or last told the server the work goes on. */
   since: number;
 }
@@ -44,10 +46,12 @@ const isOutage = (err: unknown): boolean => isFleetError(err) && err.retryable;
  */
 export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeOptions<T>): Subscription {
   const concurrency = Math.max(1, options.concurrency ?? 2);
-  // One batch gathers while the others are written.
+  // One batch gathers while the others are written. Held and waiting are counted by weight.
   const maxHeld = options.maxBatch * (concurrency + 1);
+  const weigh = options.weight ?? (() => 1);
   const log = deps.logger.child({ consumer: deps.durable });
   const waiting: Held<T>[] = [];
+  let waitingWeight = 0;
   const writing = new Set<Batch<T>>();
   let held = 0;
   let stopping = false;
@@ -111,7 +115,7 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
   const flush = (): void => {
     while (!stopping && waiting.length > 0 && writing.size < concurrency) {
       // A short batch waits for company, up to the linger of its oldest line.
-      const wait = waiting.length < options.maxBatch ? lingerMs - (Date.now() - (waiting[0] as Held<T>).since) : 0;
+      const wait = waitingWeight < options.maxBatch ? lingerMs - (Date.now() - (waiting[0] as Held<T>).since) : 0;
       if (wait > 0) {
         lingering ??= setTimeout(() => {
           lingering = undefined;
@@ -119,13 +123,21 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
         }, wait);
         return;
       }
-      const batch: Batch<T> = { items: waiting.splice(0, options.maxBatch), released: false, done: Promise.resolve() };
+      let take = 0;
+      let weight = 0;
+      for (const h of waiting) {
+        if (take > 0 && weight + h.weight > options.maxBatch) break;
+        take++;
+        weight += h.weight;
+      }
+      waitingWeight -= weight;
+      const batch: Batch<T> = { items: waiting.splice(0, take), released: false, done: Promise.resolve() };
       writing.add(batch);
       batch.done = write(batch)
         .catch((err: unknown) => log.error({ err: errorMessage(err) }, "unexpected error in a batch write"))
         .finally(() => {
           writing.delete(batch);
-          held -= batch.items.length;
+          held -= weight;
           wake?.();
           flush();
         });
@@ -141,8 +153,10 @@ export function startBatchLoop<T>(deps: BatchLoopDeps<T>, options: BatchConsumeO
     }
     const parsed = deps.schema.safeParse(raw);
     if (parsed.success) {
-      held++;
-      waiting.push({ msg, body: parsed.data, since: Date.now() });
+      const weight = Math.max(1, weigh(parsed.data));
+      held += weight;
+      waitingWeight += weight;
+      waiting.push({ msg, body: parsed.data, weight, since: Date.now() });
       flush();
       return;
     }

@@ -6,7 +6,7 @@ import {
   type JetStreamManager,
   type StoredMsg,
 } from "@nats-io/jetstream";
-import { STREAMS, SessionLog, streamName, subjectFor } from "../contracts/index.js";
+import { STREAMS, SessionLog, lastSeqOf, logLines, streamName, subjectFor, type LogLine } from "../contracts/index.js";
 import { FleetError, errorMessage } from "../errors/index.js";
 import type { ArchiveBacklog } from "./port.js";
 
@@ -40,7 +40,7 @@ async function storedMessage(
  * One session's lines from the first, then live as they come: an ordered consumer (no ack, no
  * durable state) on the session's subject, deleted when the follow ends.
  */
-export async function* followLogs(ls: LogStream, sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog> {
+export async function* followLogs(ls: LogStream, sessionId: string, signal: AbortSignal): AsyncIterable<LogLine> {
   if (signal.aborted) return;
   const consumer = await ls.js.consumers.get(streamName(ls.namespace, "logs"), {
     // A single filter (not a list) puts it in the create subject, where NATS permissions can check it.
@@ -57,8 +57,8 @@ export async function* followLogs(ls: LogStream, sessionId: string, signal: Abor
   try {
     for await (const m of messages) {
       const parsed = SessionLog.safeParse(m.json());
-      // A line that breaks the contract is not shown.
-      if (parsed.success) yield parsed.data;
+      // A message that breaks the contract is not shown.
+      if (parsed.success) yield* logLines(parsed.data);
     }
   } finally {
     signal.removeEventListener("abort", stop);
@@ -71,26 +71,21 @@ export async function* followLogs(ls: LogStream, sessionId: string, signal: Abor
 export async function lastLogSeq(ls: LogStream, sessionId: string): Promise<number> {
   const m = await storedMessage(ls, { last_by_subj: subjectFor(ls.namespace, "log", sessionId) });
   const parsed = m ? SessionLog.safeParse(m.json()) : undefined;
-  return parsed?.success ? parsed.data.seq : 0;
+  return parsed?.success ? lastSeqOf(parsed.data) : 0;
 }
 
 /**
  * One session's lines as the stream holds them now: an ordered consumer on the session's subject,
  * read to the subject's last message (looked up first, so a subject that holds nothing new costs
- * one request and no consumer), then deleted. In seq order, each seq once: a line published again
- * after the duplicate window would otherwise show twice.
+ * one request and no consumer), then deleted. Line by line in seq order, each seq once: a message
+ * published again after the duplicate window would otherwise show its lines twice.
  */
-export async function readLogs(
-  ls: LogStream,
-  sessionId: string,
-  afterSeq: number,
-  limit: number,
-): Promise<SessionLog[]> {
+export async function readLogs(ls: LogStream, sessionId: string, afterSeq: number, limit: number): Promise<LogLine[]> {
   const subject = subjectFor(ls.namespace, "log", sessionId);
   const last = await storedMessage(ls, { last_by_subj: subject });
   const lastBody = last ? SessionLog.safeParse(last.json()) : undefined;
-  if (!last || (lastBody?.success && lastBody.data.seq <= afterSeq)) return [];
-  const bySeq = new Map<number, SessionLog>();
+  if (!last || (lastBody?.success && lastSeqOf(lastBody.data) <= afterSeq)) return [];
+  const bySeq = new Map<number, LogLine>();
   try {
     const consumer = await ls.js.consumers.get(streamName(ls.namespace, "logs"), {
       filter_subjects: subject,
@@ -104,8 +99,8 @@ export async function readLogs(
       });
       for await (const m of messages) {
         const parsed = SessionLog.safeParse(m.json());
-        if (parsed.success && parsed.data.seq > afterSeq && !bySeq.has(parsed.data.seq))
-          bySeq.set(parsed.data.seq, parsed.data);
+        if (parsed.success && lastSeqOf(parsed.data) > afterSeq)
+          for (const l of logLines(parsed.data)) if (l.seq > afterSeq && !bySeq.has(l.seq)) bySeq.set(l.seq, l);
         if (m.seq >= last.seq || m.info.pending === 0) break;
       }
     } finally {
@@ -118,10 +113,10 @@ export async function readLogs(
 }
 
 /**
- * The archiver's backlog, from its durable consumer: lines not yet acknowledged (waiting or held),
- * and the age of the oldest. Every line of the stream is on the consumer's filter, so the oldest
- * unarchived line is the message right after the consumer's ack floor (or the stream's first, when
- * age removed that one: a line lost before it was archived, which the age then shows).
+ * The archiver's backlog, from its durable consumer: messages not yet acknowledged (waiting or
+ * held), and the age of the oldest. Every message of the stream is on the consumer's filter, so the
+ * oldest unarchived one is right after the consumer's ack floor (or the stream's first, when age
+ * removed that one: lines lost before they were archived, which the age then shows).
  */
 export async function archiveBacklog(ls: LogStream, durable: string, now = Date.now()): Promise<ArchiveBacklog> {
   const stream = streamName(ls.namespace, "logs");

@@ -22,6 +22,7 @@ import {
   ProgressReply,
   SessionLog,
   SessionProgress,
+  type LogLine,
   progressSubject,
   streamName,
   subjectFor,
@@ -199,11 +200,11 @@ class NatsBus implements Bus {
     return sub;
   }
 
-  followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog> {
+  followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<LogLine> {
     return followLogs(this.logStream, sessionId, signal);
   }
 
-  readLogs(sessionId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<SessionLog[]> {
+  readLogs(sessionId: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogLine[]> {
     return readLogs(this.logStream, sessionId, options.afterSeq ?? 0, options.limit ?? 10_000);
   }
 

@@ -5,6 +5,7 @@ import type {
   EventInput,
   EventKind,
   ProgressReply,
+  LogLine,
   SessionLog,
   SessionProgress,
 } from "../contracts/index.js";
@@ -74,8 +75,10 @@ export interface ConsumeOptions<T> {
 export interface BatchConsumeOptions<T> {
   /** Settles a batch; its messages are acknowledged once this resolves, and handed to it again if it throws. */
   handler: (batch: T[]) => Promise<void>;
-  /** Most messages in one call. */
+  /** Most in one call, counted by `weight` (a message whose weight alone is more goes alone). */
   maxBatch: number;
+  /** What one message counts for against `maxBatch` (the lines it carries); 1 when not given. */
+  weight?: (item: T) => number;
   /** Calls under way at once: a batch gathers while the previous ones are written. */
   concurrency?: number;
   /** `working()` interval for messages held this long (a handler retrying through a store outage). */
@@ -88,7 +91,7 @@ export interface BatchConsumeOptions<T> {
 }
 
 export interface ArchiveBacklog {
-  /** Lines the archiver has not acknowledged: waiting in the stream or held by an instance. */
+  /** Messages (of one or more lines) the archiver has not acknowledged: waiting in the stream or held by an instance. */
   pending: number;
   /** Age of the oldest of them (0 when none). */
   oldestAgeMs: number;
@@ -126,9 +129,9 @@ export interface Bus {
   consume<C extends ConsumerName>(consumer: C, options: ConsumeOptions<ConsumerEvent<C>>): Subscription;
   /**
    * One session's log lines as the stream holds them, from the first, then live as they come
-   * (an ordered consumer: no ack, no durable state). Ends when `signal` aborts.
+   * (an ordered consumer: no ack, no durable state), line by line. Ends when `signal` aborts.
    */
-  followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<SessionLog>;
+  followLogs(sessionId: string, signal: AbortSignal): AsyncIterable<LogLine>;
   /**
    * Answers progress requests for one session (the stage that owns its log writer calls this).
    * Requests that break the contract are answered `bad_input` without reaching the handler.
@@ -146,8 +149,8 @@ export interface Bus {
    * most `limit`, default 10 000). Read from the stream's leader, so a line acknowledged to its
    * writer is in it. Lines past the stream's retention are not: the store has those.
    */
-  readLogs(sessionId: string, options?: { afterSeq?: number; limit?: number }): Promise<SessionLog[]>;
-  /** Takes log lines in batches through the archiver's durable consumer, shared by every instance that calls this. */
+  readLogs(sessionId: string, options?: { afterSeq?: number; limit?: number }): Promise<LogLine[]>;
+  /** Takes log messages in batches through the archiver's durable consumer, shared by every instance that calls this. */
   archiveLogs(options: BatchConsumeOptions<SessionLog>): Subscription;
   /** How far behind the archiver's consumer is (read from the server: the same figure on every instance). */
   archiveBacklog(): Promise<ArchiveBacklog>;

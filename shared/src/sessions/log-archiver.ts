@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { ArchiveBacklog, Bus } from "../bus/index.js";
-import type { LogLine, SessionLog } from "../contracts/index.js";
+import { logLines } from "../contracts/index.js";
 import { errorMessage } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type { SessionStore } from "../store/index.js";
@@ -15,7 +15,7 @@ export interface LogArchiverDeps {
 }
 
 export interface LogArchiverOptions {
-  /** Most lines in one store write (one insertMany). */
+  /** Most lines in one store write (one insertMany); a message is never split between two. */
   maxBatch: number;
   /** Store writes under way at once. */
   concurrency?: number;
@@ -32,18 +32,9 @@ export interface LogArchiver {
 /** The backlog as last read: a scrape reads it once for both gauges, and two scrapes close together once. */
 const BACKLOG_TTL_MS = 1_000;
 
-const toStored = (l: SessionLog): LogLine => ({
-  sessionId: l.sessionId,
-  seq: l.seq,
-  at: l.at,
-  kind: l.kind,
-  line: l.line,
-  ...(l.key ? { key: l.key } : {}),
-});
-
 /**
  * Stores log lines from the stream: the `archiver` durable consumer, shared by every instance that
- * runs one, takes lines in batches of up to `maxBatch` and stores each batch with one insertMany
+ * runs one, takes messages in batches of up to `maxBatch` lines and stores each batch with one insertMany
  * (idempotent on sessionId and seq, so a batch handed over twice is stored once), then acks it.
  * While the store is down, lines wait in the stream and the batch in hand is retried.
  */
@@ -67,7 +58,7 @@ export function startLogArchiver(deps: LogArchiverDeps, options: LogArchiverOpti
   // Read from the server when scraped: the same for every instance (aggregate with max, not sum).
   new Gauge({
     name: "fleet_log_archive_pending",
-    help: "Log lines in the stream the archiver has not stored yet (waiting or held), for all instances",
+    help: "Log messages (one or more lines each) in the stream the archiver has not stored yet (waiting or held), for all instances",
     registers: [deps.registry],
     async collect() {
       this.set(
@@ -80,7 +71,7 @@ export function startLogArchiver(deps: LogArchiverDeps, options: LogArchiverOpti
   });
   new Gauge({
     name: "fleet_log_archive_oldest_seconds",
-    help: "Age of the oldest log line the archiver has not stored yet (0 when none), for all instances",
+    help: "Age of the oldest log message the archiver has not stored yet (0 when none), for all instances",
     registers: [deps.registry],
     async collect() {
       this.set(
@@ -94,12 +85,14 @@ export function startLogArchiver(deps: LogArchiverDeps, options: LogArchiverOpti
 
   const sub = deps.bus.archiveLogs({
     maxBatch: options.maxBatch,
+    weight: (m) => m.lines.length,
     heartbeatMs: options.heartbeatMs,
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
     ...(options.lingerMs !== undefined ? { lingerMs: options.lingerMs } : {}),
-    handler: async (lines) => {
+    handler: async (messages) => {
+      const lines = messages.flatMap(logLines);
       try {
-        await deps.store.appendLogs(lines.map(toStored));
+        await deps.store.appendLogs(lines);
       } catch (err) {
         failures.inc();
         deps.logger.debug({ err: errorMessage(err), lines: lines.length }, "archive write failed");

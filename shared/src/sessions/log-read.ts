@@ -1,14 +1,12 @@
 import type { Bus } from "../bus/index.js";
 import { FleetError } from "../errors/index.js";
-import type { LogLine, SessionLog } from "../contracts/index.js";
+import type { LogLine } from "../contracts/index.js";
 import type { SessionStore } from "../store/index.js";
 
 export interface LogReadDeps {
   bus: Pick<Bus, "readLogs" | "lastLogSeq">;
   store: Pick<SessionStore, "logs" | "lastLogSeq">;
 }
-
-const toLine = ({ v: _v, ...line }: SessionLog): LogLine => line;
 
 /**
  * A session's lines after `afterSeq`, gap-free and each once, at most `limit`. The stream first: it
@@ -27,7 +25,7 @@ export async function readLog(
   // store alone while the bus is away, or a stream read cut short, is an error, not the whole log.
   const streamed = await deps.bus
     .readLogs(sessionId, { afterSeq, limit })
-    .catch((err: unknown) => (options.complete ? Promise.reject(err) : ([] as SessionLog[])));
+    .catch((err: unknown) => (options.complete ? Promise.reject(err) : ([] as LogLine[])));
   const first = streamed[0]?.seq;
   let stored: LogLine[] = [];
   if (first !== afterSeq + 1) {
@@ -38,7 +36,7 @@ export async function readLog(
     });
   }
   const out: LogLine[] = [];
-  for (const l of [...stored, ...streamed.map(toLine)]) {
+  for (const l of [...stored, ...streamed]) {
     // Gap-free: a reader resumes from the last seq it got, so a line after a gap would hide the gap for good.
     if (l.seq !== afterSeq + out.length + 1) break;
     out.push(l);

@@ -1,5 +1,5 @@
 import type { Bus } from "../bus/index.js";
-import { LIMITS, SCHEMA_VERSION, type LogLine, type SessionLog } from "../contracts/index.js";
+import { LIMITS, LOG_SCHEMA_VERSION, type LogEntry, type LogLine, type SessionLog } from "../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { SessionStore } from "../store/index.js";
 
@@ -20,16 +20,17 @@ export interface SessionLogDeps {
 const MAX_SCAN = 2 * LIMITS.logLinesPerSession;
 
 /**
- * The writer of one session's log lines: sequence numbers 1, 2, 3… with no gap, each line published
- * to the log stream (acknowledged by JetStream, deduplicated on its Nats-Msg-Id `log:<id>:<seq>`);
- * the archiver stores it afterwards. Opened by whichever stage owns the session; a writer opened
+ * The writer of one session's log lines: sequence numbers 1, 2, 3… with no gap, the lines of one
+ * write published to the log stream as one message (or a few, past `LIMITS.logLinesPerMessage`),
+ * acknowledged by JetStream and deduplicated on its Nats-Msg-Id `log:<id>:<first seq>`; the
+ * archiver stores them afterwards. Opened by whichever stage owns the session; a writer opened
  * after a crash continues from the stream: its last line's seq and the keys of its lines.
  */
 export class SessionLogWriter {
   /** Lines waiting for the next write, with the callers waiting for them. */
   private pending: Array<{ lines: readonly NewLine[]; done: () => void; failed: (err: unknown) => void }> = [];
   private writing = false;
-  /** The lines of a write that failed: any of them may be in the stream. The next write settles them first. */
+  /** The messages of a write that failed: any of them may be in the stream. The next write settles them first. */
   private unconfirmed: SessionLog[] = [];
 
   private constructor(
@@ -75,18 +76,20 @@ export class SessionLogWriter {
   }
 
   /**
-   * Appends in call order; resolves once the lines are in the stream. Appends made while a write is
-   * in flight go out together in the next one (one round of publishes).
+   * Appends in call order; resolves once the lines are in the stream. Appends made in the same turn
+   * of the event loop, or while a write is in flight, go out together in the next message.
    */
   append(lines: readonly NewLine[]): Promise<void> {
     return new Promise<void>((done, failed) => {
       this.pending.push({ lines, done, failed });
-      if (!this.writing) void this.drain();
+      if (!this.writing) {
+        this.writing = true;
+        setImmediate(() => void this.drain());
+      }
     });
   }
 
   private async drain(): Promise<void> {
-    this.writing = true;
     while (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
@@ -124,33 +127,51 @@ export class SessionLogWriter {
       ];
     }
     if (fresh.length === 0) return;
-    const at = Date.now();
-    const docs: SessionLog[] = fresh.map((l, i) => ({
-      v: SCHEMA_VERSION,
-      sessionId: this.sessionId,
-      seq: this.lastSeq + i + 1,
-      at,
+    const entries: LogEntry[] = fresh.map((l) => ({
       kind: l.kind,
       line: l.line.length > LIMITS.logLineChars ? `${l.line.slice(0, LIMITS.logLineChars - 12)} [truncated]` : l.line,
       ...(l.key ? { key: l.key } : {}),
     }));
+    const messages = this.messages(this.lastSeq + 1, entries);
     try {
       // Published together: one connection keeps their order, so the stream holds them in seq order.
-      await Promise.all(docs.map((d) => this.deps.bus.publish("log", d)));
+      await Promise.all(messages.map((m) => this.deps.bus.publish("log", m)));
     } catch (err) {
-      this.unconfirmed = docs;
+      this.unconfirmed = messages;
       throw err;
     }
-    this.confirm(docs);
+    this.confirm(messages);
   }
 
-  private confirm(docs: readonly SessionLog[]): void {
-    for (const d of docs) if (d.key) this.keys.add(d.key);
-    this.lastSeq = Math.max(this.lastSeq, docs.at(-1)?.seq ?? 0);
+  /** Consecutive lines from `seq` as messages within the per-message limits of lines and characters. */
+  private messages(seq: number, entries: readonly LogEntry[]): SessionLog[] {
+    const at = Date.now();
+    const out: SessionLog[] = [];
+    let lines: LogEntry[] = [];
+    let chars = 0;
+    for (const e of entries) {
+      const size = e.line.length + (e.key?.length ?? 0);
+      if (lines.length >= LIMITS.logLinesPerMessage || (lines.length > 0 && chars + size > LIMITS.logCharsPerMessage)) {
+        out.push({ v: LOG_SCHEMA_VERSION, sessionId: this.sessionId, seq, at, lines });
+        seq += lines.length;
+        lines = [];
+        chars = 0;
+      }
+      lines.push(e);
+      chars += size;
+    }
+    if (lines.length > 0) out.push({ v: LOG_SCHEMA_VERSION, sessionId: this.sessionId, seq, at, lines });
+    return out;
+  }
+
+  private confirm(messages: readonly SessionLog[]): void {
+    for (const m of messages) for (const l of m.lines) if (l.key) this.keys.add(l.key);
+    const last = messages.at(-1);
+    if (last) this.lastSeq = Math.max(this.lastSeq, last.seq + last.lines.length - 1);
   }
 
   /**
-   * After a failed write some of its lines may be in the stream and others not (the ones after a
+   * After a failed write some of its messages may be in the stream and others not (the ones after a
    * failed one may have landed). What the stream lacks is published again under the same ids, so
    * each line is there once and the seqs have no gap; its callers were told it failed and write
    * again what they still need, which the keys then skip.
@@ -159,34 +180,36 @@ export class SessionLogWriter {
     const there = new Set(
       (await this.deps.bus.readLogs(this.sessionId, { afterSeq: this.lastSeq, limit: MAX_SCAN })).map((l) => l.seq),
     );
-    await Promise.all(this.unconfirmed.filter((d) => !there.has(d.seq)).map((d) => this.deps.bus.publish("log", d)));
+    await Promise.all(this.unconfirmed.filter((m) => !there.has(m.seq)).map((m) => this.deps.bus.publish("log", m)));
     this.confirm(this.unconfirmed);
     this.unconfirmed = [];
   }
 
   /**
    * A writer that crashed between a failed write and settling it leaves a gap below its last line.
-   * Readers wait for gaps to close, so each is closed with a line saying what happened.
+   * Readers wait for gaps to close, so each is closed with lines saying what happened.
    */
   private async fillGaps(seqs: readonly number[]): Promise<void> {
     const present = new Set(seqs);
     const missing: SessionLog[] = [];
+    const lost: LogEntry = { kind: "system", line: "[line lost: its writer stopped before the stream confirmed it]" };
     for (let seq = (seqs[0] ?? 1) + 1; seq < this.lastSeq; seq++) {
-      if (!present.has(seq))
-        missing.push({
-          v: SCHEMA_VERSION,
-          sessionId: this.sessionId,
+      if (present.has(seq)) continue;
+      let run = 1;
+      while (seq + run < this.lastSeq && !present.has(seq + run)) run++;
+      missing.push(
+        ...this.messages(
           seq,
-          at: Date.now(),
-          kind: "system",
-          line: "[line lost: its writer stopped before the stream confirmed it]",
-        });
+          Array.from({ length: run }, () => lost),
+        ),
+      );
+      seq += run;
     }
     if (missing.length === 0) return;
     this.deps.logger.warn(
-      { sessionId: this.sessionId, missing: missing.map((m) => m.seq) },
+      { sessionId: this.sessionId, missing: missing.flatMap((m) => m.lines.map((_, i) => m.seq + i)) },
       "closing gaps in the session's log",
     );
-    await Promise.all(missing.map((d) => this.deps.bus.publish("log", d)));
+    await Promise.all(missing.map((m) => this.deps.bus.publish("log", m)));
   }
 }
