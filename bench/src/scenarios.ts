@@ -5,7 +5,7 @@ import { freePort, startService, type ServiceName } from "@fleet/devtools/infra"
 import { natsServers } from "@fleet/shared/bus";
 import { SCENARIOS, startScriptedModel, type ScenarioInput } from "@fleet/devtools/model";
 import type { Baselines } from "./baselines.js";
-import { sampleStored } from "./stored.js";
+import { sampleArchived } from "./stored.js";
 import {
   harnessReads,
   realAgentServices,
@@ -291,6 +291,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
         [1_000, 1],
         [1_000, 5],
       ];
+  const metricsPort = await freePort();
   return perFleet(
     ctx,
     "b3",
@@ -299,6 +300,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
       spawners: 1,
       pollers: 1,
       env: {
+        POLLER_METRICS_PORT: String(metricsPort),
         SPAWNER_MAX_IN_FLIGHT: "256",
         FLEET_SIM_EVENTS: String(events),
         FLEET_SIM_EVENT_MS: String(eventMs),
@@ -335,7 +337,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
         }
       }
       await ctx.b.nc.flush();
-      const stored = sampleStored(fleet.db.collection("session_logs"));
+      const stored = sampleArchived([metricsPort]);
       const at = await flood(fleet, "b3", sessions);
       await waitEnded(fleet, [...at.keys()], 600_000, (e) => ctx.log(`  ${e}/${sessions} ended`));
       await sleep(500);
@@ -362,7 +364,7 @@ export async function b3(ctx: Ctx): Promise<B3Row[]> {
         const storedAt = stored.reached(k + 1);
         if (Number.isFinite(storedAt)) eventToStored.push(storedAt - emitted);
       });
-      const lines = stored.count;
+      const lines = await fleet.db.collection("session_logs").countDocuments({});
       const allTimes = [...times.values()];
       const emitFrom = minOf(allTimes.map((t) => t.promptedAt));
       const emitTo = maxOf(allTimes.map((t) => t.idleAt));

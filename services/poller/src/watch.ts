@@ -295,7 +295,7 @@ class Watch {
 
   private async onPart(part: AgentPart): Promise<void> {
     if (part.kind !== "tool" || this.lost()) return;
-    const lines = toolLines(part, this.sandbox.workspace).filter((l) => !this.writer.has(l.key));
+    const lines = toolLines(part, this.sandbox.workspace, (key) => this.writer.has(key));
     if (lines.length) {
       // A tool call seen ending for the first time is one span of the session's trace, timed by the agent.
       if ((part.status === "completed" || part.status === "error") && part.startedAt && part.endedAt)

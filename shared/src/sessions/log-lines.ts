@@ -67,16 +67,17 @@ function parsedOutput(part: AgentToolPart): Record<string, unknown> {
 /** Tools of the original platform whose progress reads better in words of their own. */
 function special(part: AgentToolPart, phase: "start" | "done"): string | undefined {
   const raw = part.tool;
-  const out = phase === "done" ? parsedOutput(part) : {};
+  // Parsed only for the tools whose end line shows a field of it.
+  const out = (): Record<string, unknown> => (phase === "done" ? parsedOutput(part) : {});
   if (raw.includes("saveArtifact"))
-    return phase === "start" ? "Saving artifact…" : `Saved: ${str(out.saved) ?? str(out.name) ?? "artifact"}`;
+    return phase === "start" ? "Saving artifact…" : `Saved: ${str(out().saved) ?? str(out().name) ?? "artifact"}`;
   if (raw.includes("completeStage")) return phase === "start" ? "Completing stage…" : "Stage completed";
   for (const [op, start, done] of [
-    ["create", "Creating task…", `Created: ${str(out.title) ?? "task"}`],
-    ["close", "Completing task…", "Task completed"],
-    ["update", "Updating task…", "Task updated"],
+    ["create", "Creating task…", () => `Created: ${str(out().title) ?? "task"}`],
+    ["close", "Completing task…", () => "Task completed"],
+    ["update", "Updating task…", () => "Task updated"],
   ] as const) {
-    if (raw.includes(`beads.${op}`)) return phase === "start" ? start : done;
+    if (raw.includes(`beads.${op}`)) return phase === "start" ? start : done();
   }
   if (raw === "todowrite" && phase === "done") {
     const todos = (part.input as { todos?: Array<{ status?: string }> } | undefined)?.todos ?? [];
@@ -93,23 +94,31 @@ export interface ToolLine {
 
 /**
  * The lines a tool part is worth, at most one when it starts and one when it ends; `key` lets a
- * resumed poller skip lines already written. Which ones are due is decided by the caller.
+ * resumed poller skip lines already written. Which ones are due is decided by the caller; a line
+ * whose key `written` knows is left out before it is built (a reconcile goes over every part again).
  */
-export function toolLines(part: AgentToolPart, workspace?: string): ToolLine[] {
-  const label = `${toolLabel(part.tool)}${detail(part, workspace)}`;
-  const start: ToolLine = { key: `tool:${part.id}:start`, kind: "tool", line: special(part, "start") ?? `▸ ${label}` };
+export function toolLines(
+  part: AgentToolPart,
+  workspace?: string,
+  written: (key: string) => boolean = () => false,
+): ToolLine[] {
   // A pending part has no input yet; its start line waits for the running state that carries it.
   if (part.status === "pending") return [];
-  if (part.status === "running") return [start];
-  if (part.status === "error") {
-    return [
-      start,
-      {
-        key: `tool:${part.id}:done`,
-        kind: "error",
-        line: `✗ ${label} failed${part.error ? `: ${clip(part.error, 200)}` : ""}`,
-      },
-    ];
-  }
-  return [start, { key: `tool:${part.id}:done`, kind: "tool", line: special(part, "done") ?? `✓ ${label}` }];
+  const startKey = `tool:${part.id}:start`;
+  const doneKey = `tool:${part.id}:done`;
+  const wantStart = !written(startKey);
+  const wantDone = part.status !== "running" && !written(doneKey);
+  if (!wantStart && !wantDone) return [];
+  const label = `${toolLabel(part.tool)}${detail(part, workspace)}`;
+  const out: ToolLine[] = [];
+  if (wantStart) out.push({ key: startKey, kind: "tool", line: special(part, "start") ?? `▸ ${label}` });
+  if (!wantDone) return out;
+  if (part.status === "error")
+    out.push({
+      key: doneKey,
+      kind: "error",
+      line: `✗ ${label} failed${part.error ? `: ${clip(part.error, 200)}` : ""}`,
+    });
+  else out.push({ key: doneKey, kind: "tool", line: special(part, "done") ?? `✓ ${label}` });
+  return out;
 }

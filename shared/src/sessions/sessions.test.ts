@@ -32,6 +32,12 @@ describe("tool log lines", () => {
     expect(done.map((l) => l.line)).toEqual(["▸ Bash cat hello.txt", "✓ Bash cat hello.txt"]);
     const failed = toolLines(tool({ status: "error", tool: "bash", input: { command: "false" }, error: "exit 1" }));
     expect(failed[1]).toEqual({ key: "tool:p1:done", kind: "error", line: "✗ Bash false failed: exit 1" });
+    // Lines already written are left out: only the end of a part whose start is known.
+    const completed = tool({ status: "completed", tool: "bash", input: { command: "ls" } });
+    expect(toolLines(completed, undefined, (key) => key === "tool:p1:start")).toEqual([
+      { key: "tool:p1:done", kind: "tool", line: "✓ Bash ls" },
+    ]);
+    expect(toolLines(completed, undefined, () => true)).toEqual([]);
   });
 
   it("keeps the original platform's special cases", () => {
