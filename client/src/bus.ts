@@ -108,8 +108,8 @@ export class FleetBusClient {
 
   /**
    * A session's log lines from the feed, line by line (a message carries several), each once and
-   * in `seq` order, from the first after `afterSeq`, live as they are published. Runs until the signal aborts: pair it with
-   * `awaitEnd` to stop once the session has ended and its last line came.
+   * in `seq` order, from the first after `afterSeq`, live as they are published. Runs until the
+   * signal aborts: pair it with `awaitEnd` to stop once the session has ended and its last line came.
    */
   async *follow(sessionId: string, options: { afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogLine> {
     let lastSeq = options.afterSeq ?? 0;

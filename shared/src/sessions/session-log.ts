@@ -1,5 +1,12 @@
 import type { Bus } from "../bus/index.js";
-import { LIMITS, LOG_SCHEMA_VERSION, type LogEntry, type LogLine, type SessionLog } from "../contracts/index.js";
+import {
+  LIMITS,
+  LOG_SCHEMA_VERSION,
+  lastSeqOf,
+  type LogEntry,
+  type LogLine,
+  type SessionLog,
+} from "../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { SessionStore } from "../store/index.js";
 
@@ -167,7 +174,7 @@ export class SessionLogWriter {
   private confirm(messages: readonly SessionLog[]): void {
     for (const m of messages) for (const l of m.lines) if (l.key) this.keys.add(l.key);
     const last = messages.at(-1);
-    if (last) this.lastSeq = Math.max(this.lastSeq, last.seq + last.lines.length - 1);
+    if (last) this.lastSeq = Math.max(this.lastSeq, lastSeqOf(last));
   }
 
   /**
