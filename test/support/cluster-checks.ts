@@ -226,11 +226,10 @@ export async function streamedLines(nc: NatsConnection, namespace: string, id: s
     deliver_policy: DeliverPolicy.All,
   });
   let lines = 0;
-  for (let read = 0; read < messages; ) {
+  for (let read = 0; read < messages; read++) {
     const m = await consumer.next({ expires: 5_000 });
     if (!m) throw new Error(`the log of ${id} was read to message ${read} of ${messages}`);
     lines += SessionLog.parse(m.json()).lines.length;
-    read++;
   }
   await consumer.delete().catch(() => undefined);
   return lines;

@@ -67,8 +67,9 @@ function parsedOutput(part: AgentToolPart): Record<string, unknown> {
 /** Tools of the original platform whose progress reads better in words of their own. */
 function special(part: AgentToolPart, phase: "start" | "done"): string | undefined {
   const raw = part.tool;
-  // Parsed only for the tools whose end line shows a field of it.
-  const out = (): Record<string, unknown> => (phase === "done" ? parsedOutput(part) : {});
+  // Parsed only for the tools whose end line shows a field of it, and then once.
+  let parsed: Record<string, unknown> | undefined;
+  const out = (): Record<string, unknown> => (parsed ??= phase === "done" ? parsedOutput(part) : {});
   if (raw.includes("saveArtifact"))
     return phase === "start" ? "Saving artifact…" : `Saved: ${str(out().saved) ?? str(out().name) ?? "artifact"}`;
   if (raw.includes("completeStage")) return phase === "start" ? "Completing stage…" : "Stage completed";
