@@ -110,9 +110,12 @@ describe("a setup's writes and its hand-over to the watch", () => {
     expect(s.status).toBe("running");
     expect(s.slotsHeld).toBe(true);
     expect(await slotsOf(id)).toHaveLength(1);
-    // claim, slot, sandbox (with the slot), running: no patch of the slot alone.
+    // create (with the claim of attempt 1), slot, sandbox (with the slot), running: no write of the
+    // claim or of the slot alone.
     expect(calls.filter((c) => c === "patch")).toHaveLength(1);
-    expect(calls).toEqual(expect.arrayContaining(["create", "claimAttempt", "acquireSlot", "patch", "transition"]));
+    expect(calls).toEqual(expect.arrayContaining(["create", "acquireSlot", "patch", "transition"]));
+    expect(calls).not.toContain("claimAttempt");
+    expect(s.attempt).toBe(1);
   });
 
   it("a session cancelled while its sandbox is created gives its slot back, its sandbox too", {

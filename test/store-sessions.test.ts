@@ -36,6 +36,30 @@ describe(`sessions on a real ${inject("storeKind")}`, () => {
     });
   });
 
+  it("creates a session with its first attempt claimed in the same write, for exactly one of racing creators", async () => {
+    for (let round = 0; round < 10; round++) {
+      const id = `s-create-claimed-${round}`;
+      const before = Date.now();
+      const results = await Promise.all(
+        Array.from({ length: 5 }, (_, i) =>
+          sessions.create({ id, projectId: "p", prompt: "x", config }, 1_000, {
+            claimedBy: { seq: 7, delivery: i + 1 },
+            phase: "sandbox_creating",
+          }),
+        ),
+      );
+      const winners = results.filter((r) => r.created);
+      expect(winners).toHaveLength(1);
+      const stored = await sessions.get(id);
+      expect(stored).toEqual(winners[0]?.session);
+      expect(stored).toMatchObject({ status: "pending", phase: "sandbox_creating", attempt: 1, createdAt: 1_000 });
+      expect(stored?.claimedAt).toBeGreaterThanOrEqual(before);
+      // Attempt 1 is taken; a redelivery claims the next one.
+      expect(await sessions.claimAttempt(id, 1)).toBe(false);
+      expect(await sessions.claimAttempt(id, 2)).toBe(true);
+    }
+  });
+
   it("keeps a publisher's requestedAt as sent, and counts the deadline from the store's own create time", async () => {
     const before = Date.now();
     const { session } = await sessions.create({

@@ -103,9 +103,10 @@ export async function admit(
   const { store } = deps;
   let lastPosition = -1;
   // A slot this session still holds from an attempt that did not finish (a crash, a retryable
-  // failure) would count against it: it is given back and taken again in turn. A warm sandbox's
+  // failure) would count against it: it is given back and taken again in turn. (`session` is as
+  // claimed: only an attempt after the first, or a redelivery, can find one.) A warm sandbox's
   // slot is the session's own and stays.
-  if (!options.holdsGlobal && (session.attempt > 0 || ctx.deliveryCount > 1)) await store.releaseSlots(session.id);
+  if (!options.holdsGlobal && (session.attempt > 1 || ctx.deliveryCount > 1)) await store.releaseSlots(session.id);
   deps.metrics.waiting.inc();
   try {
     for (;;) {

@@ -24,6 +24,7 @@ import {
   type ModelSettings,
   type Sandbox,
   type Session,
+  type SessionPatch,
   type SessionPhase,
   type SessionRequested,
   type SetupTimings,
@@ -88,7 +89,15 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       `requestedAt ${new Date(req.requestedAt).toISOString()} is ${Math.round((req.requestedAt - Date.now()) / 1000)} s ahead of the fleet's clock (at most ${MAX_REQUEST_CLOCK_AHEAD_MS / 60_000} min allowed)`,
     );
   }
-  const { session } = await store.create(
+  // A session this delivery creates is created with attempt 1 claimed by it, in the same write; an
+  // existing one is claimed with a compare-and-set (claimExisting). Admission follows; with no cap
+  // configured it seldom waits, so the claim already shows the sandbox being created (a wait under
+  // a learned cap writes phase `queued` first).
+  const claim: SessionPatch = {
+    claimedBy: { seq: ctx.seq, delivery: ctx.deliveryCount },
+    ...(uncapped(deps.settings.admission) ? { phase: "sandbox_creating", queuePosition: 0 } : {}),
+  };
+  const { session: stored, created } = await store.create(
     {
       id: req.sessionId,
       projectId: req.projectId,
@@ -100,46 +109,12 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
       ...(activeTraceparent() ? { trace: activeTraceparent() } : {}),
     },
     ctx.storedAt,
+    claim,
   );
-  // Session ids are global and chosen by the submitter: a request of another project must neither
-  // set up, republish nor learn anything of this one (the create changed nothing of it). The reason
-  // does not name the owner's project.
-  if (session.projectId !== req.projectId) {
-    throw new FleetError(
-      "bad_input",
-      `session ${req.sessionId} exists for another project: a request of project ${req.projectId} cannot use its id`,
-    );
-  }
+  const session = created ? stored : await claimExisting(deps, stored, req, ctx, claim);
+  if (!session) return;
+  const { attempt } = session;
   const log = deps.logger.child({ sessionId: session.id });
-  if (session.status === "running") return republishRunning(deps, session);
-  // An ended session may still owe its event, hold slots or have a sandbox (its ender died midway).
-  if (isTerminal(session.status)) return settleEnded(deps, session);
-  // A delivery of the message whose later delivery claimed the attempt is stale (its holder stalled
-  // past the ack wait, the message went on): it neither acts nor acknowledges, or the message the
-  // later holder needs redelivered should it die would be gone.
-  if (claimedLater(session, ctx))
-    throw new Superseded(`session ${session.id}: a later delivery of its request holds it`);
-  // A first delivery of a request whose session already has an attempt is a duplicate request:
-  // the delivery that owns the attempt carries on; only a redelivery takes over.
-  if (ctx.deliveryCount === 1 && session.attempt > 0) return;
-  const attempt = session.attempt + 1;
-  // The claim is a compare-and-set on the attempt number: of duplicate requests (each a first
-  // delivery) one wins attempt 1; a redelivery (the holder stopped, or released the message at
-  // shutdown) reads the attempt its predecessor recorded and claims the next. Admission follows;
-  // with no cap configured it seldom waits, so the claim already shows the sandbox being created
-  // (a wait under a learned cap writes phase `queued` first).
-  const claimed = await store.claimAttempt(session.id, attempt, {
-    claimedBy: { seq: ctx.seq, delivery: ctx.deliveryCount },
-    ...(uncapped(deps.settings.admission) ? { phase: "sandbox_creating", queuePosition: 0 } : {}),
-  });
-  if (!claimed) {
-    // Lost the claim: to a duplicate request (acknowledged as such), or to another delivery of
-    // this same message, which holds it now and decides its fate.
-    const now = await store.get(session.id);
-    if (now?.claimedBy?.seq === ctx.seq)
-      throw new Superseded(`session ${session.id}: another delivery of its request claimed it`);
-    return;
-  }
   log.info({ attempt, delivery: ctx.deliveryCount }, "setting up session");
   if (session.cardId) await supersedeCardSessions(deps, session);
   if (session.sandbox) await deps.provider.kill(session.sandbox.id);
@@ -276,6 +251,56 @@ export async function handleRequested(deps: SpawnDeps, req: SessionRequested, ct
     // A request that ran out of retries is also recorded with the dead messages.
     if (exhausted) throw new FleetError(code, message);
   }
+}
+
+/**
+ * A request for a session that already exists: its next setup attempt, claimed for this delivery,
+ * as the session now stands; undefined when there is nothing (more) for this delivery to set up.
+ */
+async function claimExisting(
+  deps: SpawnDeps,
+  session: Session,
+  req: SessionRequested,
+  ctx: MessageContext,
+  claim: SessionPatch,
+): Promise<Session | undefined> {
+  // Session ids are global and chosen by the submitter: a request of another project must neither
+  // set up, republish nor learn anything of this one (the create changed nothing of it). The reason
+  // does not name the owner's project.
+  if (session.projectId !== req.projectId) {
+    throw new FleetError(
+      "bad_input",
+      `session ${req.sessionId} exists for another project: a request of project ${req.projectId} cannot use its id`,
+    );
+  }
+  if (session.status === "running") {
+    await republishRunning(deps, session);
+    return undefined;
+  }
+  // An ended session may still owe its event, hold slots or have a sandbox (its ender died midway).
+  if (isTerminal(session.status)) {
+    await settleEnded(deps, session);
+    return undefined;
+  }
+  // A delivery of the message whose later delivery claimed the attempt is stale (its holder stalled
+  // past the ack wait, the message went on): it neither acts nor acknowledges, or the message the
+  // later holder needs redelivered should it die would be gone.
+  if (claimedLater(session, ctx))
+    throw new Superseded(`session ${session.id}: a later delivery of its request holds it`);
+  // A first delivery of a request whose session already has an attempt is a duplicate request:
+  // the delivery that owns the attempt carries on; only a redelivery takes over.
+  if (ctx.deliveryCount === 1 && session.attempt > 0) return undefined;
+  const attempt = session.attempt + 1;
+  // The claim is a compare-and-set on the attempt number: of duplicate requests (each a first
+  // delivery) one wins attempt 1; a redelivery (the holder stopped, or released the message at
+  // shutdown) reads the attempt its predecessor recorded and claims the next.
+  if (await deps.store.claimAttempt(session.id, attempt, claim)) return { ...session, ...claim, attempt };
+  // Lost the claim: to a duplicate request (acknowledged as such), or to another delivery of
+  // this same message, which holds it now and decides its fate.
+  const now = await deps.store.get(session.id);
+  if (now?.claimedBy?.seq === ctx.seq)
+    throw new Superseded(`session ${session.id}: another delivery of its request claimed it`);
+  return undefined;
 }
 
 /** Whether a later setup attempt has taken the session over: still active, at another attempt. */

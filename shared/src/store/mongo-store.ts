@@ -93,8 +93,8 @@ export class MongoSessionStore implements SessionStore {
     });
   }
 
-  create(input: NewSession, now?: number): Promise<CreateResult> {
-    return this.sessions.create(input, now);
+  create(input: NewSession, now?: number, claim?: SessionPatch): Promise<CreateResult> {
+    return this.sessions.create(input, now, claim);
   }
   get(id: string): Promise<Session | null> {
     return this.sessions.get(id);

@@ -50,7 +50,13 @@ export interface CreateResult {
 
 /** The `sessions` collection: one document per session, its status changed only by compare-and-set. */
 export interface SessionDocStore {
-  create(input: NewSession, now?: number): Promise<CreateResult>;
+  /**
+   * Creates the session unless its id exists. With `claim`, a session this call creates is created
+   * with its first setup attempt claimed and those fields set, in the same write (what
+   * `claimAttempt(id, 1, claim)` right after would do): `created` then also says this caller holds
+   * attempt 1. An existing session is returned unchanged either way.
+   */
+  create(input: NewSession, now?: number, claim?: SessionPatch): Promise<CreateResult>;
   get(id: string): Promise<Session | null>;
   /** Compare-and-set on status; returns the updated document if this call won, else null. */
   transition(id: string, request: TransitionRequest): Promise<Session | null>;
@@ -157,9 +163,10 @@ export class MongoSessions implements SessionDocStore {
     await this.docs.createIndex({ status: 1, watchedUntil: 1 }, { name: "by_watch" });
   }
 
-  async create(input: NewSession, now = Date.now()): Promise<CreateResult> {
+  async create(input: NewSession, now = Date.now(), claim?: SessionPatch): Promise<CreateResult> {
     const parsed = NewSession.parse(input);
     const createdAt = parsed.createdAt ?? now;
+    const claimedAt = Date.now();
     const fields: Omit<SessionDoc, "_id"> = {
       projectId: parsed.projectId,
       ...(parsed.cardId ? { cardId: parsed.cardId } : {}),
@@ -174,6 +181,7 @@ export class MongoSessions implements SessionDocStore {
       createdAt,
       updatedAt: createdAt,
       deadlineAt: createdAt + parsed.config.timeoutMs,
+      ...(claim ? { ...named(claim), attempt: 1, claimedAt, updatedAt: claimedAt } : {}),
     };
     try {
       // One round trip: inserts unless the id exists, and answers with the stored document either way.
