@@ -80,9 +80,12 @@ describe("the dashboard in a real browser", () => {
     const id = await fleet.submit({ projectId: "p-dash", prompt: "watch me work" });
     const page = await open("#/?project=p-dash");
     await page.locator(`tr[data-id="${id}"] a`).click({ timeout: 20_000 });
-    // Lines arrive while the session still runs.
+    // Lines arrive while the session still runs (the summary is read again every 2 s, so it may
+    // show the page's first read, pending, for up to that long after the lines).
     await expect.poll(() => page.locator("#log .seq").count(), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
-    expect(await page.locator("#summary [data-status]").getAttribute("data-status")).toBe("running");
+    await expect
+      .poll(() => page.locator("#summary [data-status]").getAttribute("data-status"), { timeout: 5_000 })
+      .toBe("running");
     await shoot(page, "session-running");
     await expect
       .poll(() => page.locator("#summary [data-status]").getAttribute("data-status"), { timeout: 30_000 })
