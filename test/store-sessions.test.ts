@@ -339,6 +339,10 @@ describe("sessions cost one round trip per operation", () => {
     expect(await sent(() => sessions.create({ id: "rt", projectId: "p", prompt: "x", config }))).toEqual([
       "findAndModify",
     ]);
+    const claim = { phase: "sandbox_creating" as const, claimedBy: { seq: 1, delivery: 1 } };
+    expect(
+      await sent(() => sessions.create({ id: "rt-claimed", projectId: "p", prompt: "x", config }, 1, claim)),
+    ).toEqual(["findAndModify"]);
     expect(await sent(() => sessions.get("rt"))).toEqual(["find"]);
     expect(await sent(() => sessions.claimAttempt("rt", 1, { phase: "sandbox_creating" }))).toEqual(["update"]);
     expect(await sent(() => sessions.patch("rt", { phase: "restoring" }))).toEqual(["update"]);
@@ -352,5 +356,14 @@ describe("sessions cost one round trip per operation", () => {
     expect(await sent(() => sessions.patch("rt", { phase: "running" }))).toEqual(["update"]);
     // Nothing but the sessions collection is touched: no transition records, no cache repair.
     expect((await db.listCollections().toArray()).map((c) => c.name)).toEqual(["sessions"]);
+  });
+
+  it("calls a stored document the contract refuses an internal error, not an outage to retry", async () => {
+    const broken = { _id: "rt-broken", projectId: "p", status: "pending", phase: "warming" };
+    await db.collection<typeof broken>("sessions").insertOne(broken);
+    const err = await sessions.get("rt-broken").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FleetError);
+    expect(err).toMatchObject({ code: "internal", retryable: false });
+    expect((err as FleetError).message).toMatch(/^store get: a stored document does not match the contract: .*phase/s);
   });
 });

@@ -1,4 +1,5 @@
 import { MongoServerError } from "mongodb";
+import { z } from "zod";
 import { FleetError, errorMessage } from "../errors/index.js";
 
 /** The server's error codes the store decides on (MongoDB's error_codes.yml). */
@@ -26,9 +27,22 @@ export function isDuplicateKey(err: unknown): boolean {
  */
 const PERMANENT_CODES = new Set<number>(Object.values(MONGO_CODES));
 
-/** Store errors become FleetErrors, retryable unless the server said the request is wrong. */
+/**
+ * Store errors become FleetErrors, retryable unless the server said the request is wrong. A stored
+ * document the contract refuses is no outage: asking again reads the same document, so it is an
+ * internal error, not retried, saying which fields are wrong.
+ */
 export function wrap(op: string, err: unknown): FleetError {
   if (err instanceof FleetError) return err;
+  if (err instanceof z.ZodError) {
+    return new FleetError(
+      "internal",
+      `store ${op}: a stored document does not match the contract: ${z.prettifyError(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
   const retryable =
     !(err instanceof MongoServerError) ||
     err.hasErrorLabel("RetryableWriteError") ||
