@@ -134,6 +134,11 @@ function toSession(doc: SessionDoc | null): Session | null {
   return doc ? fromDoc(doc) : null;
 }
 
+/** What a claim of setup attempt `attempt` writes, with the caller's fields: one shape for a create and a compare-and-set. */
+function claimed(attempt: number, set: SessionPatch, now: number) {
+  return { ...named(set), attempt, claimedAt: now, updatedAt: now };
+}
+
 /** The fields given a value: a key present but undefined would be stored as null, not left alone. */
 function named<T extends object>(fields: T): Partial<T> {
   return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -166,7 +171,6 @@ export class MongoSessions implements SessionDocStore {
   async create(input: NewSession, now = Date.now(), claim?: SessionPatch): Promise<CreateResult> {
     const parsed = NewSession.parse(input);
     const createdAt = parsed.createdAt ?? now;
-    const claimedAt = Date.now();
     const fields: Omit<SessionDoc, "_id"> = {
       projectId: parsed.projectId,
       ...(parsed.cardId ? { cardId: parsed.cardId } : {}),
@@ -181,7 +185,7 @@ export class MongoSessions implements SessionDocStore {
       createdAt,
       updatedAt: createdAt,
       deadlineAt: createdAt + parsed.config.timeoutMs,
-      ...(claim ? { ...named(claim), attempt: 1, claimedAt, updatedAt: claimedAt } : {}),
+      ...(claim ? claimed(1, claim, Date.now()) : {}),
     };
     try {
       // One round trip: inserts unless the id exists, and answers with the stored document either way.
@@ -244,11 +248,10 @@ export class MongoSessions implements SessionDocStore {
 
   async claimAttempt(id: string, attempt: number, set: SessionPatch = {}): Promise<boolean> {
     if (!Number.isInteger(attempt) || attempt < 1) throw new FleetError("bad_input", `no attempt ${attempt}`);
-    const now = Date.now();
     const res = await guarded("claimAttempt", () =>
       this.docs.updateOne(
         { _id: id, status: "pending", attempt: attempt - 1 },
-        { $set: { ...named(set), attempt, claimedAt: now, updatedAt: now } },
+        { $set: claimed(attempt, set, Date.now()) },
       ),
     );
     return res.matchedCount === 1;
